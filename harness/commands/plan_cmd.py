@@ -1,0 +1,16 @@
+"""`harness plan` (not available yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import HarnessError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("plan", help="(not available yet)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise HarnessError("`harness plan` is not available yet.")
