@@ -100,6 +100,8 @@ class UpstreamPlugin(Plugin):
     """Builds an :class:`UpstreamModel` from a checkpoint path or a named preset."""
 
     kind = "upstream"
+    #: False for fixed front ends (FBank): the planner never fine-tunes or merges them
+    trainable: ClassVar[bool] = True
 
     @abstractmethod
     def build(self, params: PluginParams, seed: int) -> UpstreamModel:
@@ -256,6 +258,11 @@ class MergePlugin(Plugin):
         ``base`` and ``finetuned`` are open safetensors handles (``keys()``, ``get_tensor(name)``),
         so a pass reads one tensor at a time.
         """
+
+    def shortcut(self, params: PluginParams, n_models: int) -> Literal["base", "model"] | None:
+        """Say when the merge returns θ0 (``"base"``) or the single fine-tuned model (``"model"``)
+        unchanged (linear α = 0 / α = 1): the planner then reuses that model instead of a stage."""
+        return None
 
     def merges(self, name: str, tensor: torch.Tensor) -> bool:
         """Whether a tensor is merged; others are copied from θ0 (integer buffers by default)."""

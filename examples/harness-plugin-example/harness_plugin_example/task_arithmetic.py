@@ -1,0 +1,29 @@
+"""Task arithmetic: θ = θ0 + scale · Σᵢ (θᵢ − θ0)."""
+
+from __future__ import annotations
+
+import torch
+
+from harness import hookimpl
+from harness.interfaces import MergePlugin, PluginParams
+
+
+class TaskArithmeticParams(PluginParams):
+    scale: float = 0.3
+
+
+class TaskArithmetic(MergePlugin):
+    name = "task_arithmetic"
+    version = "1"
+    summary = "Task arithmetic: θ0 + scale · sum of task vectors"
+    Params = TaskArithmeticParams
+
+    def merge_tensor(self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor],
+                     params: TaskArithmeticParams) -> torch.Tensor:
+        delta = torch.stack([t.to(torch.float32) - base.to(torch.float32) for t in finetuned]).sum(0)
+        return (base.to(torch.float32) + params.scale * delta).to(base.dtype)
+
+
+@hookimpl
+def harness_register_merge(registry):
+    registry.add(TaskArithmetic)

@@ -1,0 +1,175 @@
+"""The results store: SQLite (WAL) in the output folder, written only by the driver.
+
+Tables::
+
+    stages(key PK, kind, plugin, name, params JSON, inputs JSON, labels JSON, status, started, ended,
+           duration, host, git_commit, versions JSON, error, messages JSON)
+    metrics(stage, task, metric, value, direction, n_items, items_path)
+
+``status`` is ``done``, ``failed`` or ``running``. ``labels`` carries the planner's description of
+the cell (upstream, finetune, merge, downstream, seed, alpha...) so the leaderboard can build rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "results.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stages (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '{}',
+    inputs TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    started REAL,
+    ended REAL,
+    duration REAL,
+    host TEXT,
+    git_commit TEXT,
+    versions TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    messages TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    stage TEXT NOT NULL,
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    direction TEXT NOT NULL,
+    n_items INTEGER,
+    items_path TEXT,
+    PRIMARY KEY (stage, task, metric)
+);
+"""
+
+
+@dataclass
+class StageRow:
+    key: str
+    kind: str
+    plugin: str
+    name: str
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    labels: dict[str, Any]
+    status: str
+    started: float | None
+    ended: float | None
+    duration: float | None
+    host: str | None
+    git_commit: str | None
+    versions: dict[str, str]
+    error: str | None
+    messages: list[str]
+
+
+@dataclass
+class MetricRow:
+    stage: str
+    task: str
+    metric: str
+    value: float
+    direction: str
+    n_items: int | None
+    items_path: str | None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.task}.{self.metric}"
+
+
+class Store:
+    """Open (creating if needed) the store of an output folder."""
+
+    def __init__(self, output_dir: Path, readonly: bool = False):
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / DB_NAME
+        if readonly:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        else:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._db:
+            yield self._db
+
+    # ------------------------------------------------------------------ writing
+
+    def record_stage(self, row: StageRow) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row.key, row.kind, row.plugin, row.name, json.dumps(row.params, sort_keys=True),
+                    json.dumps(row.inputs, sort_keys=True), json.dumps(row.labels, sort_keys=True),
+                    row.status, row.started, row.ended, row.duration, row.host, row.git_commit,
+                    json.dumps(row.versions, sort_keys=True), row.error, json.dumps(row.messages),
+                ),
+            )
+
+    def record_metrics(self, stage: str, rows: list[MetricRow]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM metrics WHERE stage = ?", (stage,))
+            db.executemany(
+                "INSERT INTO metrics VALUES (?,?,?,?,?,?,?)",
+                [(stage, r.task, r.metric, r.value, r.direction, r.n_items, r.items_path) for r in rows],
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def stage(self, key: str) -> StageRow | None:
+        row = self._db.execute("SELECT * FROM stages WHERE key = ?", (key,)).fetchone()
+        return _stage_row(row) if row else None
+
+    def stages(self, kind: str | None = None, status: str | None = None) -> list[StageRow]:
+        query, args = "SELECT * FROM stages WHERE 1=1", []
+        if kind:
+            query += " AND kind = ?"
+            args.append(kind)
+        if status:
+            query += " AND status = ?"
+            args.append(status)
+        return [_stage_row(r) for r in self._db.execute(query + " ORDER BY started", args)]
+
+    def metrics(self, stage: str | None = None) -> list[MetricRow]:
+        if stage is None:
+            rows = self._db.execute("SELECT * FROM metrics ORDER BY stage, task, metric")
+        else:
+            rows = self._db.execute("SELECT * FROM metrics WHERE stage = ? ORDER BY task, metric", (stage,))
+        return [MetricRow(**dict(r)) for r in rows]
+
+    def done_keys(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT key FROM stages WHERE status = 'done'")}
+
+
+def _stage_row(row: sqlite3.Row) -> StageRow:
+    d = dict(row)
+    for field in ("params", "inputs", "labels", "versions", "messages"):
+        d[field] = json.loads(d[field]) if d[field] else ({} if field != "messages" else [])
+    return StageRow(**d)

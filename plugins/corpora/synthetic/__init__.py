@@ -1,0 +1,356 @@
+"""The embedded speech corpus: espeak-ng speech with every label the downstream tasks need.
+
+Each utterance is a spoken-language-understanding command in the style of Audio SNIPS (intent,
+slots, text; templates in ``plugins/corpora/data/sf_grammar.json``), said by one speaker in one
+speaking style, with phone alignments from espeak's phoneme events (mapped to the 39 ARPAbet
+phones plus ``sil``; the mapping is documented in :mod:`plugins.corpora.synthetic.phonemap`).
+
+**Speakers.** ``n_speakers`` voices (default 24) built from 16 espeak voice variants, each
+repeated in a second pitch register when more are asked for, with a fixed base pitch and speaking
+rate per speaker. ``n_unseen_speakers`` further voices (other variants) speak only the
+``test_unseen`` split.
+
+**Styles** (the ``emotion`` label): neutral, happy, sad, angry, made from speaking rate, pitch,
+pitch range, volume and word gap; every utterance jitters each of them (``style_jitter`` scales
+the jitter), so styles are learnable but overlap.
+
+**Nuisance** (off with ``clean: true``), per utterance: speed perturbation (±``speed_perturb``,
+by resampling, so pitch and formants move too), pitch perturbation (±``pitch_jitter`` espeak
+pitch units), reverberation with probability ``reverb_prob`` (RT60 uniform in ``rt60`` seconds,
+direct-to-reverberant ratio in ``drr_db``), a random smooth channel EQ (±``eq_db`` dB at 9 band
+edges), background noise from :mod:`harness.sounds` with probability ``noise_prob`` (SNR uniform in
+``snr_db``), and a random level (peak in ``peak``). Leading and trailing silence of 50-300 ms
+is always added.
+
+**Splits.** ``train``/``dev``/``test`` share the seen speakers (speaker ID, phoneme recognition,
+ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, which slot filling tests on
+(``task_splits: {"sf": {"test": "test_unseen"}}``) as Audio SNIPS does. Every row has a ``fold``
+(speaker index modulo ``n_folds``) for emotion recognition by folds of speakers. ``dev.item`` and
+``test.item`` are libri-light ABX item files from the alignments.
+
+**Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``; each
+utterance is synthesized in a freshly forked child of an initialised espeak (see
+:mod:`plugins.corpora.synthetic.espeak`) and processed from its own seed, so the bytes do not depend
+on the number of workers or the order of work.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from pydantic import Field
+
+from harness import audio, hookimpl
+from harness.corpus_utils import write_abx_items, write_prepared
+from harness.interfaces import CorpusPlugin, PluginParams
+from harness.stage import StageContext
+from plugins.corpora.synthetic import nuisance, phonemap, text
+from plugins.corpora.synthetic.espeak import Espeak, Voice
+
+log = logging.getLogger("harness.corpora.synthetic")
+
+SEEN_VOICES = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "Andy", "linda", "steph")
+UNSEEN_VOICES = ("Lee", "john", "travis", "Annie")
+#: pitch offsets (espeak units) of the successive registers of one voice variant
+REGISTERS = (0, 12, -10, 22)
+
+#: style -> (rate factor, pitch offset, pitch range, volume, word gap in 10 ms units)
+STYLES: dict[str, tuple[float, float, float, float, float]] = {
+    "neutral": (1.00, 0.0, 45.0, 100.0, 0.0),
+    "happy": (1.12, 9.0, 80.0, 115.0, 0.0),
+    "sad": (0.84, -7.0, 18.0, 80.0, 2.0),
+    "angry": (1.08, 3.0, 65.0, 150.0, 1.0),
+}
+#: per-utterance jitter (standard deviation) of each style dimension at style_jitter = 1
+STYLE_JITTER = (0.06, 3.0, 10.0, 12.0, 0.8)
+
+
+class SyntheticParams(PluginParams):
+    """Size, speakers, splits and nuisance of the embedded corpus."""
+
+    seed: int = 0
+    n_utterances: int = Field(400, ge=16, description="utterances over all splits")
+    n_speakers: int = Field(24, ge=2, description="voices shared by train/dev/test")
+    n_unseen_speakers: int = Field(4, ge=1, description="held-out voices of the test_unseen split")
+    n_folds: int = Field(4, ge=2, description="emotion folds (by speaker)")
+    dev_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    clean: bool = Field(False, description="no nuisance at all")
+    style_jitter: float = Field(1.0, ge=0)
+    speed_perturb: float = Field(0.05, ge=0, lt=0.5)
+    pitch_jitter: float = Field(5.0, ge=0)
+    reverb_prob: float = Field(0.8, ge=0, le=1)
+    rt60: tuple[float, float] = (0.1, 0.6)
+    drr_db: tuple[float, float] = (-3.0, 12.0)
+    eq_db: float = Field(10.0, ge=0)
+    noise_prob: float = Field(1.0, ge=0, le=1)
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    peak: tuple[float, float] = (0.2, 0.9)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    voice: str
+    pitch: float
+    rate: float
+    index: int
+    seen: bool
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything needed to render one utterance."""
+
+    id: str
+    split: str
+    speaker: str
+    fold: int
+    emotion: str
+    text: str
+    intent: str
+    slots: tuple[tuple[str, str], ...]
+    voice: Voice
+    seed: int
+    speed: float
+    pad: tuple[float, float]
+
+
+def make_speakers(p: SyntheticParams, rng: np.random.Generator) -> list[Speaker]:
+    out = []
+    for k in range(p.n_speakers + p.n_unseen_speakers):
+        seen = k < p.n_speakers
+        j = k if seen else k - p.n_speakers
+        pool = SEEN_VOICES if seen else UNSEEN_VOICES
+        register = REGISTERS[(j // len(pool)) % len(REGISTERS)] + 3 * (j // (len(pool) * len(REGISTERS)))
+        name = f"{'s' if seen else 'u'}{j + 1:02d}"
+        pitch = 50 + register + rng.uniform(-4, 4)
+        out.append(Speaker(name, pool[j % len(pool)], pitch, rng.uniform(0.9, 1.1), k, seen))
+    return out
+
+
+def make_plan(p: SyntheticParams) -> list[Spec]:
+    """The utterances to render, drawn from ``p.seed`` in one fixed order."""
+    rng = np.random.default_rng([p.seed, 20240917])
+    speakers = make_speakers(p, rng)
+    by_speaker: dict[str, list[int]] = {s.name: [] for s in speakers}
+    for i in range(p.n_utterances):
+        by_speaker[speakers[i % len(speakers)].name].append(i)
+    split_of: dict[int, str] = {}
+    style_of: dict[int, str] = {}
+    styles = list(STYLES)
+    for spk in speakers:
+        idx = by_speaker[spk.name]
+        order = rng.permutation(len(idx))
+        n_test = max(1, round(len(idx) * p.test_fraction))
+        n_dev = max(1, round(len(idx) * p.dev_fraction))
+        for rank, k in enumerate(order):
+            i = idx[k]
+            if not spk.seen:
+                split_of[i] = "test_unseen"
+            else:
+                split_of[i] = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
+        offset = int(rng.integers(len(styles)))
+        for rank, k in enumerate(rng.permutation(len(idx))):
+            style_of[idx[k]] = styles[(rank + offset) % len(styles)]
+    specs = []
+    for i in range(p.n_utterances):
+        spk = speakers[i % len(speakers)]
+        sentence = text.sample_sentence(rng)
+        style = STYLES[style_of[i]]
+        jitter = rng.standard_normal(5) * np.array(STYLE_JITTER) * p.style_jitter
+        pitch_jitter = 0.0 if p.clean else rng.uniform(-p.pitch_jitter, p.pitch_jitter)
+        speed = 1.0 if p.clean else rng.uniform(1 - p.speed_perturb, 1 + p.speed_perturb)
+        voice = Voice(
+            name=f"en-us+{spk.voice}",
+            rate=int(np.clip(round(175 * spk.rate * style[0] * (1 + jitter[0])), 90, 350)),
+            pitch=int(np.clip(round(spk.pitch + style[1] + jitter[1] + pitch_jitter), 0, 100)),
+            range=int(np.clip(round(style[2] + jitter[2]), 0, 100)),
+            volume=int(np.clip(round(style[3] + jitter[3]), 40, 200)),
+            wordgap=int(np.clip(round(style[4] + jitter[4]), 0, 6)),
+        )
+        specs.append(
+            Spec(
+                id=f"{spk.name}-{i:05d}",
+                split=split_of[i],
+                speaker=spk.name,
+                fold=spk.index % p.n_folds,
+                emotion=style_of[i],
+                text=sentence.text,
+                intent=sentence.intent,
+                slots=sentence.slots,
+                voice=voice,
+                seed=int(rng.integers(2**31 - 1)),
+                speed=float(speed),
+                pad=(float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.05, 0.3))),
+            )
+        )
+    return specs
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+_ESPEAK: Espeak | None = None
+
+
+def _init_worker() -> None:
+    global _ESPEAK
+    _ESPEAK = Espeak()
+
+
+def render(spec: Spec, out_dir: str, noise_cfg: nuisance.Nuisance | None) -> dict[str, Any]:
+    """Synthesize, perturb and write one utterance; return its manifest row."""
+    assert _ESPEAK is not None, "call _init_worker first"
+    syn = _ESPEAK.synthesize(spec.text, spec.voice, spec.seed)
+    native = syn.samples.astype(np.float32) / 32768.0
+    phones = phonemap.align(syn.phonemes, len(native), syn.sample_rate)
+    # Speed perturbation: read the native samples as if recorded at rate * speed.
+    wav = audio.resample(native, syn.sample_rate * spec.speed, audio.SAMPLE_RATE)
+    sr = audio.SAMPLE_RATE
+    lead, trail = (int(round(x * sr)) for x in spec.pad)
+    wav = np.concatenate([np.zeros(lead, np.float32), wav, np.zeros(trail, np.float32)])
+    rng = np.random.default_rng(spec.seed)
+    wav = nuisance.apply(wav, rng, noise_cfg, sr)
+    duration = round(len(wav) / sr, 4)
+    shift = lead / sr
+    rows = [[p, round(a / spec.speed + shift, 4), round(b / spec.speed + shift, 4)] for p, a, b in phones]
+    rows = _close(rows, duration)
+    rel = Path("wav") / spec.split / f"{spec.id}.wav"
+    sf.write(str(Path(out_dir) / rel), wav, sr, subtype="PCM_16")
+    return {
+        "id": spec.id,
+        "path": str(rel),
+        "duration": duration,
+        "speaker": spec.speaker,
+        "text": spec.text,
+        "phones": rows,
+        "emotion": spec.emotion,
+        "fold": spec.fold,
+        "intent": spec.intent,
+        "slots": [list(s) for s in spec.slots],
+        "split": spec.split,
+    }
+
+
+def _close(rows: list[list], duration: float) -> list[list]:
+    """Start at 0 with silence, end at ``duration`` with silence, contiguous, no empty phone."""
+    if rows[0][0] != "sil":
+        rows.insert(0, ["sil", 0.0, rows[0][1]])
+    rows[0][1] = 0.0
+    if rows[-1][0] == "sil":
+        rows[-1][2] = duration
+    else:
+        rows.append(["sil", rows[-1][2], duration])
+    out: list[list] = []
+    for p, a, b in rows:
+        a = out[-1][2] if out else 0.0
+        if b <= a:
+            continue
+        if out and p == "sil" and out[-1][0] == "sil":
+            out[-1][2] = b
+        else:
+            out.append([p, a, b])
+    out[-1][2] = duration
+    return out
+
+
+def _render_star(args: tuple[Spec, str, nuisance.Nuisance | None]) -> dict[str, Any]:
+    return render(*args)
+
+
+def worker_count() -> int:
+    """Cores this process may use (at most 4): the result does not depend on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def noise_config(p: SyntheticParams) -> nuisance.Nuisance | None:
+    if p.clean:
+        return None
+    return nuisance.Nuisance(
+        reverb_prob=p.reverb_prob, rt60=p.rt60, drr_db=p.drr_db, eq_db=p.eq_db,
+        noise_prob=p.noise_prob, snr_db=p.snr_db, peak=p.peak,
+    )  # fmt: skip
+
+
+def generate(p: SyntheticParams, out_dir: Path, ctx: StageContext | None = None, workers: int | None = None) -> list[dict]:
+    """Render every utterance of the plan into ``out_dir/wav/<split>/``; return the rows."""
+    specs = make_plan(p)
+    for split in sorted({s.split for s in specs}):
+        (out_dir / "wav" / split).mkdir(parents=True, exist_ok=True)
+    cfg = noise_config(p)
+    jobs = [(s, str(out_dir), cfg) for s in specs]
+    workers = workers or worker_count()
+    start = time.perf_counter()
+    rows: list[dict] = []
+    if workers == 1:
+        _init_worker()
+        for i, job in enumerate(jobs, 1):
+            rows.append(_render_star(job))
+            if ctx is not None:
+                ctx.progress(i, len(jobs))
+    else:
+        # fork: workers inherit the loaded modules; each utterance is still synthesized in its own child
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+            for i, row in enumerate(pool.imap(_render_star, jobs, chunksize=4), 1):
+                rows.append(row)
+                if ctx is not None:
+                    ctx.progress(i, len(jobs))
+    seconds = sum(r["duration"] for r in rows)
+    elapsed = time.perf_counter() - start
+    log.info(
+        "synthetic: %d utterances, %.1f s of audio in %.1f s (%.0fx real time, %d workers)",
+        len(rows), seconds, elapsed, seconds / max(elapsed, 1e-9), workers,
+    )  # fmt: skip
+    return rows
+
+
+class SyntheticCorpus(CorpusPlugin):
+    name = "synthetic"
+    version = "1"
+    summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
+    Params = SyntheticParams
+
+    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
+        assert isinstance(params, SyntheticParams)
+        rows = generate(params, out_dir, ctx)
+        splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": [], "test_unseen": []}
+        for row in rows:
+            splits[row.pop("split")].append(row)
+        n_dev = write_abx_items(out_dir / "dev.item", splits["dev"])
+        n_test = write_abx_items(out_dir / "test.item", splits["test"])
+        seen = sorted({r["speaker"] for r in splits["train"]})
+        write_prepared(
+            out_dir,
+            self.name,
+            splits,
+            vocab={
+                "phones": sorted(phonemap.INVENTORY),
+                "speakers": seen,
+                "emotions": sorted(STYLES),
+                "intents": text.intents(),
+                "slot_types": text.slot_types(),
+            },
+            task_splits={"sf": {"test": "test_unseen"}},
+            extra_meta={
+                "folds": params.n_folds,
+                "abx_items": {"dev": "dev.item", "test": "test.item"},
+                "abx_item_counts": {"dev": n_dev, "test": n_test},
+                "generator": {"clean": params.clean, "params": params.model_dump(mode="json")},
+            },
+        )
+
+
+@hookimpl
+def harness_register_corpus(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(SyntheticCorpus)
+
+

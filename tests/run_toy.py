@@ -1,0 +1,18 @@
+"""Runs the toy recipe in its own process (the SIGKILL test kills this one mid-stage)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.driver import run_plan
+from harness.executors.local import LocalExecutor
+from harness.plan import build_plan
+from harness.recipe import load_recipe
+from tests.core_helpers import toy_manager
+
+if __name__ == "__main__":
+    manager = toy_manager()
+    recipe = load_recipe(Path(sys.argv[1]), manager)
+    summary = run_plan(build_plan(recipe, manager), recipe.output, LocalExecutor(manager))
+    sys.exit(0 if summary.ok else 1)

@@ -1,0 +1,76 @@
+"""The stage graph: stable keys, deduplication across the product, chains, changes that propagate."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.plan import build_plan
+from harness.recipe import load_recipe
+from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return toy_manager()
+
+
+def plan_for(tmp_path, manager, text=TOY_RECIPE, name="r"):
+    return build_plan(load_recipe(write_recipe(tmp_path / name, text), manager), manager)
+
+
+def test_same_recipe_gives_same_keys(tmp_path, manager):
+    a = plan_for(tmp_path, manager, name="a")
+    b = plan_for(tmp_path, manager, name="a")
+    assert [s.key for s in a.ordered()] == [s.key for s in b.ordered()]
+
+
+def test_alpha_sweep_shares_one_finetune_and_the_baseline_is_evaluated_once(tmp_path, manager):
+    plan = plan_for(tmp_path, manager)
+    counts = plan.counts()
+    # alpha 0 is the pre-trained model and alpha 1 the fine-tuned one: only alpha 0.25 needs a merge stage
+    assert counts == {"prepare": 1, "upstream": 1, "finetune": 1, "merge": 1, "evaluate": 3, "score": 3}
+    evaluated = {s.inputs["model"] for s in plan.stages.values() if s.kind == "evaluate"}
+    upstream = next(s.key for s in plan.stages.values() if s.kind == "upstream")
+    assert upstream in evaluated
+
+
+def test_seeds_multiply_finetune_and_evaluation_but_not_preparation(tmp_path, manager):
+    plan = plan_for(tmp_path, manager, TOY_RECIPE.replace("seeds: [0]", "seeds: [0, 1, 2]"))
+    counts = plan.counts()
+    assert counts["prepare"] == 1 and counts["upstream"] == 1
+    assert counts["finetune"] == 3 and counts["merge"] == 3 and counts["evaluate"] == 9
+
+
+def test_a_changed_parameter_changes_only_the_keys_downstream_of_it(tmp_path, manager):
+    before = plan_for(tmp_path, manager, name="a")
+    after = plan_for(tmp_path, manager, TOY_RECIPE.replace("steps: 3", "steps: 4"), name="a")
+    ft_before = next(s.key for s in before.stages.values() if s.kind == "finetune")
+    affected = {ft_before} | before.dependents(ft_before)
+    unchanged = set(before.stages) - affected
+    assert unchanged <= set(after.stages)
+    assert not (affected & set(after.stages))
+    # the pre-trained model's evaluation and the corpus survive the change
+    assert {s.kind for s in before.stages.values() if s.key in unchanged} == {"prepare", "upstream", "evaluate",
+                                                                               "score"}
+
+
+def test_group_and_chain_merges(tmp_path, manager):
+    text = TOY_RECIPE.replace("  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n",
+                              "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n"
+                              "  ft2: {{plugin: toy_ft, corpus: nums, steps: 2}}\n")
+    text = text.replace("  interp: {{plugin: toy_merge, alpha: [0.0, 0.25, 1.0]}}\n",
+                        "  avg: {{plugin: toy_merge, alpha: 0.5, models: [ft, ft2]}}\n"
+                        "  seq: {{plugin: toy_chain, alpha: 0.25, models: [ft, ft2]}}\n")
+    plan = plan_for(tmp_path, manager, text)
+    merges = [s for s in plan.stages.values() if s.kind == "merge"]
+    group = [m for m in merges if m.plugin == "toy_merge"]
+    chain = [m for m in merges if m.plugin == "toy_chain"]
+    assert len(group) == 1 and set(group[0].inputs) == {"base", "models.0", "models.1"}
+    assert len(chain) == 2
+    first, second = sorted(chain, key=lambda s: s.key in {v for c in chain for v in c.inputs.values()},
+                           reverse=True)
+    # the second link's base is the first link's output, and its fine-tuning started from it too
+    assert second.inputs["base"] == first.key
+    assert plan.stages[second.inputs["models.0"]].inputs["model"] == first.key
+    models = {s.labels["model"] for s in plan.stages.values() if s.kind == "score"}
+    assert models == {"pre-trained", "ft (Stable-FT)", "ft2 (Stable-FT)", "ft+ft2 · avg", "ft+ft2 · seq"}
