@@ -148,3 +148,45 @@ def padding_fraction(lengths: Sequence[float], batches: Sequence[Sequence[int]])
             real += float(sub.sum())
             padded += float(sub.max()) * len(batch)
     return 1.0 - real / padded if padded else 0.0
+
+
+class MixedBatchSampler:
+    """One batch from each of several samplers per draw, as one index list (multi-task batches).
+
+    Sampler ``k``'s indices are shifted by ``offsets[k]`` so the collate function can tell the tasks
+    apart (:meth:`split`). Each sampler cycles over its own epochs; an "epoch" of the mixture is
+    as many draws as the longest sampler has batches. The state is the samplers' states.
+    """
+
+    def __init__(self, samplers: Sequence[_EpochSampler], sizes: Sequence[int]):
+        self.samplers = list(samplers)
+        self.offsets = [int(x) for x in np.cumsum([0, *sizes[:-1]])]
+        self.sizes = [int(s) for s in sizes]
+
+    def __len__(self) -> int:
+        return max(len(s) for s in self.samplers) if self.samplers else 0
+
+    @staticmethod
+    def _forever(sampler: _EpochSampler) -> Iterator[list[int]]:
+        while True:
+            yield from sampler
+
+    def __iter__(self) -> Iterator[list[int]]:
+        streams = [self._forever(s) for s in self.samplers]
+        for _ in range(len(self)):
+            yield [off + i for off, it in zip(self.offsets, streams, strict=True) for i in next(it)]
+
+    def split(self, indices: Sequence[int]) -> list[list[int]]:
+        """Per sampler, the local indices among ``indices``."""
+        out: list[list[int]] = [[] for _ in self.samplers]
+        for i in indices:
+            k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+            out[k].append(int(i) - self.offsets[k])
+        return out
+
+    def state_dict(self) -> dict:
+        return {"samplers": [s.state_dict() for s in self.samplers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for s, st in zip(self.samplers, state["samplers"], strict=True):
+            s.load_state_dict(st)

@@ -33,8 +33,10 @@ def run(path: Path, manager, keep_going: bool = False):
 
 
 def metric_values(output: Path) -> dict[tuple[str, str], float]:
+    """Metric values by stage title (keys of score stages differ with the reference table's path)."""
     with Store(output, readonly=True) as store:
-        return {(m.stage, m.full_name): m.value for m in store.metrics()}
+        titles = {s.key: s.name for s in store.stages()}
+        return {(titles[m.stage], m.full_name): m.value for m in store.metrics()}
 
 
 def test_run_stores_results_and_a_rerun_runs_nothing(tmp_path, manager):

@@ -32,8 +32,15 @@ def readings(values):
 
 def test_soft_limit_pauses_until_cool_and_hard_limit_stops():
     clock, said = FakeClock(), []
-    guard = ThermalGuard(readings([70, 85, 84, 79, 77, 91]), soft_c=83, hard_c=90, poll_s=0, cool_poll_s=10,
-                         sleep=clock.sleep, clock=clock)
+    guard = ThermalGuard(
+        readings([70, 85, 84, 79, 77, 91]),
+        soft_c=83,
+        hard_c=90,
+        poll_s=0,
+        cool_poll_s=10,
+        sleep=clock.sleep,
+        clock=clock,
+    )
     assert guard.check(said.append) == "ok" and said == []
     assert guard.check(said.append) == "ok"  # 85: pauses through 84 and 79, resumes at 77 (<= 78)
     assert clock.sleeps == [10, 10, 10] and guard.paused_s == 30
@@ -73,8 +80,9 @@ def test_hard_limit_checkpoints_and_a_rerun_resumes_to_identical_weights(tmp_pat
     fit(model, loss, FixedBatchSampler(32, 4, seed=0), collate, cfg)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
-    ctx = StageContext(key="t" * 12, out_dir=tmp_path / "o", work_dir=tmp_path / "w", cache_root=tmp_path / "c",
-                       seed=0, plugins=None)
+    ctx = StageContext(
+        key="t" * 12, out_dir=tmp_path / "o", work_dir=tmp_path / "w", cache_root=tmp_path / "c", seed=0, plugins=None
+    )
     clock = FakeClock()
     hot = ThermalGuard(readings([60] * 7 + [95]), poll_s=0, sleep=clock.sleep, clock=clock)
     model, loss, collate = setup()

@@ -16,8 +16,12 @@ from harness.train import TrainConfig, fit, lr_factor
 
 def make_ctx(tmp_path) -> StageContext:
     return StageContext(
-        key="k" * 16, out_dir=tmp_path / "out", work_dir=tmp_path / "work", cache_root=tmp_path / "cache",
-        seed=0, plugins=None,
+        key="k" * 16,
+        out_dir=tmp_path / "out",
+        work_dir=tmp_path / "work",
+        cache_root=tmp_path / "cache",
+        seed=0,
+        plugins=None,
     )
 
 
@@ -122,8 +126,15 @@ def test_best_on_dev_weights_are_restored(tmp_path):
         assert torch.equal(v, snapshots[1][k])
     assert any("kept the weights of step 10" in m for m in ctx.messages)
     with pytest.raises(StageError, match="the dev evaluation gave no metric 'acc'"):
-        fit(Problem().model, p.loss, FixedBatchSampler(48, 8, seed=2), p.collate, TrainConfig(steps=2, lr=0.1),
-            evaluate=lambda: {"err": 1.0}, primary=("acc", "higher"))
+        fit(
+            Problem().model,
+            p.loss,
+            FixedBatchSampler(48, 8, seed=2),
+            p.collate,
+            TrainConfig(steps=2, lr=0.1),
+            evaluate=lambda: {"err": 1.0},
+            primary=("acc", "higher"),
+        )
 
 
 def test_nan_loss_skips_its_step_and_too_many_stop_the_stage(tmp_path):
@@ -140,8 +151,15 @@ def test_nan_loss_skips_its_step_and_too_many_stop_the_stage(tmp_path):
         return value * float("nan") if state["step"] == 3 else value
 
     ctx = make_ctx(tmp_path)
-    res = fit(p.model, loss, FixedBatchSampler(48, 8, seed=0), p.collate, TrainConfig(steps=6, lr=0.05),
-              ctx, before_step=before_step)
+    res = fit(
+        p.model,
+        loss,
+        FixedBatchSampler(48, 8, seed=0),
+        p.collate,
+        TrainConfig(steps=6, lr=0.05),
+        ctx,
+        before_step=before_step,
+    )
     assert res.skipped_steps == 1 and res.steps_done == 6
     assert all(torch.equal(after[3][k], after[4][k]) for k in after[3]), "the NaN step changed the weights"
     assert not all(torch.equal(after[2][k], after[3][k]) for k in after[2])
@@ -150,9 +168,16 @@ def test_nan_loss_skips_its_step_and_too_many_stop_the_stage(tmp_path):
     def always_inf(batch):
         return p.loss(batch) + float("inf")
 
-    with pytest.raises(StageError, match=r"^3 training steps in a row had a non-finite loss or gradient \(last at step 2\)"):
-        fit(p.model, always_inf, FixedBatchSampler(48, 8, seed=0), p.collate,
-            TrainConfig(steps=10, lr=0.05, max_bad_steps=3))
+    with pytest.raises(
+        StageError, match=r"^3 training steps in a row had a non-finite loss or gradient \(last at step 2\)"
+    ):
+        fit(
+            p.model,
+            always_inf,
+            FixedBatchSampler(48, 8, seed=0),
+            p.collate,
+            TrainConfig(steps=10, lr=0.05, max_bad_steps=3),
+        )
 
 
 def test_out_of_memory_halves_the_batch_and_skips_no_data(tmp_path):

@@ -29,7 +29,8 @@ espeak                     inventory           espeak                     invent
 =========================  ==================  =========================  =================
 
 Other consonants keep their letter (p b t d k g f v s z m n l r w). A mnemonic mapped to two
-phones splits its interval in half. Phonemes that espeak starts at the same sample share the
+phones splits its interval in half; an r-coloured vowel followed by espeak's own ``r`` keeps only
+that ``r`` (``st'o@ri`` -> s t ao r iy). Phonemes that espeak starts at the same sample share the
 interval up to the next start equally (espeak sometimes emits a zero-length phoneme). Unknown
 mnemonics fall back to the table after removing ``#`` and digits, and otherwise join the previous
 phone (and are counted).
@@ -103,11 +104,18 @@ def align(phonemes: list[tuple[str, int]], n_samples: int, sample_rate: int) -> 
     # 2. Map to the inventory; leading silence before the first event.
     segs: list[list] = [[SIL, 0.0, float(starts[0])]] if phonemes and starts[0] > 0 else []
     unknown: list[str] = []
-    for mnemonic, a, b in spans:
+    mapped: list[tuple[str, ...]] = []
+    for mnemonic, _, _ in spans:
         phones = map_phoneme(mnemonic)
         if phones is None:
             unknown.append(mnemonic)
             phones = ()
+        mapped.append(phones)
+    for k in range(len(mapped) - 1):  # "o@" + "r" (story): the r-coloured vowel keeps one r
+        nxt = next((m for m in mapped[k + 1 :] if m), ())
+        if len(mapped[k]) > 1 and mapped[k][-1] == "r" and nxt[:1] == ("r",):
+            mapped[k] = mapped[k][:-1]
+    for (_, a, b), phones in zip(spans, mapped, strict=True):
         if not phones:
             if segs:
                 segs[-1][2] = b

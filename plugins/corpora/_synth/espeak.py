@@ -2,18 +2,16 @@
 
 Synchronous mode: the synthesis callback receives the samples and, with phoneme events switched
 on, one event per phoneme carrying its start sample. espeak keeps state between calls (random
-generator, voice echo buffer, intonation state): measured here, the same text gives different
-samples on the second call even with ``espeak_ng_SetRandSeed``. :func:`synthesize` therefore runs
-every utterance in a freshly forked child of the process that initialised the library, so each
-utterance starts from the same state whatever came before it and whichever process runs it.
+generator, voice echo buffer, wave generator state): measured here, the same text gives different
+samples on the second call even with ``espeak_ng_SetRandSeed``, with libc ``srand`` or after
+``espeak_Terminate`` and a new ``espeak_Initialize``. So every utterance is synthesized in a freshly
+forked child of a process that initialised the library and never synthesized itself
+(:mod:`plugins.corpora._synth.server`): each starts from the same state whatever came before it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
-import pickle
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,8 +105,17 @@ class Espeak:
             i += 1
         return 0
 
-    def synthesize_here(self, text: str, voice: Voice, seed: int) -> Synthesis:
-        """Synthesize in this process (its result depends on what this process synthesized before)."""
+    def preload(self, voice: str = "en-us") -> None:
+        """Load a voice and its dictionary, so that forked children do not each read them from disk.
+
+        Measured: synthesis in a child gives the same samples with or without this.
+        """
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise HarnessError(f"espeak-ng has no voice {voice!r}; reinstall espeakng-loader.")
+
+    def synthesize(self, text: str, voice: Voice, seed: int) -> Synthesis:
+        """Synthesize ``text``. The samples depend on what this process synthesized before, so call
+        it once per freshly forked child (:mod:`plugins.corpora._synth.server` does)."""
         self._chunks, self._events = [], []
         if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
             raise HarnessError(f"espeak-ng has no voice {voice.name!r}; pick another voice variant.")
@@ -120,26 +127,3 @@ class Espeak:
         self._lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 0, None, None)
         samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
         return Synthesis(samples.astype(np.int16, copy=False), self.sample_rate, list(self._events))
-
-    def synthesize(self, text: str, voice: Voice, seed: int) -> Synthesis:
-        """Synthesize in a forked child, so the result depends on the arguments only."""
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: synthesize, send, exit without running any cleanup of the parent
-            code = 0
-            try:
-                os.close(read_fd)
-                payload = pickle.dumps(self.synthesize_here(text, voice, seed), protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_fd, "wb") as f:
-                    f.write(struct.pack("<Q", len(payload)) + payload)
-            except BaseException:  # noqa: BLE001 - any failure becomes a nonzero exit code
-                code = 1
-            os._exit(code)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0 or len(data) < 8:
-            raise HarnessError(f"espeak-ng failed to synthesize {text!r} with voice {voice.name!r}.")
-        (size,) = struct.unpack("<Q", data[:8])
-        return pickle.loads(data[8 : 8 + size])  # our own child's bytes, not outside input

@@ -2,42 +2,41 @@
 
 Each utterance is a spoken-language-understanding command in the style of Audio SNIPS (intent,
 slots, text; templates in ``plugins/corpora/data/sf_grammar.json``), said by one speaker in one
-speaking style, with phone alignments from espeak's phoneme events (mapped to the 39 ARPAbet
-phones plus ``sil``; the mapping is documented in :mod:`plugins.corpora.synthetic.phonemap`).
+speaking style, with phone alignments from espeak's phoneme events. The phone inventory is the 39
+ARPAbet phones of the CMU dictionary plus ``sil``; the espeak-to-inventory mapping is the table in
+:mod:`plugins.corpora._synth.phonemap`.
 
-**Speakers.** ``n_speakers`` voices (default 24) built from 16 espeak voice variants, each
-repeated in a second pitch register when more are asked for, with a fixed base pitch and speaking
-rate per speaker. ``n_unseen_speakers`` further voices (other variants) speak only the
-``test_unseen`` split.
+**Speakers.** ``n_speakers`` voices (default 24) built from 16 espeak voice variants, repeated in
+further pitch registers when more are asked for, each with its own base pitch and speaking rate.
+``n_unseen_speakers`` more voices (other variants) speak only the ``test_unseen`` split.
 
 **Styles** (the ``emotion`` label): neutral, happy, sad, angry, made from speaking rate, pitch,
 pitch range, volume and word gap; every utterance jitters each of them (``style_jitter`` scales
 the jitter), so styles are learnable but overlap.
 
-**Nuisance** (off with ``clean: true``), per utterance: speed perturbation (±``speed_perturb``,
+**Nuisance** (all off with ``clean: true``), per utterance: speed perturbation (±``speed_perturb``,
 by resampling, so pitch and formants move too), pitch perturbation (±``pitch_jitter`` espeak
 pitch units), reverberation with probability ``reverb_prob`` (RT60 uniform in ``rt60`` seconds,
-direct-to-reverberant ratio in ``drr_db``), a random smooth channel EQ (±``eq_db`` dB at 9 band
-edges), background noise from :mod:`harness.sounds` with probability ``noise_prob`` (SNR uniform in
-``snr_db``), and a random level (peak in ``peak``). Leading and trailing silence of 50-300 ms
-is always added.
+direct-to-reverberant ratio uniform in ``drr_db``), a random smooth channel EQ (gains uniform in
+±``eq_db`` dB at 9 band edges), background noise from :mod:`harness.sounds` with probability
+``noise_prob`` (SNR uniform in ``snr_db``) and a random level (peak uniform in ``peak``). 50-300 ms
+of leading and trailing silence is always added.
 
 **Splits.** ``train``/``dev``/``test`` share the seen speakers (speaker ID, phoneme recognition,
-ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, which slot filling tests on
+ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filling is tested
 (``task_splits: {"sf": {"test": "test_unseen"}}``) as Audio SNIPS does. Every row has a ``fold``
 (speaker index modulo ``n_folds``) for emotion recognition by folds of speakers. ``dev.item`` and
-``test.item`` are libri-light ABX item files from the alignments.
+``test.item`` are libri-light ABX item files built from the alignments.
 
-**Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``; each
-utterance is synthesized in a freshly forked child of an initialised espeak (see
-:mod:`plugins.corpora.synthetic.espeak`) and processed from its own seed, so the bytes do not depend
-on the number of workers or the order of work.
+**Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
+each utterance is synthesized in a freshly forked child of an espeak render server
+(:mod:`plugins.corpora._synth.server`) and perturbed from its own seed, so the bytes depend neither
+on the number of workers nor on the order of work.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -45,15 +44,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from pydantic import Field
 
-from harness import audio, hookimpl
+from harness import hookimpl
 from harness.corpus_utils import write_abx_items, write_prepared
 from harness.interfaces import CorpusPlugin, PluginParams
 from harness.stage import StageContext
-from plugins.corpora.synthetic import nuisance, phonemap, text
-from plugins.corpora.synthetic.espeak import Espeak, Voice
+from plugins.corpora._synth import nuisance, phonemap, text
+from plugins.corpora._synth.espeak import Voice
+from plugins.corpora._synth.render import Spec
+from plugins.corpora._synth.server import RenderPool
 
 log = logging.getLogger("harness.corpora.synthetic")
 
@@ -71,10 +71,11 @@ STYLES: dict[str, tuple[float, float, float, float, float]] = {
 }
 #: per-utterance jitter (standard deviation) of each style dimension at style_jitter = 1
 STYLE_JITTER = (0.06, 3.0, 10.0, 12.0, 0.8)
+SPLITS = ("train", "dev", "test", "test_unseen")
 
 
 class SyntheticParams(PluginParams):
-    """Size, speakers, splits and nuisance of the embedded corpus."""
+    """Size, speakers, splits and nuisance of the embedded corpus (see the module docstring)."""
 
     seed: int = 0
     n_utterances: int = Field(400, ge=16, description="utterances over all splits")
@@ -106,34 +107,17 @@ class Speaker:
     seen: bool
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Everything needed to render one utterance."""
-
-    id: str
-    split: str
-    speaker: str
-    fold: int
-    emotion: str
-    text: str
-    intent: str
-    slots: tuple[tuple[str, str], ...]
-    voice: Voice
-    seed: int
-    speed: float
-    pad: tuple[float, float]
-
-
 def make_speakers(p: SyntheticParams, rng: np.random.Generator) -> list[Speaker]:
     out = []
     for k in range(p.n_speakers + p.n_unseen_speakers):
         seen = k < p.n_speakers
         j = k if seen else k - p.n_speakers
         pool = SEEN_VOICES if seen else UNSEEN_VOICES
-        register = REGISTERS[(j // len(pool)) % len(REGISTERS)] + 3 * (j // (len(pool) * len(REGISTERS)))
-        name = f"{'s' if seen else 'u'}{j + 1:02d}"
+        cycle = j // len(pool)
+        register = REGISTERS[cycle % len(REGISTERS)] + 3 * (cycle // len(REGISTERS))
         pitch = 50 + register + rng.uniform(-4, 4)
-        out.append(Speaker(name, pool[j % len(pool)], pitch, rng.uniform(0.9, 1.1), k, seen))
+        out.append(Speaker(f"{'s' if seen else 'u'}{j + 1:02d}", pool[j % len(pool)], pitch,
+                           rng.uniform(0.9, 1.1), k, seen))  # fmt: skip
     return out
 
 
@@ -149,17 +133,15 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
     styles = list(STYLES)
     for spk in speakers:
         idx = by_speaker[spk.name]
-        order = rng.permutation(len(idx))
         n_test = max(1, round(len(idx) * p.test_fraction))
         n_dev = max(1, round(len(idx) * p.dev_fraction))
-        for rank, k in enumerate(order):
-            i = idx[k]
-            if not spk.seen:
-                split_of[i] = "test_unseen"
-            else:
-                split_of[i] = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
-        offset = int(rng.integers(len(styles)))
         for rank, k in enumerate(rng.permutation(len(idx))):
+            if not spk.seen:
+                split_of[idx[k]] = "test_unseen"
+            else:
+                split_of[idx[k]] = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
+        offset = int(rng.integers(len(styles)))
+        for rank, k in enumerate(rng.permutation(len(idx))):  # styles balanced within each speaker
             style_of[idx[k]] = styles[(rank + offset) % len(styles)]
     specs = []
     for i in range(p.n_utterances):
@@ -167,8 +149,8 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
         sentence = text.sample_sentence(rng)
         style = STYLES[style_of[i]]
         jitter = rng.standard_normal(5) * np.array(STYLE_JITTER) * p.style_jitter
-        pitch_jitter = 0.0 if p.clean else rng.uniform(-p.pitch_jitter, p.pitch_jitter)
-        speed = 1.0 if p.clean else rng.uniform(1 - p.speed_perturb, 1 + p.speed_perturb)
+        pitch_jitter = rng.uniform(-1, 1) * (0.0 if p.clean else p.pitch_jitter)
+        speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)
         voice = Voice(
             name=f"en-us+{spk.voice}",
             rate=int(np.clip(round(175 * spk.rate * style[0] * (1 + jitter[0])), 90, 350)),
@@ -196,82 +178,6 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
     return specs
 
 
-# ------------------------------------------------------------------------------------------ rendering
-
-_ESPEAK: Espeak | None = None
-
-
-def _init_worker() -> None:
-    global _ESPEAK
-    _ESPEAK = Espeak()
-
-
-def render(spec: Spec, out_dir: str, noise_cfg: nuisance.Nuisance | None) -> dict[str, Any]:
-    """Synthesize, perturb and write one utterance; return its manifest row."""
-    assert _ESPEAK is not None, "call _init_worker first"
-    syn = _ESPEAK.synthesize(spec.text, spec.voice, spec.seed)
-    native = syn.samples.astype(np.float32) / 32768.0
-    phones = phonemap.align(syn.phonemes, len(native), syn.sample_rate)
-    # Speed perturbation: read the native samples as if recorded at rate * speed.
-    wav = audio.resample(native, syn.sample_rate * spec.speed, audio.SAMPLE_RATE)
-    sr = audio.SAMPLE_RATE
-    lead, trail = (int(round(x * sr)) for x in spec.pad)
-    wav = np.concatenate([np.zeros(lead, np.float32), wav, np.zeros(trail, np.float32)])
-    rng = np.random.default_rng(spec.seed)
-    wav = nuisance.apply(wav, rng, noise_cfg, sr)
-    duration = round(len(wav) / sr, 4)
-    shift = lead / sr
-    rows = [[p, round(a / spec.speed + shift, 4), round(b / spec.speed + shift, 4)] for p, a, b in phones]
-    rows = _close(rows, duration)
-    rel = Path("wav") / spec.split / f"{spec.id}.wav"
-    sf.write(str(Path(out_dir) / rel), wav, sr, subtype="PCM_16")
-    return {
-        "id": spec.id,
-        "path": str(rel),
-        "duration": duration,
-        "speaker": spec.speaker,
-        "text": spec.text,
-        "phones": rows,
-        "emotion": spec.emotion,
-        "fold": spec.fold,
-        "intent": spec.intent,
-        "slots": [list(s) for s in spec.slots],
-        "split": spec.split,
-    }
-
-
-def _close(rows: list[list], duration: float) -> list[list]:
-    """Start at 0 with silence, end at ``duration`` with silence, contiguous, no empty phone."""
-    if rows[0][0] != "sil":
-        rows.insert(0, ["sil", 0.0, rows[0][1]])
-    rows[0][1] = 0.0
-    if rows[-1][0] == "sil":
-        rows[-1][2] = duration
-    else:
-        rows.append(["sil", rows[-1][2], duration])
-    out: list[list] = []
-    for p, a, b in rows:
-        a = out[-1][2] if out else 0.0
-        if b <= a:
-            continue
-        if out and p == "sil" and out[-1][0] == "sil":
-            out[-1][2] = b
-        else:
-            out.append([p, a, b])
-    out[-1][2] = duration
-    return out
-
-
-def _render_star(args: tuple[Spec, str, nuisance.Nuisance | None]) -> dict[str, Any]:
-    return render(*args)
-
-
-def worker_count() -> int:
-    """Cores this process may use (at most 4): the result does not depend on it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
-
-
 def noise_config(p: SyntheticParams) -> nuisance.Nuisance | None:
     if p.clean:
         return None
@@ -281,33 +187,29 @@ def noise_config(p: SyntheticParams) -> nuisance.Nuisance | None:
     )  # fmt: skip
 
 
-def generate(p: SyntheticParams, out_dir: Path, ctx: StageContext | None = None, workers: int | None = None) -> list[dict]:
-    """Render every utterance of the plan into ``out_dir/wav/<split>/``; return the rows."""
+def worker_count() -> int:
+    """Cores this process may use (at most 4); the output does not depend on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def generate(
+    p: SyntheticParams, out_dir: Path, ctx: StageContext | None = None, workers: int | None = None
+) -> list[dict[str, Any]]:
+    """Render every utterance of the plan into ``out_dir/wav/<split>/``; return the rows (with ``split``)."""
     specs = make_plan(p)
     for split in sorted({s.split for s in specs}):
         (out_dir / "wav" / split).mkdir(parents=True, exist_ok=True)
     cfg = noise_config(p)
-    jobs = [(s, str(out_dir), cfg) for s in specs]
     workers = workers or worker_count()
     start = time.perf_counter()
-    rows: list[dict] = []
-    if workers == 1:
-        _init_worker()
-        for i, job in enumerate(jobs, 1):
-            rows.append(_render_star(job))
-            if ctx is not None:
-                ctx.progress(i, len(jobs))
-    else:
-        # fork: workers inherit the loaded modules; each utterance is still synthesized in its own child
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-            for i, row in enumerate(pool.imap(_render_star, jobs, chunksize=4), 1):
-                rows.append(row)
-                if ctx is not None:
-                    ctx.progress(i, len(jobs))
+    progress = (lambda done, total: ctx.progress(done, total)) if ctx is not None else None
+    with RenderPool(workers) as pool:
+        rows = list(pool.map([(s, str(out_dir), cfg) for s in specs], on_done=progress))
     seconds = sum(r["duration"] for r in rows)
     elapsed = time.perf_counter() - start
     log.info(
-        "synthetic: %d utterances, %.1f s of audio in %.1f s (%.0fx real time, %d workers)",
+        "synthetic: %d utterances, %.0f s of audio in %.1f s (%.0fx real time, %d workers)",
         len(rows), seconds, elapsed, seconds / max(elapsed, 1e-9), workers,
     )  # fmt: skip
     return rows
@@ -322,19 +224,18 @@ class SyntheticCorpus(CorpusPlugin):
     def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
         assert isinstance(params, SyntheticParams)
         rows = generate(params, out_dir, ctx)
-        splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": [], "test_unseen": []}
+        splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         for row in rows:
             splits[row.pop("split")].append(row)
         n_dev = write_abx_items(out_dir / "dev.item", splits["dev"])
         n_test = write_abx_items(out_dir / "test.item", splits["test"])
-        seen = sorted({r["speaker"] for r in splits["train"]})
         write_prepared(
             out_dir,
             self.name,
             splits,
             vocab={
                 "phones": sorted(phonemap.INVENTORY),
-                "speakers": seen,
+                "speakers": sorted({r["speaker"] for r in splits["train"]}),
                 "emotions": sorted(STYLES),
                 "intents": text.intents(),
                 "slot_types": text.slot_types(),
@@ -344,7 +245,7 @@ class SyntheticCorpus(CorpusPlugin):
                 "folds": params.n_folds,
                 "abx_items": {"dev": "dev.item", "test": "test.item"},
                 "abx_item_counts": {"dev": n_dev, "test": n_test},
-                "generator": {"clean": params.clean, "params": params.model_dump(mode="json")},
+                "params": params.model_dump(mode="json"),
             },
         )
 
@@ -352,5 +253,3 @@ class SyntheticCorpus(CorpusPlugin):
 @hookimpl
 def harness_register_corpus(registry) -> None:  # type: ignore[no-untyped-def]
     registry.add(SyntheticCorpus)
-
-

@@ -1,0 +1,164 @@
+"""Non-speech audio tagging (the seed card's AudioSet experiment): multi-label BCE on the mean-pooled
+last hidden state, a linear head D -> number of classes (768 -> 108 for the card's setup), metric mAP.
+
+mAP is the mean over classes (with at least one positive in dev) of average precision as
+scikit-learn defines it, AP = Σ_n (R_n − R_{n−1}) P_n over distinct score thresholds. It is written
+here (vectorised per class) because scikit-learn is only a test dependency of the harness; the tests
+check it against ``sklearn.metrics.average_precision_score``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from harness import hookimpl
+from harness.batching import DynamicBatchSampler
+from harness.errors import CorpusError
+from harness.interfaces import Batch, Direction, FinetunePlugin, Task, UpstreamModel
+from harness.manifest import PreparedCorpus
+from harness.stable_ft import (
+    StableFineTuning,
+    StableFTParams,
+    evaluate_task,
+    pick_corpus,
+    split_rows,
+    task_batch,
+    train_config,
+)
+from harness.stage import StageContext
+from harness.train import fit
+from harness.waveforms import WaveBatch, WaveformSet
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP of one class: ``scores`` and binary ``labels`` of shape (N,); NaN without positives."""
+    positives = labels.sum()
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(np.float64)
+    tp, fp = np.cumsum(y), np.cumsum(1.0 - y)
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # one point per distinct threshold
+    tp, fp = tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """mAP in percent over the classes (columns) that have a positive."""
+    aps = [average_precision(scores[:, c], labels[:, c]) for c in range(labels.shape[1])]
+    valid = [a for a in aps if not np.isnan(a)]
+    return 100.0 * float(np.mean(valid)) if valid else float("nan")
+
+
+def masked_mean(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    mask = (torch.arange(features.shape[1], device=features.device)[None] < lengths[:, None]).to(features.dtype)
+    return (features * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(features.dtype)
+
+
+class TaggingTask(Task):
+    """Multi-label tagging of mean-pooled features (BCE; mAP in percent)."""
+
+    name = "tagging"
+    label_fields = ("tags",)
+    metrics: dict[str, Direction] = {"map": "higher"}
+    primary_metric = "map"
+    pooled = True
+
+    def __init__(self, classes: list[str]):
+        if not classes:
+            raise CorpusError("audio tagging needs a class list (vocab.json `tags`).")
+        self.classes = list(classes)
+        self.index = {c: i for i, c in enumerate(self.classes)}
+
+    def build_head(self, input_dim: int) -> nn.Module:
+        return nn.Linear(input_dim, len(self.classes))
+
+    def _logits(self, head: nn.Module, batch: Batch) -> torch.Tensor:
+        pooled = batch.pooled if batch.pooled is not None else masked_mean(batch.features, batch.lengths)
+        return head(pooled).float()
+
+    def targets(self, batch: Batch, device: torch.device) -> torch.Tensor:
+        y = torch.zeros(len(batch.utterances), len(self.classes), device=device)
+        for i, row in enumerate(batch.utterances):
+            for tag in row.get("tags") or []:
+                if tag in self.index:
+                    y[i, self.index[tag]] = 1.0
+        return y
+
+    def loss(self, head: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = self._logits(head, batch)
+        return F.binary_cross_entropy_with_logits(logits, self.targets(batch, logits.device))
+
+    def predict(self, head: nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        logits = self._logits(head, batch)
+        scores = torch.sigmoid(logits).cpu().numpy()
+        labels = self.targets(batch, logits.device).cpu().numpy()
+        return [
+            {"id": row["id"], "scores": s.tolist(), "labels": y.tolist()}
+            for row, s, y in zip(batch.utterances, scores, labels, strict=True)
+        ]
+
+    def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        scores = np.array([r["scores"] for r in records], dtype=np.float64)
+        labels = np.array([r["labels"] for r in records], dtype=np.float64)
+        return {"map": mean_average_precision(scores, labels)}
+
+
+class NonspeechParams(StableFTParams):
+    corpus: str | None = Field(None, description="the recipe corpus with `tags` labels (e.g. AudioSet)")
+
+
+class Nonspeech(FinetunePlugin):
+    name = "nonspeech"
+    version = "1"
+    summary = "Stable fine-tuning on multi-label audio tagging (BCE on mean-pooled last layer, mAP)"
+    Params = NonspeechParams
+
+    def finetune(
+        self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: NonspeechParams, ctx: StageContext
+    ) -> dict[str, float]:
+        corpus = pick_corpus(corpora, params.corpus, "non-speech fine-tuning")
+        corpus.require(TaggingTask.label_fields, "non-speech audio tagging")
+        task = TaggingTask(corpus.vocab.get("tags", []))
+        device = ctx.device
+        train = WaveformSet(split_rows(corpus, task.name, "train"), params.max_seconds)
+        dev = WaveformSet(split_rows(corpus, task.name, "dev", params.dev_items), params.max_seconds)
+        head = task.build_head(upstream.hidden_size)
+        stable = StableFineTuning(upstream, head, params)
+        stable.model.to(device)
+
+        def loss_fn(batch: WaveBatch):
+            batch = batch.to(device)
+            out = stable.forward(batch.wavs, batch.wav_lengths)
+            return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
+
+        def evaluate() -> dict[str, float]:
+            return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
+
+        sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
+        result = fit(
+            stable.model,
+            loss_fn,
+            sampler,
+            train.collate,
+            train_config(params),
+            ctx,
+            evaluate,
+            ("map", "higher"),
+            stable.before_step,
+        )
+        ctx.log(f"non-speech tagging: best dev mAP {result.best_metrics.get('map', float('nan')):.2f}")
+        return result.best_metrics
+
+
+@hookimpl
+def harness_register_finetune(registry):
+    registry.add(Nonspeech)

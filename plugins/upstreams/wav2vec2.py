@@ -1,0 +1,93 @@
+"""Upstream ``wav2vec2``: wav2vec 2.0 (transformers modules) from fairseq, transformers or harness files.
+
+Presets (random initialisation from the stage seed):
+
+- ``tiny``: 7-block CNN of 32 channels (wav2vec 2.0 strides, 20 ms frames), 3 post-LN transformer
+  layers of width 96 (4 heads, FFN 384), positional convolution 32 taps / 8 groups; 0.39 M
+  parameters. For tests and the demo.
+- ``base``: the published Base architecture (``wav2vec_small.pt``): 512-channel CNN with group norm,
+  12 layers of 768 (12 heads, FFN 3072), positional convolution 128 / 16; 94.4 M parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+from harness import hookimpl
+from harness.hf_speech import SpeechTransformer, SpeechTransformerPlugin
+from harness.speech_encoder import SourceParams
+
+_CONV = {
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        **_CONV,
+        "conv_dim": [32] * 7,
+        "hidden_size": 96,
+        "num_hidden_layers": 3,
+        "intermediate_size": 384,
+        "num_attention_heads": 4,
+        "num_conv_pos_embeddings": 32,
+        "num_conv_pos_embedding_groups": 8,
+        "hidden_act": "gelu",
+        "do_stable_layer_norm": False,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "feat_proj_dropout": 0.1,
+        "layerdrop": 0.05,
+        "layer_norm_eps": 1e-5,
+        "normalize": False,
+    },
+    "base": {
+        **_CONV,
+        "conv_dim": [512] * 7,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "intermediate_size": 3072,
+        "num_attention_heads": 12,
+        "num_conv_pos_embeddings": 128,
+        "num_conv_pos_embedding_groups": 16,
+        "hidden_act": "gelu",
+        "do_stable_layer_norm": False,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "feat_proj_dropout": 0.1,
+        "layerdrop": 0.05,
+        "layer_norm_eps": 1e-5,
+        "normalize": False,
+    },
+}
+
+
+class Wav2Vec2Params(SourceParams):
+    preset: Literal["tiny", "base"] | None = None
+
+
+class Wav2Vec2Upstream(SpeechTransformer):
+    family = "wav2vec2"
+    hf_config_cls = Wav2Vec2Config
+    hf_model_cls = Wav2Vec2Model
+
+
+class Wav2Vec2Plugin(SpeechTransformerPlugin):
+    name = "wav2vec2"
+    version = "1"
+    summary = "wav2vec 2.0 from a fairseq .pt, a transformers folder or a preset (tiny, base)"
+    Params = Wav2Vec2Params
+    model_cls = Wav2Vec2Upstream
+    hf_model_type = "wav2vec2"
+    presets = PRESETS
+
+
+@hookimpl
+def harness_register_upstream(registry):
+    registry.add(Wav2Vec2Plugin)

@@ -1,0 +1,154 @@
+"""Stable fine-tuning: head-only for the first β of the steps, CNN frozen throughout, L2 towards θ0,
+the "regular" ablation, and the supervised scenario end to end (a downstream's task, and pc)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import hookimpl
+from harness.batching import FixedBatchSampler
+from harness.interfaces import Batch, DownstreamPlugin, PluginParams, Task
+from harness.manifest import PreparedCorpus
+from harness.plugins import PluginManager
+from harness.stable_ft import StableFineTuning, StableFTParams, task_batch, train_config
+from harness.train import fit
+from harness.waveforms import WaveformSet
+from plugins.finetune.supervised import Supervised, SupervisedParams
+from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
+
+
+class SpeakerTask(Task):
+    """Mean-pooled features -> speaker (cross-entropy); accuracy in percent."""
+
+    name = "spk"
+    label_fields = ("speaker",)
+    metrics = {"acc": "higher"}
+    primary_metric = "acc"
+
+    def __init__(self, speakers: list[str]):
+        self.speakers = speakers
+
+    def build_head(self, input_dim: int) -> nn.Module:
+        return nn.Linear(input_dim, len(self.speakers))
+
+    def _logits(self, head, batch: Batch) -> torch.Tensor:
+        mask = (torch.arange(batch.features.shape[1])[None] < batch.lengths[:, None]).float()[..., None]
+        return head((batch.features * mask).sum(1) / batch.lengths[:, None].clamp(min=1))
+
+    def _labels(self, batch: Batch) -> torch.Tensor:
+        return torch.tensor([self.speakers.index(u["speaker"]) for u in batch.utterances])
+
+    def loss(self, head, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(self._logits(head, batch), self._labels(batch))
+
+    def predict(self, head, batch: Batch) -> list[dict]:
+        hit = (self._logits(head, batch).argmax(-1) == self._labels(batch)).tolist()
+        return [{"id": u["id"], "stats": {"acc": [int(h), 1]}} for u, h in zip(batch.utterances, hit)]
+
+    def aggregate(self, records: list[dict]) -> dict[str, float]:
+        return {"acc": 100.0 * sum(r["stats"]["acc"][0] for r in records) / len(records)}
+
+
+class SpeakerDownstream(DownstreamPlugin):
+    name = "spk"
+    summary = "toy speaker task"
+    Params = PluginParams
+
+    def evaluate(self, upstream, corpus, params, ctx):
+        raise NotImplementedError
+
+    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+        return SpeakerTask(corpus.vocab["speakers"])
+
+
+@hookimpl
+def harness_register_downstream(registry):
+    registry.add(SpeakerDownstream)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> PreparedCorpus:
+    return PreparedCorpus(make_corpus(tmp_path_factory.mktemp("toy_corpus")))
+
+
+def run_stable(corpus: PreparedCorpus, **overrides):
+    """Fine-tune a TinyUpstream on the speaker task; record which upstream tensors got gradients per step."""
+    torch.manual_seed(0)
+    upstream = TinyUpstream()
+    theta0 = {k: v.clone() for k, v in upstream.state_dict().items()}
+    task = SpeakerTask(corpus.vocab["speakers"])
+    head = task.build_head(upstream.hidden_size)
+    grads: dict[int, set[str]] = {}
+    current = {"step": -1}
+    snapshots = {}
+    for name, p in upstream.named_parameters():  # before any parameter is frozen
+        p.register_hook(lambda g, name=name: grads.setdefault(current["step"], set()).add(name))
+    params = StableFTParams(**{"steps": 10, "lr": 0.01, "beta": 0.3, **overrides})
+    stable = StableFineTuning(upstream, head, params)
+    data = WaveformSet(corpus.utterances("train"))
+
+    def before_step(step: int) -> None:
+        current["step"] = step
+        stable.before_step(step)
+        snapshots[step] = {k: v.clone() for k, v in upstream.state_dict().items()}
+
+    def loss_fn(batch):
+        out = stable.forward(batch.wavs, batch.wav_lengths)
+        return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
+
+    sampler = FixedBatchSampler(len(data), 4, seed=0)
+    fit(stable.model, loss_fn, sampler, data.collate, train_config(params), before_step=before_step)
+    return upstream, theta0, grads, snapshots
+
+
+def test_head_only_for_beta_of_the_steps_and_cnn_frozen_throughout(corpus):
+    upstream, theta0, grads, snapshots = run_stable(corpus)
+    assert upstream.layerdrop == 0.0
+    assert all(s not in grads for s in range(3)), "the upstream got gradients during the head-only steps"
+    for k in theta0:
+        assert torch.equal(snapshots[3][k], theta0[k]), f"{k} changed before step 3"
+    cnn = {"cnn.weight", "cnn.bias"}
+    assert all(grads[s] == {n for n, _ in upstream.named_parameters()} - cnn for s in range(3, 10))
+    for k in cnn:
+        assert torch.equal(upstream.state_dict()[k], theta0[k])
+    assert not torch.equal(upstream.state_dict()["proj.weight"], theta0["proj.weight"])
+
+
+def test_regular_ablation_trains_everything_from_step_0_and_l2_keeps_weights_near_theta0(corpus):
+    upstream, theta0, grads, _ = run_stable(corpus, beta=0.0, freeze_cnn=False)
+    assert "cnn.weight" in grads[0] and "proj.weight" in grads[0]
+    assert not torch.equal(upstream.state_dict()["cnn.weight"], theta0["cnn.weight"])
+
+    def distance(model):
+        return sum((model.state_dict()[k] - theta0[k]).pow(2).sum() for k in theta0 if not k.startswith("cnn"))
+
+    free, _, _, _ = run_stable(corpus)
+    held, _, _, _ = run_stable(corpus, l2_lambda=100.0)
+    assert distance(held) < 0.5 * distance(free)
+
+
+def test_supervised_plugin_on_a_downstream_task_and_on_pc(corpus, tmp_path):
+    manager = PluginManager(modules=[(sys.modules[__name__], "tests", "0")], entry_points=False)
+    torch.manual_seed(0)
+    upstream = TinyUpstream()
+    theta0 = {k: v.clone() for k, v in upstream.state_dict().items()}
+    params = SupervisedParams(task="spk", corpus="toy", steps=12, lr=0.01, batch_seconds=3.0, eval_every=6)
+    ctx = make_ctx(tmp_path / "spk", manager)
+    metrics = Supervised().finetune(upstream, {"toy": corpus}, params, ctx)
+    assert set(metrics) == {"acc"} and 0 <= metrics["acc"] <= 100
+    assert torch.equal(upstream.cnn.weight, theta0["cnn.weight"])
+    assert not torch.equal(upstream.proj.weight, theta0["proj.weight"])
+    assert any(m.startswith("fine-tuned on spk: best dev") for m in ctx.messages)
+
+    pc = SupervisedParams(task="pc", steps=30, lr=0.05, batch_seconds=3.0, beta=0.5)
+    torch.manual_seed(0)
+    metrics = Supervised().finetune(TinyUpstream(), {"toy": corpus}, pc, make_ctx(tmp_path / "pc", manager))
+    assert metrics["acc"] > 75.0, metrics  # tone vs noise frames are easy (chance: about 50)
+
+    with pytest.raises(Exception, match="there is no downstream plugin named 'pr'"):
+        Supervised().finetune(TinyUpstream(), {"toy": corpus}, SupervisedParams(task="pr", steps=1), ctx)
