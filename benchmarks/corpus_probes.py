@@ -4,7 +4,7 @@ Prepares the synthetic corpus twice (``clean: true`` and the default nuisance) a
 side: speaker ID and style (emotion) accuracy from utterance-mean FBank (mean and standard deviation
 over frames, logistic regression trained on ``train``, scored on ``test``) and frame phone accuracy
 from single FBank frames (10 ms frames labelled by the phone at their centre; logistic regression
-on up to 30 000 training frames, scored on every ``test`` frame). Chance levels are printed too.
+on up to 20 000 training frames, scored on every ``test`` frame). Chance levels are printed too.
 
     python benchmarks/corpus_probes.py [--n-utterances 400] [--param key=value ...]
 """
@@ -75,8 +75,8 @@ def probe(corpus: Path, seed: int = 0) -> dict[str, float]:
             y += frame_labels(r["phones"], len(f))
         xs[split], ys[split] = np.concatenate(x), np.array(y)
     rng = np.random.default_rng(seed)
-    take = rng.permutation(len(ys["train"]))[:30000]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0))
+    take = rng.permutation(len(ys["train"]))[:20000]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200, C=1.0))
     clf.fit(xs["train"][take], ys["train"][take])
     out["frame_phone_acc"] = 100 * float(np.mean(clf.predict(xs["test"]) == ys["test"]))
     values, counts = np.unique(ys["train"], return_counts=True)

@@ -130,6 +130,14 @@ def load_segment(path: str | Path, start: float, end: float, sample_rate: int = 
     return resample(mono, sr, sample_rate)
 
 
+def load_utterance(row: dict, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio of a manifest row: the whole file, or ``[start, end)`` seconds of it when the row
+    has ``start`` and ``end`` (corpora with many utterances per file, such as TED-LIUM)."""
+    if row.get("start") is not None and row.get("end") is not None:
+        return load_segment(row["path"], float(row["start"]), float(row["end"]), sample_rate)
+    return load(row["path"], sample_rate)
+
+
 def check_file(path: str | Path, level: CheckLevel = "full") -> AudioInfo | None:
     """Check one file at ``level`` ("full" decodes it, "header" reads the header only)."""
     if level == "none":

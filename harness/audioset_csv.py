@@ -71,7 +71,9 @@ def read_segments(path: Path) -> list[Segment]:
             try:
                 start, end = float(row[1]), float(row[2])
             except ValueError:
-                raise CorpusError(f"{path} line {n}: start and end must be seconds (got {row[1]!r}, {row[2]!r}).") from None
+                raise CorpusError(
+                    f"{path} line {n}: start and end must be seconds (got {row[1]!r}, {row[2]!r})."
+                ) from None
             labels = tuple(x.strip() for x in ",".join(row[3:]).split(",") if x.strip())
             out.append(Segment(row[0].strip(), start, end, labels, row[1].strip()))
     return out
@@ -143,7 +145,8 @@ class AudioIndex:
                     self._by_stem.setdefault(p.stem, p)
 
     def find(self, seg: Segment) -> Path | None:
-        for stem in (seg.ytid, f"Y{seg.ytid}", f"{seg.ytid}_{seg.start_text}", f"{seg.ytid}_{int(round(seg.start * 1000))}",
+        ms = int(round(seg.start * 1000))
+        for stem in (seg.ytid, f"Y{seg.ytid}", f"{seg.ytid}_{seg.start_text}", f"{seg.ytid}_{ms}",
                      f"Y{seg.ytid}_{seg.start_text}"):  # fmt: skip
             if stem in self._by_stem:
                 return self._by_stem[stem]
@@ -157,6 +160,7 @@ def prepare_audioset(
     classes: list[AudioClass],
     *,
     exclude: set[str] = frozenset(),  # type: ignore[assignment]
+    keep: set[str] | None = None,
     max_classes: int | None = None,
     min_clips: int = 1,
     skip_missing: bool = True,
@@ -169,7 +173,7 @@ def prepare_audioset(
 
     Clips with any label in ``exclude`` (MIDs) are dropped; the kept classes are those with at
     least ``min_clips`` training clips (the ``max_classes`` most frequent, if set); clips left with
-    no kept label are dropped. Missing audio is skipped with a logged count (``skip_missing``) or is
+    no kept label are dropped. ``keep`` (MIDs) fixes the kept classes instead. Missing audio is skipped with a logged count (``skip_missing``) or is
     an error naming the first missing clip.
     """
     names = {c.mid: c.name for c in classes}
@@ -179,7 +183,8 @@ def prepare_audioset(
     first = next(iter(kept_segments))
     counts = Counter(m for s in kept_segments[first] for m in s.labels if m in names and m not in exclude)
     ranked = sorted((m for m, c in counts.items() if c >= min_clips), key=lambda m: (-counts[m], names[m]))
-    keep = set(ranked[:max_classes] if max_classes else ranked)
+    if keep is None:
+        keep = set(ranked[:max_classes] if max_classes else ranked)
     if not keep:
         raise CorpusError(f"{corpus}: no class has {min_clips} or more clips in split {first!r}; lower min_clips.")
     rows_by_split: dict[str, list[dict[str, Any]]] = {}

@@ -15,6 +15,7 @@ is refused with a :class:`~harness.errors.CheckpointError` and nothing in it run
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickletools
 import re
@@ -54,8 +55,11 @@ _INERT_NAMES = frozenset(
         "_operator.getitem",
         "typing.Any",
     }
-    | {f"builtins.{t}" for t in ("str", "int", "float", "bool", "dict", "list", "tuple", "set", "frozenset",
-                                  "bytes", "object", "NoneType", "complex")}
+    | {
+        f"builtins.{t}"
+        for t in ("str", "int", "float", "bool", "dict", "list", "tuple", "set", "frozenset", "bytes", "object",
+                  "NoneType", "complex")
+    }
 )
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
@@ -117,7 +121,13 @@ def _scan_pickle(stream: io.BufferedIOBase, found: set[str]) -> None:
         elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
             memo[int(arg)] = recent[-1] if recent else None
         elif name in ("GLOBAL", "INST"):
-            found.add(str(arg).replace(" ", "."))
+            module, _, qual = str(arg).partition(" ")
+            # protocol 2 writes Python 2 names (__builtin__.unicode); read them as unpicklers do
+            if (module, qual) in _compat_pickle.NAME_MAPPING:
+                module, qual = _compat_pickle.NAME_MAPPING[(module, qual)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+            found.add(f"{module}.{qual}")
             recent.append(None)
         elif name == "STACK_GLOBAL":
             module, qual = (recent[-2:] + [None, None])[:2] if len(recent) >= 2 else (None, None)
@@ -174,8 +184,7 @@ def pickle_globals(path: Path) -> set[str]:
         raise
     except (ValueError, EOFError, zipfile.BadZipFile, OSError, KeyError) as exc:
         raise CheckpointError(
-            f"{path} is truncated or not a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
-            "download or copy it again."
+            f"{path} is truncated or not a PyTorch checkpoint ({_short(exc)}); download or copy it again."
         ) from None
     return found
 
@@ -213,14 +222,21 @@ def load_torch_checkpoint(path: Path) -> Any:
     except CheckpointError:
         raise
     except Exception as exc:  # torch's unpickler is the last gate: any refusal or damage ends here
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = _short(exc)
         if "Unsupported" in text or "unrecognized" in text or "weights_only" in text.lower():
-            raise CheckpointError(
-                f"{path} was refused by the safe loader ({text[:160]}); nothing in it was run."
-            ) from None
+            raise CheckpointError(f"{path} was refused by the safe loader ({text}); nothing in it was run.") from None
         raise CheckpointError(
-            f"{path} is truncated or not a PyTorch checkpoint ({text[:160]}); download or copy it again."
+            f"{path} is truncated or not a PyTorch checkpoint ({text}); download or copy it again."
         ) from None
+
+
+def _short(exc: Exception) -> str:
+    """The first line of an exception, or its type when that line is long or not plain text."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    if not text or len(text) > 160 or not text.isprintable() or "\\x" in text:
+        return type(exc).__name__
+    return text
 
 
 _INTERP = re.compile(r"^\$\{([A-Za-z0-9_.]+)\}$")

@@ -12,8 +12,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from harness import audio
 from harness.errors import CorpusError
+from harness.interfaces import InputPath, PluginParams
 from harness.manifest import write_json, write_jsonl
 from harness.phones import SIL
 
@@ -144,3 +147,29 @@ def checked(
 ) -> list[dict[str, Any]]:
     """The rows whose audio passes :func:`harness.audio.check_files` (durations filled from headers)."""
     return audio.check_rows(rows, root, level=level, skip_bad=skip_bad, what=f"{corpus} audio files")
+
+
+class LocalCorpusParams(PluginParams):
+    """Parameters every corpus read from a local root has."""
+
+    root: InputPath = Field(description="the unpacked distribution")
+    audio_check: audio.CheckLevel = Field(
+        "full", description="full: decode every file; header: header checks only (faster); none"
+    )
+    skip_bad: bool = Field(False, description="leave bad audio files out (with a logged count) instead of stopping")
+
+
+def split_by_speaker(speakers: Iterable[str], dev: float, test: float, seed: int = 0) -> dict[str, str]:
+    """Speaker -> split (train/dev/test) ordered by a stable hash, so held-out speakers stay held out;
+    with three or more speakers every split gets at least one."""
+    ranked = sorted(set(speakers), key=lambda s: (stable_fraction(s, seed), s))
+    n = len(ranked)
+    n_test = max(1, round(n * test)) if n >= 3 else 0
+    n_dev = max(1, round(n * dev)) if n >= 3 else 0
+    return {s: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, s in enumerate(ranked)}
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation other than apostrophes removed, single spaces."""
+    kept = "".join(ch if ch.isalnum() or ch in " '" else " " for ch in text.lower())
+    return " ".join(kept.split())

@@ -209,30 +209,37 @@ def hf_architecture(model_cfg: dict[str, Any], where: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- weight names
 
-_ENCODER_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^encoder\.pos_conv\.0\.weight_g$"), "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
-    (re.compile(r"^encoder\.pos_conv\.0\.weight_v$"), "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
-    (re.compile(r"^encoder\.pos_conv\.0\.bias$"), "encoder.pos_conv_embed.conv.bias"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.self_attn\.(k|v|q|out)_proj\.(weight|bias)$"),
-     r"encoder.layers.\1.attention.\2_proj.\3"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)$"), r"encoder.layers.\1.layer_norm.\2"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.fc1\.(weight|bias)$"), r"encoder.layers.\1.feed_forward.intermediate_dense.\2"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.fc2\.(weight|bias)$"), r"encoder.layers.\1.feed_forward.output_dense.\2"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)$"), r"encoder.layers.\1.final_layer_norm.\2"),
-    (re.compile(r"^encoder\.layer_norm\.(weight|bias)$"), r"encoder.layer_norm.\1"),
-]
+def _rules(pairs: list[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
+    return [(re.compile(pattern), target) for pattern, target in pairs]
 
-_FRONTEND_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)$"), r"feature_extractor.conv_layers.\1.conv.\2"),
-    # extractor_mode=default: Sequential(conv, dropout, GroupNorm, GELU) in the first block
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)$"),
-     r"feature_extractor.conv_layers.\1.layer_norm.\2"),
-    # extractor_mode=layer_norm: Sequential(conv, dropout, Sequential(T, LayerNorm, T), GELU)
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)$"),
-     r"feature_extractor.conv_layers.\1.layer_norm.\2"),
-    (re.compile(r"^layer_norm\.(weight|bias)$"), r"feature_projection.layer_norm.\1"),
-    (re.compile(r"^post_extract_proj\.(weight|bias)$"), r"feature_projection.projection.\1"),
-]
+
+_LAYER = r"^encoder\.layers\.(\d+)\."
+_ENCODER_RULES = _rules(
+    [
+        (r"^encoder\.pos_conv\.0\.weight_g$", "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
+        (r"^encoder\.pos_conv\.0\.weight_v$", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
+        (r"^encoder\.pos_conv\.0\.bias$", "encoder.pos_conv_embed.conv.bias"),
+        (_LAYER + r"self_attn\.(k|v|q|out)_proj\.(weight|bias)$", r"encoder.layers.\1.attention.\2_proj.\3"),
+        (_LAYER + r"self_attn_layer_norm\.(weight|bias)$", r"encoder.layers.\1.layer_norm.\2"),
+        (_LAYER + r"fc1\.(weight|bias)$", r"encoder.layers.\1.feed_forward.intermediate_dense.\2"),
+        (_LAYER + r"fc2\.(weight|bias)$", r"encoder.layers.\1.feed_forward.output_dense.\2"),
+        (_LAYER + r"final_layer_norm\.(weight|bias)$", r"encoder.layers.\1.final_layer_norm.\2"),
+        (r"^encoder\.layer_norm\.(weight|bias)$", r"encoder.layer_norm.\1"),
+    ]
+)
+
+_CONV = r"^feature_extractor\.conv_layers\.(\d+)\."
+_FRONTEND_RULES = _rules(
+    [
+        (_CONV + r"0\.(weight|bias)$", r"feature_extractor.conv_layers.\1.conv.\2"),
+        # extractor_mode=default: Sequential(conv, dropout, GroupNorm, GELU) in the first block
+        (_CONV + r"2\.(weight|bias)$", r"feature_extractor.conv_layers.\1.layer_norm.\2"),
+        # extractor_mode=layer_norm: Sequential(conv, dropout, Sequential(T, LayerNorm, T), GELU)
+        (_CONV + r"2\.1\.(weight|bias)$", r"feature_extractor.conv_layers.\1.layer_norm.\2"),
+        (r"^layer_norm\.(weight|bias)$", r"feature_projection.layer_norm.\1"),
+        (r"^post_extract_proj\.(weight|bias)$", r"feature_projection.projection.\1"),
+    ]
+)
 
 
 def rename(key: str, rules: list[tuple[re.Pattern[str], str]]) -> str | None:

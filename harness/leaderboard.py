@@ -8,17 +8,19 @@ paired permutation test over items, the paired-bootstrap interval of the differe
 t-test over seeds from 3 seeds on. A difference is marked significant when the item test gives
 p < 0.05 and, with 3 seeds or more, the seed test does too.
 
+Cross-validated results (items carrying a ``fold``) are valued as the mean of their folds' own
+values, and resampled within each fold.
+
 The SUPERB score's interval comes from resampling the items of all its tasks jointly through
 :mod:`harness.scoring` when every task saved per-item results and the recomputed score matches the
 stored one; otherwise it is a Student-t interval over seeds (2 seeds or more).
 
-:func:`build` reads the store; :func:`render` writes ``md``, ``csv``, ``html`` or ``json``.
+:func:`build` reads the store; :func:`harness.leaderboard_formats.render` writes ``md``, ``csv``,
+``html`` or ``json``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -35,7 +37,6 @@ from harness.store import DB_NAME, MetricRow, StageRow, Store
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("md", "csv", "html", "json")
 SUPERB = "superb.score"
 TASK_ORDER = ("pr", "asr", "sid", "er", "sf", "ic", "ks", "abx")
 BASELINE_FINETUNE = "none"
@@ -63,7 +64,8 @@ class Column:
         if self.key == SUPERB:
             return "SUPERB"
         name = self.task.upper() if self.downstream == self.task else self.downstream
-        return f"{name} {self.metric.upper()}"
+        metric = self.metric.upper() if len(self.metric) <= 4 else self.metric.replace("_", " ")
+        return f"{name} {metric}"  # "PR PER", "ABX within speaker within context"
 
     @property
     def arrow(self) -> str:
@@ -188,6 +190,55 @@ def _scorer(reference: str, fbank: dict[str, float] | None, directions: dict[str
     return lambda metrics: float(superb_score(metrics, table, strict=False).score)
 
 
+FOLD_SEP = "#fold="
+
+
+@dataclass
+class _Stats:
+    """A metric's per-item stats: all items, and the strata its value averages (folds, or one)."""
+
+    flat: stats.ItemStats
+    strata: dict[str, stats.ItemStats]  # suffix ("" or "#fold=<k>") -> stats
+
+    def group(self, name: str) -> dict[str, stats.ItemStats]:
+        return {name + suffix: st for suffix, st in self.strata.items()}
+
+
+def _strata_combine(inner: stats.Combine | None) -> stats.Combine:
+    """Average each metric's fold strata (``name#fold=k``), then hand the metrics to ``inner`` (or
+    return the single metric's values)."""
+
+    def combine(values: dict[str, np.ndarray], seeds: tuple[int, ...]) -> np.ndarray:
+        merged: dict[str, list[np.ndarray]] = {}
+        for name, v in values.items():
+            merged.setdefault(name.split(FOLD_SEP, 1)[0], []).append(v)
+        means = {n: vs[0] if len(vs) == 1 else np.mean(vs, axis=0) for n, vs in merged.items()}
+        if inner is None:
+            if len(means) != 1:
+                raise ValueError("several metrics need a combine function")
+            return next(iter(means.values()))
+        return inner(means, seeds)
+
+    return combine
+
+
+@dataclass
+class _Data:
+    """One cell's inputs: the stored value of each seed and, when usable, what to resample."""
+
+    per_seed: dict[int, float]
+    n_items: int | None
+    group: dict[str, stats.ItemStats] | None = None  # metric name -> per-item stats over the seeds
+    combine: stats.Combine | None = None  # several metrics -> one value (the SUPERB score)
+    flat: stats.ItemStats | None = None  # the metric's items without fold strata (ABX spreads)
+    replicates: np.ndarray | None = None
+
+    def signature(self) -> tuple:
+        """Cells with equal signatures share one bootstrap draw (same items, seeds and combination)."""
+        assert self.group is not None
+        return id(self.combine), tuple((n, g.ids, g.seeds) for n, g in self.group.items())
+
+
 class _Builder:
     def __init__(self, output: Path, stages: list[StageRow], metrics: dict[str, list[MetricRow]],
                  settings: Settings):
@@ -195,13 +246,25 @@ class _Builder:
         self.settings = settings
         self.metrics = metrics
         self.notes: list[str] = []
-        self.stage_by_key = {s.key: s for s in stages}
         self.evals = [s for s in stages if s.kind == "evaluate" and s.labels.get("downstream")]
         self.scores = [s for s in stages if s.kind == "score"]
+        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage
+        self.eval_index: dict[tuple, dict[str, dict[int, StageRow]]] = {}
+        for st in self.evals:
+            by_ds = self.eval_index.setdefault(_row_key(st.labels), {})
+            by_ds.setdefault(str(st.labels["downstream"]), {})[int(st.labels.get("seed", 0))] = st
+        self.score_index: dict[tuple, dict[int, StageRow]] = {}
+        for st in self.scores:
+            self.score_index.setdefault(_row_key(st.labels), {})[int(st.labels.get("seed", 0))] = st
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
-        self.item_stats: dict[tuple, stats.ItemStats] = {}  # (row key, column key) -> stats
-        self.score_groups: dict[tuple, tuple[dict[str, stats.ItemStats], Callable]] = {}
+        self._stats: dict[tuple, _Stats | None] = {}
+        self.data: dict[tuple[tuple, str], _Data] = {}  # (row key, column key)
+        # one SUPERB scorer per seed (its reference and FBank values), shared by every model of that seed
+        self.scorers: dict[int, Scorer] = {}
+        self.scorer_keys: dict[int, tuple] = {}
+        self.superb_combine = _strata_combine(_superb_combine(self.scorers))
+        self.eval_combine = _strata_combine(None)
 
     # -------------------------------------------------------------- files
 
@@ -217,9 +280,9 @@ class _Builder:
         if path not in self._items:
             file = self.output / path
             try:
-                with open(file, encoding="utf-8") as f:
-                    self._items[path] = [json.loads(line) for line in f if line.strip()]
-            except (OSError, json.JSONDecodeError) as exc:
+                lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                self._items[path] = json.loads("[" + ",".join(lines) + "]")  # one parse: much faster per line
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 self.note(f"per-item results {file} could not be read ({exc}); its intervals use seeds only.")
                 self._items[path] = None
         return self._items[path]
@@ -233,9 +296,38 @@ class _Builder:
                 self._json[cache_key] = None
         return self._json[cache_key]
 
-    # -------------------------------------------------------------- rows and columns
+    # -------------------------------------------------------------- the table
 
     def build(self) -> Leaderboard:
+        ordered = self.rows()
+        columns = self.columns()
+        for key, row in ordered.items():
+            for col in columns:
+                data = self.score_data(key, row) if col.key == SUPERB else self.eval_data(key, row, col)
+                if data is not None:
+                    self.data[(key, col.key)] = data
+            self.layer_weights(key, row)
+        for col in columns:
+            self.bootstrap_column([key for key in ordered if (key, col.key) in self.data], col)
+        for key, row in ordered.items():
+            for col in columns:
+                if (key, col.key) in self.data:
+                    row.cells[col.key] = self.cell(self.data[(key, col.key)])
+        baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
+        pairs = {k: baselines[r.upstream] for k, r in ordered.items() if not r.baseline and r.upstream in baselines}
+        for col in columns:
+            self.compare_column(ordered, pairs, col)
+        for key, row in ordered.items():
+            for col in columns:
+                if col.task == "abx":
+                    self.abx_spread(key, row, pairs.get(key), col)
+        if not baselines:
+            self.note("no pre-trained model in the store (recipe baseline off): no significance tests.")
+        reference = next((str(s.params.get("reference")) for s in self.scores), None)
+        return Leaderboard(str(self.output), columns, list(ordered.values()), self.settings, reference, self.notes)
+
+    def rows(self) -> dict[tuple, Row]:
+        """Every model, in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
         rows: dict[tuple, Row] = {}
         ft_order: dict[str, int] = {}
         up_order: dict[str, int] = {}
@@ -261,35 +353,7 @@ class _Builder:
             alpha = row.alpha if row.alpha is not None else 2.0
             return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
 
-        ordered = dict(sorted(rows.items(), key=order))
-        columns = self.columns()
-        reference = next((str(s.params.get("reference")) for s in self.scores), None)
-        for key, row in ordered.items():
-            for col in columns:
-                cell = self.score_cell(key, row) if col.key == SUPERB else self.eval_cell(key, row, col)
-                if cell is not None:
-                    row.cells[col.key] = cell
-            self.layer_weights(key, row)
-        baselines = {r.upstream: (k, r) for k, r in ordered.items() if r.baseline}
-        for key, row in ordered.items():
-            base = baselines.get(row.upstream)
-            if base is None or row.baseline:
-                continue
-            for col in columns:
-                if col.key in row.cells and col.key in base[1].cells:
-                    row.cells[col.key].vs_baseline = self.compare(key, row, base[0], base[1], col)
-        for key, row in ordered.items():
-            base = baselines.get(row.upstream)
-            for col in columns:
-                if col.task == "abx" and (key, col.key) in self.item_stats:
-                    own = self.item_stats[(key, col.key)]
-                    paired = None
-                    if base is not None and not row.baseline and (base[0], col.key) in self.item_stats:
-                        paired = stats.paired_delta_value_std(own, self.item_stats[(base[0], col.key)])
-                    row.abx[col.key] = AbxSpread(own.n_items, stats.delta_value_std(own), paired)
-        if not any(r.baseline for r in ordered.values()):
-            self.note("no pre-trained model in the store (recipe baseline off): no significance tests.")
-        return Leaderboard(str(self.output), columns, list(ordered.values()), self.settings, reference, self.notes)
+        return dict(sorted(rows.items(), key=order))
 
     def columns(self) -> list[Column]:
         found: dict[str, Column] = {}
@@ -317,10 +381,7 @@ class _Builder:
         return cols
 
     def runs(self, key: tuple, downstream: str) -> dict[int, StageRow]:
-        return {int(s.labels.get("seed", 0)): s for s in self.evals
-                if _row_key(s.labels) == key and s.labels.get("downstream") == downstream}
-
-    # -------------------------------------------------------------- cells
+        return dict(self.eval_index.get(key, {}).get(downstream, {}))
 
     def metric_row(self, stage_key: str, metric: str, task: str | None = None) -> MetricRow | None:
         for m in self.metrics.get(stage_key, []):
@@ -328,117 +389,132 @@ class _Builder:
                 return m
         return None
 
-    def eval_stats(self, runs: dict[int, StageRow], metric: str, where: str) -> stats.ItemStats | None:
-        """Per-item stats of one metric over the seeds' evaluate stages, or None (with a note) if unusable."""
+    # -------------------------------------------------------------- what each cell resamples
+
+    def eval_stats(self, runs: dict[int, str], metric: str, where: str) -> _Stats | None:
+        """Per-item stats of one metric over the seeds' evaluate stages (seed -> stage key), or None
+        (with a note) when they are missing or do not reproduce the stored values."""
+        cache = (tuple(sorted(runs.items())), metric)
+        if cache not in self._stats:
+            self._stats[cache] = self._eval_stats(runs, metric, where)
+        return self._stats[cache]
+
+    def _eval_stats(self, runs: dict[int, str], metric: str, where: str) -> _Stats | None:
         per_seed = {}
-        for seed, stage in runs.items():
-            row = self.metric_row(stage.key, metric)
+        for seed, stage_key in runs.items():
+            row = self.metric_row(stage_key, metric)
             items = self.items(row) if row else None
             if items is None:
                 return None
             per_seed[seed] = items
         try:
-            st = stats.ItemStats.from_items(per_seed, metric)
+            flat = stats.ItemStats.from_items(per_seed, metric)
+            folds = {str(it["id"]): it["fold"] for it in next(iter(per_seed.values())) if "fold" in it}
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             self.note(f"{where}: per-item results are malformed ({exc}); intervals use seeds only.")
             return None
-        if st.n_items == 0:
+        if flat.n_items == 0:
             self.note(f"{where}: per-item results carry no stats for {metric!r}; intervals use seeds only.")
             return None
-        sizes = {len(v) for v in per_seed.values()}
-        if max(sizes) != st.n_items:
-            self.note(f"{where}: seeds were evaluated on different items; only the {st.n_items} shared ones "
+        if max(len(v) for v in per_seed.values()) != flat.n_items:
+            self.note(f"{where}: seeds were evaluated on different items; only the {flat.n_items} shared ones "
                       "enter the intervals.")
-        for seed, value in zip(st.seeds, st.per_seed(), strict=True):
-            stored = self.metric_row(runs[seed].key, metric)
+        strata: dict[str, stats.ItemStats] = {}
+        if folds and all(i in folds for i in flat.ids):
+            # cross-validated results (ER's sessions): the metric is the mean of the folds' own values,
+            # and the bootstrap resamples within each fold
+            for fold in sorted(set(folds.values()), key=str):
+                ids = [i for i in flat.ids if folds[i] == fold]
+                strata[f"{FOLD_SEP}{fold}"] = flat.subset(ids, flat.seeds)
+        else:
+            strata[""] = flat
+        values = np.mean([st.per_seed() for st in strata.values()], axis=0)
+        for seed, value in zip(flat.seeds, values, strict=True):
+            stored = self.metric_row(runs[seed], metric)
             if stored is not None and not _close(float(value), stored.value):
                 self.note(f"{where}: per-item results give {value:.4g}, the store {stored.value:.4g} "
                           f"(seed {seed}); intervals use seeds only.")
                 return None
-        return st
+        return _Stats(flat, strata)
 
-    def eval_cell(self, key: tuple, row: Row, col: Column) -> Cell | None:
-        runs = {s: st for s, st in self.runs(key, col.downstream).items()
+    def eval_data(self, key: tuple, row: Row, col: Column) -> _Data | None:
+        runs = {s: st for s, st in sorted(self.runs(key, col.downstream).items())
                 if self.metric_row(st.key, col.metric) is not None}
         if not runs:
             return None
-        per_seed = {s: self.metric_row(st.key, col.metric).value for s, st in sorted(runs.items())}
+        per_seed = {s: self.metric_row(st.key, col.metric).value for s, st in runs.items()}
         n_items = self.metric_row(next(iter(runs.values())).key, col.metric).n_items
-        where = f"{row.upstream} / {row.model} / {col.label}"
-        st = self.eval_stats(runs, col.metric, where)
-        if st is not None:
-            self.item_stats[(key, col.key)] = st
-        return self._cell(per_seed, st, None, n_items)
+        st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric,
+                             f"{row.upstream} / {row.model} / {col.label}")
+        if st is None:
+            return _Data(per_seed, n_items)
+        return _Data(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat)
 
-    def _cell(self, per_seed: dict[int, float], group: stats.ItemStats | dict | None,
-              combine: Callable | None, n_items: int | None) -> Cell:
-        s = self.settings
-        mean = float(np.mean(list(per_seed.values())))
-        if group is not None:
-            ci = stats.bootstrap_ci(group, combine, s.level, s.n_resamples, s.seed)
-            kind = "items+seeds" if len(per_seed) > 1 else "items"
-        else:
-            ci = stats.seed_interval(list(per_seed.values()), s.level)
-            kind = "seeds" if ci is not None else ""
-        return Cell(mean, ci.low if ci else None, ci.high if ci else None, kind, per_seed, n_items)
-
-    def score_cell(self, key: tuple, row: Row) -> Cell | None:
-        runs = {int(s.labels.get("seed", 0)): s for s in self.scores if _row_key(s.labels) == key}
-        per_seed = {seed: m.value for seed, st in sorted(runs.items())
+    def score_data(self, key: tuple, row: Row) -> _Data | None:
+        runs = dict(sorted(self.score_index.get(key, {}).items()))
+        per_seed = {seed: m.value for seed, st in runs.items()
                     if (m := self.metric_row(st.key, "score", "superb")) is not None}
         if not per_seed:
             return None
-        joint = self.score_group(runs, f"{row.upstream} / {row.model} / SUPERB")
-        if joint is not None:
-            group, combine = joint
-            recomputed = stats.observed(group, combine)
-            if _close(recomputed, float(np.mean(list(per_seed.values())))):
-                self.score_groups[key] = joint
-            else:
+        group = self.score_group({s: runs[s] for s in per_seed}, f"{row.upstream} / {row.model} / SUPERB")
+        if group is not None:
+            recomputed = stats.observed(group, self.superb_combine)
+            if not _close(recomputed, float(np.mean(list(per_seed.values())))):
                 self.note(f"{row.upstream} / {row.model}: the SUPERB score recomputed from per-item results "
                           f"({recomputed:.4g}) differs from the stored one; its interval uses seeds only.")
-                joint = None
-        return self._cell(per_seed, joint[0] if joint else None, joint[1] if joint else None, None)
+                group = None
+        return _Data(per_seed, None, group, self.superb_combine if group is not None else None)
 
-    def score_group(self, runs: dict[int, StageRow], where: str) -> tuple[dict, stats.Combine] | None:
-        """Every metric behind the score as ItemStats over seeds, and the per-seed scoring as a Combine."""
-        items: dict[str, dict[int, list[dict]]] = {}
-        scorers: dict[int, Scorer] = {}
+    def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.ItemStats] | None:
+        """Every metric behind a model's scores as ItemStats over seeds (None, with a note, if unusable)."""
+        by_name: dict[str, dict[int, str]] = {}  # metric -> seed -> evaluate stage key
         for seed, st in runs.items():
-            names: set[str] = set()
             fbank: dict[str, float] = {}
             directions: dict[str, str] = {}
+            names = set()
             for role, eval_key in sorted(st.inputs.items()):
                 for m in self.metrics.get(eval_key, []):
                     name = f"{m.task}.{m.metric}"
                     directions.setdefault(name, m.direction)
                     if role.startswith("reference."):
                         fbank[name] = m.value
-                    if not role.startswith("eval."):
-                        continue
-                    data = self.items(m)
-                    if data is None:
-                        self.note(f"{where}: {name} has no per-item results; the SUPERB interval is over seeds only.")
-                        return None
-                    items.setdefault(name, {})[seed] = [{"id": it["id"], "stats": {name: it["stats"][m.metric]}}
-                                                        for it in data if m.metric in it.get("stats", {})]
-                    names.add(name)
-            if set(items) != names:
+                    elif role.startswith("eval."):
+                        if self.items(m) is None:
+                            self.note(f"{where}: {name} has no per-item results; the SUPERB interval is over "
+                                      "seeds only.")
+                            return None
+                        by_name.setdefault(name, {})[seed] = eval_key
+                        names.add(name)
+            if names != set(by_name):
                 return None
-            scorer = _scorer(str(st.params.get("reference")), fbank, directions)
-            if scorer is None:
-                self.note("harness.scoring cannot score this store's reference: SUPERB intervals are over seeds only.")
+            if not self.add_scorer(seed, str(st.params.get("reference")), fbank, directions):
                 return None
-            scorers[seed] = scorer
-        try:
-            group = {name: stats.ItemStats.from_items(by_seed, name) for name, by_seed in items.items()}
-        except (KeyError, TypeError, IndexError, ValueError):
-            return None
-        return (group, _superb_combine(scorers)) if group else None
+        group: dict[str, stats.ItemStats] = {}
+        for name, keys in by_name.items():
+            st = self.eval_stats(keys, name.split(".", 1)[1], f"{where} ({name})")
+            if st is None:
+                return None
+            group.update(st.group(name))
+        return group or None
+
+    def add_scorer(self, seed: int, reference: str, fbank: dict[str, float], directions: dict[str, str]) -> bool:
+        signature = (reference, tuple(sorted(fbank.items())), tuple(sorted(directions.items())))
+        if seed in self.scorer_keys:
+            if self.scorer_keys[seed] != signature:
+                self.note(f"score stages of seed {seed} use different references; SUPERB intervals of that seed "
+                          "are over seeds only.")
+                return False
+            return True
+        scorer = _scorer(reference, fbank, directions)
+        if scorer is None:
+            self.note("harness.scoring cannot score this store's reference: SUPERB intervals are over seeds only.")
+            return False
+        self.scorers[seed] = scorer
+        self.scorer_keys[seed] = signature
+        return True
 
     def layer_weights(self, key: tuple, row: Row) -> None:
-        downstreams = dict.fromkeys(str(s.labels["downstream"]) for s in self.evals if _row_key(s.labels) == key)
-        for downstream in downstreams:
+        for downstream in self.eval_index.get(key, {}):
             curves = []
             for stage in self.runs(key, downstream).values():
                 data = self.stage_json(stage.key, "metrics.json") or {}
@@ -448,52 +524,104 @@ class _Builder:
             if curves and len({len(c) for c in curves}) == 1:
                 row.layer_weights[downstream] = [float(v) for v in np.mean(curves, axis=0)]
 
+    # -------------------------------------------------------------- intervals
+
+    def bootstrap_column(self, keys: list[tuple], col: Column) -> None:
+        """Bootstrap every model of a column at once: models on the same items and seeds share draws."""
+        batches: dict[tuple, list[_Data]] = {}
+        for key in keys:
+            data = self.data[(key, col.key)]
+            if data.group is not None:
+                batches.setdefault(data.signature(), []).append(data)
+        s = self.settings
+        for batch in batches.values():
+            reps = stats.bootstrap_replicates([d.group for d in batch], batch[0].combine, s.n_resamples, s.seed)
+            for data, rep in zip(batch, reps, strict=True):
+                data.replicates = rep
+
+    def cell(self, data: _Data) -> Cell:
+        level = self.settings.level
+        mean = float(np.mean(list(data.per_seed.values())))
+        ci: stats.Interval | None
+        if data.replicates is not None:
+            ci = stats.percentile_interval(data.replicates, level)
+            kind = "items+seeds" if len(data.per_seed) > 1 else "items"
+        else:
+            ci = stats.seed_interval(list(data.per_seed.values()), level)
+            kind = "seeds" if ci is not None else ""
+        return Cell(mean, ci.low if ci else None, ci.high if ci else None, kind, dict(data.per_seed), data.n_items)
+
     # -------------------------------------------------------------- comparisons
 
-    def compare(self, key: tuple, row: Row, base_key: tuple, base: Row, col: Column) -> Comparison | None:
+    def compare_column(self, rows: dict[tuple, Row], pairs: dict[tuple, tuple], col: Column) -> None:
+        """Each model against its upstream's pre-trained model: paired bootstrap, permutation and seed tests."""
         s = self.settings
-        cell, bcell = row.cells[col.key], base.cells[col.key]
-        seeds = sorted(set(cell.per_seed) & set(bcell.per_seed))
-        if not seeds:
-            return None
-        diffs = [cell.per_seed[x] - bcell.per_seed[x] for x in seeds]
-        p_seeds = stats.seed_ttest([cell.per_seed[x] for x in seeds], [bcell.per_seed[x] for x in seeds])
-        pair = self.paired_groups(key, base_key, col)
-        if pair is not None:
-            model_g, base_g, combine = pair
-            perm = stats.permutation_test(model_g, base_g, combine, s.n_permutations, s.seed)
-            boot = stats.paired_bootstrap(model_g, base_g, combine, s.level, s.n_resamples, s.seed)
-            delta, low, high, p_items = boot.delta, boot.interval.low, boot.interval.high, perm.pvalue
-        else:
-            ci = stats.seed_interval(diffs, s.level)
-            delta, low, high, p_items = float(np.mean(diffs)), ci.low if ci else None, ci.high if ci else None, None
-        tests = [p for p in (p_items, p_seeds) if p is not None]
-        significant = bool(tests) and all(p < s.threshold for p in tests)
-        better = delta < 0 if col.direction == "lower" else delta > 0
-        return Comparison(delta, low, high, p_items, p_seeds, len(seeds), significant, better)
+        pending: dict[tuple, list[tuple[tuple, Any, Any]]] = {}  # permutation batches
+        results: dict[tuple, dict[str, Any]] = {}
+        for key, base_key in pairs.items():
+            data, base = self.data.get((key, col.key)), self.data.get((base_key, col.key))
+            if data is None or base is None:
+                continue
+            seeds = sorted(set(data.per_seed) & set(base.per_seed))
+            if not seeds:
+                continue
+            a, b = [data.per_seed[x] for x in seeds], [base.per_seed[x] for x in seeds]
+            out = results[key] = {"p_seeds": stats.seed_ttest(a, b), "n_seeds": len(seeds), "p_items": None}
+            aligned = self.aligned(data, base)
+            if aligned is None:
+                diffs = [x - y for x, y in zip(a, b, strict=True)]
+                ci = stats.seed_interval(diffs, s.level)
+                out.update(delta=float(np.mean(diffs)), low=ci.low if ci else None, high=ci.high if ci else None)
+                continue
+            model_g, base_g = aligned
+            delta = stats.observed(model_g, data.combine) - stats.observed(base_g, data.combine)
+            unchanged = all(model_g[n].ids == data.group[n].ids and model_g[n].seeds == data.group[n].seeds
+                            and base_g[n].ids == base.group[n].ids and base_g[n].seeds == base.group[n].seeds
+                            for n in model_g)
+            if unchanged and data.replicates is not None and data.signature() == base.signature():
+                paired = stats.paired_from_replicates(data.replicates, base.replicates, delta, s.level)
+            else:
+                paired = stats.paired_bootstrap(model_g, base_g, data.combine, s.level, s.n_resamples, s.seed)
+            out.update(delta=paired.delta, low=paired.interval.low, high=paired.interval.high)
+            batch = (id(data.combine), tuple((n, g.n_items) for n, g in model_g.items()))
+            pending.setdefault(batch, []).append((key, model_g, base_g))
+        for batch in pending.values():
+            tests = stats.permutation_tests([(m, b) for _, m, b in batch], self.data[(batch[0][0], col.key)].combine,
+                                            s.n_permutations, s.seed)
+            for (key, _, _), test in zip(batch, tests, strict=True):
+                results[key]["p_items"] = test.pvalue
+        for key, r in results.items():
+            tests = [p for p in (r["p_items"], r["p_seeds"]) if p is not None]
+            better = r["delta"] < 0 if col.direction == "lower" else r["delta"] > 0
+            rows[key].cells[col.key].vs_baseline = Comparison(
+                r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
+                bool(tests) and all(p < s.threshold for p in tests), better)
 
-    def paired_groups(self, key: tuple, base_key: tuple, col: Column) -> tuple | None:
-        if col.key == SUPERB:
-            if key not in self.score_groups or base_key not in self.score_groups:
-                return None
-            (g, combine), (bg, _) = self.score_groups[key], self.score_groups[base_key]
-            if set(g) != set(bg):
-                return None
-            try:
-                pairs = {n: stats.align(g[n], bg[n]) for n in g}
-            except ValueError:
-                return None
-            return {n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()}, combine
-        a, b = self.item_stats.get((key, col.key)), self.item_stats.get((base_key, col.key))
-        if a is None or b is None:
+    def aligned(self, data: _Data, base: _Data) -> tuple[dict, dict] | None:
+        """Both models' stats on their shared items and seeds, or None when they cannot be paired."""
+        if data.group is None or base.group is None or set(data.group) != set(base.group):
+            return None
+        if data.combine is not base.combine:
             return None
         try:
-            a, b = stats.align(a, b)
+            pairs = {n: stats.align(data.group[n], base.group[n]) for n in data.group}
         except ValueError:
             return None
-        if a.n_items < min(len(self.item_stats[(key, col.key)].ids), len(self.item_stats[(base_key, col.key)].ids)):
-            self.note(f"{col.label}: model and baseline share {a.n_items} items; the paired tests use those.")
-        return a, b, None
+        for n, (a, _) in pairs.items():
+            if a.n_items < min(data.group[n].n_items, base.group[n].n_items):
+                self.note(f"{n}: a model and its baseline share {a.n_items} items; the paired tests use those.")
+        return {n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()}
+
+    def abx_spread(self, key: tuple, row: Row, base_key: tuple | None, col: Column) -> None:
+        data = self.data.get((key, col.key))
+        if data is None or data.flat is None:
+            return
+        own = data.flat
+        paired = None
+        base = self.data.get((base_key, col.key)) if base_key is not None else None
+        if base is not None and base.flat is not None:
+            paired = stats.paired_delta_value_std(own, base.flat)
+        row.abx[col.key] = AbxSpread(own.n_items, stats.delta_value_std(own), paired)
 
 
 def _affine(scorer: Scorer, at: dict[str, float]) -> tuple[float, np.ndarray] | None:
@@ -528,16 +656,17 @@ def _superb_combine(scorers: dict[int, Scorer]) -> stats.Combine:
     Evaluated as a matrix product when the scorer is affine (see :func:`_affine`), else once per
     replicate.
     """
-    linear: dict[int, tuple[dict[str, float], float, np.ndarray] | None] = {}
+    linear: dict[tuple, tuple[dict[str, float], float, np.ndarray] | None] = {}
 
     def score(seed: int, values: dict[str, np.ndarray]) -> np.ndarray:
         names = list(values)
-        if seed not in linear:
+        cache = (seed, *names)
+        if cache not in linear:
             at = {n: float(v[0]) for n, v in values.items()}
             fit = _affine(scorers[seed], at) if all(math.isfinite(x) for x in at.values()) else None
-            linear[seed] = (at, *fit) if fit is not None else None
-        fit = linear[seed]
-        if fit is not None and list(fit[0]) == names:
+            linear[cache] = (at, *fit) if fit is not None else None
+        fit = linear[cache]
+        if fit is not None:
             at, base, coef = fit
             x = np.stack([values[n] for n in names], axis=1) - np.array([at[n] for n in names])
             return base + x @ coef
@@ -567,187 +696,3 @@ def build(output: Path, settings: Settings | None = None) -> Leaderboard:
         raise HarnessError(f"the store in {output} holds no finished evaluate or score stage yet; "
                            "run a recipe to completion first.")
     return _Builder(output, stages, metrics, settings or Settings()).build()
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_cell(cell: Cell | None) -> str:
-    """``mean [low, high]`` with `` *`` when the difference to the baseline is significant."""
-    if cell is None:
-        return "–"
-    text = fmt(cell.mean)
-    if cell.low is not None and cell.high is not None:
-        text += f" [{fmt(cell.low)}, {fmt(cell.high)}]"
-    if cell.vs_baseline is not None and cell.vs_baseline.significant:
-        text += " *"
-    return text
-
-
-def fmt_delta(cmp: Comparison | None) -> str:
-    if cmp is None:
-        return "–"
-    text = fmt(cmp.delta, sign=True)
-    if cmp.low is not None and cmp.high is not None:
-        text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
-    return text + (" *" if cmp.significant else "")
-
-
-def fmt_pvalues(cmp: Comparison | None) -> str:
-    if cmp is None:
-        return "–"
-    parts = []
-    if cmp.p_items is not None:
-        parts.append(fmt_p(cmp.p_items))
-    if cmp.p_seeds is not None:
-        parts.append(f"seeds {fmt_p(cmp.p_seeds)}")
-    return " · ".join(parts) or "–"
-
-
-def method_text(lb: Leaderboard) -> dict[str, str]:
-    """The sentences that explain the numbers, shared by the markdown and HTML pages."""
-    s = lb.settings
-    level = f"{round(s.level * 100)} %"
-    return {
-        "values": (f"Mean over seeds [{level} interval: percentile bootstrap over test items, and over seeds "
-                   f"when there are several; {s.n_resamples} resamples]. * marks p < {s.threshold:g} against "
-                   "the pre-trained model of the same upstream."),
-        "superb": ("The SUPERB score's interval resamples the items of all its tasks jointly (FBank's measured "
-                   "reference values held fixed); where per-item results are missing it is a Student-t "
-                   "interval over seeds."),
-        "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
-                    f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
-                    "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
-                    f"{s.threshold:g} in every test that applies."),
-        "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
-                "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
-                "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
-                "models. p is the paired permutation test over pairs."),
-    }
-
-
-def _md_table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    aligns = ["---" if k < right_from else "---:" for k in range(len(header))]
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join(aligns) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return lines
-
-
-def seeds_text(lb: Leaderboard) -> str:
-    counts = sorted({len(r.seeds) for r in lb.rows})
-    if not counts:
-        return "no seeds"
-    n = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
-    return f"{n} seed{'s' if counts[-1] > 1 else ''}"
-
-
-def render_markdown(lb: Leaderboard) -> str:
-    text = method_text(lb)
-    out = ["# Leaderboard", ""]
-    ref = f" · SUPERB reference: {lb.reference}" if lb.reference else ""
-    out += [f"Results in `{lb.source}` · {len(lb.rows)} models · {seeds_text(lb)}{ref}.", "", text["values"]]
-    if any(c.key == SUPERB for c in lb.columns):
-        out += ["", text["superb"]]
-    out.append("")
-    header = ["upstream", "model", "seeds"] + [f"{c.label} {c.arrow}" for c in lb.columns]
-    rows = [[r.upstream, r.model, str(len(r.seeds))] + [fmt_cell(r.cells.get(c.key)) for c in lb.columns]
-            for r in lb.rows]
-    out += _md_table(header, rows, 2)
-    compared = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
-    if compared:
-        out += ["", "## Against the pre-trained model", "", text["compare"], ""]
-        header = ["upstream", "model"]
-        for c in lb.columns:
-            header += [f"{c.label} Δ {c.arrow}", "p"]
-        rows = []
-        for r in compared:
-            line = [r.upstream, r.model]
-            for c in lb.columns:
-                cmp = r.cells[c.key].vs_baseline if c.key in r.cells else None
-                line += [fmt_delta(cmp), fmt_pvalues(cmp)]
-            rows.append(line)
-        out += _md_table(header, rows, 2)
-    abx = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
-    if abx:
-        out += ["", "## ABX: delta-value standard deviation", "", text["abx"], ""]
-        header = ["upstream", "model", "metric", "pairs", "value", "δ sd", "Δ sd vs pre-trained", "p"]
-        rows = []
-        for r, c in abx:
-            spread, cell = r.abx[c.key], r.cells[c.key]
-            cmp = cell.vs_baseline
-            rows.append([r.upstream, r.model, f"{c.label} {c.arrow}", str(spread.n_pairs), fmt(cell.mean),
-                         fmt(spread.delta_value_std), fmt(spread.paired_delta_value_std),
-                         fmt_p(cmp.p_items) if cmp else "–"])
-        out += _md_table(header, rows, 3)
-    if lb.notes:
-        out += ["", "## Notes", ""] + [f"- {n}" for n in lb.notes]
-    return "\n".join(out) + "\n"
-
-
-CSV_FIELDS = ("upstream", "model", "finetune", "merge", "alpha", "seeds", "column", "direction", "mean",
-              "ci_low", "ci_high", "interval", "n_items", "per_seed", "delta", "delta_low", "delta_high",
-              "p_items", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std")
-
-
-def render_csv(lb: Leaderboard) -> str:
-    """One line per model and column (tidy); empty fields where a value does not apply."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-
-    def num(x: float | None) -> str:
-        return "" if x is None or not math.isfinite(x) else repr(float(x))
-
-    for r in lb.rows:
-        for c in lb.columns:
-            cell = r.cells.get(c.key)
-            if cell is None:
-                continue
-            cmp, spread = cell.vs_baseline, r.abx.get(c.key)
-            writer.writerow({
-                "upstream": r.upstream, "model": r.model, "finetune": r.finetune, "merge": r.merge,
-                "alpha": num(r.alpha), "seeds": " ".join(map(str, r.seeds)), "column": c.key,
-                "direction": c.direction, "mean": num(cell.mean), "ci_low": num(cell.low),
-                "ci_high": num(cell.high), "interval": cell.interval,
-                "n_items": "" if cell.n_items is None else cell.n_items,
-                "per_seed": " ".join(f"{s}:{v!r}" for s, v in cell.per_seed.items()),
-                "delta": num(cmp.delta) if cmp else "", "delta_low": num(cmp.low) if cmp else "",
-                "delta_high": num(cmp.high) if cmp else "", "p_items": num(cmp.p_items) if cmp else "",
-                "p_seeds": num(cmp.p_seeds) if cmp else "", "significant": str(cmp.significant) if cmp else "",
-                "delta_value_std": num(spread.delta_value_std) if spread else "",
-                "paired_delta_value_std": num(spread.paired_delta_value_std) if spread else "",
-            })
-    return buf.getvalue()
-
-
-def render_json(lb: Leaderboard) -> str:
-    return json.dumps(lb.to_dict(), indent=2, ensure_ascii=False) + "\n"
-
-
-def render(lb: Leaderboard, fmt_name: str) -> str:
-    if fmt_name == "md":
-        return render_markdown(lb)
-    if fmt_name == "csv":
-        return render_csv(lb)
-    if fmt_name == "json":
-        return render_json(lb)
-    if fmt_name == "html":
-        from harness.leaderboard_html import render_html
-
-        return render_html(lb)
-    raise HarnessError(f"unknown leaderboard format {fmt_name!r}; choose one of {', '.join(FORMATS)}.")

@@ -16,18 +16,8 @@ from string import Template
 from matplotlib.figure import Figure
 
 from harness import plots
-from harness.leaderboard import (
-    SUPERB,
-    Cell,
-    Column,
-    Comparison,
-    Leaderboard,
-    Row,
-    fmt,
-    fmt_p,
-    method_text,
-    seeds_text,
-)
+from harness.leaderboard import SUPERB, Cell, Column, Comparison, Leaderboard, Row
+from harness.leaderboard_formats import fmt, fmt_p, method_text, seeds_text
 
 
 @dataclass
@@ -183,9 +173,9 @@ def _delta_td(cmp: Comparison | None) -> str:
     if cmp.p_items is not None:
         ps.append(f"p {fmt_p(cmp.p_items)}")
     if cmp.p_seeds is not None:
-        ps.append(f"seeds {fmt_p(cmp.p_seeds)}")
+        ps.append(f"seeds p {fmt_p(cmp.p_seeds)}")
     mark = "*" if cmp.significant else ""
-    lines = "".join(f'<span class="ci">{_e(x)}</span>' for x in (ci, " · ".join(ps)) if x)
+    lines = "".join(f'<span class="ci">{_e(x)}</span>' for x in (ci, *ps) if x)
     return (f'<td data-v="{_num_attr(cmp.delta)}" title="{_e(_cmp_text(cmp))}">'
             f'<span class="v {cls}">{fmt(cmp.delta, sign=True)}{mark}</span>{lines}</td>')
 
@@ -214,8 +204,7 @@ def _label_tds(row: Row) -> str:
 def results_table(lb: Leaderboard) -> str:
     head = _th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("seeds", "Seeds")
     for c in lb.columns:
-        head += _th(c.key, f"{c.label} {c.arrow}", tip=f"{c.key} ({'lower' if c.direction == 'lower' else 'higher'}"
-                    " is better)")
+        head += _th(c.key, f"{c.label}\u00a0{c.arrow}", tip=f"{c.key} ({c.direction} is better)")
     best = {c.key: _best(lb, c) for c in lb.columns}
     body = []
     for k, r in enumerate(lb.rows):
@@ -230,7 +219,7 @@ def compare_table(lb: Leaderboard) -> str | None:
     if not rows:
         return None
     head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
-    head += "".join(_th(c.key, f"{c.label} Δ {c.arrow}") for c in lb.columns)
+    head += "".join(_th(c.key, f"{c.label}\u00a0Δ\u00a0{c.arrow}") for c in lb.columns)
     body = []
     for r in rows:
         tds = _label_tds(r) + "".join(
@@ -385,7 +374,7 @@ PAGE = Template("""<!doctype html>
 * { box-sizing: border-box; }
 body { margin: 0; background: #f6f7f9; color: var(--fg);
        font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1280px; margin: 0 auto; padding: 28px 28px 56px; }
+main { max-width: 1360px; margin: 0 auto; padding: 28px 28px 56px; }
 h1 { font-size: 24px; margin: 0 0 2px; letter-spacing: -0.01em; }
 .sub { color: var(--muted); margin: 0 0 20px; }
 code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--soft);
@@ -395,10 +384,11 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 10px; 
 h2 { font-size: 16px; margin: 0 0 10px; }
 .wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; min-width: 100%; }
-th, td { padding: 6px 12px; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--soft);
+th, td { padding: 6px 10px; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--soft);
          vertical-align: top; }
 th { background: var(--head); font-weight: 600; font-size: 13px; position: sticky; top: 0; cursor: pointer;
-     user-select: none; border-bottom: 1px solid var(--line); }
+     user-select: none; border-bottom: 1px solid var(--line); white-space: normal; min-width: 4.5em;
+     vertical-align: bottom; }
 th:hover { background: #eef1f4; }
 th:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
 th[aria-sort=ascending]::after { content: " \\25B2"; color: var(--accent); font-size: 10px; }

@@ -28,10 +28,6 @@ from harness.errors import CheckpointError
 from harness.interfaces import InputPath, PluginParams, UpstreamModel
 from harness.model_io import CONFIG, WEIGHTS
 
-try:  # transformers >= 4.53 builds masks for whichever attention kernel the config selects
-    from transformers.masking_utils import create_bidirectional_mask
-except ImportError:  # pragma: no cover - older transformers
-    create_bidirectional_mask = None
 
 
 # --------------------------------------------------------------------------- parameters
@@ -103,10 +99,11 @@ def normalize_waveforms(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 
 def _attention_mask(config: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
     if bool(mask.all()):
         return None
-    if create_bidirectional_mask is not None:
-        return create_bidirectional_mask(config=config, inputs_embeds=x, attention_mask=mask)
-    neg = torch.finfo(x.dtype).min  # pragma: no cover - older transformers: additive 4D mask
-    return (1.0 - mask[:, None, None, :].to(x.dtype)) * neg
+    try:  # transformers >= 4.53 builds the mask for whichever attention kernel the config selects
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # pragma: no cover - older transformers take an additive 4D mask
+        return (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+    return create_bidirectional_mask(config=config, inputs_embeds=x, attention_mask=mask)
 
 
 def _call_layer(layer: torch.nn.Module, x: torch.Tensor, attn: torch.Tensor | None) -> torch.Tensor:

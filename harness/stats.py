@@ -39,7 +39,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 #: combine(per-metric values, each an array [replicates × seeds], the seeds of those columns)
 #: -> array [replicates × seeds]
@@ -188,9 +187,10 @@ def _values(group: dict[str, ItemStats], names: list[str], combine: Combine | No
     return np.asarray(combine(vals, group[names[0]].seeds), dtype=float)
 
 
-def _resampled_sums(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Sum of each seed's values over each replicate's drawn items: [seeds × n], [b × n] -> [b × seeds]."""
-    return np.stack([row[idx].sum(axis=1) for row in values], axis=1)
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each item is drawn in each replicate: [b × n] indices -> [b × n] float counts."""
+    flat = (idx + n * np.arange(idx.shape[0])[:, None]).ravel()
+    return np.bincount(flat, minlength=idx.size).reshape(idx.shape).astype(float)
 
 
 def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine | None = None,
@@ -198,8 +198,8 @@ def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine |
     """Bootstrap replicates ``[groups × n_resamples]`` of each group's (seed-mean) value.
 
     Each group is one model: an :class:`ItemStats` or a mapping of metric name -> ItemStats combined
-    per seed by ``combine(values, seeds)``. All groups share every draw (items per metric, seeds), which makes the
-    replicates of two groups paired.
+    per seed by ``combine(values, seeds)``. All groups share every draw (items per metric, seeds),
+    which makes the replicates of two groups paired.
     """
     gs = [_as_group(g) for g in groups]
     names, seeds = _check_groups(gs, combine)
@@ -207,8 +207,12 @@ def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine |
     sizes = {name: gs[0][name].n_items for name in names}
     if min(sizes.values()) == 0:
         raise ValueError("no items to resample")
+    # one contiguous [items × (groups·2·seeds)] matrix per metric: a replicate's sums are then a single
+    # product of its draw counts with it (much faster than gathering each array)
+    blocks = {name: np.ascontiguousarray(np.concatenate([np.concatenate([g[name].num, g[name].den]) for g in gs]).T)
+              for name in names}
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // (n_seeds * sum(sizes.values()))))
+    chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(sizes.values())))
     out = np.empty((len(gs), n_resamples))
     for start in range(0, n_resamples, chunk):
         b = min(chunk, n_resamples - start)
@@ -216,10 +220,11 @@ def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine |
             weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(float)
         else:
             weights = np.ones((b, 1))
-        idx = {name: rng.integers(0, n, size=(b, n)) for name, n in sizes.items()}
+        sums = {name: _counts(rng.integers(0, n, size=(b, n)), n) @ blocks[name] for name, n in sizes.items()}
         for k, g in enumerate(gs):
-            num = {name: _resampled_sums(g[name].num, idx[name]) for name in names}  # [b × seeds]
-            den = {name: _resampled_sums(g[name].den, idx[name]) for name in names}
+            base = 2 * n_seeds * k
+            num = {name: sums[name][:, base:base + n_seeds] for name in names}  # [b × seeds]
+            den = {name: sums[name][:, base + n_seeds:base + 2 * n_seeds] for name in names}
             values = _values(g, names, combine, num, den)
             out[k, start:start + b] = (weights * values).sum(axis=1) / n_seeds
     return out
@@ -252,15 +257,22 @@ def bootstrap_ci(stats: ItemStats | Group, combine: Combine | None = None, level
 
 def paired_bootstrap(model: ItemStats | Group, baseline: ItemStats | Group, combine: Combine | None = None,
                      level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> PairedResult:
-    """Interval of model − baseline from shared draws, and the two-sided bootstrap p-value.
+    """Interval of model − baseline from shared draws, and the two-sided bootstrap p-value
+    (see :func:`paired_from_replicates`)."""
+    reps = bootstrap_replicates([model, baseline], combine, n_resamples, seed)
+    delta = observed(model, combine) - observed(baseline, combine)
+    return paired_from_replicates(reps[0], reps[1], delta, level)
+
+
+def paired_from_replicates(model: np.ndarray, baseline: np.ndarray, delta: float,
+                           level: float = 0.95) -> PairedResult:
+    """The paired result from replicates drawn jointly (same items and seeds in each replicate).
 
     The p-value is ``2 · min(P*(Δ ≤ 0), P*(Δ ≥ 0))`` over the replicates (each count + 1, over
     replicates + 1): the smallest level at which the percentile interval of Δ excludes zero.
     """
-    reps = bootstrap_replicates([model, baseline], combine, n_resamples, seed)
-    diff = reps[0] - reps[1]
+    diff = np.asarray(model) - np.asarray(baseline)
     diff = diff[np.isfinite(diff)]
-    delta = observed(model, combine) - observed(baseline, combine)
     n = diff.size
     p = 2 * min((np.count_nonzero(diff <= 0) + 1) / (n + 1), (np.count_nonzero(diff >= 0) + 1) / (n + 1))
     return PairedResult(float(delta), percentile_interval(diff, level), float(min(1.0, p)))
@@ -277,47 +289,72 @@ def permutation_test(model: ItemStats | Group, baseline: ItemStats | Group, comb
     ``min(1, 2 · min(P(T* ≤ T), P(T* ≥ T)))`` with scipy's conventions: randomized counts include the
     observed arrangement (+1 over resamples + 1), and ties within a relative 100·eps count as equal.
     """
-    ga, gb = _as_group(model), _as_group(baseline)
-    names, seeds = _check_groups([ga, gb], combine)
-    sizes = [ga[n].n_items for n in names]
+    return permutation_tests([(model, baseline)], combine, n_resamples, seed)[0]
+
+
+def permutation_tests(pairs: Sequence[tuple[ItemStats | Group, ItemStats | Group]], combine: Combine | None = None,
+                      n_resamples: int = 5000, seed: int = 0) -> list[PermutationResult]:
+    """:func:`permutation_test` of several (model, baseline) pairs with the same random swaps.
+
+    Every pair needs the same metrics with the same number of items (each pair aligned on its own);
+    drawing the swaps once makes many comparisons on one test set cheap. Each p-value is the one
+    :func:`permutation_test` gives for that pair alone.
+    """
+    prepared = []
+    for model, baseline in pairs:
+        ga, gb = _as_group(model), _as_group(baseline)
+        names, _ = _check_groups([ga, gb], combine)
+        prepared.append((ga, gb, names))
+    names = prepared[0][2]
+    sizes = [prepared[0][0][n].n_items for n in names]
+    if any(p[2] != names or [p[0][n].n_items for n in names] != sizes for p in prepared):
+        raise ValueError("pairs tested together need the same metrics and numbers of items")
     total = sum(sizes)
     exact = total < 63 and 2**total <= n_resamples
-    dn = {n: gb[n].num - ga[n].num for n in names}  # [seeds × items]
-    dd = {n: gb[n].den - ga[n].den for n in names}
-    a_num = {n: ga[n].num.sum(axis=1) for n in names}
-    a_den = {n: ga[n].den.sum(axis=1) for n in names}
-    b_num = {n: gb[n].num.sum(axis=1) for n in names}
-    b_den = {n: gb[n].den.sum(axis=1) for n in names}
+    # per metric, [items × (pairs·2·seeds)]: what swapping an item changes in each pair's model num
+    # (seed columns) and den; contiguous so that a batch of swaps is one matrix product
+    widths = [2 * len(ga[names[0]].seeds) for ga, _, _ in prepared]
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    delta = {n: np.ascontiguousarray(np.concatenate(
+        [np.concatenate([gb[n].num - ga[n].num, gb[n].den - ga[n].den]) for ga, gb, _ in prepared]).T)
+        for n in names}
 
-    def statistic(masks: list[np.ndarray]) -> np.ndarray:
-        sn = {n: m @ dn[n].T for n, m in zip(names, masks, strict=True)}  # swapped-in change, [r × seeds]
-        sd = {n: m @ dd[n].T for n, m in zip(names, masks, strict=True)}
-        va = _values(ga, names, combine, {n: a_num[n] + sn[n] for n in names},
-                     {n: a_den[n] + sd[n] for n in names})
-        vb = _values(gb, names, combine, {n: b_num[n] - sn[n] for n in names},
-                     {n: b_den[n] - sd[n] for n in names})
-        return va.mean(axis=1) - vb.mean(axis=1)
+    def statistics(masks: list[np.ndarray]) -> list[np.ndarray]:
+        change = {n: m @ delta[n] for n, m in zip(names, masks, strict=True)}  # [r × pairs·2·seeds]
+        out = []
+        for k, (ga, gb, _) in enumerate(prepared):
+            lo, width = offsets[k], widths[k] // 2
+            sn = {n: c[:, lo:lo + width] for n, c in change.items()}
+            sd = {n: c[:, lo + width:lo + 2 * width] for n, c in change.items()}
+            va = _values(ga, names, combine, {n: ga[n].num.sum(axis=1) + sn[n] for n in names},
+                         {n: ga[n].den.sum(axis=1) + sd[n] for n in names})
+            vb = _values(gb, names, combine, {n: gb[n].num.sum(axis=1) - sn[n] for n in names},
+                         {n: gb[n].den.sum(axis=1) - sd[n] for n in names})
+            out.append(va.mean(axis=1) - vb.mean(axis=1))
+        return out
 
-    t_obs = float(statistic([np.zeros((1, n)) for n in sizes])[0])
-    null_parts = []
+    observed_t = [float(t[0]) for t in statistics([np.zeros((1, n)) for n in sizes])]
+    parts: list[list[np.ndarray]] = []
     if exact:
         all_masks = np.array(list(itertools.product((0.0, 1.0), repeat=total))).reshape(-1, total)
-        null_parts.append(statistic(np.split(all_masks, np.cumsum(sizes)[:-1], axis=1)))
+        parts.append(statistics(np.split(all_masks, np.cumsum(sizes)[:-1], axis=1)))
         count = all_masks.shape[0]
     else:
         rng = np.random.default_rng(seed)
-        chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(1, total)))
+        chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(sizes)))
         for start in range(0, n_resamples, chunk):
             r = min(chunk, n_resamples - start)
-            null_parts.append(statistic([rng.integers(0, 2, size=(r, n)).astype(float) for n in sizes]))
+            parts.append(statistics([(rng.random((r, n)) < 0.5).astype(float) for n in sizes]))
         count = n_resamples
-    null = np.concatenate(null_parts)
     adjust = 0 if exact else 1
-    gamma = abs(np.finfo(float).eps * 100 * t_obs)
-    p_less = (np.count_nonzero(null <= t_obs + gamma) + adjust) / (count + adjust)
-    p_greater = (np.count_nonzero(null >= t_obs - gamma) + adjust) / (count + adjust)
-    p = float(np.clip(2 * min(p_less, p_greater), 0.0, 1.0))
-    return PermutationResult(t_obs, p, count, exact)
+    results = []
+    for k, t_obs in enumerate(observed_t):
+        null = np.concatenate([part[k] for part in parts])
+        gamma = abs(np.finfo(float).eps * 100 * t_obs)
+        p_less = (np.count_nonzero(null <= t_obs + gamma) + adjust) / (count + adjust)
+        p_greater = (np.count_nonzero(null >= t_obs - gamma) + adjust) / (count + adjust)
+        results.append(PermutationResult(t_obs, float(np.clip(2 * min(p_less, p_greater), 0.0, 1.0)), count, exact))
+    return results
 
 
 def seed_ttest(model: Sequence[float], baseline: Sequence[float]) -> float | None:
@@ -331,6 +368,8 @@ def seed_ttest(model: Sequence[float], baseline: Sequence[float]) -> float | Non
         raise ValueError("seed values must be paired")
     if a.size < 3:
         return None
+    from scipy import stats as sps  # scipy.stats takes a second to import: only where needed
+
     diff = a - b
     if np.allclose(diff, diff[0], rtol=0, atol=1e-12 * max(1.0, float(np.abs(a).max()))):
         return 1.0 if abs(diff[0]) <= 1e-12 * max(1.0, float(np.abs(a).max())) else 0.0
@@ -339,6 +378,8 @@ def seed_ttest(model: Sequence[float], baseline: Sequence[float]) -> float | Non
 
 def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:
     """Student-t interval of the mean over seeds (for values without per-item results); None below 2."""
+    from scipy import stats as sps
+
     v = np.asarray(values, dtype=float)
     if v.size < 2:
         return None

@@ -12,7 +12,7 @@ from harness.stage import StageContext
 def prepare_for_tests(plugin: CorpusPlugin, params: PluginParams, root: Path) -> Path:
     """Prepare ``plugin`` with ``params`` into ``root/corpus`` and return that folder."""
     out = root / "corpus"
-    out.mkdir()
+    out.mkdir(parents=True)
     ctx = StageContext(
         key=f"test-{plugin.name}",
         out_dir=out,

@@ -12,8 +12,8 @@ import numpy as np
 
 from harness.store import MetricRow, StageRow, Store
 
-TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "sf": {"f1": "higher", "cer": "lower"},
-                "abx": {"error": "lower"}}
+TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "er": {"acc": "higher"},
+                "sf": {"f1": "higher", "cer": "lower"}, "abx": {"error": "lower"}}
 
 
 def superb_measured(metrics: dict[str, float], fbank: dict[str, float], directions: dict[str, str]) -> float:
@@ -75,8 +75,10 @@ class FakeRun:
 
     def evaluate(self, labels: dict, downstream: str, task: str, seed: int, qualities: dict[str, float],
                  layer_weights: list[float] | None = None, with_items: bool = True,
-                 items: dict[str, list[list[float]]] | None = None, ids: list[str] | None = None) -> str:
-        """One evaluate stage; ``qualities[metric]`` sets the level of the generated items."""
+                 items: dict[str, list[list[float]]] | None = None, ids: list[str] | None = None,
+                 folds: list[int] | None = None) -> str:
+        """One evaluate stage; ``qualities[metric]`` sets the level of the generated items. With
+        ``folds`` (one per item) the stored metric is the mean of the folds' own values."""
         key = _key("evaluate", labels, downstream, seed)
         rng = np.random.default_rng(int(key[:8], 16))
         stats = items or {m: make_items(task, m, q, self.n_items, rng) for m, q in qualities.items()}
@@ -86,8 +88,19 @@ class FakeRun:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "items.jsonl", "w") as f:
             for i, item_id in enumerate(ids):
-                f.write(json.dumps({"id": item_id, "stats": {m: stats[m][i] for m in stats}}) + "\n")
-        metrics = {m: 100 * sum(s[0] for s in v) / sum(s[1] for s in v) for m, v in stats.items()}
+                line = {"id": item_id, "stats": {m: stats[m][i] for m in stats}}
+                if folds is not None:
+                    line["fold"] = folds[i]
+                f.write(json.dumps(line) + "\n")
+
+        def value(pairs: list[list[float]]) -> float:
+            return 100 * sum(s[0] for s in pairs) / sum(s[1] for s in pairs)
+
+        if folds is None:
+            metrics = {m: value(v) for m, v in stats.items()}
+        else:
+            metrics = {m: float(np.mean([value([p for p, k in zip(v, folds, strict=True) if k == fold])
+                                         for fold in sorted(set(folds))])) for m, v in stats.items()}
         directions = {m: TASK_METRICS[task][m] for m in metrics}
         (folder / "metrics.json").write_text(json.dumps({
             "task": task, "metrics": metrics, "directions": directions, "n_items": n,

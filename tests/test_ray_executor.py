@@ -13,8 +13,6 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed; `pip install '.[ray]'` runs these tests")
 
-import psutil  # noqa: E402  (a dependency of ray)
-
 import harness.executors.ray as ray_executor  # noqa: E402
 from harness.driver import run_plan  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
@@ -23,7 +21,8 @@ from harness.executors.ray import RayExecutor  # noqa: E402
 from harness.plan import build_plan  # noqa: E402
 from harness.recipe import load_recipe  # noqa: E402
 from harness.store import Store  # noqa: E402
-from tests.core_helpers import toy_manager, write_recipe  # noqa: E402
+from tests.core_helpers import write_recipe  # noqa: E402
+from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +46,19 @@ downstreams:
   ev: {{plugin: toy_eval, corpus: nums}}
 """
 
+# Only fine-tuning stages, for the tests that need no results to compare.
+FINETUNE_ONLY = """\
+name: toy_ft
+output: {output}
+corpora:
+  nums: {{plugin: toy_corpus, n: 6}}
+upstreams:
+  small: {{plugin: toy_up, width: 4}}
+finetune:
+  ft: {{plugin: toy_ft, corpus: nums, steps: {steps}, sleep: 0.3}}
+"""
+SECOND = "  ft2: {{plugin: toy_ft, corpus: nums, steps: {steps}, sleep: 0.3, lr: 0.2}}\n"
+
 
 @pytest.fixture(scope="module")
 def ray_instance():
@@ -58,7 +70,7 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def manager():
-    return toy_manager()
+    return toy_only_manager()  # the toy plugins without importing every installed plugin
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +81,8 @@ def recipe_path(tmp_path_factory):
 class Hooked(RayExecutor):
     """A RayExecutor that records what the driver is told and lets a test act on progress events."""
 
-    def __init__(self, hook=None, **kwargs):
-        super().__init__(plugins_factory=toy_manager, **kwargs)
+    def __init__(self, hook=None, plugins_factory=toy_only_manager, **kwargs):
+        super().__init__(plugins_factory=plugins_factory, **kwargs)
         self.hook = hook
         self.progress: list[tuple[str, int, int, dict]] = []
 
@@ -104,13 +116,15 @@ def finetune_key(plan, name: str) -> str:
 
 
 def worker_pids(key: str) -> list[int]:
-    """Ray names a worker process after the task it runs (`ray::finetune <key>`)."""
-    title = f"ray::finetune {key[:10]}"
+    """Ray titles a worker process after the task it runs (`ray::finetune <key>`); Linux /proc lists them."""
+    title = f"ray::finetune {key[:10]}".encode()
     pids = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if cmdline and cmdline[0].startswith(title):
-            pids.append(proc.info["pid"])
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(title):
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
     return pids
 
 
@@ -136,7 +150,7 @@ def test_ray_gives_the_same_results_as_the_local_executor(ray_run, reference):
     assert summary.ok and len(summary.ran) == len(plan.stages)
     assert {s.kind for s in plan.stages.values()} == {"prepare", "upstream", "finetune", "merge", "evaluate", "score"}
     values = metric_values(output)
-    assert len([k for k in values if k[1] == "superb.score"]) == 4
+    assert len([k for k in values if k[1] == "superb.score"]) == plan.counts()["score"] == 5
     assert values == reference
     assert not list(output.glob(f"{ray_executor.MARKER_PREFIX}*"))  # the marker is removed after the run
 
@@ -159,10 +173,32 @@ def test_progress_and_the_store_say_where_each_stage_ran(ray_run):
     assert (ft, 6, 6) in {(key, step, total) for key, step, total, _ in executor.progress}
 
 
+def test_an_output_folder_the_workers_cannot_see_fails_the_run_at_once(ray_instance, recipe_path, manager, tmp_path,
+                                                                       monkeypatch):
+    def unseen_marker(output):  # the driver "writes" a marker that no worker can read
+        return Path(output) / f"{ray_executor.MARKER_PREFIX}never-written", "token"
+
+    monkeypatch.setattr(ray_executor, "write_marker", unseen_marker)
+    output = tmp_path / "out"
+    with pytest.raises(HarnessError, match=r"^the output folder .*/out is not visible from Ray node\(s\) ") as info:
+        run(recipe_path, manager, Hooked(), output)
+    assert "file system every node mounts at the same path" in str(info.value)
+    assert stage_rows(output) == []
+    assert [p.name for p in output.iterdir() if not p.name.startswith("results")] == []
+
+
+def test_a_node_without_the_planned_plugins_fails_the_run_at_once(ray_instance, recipe_path, manager, tmp_path):
+    output = tmp_path / "out"
+    with pytest.raises(HarnessError, match=r"^Ray node .* has corpus plugin 'toy_corpus' not installed, but the "
+                                           r"driver planned with version 1@toy-tests; install the same packages"):
+        run(recipe_path, manager, Hooked(plugins_factory=no_plugins_manager), output)
+    assert stage_rows(output) == []
+
+
 def test_declared_resources_are_what_ray_schedules_by(ray_instance, manager, tmp_path):
     """Each fine-tuning declares both CPUs of the instance, so the two can no longer overlap."""
-    text = RECIPE.replace("steps: 6, sleep: 0.3", "steps: 3, sleep: 0.3")
-    path = write_recipe(tmp_path, text + "resources:\n  finetune: {num_cpus: 2, memory: 10MB}\n")
+    text = FINETUNE_ONLY + SECOND + "resources:\n  finetune: {{num_cpus: 2, memory: 10MB}}\n"
+    path = write_recipe(tmp_path, text, steps="3")
     _, summary = run(path, manager, Hooked(), tmp_path / "out")
     assert summary.ok
     ft, ft2 = stage_rows(tmp_path / "out", "finetune")
@@ -194,8 +230,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_instance
 
 
 def test_a_worker_that_keeps_dying_fails_the_stage_and_keeps_its_checkpoint(ray_instance, manager, tmp_path):
-    text = RECIPE.replace("  ft2: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 0.3, lr: 0.2}}\n", "")
-    path = write_recipe(tmp_path, text.replace("downstreams:\n  ev: {{plugin: toy_eval, corpus: nums}}\n", ""))
+    path = write_recipe(tmp_path, FINETUNE_ONLY, steps="6")
     plan = build_plan(load_recipe(path, manager), manager)
     key = finetune_key(plan, "ft")
 
@@ -232,22 +267,8 @@ def test_ctrl_c_cancels_running_tasks_and_a_rerun_resumes(ray_instance, recipe_p
     assert set(statuses.values()) <= {"done", "interrupted"}
     assert not (output / ft).exists() and (output / ".work" / ft / "checkpoint.pt").is_file()
 
-    summary = run_plan(plan, output, Hooked())
+    summary = run_plan(plan, output, LocalExecutor(manager))  # the same stage functions resume it here
     assert summary.ok
     row = next(r for r in stage_rows(output, "finetune") if r.key == ft)
     assert any(m.startswith("resumed at step") for m in row.messages)
     assert metric_values(output) == reference
-
-
-def test_an_output_folder_the_workers_cannot_see_fails_the_run_at_once(ray_instance, recipe_path, manager, tmp_path,
-                                                                       monkeypatch):
-    def unseen_marker(output):  # the driver "writes" a marker that no worker can read
-        return Path(output) / f"{ray_executor.MARKER_PREFIX}never-written", "token"
-
-    monkeypatch.setattr(ray_executor, "write_marker", unseen_marker)
-    output = tmp_path / "out"
-    with pytest.raises(HarnessError, match=r"^the output folder .*/out is not visible from Ray node\(s\) ") as info:
-        run(recipe_path, manager, Hooked(), output)
-    assert "file system every node mounts at the same path" in str(info.value)
-    assert stage_rows(output) == []
-    assert [p.name for p in output.iterdir() if not p.name.startswith("results")] == []

@@ -119,7 +119,7 @@ def fairseq_like_classes():
 
     class DictConfig:
         def __init__(self, content, key=None, parent=None, object_type=None):
-            self._metadata = ContainerMetadata(typing.Any, object_type, True, key, {}, typing.Any, typing.Any)
+            self._metadata = ContainerMetadata(typing.Any, object_type, True, key, {}, str, typing.Any)
             self._parent = parent
             self._content = {
                 k: DictConfig(v, k, self, HubertConfig if k == "model" else None) if isinstance(v, dict)
@@ -283,6 +283,12 @@ def test_hubert_matches_s3prl(s3prl, tmp_path: Path):
 
     with pytest.raises(CheckpointError, match="is a hubert checkpoint, not a wav2vec2 one"):
         Wav2Vec2Plugin().build(Wav2Vec2Params(checkpoint=tmp_path / "hubert.pt"), seed=0)
+    state.pop("encoder.layers.1.fc2.weight")
+    torch.save({"cfg": {"model": {"_name": "hubert", **fields}, "task": {"normalize": False}}, "model": state},
+               tmp_path / "incomplete.pt")
+    with pytest.raises(CheckpointError, match=r"lacks 1 weights a hubert model needs "
+                                              r"\(encoder.layers.1.feed_forward.output_dense.weight\)"):
+        HubertPlugin().build(HubertParams(checkpoint=tmp_path / "incomplete.pt"), seed=0)
 
 
 # --------------------------------------------------------------------------- DeCoAR 2.0

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--preset", help="a named architecture, randomly initialised from --seed (e.g. tiny, base)")
     parser.add_argument("--param", action="append", metavar="KEY=VALUE", help="other upstream parameter (repeatable)")
     parser.add_argument("--audio-dir", type=Path, required=True, help="folder searched recursively for audio files")
-    parser.add_argument("--layer", default="all", help="hidden state index (0 = input of the first layer, -1 = last) or all")
+    parser.add_argument(
+        "--layer", default="all", help="hidden state index (0 = input of the first layer, -1 = last) or all"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for the .npy files")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -76,7 +78,9 @@ def parse_layer(text: str, num_hidden_states: int, what: str) -> int | None:
     try:
         index = int(text)
     except ValueError:
-        raise HarnessError(f"--layer {text!r} is neither an integer nor 'all'; write e.g. --layer 6 or --layer all.") from None
+        raise HarnessError(
+            f"--layer {text!r} is neither an integer nor 'all'; write e.g. --layer 6 or --layer all."
+        ) from None
     if not -num_hidden_states <= index < num_hidden_states:
         raise HarnessError(
             f"--layer {index} is out of range: {what} has {num_hidden_states} hidden states "

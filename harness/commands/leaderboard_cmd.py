@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.leaderboard import FORMATS, Settings, build, render
+from harness.leaderboard import Settings, build
+from harness.leaderboard_formats import FORMATS, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:

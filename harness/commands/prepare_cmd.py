@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     for col in ("split", "utterances", "hours"):
         table.add_column(col)
     for split in meta.get("splits", []):
-        table.add_row(split, str(meta.get("n_utterances", {}).get(split, "")), str(meta.get("hours", {}).get(split, "")))
+        n, hours = meta.get("n_utterances", {}).get(split, ""), meta.get("hours", {}).get(split, "")
+        table.add_row(split, str(n), str(hours))
     console = Console(highlight=False)
     console.print(table)
     console.print(f"labels: {', '.join(meta.get('label_fields', [])) or 'none'}")

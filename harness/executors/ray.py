@@ -87,12 +87,12 @@ def task_options(stage: Stage) -> dict[str, Any]:
         raise HarnessError(f"{where}.{unknown[0]} is not a resource the ray executor schedules by; "
                            f"use {', '.join(RESOURCE_KEYS)}.")
     options: dict[str, Any] = dict(DEFAULT_RESOURCES)
-    for key in ("num_cpus", "num_gpus"):
+    for key, unit in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
         if key not in stage.resources:
             continue
         value = stage.resources[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise HarnessError(f"{where}.{key} is {value!r}; give a number of {key[4:].upper()}s (0 or more).")
+            raise HarnessError(f"{where}.{key} is {value!r}; give a number of {unit}s (0 or more).")
         if value > 1 and value != int(value):
             raise HarnessError(f"{where}.{key} is {value}; above 1 it must be a whole number (Ray shares only "
                                "a single device between tasks).")
@@ -143,15 +143,25 @@ def not_visible(output: str, hosts: list[str]) -> str:
             f"same path (NFS, Lustre, a cloud file store) and set the recipe's output to that path.")
 
 
+_MANAGERS: dict[PluginsFactory, PluginManager] = {}
+
+
+def worker_plugins(plugins_factory: PluginsFactory) -> PluginManager:
+    """The plugin manager of this worker process, built once per factory (Ray reuses worker processes)."""
+    if plugins_factory not in _MANAGERS:
+        _MANAGERS[plugins_factory] = plugins_factory()
+    return _MANAGERS[plugins_factory]
+
+
 def probe_node(marker: str, token: str, plugins_factory: PluginsFactory,
                wanted: list[tuple[str, str]]) -> dict[str, Any]:
-    """Runs on one node at start: does it see the marker, and which versions of the needed plugins does it have."""
+    """Runs on one node at start: does it see the marker, which versions of the needed plugins does it have."""
     report: dict[str, Any] = {"host": socket.gethostname(), "seen": marker_seen(marker, token), "versions": {},
                               "error": None}
     if not report["seen"]:
         return report
     try:
-        manager = plugins_factory()
+        manager = worker_plugins(plugins_factory)
     except Exception as exc:  # reported to the driver as one line
         report["error"] = f"{type(exc).__name__}: {exc}"
         return report
@@ -164,28 +174,19 @@ def probe_node(marker: str, token: str, plugins_factory: PluginsFactory,
     return report
 
 
-class ProgressBoard:
-    """A Ray actor on the driver's side of the cluster: tasks post start and progress events, the driver drains."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def started(self, key: str, host: str, pid: int) -> None:
-        self.events.append(("start", key, host, pid))
-
-    def progress(self, key: str, step: int, total: int, info: dict[str, Any]) -> None:
-        self.events.append(("progress", key, step, total, info))
-
-    def drain(self) -> list[tuple]:
-        events, self.events = self.events, []
-        return events
+def post(events: Any, event: tuple) -> None:
+    """Send a start or progress event to the driver; progress is a nicety, so a lost queue never fails a stage."""
+    try:
+        events.put_nowait(event)
+    except Exception as exc:
+        log.debug("progress event dropped: %s", exc)
 
 
 class _Reporter:
-    """A stage's on_progress inside the worker: posts to the board at most every PROGRESS_EVERY_S."""
+    """A stage's on_progress inside the worker: posts to the driver's queue at most every PROGRESS_EVERY_S."""
 
-    def __init__(self, board: Any, key: str):
-        self.board = board
+    def __init__(self, events: Any, key: str):
+        self.events = events
         self.key = key
         self.last = 0.0
 
@@ -194,36 +195,28 @@ class _Reporter:
         if now - self.last < PROGRESS_EVERY_S and not (total and step >= total):
             return
         self.last = now
-        self.board.progress.remote(self.key, step, total, dict(info))
+        post(self.events, ("progress", self.key, step, total, dict(info)))
 
 
 def run_stage_task(stage: Stage, output: str, marker: str, token: str, plugins_factory: PluginsFactory,
-                   board: Any) -> Outcome:
+                   events: Any) -> Outcome:
     """The body of a stage's Ray task: check the shared folder, then the same execute_stage as locally."""
     host = socket.gethostname()
     if not marker_seen(marker, token):
         now = time.time()
         return Outcome(stage.key, "failed", now, now, host, error=not_visible(output, [host]), user_error=True)
-    board.started.remote(stage.key, host, os.getpid())
+    post(events, ("start", stage.key, host, os.getpid()))
     try:
-        plugins = plugins_factory()
+        plugins = worker_plugins(plugins_factory)
     except Exception as exc:
         now = time.time()
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
         return Outcome(stage.key, "failed", now, now, host, user_error=isinstance(exc, HarnessError),
                        error=f"the plugins could not be loaded on {host} ({type(exc).__name__}: {exc})\n{detail}")
-    return execute_stage(stage, output, _Reporter(board, stage.key), plugins)
+    return execute_stage(stage, output, _Reporter(events, stage.key), plugins)
 
 
 # ---------------------------------------------------------------------- the executor
-
-
-@dataclass
-class _Task:
-    stage: Stage
-    attempt: int
-    submitted: float
-    deaths: list[str] = field(default_factory=list)
 
 
 class RayExecutor(Executor):
@@ -232,8 +225,8 @@ class RayExecutor(Executor):
     ``max_retries``: how many times a stage whose worker died is submitted again (it resumes from
     its checkpoint). ``plugins_factory``: a picklable function that builds the plugin manager in
     each worker (the installed entry points by default). ``num_cpus`` and ``init_options`` apply
-    only to a local instance this executor starts; an instance already started in this process is
-    reused and left running.
+    only when this executor starts Ray itself; a Ray already initialised in this process is used
+    as it is and left running.
     """
 
     name = "ray"
@@ -259,20 +252,21 @@ class RayExecutor(Executor):
         try:
             if self.address:
                 ray.init(address=self.address, **self.init_options)
-            else:
-                ray.init(num_cpus=self.num_cpus, **self.init_options)
+            else:  # "local": a new instance even where a cluster runs on this machine (--address auto joins it)
+                ray.init(address="local", num_cpus=self.num_cpus, **self.init_options)
         except Exception as exc:
             if self.address:
                 raise HarnessError(f"could not connect to the Ray cluster at {self.address} ({exc}); start one "
                                    "with `ray start --head` and pass the address it prints.") from exc
-            raise HarnessError(f"could not start a local Ray instance ({exc}); see `ray status` or pass "
-                               "--address of a running cluster.") from exc
+            raise HarnessError(f"could not start a local Ray instance ({exc}); pass --address of a running "
+                               "cluster instead.") from exc
         return True
 
     def _nodes(self) -> list[dict[str, Any]]:
         return [n for n in self.ray.nodes() if n.get("Alive")]
 
     def _check_feasible(self, stages: list[Stage], options: dict[str, dict[str, Any]], local: bool) -> None:
+        """A stage no node can hold would wait forever: an error on a local instance, a warning on a cluster."""
         nodes = self._nodes()
         for stage in stages:
             if any(fits(options[stage.key], n["Resources"]) for n in nodes):
@@ -298,8 +292,12 @@ class RayExecutor(Executor):
         refs = {probe.options(num_cpus=0, max_retries=0, name="harness output-folder check",
                               scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(str(marker), token, self.plugins_factory, sorted(wanted)): n for n in nodes}
+        if not refs:
+            return
         ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
         if late:
+            for ref in late:
+                ray.cancel(ref, force=True)
             names = ", ".join(refs[r]["NodeManagerAddress"] for r in late)
             raise HarnessError(f"Ray node(s) {names} did not answer the output-folder check within "
                                f"{CHECK_TIMEOUT_S:.0f} s; check `ray status` and the nodes' logs.")
@@ -348,11 +346,21 @@ class RayExecutor(Executor):
                 self.ray.shutdown()
 
 
+@dataclass
+class _Task:
+    stage: Stage
+    attempt: int
+    submitted: float
+    deaths: list[str] = field(default_factory=list)
+
+
 class _Schedule:
     """One execute() call: submits stages whose inputs are done, collects outcomes, retries dead workers."""
 
     def __init__(self, executor: RayExecutor, stages: list[Stage], done: set[str], output: Path,
                  options: dict[str, dict[str, Any]], marker: str, token: str):
+        from ray.util.queue import Queue
+
         self.ex = executor
         self.ray = executor.ray
         self.pending = list(stages)
@@ -363,18 +371,18 @@ class _Schedule:
         self.marker = marker
         self.token = token
         self.inflight: dict[Any, _Task] = {}
-        self.announced: set[str] = set()
-        self.closed: set[str] = set()
+        self.announced: set[str] = set()  # on_start called
+        self.closed: set[str] = set()  # on_finish called
         self.hosts: dict[str, str] = {}
         self.remote = self.ray.remote(run_stage_task)
-        self.board = self.ray.remote(num_cpus=0)(ProgressBoard).remote()
-        self.board_ok = True
+        self.events = Queue(actor_options={"num_cpus": 0})  # the workers' start and progress events
+        self.events_ok = True
 
     def submit(self, stage: Stage, attempt: int = 1, deaths: list[str] | None = None,
                submitted: float | None = None) -> None:
         ref = self.remote.options(**self.options[stage.key], max_retries=0, retry_exceptions=False,
                                   name=f"{stage.kind} {stage.key[:10]}").remote(
-            stage, self.output, self.marker, self.token, self.ex.plugins_factory, self.board)
+            stage, self.output, self.marker, self.token, self.ex.plugins_factory, self.events)
         self.inflight[ref] = _Task(stage, attempt, submitted or time.time(), list(deaths or []))
 
     def run(self, on_start: StartFn, on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn) -> None:
@@ -383,8 +391,7 @@ class _Schedule:
         try:
             while True:
                 if submitting:
-                    ready_stages = [s for s in self.pending if set(s.inputs.values()) <= self.finished]
-                    for stage in ready_stages:
+                    for stage in [s for s in self.pending if set(s.inputs.values()) <= self.finished]:
                         self.pending.remove(stage)
                         self.submit(stage)
                 if not self.inflight:
@@ -401,7 +408,8 @@ class _Schedule:
                         self.announced.add(stage.key)
                         on_start(stage)
                     self.closed.add(stage.key)
-                    log.info("%s %s on %s in %.1f s", stage.title, outcome.status, outcome.host, outcome.duration)
+                    log.info("%s: %s on %s in %.1f s", stage.title, outcome.status, outcome.host or "?",
+                             outcome.duration)
                     if outcome.status == "done":
                         self.finished.add(stage.key)
                     if not on_finish(stage, outcome):
@@ -410,24 +418,25 @@ class _Schedule:
             for ref in self.inflight:
                 try:
                     ray.cancel(ref, force=True)
-                except Exception as exc:  # already finished or its node is gone
+                except Exception as exc:  # already finished, or its node is gone
                     log.debug("cancel failed: %s", exc)
             raise
         finally:
             try:
-                ray.kill(self.board)
+                self.events.shutdown(force=True)
             except Exception as exc:
-                log.debug("progress board already gone: %s", exc)
+                log.debug("event queue already gone: %s", exc)
 
     def drain(self, on_start: StartFn, on_progress: ProgressFn) -> None:
-        """Forward the workers' start and progress events to the driver's callbacks, with where each stage runs."""
-        if not self.board_ok:
+        """Forward the workers' start and progress events to the driver, with where each stage runs."""
+        if not self.events_ok:
             return
         try:
-            events = self.ray.get(self.board.drain.remote())
+            size = self.events.size()
+            events = self.events.get_nowait_batch(size) if size else []
         except self.ray.exceptions.RayError as exc:  # progress is a nicety; the run goes on without it
             log.warning("stage progress is no longer shown (%s)", str(exc).splitlines()[0])
-            self.board_ok = False
+            self.events_ok = False
             return
         for event in events:
             key = event[1]
@@ -446,13 +455,12 @@ class _Schedule:
 
     def result(self, ref: Any, task: _Task) -> Outcome | None:
         """The task's Outcome; None when it was submitted again; a failed Outcome when Ray could not run it."""
-        ray = self.ray
-        errors = ray.exceptions
+        errors = self.ray.exceptions
         stage = task.stage
         died = (errors.WorkerCrashedError, errors.NodeDiedError, errors.OutOfMemoryError, errors.ObjectLostError,
                 errors.LocalRayletDiedError)
         try:
-            outcome: Outcome = ray.get(ref)
+            outcome: Outcome = self.ray.get(ref)
         except died as exc:
             where = self.hosts.get(stage.key, "an unknown node")
             task.deaths.append(f"attempt {task.attempt} died on {where} ({type(exc).__name__})")
@@ -463,15 +471,17 @@ class _Schedule:
                 return None
             return Outcome(stage.key, "failed", task.submitted, time.time(), self.hosts.get(stage.key, ""),
                            messages=task.deaths,
-                           error=f"the worker running this stage died {len(task.deaths)} time(s), the last time with "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}; its checkpoint is kept, so a "
-                                 "rerun resumes it.")
-        except errors.RayError as exc:  # the task could not run at all (environment, cancelled, ...)
+                           error=f"the worker running this stage died {len(task.deaths)} time(s), the last time "
+                                 f"with {type(exc).__name__}: {str(exc).splitlines()[0]}; its checkpoint is kept, "
+                                 "so a rerun resumes it.")
+        except errors.RayError as exc:  # the task could not run at all (its environment, a cancel, ...)
             cause = getattr(exc, "cause", None)
-            user = isinstance(cause, HarnessError)
-            text = str(cause) if user else str(exc)
+            if isinstance(cause, HarnessError):
+                error, user = str(cause), True
+            else:
+                error, user = f"{type(cause or exc).__name__}: {cause or exc}", False
             return Outcome(stage.key, "failed", task.submitted, time.time(), self.hosts.get(stage.key, ""),
-                           messages=task.deaths, error=f"{type(cause or exc).__name__}: {text}", user_error=user)
+                           messages=task.deaths, error=error, user_error=user)
         if task.deaths:
             outcome.messages = [*task.deaths, *outcome.messages]
         return outcome

@@ -23,8 +23,15 @@ import soundfile as sf
 from pydantic import Field
 
 from harness import audio, hookimpl, sounds
-from harness.audioset_csv import AudioClass, Segment, prepare_audioset, read_class_index, read_segments
-from harness.audioset_csv import write_class_index, write_segments
+from harness.audioset_csv import (
+    AudioClass,
+    Segment,
+    prepare_audioset,
+    read_class_index,
+    read_segments,
+    write_class_index,
+    write_segments,
+)
 from harness.interfaces import CorpusPlugin, PluginParams
 from harness.stage import StageContext
 
@@ -71,6 +78,9 @@ def write_tree(p: NonspeechParams, root: Path) -> None:
     segments: dict[str, list[Segment]] = {s: [] for s in SPLIT_FILES}
     for folder in SPLIT_FILES.values():
         (root / "audio" / folder).mkdir(parents=True, exist_ok=True)
+    n_test = max(1, round(p.n_clips * p.test_fraction))
+    n_dev = max(1, round(p.n_clips * p.dev_fraction))
+    rank = np.argsort(rng.permutation(p.n_clips))
     for i in range(p.n_clips):
         k = int(rng.choice([1, 2, 3][: p.max_labels], p=np.array([0.4, 0.4, 0.2][: p.max_labels]) /
                            sum([0.4, 0.4, 0.2][: p.max_labels])))  # fmt: skip
@@ -78,8 +88,7 @@ def write_tree(p: NonspeechParams, root: Path) -> None:
         chosen = [classes[i % len(classes)], *(classes[j] for j in rng.permutation(len(classes)))]
         picked = list(dict.fromkeys(c.mid for c in chosen))[:k]
         by_mid = {c.mid: c for c in classes}
-        u = rng.random()
-        split = "test" if u < p.test_fraction else "dev" if u < p.test_fraction + p.dev_fraction else "train"
+        split = "test" if rank[i] < n_test else "dev" if rank[i] < n_test + n_dev else "train"
         ytid = f"syn{i:08d}"
         wav = render_clip([by_mid[m].name for m in picked], np.random.default_rng([p.seed, i]), n, sr)
         sf.write(str(root / "audio" / SPLIT_FILES[split] / f"{ytid}.wav"), wav, sr, subtype="PCM_16")
@@ -105,7 +114,7 @@ class SyntheticNonspeech(CorpusPlugin):
             split: (read_segments(root / f"{folder}_segments.csv"), root / "audio" / folder)
             for split, folder in SPLIT_FILES.items()
         }
-        prepare_audioset(out_dir, self.name, splits, classes, skip_missing=False,
+        prepare_audioset(out_dir, self.name, splits, classes, keep={c.mid for c in classes}, skip_missing=False,
                          extra_meta={"params": params.model_dump(mode="json")})  # fmt: skip
 
 

@@ -83,8 +83,8 @@ class Multitask(FinetunePlugin):
             corpus = pick_corpus(corpora, spec.corpus, f"multitask task {spec.task}")
             task = make_task(upstream, corpus, spec.task, spec.task_params, ctx)
             tasks.append(task)
-            train_sets.append(WaveformSet(split_rows(corpus, task.name, "train"), params.max_seconds))
-            dev_sets.append(WaveformSet(split_rows(corpus, task.name, "dev", params.dev_items), params.max_seconds))
+            train_sets.append(WaveformSet(split_rows(corpus, spec.task, "train"), params.max_seconds))
+            dev_sets.append(WaveformSet(split_rows(corpus, spec.task, "dev", params.dev_items), params.max_seconds))
             seconds = spec.batch_seconds or default_seconds
             samplers.append(
                 DynamicBatchSampler(train_sets[-1].lengths, seconds, ctx.seed + k, max_items=spec.max_items)

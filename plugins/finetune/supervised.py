@@ -49,8 +49,8 @@ class Supervised(FinetunePlugin):
         corpus = pick_corpus(corpora, params.corpus, f"supervised fine-tuning on {params.task}")
         task = make_task(upstream, corpus, params.task, params.task_params, ctx)
         device = ctx.device
-        train = WaveformSet(split_rows(corpus, task.name, "train"), params.max_seconds)
-        dev = WaveformSet(split_rows(corpus, task.name, "dev", params.dev_items))
+        train = WaveformSet(split_rows(corpus, params.task, "train"), params.max_seconds)
+        dev = WaveformSet(split_rows(corpus, params.task, "dev", params.dev_items), params.max_seconds)
         head = task.build_head(upstream.hidden_size)
         stable = StableFineTuning(upstream, head, params)
         stable.model.to(device)

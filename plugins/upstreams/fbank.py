@@ -68,6 +68,7 @@ class FbankPlugin(UpstreamPlugin):
     version = "1"
     summary = "SUPERB FBank baseline: 80 log-mel + deltas + delta-deltas, per-utterance CMVN (240 dims, 10 ms)"
     Params = FbankParams
+    trainable = False  # a fixed front end: never fine-tuned or merged
 
     def from_config(self, config: dict[str, Any]) -> FbankUpstream:
         return FbankUpstream(config)

@@ -1,5 +1,6 @@
 """Per-utterance nuisance, as real recordings have: reverberation, channel colouring, background
-noise and level. (Speed and pitch perturbation happen at synthesis and resampling.)
+noise and level (speed and pitch perturbation happen at synthesis and resampling); and the voice
+quality part of a speaking style (spectral tilt, saturation).
 
 The order follows the physics of a recording: the room (reverb) colours the source, the
 microphone and channel (EQ) colour the room's output, noise adds at the microphone, then the level
@@ -21,15 +22,15 @@ EQ_FREQS = (0.0, 150.0, 300.0, 600.0, 1200.0, 2400.0, 4000.0, 6000.0, 8000.0)
 
 @dataclass(frozen=True)
 class Nuisance:
-    """The knobs (see the synthetic corpus parameters for what each does)."""
+    """The knobs (defaults and meaning: the synthetic corpus parameters)."""
 
-    reverb_prob: float = 0.8
-    rt60: tuple[float, float] = (0.1, 0.6)
-    drr_db: tuple[float, float] = (-3.0, 12.0)
-    eq_db: float = 10.0
-    noise_prob: float = 1.0
-    snr_db: tuple[float, float] = (0.0, 20.0)
-    peak: tuple[float, float] = (0.2, 0.9)
+    reverb_prob: float
+    rt60: tuple[float, float]
+    drr_db: tuple[float, float]
+    eq_db: float
+    noise_prob: float
+    snr_db: tuple[float, float]
+    peak: tuple[float, float]
 
 
 def reverb(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) -> np.ndarray:
@@ -60,16 +61,30 @@ def add_noise(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int)
     return wav + noise * np.sqrt(speech_power / 10 ** (snr / 10))
 
 
-def apply(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance | None, sr: int = 16000) -> np.ndarray:
-    """The whole chain (``cfg`` None: clean, peak-normalised to 0.5); float32 out, peak below 1."""
+def voice_quality(wav: np.ndarray, tilt_db: float, drive: float, sr: int) -> np.ndarray:
+    """Part of a speaking style, not nuisance: a spectral tilt (a shelf of ``tilt_db`` dB above
+    about 1 kHz: positive is a tenser, brighter voice) and soft saturation (``drive`` > 0)."""
     x = wav.astype(np.float64)
-    if cfg is not None:
-        if rng.random() < cfg.reverb_prob:
-            x = reverb(x, rng, cfg, sr)
-        x = equalise(x, rng, cfg, sr)
-        if rng.random() < cfg.noise_prob:
-            x = add_noise(x, rng, cfg, sr)
-        peak = rng.uniform(*cfg.peak)
-    else:
-        peak = 0.5
+    if tilt_db:
+        freqs = np.array([0.0, 700.0, 1500.0, sr / 2])
+        gains = 10 ** (np.array([0.0, 0.0, tilt_db, tilt_db]) / 20)
+        x = signal.fftconvolve(x, signal.firwin2(65, freqs, gains, fs=sr), mode="same")
+    if drive > 0:
+        peak = max(float(np.max(np.abs(x))), 1e-9)
+        x = np.tanh(drive * x / peak) / np.tanh(drive) * peak
+    return x
+
+
+def apply(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance | None, sr: int = 16000) -> np.ndarray:
+    """The whole chain (``cfg`` None: clean, level kept); float32 out, peak below 1."""
+    x = wav.astype(np.float64)
+    if cfg is None:
+        peak = float(np.max(np.abs(x)))
+        return (x * (0.99 / peak if peak > 0.99 else 1.0)).astype(np.float32)
+    if rng.random() < cfg.reverb_prob:
+        x = reverb(x, rng, cfg, sr)
+    x = equalise(x, rng, cfg, sr)
+    if rng.random() < cfg.noise_prob:
+        x = add_noise(x, rng, cfg, sr)
+    peak = rng.uniform(*cfg.peak)
     return (x * (peak / max(float(np.max(np.abs(x))), 1e-9))).astype(np.float32)

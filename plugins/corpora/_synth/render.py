@@ -31,6 +31,8 @@ class Spec:
     seed: int
     speed: float  # > 1 is faster and higher
     pad: tuple[float, float]  # leading and trailing silence in seconds
+    tilt_db: float = 0.0  # style: spectral tilt above 1 kHz
+    drive: float = 0.0  # style: soft saturation
 
 
 def render(engine: Espeak, spec: Spec, out_dir: str, cfg: nuisance.Nuisance | None) -> dict[str, Any]:
@@ -44,7 +46,8 @@ def render(engine: Espeak, spec: Spec, out_dir: str, cfg: nuisance.Nuisance | No
     # Speed perturbation: read the native samples as if they had been recorded at rate * speed.
     wav = audio.resample(native, syn.sample_rate * spec.speed, sr)
     lead, trail = (int(round(x * sr)) for x in spec.pad)
-    wav = np.concatenate([np.zeros(lead, np.float32), wav, np.zeros(trail, np.float32)])
+    wav = nuisance.voice_quality(wav, spec.tilt_db, spec.drive, sr)
+    wav = np.concatenate([np.zeros(lead), wav, np.zeros(trail)])
     wav = nuisance.apply(wav, np.random.default_rng(spec.seed), cfg, sr)
     duration = round(len(wav) / sr, 4)
     shift = lead / sr

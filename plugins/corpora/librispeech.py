@@ -1,0 +1,115 @@
+"""LibriSpeech from its distribution layout, with phone transcripts from a lexicon.
+
+Layout (``root`` is the ``LibriSpeech`` folder)::
+
+    <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    <subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt     "<utt id> WORDS ..."
+
+Phones come from a pronunciation lexicon (``librispeech-lexicon.txt``: ``WORD PH1 PH2 ...``, the
+first pronunciation of each word, stress digits removed, as s3prl's libriphone setup does); they
+carry no times (``null``), and ``meta.json`` says ``"phone_times": false``. Utterances with a word
+missing from the lexicon are left out with a logged count. Without a lexicon the corpus has text only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import Field
+
+from harness import hookimpl
+from harness.corpus_utils import LocalCorpusParams, checked, require, write_prepared
+from harness.errors import CorpusError
+from harness.interfaces import CorpusPlugin, InputPath, PluginParams
+from harness.phones import ARPABET, strip_stress
+from harness.stage import StageContext
+
+log = logging.getLogger("harness.corpora.librispeech")
+NAME = "librispeech"
+
+
+class LibriSpeechParams(LocalCorpusParams):
+    train: list[str] = Field(default_factory=lambda: ["train-clean-100"], description="subsets of the train split")
+    dev: list[str] = Field(default_factory=lambda: ["dev-clean"])
+    test: list[str] = Field(default_factory=lambda: ["test-clean"])
+    lexicon: InputPath | None = Field(
+        None, description="lexicon file (default: <root>/librispeech-lexicon.txt if present)"
+    )
+
+
+def read_lexicon(path: Path) -> dict[str, list[str]]:
+    """Word (upper case) -> first pronunciation, phones lower case without stress."""
+    lexicon: dict[str, list[str]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise CorpusError(f"{path} line {n} has a word without a pronunciation; expected 'WORD PH1 PH2 ...'.")
+        lexicon.setdefault(parts[0].upper(), [strip_stress(p) for p in parts[1:]])
+    return lexicon
+
+
+def read_subset(root: Path, subset: str) -> list[dict]:
+    folder = require(root / subset, NAME, f"the {subset} subset")
+    rows = []
+    transcripts = sorted(folder.glob("*/*/*.trans.txt"))
+    if not transcripts:
+        raise CorpusError(
+            f"{NAME}: expected transcripts like {folder}/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt "
+            f"but found none; point root at the LibriSpeech folder."
+        )
+    for trans in transcripts:
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            utt, _, words = line.partition(" ")
+            audio_path = require(trans.parent / f"{utt}.flac", NAME, f"the audio of {utt}")
+            rows.append(
+                {"id": utt, "path": str(audio_path), "speaker": utt.split("-")[0], "text": words.strip().lower()}
+            )
+    return rows
+
+
+class LibriSpeech(CorpusPlugin):
+    name = NAME
+    version = "1"
+    summary = "LibriSpeech (flac + trans.txt); phones from a lexicon; text, speakers"
+    Params = LibriSpeechParams
+
+    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
+        assert isinstance(params, LibriSpeechParams)
+        root = Path(params.root)
+        lexicon_path = params.lexicon or (root / "librispeech-lexicon.txt")
+        lexicon = read_lexicon(lexicon_path) if Path(lexicon_path).is_file() else None
+        if params.lexicon is None and lexicon is None:
+            log.info("%s: no lexicon at %s; preparing text without phones.", NAME, lexicon_path)
+        splits: dict[str, list[dict]] = {}
+        for split, subsets in (("train", params.train), ("dev", params.dev), ("test", params.test)):
+            rows = [r for s in subsets for r in read_subset(root, s)]
+            if lexicon is not None:
+                rows = self._add_phones(rows, lexicon, split)
+            splits[split] = checked(rows, out_dir, NAME, params.audio_check, params.skip_bad)
+        vocab = {"phones": sorted(ARPABET)} if lexicon is not None else {}
+        write_prepared(out_dir, NAME, splits, vocab=vocab, extra_meta={"phone_times": False})
+
+    @staticmethod
+    def _add_phones(rows: list[dict], lexicon: dict[str, list[str]], split: str) -> list[dict]:
+        out, oov = [], set()
+        for row in rows:
+            missing = [w for w in row["text"].upper().split() if w not in lexicon]
+            if missing:
+                oov.update(missing)
+                continue
+            phones = [p for w in row["text"].upper().split() for p in lexicon[w]]
+            out.append({**row, "phones": [[p, None, None] for p in phones]})
+        if oov:
+            log.warning("%s: left out %d %s utterances with words missing from the lexicon (e.g. %s).",
+                        NAME, len(rows) - len(out), split, ", ".join(sorted(oov)[:5]))  # fmt: skip
+        return out
+
+
+@hookimpl
+def harness_register_corpus(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(LibriSpeech)

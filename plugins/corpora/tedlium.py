@@ -1,0 +1,87 @@
+"""TED-LIUM release 3 from its distribution layout (``.stm`` segments of ``.sph`` talks).
+
+Layout (``root`` is ``TEDLIUM_release-3``)::
+
+    legacy/{train,dev,test}/sph/<talk>.sph
+    legacy/{train,dev,test}/stm/<talk>.stm      "<talk> 1 <speaker> <start> <end> <label> words ..."
+
+(``split_set: speaker-adaptation`` reads ``speaker-adaptation/...`` instead.) Each ``.stm`` line is
+one utterance: rows carry ``start`` and ``end`` (seconds within the talk's file) and ``duration``;
+read them with :func:`harness.audio.load_utterance`. Segments marked
+``ignore_time_segment_in_scoring`` are left out; ``<unk>`` tokens are removed and split
+contractions are joined (``it 's`` -> ``it's``). Audio checks run on the talk files (header checks
+by default, as the talks are long).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from harness import audio, hookimpl
+from harness.corpus_utils import LocalCorpusParams, require, write_prepared
+from harness.errors import CorpusError
+from harness.interfaces import CorpusPlugin, PluginParams
+from harness.stage import StageContext
+
+NAME = "tedlium"
+_CONTRACTION = re.compile(r" '(?=\w)")
+
+
+class TedliumParams(LocalCorpusParams):
+    split_set: Literal["legacy", "speaker-adaptation"] = "legacy"
+    audio_check: audio.CheckLevel = "header"
+    min_duration: float = Field(0.1, ge=0, description="shorter segments are left out")
+
+
+def clean_text(words: list[str]) -> str:
+    text = " ".join(w for w in words if w != "<unk>")
+    return _CONTRACTION.sub("'", text).lower()
+
+
+class Tedlium(CorpusPlugin):
+    name = NAME
+    version = "1"
+    summary = "TED-LIUM 3 (.stm segments of .sph talks): text, speakers"
+    Params = TedliumParams
+
+    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
+        assert isinstance(params, TedliumParams)
+        base = require(Path(params.root) / params.split_set, NAME, f"the {params.split_set} split set")
+        splits: dict[str, list[dict]] = {}
+        for split in ("train", "dev", "test"):
+            stm_dir = require(base / split / "stm", NAME, f"the {split} transcripts")
+            rows = []
+            for stm in sorted(stm_dir.glob("*.stm")):
+                sph = base / split / "sph" / f"{stm.stem}.sph"
+                if not sph.is_file():
+                    raise CorpusError(f"{NAME}: expected {sph} (the audio of {stm.name}) but it is missing.")
+                for n, line in enumerate(stm.read_text(encoding="utf-8").splitlines(), 1):
+                    parts = line.split()
+                    if len(parts) < 6 or parts[0].startswith(";;"):
+                        continue
+                    try:
+                        start, end = float(parts[3]), float(parts[4])
+                    except ValueError:
+                        raise CorpusError(f"{stm} line {n}: start and end must be seconds.") from None
+                    words = parts[6:] if parts[5].startswith("<") else parts[5:]
+                    if "ignore_time_segment_in_scoring" in words or end - start < params.min_duration:
+                        continue
+                    text = clean_text(words)
+                    if not text:
+                        continue
+                    rows.append({"id": f"{stm.stem}-{int(round(start * 100)):07d}", "path": str(sph),
+                                 "speaker": parts[2], "start": start, "end": end,
+                                 "duration": round(end - start, 4), "text": text})  # fmt: skip
+            report = audio.check_files({r["path"] for r in rows}, level=params.audio_check, skip_bad=params.skip_bad,
+                                       what=f"{NAME} audio files")  # fmt: skip
+            splits[split] = [r for r in rows if r["path"] not in report.bad]
+        write_prepared(out_dir, NAME, splits, extra_meta={"segments": True})
+
+
+@hookimpl
+def harness_register_corpus(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(Tedlium)

@@ -1,0 +1,155 @@
+"""Downstream ``abx``: ABX phone discriminability of a layer's frames (no head, nothing trained).
+
+The corpus names libri-light item files (``meta["abx_items"]``: ``{"dev": ..., "test": ...}``,
+``#file`` = utterance id). Frames come from the shared feature cache (the float16 hidden states)
+or, past its budget, from the upstream directly. Error rates are in percent, lower is better;
+conditions: within/across speaker × within/any context, angular distance by default (see
+:mod:`harness.abx` for the maths and ``librilight_compat``).
+
+``layer``: a hidden-state index (negative counts from the end), or ``all``: every layer is scored
+on the dev item file and, per condition, the best dev layer is reported on test (metrics
+``<speaker>_speaker_<context>_context``); every layer's dev error is kept in ``extra``. Per-item
+results are per phone pair (``[error, 1]`` per condition), for confidence intervals.
+``max_files`` scores only the first files (sorted ids) of each item file, for speed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from harness import hookimpl
+from harness.abx import ABXScore, Item, abx, read_item_file
+from harness.errors import CorpusError, HarnessError
+from harness.inference import batched_forward
+from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, UpstreamModel
+from harness.manifest import PreparedCorpus
+from harness.probe import ProbeSettings, feature_cache_for
+from harness.stage import StageContext
+
+Condition = Literal["within", "across"]
+Context = Literal["within", "any"]
+
+
+class ABXParams(PluginParams):
+    layer: int | Literal["all"] = "all"
+    speaker: list[Condition] = ["within", "across"]
+    context: list[Context] = ["within", "any"]
+    distance: Literal["angular", "euclidean"] = "angular"
+    librilight_compat: bool = False
+    max_files: int | None = None
+    max_frame_gb: float = 4.0
+
+
+class ABXDownstream(DownstreamPlugin):
+    name = "abx"
+    version = "1"
+    summary = "ABX phone discriminability of a layer's frames (within/across speaker, within/any context)"
+    Params = ABXParams
+    label_fields = ("phones",)
+
+    def evaluate(
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+    ) -> EvalResult:
+        assert isinstance(params, ABXParams)
+        files = corpus.meta.get("abx_items") or {}
+        if "test" not in files:
+            raise CorpusError(f"corpus {corpus.name!r} has no ABX item files (meta 'abx_items'); pick one that has.")
+        n_layers = upstream.num_hidden_states
+        if params.layer != "all" and not -n_layers <= params.layer < n_layers:
+            raise HarnessError(f"abx layer {params.layer} does not exist: the upstream has {n_layers} hidden states.")
+        settings = ProbeSettings(steps=1, lr=1.0, batch_size=1, max_frame_gb=params.max_frame_gb)
+        cache = feature_cache_for(upstream, ctx, settings)
+        upstream.eval()
+
+        def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
+            items = _items(corpus, files[role], params.max_files)
+            feats = _features(upstream, corpus, role, items, cache)
+            return {
+                layer: abx(
+                    {uid: states[layer] for uid, states in feats.items()},
+                    items,
+                    upstream.frame_shift,
+                    params.speaker,
+                    params.context,
+                    params.distance,
+                    params.librilight_compat,
+                )
+                for layer in layers
+            }
+
+        extra: dict[str, Any] = {"frame_shift": upstream.frame_shift}
+        if params.layer == "all":
+            select_on = "dev" if "dev" in files else "test"
+            dev = score(select_on, list(range(n_layers)))
+            extra["selected_on"] = select_on
+            extra["layers"] = {
+                f"layer{layer}": {s.name: 100 * s.score for s in scores} for layer, scores in dev.items()
+            }
+            best = {
+                cond: min(dev, key=lambda layer, i=i: _nan_last(dev[layer][i].score))
+                for i, cond in enumerate(s.name for s in dev[0])
+            }
+            test = score("test", sorted(set(best.values())))
+            chosen = [test[best[s.name]][i] for i, s in enumerate(dev[0])]
+            extra["best_layer"] = best
+        else:
+            layer = params.layer % n_layers
+            chosen = score("test", [layer])[layer]
+            extra["best_layer"] = {s.name: layer for s in chosen}
+        metrics = {s.name: 100 * s.score for s in chosen}
+        pairs: dict[str, dict[str, list[float]]] = {}
+        for s in chosen:
+            for a, b, err in s.pairs:
+                pairs.setdefault(f"{a}|{b}", {})[s.name] = [err, 1.0]
+        return EvalResult(
+            metrics=metrics,
+            directions={k: "lower" for k in metrics},
+            n_items=len(pairs),
+            items=[{"id": k, "stats": v} for k, v in sorted(pairs.items())],
+            layer_weights=None,
+            extra=extra,
+        )
+
+
+def _nan_last(x: float) -> float:
+    return float("inf") if np.isnan(x) else x
+
+
+def _items(corpus: PreparedCorpus, name: str, max_files: int | None) -> list[Item]:
+    items = read_item_file(corpus.root / name)
+    if max_files:
+        keep = set(sorted({it.file for it in items})[:max_files])
+        items = [it for it in items if it.file in keep]
+    return items
+
+
+def _features(
+    upstream: UpstreamModel, corpus: PreparedCorpus, role: str, items: list[Item], cache
+) -> dict[str, torch.Tensor]:
+    """Per utterance the L×T×D hidden states (float16 values) of the files the items name."""
+    wanted = {it.file for it in items}
+    rows = [r for split in corpus.splits for r in corpus.utterances(split) if r["id"] in wanted]
+    found = {r["id"] for r in rows}
+    if wanted - found:
+        missing = sorted(wanted - found)
+        raise CorpusError(f"ABX item file names utterance {missing[0]!r}, which no split of {corpus.name!r} has.")
+    store = cache.frames(rows)
+    if store is not None:
+        return {r["id"]: store.states(i) for i, r in enumerate(rows)}
+    from harness import audio
+    from harness.feature_cache import to_frame_dtype
+
+    out = {}
+    wavs = [audio.load(Path(r["path"])) for r in rows]
+    for i, states in batched_forward(upstream, wavs, max_seconds=60.0):
+        out[rows[i]["id"]] = to_frame_dtype(torch.stack(states)).float()
+    return out
+
+
+@hookimpl
+def harness_register_downstream(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(ABXDownstream)

@@ -1,0 +1,86 @@
+"""Downstream ``asr``: character CTC speech recognition; WER (jiwer).
+
+The vocabulary is built from the training transcriptions' characters, as in the wav2vec 2.0 CTC
+fine-tuning guide (space is the word delimiter; ``<unk>`` for characters unseen in training);
+greedy CTC decoding; WER = word edits (jiwer) summed over the set over the summed reference words.
+
+SUPERB (s3prl ``downstream/asr/config.yaml``, LibriSpeech 100 h): projector to 1024, a 2-layer
+bidirectional LSTM of 1024 units with dropout 0.2, linear to the characters; Adam at 1e-4,
+batch 32, 200,000 steps, dev every 2,000, gradient clipping 1; best on dev WER. Where this
+differs: no SpecAugment and no language model (s3prl's default decoding has none either).
+
+``protocol: embedded``: projector 64, two BiLSTM layers of 64, 400 steps of 16 at 2e-3, dev every 100.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import hookimpl
+from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.manifest import PreparedCorpus
+from harness.metrics import wer_stats
+from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.stage import StageContext
+from harness.tasks import CTCTask, char_vocab
+
+PROTOCOLS = {
+    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
+    "embedded": ProbeSettings(steps=400, lr=2e-3, batch_size=16, eval_every=100),
+}
+HEADS = {"superb": (1024, (1024, 1024)), "embedded": (64, (64, 64))}
+UNK = "<unk>"
+
+
+class ASRParams(ProbeParams):
+    project_dim: int | None = None
+    lstm_dims: tuple[int, ...] | None = None
+
+
+class SpeechRecognitionTask(CTCTask):
+    name = "asr"
+    label_fields = ("text",)
+    metrics = {"wer": "lower"}
+    primary_metric = "wer"
+
+    def __init__(self, chars: list[str], project_dim: int, lstm_dims: tuple[int, ...]):
+        super().__init__([*chars, UNK], project_dim, lstm_dims)
+
+    def target(self, row: dict[str, Any]) -> list[int]:
+        unk = self.index[UNK]
+        return [self.index.get(c, unk) for c in " ".join(str(row.get("text", "")).split())]
+
+    def render(self, ids: list[int]) -> str:
+        return "".join(self.vocab[i] for i in ids)
+
+    def item_stats(self, ref: str, hyp: str) -> dict[str, list[float]]:
+        return {"wer": wer_stats(ref, hyp)}
+
+
+class SpeechRecognition(DownstreamPlugin):
+    name = "asr"
+    version = "1"
+    summary = "Speech recognition: character CTC, BiLSTM head; WER"
+    Params = ASRParams
+    label_fields = ("text",)
+
+    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+        assert isinstance(params, ASRParams)
+        train = task_splits(corpus, "asr")["train"]
+        project, lstms = HEADS[params.protocol]
+        return SpeechRecognitionTask(
+            char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]),
+            params.project_dim or project,
+            tuple(params.lstm_dims) if params.lstm_dims is not None else lstms,
+        )
+
+    def evaluate(
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+    ) -> EvalResult:
+        assert isinstance(params, ASRParams)
+        return evaluate_task(self.make_task(corpus, params), upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
+
+
+@hookimpl
+def harness_register_downstream(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(SpeechRecognition)

@@ -1,0 +1,93 @@
+"""Downstream ``pr``: phoneme recognition, a linear CTC head over the phone inventory; PER.
+
+SUPERB (s3prl ``downstream/ctc/libriphone.yaml``): projector to 256 then a linear layer
+(``FrameLevel``) to the phones plus the CTC blank, no nonlinearity, so the head is linear; CTC loss
+with ``zero_infinity``; Adam at 1e-2, batch 16 with 2 accumulated (32 per step), 100,000 steps,
+dev every 1,000, gradient clipping 1; best on dev PER. PER = phone edits summed over the set over
+the summed reference length. Targets are the corpus's phone sequence without silence (``sil``):
+SUPERB's LibriSpeech phone transcriptions have no silence token either.
+
+``protocol: embedded`` keeps the head and learning rate and trains 400 steps of 16 utterances,
+dev every 100 (the embedded corpus has a few hundred short utterances).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import hookimpl
+from harness.errors import CorpusError
+from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.manifest import PreparedCorpus
+from harness.metrics import sequence_edits
+from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings
+from harness.stage import StageContext
+from harness.tasks import CTCTask
+
+SILENCES = frozenset({"sil", "sp", "spn", "h#", "pau", "epi"})
+
+PROTOCOLS = {
+    "superb": ProbeSettings(steps=100_000, lr=1e-2, batch_size=16, accumulate=2, eval_every=1000),
+    "embedded": ProbeSettings(steps=400, lr=1e-2, batch_size=16, eval_every=100),
+}
+
+
+class PRParams(ProbeParams):
+    project_dim: int = 256
+
+
+class PhoneRecognitionTask(CTCTask):
+    name = "pr"
+    label_fields = ("phones",)
+    metrics = {"per": "lower"}
+    primary_metric = "per"
+
+    def __init__(self, phones: list[str], project_dim: int = 256):
+        inventory = [p for p in phones if p not in SILENCES]
+        if not inventory:
+            raise CorpusError("phoneme recognition needs a phone inventory (vocab.json 'phones').")
+        super().__init__(inventory, project_dim)
+
+    def target(self, row: dict[str, Any]) -> list[int]:
+        ids = []
+        for entry in row["phones"]:
+            phone = entry[0]
+            if phone in SILENCES:
+                continue
+            if phone not in self.index:
+                raise CorpusError(f"utterance {row['id']!r} has phone {phone!r}, which the corpus vocabulary lacks.")
+            ids.append(self.index[phone])
+        return ids
+
+    def render(self, ids: list[int]) -> list[str]:
+        return [self.vocab[i] for i in ids]
+
+    def item_stats(self, ref: list[str], hyp: list[str]) -> dict[str, list[float]]:
+        return {"per": sequence_edits(ref, hyp)}
+
+
+class PhoneRecognition(DownstreamPlugin):
+    name = "pr"
+    version = "1"
+    summary = "Phoneme recognition: linear CTC head over the phone inventory; PER"
+    Params = PRParams
+    label_fields = ("phones",)
+
+    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+        assert isinstance(params, PRParams)
+        phones = corpus.vocab.get("phones")
+        if not phones:
+            raise CorpusError(f"corpus {corpus.name!r} has no phone vocabulary (vocab.json 'phones').")
+        return PhoneRecognitionTask(list(phones), params.project_dim)
+
+    def evaluate(
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+    ) -> EvalResult:
+        assert isinstance(params, PRParams)
+        task = self.make_task(corpus, params)
+        return evaluate_task(task, upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
+
+
+@hookimpl
+def harness_register_downstream(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(PhoneRecognition)

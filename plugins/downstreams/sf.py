@@ -1,0 +1,125 @@
+"""Downstream ``sf``: slot filling as CTC over characters and slot markers; slot-type F1 and slot-value CER.
+
+SUPERB (s3prl ``downstream/ctc/snips.yaml``, Audio SNIPS): the target is the transcription's
+characters with a begin token before and an end token after each slot value (``B-artist the
+beatles E-artist``); projector to 1024, a 2-layer bidirectional LSTM of 1024 units with dropout 0.2,
+a linear layer to the characters, the slot tokens and the CTC blank; Adam at 1e-4, batch 32,
+200,000 steps, dev every 2,000, gradient clipping 1; best on dev slot-type F1; greedy decoding.
+Slot-type F1 and slot-value CER are computed exactly as s3prl's ``metric.py`` does (see
+:mod:`harness.metrics`). The target is built from the manifest's ``text`` and ``slots`` (values
+are substrings of the text, in order); the character vocabulary is the set of characters of the
+training text (``<unk>`` for others).
+
+Where this differs: s3prl applies SpecAugment to the features when training SF; this probe does not.
+
+``protocol: embedded``: projector 64, two BiLSTM layers of 64, 400 steps of 16 at 2e-3, dev every 100.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import hookimpl
+from harness.errors import CorpusError
+from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.manifest import PreparedCorpus
+from harness.metrics import slot_type_f1_item, slot_value_cer_stats
+from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.stage import StageContext
+from harness.tasks import CTCTask, char_vocab
+
+PROTOCOLS = {
+    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
+    "embedded": ProbeSettings(steps=400, lr=2e-3, batch_size=16, eval_every=100),
+}
+HEADS = {"superb": (1024, (1024, 1024)), "embedded": (64, (64, 64))}
+UNK = "<unk>"
+
+
+class SFParams(ProbeParams):
+    project_dim: int | None = None
+    lstm_dims: tuple[int, ...] | None = None
+
+
+def slot_tokens(row: dict[str, Any]) -> list[str]:
+    """The SUPERB target of one utterance: characters of ``text`` with ``B-type``/``E-type`` around
+    each slot value (values are found in order in the text)."""
+    text = str(row.get("text", ""))
+    tokens: list[str] = []
+    pos = 0
+    for slot_type, value in row.get("slots") or []:
+        at = text.find(value, pos)
+        if not value or at < 0:
+            raise CorpusError(
+                f"utterance {row.get('id')!r}: slot value {value!r} ({slot_type}) is not in its text "
+                f"{text!r} after position {pos}; slot values must be substrings of the text, in order."
+            )
+        tokens.extend(text[pos:at])
+        tokens.append(f"B-{slot_type}")
+        tokens.extend(value)
+        tokens.append(f"E-{slot_type}")
+        pos = at + len(value)
+    tokens.extend(text[pos:])
+    return tokens
+
+
+class SlotFillingTask(CTCTask):
+    name = "sf"
+    label_fields = ("text", "slots")
+    metrics = {"f1": "higher", "cer": "lower"}
+    primary_metric = "f1"
+
+    def __init__(self, chars: list[str], slot_types: list[str], project_dim: int, lstm_dims: tuple[int, ...]):
+        markers = [f"{edge}-{t}" for t in slot_types for edge in ("B", "E")]
+        super().__init__([*chars, UNK, *markers], project_dim, lstm_dims)
+
+    def target(self, row: dict[str, Any]) -> list[int]:
+        unk = self.index[UNK]
+        return [self.index.get(t, unk) for t in slot_tokens(row)]
+
+    def render(self, ids: list[int]) -> str:
+        """s3prl's decoded form: a begin marker is followed and an end marker preceded by a space."""
+        out = []
+        for i in ids:
+            tok = self.vocab[i]
+            if tok.startswith("B-") and len(tok) > 2:
+                out.append(tok + " ")
+            elif tok.startswith("E-") and len(tok) > 2:
+                out.append(" " + tok)
+            else:
+                out.append(tok)
+        return "".join(out)
+
+    def item_stats(self, ref: str, hyp: str) -> dict[str, list[float]]:
+        return {"f1": [slot_type_f1_item(ref, hyp), 1.0], "cer": slot_value_cer_stats(ref, hyp)}
+
+
+class SlotFilling(DownstreamPlugin):
+    name = "sf"
+    version = "1"
+    summary = "Slot filling: CTC over characters and slot markers, BiLSTM head; slot-type F1, slot-value CER"
+    Params = SFParams
+    label_fields = ("text", "slots")
+
+    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+        assert isinstance(params, SFParams)
+        train = task_splits(corpus, "sf")["train"]
+        slot_types = corpus.vocab.get("slot_types") or sorted({s[0] for r in train for s in r.get("slots") or []})
+        project, lstms = HEADS[params.protocol]
+        return SlotFillingTask(
+            char_vocab([str(r.get("text", "")) for r in train]),
+            list(slot_types),
+            params.project_dim or project,
+            tuple(params.lstm_dims) if params.lstm_dims is not None else lstms,
+        )
+
+    def evaluate(
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+    ) -> EvalResult:
+        assert isinstance(params, SFParams)
+        return evaluate_task(self.make_task(corpus, params), upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
+
+
+@hookimpl
+def harness_register_downstream(registry) -> None:  # type: ignore[no-untyped-def]
+    registry.add(SlotFilling)

@@ -1,0 +1,433 @@
+"""Each real-corpus loader on a tiny fake tree in its distribution's layout, and the one-sentence
+error when an expected file is missing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness import audio
+from harness.errors import AudioError, CorpusError
+from harness.manifest import PreparedCorpus
+from tests.corpus_fixtures import prepare_for_tests
+
+
+def wav(path: Path, seconds: float = 0.5, sr: int = 16000, seed: int = 0, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.01 * rng.standard_normal(len(t))
+    sf.write(path, x.astype(np.float32), sr, format=fmt, subtype="PCM_16")
+    return path
+
+
+def prepare(plugin_cls, root: Path, tmp: Path, **params) -> PreparedCorpus:
+    plugin = plugin_cls()
+    out = prepare_for_tests(plugin, plugin.Params(root=root, **params), tmp / "prepared")
+    return PreparedCorpus(out)
+
+
+def rows_by_id(corpus: PreparedCorpus) -> dict[str, dict]:
+    return {u["id"]: {**u, "split": s} for s in corpus.splits for u in corpus.utterances(s)}
+
+
+# ----------------------------------------------------------------------------- LibriSpeech
+
+
+@pytest.fixture
+def librispeech_tree(tmp_path) -> Path:
+    root = tmp_path / "LibriSpeech"
+    for subset, spk, chap, words in (
+        ("train-clean-100", "19", "198", ["HELLO WORLD", "THE WORLD"]),
+        ("dev-clean", "84", "121", ["HELLO THE WORLD", "HELLO ZZYZX"]),
+        ("test-clean", "61", "70", ["WORLD"]),
+    ):
+        folder = root / subset / spk / chap
+        lines = []
+        for i, text in enumerate(words):
+            utt = f"{spk}-{chap}-{i:04d}"
+            wav(folder / f"{utt}.flac", fmt="FLAC", seed=i)
+            lines.append(f"{utt} {text}")
+        (folder / f"{spk}-{chap}.trans.txt").write_text("\n".join(lines) + "\n")
+    (root / "librispeech-lexicon.txt").write_text(
+        "HELLO\tHH AH0 L OW1\nHELLO\tHH EH0 L OW1\nWORLD\tW ER1 L D\nTHE\tDH AH0\n"
+    )
+    return root
+
+
+def test_librispeech(librispeech_tree, tmp_path, caplog):
+    from plugins.corpora.librispeech import LibriSpeech
+
+    with caplog.at_level(logging.WARNING):
+        corpus = prepare(LibriSpeech, librispeech_tree, tmp_path)
+    rows = rows_by_id(corpus)
+    assert set(rows) == {"19-198-0000", "19-198-0001", "84-121-0000", "61-70-0000"}  # ZZYZX is not in the lexicon
+    assert "left out 1 dev utterances with words missing from the lexicon (e.g. ZZYZX)" in caplog.text
+    r = rows["19-198-0000"]
+    assert r["split"] == "train" and r["speaker"] == "19" and r["text"] == "hello world"
+    assert [p[0] for p in r["phones"]] == ["hh", "ah", "l", "ow", "w", "er", "l", "d"]  # first pronunciation
+    assert r["duration"] == 0.5 and Path(r["path"]).is_file()
+    assert corpus.meta["phone_times"] is False and "phones" in corpus.meta["label_fields"]
+
+
+def test_librispeech_missing_transcript_is_named(librispeech_tree, tmp_path):
+    from plugins.corpora.librispeech import LibriSpeech
+
+    shutil.rmtree(librispeech_tree / "test-clean")
+    with pytest.raises(CorpusError) as err:
+        prepare(LibriSpeech, librispeech_tree, tmp_path)
+    assert str(err.value) == (
+        f"librispeech: expected {librispeech_tree / 'test-clean'} (the test-clean subset) but it is missing; "
+        "point root at the unpacked distribution."
+    )
+
+
+# ----------------------------------------------------------------------------- TIMIT
+
+
+def timit_sentence(folder: Path, name: str, phn: str, text: str) -> None:
+    wav(folder / f"{name}.WAV", seconds=0.5, fmt="WAV")
+    (folder / f"{name}.PHN").write_text(phn)
+    (folder / f"{name}.TXT").write_text(f"0 8000 {text}\n")
+
+
+PHN = (
+    "0 1000 h#\n1000 2000 sh\n2000 2500 ix\n2500 2600 q\n2600 3000 pcl\n3000 3500 p\n3500 5000 ao\n"
+    "5000 6000 s\n6000 8000 h#\n"
+)
+
+
+@pytest.fixture
+def timit_tree(tmp_path) -> Path:
+    root = tmp_path / "TIMIT"
+    for part, dr, spk in (("TRAIN", "DR1", "FCJF0"), ("TEST", "DR1", "MDAB0"), ("TEST", "DR2", "FAKS0")):
+        folder = root / part / dr / spk
+        timit_sentence(folder, "SI1027", PHN, "She is up, all.")
+        timit_sentence(folder, "SA1", PHN, "She had your dark suit.")
+    return root
+
+
+def test_timit(timit_tree, tmp_path):
+    from plugins.corpora.timit import Timit
+
+    corpus = prepare(Timit, timit_tree, tmp_path)
+    rows = rows_by_id(corpus)
+    assert set(rows) == {"fcjf0_si1027", "mdab0_si1027", "faks0_si1027"}  # SA sentences left out
+    assert rows["fcjf0_si1027"]["split"] == "train"
+    assert rows["mdab0_si1027"]["split"] == "test" and rows["faks0_si1027"]["split"] == "dev"  # core test set
+    r = rows["fcjf0_si1027"]
+    assert r["text"] == "she is up all"
+    # ix -> ih, q joins ih, the pcl closure -> sil, ao -> aa; all contiguous
+    assert r["phones"] == [["sil", 0.0, 0.0625], ["sh", 0.0625, 0.125], ["ih", 0.125, 0.1625],
+                           ["sil", 0.1625, 0.1875], ["p", 0.1875, 0.21875], ["aa", 0.21875, 0.3125],
+                           ["s", 0.3125, 0.375], ["sil", 0.375, 0.5]]  # fmt: skip
+    assert len(corpus.vocab["phones"]) == 39
+    items = (corpus.root / "test.item").read_text().splitlines()
+    assert items[1:] == ["mdab0_si1027 0.2188 0.3125 aa p s mdab0"]  # no silence in an item or its context
+
+
+def test_timit_missing_phn_sibling_is_named(timit_tree, tmp_path):
+    from plugins.corpora.timit import Timit
+
+    txt = timit_tree / "TEST" / "DR2" / "FAKS0" / "SI1027.TXT"
+    txt.unlink()
+    with pytest.raises(CorpusError) as err:
+        prepare(Timit, timit_tree, tmp_path)
+    assert str(err.value) == f"timit: expected {txt} next to SI1027.PHN but it is missing."
+
+
+# ----------------------------------------------------------------------------- VoxCeleb1
+
+
+@pytest.fixture
+def voxceleb_tree(tmp_path) -> Path:
+    root = tmp_path / "VoxCeleb1"
+    lines = []
+    for spk in ("id10001", "id10002"):
+        for i, split in enumerate((1, 1, 2, 3), 1):
+            rel = f"{spk}/vid{i % 2}/{i:05d}.wav"
+            wav(root / "wav" / rel, seed=i)
+            lines.append(f"{split} {rel}")
+    (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_voxceleb1(voxceleb_tree, tmp_path):
+    from plugins.corpora.voxceleb1 import VoxCeleb1
+
+    corpus = prepare(VoxCeleb1, voxceleb_tree, tmp_path)
+    assert [len(corpus.utterances(s)) for s in ("train", "dev", "test")] == [4, 2, 2]
+    r = rows_by_id(corpus)["id10001-vid1-00001"]
+    assert r["speaker"] == "id10001" and r["split"] == "train"
+    assert corpus.vocab["speakers"] == ["id10001", "id10002"]
+
+
+def test_voxceleb1_bad_audio_stops_or_is_skipped(voxceleb_tree, tmp_path, caplog):
+    from plugins.corpora.voxceleb1 import VoxCeleb1
+
+    silent = voxceleb_tree / "wav" / "id10002" / "vid1" / "00003.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    with pytest.raises(AudioError) as err:
+        prepare(VoxCeleb1, voxceleb_tree, tmp_path / "a")
+    assert str(err.value).startswith("1 of 2 voxceleb1 audio files are bad (")
+    assert f"{silent} is all silence" in str(err.value)
+    with caplog.at_level(logging.WARNING):
+        corpus = prepare(VoxCeleb1, voxceleb_tree, tmp_path / "b", skip_bad=True)
+    assert len(corpus.utterances("dev")) == 1
+    assert "skipped 1 of 2 voxceleb1 audio files that are bad" in caplog.text
+
+
+def test_voxceleb1_missing_split_list_is_named(voxceleb_tree, tmp_path):
+    from plugins.corpora.voxceleb1 import VoxCeleb1
+
+    (voxceleb_tree / "iden_split.txt").unlink()
+    with pytest.raises(CorpusError, match=r"^voxceleb1: expected .*iden_split.txt \(the identification split list\)"):
+        prepare(VoxCeleb1, voxceleb_tree, tmp_path)
+
+
+# ----------------------------------------------------------------------------- IEMOCAP
+
+
+@pytest.fixture
+def iemocap_tree(tmp_path) -> Path:
+    root = tmp_path / "IEMOCAP_full_release"
+    for s in range(1, 6):
+        dialog = f"Ses0{s}F_impro01"
+        lines = ["% header line", ""]
+        for i, (spk, label) in enumerate((("F", "neu"), ("M", "exc"), ("F", "fru"), ("M", "ang"), ("F", "sad"))):
+            utt = f"{dialog}_{spk}{i:03d}"
+            wav(root / f"Session{s}" / "sentences" / "wav" / dialog / f"{utt}.wav", seed=i)
+            lines.append(f"[{i}.0000 - {i}.5000]\t{utt}\t{label}\t[2.5000, 2.5000, 2.5000]")
+        labels = root / f"Session{s}" / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        labels.parent.mkdir(parents=True)
+        labels.write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_iemocap(iemocap_tree, tmp_path):
+    from plugins.corpora.iemocap import Iemocap
+
+    corpus = prepare(Iemocap, iemocap_tree, tmp_path, test_session=2, dev_fraction=0.3)
+    rows = rows_by_id(corpus)
+    assert len(rows) == 20  # frustrated is not one of the four classes
+    assert rows["Ses01F_impro01_M001"]["emotion"] == "happy"  # excited merged into happy
+    assert rows["Ses01F_impro01_M001"]["speaker"] == "Ses01M" and rows["Ses03F_impro01_F004"]["fold"] == 2
+    assert {r["split"] for r in rows.values() if r["fold"] == 1} == {"test"}
+    assert {r["split"] for r in rows.values() if r["fold"] != 1} == {"train", "dev"}
+    assert corpus.vocab["emotions"] == ["angry", "happy", "neutral", "sad"] and corpus.meta["folds"] == 5
+
+
+def test_iemocap_missing_session_is_named(iemocap_tree, tmp_path):
+    from plugins.corpora.iemocap import Iemocap
+
+    shutil.rmtree(iemocap_tree / "Session4")
+    with pytest.raises(CorpusError, match=r"^iemocap: expected .*Session4 \(one of the five sessions\)"):
+        prepare(Iemocap, iemocap_tree, tmp_path)
+
+
+# ----------------------------------------------------------------------------- Audio SNIPS
+
+
+@pytest.fixture
+def snips_tree(tmp_path) -> Path:
+    root = tmp_path / "SNIPS"
+    lines = []
+    for folder, spk in (("train", "Joanna"), ("train", "Brian"), ("valid", "Amy"), ("test", "Brian")):
+        for i in range(2):
+            utt = f"{spk}-snips-{folder}-{i}"
+            wav(root / folder / f"{utt}.wav", seed=i)
+            lines.append(f"{utt} BOS Play Miles Davis on spotify EOS\tO O B-artist I-artist O B-service PlayMusic")
+    (root / "all.iob.snips.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_snips(snips_tree, tmp_path):
+    from plugins.corpora.snips import Snips
+
+    corpus = prepare(Snips, snips_tree, tmp_path)
+    rows = rows_by_id(corpus)
+    assert {r["speaker"] for r in corpus.utterances("train")} == {"Joanna"}  # Brian is a test voice
+    assert {r["speaker"] for r in corpus.utterances("test")} == {"Brian"}
+    r = rows["Joanna-snips-train-0"]
+    assert r["text"] == "play miles davis on spotify" and r["intent"] == "PlayMusic"
+    assert r["slots"] == [["artist", "miles davis"], ["service", "spotify"]]
+    assert corpus.vocab["slot_types"] == ["artist", "service"]
+
+
+def test_snips_missing_transcripts_are_named(snips_tree, tmp_path):
+    from plugins.corpora.snips import Snips
+
+    (snips_tree / "all.iob.snips.txt").unlink()
+    with pytest.raises(CorpusError, match=r"^snips: expected .*all.iob.snips.txt \(the transcripts with slot tags\)"):
+        prepare(Snips, snips_tree, tmp_path)
+
+
+# ----------------------------------------------------------------------------- AudioSet
+
+
+@pytest.fixture
+def audioset_tree(tmp_path) -> Path:
+    root = tmp_path / "audioset"
+    root.mkdir()
+    (root / "class_labels_indices.csv").write_text(
+        'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/0bt9lr,"Dog"\n2,/m/06mb1,"Rain"\n3,/m/09l8g,"Human voice"\n'
+    )
+    ontology = [
+        {"id": "/m/09l8g", "name": "Human voice", "child_ids": ["/m/09x0r"]},
+        {"id": "/m/09x0r", "name": "Speech", "child_ids": []},
+        {"id": "/m/0bt9lr", "name": "Dog", "child_ids": []},
+        {"id": "/m/06mb1", "name": "Rain", "child_ids": []},
+        {"id": "/m/015lz1", "name": "Singing", "child_ids": []},
+    ]
+    (root / "ontology.json").write_text(json.dumps(ontology))
+    header = "# Segments csv created today\n# num_ytids=9\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    train = [("aaaaaaaaaa1", "/m/0bt9lr"), ("aaaaaaaaaa2", "/m/06mb1,/m/0bt9lr"), ("aaaaaaaaaa3", "/m/09x0r,/m/06mb1"),
+             ("aaaaaaaaaa4", "/m/06mb1"), ("aaaaaaaaaa5", "/m/0bt9lr"), ("aaaaaaaaaa6", "/m/06mb1")]  # fmt: skip
+    (root / "balanced_train_segments.csv").write_text(
+        header + "".join(f'{y}, 30.000, 40.000, "{labels}"\n' for y, labels in train)
+    )
+    (root / "eval_segments.csv").write_text(header + '-bbbbbbbbb1, 0.000, 10.000, "/m/06mb1"\n')
+    for i, (ytid, _) in enumerate(train[:-1]):  # the last training clip was never downloaded
+        wav(root / "audio" / "balanced_train_segments" / f"Y{ytid}.wav", seed=i)
+    wav(root / "audio" / "eval_segments" / "-bbbbbbbbb1_0.000.flac", fmt="FLAC")
+    return root
+
+
+def test_audioset_keeps_non_speech_clips_and_skips_missing_audio(audioset_tree, tmp_path, caplog):
+    from plugins.corpora.audioset import AudioSet
+
+    with caplog.at_level(logging.WARNING):
+        corpus = prepare(AudioSet, audioset_tree, tmp_path, dev_fraction=0.3)
+    rows = rows_by_id(corpus)
+    assert "aaaaaaaaaa3_30000" not in rows  # has Speech (under Human voice)
+    assert "aaaaaaaaaa6_30000" not in rows and "skipped 1 " in caplog.text  # no audio file
+    assert set(rows) == {"aaaaaaaaaa1_30000", "aaaaaaaaaa2_30000", "aaaaaaaaaa4_30000", "aaaaaaaaaa5_30000",
+                         "-bbbbbbbbb1_0"}  # fmt: skip
+    assert rows["aaaaaaaaaa2_30000"]["tags"] == ["Dog", "Rain"] and rows["-bbbbbbbbb1_0"]["split"] == "test"
+    assert corpus.vocab["tags"] == ["Dog", "Rain"]
+    assert {r["split"] for r in rows.values()} == {"train", "dev", "test"}
+
+
+def test_audioset_missing_ontology_is_named(audioset_tree, tmp_path):
+    from plugins.corpora.audioset import AudioSet
+
+    (audioset_tree / "ontology.json").unlink()
+    with pytest.raises(CorpusError, match=r"^audioset: expected .*ontology.json \(the ontology, for the non-speech"):
+        prepare(AudioSet, audioset_tree, tmp_path)
+
+
+# ----------------------------------------------------------------------------- CREMA-D
+
+
+@pytest.fixture
+def crema_tree(tmp_path) -> Path:
+    root = tmp_path / "CREMA-D"
+    for actor in range(1001, 1011):
+        for emo in ("ANG", "HAP", "SAD", "NEU"):
+            wav(root / "AudioWAV" / f"{actor}_DFA_{emo}_XX.wav", seconds=0.3)
+    return root
+
+
+def test_crema_d_holds_out_whole_actors(crema_tree, tmp_path):
+    from plugins.corpora.crema_d import CremaD
+
+    corpus = prepare(CremaD, crema_tree, tmp_path, dev_fraction=0.2, test_fraction=0.2)
+    spk = {s: {u["speaker"] for u in corpus.utterances(s)} for s in corpus.splits}
+    assert len(spk["test"]) == 2 and len(spk["dev"]) == 2 and len(spk["train"]) == 6
+    assert not (spk["test"] & spk["train"]) and not (spk["dev"] & spk["train"])
+    assert corpus.vocab["emotions"] == ["angry", "happy", "neutral", "sad"]
+    assert rows_by_id(corpus)["1001_DFA_ANG_XX"]["emotion"] == "angry"
+
+
+def test_crema_d_missing_audio_folder_is_named(tmp_path):
+    from plugins.corpora.crema_d import CremaD
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match=r"^crema_d: expected .*AudioWAV \(the audio folder\) but it is missing"):
+        prepare(CremaD, tmp_path / "empty", tmp_path)
+
+
+# ----------------------------------------------------------------------------- TED-LIUM 3
+
+
+@pytest.fixture
+def tedlium_tree(tmp_path) -> Path:
+    root = tmp_path / "TEDLIUM_release-3"
+    for split in ("train", "dev", "test"):
+        talk = f"Speaker{split.title()}_2010"
+        wav(root / "legacy" / split / "sph" / f"{talk}.sph", seconds=3.0, fmt="NIST")
+        stm = root / "legacy" / split / "stm" / f"{talk}.stm"
+        stm.parent.mkdir(parents=True)
+        stm.write_text(
+            f"{talk} 1 {talk} 0.00 1.00 <o,f0,male> it 's a <unk> talk\n"
+            f"{talk} 1 inter_segment_gap 1.00 1.50 <o,,unknown> ignore_time_segment_in_scoring\n"
+            f"{talk} 1 {talk} 1.50 2.75 <o,f0,male> thank you\n"
+        )
+    return root
+
+
+def test_tedlium_segments(tedlium_tree, tmp_path):
+    from plugins.corpora.tedlium import Tedlium
+
+    corpus = prepare(Tedlium, tedlium_tree, tmp_path)
+    rows = corpus.utterances("dev")
+    assert [r["text"] for r in rows] == ["it's a talk", "thank you"]
+    assert rows[1]["start"] == 1.5 and rows[1]["end"] == 2.75 and rows[1]["duration"] == 1.25
+    assert rows[0]["id"] == "SpeakerDev_2010-0000000" and rows[0]["speaker"] == "SpeakerDev_2010"
+    assert len(audio.load_utterance(rows[1])) == 20000
+    assert corpus.meta["segments"] is True
+
+
+def test_tedlium_missing_sph_is_named(tedlium_tree, tmp_path):
+    from plugins.corpora.tedlium import Tedlium
+
+    sph = tedlium_tree / "legacy" / "test" / "sph" / "SpeakerTest_2010.sph"
+    sph.unlink()
+    with pytest.raises(CorpusError) as err:
+        prepare(Tedlium, tedlium_tree, tmp_path)
+    assert str(err.value) == f"tedlium: expected {sph} (the audio of SpeakerTest_2010.stm) but it is missing."
+
+
+# ----------------------------------------------------------------------------- AISHELL-3
+
+
+@pytest.fixture
+def aishell_tree(tmp_path) -> Path:
+    root = tmp_path / "AISHELL-3"
+    for part, spk, n in (("train", "SSB0005", 20), ("test", "SSB0009", 2)):
+        lines = []
+        for i in range(1, n + 1):
+            name = f"{spk}{i:04d}.wav"
+            wav(root / part / "wav" / spk / name, seconds=0.3, seed=i % 3)
+            lines.append(f"{name}\t广 guang3 州 zhou1 女 nv3")
+        (root / part / "content.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_aishell3(aishell_tree, tmp_path):
+    from plugins.corpora.aishell3 import Aishell3
+
+    corpus = prepare(Aishell3, aishell_tree, tmp_path, dev_fraction=0.2)
+    rows = rows_by_id(corpus)
+    assert rows["SSB00050001"]["text"] == "广州女" and rows["SSB00050001"]["speaker"] == "SSB0005"
+    assert len(corpus.utterances("test")) == 2 and len(corpus.utterances("dev")) >= 1
+    assert len(corpus.utterances("train")) + len(corpus.utterances("dev")) == 20
+
+
+def test_aishell3_missing_audio_is_named(aishell_tree, tmp_path):
+    from plugins.corpora.aishell3 import Aishell3
+
+    missing = aishell_tree / "test" / "wav" / "SSB0009" / "SSB00090002.wav"
+    missing.unlink()
+    with pytest.raises(CorpusError) as err:
+        prepare(Aishell3, aishell_tree, tmp_path)
+    assert str(err.value) == (
+        f"aishell3: expected {missing} (the audio of SSB00090002) but it is missing; "
+        "point root at the unpacked distribution."
+    )

@@ -1,0 +1,221 @@
+"""The embedded synthetic speech corpus: plan, phone mapping, layout, alignments, labels, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness.manifest import PreparedCorpus
+from harness.phones import ARPABET
+from plugins.corpora._synth import phonemap
+from plugins.corpora._synth.render import close_alignment
+from plugins.corpora.synthetic import STYLES, SyntheticParams, make_plan
+
+# ----------------------------------------------------------------------------- plan and mapping (no audio)
+
+
+def test_default_plan_has_at_least_24_speakers_balanced_styles_and_protocol_splits():
+    specs = make_plan(SyntheticParams())
+    assert len(specs) == 400
+    seen = {s.speaker for s in specs if s.split != "test_unseen"}
+    unseen = {s.speaker for s in specs if s.split == "test_unseen"}
+    assert len(seen) >= 24 and len(unseen) >= 4 and not seen & unseen
+    for split in ("train", "dev", "test"):  # speaker ID: every seen speaker in every split
+        assert {s.speaker for s in specs if s.split == split} == seen
+    counts = Counter(s.emotion for s in specs)
+    assert set(counts) == set(STYLES) and max(counts.values()) - min(counts.values()) <= len(seen) // 2
+    folds = {s.speaker: s.fold for s in specs}
+    assert all(len({s.fold for s in specs if s.speaker == spk}) == 1 for spk in folds)  # fold by speaker
+    assert set(folds.values()) == {0, 1, 2, 3}
+    assert len(make_plan(SyntheticParams(n_utterances=1000))) == 1000
+
+
+def test_clean_plan_has_no_perturbation_and_nuisance_plan_has_some():
+    clean = make_plan(SyntheticParams(n_utterances=40, clean=True))
+    noisy = make_plan(SyntheticParams(n_utterances=40))
+    assert all(s.speed == 1.0 for s in clean)
+    assert any(abs(s.speed - 1.0) > 0.01 for s in noisy) and all(abs(s.speed - 1) <= 0.05 for s in noisy)
+    assert [s.text for s in clean] == [s.text for s in noisy]  # the same sentences either way
+
+
+def test_slots_are_substrings_of_the_text_in_order():
+    for spec in make_plan(SyntheticParams(n_utterances=200)):
+        pos = 0
+        for _, value in spec.slots:
+            found = f" {spec.text} ".find(f" {value} ", pos)
+            assert found >= 0, (spec.text, spec.slots)
+            pos = found + len(value)
+
+
+def test_every_mapped_phone_is_in_the_inventory():
+    for mnemonic in phonemap._TABLE:
+        assert set(phonemap.map_phoneme(mnemonic) or ()) <= set(phonemap.INVENTORY)
+    assert set(ARPABET) <= {p for m in phonemap._TABLE.values() for p in m} | {"zh"}
+    assert phonemap.map_phoneme("'aI") == ("ay",) and phonemap.map_phoneme(",O@") == ("ao", "r")
+
+
+def test_align_splits_shared_starts_joins_marks_and_keeps_one_r():
+    sr = 1000
+    events = [("_:", 0), ("m", 100), ("'aI", 200), ("l", 400), ("z", 400), (";", 500), ("st", 550),
+              ("'o@", 600), ("r", 700), ("_", 800)]  # fmt: skip
+    phones = phonemap.align(events, 900, sr)
+    # l and z share a start: they split 400-500; ";" (a mark) and "st" (unknown) join z; "o@" before
+    # espeak's own "r" keeps one r
+    assert phones == [["sil", 0.0, 0.1], ["m", 0.1, 0.2], ["ay", 0.2, 0.4], ["l", 0.4, 0.45], ["z", 0.45, 0.6],
+                      ["ao", 0.6, 0.7], ["r", 0.7, 0.8], ["sil", 0.8, 0.9]]  # fmt: skip
+
+
+def test_close_alignment_pads_with_silence_and_drops_empty_phones():
+    rows = close_alignment([["m", 0.1, 0.2], ["ay", 0.2, 0.2], ["z", 0.2, 0.35]], 0.5)
+    assert rows == [["sil", 0.0, 0.1], ["m", 0.1, 0.2], ["z", 0.2, 0.35], ["sil", 0.35, 0.5]]
+
+
+# ----------------------------------------------------------------------------- the prepared fixture corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(synthetic_corpus) -> PreparedCorpus:
+    return PreparedCorpus(synthetic_corpus)
+
+
+def test_layout_meta_and_vocab(corpus):
+    meta, vocab = corpus.meta, corpus.vocab
+    assert meta["corpus"] == "synthetic" and meta["splits"] == ["train", "dev", "test", "test_unseen"]
+    assert set(meta["label_fields"]) == {"speaker", "text", "phones", "emotion", "fold", "intent", "slots"}
+    assert meta["task_splits"] == {"sf": {"test": "test_unseen"}} and meta["folds"] == 4
+    assert meta["abx_items"] == {"dev": "dev.item", "test": "test.item"} and meta["sample_rate"] == 16000
+    assert corpus.split_for("sf", "test") == "test_unseen" and corpus.split_for("sid", "test") == "test"
+    assert vocab["phones"] == sorted([*ARPABET, "sil"]) and vocab["emotions"] == sorted(STYLES)
+    assert vocab["speakers"] == sorted({u["speaker"] for u in corpus.utterances("train")})
+    rows = [u for s in corpus.splits for u in corpus.utterances(s)]
+    assert {u["intent"] for u in rows} <= set(vocab["intents"])
+    assert {s[0] for u in rows for s in u["slots"]} <= set(vocab["slot_types"])
+    for line in (corpus.root / "train.jsonl").read_text().splitlines()[:3]:
+        assert not Path(json.loads(line)["path"]).is_absolute()  # relative to the corpus folder
+
+
+def test_alignments_are_contiguous_inside_the_utterance_and_match_the_audio(corpus):
+    inventory = set(corpus.vocab["phones"])
+    for split in corpus.splits:
+        for u in corpus.utterances(split):
+            info = sf.info(u["path"])
+            assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+            assert u["duration"] == pytest.approx(info.frames / 16000, abs=1e-4)
+            phones = u["phones"]
+            assert phones[0][1] == 0.0 and phones[-1][2] == u["duration"]
+            assert phones[0][0] == "sil" and phones[-1][0] == "sil"
+            assert all(p[0] in inventory and p[2] > p[1] for p in phones)
+            assert all(a[2] == b[1] for a, b in zip(phones, phones[1:]))
+            speech = [p for p in phones if p[0] != "sil"]
+            assert len(speech) >= len(u["text"].split())  # at least one phone per word
+
+
+def test_speech_sits_where_the_alignment_says(corpus):
+    """Energy inside non-silence phones is well above the energy of the leading silence."""
+    ratios = []
+    for u in corpus.utterances("dev")[:10]:
+        wav, sr = sf.read(u["path"])
+        lead = wav[: int(u["phones"][0][2] * sr)]
+        speech = np.concatenate([wav[int(a * sr) : int(b * sr)] for p, a, b in u["phones"] if p != "sil"])
+        ratios.append(np.mean(speech**2) / max(np.mean(lead**2), 1e-12))
+    assert np.median(ratios) > 2.0
+
+
+def test_splits_follow_the_protocols(corpus):
+    spk = {s: {u["speaker"] for u in corpus.utterances(s)} for s in corpus.splits}
+    assert spk["train"] == spk["dev"] == spk["test"]
+    assert not spk["test_unseen"] & spk["train"]
+    folds = {}
+    for s in corpus.splits:
+        for u in corpus.utterances(s):
+            assert folds.setdefault(u["speaker"], u["fold"]) == u["fold"]
+    assert set(folds.values()) == set(range(corpus.meta["folds"]))
+
+
+def test_abx_item_files_are_in_libri_light_format(corpus):
+    for split in ("dev", "test"):
+        lines = (corpus.root / corpus.meta["abx_items"][split]).read_text().splitlines()
+        assert lines[0] == "#file onset offset #phone prev-phone next-phone speaker"
+        rows = {u["id"]: u for u in corpus.utterances(split)}
+        assert len(lines) - 1 == corpus.meta["abx_item_counts"][split] > 100
+        for line in lines[1:]:
+            f, onset, offset, phone, prev, nxt, speaker = line.split()
+            u = rows[f]
+            assert 0 <= float(onset) < float(offset) <= u["duration"] and speaker == u["speaker"]
+            assert "sil" not in (phone, prev, nxt)
+            assert [phone, float(onset), float(offset)] in u["phones"]
+
+
+def test_labels_carry_information_for_a_simple_baseline(corpus):
+    """Mean and standard deviation of FBank frames + logistic regression tell speakers and styles
+    apart far above chance, on the corpus with nuisance (4-fold cross-validation over seen speakers)."""
+    import kaldi_native_fbank as knf
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = [u for s in ("train", "dev", "test") for u in corpus.utterances(s)]
+    feats = []
+    for u in rows:
+        opts = knf.FbankOptions()
+        opts.frame_opts.dither = 0.0
+        opts.mel_opts.num_bins = 40
+        fb = knf.OnlineFbank(opts)
+        wav, sr = sf.read(u["path"], dtype="float32")
+        fb.accept_waveform(sr, (wav * 32768).tolist())
+        fb.input_finished()
+        x = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+        feats.append(np.concatenate([x.mean(0), x.std(0)]))
+    x = np.stack(feats)
+    for label, chance in (("speaker", 1 / 8), ("emotion", 1 / 4)):
+        y = [u[label] for u in rows]
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
+        acc = cross_val_score(clf, x, y, cv=StratifiedKFold(4, shuffle=True, random_state=0)).mean()
+        assert acc > 2.5 * chance, (label, acc)
+
+
+# ----------------------------------------------------------------------------- determinism
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from plugins.corpora.synthetic import SyntheticCorpus, SyntheticParams
+out = Path(sys.argv[1]); out.mkdir()
+SyntheticCorpus().prepare(SyntheticParams(n_utterances=20, n_speakers=4, n_unseen_speakers=1), out, None)
+"""
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def test_two_fresh_processes_give_byte_identical_corpora(tmp_path):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(o)], stderr=subprocess.PIPE) for o in outs]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-2000:]
+    a, b = tree_hashes(outs[0]), tree_hashes(outs[1])
+    assert len([k for k in a if k.endswith(".wav")]) == 20
+    assert a == b
+
+
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
+    from plugins.corpora.synthetic import generate
+
+    params = SyntheticParams(n_utterances=6, n_speakers=2, n_unseen_speakers=1)
+    one, two = tmp_path / "one", tmp_path / "two"
+    rows1 = generate(params, one, workers=1)
+    rows2 = generate(params, two, workers=2)
+    assert rows1 == rows2
+    assert tree_hashes(one) == tree_hashes(two)

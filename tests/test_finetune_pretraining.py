@@ -1,0 +1,63 @@
+"""Continued pre-training: span masks, MFCC and layer k-means targets, training and resume of the targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import StageError
+from harness.manifest import PreparedCorpus
+from harness.plugins import PluginManager
+from harness.pseudo_labels import KMeans, mfcc_frames
+from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams, span_mask
+from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> PreparedCorpus:
+    return PreparedCorpus(make_corpus(tmp_path_factory.mktemp("toy_corpus_cp"), n=16))
+
+
+def test_span_mask_follows_hubert_counts():
+    g = torch.Generator().manual_seed(0)
+    masks = [span_mask(100, 0.8, 10, g) for _ in range(200)]
+    share = float(torch.stack(masks).float().mean())
+    assert 0.45 < share < 0.65  # 8 spans of 10 frames over 100, with overlaps
+    assert span_mask(5, 0.8, 10, g).all() and not span_mask(0, 0.8, 10, g).numel()
+
+
+def test_mfcc_frames_are_20ms_and_kmeans_separates_tone_from_noise():
+    t = np.arange(16000) / 16000
+    wav = np.where(t < 0.5, 0.5 * np.sin(2 * np.pi * 300 * t), 0.3 * np.random.default_rng(0).standard_normal(16000))
+    feats = mfcc_frames(wav.astype(np.float32), 0.02)
+    assert feats.shape == (49, 39)  # 98 frames of 10 ms averaged in pairs
+    units = KMeans(2, seed=0).fit(feats).assign(feats)
+    assert len(set(units[3:20])) == 1 and len(set(units[30:46])) == 1 and units[10] != units[40]
+
+
+def test_pretraining_from_scratch_with_mfcc_targets_and_with_layer_kmeans(corpus, tmp_path):
+    manager = PluginManager(entry_points=False)
+    torch.manual_seed(0)
+    upstream = TinyUpstream()
+    before = upstream.proj.weight.clone()
+    params = ContinuedPretrainingParams(
+        targets="mfcc", beta=0.0, steps=6, lr=0.01, batch_seconds=3.0, n_clusters=8, mask_prob=0.5, mask_length=3
+    )
+    ctx = make_ctx(tmp_path / "mfcc", manager)
+    metrics = ContinuedPretraining().finetune(upstream, {"toy": corpus}, params, ctx)
+    assert set(metrics) == {"masked_acc", "masked_loss"} and 0 <= metrics["masked_acc"] <= 100
+    assert not torch.equal(upstream.proj.weight, before)
+    assert any(m.startswith("mfcc targets: 8 units") for m in ctx.messages)
+    # a rerun in the same work folder (as after a kill) reuses the targets and the finished run
+    again = make_ctx(tmp_path / "mfcc", manager)
+    ContinuedPretraining().finetune(TinyUpstream(), {"toy": corpus}, params, again)
+    assert "reusing the mfcc targets computed before the interruption" in again.messages
+
+    kmeans = params.model_copy(update={"targets": "auto", "layer": 1})
+    ctx = make_ctx(tmp_path / "km", manager)
+    ContinuedPretraining().finetune(TinyUpstream(), {"toy": corpus}, kmeans, ctx)
+    assert any(m.startswith("kmeans targets: 8 units") for m in ctx.messages)
+    with pytest.raises(StageError, match="has no pre-training codebook"):
+        codebook = params.model_copy(update={"targets": "codebook"})
+        ContinuedPretraining().finetune(TinyUpstream(), {"toy": corpus}, codebook, make_ctx(tmp_path / "cb", manager))
