@@ -139,11 +139,14 @@ def librilight_normalize(x: torch.Tensor) -> torch.Tensor:
 def _frame_distances(x: torch.Tensor, y: torch.Tensor, distance: str, exact: bool) -> torch.Tensor:
     """Batched frame distances: ``x`` P×n×D, ``y`` P×m×D -> P×n×m (angular expects unit rows)."""
     if exact:  # libri-light's order of accumulation: elementwise products summed over D
-        if distance == "angular":
-            dot = (x.unsqueeze(2) * y.unsqueeze(1)).sum(dim=3)
-            return torch.clamp(dot, -1, 1).acos() / math.pi
-        diff = x.unsqueeze(2) - y.unsqueeze(1)
-        return torch.sqrt((diff**2).sum(dim=3))
+        # in slices of about a megabyte, which stay in cache (twice as fast as one big product)
+        p, n, m, d = x.shape[0], x.shape[1], y.shape[1], x.shape[2]
+        step = max(1, (1 << 18) // max(1, n * m * d))
+        out = torch.empty(p, n, m)
+        for i in range(0, p, step):
+            xs, ys = x[i : i + step].unsqueeze(2), y[i : i + step].unsqueeze(1)
+            out[i : i + step] = (xs * ys).sum(dim=3) if distance == "angular" else ((xs - ys) ** 2).sum(dim=3)
+        return torch.clamp(out, -1, 1).acos() / math.pi if distance == "angular" else torch.sqrt(out)
     if distance == "angular":
         return torch.clamp(torch.bmm(x, y.transpose(1, 2)), -1, 1).acos() / math.pi
     return torch.cdist(x, y)

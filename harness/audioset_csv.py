@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.corpus_utils import checked, require, stable_fraction, write_prepared
+from harness.corpus_utils import checked, stable_fraction, write_prepared
 from harness.errors import CorpusError
 
 log = logging.getLogger("harness.corpora.audioset")
@@ -173,8 +173,8 @@ def prepare_audioset(
 
     Clips with any label in ``exclude`` (MIDs) are dropped; the kept classes are those with at
     least ``min_clips`` training clips (the ``max_classes`` most frequent, if set); clips left with
-    no kept label are dropped. ``keep`` (MIDs) fixes the kept classes instead. Missing audio is skipped with a logged count (``skip_missing``) or is
-    an error naming the first missing clip.
+    no kept label are dropped. ``keep`` (MIDs) fixes the kept classes instead. Missing audio is
+    skipped with a logged count (``skip_missing``) or is an error naming the first missing clip.
     """
     names = {c.mid: c.name for c in classes}
     kept_segments: dict[str, list[Segment]] = {
@@ -224,7 +224,3 @@ def carve_dev(segments: list[Segment], fraction: float, seed: int = 0) -> tuple[
     train = [s for s in segments if stable_fraction(s.id, seed) >= fraction]
     dev = [s for s in segments if stable_fraction(s.id, seed) < fraction]
     return train, dev
-
-
-def require_csv(root: Path, name: str, corpus: str) -> Path:
-    return require(root / name, corpus, "an AudioSet CSV")

@@ -5,41 +5,68 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 from rich.console import Console
+from rich.text import Text
 
 from harness import __version__
-from harness.commands import (
-    abx_cmd,
-    extract_cmd,
-    leaderboard_cmd,
-    merge_cmd,
-    plan_cmd,
-    plugins_cmd,
-    prepare_cmd,
-    results_cmd,
-    run_cmd,
-    score_cmd,
-)
 from harness.errors import HarnessError
 
-COMMANDS = (
-    run_cmd,
-    plan_cmd,
-    results_cmd,
-    leaderboard_cmd,
-    plugins_cmd,
-    prepare_cmd,
-    extract_cmd,
-    merge_cmd,
-    abx_cmd,
-    score_cmd,
-)
+
+def _commands() -> dict[str, Callable[[], ModuleType]]:
+    """Sub-command name -> its module, imported only when that command runs (torch is slow to import)."""
+
+    def run():
+        from harness.commands import run_cmd
+        return run_cmd
+
+    def plan():
+        from harness.commands import plan_cmd
+        return plan_cmd
+
+    def results():
+        from harness.commands import results_cmd
+        return results_cmd
+
+    def leaderboard():
+        from harness.commands import leaderboard_cmd
+        return leaderboard_cmd
+
+    def plugins():
+        from harness.commands import plugins_cmd
+        return plugins_cmd
+
+    def prepare():
+        from harness.commands import prepare_cmd
+        return prepare_cmd
+
+    def extract():
+        from harness.commands import extract_cmd
+        return extract_cmd
+
+    def merge():
+        from harness.commands import merge_cmd
+        return merge_cmd
+
+    def abx():
+        from harness.commands import abx_cmd
+        return abx_cmd
+
+    def score():
+        from harness.commands import score_cmd
+        return score_cmd
+
+    return {f.__name__: f for f in (run, plan, results, leaderboard, plugins, prepare, extract, merge, abx, score)}
+
+
+COMMANDS = _commands()
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Fine-tune, merge and evaluate self-supervised speech models (Speech-FT, SUPERB, ABX).",
@@ -47,13 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
-        module.register(sub)
+    for name, load in COMMANDS.items():
+        if only is None or name == only:
+            load().register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    words = [a for a in argv if not a.startswith("-")]
+    only = words[0] if words and words[0] in COMMANDS else None
+    parser = build_parser(only)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -65,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)))
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted; finished stages are kept, rerun to resume.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,6 @@ def require(path: Path, corpus: str, what: str = "") -> Path:
             f"{corpus}: expected {path}{hint} but it is missing; point root at the unpacked distribution."
         )
     return path
-
-
-def find_one(root: Path, patterns: Sequence[str], corpus: str, what: str) -> Path:
-    """The first file matching one of ``patterns`` (globs under ``root``), else one sentence."""
-    for pattern in patterns:
-        hits = sorted(root.glob(pattern))
-        if hits:
-            return hits[0]
-    raise CorpusError(
-        f"{corpus}: expected {what} at {root / patterns[0]} but it is missing; point root at the unpacked distribution."
-    )
 
 
 def stable_fraction(key: str, seed: int = 0) -> float:

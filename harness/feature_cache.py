@@ -186,7 +186,7 @@ class FrameStore:
     def states(self, i: int) -> torch.Tensor:
         """``L×T×D`` float tensor (the stored float16 values) of utterance ``i``."""
         arr, start, n = self.entries[i]
-        return torch.from_numpy(np.ascontiguousarray(arr[:, start : start + n])).float()
+        return torch.from_numpy(np.array(arr[:, start : start + n], dtype=np.float32))
 
 
 class _LazyWaves:

@@ -44,7 +44,6 @@ from harness.speech_encoder import (
     frame_mask,
     load_exact,
     load_own_model,
-    masked_norm_stats,
     normalize_waveforms,
     own_model_files,
     run_encoder,
@@ -146,7 +145,7 @@ class SpeechTransformer(UpstreamModel):
             n = torch.div(n - k, s, rounding_mode="floor") + 1
             norm = getattr(layer, "layer_norm", None)
             if isinstance(norm, torch.nn.GroupNorm):
-                x = _masked_group_norm(x, frame_mask(n.clamp(min=0), x.shape[-1]), norm)
+                x = _masked_group_norm(x, n, norm)
             elif norm is not None:
                 x = norm(x.transpose(1, 2)).transpose(1, 2)
             x = layer.activation(x)
@@ -183,13 +182,22 @@ class SpeechTransformer(UpstreamModel):
         return UpstreamOutput(hidden_states=hidden, lengths=n_frames)
 
 
-def _masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm with one channel per group whose time statistics count only valid frames."""
-    mean, var = masked_norm_stats(x, mask[:, None, :], dim=2)
-    y = (x.float() - mean) * torch.rsqrt(var + norm.eps)
+def _masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+    """The first CNN block's group norm (one channel per group, statistics over time) with each
+    utterance's statistics taken over its valid frames only, as for the utterance alone."""
+    frames = x.shape[-1]
+    counts = lengths.clamp(min=1, max=frames).tolist()
+    if all(n == frames for n in counts):
+        return norm(x)
+    stats = [torch.var_mean(x[i, :, :n].float(), dim=-1, unbiased=False) for i, n in enumerate(counts)]
+    var = torch.stack([v for v, _ in stats])[..., None]
+    mean = torch.stack([m for _, m in stats])[..., None]
+    scale = torch.rsqrt(var + norm.eps)
+    shift = -mean * scale
     if norm.affine:
-        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return y.to(x.dtype)
+        scale = scale * norm.weight.float()[None, :, None]
+        shift = shift * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return torch.addcmul(shift, x.float(), scale).to(x.dtype)
 
 
 def _jsonable(value: Any) -> Any:

@@ -64,7 +64,7 @@ class Column:
         if self.key == SUPERB:
             return "SUPERB"
         name = self.task.upper() if self.downstream == self.task else self.downstream
-        metric = self.metric.upper() if len(self.metric) <= 4 else self.metric.replace("_", " ")
+        metric = self.metric.replace("_", " ") if "_" in self.metric else self.metric.upper()
         return f"{name} {metric}"  # "PR PER", "ABX within speaker within context"
 
     @property

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import HarnessError
 from harness.interfaces import InputPathMarker, PluginParams
-from harness.plugins import suggest
+from harness.suggest import suggest
 
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], where: str) -> str:

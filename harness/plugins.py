@@ -8,7 +8,6 @@ came from.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata as md
 import logging
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pluggy
 from harness import hookspecs
 from harness.errors import PluginError
 from harness.interfaces import Plugin
+from harness.suggest import suggest
 
 log = logging.getLogger("harness.plugins")
 
@@ -151,14 +151,6 @@ class PluginManager:
 
     def create(self, kind: str, name: str) -> Plugin:
         return self.get(kind, name).cls()
-
-
-def suggest(word: str, choices: list[str]) -> str:
-    """'; did you mean X?' for the closest choice, else the list of valid ones."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (valid: {', '.join(choices)})" if choices else ""
 
 
 @lru_cache(maxsize=1)

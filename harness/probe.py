@@ -190,8 +190,10 @@ class _Source:
         self.upstream = upstream
         self.data = data
         self.device = device
+        self.audio_seconds = 0.0  # audio sent through the upstream by this source
         if kind == "upstream":
             self.waves = WaveformSet(rows)
+            self.waves_rate = float(upstream.sample_rate)
             self.lengths = [float(r["duration"]) for r in rows]
         elif kind == "frames":
             self.lengths = [float(n) for n in data.lengths]
@@ -206,6 +208,7 @@ class _Source:
             states, lengths = _pad_states([self.data.states(i) for i in indices])
             return _Raw(rows, states=states, lengths=lengths)
         batch = self.waves.collate(indices)
+        self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
         with torch.no_grad():
             self.upstream.eval()
             out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths.to(self.device))
@@ -255,7 +258,7 @@ def run_probe(
     cache: FeatureCache,
     seed: int,
     ctx: StageContext | None = None,
-    name: str = "probe",
+    name: str | None = None,
 ) -> ProbeResult:
     """Train on ``splits["train"]``, select on ``splits["dev"]``, report on ``splits["test"]``."""
     for role in ("train", "dev", "test"):
@@ -293,7 +296,7 @@ def run_probe(
             ctx=ctx,
             evaluate=dev_eval,
             primary=(task.primary_metric, task.metrics[task.primary_metric]),
-            name=name,
+            name=name or f"probe-{task.name}",
         )
         records = _predict(model, sources["test"], settings, device)
     return ProbeResult(
@@ -303,7 +306,11 @@ def run_probe(
         dev_metrics=result.best_metrics,
         fit=result,
         source=train.kind,
-        extra={"feature_seconds": feature_seconds, "train_seconds": result.seconds},
+        extra={
+            "feature_seconds": feature_seconds,
+            "train_seconds": result.seconds,
+            "loop_audio_seconds": sum(src.audio_seconds for src in sources.values()),
+        },
     )
 
 
@@ -380,7 +387,7 @@ def evaluate_task(
     per_fold, items, weights, extras = [], [], [], []
     for k in fold_ids:
         splits = fold_splits(rows, k, settings.dev_ratio, ctx.seed)
-        res = run_probe(task, upstream, splits, settings, cache, ctx.seed, ctx, name=f"fold{k}")
+        res = run_probe(task, upstream, splits, settings, cache, ctx.seed, ctx, name=f"probe-{task.name}-fold{k}")
         per_fold.append(res.metrics)
         items.extend({"id": r["id"], "stats": r["stats"], "fold": k} for r in res.records)
         weights.append(res.layer_weights)
@@ -405,7 +412,7 @@ def _extra(res: ProbeResult, cache: FeatureCache) -> dict[str, Any]:
         "best_step": res.fit.best_step,
         "steps": res.fit.steps_done,
         "skipped_steps": res.fit.skipped_steps,
-        "upstream_audio_seconds": cache.upstream_seconds,
         **res.extra,
+        "upstream_audio_seconds": cache.upstream_seconds + res.extra["loop_audio_seconds"],
     }
 

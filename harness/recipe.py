@@ -33,7 +33,8 @@ import yaml
 
 from harness.errors import HarnessError, RecipeError
 from harness.params import input_paths, is_list_field, validate_params
-from harness.plugins import PluginManager, suggest
+from harness.plugins import PluginManager
+from harness.suggest import suggest
 
 SECTIONS = {
     "corpora": "corpus",

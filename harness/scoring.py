@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError
-from harness.plugins import suggest
+from harness.suggest import suggest
 
 #: metric -> (FBank, SOTA)
 Table = dict[str, tuple[float, float]]

@@ -12,8 +12,10 @@ pure function of the step. On CPU a resumed run ends with exactly the weights of
 one. Dev evaluation runs under a saved-and-restored RNG state, so it never shifts training numbers.
 
 The checkpoint file is the stage's (``ctx.save_checkpoint``); ``fit`` keeps its entries under the
-key ``"fit"`` (one per ``name``, so a stage may call ``fit`` several times) and preserves the other
-top-level keys; plugins store their own state there with :func:`update_checkpoint`.
+key ``"fit"`` (one per call: ``name``, then ``name#1``, ``name#2``... for repeated names) and preserves
+the other top-level keys; plugins store their own state there with :func:`update_checkpoint`. A
+finished run keeps a small entry (its final weights and result), so a rerun of a stage that was
+killed in a later run skips the finished ones.
 """
 
 from __future__ import annotations
@@ -544,9 +546,14 @@ def fit(
     runs before each optimizer step's first forward; a parameter with ``requires_grad=False`` at a
     step gets no update that step (no gradient, no weight decay, no moment update). ``thermal``
     overrides the default guard (NVML on CUDA, else off). ``name`` keys this run in the stage
-    checkpoint when a stage trains more than once.
+    checkpoint; a stage that trains several times (even under one name) gets one entry per call,
+    in call order, so a rerun after a kill reuses the finished runs and resumes the interrupted one.
     """
     _check_config(cfg)
+    if ctx is not None:  # the k-th run of this name in the stage: reruns call fit in the same order
+        calls = ctx.__dict__.setdefault("_fit_calls", {})
+        calls[name] = calls.get(name, -1) + 1
+        name = f"{name}#{calls[name]}" if calls[name] else name
     trainer = _Trainer(
         model, loss_fn, sampler, collate, cfg, ctx, evaluate, primary, before_step, thermal, name
     )

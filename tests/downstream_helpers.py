@@ -156,3 +156,89 @@ def make_ctx(tmp: Path, seed: int = 0, keys: dict[str, str] | None = None) -> St
         plugins=PluginManager(entry_points=False),
         input_keys=keys if keys is not None else {"model": "m", "corpus": "c"},
     )
+
+
+# --------------------------------------------------------------------------- libri-light's ABX
+
+
+def librilight_abx(
+    feature_dir: Path, item_file: Path, frame_shift: float, distance: str = "cosine"
+) -> dict[str, float] | None:
+    """libri-light's ABX (``zerospeech-libriabx2``) on ``<feature_dir>/<file>.npy``, no subsampling.
+
+    Keys ``"<speaker>-<context>"``; None when the package is not installed. The package imports
+    torchaudio (its CPC path) and pandas (its CLI) at the top only; empty stand-ins are put in
+    ``sys.modules`` for the import when they are missing and removed after.
+    """
+    import contextlib
+    import importlib
+    import sys
+    import types
+    import warnings
+
+    @contextlib.contextmanager
+    def stand_ins():
+        added = []
+        for name in ("torchaudio", "pandas"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                sys.modules[name] = types.ModuleType(name)
+                added.append(name)
+        try:
+            yield
+        finally:
+            for name in added:
+                sys.modules.pop(name, None)
+
+    try:
+        with stand_ins():
+            from zrc_abx2.ABX_src.models import Pooling
+            from zrc_abx2.eval_ABX import EvalABX
+    except ImportError:
+        return None
+    ev = EvalABX()
+    seq = ev._find_all_files(str(feature_dir), ".npy")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+        warnings.simplefilter("ignore")
+        return ev._ABX(
+            Pooling.NONE,
+            3459,
+            lambda path: torch.tensor(np.load(path)),
+            str(item_file),
+            seq,
+            distance,
+            1 / frame_shift,
+            ["within", "across"],
+            ["within", "any"],
+            max_x_across=10**9,
+            max_size_group=10**9,
+        )
+
+
+def clustered_features(
+    root: Path, n_files: int, dim: int, seed: int = 0, n_phones: int = 4, n_speakers: int = 4
+) -> tuple[dict[str, np.ndarray], list[Item]]:
+    """Random frame features with phone and speaker structure plus an item file's items; the
+    features are also saved as ``root/<file>.npy``."""
+    rng = np.random.default_rng(seed)
+    phones = "abcdefghijklmnop"[:n_phones]
+    protos = rng.normal(size=(n_phones, dim))
+    spk = rng.normal(size=(n_speakers, dim))
+    feats: dict[str, np.ndarray] = {}
+    items: list[Item] = []
+    root.mkdir(parents=True, exist_ok=True)
+    for f in range(n_files):
+        s = f % n_speakers
+        seq = rng.integers(0, n_phones, int(rng.integers(8, 14)))
+        frames, t = [], 0.0
+        for k, p in enumerate(seq):
+            dur = int(rng.integers(3, 9))
+            frames.append(protos[p] + 0.8 * spk[s] + rng.normal(size=(dur, dim)))
+            if 0 < k < len(seq) - 1:
+                prev, nxt = phones[seq[k - 1]], phones[seq[k + 1]]
+                items.append(Item(f"f{f:03d}", t, t + dur * 0.02, phones[p], prev, nxt, f"s{s}"))
+            t += dur * 0.02
+        feats[f"f{f:03d}"] = np.concatenate(frames).astype(np.float32)
+        np.save(root / f"f{f:03d}.npy", feats[f"f{f:03d}"])
+    return feats, items

@@ -60,5 +60,6 @@ def test_an_existing_corpus_is_not_overwritten_without_force(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     code, _, err = run(capsys, "synthetic_nonspeech", "--out", str(out), "--param", "n_clips=12")
-    assert code == 2 and one_sentence(err) == f"{out} already exists and is not empty; choose another --out or pass --force."
+    assert code == 2
+    assert one_sentence(err) == f"{out} already exists and is not empty; choose another --out or pass --force."
     assert (out / "keep.txt").read_text() == "mine"

@@ -41,8 +41,10 @@ def test_default_plan_has_at_least_24_speakers_balanced_styles_and_protocol_spli
 def test_clean_plan_has_no_perturbation_and_nuisance_plan_has_some():
     clean = make_plan(SyntheticParams(n_utterances=40, clean=True))
     noisy = make_plan(SyntheticParams(n_utterances=40))
-    assert all(s.speed == 1.0 for s in clean)
-    assert any(abs(s.speed - 1.0) > 0.01 for s in noisy) and all(abs(s.speed - 1) <= 0.05 for s in noisy)
+    tract = {s.speaker: s.speed for s in clean}  # without nuisance the speed is the speaker's tract scale
+    assert all(s.speed == tract[s.speaker] for s in clean) and len(set(tract.values())) == len(tract)
+    ratios = [s.speed / tract[s.speaker] for s in noisy]
+    assert all(abs(r - 1) <= 0.05 + 1e-9 for r in ratios) and any(abs(r - 1) > 0.01 for r in ratios)
     assert [s.text for s in clean] == [s.text for s in noisy]  # the same sentences either way
 
 

@@ -18,7 +18,7 @@ from harness.driver import run_plan  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.executors.local import LocalExecutor  # noqa: E402
 from harness.executors.ray import RayExecutor  # noqa: E402
-from harness.plan import build_plan  # noqa: E402
+from harness.plan import Stage, build_plan  # noqa: E402
 from harness.recipe import load_recipe  # noqa: E402
 from harness.store import Store  # noqa: E402
 from tests.core_helpers import write_recipe  # noqa: E402
@@ -62,8 +62,9 @@ SECOND = "  ft2: {{plugin: toy_ft, corpus: nums, steps: {steps}, sleep: 0.3, lr:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One local Ray instance for the module (about 5 s to start); workers import `tests` from the checkout."""
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    """One local Ray instance for the module (about 5 s to start), with one logical GPU (Ray schedules by it; torch
+    finds no device and stays on the CPU); workers import `tests` from the checkout."""
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield
     ray.shutdown()
 
@@ -195,14 +196,48 @@ def test_a_node_without_the_planned_plugins_fails_the_run_at_once(ray_instance, 
     assert stage_rows(output) == []
 
 
+def test_a_node_that_cannot_see_an_input_path_fails_the_run_at_once(ray_instance, manager, tmp_path):
+    # `harness run` checks the recipe's paths on the driver first; run_plan alone does not, so here only the
+    # node's check stands between a missing corpus root and the stages
+    text = RECIPE.replace("nums: {{plugin: toy_corpus, n: 6}}", "nums: {{plugin: toy_corpus, n: 6, root: {root}}}")
+    path = write_recipe(tmp_path, text, root=str(tmp_path / "elsewhere"))
+    with pytest.raises(HarnessError, match=r"^Ray node .* cannot see 1 input path\(s\) of the recipe \(prepare "
+                                           r"toy_corpus root -> .*/elsewhere\); put corpora and checkpoints on a"):
+        run(path, manager, Hooked(), tmp_path / "out")
+    assert stage_rows(tmp_path / "out") == []
+
+
+def test_a_stage_no_node_can_hold_is_an_error_on_a_local_instance_and_a_warning_on_a_cluster(ray_instance, caplog):
+    gpu_stage = Stage("g" * 16, "finetune", "toy_ft", "1", {}, {}, 0, {"title": "finetune big"}, {"num_gpus": 2})
+    executor = Hooked()
+    options = {gpu_stage.key: ray_executor.task_options(gpu_stage)}
+    with pytest.raises(HarnessError, match=r"^the finetune stage 'finetune big' asks for 1 CPU, 2 GPU but no Ray node "
+                                           r"has that much \(.*: 2 CPU, 1 GPU\); lower `resources: {finetune: ...}`"):
+        executor._check_feasible([gpu_stage], options, local=True)
+    executor._check_feasible([gpu_stage], options, local=False)  # an autoscaling cluster may add such a node
+    assert "it waits until such a node joins the cluster" in caplog.text
+
+
 def test_declared_resources_are_what_ray_schedules_by(ray_instance, manager, tmp_path):
-    """Each fine-tuning declares both CPUs of the instance, so the two can no longer overlap."""
-    text = FINETUNE_ONLY + SECOND + "resources:\n  finetune: {{num_cpus: 2, memory: 10MB}}\n"
+    """Each fine-tuning declares the instance's one GPU, so the two no longer overlap, and the worker of a
+    GPU stage is not reused (the next GPU stage may be given another device)."""
+    text = FINETUNE_ONLY + SECOND + "resources:\n  finetune: {{num_gpus: 1, memory: 10MB}}\n"
     path = write_recipe(tmp_path, text, steps="3")
-    _, summary = run(path, manager, Hooked(), tmp_path / "out")
+    pids: set[int] = set()
+
+    def record(stage, step, total):
+        if stage.kind == "finetune" and step >= 1:
+            pids.update(worker_pids(stage.key))
+
+    _, summary = run(path, manager, Hooked(record), tmp_path / "out")
     assert summary.ok
     ft, ft2 = stage_rows(tmp_path / "out", "finetune")
     assert min(ft.ended, ft2.ended) <= max(ft.started, ft2.started)
+    assert len(pids) == 2
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_instance, recipe_path, manager, reference,

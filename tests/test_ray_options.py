@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import pytest
@@ -10,7 +11,15 @@ import pytest
 from harness.commands.run_cmd import make_executor
 from harness.errors import HarnessError
 from harness.executors import ray as ray_executor
-from harness.executors.ray import fits, parse_memory, probe_node, run_stage_task, task_options, write_marker
+from harness.executors.ray import (
+    check_address,
+    fits,
+    parse_memory,
+    probe_node,
+    run_stage_task,
+    task_options,
+    write_marker,
+)
 from harness.plan import Stage, build_plan
 from harness.recipe import load_recipe
 from tests.core_helpers import TOY_RECIPE, write_recipe
@@ -99,10 +108,24 @@ def test_the_task_body_runs_the_same_stage_function_and_reports_where(tmp_path, 
     assert events.posted[0][:3] == ("start", upstream_stage.key, outcome.host)
 
 
-def test_the_start_probe_reports_the_marker_and_plugin_versions(tmp_path):
+def test_the_start_probe_reports_the_marker_input_paths_and_plugin_versions(tmp_path, upstream_stage):
     marker, token = write_marker(tmp_path)
-    report = probe_node(str(marker), token, toy_only_manager, [("upstream", "toy_up"), ("upstream", "nope")])
+    elsewhere = Stage("e" * 16, "upstream", "toy_up", "1", {"width": 4, "checkpoint": str(tmp_path / "absent.pt")},
+                      {}, 0)
+    unknown = Stage("u" * 16, "evaluate", "nope", "1", {}, {}, 0)
+    report = probe_node(str(marker), token, toy_only_manager, [upstream_stage, elsewhere, unknown])
     assert report["seen"] and report["error"] is None
-    assert report["versions"] == {"upstream:toy_up": f"{ToyUpstream.version}@toy-tests", "upstream:nope": None}
-    assert not probe_node(str(marker), "another token", toy_only_manager, [])["seen"]
+    assert report["versions"] == {"upstream:toy_up": f"{ToyUpstream.version}@toy-tests", "downstream:nope": None}
+    assert report["missing"] == {str(tmp_path / "absent.pt"): "upstream toy_up checkpoint"}
+    assert not probe_node(str(marker), "another token", toy_only_manager, [upstream_stage])["seen"]
     assert marker.name.startswith(ray_executor.MARKER_PREFIX)
+
+
+def test_an_address_where_nothing_listens_fails_at_once_instead_of_after_minutes_of_retries():
+    with socket.socket() as sock:  # a port that was free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(HarnessError, match=rf"^nothing answers at the Ray address 127\.0\.0\.1:{port} \(.*\); "
+                                           r"start the head node with `ray start --head`"):
+        check_address(f"127.0.0.1:{port}")
+    check_address("auto")  # resolved by Ray itself

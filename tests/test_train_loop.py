@@ -201,3 +201,28 @@ def test_out_of_memory_halves_the_batch_and_skips_no_data(tmp_path):
     assert sum("CUDA out of memory at step 0: halving the batch" in m for m in ctx.messages) == 2
     for k, v in reference.model.state_dict().items():
         torch.testing.assert_close(p.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_repeated_runs_in_one_stage_resume_in_call_order(tmp_path):
+    from harness.errors import StopRequested
+    from harness.thermal import ThermalGuard
+
+    def two_folds(ctx, hot_second: bool):
+        out = []
+        for fold in range(2):
+            p = Problem(seed=fold)
+            readings = iter([60.0] * 3 + [99.0]) if hot_second and fold == 1 else None
+            guard = ThermalGuard((lambda r=readings: next(r)) if readings else None, poll_s=0)
+            fit(p.model, p.loss, FixedBatchSampler(48, 8, seed=fold), p.collate, TrainConfig(steps=6, lr=0.05),
+                ctx, thermal=guard, name="probe")  # fmt: skip
+            out.append(torch.cat([v.flatten() for v in p.model.state_dict().values()]))
+        return out
+
+    expected = two_folds(make_ctx(tmp_path / "a"), hot_second=False)
+    with pytest.raises(StopRequested):
+        two_folds(make_ctx(tmp_path / "b"), hot_second=True)
+    ctx = make_ctx(tmp_path / "b")
+    got = two_folds(ctx, hot_second=False)
+    assert "training run 'probe' had already finished; reusing its weights" in ctx.messages
+    assert "resumed training run 'probe#1' at step 3 of 6" in ctx.messages
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])

@@ -175,6 +175,30 @@ def test_fbank_is_the_superb_baseline(tiny_models):
     assert np.abs(ours - ref).max() < 2e-3
 
 
+@pytest.mark.parametrize("window", ["hamming", "povey"])
+def test_kaldi_fbank_matches_kaldi_native_fbank(window):
+    import kaldi_native_fbank as knf
+
+    from harness.fbank import KaldiFbank, kaldi_mel_banks
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.window_type = window
+    opts.mel_opts.num_bins = 80
+    banks = np.array(knf.MelBanks(opts.mel_opts, opts.frame_opts).get_matrix())
+    assert np.abs(kaldi_mel_banks(80)[:, : banks.shape[1]] - banks).max() < 1e-4
+    wavs, lengths = _speechlike([7001, 4000])
+    feats, n = KaldiFbank(80, window)(wavs, lengths)
+    assert n.tolist() == [1 + (7001 - 400) // 160, 1 + (4000 - 400) // 160]
+    for i in range(2):
+        fb = knf.OnlineFbank(opts)
+        fb.accept_waveform(16000, wavs[i, : lengths[i]].tolist())
+        fb.input_finished()
+        ref = np.stack([fb.get_frame(t) for t in range(fb.num_frames_ready)])
+        assert ref.shape[0] == n[i]
+        assert np.abs(feats[i, : n[i]].numpy() - ref).max() < 1e-3
+
+
 def test_decoar2_stacking_concatenates_neighbouring_frames():
     from harness.fbank import reduce_frames
 

@@ -12,7 +12,7 @@ from harness.leaderboard_formats import FORMATS, render
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "leaderboard", help="models × metrics with 95 % intervals and tests against the pre-trained model",
+        "leaderboard", help="models × metrics with 95 %% intervals and tests against the pre-trained model",
         description="Build the leaderboard of an output folder: mean over seeds with bootstrap intervals, "
                     "paired tests against the pre-trained model of each upstream, and plots (HTML).")
     parser.add_argument("output", type=Path, help="the output folder of `harness run`")

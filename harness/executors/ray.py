@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.errors import HarnessError, PluginError
 from harness.executors.base import Executor, ProgressFn, StartFn
+from harness.params import input_paths
 from harness.plan import Stage
 from harness.plugins import PluginManager, default_manager
 from harness.runner import Outcome, execute_stage
@@ -57,6 +58,19 @@ def import_ray() -> Any:
                            f"`{INSTALL_HINT}` (or `pip install 'ray[default]'`) on the driver and every node."
                            ) from exc
     return ray
+
+
+def check_address(address: str) -> None:
+    """Fail at once where nothing listens at a ``host:port`` address (Ray itself retries for minutes)."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():  # "auto" and the like: Ray resolves them
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        raise HarnessError(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head "
+                           "node with `ray start --head` and pass the address it prints.") from exc
 
 
 # ---------------------------------------------------------------------- resources
@@ -153,11 +167,11 @@ def worker_plugins(plugins_factory: PluginsFactory) -> PluginManager:
     return _MANAGERS[plugins_factory]
 
 
-def probe_node(marker: str, token: str, plugins_factory: PluginsFactory,
-               wanted: list[tuple[str, str]]) -> dict[str, Any]:
-    """Runs on one node at start: does it see the marker, which versions of the needed plugins does it have."""
+def probe_node(marker: str, token: str, plugins_factory: PluginsFactory, stages: list[Stage]) -> dict[str, Any]:
+    """Runs on one node at start: does it see the marker and the stages' input paths, which versions of the
+    stages' plugins does it have."""
     report: dict[str, Any] = {"host": socket.gethostname(), "seen": marker_seen(marker, token), "versions": {},
-                              "error": None}
+                              "missing": {}, "error": None}
     if not report["seen"]:
         return report
     try:
@@ -165,13 +179,35 @@ def probe_node(marker: str, token: str, plugins_factory: PluginsFactory,
     except Exception as exc:  # reported to the driver as one line
         report["error"] = f"{type(exc).__name__}: {exc}"
         return report
-    for kind, name in wanted:
+    for kind, name in sorted({(PLUGIN_KINDS[s.kind], s.plugin) for s in stages if s.kind in PLUGIN_KINDS}):
         try:
             info = manager.get(kind, name)
             report["versions"][f"{kind}:{name}"] = f"{info.version}@{info.origin}"
         except PluginError:
             report["versions"][f"{kind}:{name}"] = None
+    report["missing"] = {p: what for p, what in stage_input_paths(stages, manager).items() if not Path(p).exists()}
     return report
+
+
+def stage_input_paths(stages: list[Stage], plugins: PluginManager) -> dict[str, str]:
+    """The user's paths (corpus roots, checkpoints) the stages read, each with the parameter that names it.
+
+    A stage whose plugin is missing or different here is skipped: the version check reports it.
+    """
+    out: dict[str, str] = {}
+    for stage in stages:
+        if stage.kind not in PLUGIN_KINDS:
+            continue
+        try:
+            cls = plugins.get(PLUGIN_KINDS[stage.kind], stage.plugin).cls
+            fields = cls.Params.model_fields
+            params = cls.Params.model_validate({k: v for k, v in stage.params.items() if k in fields})
+        except Exception as exc:
+            log.debug("no input paths for %s: %s", stage.key, exc)
+            continue
+        for name, path in input_paths(params).items():
+            out.setdefault(str(path), f"{stage.kind} {stage.plugin} {name}")
+    return out
 
 
 def post(events: Any, event: tuple) -> None:
@@ -199,8 +235,14 @@ class _Reporter:
 
 
 def run_stage_task(stage: Stage, output: str, marker: str, token: str, plugins_factory: PluginsFactory,
-                   events: Any) -> Outcome:
-    """The body of a stage's Ray task: check the shared folder, then the same execute_stage as locally."""
+                   events: Any, hide_gpus: bool = False) -> Outcome:
+    """The body of a stage's Ray task: check the shared folder, then the same execute_stage as locally.
+
+    ``hide_gpus``: the stage declared no GPU, so it runs on the CPU (recent Ray leaves every GPU visible
+    to such a task, and the stage would otherwise use one that Ray never gave it).
+    """
+    if hide_gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     host = socket.gethostname()
     if not marker_seen(marker, token):
         now = time.time()
@@ -214,6 +256,24 @@ def run_stage_task(stage: Stage, output: str, marker: str, token: str, plugins_f
         return Outcome(stage.key, "failed", now, now, host, user_error=isinstance(exc, HarnessError),
                        error=f"the plugins could not be loaded on {host} ({type(exc).__name__}: {exc})\n{detail}")
     return execute_stage(stage, output, _Reporter(events, stage.key), plugins)
+
+
+def node_problem(report: dict[str, Any], wanted: dict[tuple[str, str], str]) -> str | None:
+    """What keeps a node that sees the output folder from running the stages, as one sentence, or None."""
+    host = report["host"]
+    if report["error"]:
+        return (f"the plugins could not be loaded on Ray node {host} ({report['error']}); install the project and "
+                "its plugins on every node.")
+    for (kind, name), version in sorted(wanted.items()):
+        got = report["versions"].get(f"{kind}:{name}")
+        if got != version:
+            return (f"Ray node {host} has {kind} plugin {name!r} {'version ' + got if got else 'not installed'}, "
+                    f"but the driver planned with version {version}; install the same packages on every node.")
+    if report["missing"]:
+        listing = "; ".join(f"{what} -> {path}" for path, what in sorted(report["missing"].items()))
+        return (f"Ray node {host} cannot see {len(report['missing'])} input path(s) of the recipe ({listing}); "
+                "put corpora and checkpoints on a file system every node mounts at the same path.")
+    return None
 
 
 # ---------------------------------------------------------------------- the executor
@@ -251,9 +311,12 @@ class RayExecutor(Executor):
             return False
         try:
             if self.address:
+                check_address(self.address)
                 ray.init(address=self.address, **self.init_options)
             else:  # "local": a new instance even where a cluster runs on this machine (--address auto joins it)
                 ray.init(address="local", num_cpus=self.num_cpus, **self.init_options)
+        except HarnessError:
+            raise
         except Exception as exc:
             if self.address:
                 raise HarnessError(f"could not connect to the Ray cluster at {self.address} ({exc}); start one "
@@ -282,16 +345,16 @@ class RayExecutor(Executor):
 
     def _check_nodes(self, stages: list[Stage], options: dict[str, dict[str, Any]], output: Path, marker: Path,
                      token: str) -> None:
-        """Every node that could run a stage sees the output folder and has the planned plugin versions."""
+        """Every node that could run a stage sees the output folder and the inputs, and has the planned plugins."""
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         nodes = [n for n in self._nodes() if any(fits(o, n["Resources"]) for o in options.values())]
         wanted = {(PLUGIN_KINDS[s.kind], s.plugin): s.version for s in stages if s.kind in PLUGIN_KINDS}
         probe = ray.remote(probe_node)
-        refs = {probe.options(num_cpus=0, max_retries=0, name="harness output-folder check",
+        refs = {probe.options(num_cpus=0, max_retries=0, name="harness node check",
                               scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(marker), token, self.plugins_factory, sorted(wanted)): n for n in nodes}
+                .remote(str(marker), token, self.plugins_factory, stages): n for n in nodes}
         if not refs:
             return
         ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
@@ -299,29 +362,22 @@ class RayExecutor(Executor):
             for ref in late:
                 ray.cancel(ref, force=True)
             names = ", ".join(refs[r]["NodeManagerAddress"] for r in late)
-            raise HarnessError(f"Ray node(s) {names} did not answer the output-folder check within "
+            raise HarnessError(f"Ray node(s) {names} did not answer the start check within "
                                f"{CHECK_TIMEOUT_S:.0f} s; check `ray status` and the nodes' logs.")
         reports = []
         for ref in ready:
             try:
                 reports.append(ray.get(ref))
             except ray.exceptions.RayError as exc:
-                raise HarnessError(f"the output-folder check failed on Ray node {refs[ref]['NodeManagerAddress']} "
+                raise HarnessError(f"the start check failed on Ray node {refs[ref]['NodeManagerAddress']} "
                                    f"({str(exc).splitlines()[0]}); check that node's Python environment.") from exc
         blind = [f"{r['host']} ({refs[ref]['NodeManagerAddress']})" for ref, r in zip(ready, reports) if not r["seen"]]
         if blind:
             raise HarnessError(not_visible(str(output), blind))
         for report in reports:
-            if report["error"]:
-                raise HarnessError(f"the plugins could not be loaded on Ray node {report['host']} "
-                                   f"({report['error']}); install the project and its plugins on every node.")
-            for (kind, name), version in sorted(wanted.items()):
-                got = report["versions"].get(f"{kind}:{name}")
-                if got != version:
-                    raise HarnessError(
-                        f"Ray node {report['host']} has {kind} plugin {name!r} "
-                        f"{'version ' + got if got else 'not installed'}, but the driver planned with version "
-                        f"{version}; install the same packages on every node.")
+            problem = node_problem(report, wanted)
+            if problem:
+                raise HarnessError(problem)
 
     # ------------------------------------------------------------------ running
 
@@ -375,14 +431,19 @@ class _Schedule:
         self.closed: set[str] = set()  # on_finish called
         self.hosts: dict[str, str] = {}
         self.remote = self.ray.remote(run_stage_task)
+        # a GPU stage's worker exits after it, so the next GPU stage never finds CUDA set up for another device
+        # (Ray applies max_calls only where the function is declared, not in .options())
+        self.remote_gpu = self.ray.remote(max_calls=1)(run_stage_task)
         self.events = Queue(actor_options={"num_cpus": 0})  # the workers' start and progress events
         self.events_ok = True
 
     def submit(self, stage: Stage, attempt: int = 1, deaths: list[str] | None = None,
                submitted: float | None = None) -> None:
-        ref = self.remote.options(**self.options[stage.key], max_retries=0, retry_exceptions=False,
-                                  name=f"{stage.kind} {stage.key[:10]}").remote(
-            stage, self.output, self.marker, self.token, self.ex.plugins_factory, self.events)
+        options = self.options[stage.key]
+        remote = self.remote_gpu if options["num_gpus"] > 0 else self.remote
+        ref = remote.options(**options, max_retries=0, retry_exceptions=False,
+                             name=f"{stage.kind} {stage.key[:10]}").remote(
+            stage, self.output, self.marker, self.token, self.ex.plugins_factory, self.events, options["num_gpus"] == 0)
         self.inflight[ref] = _Task(stage, attempt, submitted or time.time(), list(deaths or []))
 
     def run(self, on_start: StartFn, on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn) -> None:
@@ -408,7 +469,7 @@ class _Schedule:
                         self.announced.add(stage.key)
                         on_start(stage)
                     self.closed.add(stage.key)
-                    log.info("%s: %s on %s in %.1f s", stage.title, outcome.status, outcome.host or "?",
+                    log.debug("%s: %s on %s in %.1f s", stage.title, outcome.status, outcome.host or "?",
                              outcome.duration)
                     if outcome.status == "done":
                         self.finished.add(stage.key)

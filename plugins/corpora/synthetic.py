@@ -2,12 +2,20 @@
 
 Each utterance is a spoken-language-understanding command in the style of Audio SNIPS (intent,
 slots, text; templates in ``plugins/corpora/data/sf_grammar.json``), said by one speaker in one
-speaking style, with phone alignments from espeak's phoneme events. The phone inventory is the 39
-ARPAbet phones of the CMU dictionary plus ``sil``; the espeak-to-inventory mapping is the table in
-:mod:`plugins.corpora._synth.phonemap`.
+speaking style, with phone alignments from espeak's phoneme events.
+
+**Phones.** The inventory is the 39 ARPAbet phones of the CMU dictionary plus ``sil`` (40 in all:
+aa ae ah ao aw ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th uh uw v w y z zh
+sil). espeak's en-us mnemonics map to it by the table in :mod:`plugins.corpora._synth.phonemap`:
+stress marks dropped; pauses -> sil; vowels by their US values (``0``/``A:`` -> aa, ``a`` -> ae,
+``@``/``V`` -> ah, ``3:`` -> er, ...); r-coloured and centring diphthongs split in two (``A@`` -> aa r,
+``e@`` -> eh r, ``@L`` -> ah l); consonant digraphs to ARPAbet (``T`` th, ``D`` dh, ``S`` sh, ``Z`` zh,
+``tS`` ch, ``dZ`` jh, ``N`` ng, ``j`` y); the flap ``t#`` -> t. Each phone's start is the sample of
+its phoneme event; it ends where the next one starts.
 
 **Speakers.** ``n_speakers`` voices (default 24) built from 16 espeak voice variants, repeated in
-further pitch registers when more are asked for, each with its own base pitch and speaking rate.
+further registers when more are asked for (a pitch offset and a vocal-tract scale that moves the
+formants, see :data:`REGISTERS`), each with its own base pitch, speaking rate and tract scale.
 ``n_unseen_speakers`` more voices (other variants) speak only the ``test_unseen`` split.
 
 **Styles** (the ``emotion`` label): neutral, happy, sad, angry, made from speaking rate, pitch,
@@ -61,8 +69,9 @@ log = logging.getLogger("harness.corpora.synthetic")
 
 SEEN_VOICES = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "Andy", "linda", "steph")
 UNSEEN_VOICES = ("Lee", "john", "travis", "Annie")
-#: pitch offsets (espeak units) of the successive registers of one voice variant
-REGISTERS = (0, 12, -10, 22)
+#: successive registers of one voice variant: (pitch offset in espeak units, vocal tract scale);
+#: the scale moves the formants by resampling (speed) while espeak's rate keeps the timing
+REGISTERS = ((0.0, 1.0), (12.0, 1.07), (-10.0, 0.93), (22.0, 1.12))
 
 #: style -> (rate factor, pitch offset, pitch range, volume, word gap in 10 ms units,
 #: spectral tilt in dB above 1 kHz, saturation drive)
@@ -106,6 +115,7 @@ class Speaker:
     voice: str
     pitch: float
     rate: float
+    tract: float  # > 1: a shorter vocal tract (formants and pitch scaled up)
     index: int
     seen: bool
 
@@ -117,10 +127,10 @@ def make_speakers(p: SyntheticParams, rng: np.random.Generator) -> list[Speaker]
         j = k if seen else k - p.n_speakers
         pool = SEEN_VOICES if seen else UNSEEN_VOICES
         cycle = j // len(pool)
-        register = REGISTERS[cycle % len(REGISTERS)] + 3 * (cycle // len(REGISTERS))
-        pitch = 50 + register + rng.uniform(-4, 4)
+        pitch_offset, tract = REGISTERS[cycle % len(REGISTERS)]
+        pitch = 50 + pitch_offset + 3 * (cycle // len(REGISTERS)) + rng.uniform(-4, 4)
         out.append(Speaker(f"{'s' if seen else 'u'}{j + 1:02d}", pool[j % len(pool)], pitch,
-                           rng.uniform(0.9, 1.1), k, seen))  # fmt: skip
+                           rng.uniform(0.9, 1.1), tract * rng.uniform(0.98, 1.02), k, seen))  # fmt: skip
     return out
 
 
@@ -156,7 +166,7 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
         speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)
         voice = Voice(
             name=f"en-us+{spk.voice}",
-            rate=int(np.clip(round(175 * spk.rate * style[0] * (1 + jitter[0])), 90, 350)),
+            rate=int(np.clip(round(175 * spk.rate * style[0] * (1 + jitter[0]) / spk.tract), 80, 400)),
             pitch=int(np.clip(round(spk.pitch + style[1] + jitter[1] + pitch_jitter), 0, 100)),
             range=int(np.clip(round(style[2] + jitter[2]), 0, 100)),
             volume=int(np.clip(round(style[3] + jitter[3]), 40, 200)),
@@ -174,7 +184,7 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
                 slots=sentence.slots,
                 voice=voice,
                 seed=int(rng.integers(2**31 - 1)),
-                speed=float(speed),
+                speed=float(speed * spk.tract),
                 pad=(float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.05, 0.3))),
                 tilt_db=float(style[5] + jitter[5]),
                 drive=float(max(0.0, style[6] + jitter[6])) if style[6] else 0.0,

@@ -10,7 +10,7 @@ test splits; ``max_folds`` evaluates only the first folds (for speed). Without f
 corpus's own train/dev/test splits are used. Per-item results cover the test rows of every
 evaluated fold.
 
-``protocol: embedded``: 300 steps of 32 utterances at 5e-3, dev every 100.
+``protocol: embedded``: 200 steps of 32 utterances at 5e-3, dev every 50.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from harness.tasks import UtteranceTask
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=30_000, lr=1e-4, batch_size=4, accumulate=8, eval_every=1000),
-    "embedded": ProbeSettings(steps=300, lr=5e-3, batch_size=32, eval_every=100),
+    "embedded": ProbeSettings(steps=200, lr=5e-3, batch_size=32, eval_every=50),
 }
 
 

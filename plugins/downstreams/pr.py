@@ -7,8 +7,8 @@ dev every 1,000, gradient clipping 1; best on dev PER. PER = phone edits summed 
 the summed reference length. Targets are the corpus's phone sequence without silence (``sil``):
 SUPERB's LibriSpeech phone transcriptions have no silence token either.
 
-``protocol: embedded`` keeps the head and learning rate and trains 400 steps of 16 utterances,
-dev every 100 (the embedded corpus has a few hundred short utterances).
+``protocol: embedded`` keeps the head and learning rate and trains 200 steps of 16 utterances,
+dev every 50 (the embedded corpus has a few hundred short utterances; more steps overfit it).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SILENCES = frozenset({"sil", "sp", "spn", "h#", "pau", "epi"})
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=100_000, lr=1e-2, batch_size=16, accumulate=2, eval_every=1000),
-    "embedded": ProbeSettings(steps=400, lr=1e-2, batch_size=16, eval_every=100),
+    "embedded": ProbeSettings(steps=200, lr=1e-2, batch_size=16, eval_every=50),
 }
 
 

@@ -10,7 +10,7 @@ Where this differs: s3prl crops each *training* utterance to a random 8 s window
 whole utterances (exact for utterances up to 8 s, which includes every embedded one; on VoxCeleb1
 longer utterances are seen whole instead of cropped). Dev and test use whole utterances in both.
 
-``protocol: embedded``: 300 steps of 32 utterances at 5e-3, dev every 100 (the embedded corpus
+``protocol: embedded``: 200 steps of 32 utterances at 5e-3, dev every 50 (the embedded corpus
 has a few hundred utterances; 1e-4 would not move a head in 300 steps).
 """
 
@@ -26,7 +26,7 @@ from harness.tasks import UtteranceTask
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=8, accumulate=4, eval_every=4000),
-    "embedded": ProbeSettings(steps=300, lr=5e-3, batch_size=32, eval_every=100),
+    "embedded": ProbeSettings(steps=200, lr=5e-3, batch_size=32, eval_every=50),
 }
 
 

@@ -11,8 +11,10 @@ cross-entropy (the paper's simplified HuBERT loss: no learnable codebook). Targe
 
 Targets come from θ0 once, before training (cached in the stage's work folder, so a resumed run
 reuses them). Masking follows HuBERT's span scheme (``mask_prob`` of the frames start a span of
-``mask_length`` frames) and is applied to the *waveform* (the masked samples are zeroed), which
-works for any upstream without touching its internals; the loss counts masked frames only.
+``mask_length`` frames) and is applied to the *waveform* (``mask_fill``: the masked samples become white noise at the
+utterance's RMS level, or zeros), which works for any upstream without touching its internals
+(noise rather than silence keeps per-utterance normalisation, as in fbank front ends, sane); the
+loss counts masked frames only.
 Stable fine-tuning applies as in every scenario (pre-training from scratch sets ``beta: 0``).
 """
 
@@ -53,6 +55,7 @@ class ContinuedPretrainingParams(StableFTParams):
     kmeans_iterations: int = Field(30, ge=1)
     mask_prob: float = Field(0.8, gt=0, le=1, description="HuBERT's mask_prob: share of frames starting a span")
     mask_length: int = Field(10, ge=1, description="span length in frames")
+    mask_fill: Literal["noise", "zeros"] = Field("noise", description="what replaces masked audio")
     splits: list[str] = Field(default_factory=lambda: ["train"], description="splits pre-trained on")
 
 
@@ -189,7 +192,13 @@ class ContinuedPretraining(FinetunePlugin):
             for j, n in enumerate(frames.tolist()):
                 masks[j, :n] = span_mask(n, params.mask_prob, params.mask_length, rng)
                 samples = masks[j, :n].repeat_interleave(hop)[: batch.wavs.shape[1]]
-                batch.wavs[j, : len(samples)][samples] = 0.0
+                target = batch.wavs[j, : len(samples)]
+                if params.mask_fill == "noise":  # white noise at the utterance's level
+                    valid = batch.wavs[j, : int(batch.wav_lengths[j])]
+                    rms = float(valid.pow(2).mean().sqrt()) if valid.numel() else 0.0
+                    target[samples] = torch.randn(int(samples.sum()), generator=rng) * rms
+                else:
+                    target[samples] = 0.0
             return batch, masks
 
         def scores(batch: WaveBatch, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

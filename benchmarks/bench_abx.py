@@ -1,0 +1,95 @@
+"""ABX: this harness's batched implementation against libri-light's (``zerospeech-libriabx2``).
+
+Same features, same item file, all four conditions (within/across speaker × within/any context),
+angular distance, no subsampling on either side (libri-light's ``max_size_group`` and
+``max_x_across`` set past the data), ``--librilight-compat`` on ours. Prints both scores per
+condition, their largest difference and the wall-time ratio, measured in this run.
+
+    .venv/bin/pip install --no-deps zerospeech-libriabx2==0.9.8    # once
+    .venv/bin/python benchmarks/bench_abx.py [--files 60 --dim 24 --phones 8] [--corpus DIR --upstream fbank]
+
+By default the features are random frames with phone and speaker structure (``--files`` files of
+``--dim`` dimensions). With ``--corpus`` (a prepared corpus with ``test.item``) they are the
+hidden states of ``--upstream`` (``--layer``) on the utterances the item file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.abx import abx, read_item_file, write_item_file  # noqa: E402
+from tests.downstream_helpers import clustered_features, librilight_abx  # noqa: E402
+
+
+def corpus_features(corpus_dir: Path, upstream: str, layer: int, out: Path):
+    from harness import audio
+    from harness.inference import batched_forward
+    from harness.manifest import PreparedCorpus
+    from harness.params import validate_params
+    from harness.plugins import PluginManager
+
+    corpus = PreparedCorpus(corpus_dir)
+    items = read_item_file(corpus_dir / corpus.meta["abx_items"]["test"])
+    wanted = {it.file for it in items}
+    rows = [r for s in corpus.splits for r in corpus.utterances(s) if r["id"] in wanted]
+    pm = PluginManager()
+    plugin = pm.create("upstream", upstream)
+    model = plugin.build(validate_params(plugin.Params, {} if upstream == "fbank" else {"preset": "tiny"}, "u"), 0)
+    feats = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for i, states in batched_forward(model, [audio.load(r["path"]) for r in rows]):
+        feats[rows[i]["id"]] = states[layer].numpy().astype(np.float32)
+        np.save(out / f"{rows[i]['id']}.npy", feats[rows[i]["id"]])
+    return feats, items, model.frame_shift
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=60)
+    ap.add_argument("--dim", type=int, default=24)
+    ap.add_argument("--phones", type=int, default=8)
+    ap.add_argument("--corpus", type=Path)
+    ap.add_argument("--upstream", default="fbank")
+    ap.add_argument("--layer", type=int, default=-1)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_abx_"))
+    if args.corpus:
+        feats, items, shift = corpus_features(args.corpus, args.upstream, args.layer, tmp / "feats")
+        what = f"{args.upstream} layer {args.layer} on {args.corpus}"
+    else:
+        feats, items = clustered_features(tmp / "feats", args.files, args.dim, seed=0, n_phones=args.phones)
+        shift = 0.02
+        what = f"{args.files} files of {args.dim}-dim random clustered frames, {args.phones} phones"
+    write_item_file(tmp / "x.item", items)
+    dim = next(iter(feats.values())).shape[1]
+    print(f"{what}: {len(items)} items, {len(feats)} files, dim {dim}, torch threads {torch.get_num_threads()}")
+
+    start = time.perf_counter()
+    ref = librilight_abx(tmp / "feats", tmp / "x.item", shift)
+    t_ref = time.perf_counter() - start
+    if ref is None:
+        sys.exit("zerospeech-libriabx2 is not installed: .venv/bin/pip install --no-deps zerospeech-libriabx2==0.9.8")
+    start = time.perf_counter()
+    ours = abx(feats, items, shift, librilight_compat=True)
+    t_ours = time.perf_counter() - start
+    worst = 0.0
+    for r in ours:
+        key = f"{r.speaker}-{r.context}"
+        worst = max(worst, abs(r.score - ref[key]))
+        print(f"{key:<15} libri-light {100 * ref[key]:8.4f} %  ours {100 * r.score:8.4f} %")
+    print(f"largest difference {worst:.2e} (fraction); identical to 1e-6: {worst < 1e-6}")
+    print(f"libri-light {t_ref:7.2f} s  ours {t_ours:7.2f} s  ratio {t_ref / t_ours:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""ABX: hand-made cases, the batched DTW, libri-light's frame slicing, and agreement with libri-light."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harness.abx import Item, abx, dtw_batch, dtw_both, frame_range, read_item_file, write_item_file
+from harness.cli import main
+from harness.errors import HarnessError
+from tests.downstream_helpers import clustered_features, librilight_abx
+
+
+def _unit(deg: float) -> list[float]:
+    return [math.cos(math.radians(deg)), math.sin(math.radians(deg))]
+
+
+def test_hand_made_within_speaker_any_context():
+    # four one-frame tokens of one speaker at angles a1 0°, a2 90°, b1 30°, b2 150° (angular
+    # distance = angle / 180°). Cell (a, b): x = a1 is right only against b2, x = a2 never -> 1/4
+    # right; cell (b, a): x = b2 is right only against a1, x = b1 never -> 1/4. Error = 3/4.
+    feats = {"u": np.array([_unit(0), _unit(90), _unit(30), _unit(150)], dtype=np.float32)}
+    items = [Item("u", 0.02 * i, 0.02 * (i + 1), p, "#", "#", "s") for i, p in enumerate("aabb")]
+    (res,) = abx(feats, items, 0.02, speaker=["within"], context=["any"])
+    assert res.score == pytest.approx(0.75)
+    assert sorted(res.pairs) == [("a", "b", pytest.approx(0.75)), ("b", "a", pytest.approx(0.75))]
+
+
+def test_hand_made_across_speaker_and_ties():
+    # A, B from speaker s, X from speaker t. x = a' (0°) is nearer a (10°) than b (90°): right.
+    feats = {"u": np.array([_unit(10), _unit(90)], np.float32), "v": np.array([_unit(0)], np.float32)}
+    items = [Item("u", 0.0, 0.02, "a", "#", "#", "s"), Item("u", 0.02, 0.04, "b", "#", "#", "s"),
+             Item("v", 0.0, 0.02, "a", "#", "#", "t")]
+    (res,) = abx(feats, items, 0.02, speaker=["across"], context=["any"])
+    assert res.score == 0.0 and res.pairs == [("a", "b", 0.0)]
+    # equidistant A and B count one half
+    feats["u"] = np.array([_unit(40), _unit(-40)], np.float32)
+    (res,) = abx(feats, items, 0.02, speaker=["across"], context=["any"])
+    assert res.score == pytest.approx(0.5)
+
+
+def test_dtw_cost_over_path_length():
+    d = torch.tensor([[[1.0, 2.0], [3.0, 1.0]]])
+    # cost 1 + 1 along the diagonal, path of 2 cells
+    assert dtw_batch(d, torch.tensor([2]), torch.tensor([2])).item() == pytest.approx(1.0)
+    # padding beyond the lengths is ignored; a 1×3 alignment has 3 cells
+    d = torch.tensor([[[1.0, 2.0, 3.0, 99.0], [99.0, 99.0, 99.0, 99.0]]])
+    assert dtw_batch(d, torch.tensor([1]), torch.tensor([3])).item() == pytest.approx(2.0)
+
+
+def test_dtw_matches_librilight_cython_including_ties():
+    ll = pytest.importorskip("libri_light_dtw")
+    rng = np.random.default_rng(0)
+    mats, lx, ly = [], [], []
+    for _ in range(200):
+        n, m = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        mats.append(rng.integers(0, 3, size=(n, m)).astype(np.float32))  # small integers: many ties
+        lx.append(n)
+        ly.append(m)
+    d = torch.full((len(mats), 8, 8), 7.0)
+    for i, mat in enumerate(mats):
+        d[i, : mat.shape[0], : mat.shape[1]] = torch.from_numpy(mat)
+    cost, len_xy, len_yx = dtw_both(d, torch.tensor(lx), torch.tensor(ly))
+    for i, mat in enumerate(mats):
+        assert (cost[i] / len_xy[i]).item() == ll._dtw(lx[i], ly[i], mat, True)
+        assert (cost[i] / len_yx[i]).item() == ll._dtw(ly[i], lx[i], np.ascontiguousarray(mat.T), True)
+
+
+def test_frame_slicing_and_librilight_compat():
+    # frames centred at (i + 1/2) * 0.02 inside [0.03, 0.09]: i = 1, 2, 3, 4
+    assert frame_range(0.03, 0.09, 100, 0.02) == (1, 5)
+    assert frame_range(0.03, 0.09, 100, 0.02, librilight_compat=True) == (1, 4)
+    assert frame_range(0.0, 0.02, 100, 0.02) == (0, 1)
+    assert frame_range(0.0, 0.02, 100, 0.02, librilight_compat=True) == (0, 0)  # dropped by libri-light
+    assert frame_range(0.5, 9.0, 30, 0.02) == (25, 30)  # clipped to the features
+
+
+def test_item_file_round_trip_and_errors(tmp_path):
+    items = [Item("f1", 0.1, 0.25, "ah", "b", "k", "spk")]
+    write_item_file(tmp_path / "x.item", items)
+    assert read_item_file(tmp_path / "x.item") == items
+    (tmp_path / "bad.item").write_text("#header\nf1 0.1 0.2 ah b spk\n")
+    with pytest.raises(HarnessError, match="line 2: expected 7 columns"):
+        read_item_file(tmp_path / "bad.item")
+    with pytest.raises(HarnessError, match="no features"):
+        abx({}, items, 0.02)
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("abx")
+    feats, items = clustered_features(root / "feats", n_files=36, dim=12, seed=1)
+    write_item_file(root / "x.item", items)
+    return root, feats, items
+
+
+def test_identical_to_librilight_with_compat(clustered):
+    root, feats, items = clustered
+    ref = librilight_abx(root / "feats", root / "x.item", 0.02)
+    if ref is None:
+        pytest.skip("zerospeech-libriabx2 is not installed")
+    ours = {f"{r.speaker}-{r.context}": r.score for r in abx(feats, items, 0.02, librilight_compat=True)}
+    assert set(ours) == set(ref)
+    for key in ref:
+        assert ours[key] == pytest.approx(ref[key], abs=1e-6), key
+    # without the compatibility slicing the numbers differ (each token keeps its last frame)
+    plain = {f"{r.speaker}-{r.context}": r.score for r in abx(feats, items, 0.02)}
+    assert plain != pytest.approx(ours, abs=1e-6)
+
+
+def test_abx_command(clustered, capsys):
+    root, feats, items = clustered
+    args = ["abx", "--features", str(root / "feats"), "--item", str(root / "x.item"), "--frame-shift", "0.02"]
+    assert main([*args, "--speaker", "within", "--context", "any", "--librilight-compat", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (expected,) = abx(feats, items, 0.02, speaker=["within"], context=["any"], librilight_compat=True)
+    assert out == [{"speaker": "within", "context": "any", "score": pytest.approx(expected.score)}]
+    assert main(args) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5  # header + four conditions
+    assert main(["abx", "--features", str(root / "nope"), "--item", str(root / "x.item"), "--frame-shift", "0.02"]) == 2

@@ -1,0 +1,144 @@
+"""The six downstream plugins end to end on a tiny tone corpus with a tiny fake upstream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.errors import CorpusError
+from harness.interfaces import Batch
+from harness.manifest import PreparedCorpus
+from harness.metrics import ratio
+from harness.params import validate_params
+from harness.plugins import PluginManager
+from plugins.downstreams.sf import SlotFilling, slot_tokens
+from tests.downstream_helpers import FakeUpstream, make_ctx, make_tiny_corpus
+
+FAST = {"steps": 12, "eval_every": 6}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return PreparedCorpus(make_tiny_corpus(tmp_path_factory.mktemp("tones")))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny, tmp_path_factory):
+    """Every downstream evaluated with one context, so that they share one feature cache."""
+    pm = PluginManager()
+    upstream = FakeUpstream()
+    ctx = make_ctx(tmp_path_factory.mktemp("stage"))
+    out, calls = {}, {}
+    for name, params in [
+        ("pr", FAST),
+        ("sf", FAST),
+        ("asr", FAST),
+        ("sid", FAST),
+        ("er", {**FAST, "max_folds": 2}),
+        ("abx", {}),
+    ]:
+        plugin = pm.create("downstream", name)
+        before = upstream.calls
+        out[name] = plugin.evaluate(upstream, tiny, validate_params(plugin.Params, params, name), ctx)
+        calls[name] = upstream.calls - before
+    return out, calls, upstream
+
+
+def test_every_downstream_returns_metrics_items_and_layer_weights(evaluated, tiny):
+    results, _, upstream = evaluated
+    expected = {
+        "pr": {"per": "lower"},
+        "sf": {"f1": "higher", "cer": "lower"},
+        "asr": {"wer": "lower"},
+        "sid": {"acc": "higher"},
+        "er": {"acc": "higher"},
+    }
+    n_test = len(tiny.utterances("test"))
+    for name, directions in expected.items():
+        res = results[name]
+        assert res.directions == directions, name
+        assert set(res.metrics) == set(directions)
+        assert len(res.layer_weights) == upstream.num_hidden_states
+        assert sum(res.layer_weights) == pytest.approx(1.0)
+        if name != "er":  # per-item statistics add up to the reported metric
+            assert res.n_items == len(res.items) == n_test
+            for metric, value in res.metrics.items():
+                assert ratio([item["stats"][metric] for item in res.items]) == pytest.approx(value)
+    # ER: mean over folds; the items are every row, each tested in its own fold
+    er = results["er"]
+    assert [f["fold"] for f in er.extra["folds"]] == [0, 1]
+    assert er.metrics["acc"] == pytest.approx(sum(f["acc"] for f in er.extra["folds"]) / 2)
+    all_rows = sum(len(tiny.utterances(s)) for s in ("train", "dev", "test"))
+    assert er.n_items == all_rows == len({i["id"] for i in er.items})
+
+
+def test_abx_downstream_reports_each_condition_with_phone_pairs(evaluated):
+    abx = evaluated[0]["abx"]
+    names = {f"{s}_speaker_{c}_context" for s in ("within", "across") for c in ("within", "any")}
+    assert set(abx.metrics) == names
+    assert all(d == "lower" for d in abx.directions.values())
+    assert all(0 <= v <= 100 for v in abx.metrics.values())
+    assert set(abx.extra["layers"]) == {"layer0", "layer1", "layer2"}
+    for cond, value in abx.metrics.items():
+        stats = [i["stats"][cond] for i in abx.items if cond in i["stats"]]
+        assert ratio(stats) == pytest.approx(value)
+        assert all("|" in i["id"] for i in abx.items)
+
+
+def test_one_upstream_pass_serves_every_downstream(evaluated):
+    _, calls, _ = evaluated
+    assert calls["pr"] > 0
+    # frames cached by pr serve sf, asr and abx; pooled means are computed once for sid, er reuses them
+    assert calls["sf"] == calls["asr"] == calls["abx"] == 0
+    assert calls["sid"] > 0 and calls["er"] == 0
+
+
+def test_sf_target_string_is_superbs():
+    slots = [["artist", "the beatles"], ["service", "spotify"]]
+    row = {"id": "u", "text": "play the beatles on spotify", "slots": slots}
+    assert "".join(t if len(t) == 1 else f"<{t}>" for t in slot_tokens(row)) == (
+        "play <B-artist>the beatles<E-artist> on <B-service>spotify<E-service>"
+    )
+    with pytest.raises(CorpusError, match="is not in its text"):
+        slot_tokens({"id": "u", "text": "play music", "slots": [["artist", "queen"]]})
+
+
+def test_sf_task_renders_references_as_s3prl_decodes_them(tiny):
+    plugin = SlotFilling()
+    task = plugin.make_task(tiny, validate_params(plugin.Params, {}, "sf"))
+    row = tiny.utterances("test")[0]
+    words = row["text"].split()
+    ref = task.render(task.target(row))
+    assert ref.startswith(f"B-first {words[0]} E-first")
+    assert ref.endswith(f"B-last {words[-1]} E-last") or len(words) == 1
+
+
+def test_task_trains_a_trainable_upstream_for_fine_tuning(tiny):
+    """The same task object serves supervised fine-tuning: loss on the last hidden state."""
+    pm = PluginManager()
+    upstream = FakeUpstream()
+    plugin = pm.create("downstream", "pr")
+    task = plugin.make_task(tiny, validate_params(plugin.Params, {}, "pr"))
+    head = task.build_head(upstream.hidden_size)
+    rows = tiny.utterances("train")[:4]
+    from harness.waveforms import WaveformSet
+
+    batch = WaveformSet(rows).collate(list(range(4)))
+    out = upstream(batch.wavs, batch.wav_lengths)
+    loss = task.loss(head, Batch(out.hidden_states[-1], out.lengths, rows))
+    loss.backward()
+    assert torch.isfinite(loss) and upstream.conv.weight.grad is not None
+
+
+def test_missing_labels_are_one_clear_sentence(tmp_path):
+    root = make_tiny_corpus(tmp_path / "c", {"train": 3, "dev": 3, "test": 3})
+    meta = json.loads((root / "meta.json").read_text())
+    meta["label_fields"].remove("emotion")
+    (root / "meta.json").write_text(json.dumps(meta))
+    pm = PluginManager()
+    plugin = pm.create("downstream", "er")
+    with pytest.raises(CorpusError, match="downstream 'er' needs the label\\(s\\) emotion"):
+        params = validate_params(plugin.Params, {}, "er")
+        plugin.evaluate(FakeUpstream(), PreparedCorpus(root), params, make_ctx(tmp_path))
