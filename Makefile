@@ -11,7 +11,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml examples/harness-plugin-example/set
 	python3 -m venv $(VENV)
 	# torch first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA build
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,ray]'
 	# independent reference implementations for equivalence tests and benchmarks (no deps needed)
 	$(PIP) --no-deps s3prl==0.4.18 zerospeech-libriabx2==0.9.8
 	$(PIP) -e examples/harness-plugin-example

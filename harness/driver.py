@@ -118,8 +118,8 @@ def run_plan(plan: Plan, output: Path, executor: Executor, keep_going: bool = Fa
                 progress.advance(overall)
                 if outcome.status == "done":
                     summary.ran.append(stage.key)
-                    progress.console.print(f"[green]done[/] {stage.title} [dim]{outcome.duration:.1f} s[/]",
-                                           highlight=False)
+                    took = f"{outcome.duration:.1f} s on {outcome.host}"
+                    progress.console.print(f"[green]done[/] {stage.title} [dim]{took}[/]", highlight=False)
                     return True
                 first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
                 if outcome.status == "stopped":

@@ -13,7 +13,8 @@ of every task only repeats work. Two caches, both under one folder per (model, c
   caller runs the upstream on the fly. Frame features are defined as the float16-rounded hidden
   states in both cases, so cached and on-the-fly training give the same numbers.
 
-Hidden states come from :func:`harness.inference.batched_forward` (length-sorted batches, outputs
+One upstream pass over an utterance fills both caches, whichever task asks first. Hidden states
+come from :func:`harness.inference.batched_forward` (length-sorted batches, outputs
 trimmed to each utterance's valid frames). Shards are written atomically (temporary file, then
 rename); concurrent stages at worst compute an utterance twice.
 """
@@ -128,44 +129,56 @@ class FeatureCache:
 
     def pooled(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """``N×L×D`` pooled features of ``rows`` (computed for the missing ones, then cached)."""
-        missing = [r for r in rows if r["id"] not in self._pooled]
+        missing = list({r["id"]: r for r in rows if r["id"] not in self._pooled}.values())
         if missing:
-            missing = list({r["id"]: r for r in missing}.values())
-            means: list[torch.Tensor | None] = [None] * len(missing)
-            for i, states in self._forward(missing):
-                means[i] = pooled_means(states)
-            ids = [r["id"] for r in missing]
-            stacked = torch.stack([m for m in means if m is not None])
-            for uid, m in zip(ids, stacked, strict=True):
-                self._pooled[uid] = m
-            if self.root is not None:
-                path = self.root / f"pooled-{_shard_name(ids)}.pt"
-                _atomic_save(path, lambda tmp: torch.save({"ids": ids, "means": stacked}, tmp))
+            self._compute(missing)
         return torch.stack([self._pooled[r["id"]] for r in rows])
 
     def frames(self, rows: list[dict[str, Any]]) -> FrameStore | None:
         """Cached frames of ``rows`` (computing the missing ones), or None past the size budget."""
         missing = list({r["id"]: r for r in rows if r["id"] not in self._frames}.values())
         if missing:
-            if self.root is None or self.frame_bytes() + self.estimate_frame_bytes(missing) > self.max_frame_bytes:
+            if not self._frames_fit(missing):
                 return None
-            self._write_frames(missing)
+            self._compute(missing)
         return FrameStore([self._frames[r["id"]] for r in rows])
 
-    def _write_frames(self, rows: list[dict[str, Any]]) -> None:
-        assert self.root is not None
-        states: list[list[torch.Tensor] | None] = [None] * len(rows)
+    def _frames_fit(self, rows: list[dict[str, Any]]) -> bool:
+        return self.root is not None and self.frame_bytes() + self.estimate_frame_bytes(rows) <= self.max_frame_bytes
+
+    def _compute(self, rows: list[dict[str, Any]]) -> None:
+        """One upstream pass over ``rows`` fills both caches: the pooled means always, the frames
+        while they fit the budget (so a pooled task after a frame task, or the other way round,
+        never runs the upstream again)."""
+        keep_frames = [r for r in rows if r["id"] not in self._frames]
+        keep_frames = keep_frames if keep_frames and self._frames_fit(keep_frames) else []
+        wanted = {r["id"] for r in keep_frames}
+        states: dict[str, torch.Tensor] = {}
+        means: dict[str, torch.Tensor] = {}
         for i, st in self._forward(rows):
-            states[i] = st
-        per_item = [torch.stack(s) for s in states if s is not None]  # L×T×D each
+            uid = rows[i]["id"]
+            means[uid] = pooled_means(st)
+            if uid in wanted:
+                states[uid] = torch.stack(st)
+        new_means = {uid: m for uid, m in means.items() if uid not in self._pooled}
+        self._pooled.update(new_means)
+        if self.root is not None and new_means:
+            ids = list(new_means)
+            stacked = torch.stack([new_means[u] for u in ids])
+            path = self.root / f"pooled-{_shard_name(ids)}.pt"
+            _atomic_save(path, lambda tmp: torch.save({"ids": ids, "means": stacked}, tmp))
+        if states:
+            self._write_frames([r["id"] for r in keep_frames], [states[r["id"]] for r in keep_frames])
+
+    def _write_frames(self, ids: list[str], per_item: list[torch.Tensor]) -> None:
+        """Store L×T×D states of ``ids`` as one float16 shard plus its index."""
+        assert self.root is not None
         lengths = [int(s.shape[1]) for s in per_item]
-        big = torch.cat(per_item, dim=1) if per_item else torch.zeros(0)
-        arr = to_frame_dtype(big).numpy()
-        ids = [r["id"] for r in rows]
+        arr = to_frame_dtype(torch.cat(per_item, dim=1)).numpy()
         name = f"frames-{_shard_name(ids)}"
         npy, index_path = self.root / f"{name}.npy", self.root / f"{name}.json"
         _atomic_save(npy, lambda tmp: _save_npy(tmp, arr))
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist() if lengths else []
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
         items = {uid: [int(s), int(n)] for uid, s, n in zip(ids, starts, lengths, strict=True)}
         _atomic_save(index_path, lambda tmp: Path(tmp).write_text(json.dumps({"items": items})))
         mm = np.load(npy, mmap_mode="r")

@@ -19,6 +19,9 @@ from harness.plugins import PluginManager
 from harness.recipe import NONE_PLUGIN, Entry, Recipe, Variant
 
 KINDS = ("prepare", "upstream", "finetune", "merge", "evaluate", "score")
+#: the plugin kind behind each stage kind (score stages use the core's scoring, no plugin)
+PLUGIN_KINDS = {"prepare": "corpus", "upstream": "upstream", "finetune": "finetune", "merge": "merge",
+                "evaluate": "downstream"}
 SCORE_VERSION = "1"
 FBANK = "fbank"
 
@@ -111,8 +114,7 @@ class Planner:
         return key
 
     def _version(self, kind: str, plugin: str) -> str:
-        plugin_kind = {"prepare": "corpus", "evaluate": "downstream"}.get(kind, kind)
-        info = self.plugins.get(plugin_kind, plugin)
+        info = self.plugins.get(PLUGIN_KINDS[kind], plugin)
         return f"{info.version}@{info.origin}"
 
     # ------------------------------------------------------------------ building blocks

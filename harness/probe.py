@@ -29,7 +29,7 @@ from torch import nn
 from harness.batching import FixedBatchSampler
 from harness.errors import CorpusError
 from harness.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
-from harness.featurizer import WeightedSum
+from harness.featurizer import WeightedSum, layer_norm
 from harness.interfaces import Batch, EvalResult, PluginParams, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
 from harness.stage import StageContext
@@ -115,7 +115,8 @@ class ProbeModel(nn.Module):
     def __init__(self, task: Task, num_layers: int, hidden_size: int):
         super().__init__()
         self.task = task
-        self.featurizer = WeightedSum(num_layers)
+        # frame states arrive layer-normed (see _pad_states), so the norm runs once per item, outside autograd
+        self.featurizer = WeightedSum(num_layers, normalize=False)
         self.head = task.build_head(hidden_size)
 
     def batch(self, raw: _Raw) -> Batch:
@@ -172,7 +173,8 @@ def _to(raw: _Raw, device: torch.device) -> _Raw:
 
 
 def _pad_states(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """L×T×D tensors -> L×B×Tmax×D (zero-padded) and lengths."""
+    """L×T×D tensors -> layer-normed L×B×Tmax×D (zero-padded) and lengths."""
+    items = [layer_norm(s) for s in items]
     lengths = torch.tensor([int(s.shape[1]) for s in items], dtype=torch.long)
     n_layers, dim = items[0].shape[0], items[0].shape[2]
     out = torch.zeros(n_layers, len(items), int(lengths.max()), dim)

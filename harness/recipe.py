@@ -16,7 +16,7 @@ A recipe::
 A list given where a parameter takes a single value sweeps it (``alpha: [0.0, 0.25, 1.0]``).
 ``${VAR}`` in strings expands environment variables. ``--preset NAME`` (or ``HARNESS_PRESET``)
 merges ``presets.NAME`` over the recipe: an entry that names a ``plugin`` replaces the recipe's
-entry wholesale, any other mapping is merged key by key.
+entry wholesale, any other mapping is merged key by key, and a null drops an entry.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ TOP_KEYS = ["name", "description", "output", "seeds", "score", "baseline", "reso
 STRUCTURAL = {"upstreams": ("pretrain",), "merges": ("models", "each"), "finetune": ("corpus",),
               "downstreams": ("corpus",)}
 NONE_PLUGIN = "none"
+STAGE_KINDS = ("prepare", "upstream", "finetune", "merge", "evaluate", "score")
 REFERENCES = ("superb-2024", "superb-slt2022", "measured")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -138,8 +139,12 @@ class _Locator:
 
 
 def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
-                output: Path | None = None) -> Recipe:
-    """Read, merge the preset, expand variables, validate every entry against its plugin."""
+                output: Path | None = None, allow_unset: bool = False) -> Recipe:
+    """Read, merge the preset, expand variables, validate every entry against its plugin.
+
+    ``allow_unset`` (for ``harness plan``) keeps ``${VAR}`` of unset variables in the paths, which
+    then show as missing inputs, instead of failing on them.
+    """
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"recipe {path} does not exist; give the path of a YAML recipe (see recipes/).")
@@ -168,7 +173,16 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
             raise loc.error(("presets",), f"no preset named {preset!r}{have}")
         raw = merge_preset(raw, presets[preset])
     raw.pop("presets", None)
-    raw = _expand_env(raw, (), loc)
+    unset: list[tuple[str, tuple[str, ...]]] = []
+    raw = _expand_env(raw, (), unset)
+    if unset and not allow_unset:
+        names = sorted({var for var, _ in unset})
+        var, where = unset[0]
+        if len(names) == 1:
+            raise loc.error(where, f"environment variable {var} is not set; export {var}=/path/to/data "
+                                   "or write the path itself")
+        raise loc.error(where, f"environment variables {', '.join(names)} are not set; export them "
+                               "(`harness plan` lists the paths the recipe needs)")
 
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int):
@@ -221,6 +235,9 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
         raise loc.error(("resources",), "expected a mapping of stage kind to {num_gpus, num_cpus, memory}")
+    for kind in resources:
+        if kind not in STAGE_KINDS:
+            raise loc.error(("resources", str(kind)), f"unknown stage kind{suggest(str(kind), list(STAGE_KINDS))}")
     out = Path(output) if output else Path(str(raw.get("output", f"runs/{raw.get('name', path.stem)}")))
     return Recipe(
         path=path, name=str(raw.get("name", path.stem)), output=out, seeds=list(seeds), reference=reference,
@@ -230,27 +247,31 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
 
 
 def merge_preset(base: dict, override: dict) -> dict:
-    """Merge a preset over the recipe: an entry naming a plugin replaces, other mappings merge."""
+    """Merge a preset over the recipe: an entry naming a plugin replaces, other mappings merge, a null
+    inside a section (``finetune: {asr_ted: null}``) drops that entry."""
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and "plugin" not in value:
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and "plugin" not in value:
             out[key] = merge_preset(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def _expand_env(value: Any, path: tuple[str, ...], loc: _Locator) -> Any:
+def _expand_env(value: Any, path: tuple[str, ...], unset: list[tuple[str, tuple[str, ...]]]) -> Any:
+    """Expand ``${VAR}`` in strings; unset variables stay as written and are listed in ``unset``."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, path + (str(k),), loc) for k, v in value.items()}
+        return {k: _expand_env(v, path + (str(k),), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path + (str(i),), loc) for i, v in enumerate(value)]
+        return [_expand_env(v, path + (str(i),), unset) for i, v in enumerate(value)]
     if isinstance(value, str):
         def repl(match: re.Match) -> str:
             var = match.group(1)
             if var not in os.environ:
-                raise loc.error(path, f"environment variable {var} is not set; export {var}=/path/to/data "
-                                      "or write the path itself")
+                unset.append((var, path))
+                return match.group(0)
             return os.environ[var]
         return ENV_PATTERN.sub(repl, value)
     return value

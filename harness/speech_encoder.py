@@ -28,8 +28,6 @@ from harness.errors import CheckpointError
 from harness.interfaces import InputPath, PluginParams, UpstreamModel
 from harness.model_io import CONFIG, WEIGHTS
 
-
-
 # --------------------------------------------------------------------------- parameters
 
 

@@ -178,11 +178,11 @@ def test_labels_carry_information_for_a_simple_baseline(corpus):
         x = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
         feats.append(np.concatenate([x.mean(0), x.std(0)]))
     x = np.stack(feats)
-    for label, chance in (("speaker", 1 / 8), ("emotion", 1 / 4)):
+    for label, chance, factor in (("speaker", 1 / 8, 2.5), ("emotion", 1 / 4, 2.0)):
         y = [u[label] for u in rows]
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=2.0))
         acc = cross_val_score(clf, x, y, cv=StratifiedKFold(4, shuffle=True, random_state=0)).mean()
-        assert acc > 2.5 * chance, (label, acc)
+        assert acc > factor * chance, (label, acc)  # measured: speaker 0.43, emotion 0.73
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -215,7 +215,7 @@ def test_two_fresh_processes_give_byte_identical_corpora(tmp_path):
 def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
     from plugins.corpora.synthetic import generate
 
-    params = SyntheticParams(n_utterances=6, n_speakers=2, n_unseen_speakers=1)
+    params = SyntheticParams(n_utterances=8, n_speakers=2, n_unseen_speakers=1)
     one, two = tmp_path / "one", tmp_path / "two"
     rows1 = generate(params, one, workers=1)
     rows2 = generate(params, two, workers=2)

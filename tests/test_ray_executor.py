@@ -64,7 +64,8 @@ SECOND = "  ft2: {{plugin: toy_ft, corpus: nums, steps: {steps}, sleep: 0.3, lr:
 def ray_instance():
     """One local Ray instance for the module (about 5 s to start), with one logical GPU (Ray schedules by it; torch
     finds no device and stays on the CPU); workers import `tests` from the checkout."""
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # "local": never a cluster found on this machine
     yield
     ray.shutdown()
 

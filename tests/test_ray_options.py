@@ -52,7 +52,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(HarnessError, match=r"^the ray executor needs Ray, which is not installed; install it "
                                            r"with `pip install '\.\[ray\]'`"):
-        make_executor(argparse.Namespace(executor="ray", address=None))
+        make_executor(argparse.Namespace(executor="ray", address=None, num_cpus=None, max_retries=3))
 
 
 def test_stages_ask_for_one_cpu_and_no_gpu_unless_the_recipe_says_otherwise():

@@ -16,7 +16,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="merge the recipe's presets.NAME over it (also HARNESS_PRESET)")
 
 
-def load_plan(args: argparse.Namespace) -> Plan:
+def load_plan(args: argparse.Namespace, allow_unset: bool = False) -> Plan:
     plugins = default_manager()
-    recipe = load_recipe(args.recipe, plugins, preset=args.preset, output=args.output)
+    recipe = load_recipe(args.recipe, plugins, preset=args.preset, output=args.output, allow_unset=allow_unset)
     return build_plan(recipe, plugins)

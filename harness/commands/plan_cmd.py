@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = load_plan(args)
+    plan = load_plan(args, allow_unset=True)
     recipe = plan.recipe
     counts = describe(plan, recipe.output)
     if args.json:
@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         for key, path in sorted(recipe.inputs.items()):
             paths.add_row(key, str(path), "yes" if path.exists() else "[red]MISSING[/]")
         console.print(paths)
+        missing = recipe.missing_inputs()
+        if missing:
+            console.print(f"{len(missing)} input path(s) missing: set the variables or fix the paths "
+                          "before `harness run`.")
     if args.stages:
         for stage in plan.ordered():
             deps = ", ".join(k[:8] for k in stage.inputs.values())

@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="where stages run (default: this process)")
     parser.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local one)")
+    parser.add_argument("--max-retries", type=int, default=3, metavar="N",
+                        help="with --executor ray: times a stage whose worker died is run again (it resumes)")
+    parser.add_argument("--num-cpus", type=int,
+                        help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
     parser.set_defaults(func=run)
 
 
@@ -28,7 +32,8 @@ def make_executor(args: argparse.Namespace) -> Executor:
     if args.executor == "ray":
         from harness.executors.ray import RayExecutor
 
-        return RayExecutor(address=args.address)
+        return RayExecutor(address=args.address, num_cpus=getattr(args, "num_cpus", None),
+                           max_retries=getattr(args, "max_retries", 3))
     return LocalExecutor()
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from harness.errors import HarnessError, PluginError
 from harness.executors.base import Executor, ProgressFn, StartFn
 from harness.params import input_paths
-from harness.plan import Stage
+from harness.plan import PLUGIN_KINDS, Stage
 from harness.plugins import PluginManager, default_manager
 from harness.runner import Outcome, execute_stage
 
@@ -39,9 +39,6 @@ PluginsFactory = Callable[[], PluginManager]
 
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 DEFAULT_RESOURCES: dict[str, float] = {"num_cpus": 1.0, "num_gpus": 0.0}
-#: stage kind -> plugin kind (score stages have no plugin)
-PLUGIN_KINDS = {"prepare": "corpus", "upstream": "upstream", "finetune": "finetune", "merge": "merge",
-                "evaluate": "downstream"}
 MARKER_PREFIX = ".ray-visible-"
 CHECK_TIMEOUT_S = 120.0
 POLL_S = 0.2
@@ -167,9 +164,12 @@ def worker_plugins(plugins_factory: PluginsFactory) -> PluginManager:
     return _MANAGERS[plugins_factory]
 
 
-def probe_node(marker: str, token: str, plugins_factory: PluginsFactory, stages: list[Stage]) -> dict[str, Any]:
+def probe_node(marker: str, token: str, plugins_factory: PluginsFactory, stages: list[Stage],
+               hide_gpus: bool = False) -> dict[str, Any]:
     """Runs on one node at start: does it see the marker and the stages' input paths, which versions of the
-    stages' plugins does it have."""
+    stages' plugins does it have. ``hide_gpus`` as in :func:`run_stage_task` (Ray may reuse this worker)."""
+    if hide_gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     report: dict[str, Any] = {"host": socket.gethostname(), "seen": marker_seen(marker, token), "versions": {},
                               "missing": {}, "error": None}
     if not report["seen"]:
@@ -354,7 +354,7 @@ class RayExecutor(Executor):
         probe = ray.remote(probe_node)
         refs = {probe.options(num_cpus=0, max_retries=0, name="harness node check",
                               scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(marker), token, self.plugins_factory, stages): n for n in nodes}
+                .remote(str(marker), token, self.plugins_factory, stages, True): n for n in nodes}
         if not refs:
             return
         ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)

@@ -30,7 +30,9 @@ direct-to-reverberant ratio uniform in ``drr_db``), a random smooth channel EQ (
 ±``eq_db`` dB at 9 band edges), background noise from :mod:`harness.sounds` with probability
 ``noise_prob`` (SNR uniform in ``snr_db``) and a random level (peak uniform in ``peak``). 50-300 ms
 of leading and trailing silence is always added. The defaults were tuned so that linear probes on
-80-dim FBank stay well below the ceiling (``benchmarks/corpus_probes.py`` measures them).
+80-dim FBank stay well below the ceiling while every task stays learnable; measured with
+``benchmarks/corpus_probes.py`` on the default 400 utterances: speaker ID 42 % (chance 4 %), style
+60 % (chance 25 %), frame phone 47 % (majority class 19 %); with ``clean: true`` 79 %, 85 %, 67 %.
 
 **Splits.** ``train``/``dev``/``test`` share the seen speakers (speaker ID, phoneme recognition,
 ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filling is tested
@@ -90,7 +92,7 @@ class SyntheticParams(PluginParams):
     """Size, speakers, splits and nuisance of the embedded corpus (see the module docstring)."""
 
     seed: int = 0
-    n_utterances: int = Field(400, ge=16, description="utterances over all splits")
+    n_utterances: int = Field(400, ge=8, description="utterances over all splits")
     n_speakers: int = Field(24, ge=2, description="voices shared by train/dev/test")
     n_unseen_speakers: int = Field(4, ge=1, description="held-out voices of the test_unseen split")
     n_folds: int = Field(4, ge=2, description="emotion folds (by speaker)")
@@ -103,9 +105,9 @@ class SyntheticParams(PluginParams):
     reverb_prob: float = Field(0.7, ge=0, le=1)
     rt60: tuple[float, float] = (0.1, 0.6)
     drr_db: tuple[float, float] = (-3.0, 12.0)
-    eq_db: float = Field(6.0, ge=0)
+    eq_db: float = Field(4.0, ge=0)
     noise_prob: float = Field(1.0, ge=0, le=1)
-    snr_db: tuple[float, float] = (3.0, 25.0)
+    snr_db: tuple[float, float] = (5.0, 25.0)
     peak: tuple[float, float] = (0.2, 0.9)
 
 

@@ -10,7 +10,8 @@ conditions: within/across speaker × within/any context, angular distance by def
 on the dev item file and, per condition, the best dev layer is reported on test (metrics
 ``<speaker>_speaker_<context>_context``); every layer's dev error is kept in ``extra``. Per-item
 results are per phone pair (``[error, 1]`` per condition), for confidence intervals.
-``max_files`` scores only the first files (sorted ids) of each item file, for speed.
+``max_files`` scores only the first files (sorted ids) of each item file; ``protocol: embedded``
+(default) takes 24 so that an evaluation stays within seconds on a CPU, ``full`` takes them all.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from harness import hookimpl
+from harness import audio, hookimpl
 from harness.abx import ABXScore, Item, abx, read_item_file
 from harness.errors import CorpusError, HarnessError
+from harness.feature_cache import FeatureCache, to_frame_dtype
 from harness.inference import batched_forward
 from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, UpstreamModel
 from harness.manifest import PreparedCorpus
 from harness.probe import ProbeSettings, feature_cache_for
 from harness.stage import StageContext
+
+#: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
+#: aligns every pair of tokens, so time grows with the square of the item count)
+EMBEDDED_FILES = 24
 
 Condition = Literal["within", "across"]
 Context = Literal["within", "any"]
@@ -40,8 +46,15 @@ class ABXParams(PluginParams):
     context: list[Context] = ["within", "any"]
     distance: Literal["angular", "euclidean"] = "angular"
     librilight_compat: bool = False
+    protocol: Literal["embedded", "full"] = "embedded"
     max_files: int | None = None
     max_frame_gb: float = 4.0
+
+    def files_cap(self) -> int | None:
+        """``max_files`` if set; else 24 files per item file for ``embedded``, all for ``full``."""
+        if self.max_files is not None:
+            return self.max_files
+        return EMBEDDED_FILES if self.protocol == "embedded" else None
 
 
 class ABXDownstream(DownstreamPlugin):
@@ -66,8 +79,8 @@ class ABXDownstream(DownstreamPlugin):
         upstream.eval()
 
         def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
-            items = _items(corpus, files[role], params.max_files)
-            feats = _features(upstream, corpus, role, items, cache)
+            items = _items(corpus, files[role], params.files_cap())
+            feats = _features(upstream, corpus, items, cache)
             return {
                 layer: abx(
                     {uid: states[layer] for uid, states in feats.items()},
@@ -128,7 +141,7 @@ def _items(corpus: PreparedCorpus, name: str, max_files: int | None) -> list[Ite
 
 
 def _features(
-    upstream: UpstreamModel, corpus: PreparedCorpus, role: str, items: list[Item], cache
+    upstream: UpstreamModel, corpus: PreparedCorpus, items: list[Item], cache: FeatureCache
 ) -> dict[str, torch.Tensor]:
     """Per utterance the L×T×D hidden states (float16 values) of the files the items name."""
     wanted = {it.file for it in items}
@@ -140,9 +153,6 @@ def _features(
     store = cache.frames(rows)
     if store is not None:
         return {r["id"]: store.states(i) for i, r in enumerate(rows)}
-    from harness import audio
-    from harness.feature_cache import to_frame_dtype
-
     out = {}
     wavs = [audio.load(Path(r["path"])) for r in rows]
     for i, states in batched_forward(upstream, wavs, max_seconds=60.0):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.errors import HarnessError
@@ -86,7 +87,11 @@ class RenderPool:
     """``n`` servers rendering jobs concurrently; results come back in job order."""
 
     def __init__(self, n: int):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # the folder holding the `plugins` package, so the servers import this very code
+        source_root = str(Path(__file__).resolve().parents[3])
+        python_path = os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": python_path,
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
         self._logs = [tempfile.TemporaryFile() for _ in range(max(1, n))]
         self._procs = [
             subprocess.Popen(
