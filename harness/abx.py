@@ -177,19 +177,19 @@ def dtw_both(
     if p == 0:
         return torch.zeros(0), torch.ones(0), torch.ones(0)
     # Padded cost C (n+1)×(m+1): C[0,0] = 0, the rest of row 0 and column 0 infinite. Diagonal
-    # k = i + j holds C[i, k-i] at position i (0..n); cells outside the matrix cost +inf, so they
-    # never win a minimum and need no mask.
+    # k = i + j holds C[i, k-i] at position i (0..n), stored position-major (n+1)×P so that every
+    # slice below is contiguous; cells outside the matrix cost +inf, so they never win a minimum.
     rows = torch.arange(1, n + 1).view(1, -1)
     diags = torch.arange(2, n + m + 1).view(-1, 1)
     cols = diags - rows
     valid = (cols >= 1) & (cols <= m)
     idx = ((rows - 1) * m + (cols - 1).clamp(0, m - 1)).view(-1)
-    skew = dist.float().reshape(p, n * m)[:, idx].view(p, n + m - 1, n)
-    skew.masked_fill_(~valid.unsqueeze(0), float("inf"))
-    cost = [torch.full((p, n + 1), float("inf")) for _ in range(3)]
-    len_a = [torch.zeros((p, n + 1), dtype=torch.int16) for _ in range(3)]
-    len_b = [torch.zeros((p, n + 1), dtype=torch.int16) for _ in range(3)]
-    cost[0][:, 0] = 0.0  # k = 0; k = 1 (cost[1]) is all infinite
+    skew = dist.float().reshape(p, n * m).T[idx].view(n + m - 1, n, p)
+    skew.masked_fill_(~valid.unsqueeze(-1), float("inf"))
+    cost = [torch.full((n + 1, p), float("inf")) for _ in range(3)]
+    len_a = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
+    len_b = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
+    cost[0][0] = 0.0  # k = 0; k = 1 (cost[1]) is all infinite
     end_k = (len_x + len_y).long()
     lx = len_x.long()
     out_cost = torch.empty(p)
@@ -197,23 +197,22 @@ def dtw_both(
     out_b = torch.ones(p, dtype=torch.int16)
     for k in range(2, n + m + 1):
         prev2, prev1, cur = cost[(k - 2) % 3], cost[(k - 1) % 3], cost[k % 3]
-        up, left, diag = prev1[:, :-1], prev1[:, 1:], prev2[:, :-1]
+        up, left, diag = prev1[:-1], prev1[1:], prev2[:-1]
         take_left = left <= up
-        side = torch.where(take_left, left, up)
+        side = torch.minimum(left, up)
         take_diag = diag <= side  # diag <= left and diag <= up
-        torch.add(skew[:, k - 2], torch.where(take_diag, diag, side), out=cur[:, 1:])
-        cur[:, 0] = float("inf")
+        torch.add(skew[k - 2], torch.minimum(diag, side), out=cur[1:])
         take_up = up <= left  # the transposed problem's "left"
         for lens, prefer_left in ((len_a, take_left), (len_b, ~take_up)):
             l2, l1, lc = lens[(k - 2) % 3], lens[(k - 1) % 3], lens[k % 3]
-            side_len = torch.where(prefer_left, l1[:, 1:], l1[:, :-1])
-            torch.add(torch.where(take_diag, l2[:, :-1], side_len), 1, out=lc[:, 1:])
+            side_len = torch.where(prefer_left, l1[1:], l1[:-1])
+            torch.add(torch.where(take_diag, l2[:-1], side_len), 1, out=lc[1:])
         done = torch.nonzero(end_k == k).view(-1)
         if done.numel():
             at = lx[done]
-            out_cost[done] = cur[done, at]
-            out_a[done] = len_a[k % 3][done, at]
-            out_b[done] = len_b[k % 3][done, at]
+            out_cost[done] = cur[at, done]
+            out_a[done] = len_a[k % 3][at, done]
+            out_b[done] = len_b[k % 3][at, done]
     return out_cost, out_a, out_b
 
 

@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.executors.base import Executor
@@ -119,14 +120,14 @@ def run_plan(plan: Plan, output: Path, executor: Executor, keep_going: bool = Fa
                 if outcome.status == "done":
                     summary.ran.append(stage.key)
                     took = f"{outcome.duration:.1f} s on {outcome.host}"
-                    progress.console.print(f"[green]done[/] {stage.title} [dim]{took}[/]", highlight=False)
+                    progress.console.print(f"[green]done[/] {escape(stage.title)} [dim]{took}[/]", highlight=False)
                     return True
                 first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
                 if outcome.status == "stopped":
                     summary.stopped[stage.key] = first_line
                 else:
                     summary.failed[stage.key] = first_line
-                progress.console.print(f"[red]failed:[/] {stage.title}: {first_line}", highlight=False)
+                progress.console.print(f"[red]failed:[/] {escape(stage.title)}: {escape(first_line)}", highlight=False)
                 return keep_going and outcome.status != "stopped"
 
             def on_progress(stage: Stage, step: int, total: int, info: dict) -> None:

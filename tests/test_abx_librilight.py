@@ -93,7 +93,7 @@ def test_item_file_round_trip_and_errors(tmp_path):
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory):
     root = tmp_path_factory.mktemp("abx")
-    feats, items = clustered_features(root / "feats", n_files=36, dim=12, seed=1)
+    feats, items = clustered_features(root / "feats", n_files=20, dim=12, seed=1)
     write_item_file(root / "x.item", items)
     return root, feats, items
 

@@ -90,7 +90,7 @@ def test_cached_and_uncached_training_give_the_same_metrics(plugin_cls, override
     for mode in results.keys() - {"cached"}:
         other, calls = results[mode]
         assert other.extra["source"] == "upstream"
-        assert calls > 10 * calls_cached  # the upstream ran on every batch
+        assert calls >= overrides["steps"] > calls_cached  # the upstream ran on every batch
         assert other.metrics == cached.metrics
         assert [i["stats"] for i in other.items] == [i["stats"] for i in cached.items]
         assert other.layer_weights == pytest.approx(cached.layer_weights, abs=1e-5)
