@@ -202,6 +202,7 @@ def dtw_both(
         side = torch.minimum(left, up)
         take_diag = diag <= side  # diag <= left and diag <= up
         torch.add(skew[k - 2], torch.minimum(diag, side), out=cur[1:])
+        cur[0] = float("inf")  # C[0, k] (the buffer held C[0,0] = 0 three diagonals ago)
         take_up = up <= left  # the transposed problem's "left"
         for lens, prefer_left in ((len_a, take_left), (len_b, ~take_up)):
             l2, l1, lc = lens[(k - 2) % 3], lens[(k - 1) % 3], lens[k % 3]

@@ -212,4 +212,4 @@ class _LazyWaves:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return audio.load(self.rows[i]["path"])
+        return audio.load_utterance(self.rows[i])

@@ -15,6 +15,11 @@ An utterance row has ``id``, ``path`` (absolute, or relative to the corpus folde
 - ``intent`` and ``slots``: ``[[slot_type, value], ...]``; ``sf_text``: the SUPERB slot-filling
   target string with slot markers
 - ``tags``: list of audio class names (multi-label)
+- ``start`` and ``end`` (seconds) for segments of a longer file (TED-LIUM): read rows with
+  :func:`harness.audio.load_utterance`, never ``load(row["path"])``
+
+Corpora without alignments (LibriSpeech) give phones as ``[phone, null, null]`` and say
+``"phone_times": false`` in meta.json.
 
 ``task_splits`` lets a corpus say which split plays which role for a task (Audio SNIPS tests slot
 filling on held-out voices, for example): ``{"sf": {"train": "train", "dev": "dev", "test": "test_unseen"}}``.

@@ -35,7 +35,8 @@ def validate_params(params_cls: type[PluginParams], values: dict[str, Any], wher
     try:
         return params_cls.model_validate(values)
     except ValidationError as exc:
-        raise HarnessError(describe_validation_error(exc, params_cls, where) + ".") from None
+        message = describe_validation_error(exc, params_cls, where)
+        raise HarnessError(message if message.endswith((".", "?", "!")) else message + ".") from None
 
 
 def parse_key_values(pairs: list[str] | None) -> dict[str, Any]:

@@ -147,7 +147,9 @@ class PluginManager:
         try:
             return self._plugins[kind][name]
         except KeyError:
-            raise PluginError(f"there is no {kind} plugin named {name!r}{suggest(name, self.names(kind))}.") from None
+            hint = suggest(name, self.names(kind))
+            raise PluginError(f"there is no {kind} plugin named {name!r}{hint}"
+                              + ("" if hint.endswith("?") else ".")) from None
 
     def create(self, kind: str, name: str) -> Plugin:
         return self.get(kind, name).cls()

@@ -55,7 +55,7 @@ class WaveformSet:
     def wave(self, i: int) -> np.ndarray:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        wav = audio.load(self.rows[i]["path"])
+        wav = audio.load_utterance(self.rows[i])
         if self.max_samples is not None:
             wav = wav[: self.max_samples]
         if self._cache is not None:

@@ -16,7 +16,6 @@ results are per phone pair (``[error, 1]`` per condition), for confidence interv
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -154,7 +153,7 @@ def _features(
     if store is not None:
         return {r["id"]: store.states(i) for i, r in enumerate(rows)}
     out = {}
-    wavs = [audio.load(Path(r["path"])) for r in rows]
+    wavs = [audio.load_utterance(r) for r in rows]
     for i, states in batched_forward(upstream, wavs, max_seconds=60.0):
         out[rows[i]["id"]] = to_frame_dtype(torch.stack(states)).float()
     return out
