@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
+from harness.threads import torch_threads
 
 log = logging.getLogger("harness.abx")
 
@@ -302,34 +303,44 @@ class _PairTable:
 
     DENSE_MAX = 6000
 
-    def __init__(self, tokens: _Tokens, pairs: np.ndarray, distance: str, exact: bool, budget: int):
+    def __init__(
+        self, tokens: _Tokens, blocks: list[tuple[np.ndarray, np.ndarray]], distance: str, exact: bool, budget: int
+    ):
         n_tok = len(tokens.start)
         self.n_tokens = n_tok
-        lo, hi = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-        keys = np.sort((lo * n_tok + hi)[lo != hi])
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-        x, y = keys // n_tok, keys % n_tok
+        if n_tok <= self.DENSE_MAX:  # mark the needed pairs in a matrix: no sorting, no duplicates
+            mask = np.zeros((n_tok, n_tok), dtype=bool)
+            for rows, cols in blocks:
+                mask[np.ix_(rows, cols)] = True
+            x, y = np.nonzero(np.triu(mask | mask.T, 1))
+            keys = x * n_tok + y
+        else:
+            pairs = [np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2) for r, c in blocks]
+            flat = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+            lo, hi = flat.min(axis=1), flat.max(axis=1)
+            keys = np.sort((lo * n_tok + hi)[lo != hi])
+            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+            x, y = keys // n_tok, keys % n_tok
         fwd = np.empty(len(keys), dtype=np.float32)
         bwd = np.empty(len(keys), dtype=np.float32)
         lx, ly = tokens.length[x], tokens.length[y]
-        order = np.lexsort((ly, lx))
+        order = np.lexsort((ly, lx))  # by x length, then y length
+        lx_s, ly_s = lx[order], ly[order]
         dim = tokens.frames.shape[1]
-        i = 0
-        while i < len(order):
-            size = len(order) - i
-            while True:  # the largest chunk whose padded work fits the budget
-                chunk = order[i : i + size]
-                n, m = int(lx[chunk].max()), int(ly[chunk].max())
-                per_pair = n * m * (dim if exact else 1) + (n + m) * dim + 8 * n * m
-                if size == 1 or size * per_pair <= budget:
-                    break
-                size = max(1, min(size // 2, budget // per_pair))
-            fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
-            dist = _frame_distances(fx, fy, distance, exact)
-            cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
-            fwd[chunk] = (cost / len_xy).numpy()
-            bwd[chunk] = (cost / len_yx).numpy()
-            i += len(chunk)
+        # chunks never mix x lengths; within one, y lengths ascend, so the last pair is the widest
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(lx_s)) + 1, [len(order)]]).astype(np.int64)
+        for g0, g1 in zip(starts[:-1], starts[1:], strict=True):
+            n, m_max = int(lx_s[g0]), int(ly_s[g1 - 1])
+            per_pair = n * m_max * (dim if exact else 1) + (n + m_max) * dim + 8 * n * m_max
+            size = max(1, budget // per_pair)
+            for i in range(int(g0), int(g1), size):
+                chunk = order[i : min(i + size, int(g1))]
+                m = int(ly[chunk[-1]])
+                fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
+                dist = _frame_distances(fx, fy, distance, exact)
+                cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
+                fwd[chunk] = (cost / len_xy).numpy()
+                bwd[chunk] = (cost / len_yx).numpy()
         self.dense: np.ndarray | None = None
         if n_tok <= self.DENSE_MAX:
             self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
@@ -468,26 +479,24 @@ def _blocks(tokens: _Tokens, context: str) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
-def _needed_pairs(tokens: _Tokens, speaker: str, context: str) -> np.ndarray:
+def _needed_blocks(tokens: _Tokens, speaker: str, context: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token sets (rows, cols) whose every pair the condition aligns."""
     blocks = _blocks(tokens, context)
     out = []
     if speaker == "within":
-        for members in blocks.values():
-            if len(members) > 1:
-                out.append(np.stack(np.meshgrid(members, members, indexing="ij"), -1).reshape(-1, 2))
-        return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
+        return [(m, m) for m in blocks.values() if len(m) > 1]
     by_ctx: dict[int, list[np.ndarray]] = {}
     for (c, _), members in blocks.items():
         by_ctx.setdefault(c, []).append(members)
     for (c, s), members in blocks.items():
         others = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
-        if not others:
+        if not others or len(np.unique(tokens.phone[members])) < 2:
             continue
         other = np.concatenate(others)
         other = other[np.isin(tokens.phone[other], tokens.phone[members])]
-        if len(other) and len(np.unique(tokens.phone[members])) > 1:
-            out.append(np.stack(np.meshgrid(other, members, indexing="ij"), -1).reshape(-1, 2))
-    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
+        if len(other):
+            out.append((other, members))
+    return out
 
 
 def _condition(tokens: _Tokens, table: _PairTable, speaker: str, context: str) -> ABXScore:
@@ -537,11 +546,13 @@ def abx(
     distance: str = "angular",
     librilight_compat: bool = False,
     budget: int = 1 << 24,
+    threads: int | None = 1,
 ) -> list[ABXScore]:
     """ABX error rates (fractions) of ``features`` (file id -> frames T×D) on ``items``.
 
     One result per requested (speaker, context) condition, in the order speaker × context.
-    ``budget`` bounds the floats of one DTW chunk (memory).
+    ``budget`` bounds the floats of one DTW chunk (memory); ``threads``: intra-op threads for the
+    computation (one by default: its operations are many and small, see :mod:`harness.threads`).
     """
     for value, allowed, what in ((speaker, SPEAKER_MODES, "speaker"), (context, CONTEXT_MODES, "context")):
         bad = [v for v in value if v not in allowed]
@@ -551,11 +562,11 @@ def abx(
         raise HarnessError(f"ABX distance {distance!r} is not one of {', '.join(DISTANCES)}.")
     if not frame_shift > 0:
         raise HarnessError(f"the frame shift must be a positive number of seconds (got {frame_shift}).")
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(threads):
         tokens = _build_tokens(features, items, frame_shift, distance, librilight_compat)
         conditions = [(s, c) for s in speaker for c in context]
         # the pairs of the any-context conditions include those of the within-context ones
         pair_context = "any" if "any" in context else "within"
-        pairs = [_needed_pairs(tokens, s, pair_context) for s in speaker]
-        table = _PairTable(tokens, np.concatenate(pairs), distance, librilight_compat, budget)
+        blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
+        table = _PairTable(tokens, blocks, distance, librilight_compat, budget)
         return [_condition(tokens, table, s, c) for s, c in conditions]

@@ -36,10 +36,13 @@ from harness import audio
 from harness.featurizer import layer_norm
 from harness.inference import batched_forward
 from harness.interfaces import UpstreamModel
+from harness.threads import torch_threads
 
 log = logging.getLogger("harness.feature_cache")
 
 FP16_MAX = 65000.0
+#: upstreams below this many parameters run on one CPU thread (see :mod:`harness.threads`)
+SMALL_UPSTREAM = 5_000_000
 
 
 def to_frame_dtype(states: torch.Tensor) -> torch.Tensor:
@@ -117,9 +120,12 @@ class FeatureCache:
         wavs = _LazyWaves(rows)
         lengths = [int(round(float(r["duration"]) * audio.SAMPLE_RATE)) for r in rows]
         self.upstream_seconds += sum(float(r["duration"]) for r in rows)
-        yield from batched_forward(
-            self.upstream, wavs, max_seconds=self.batch_seconds, lengths=lengths, device=self.device
-        )
+        device = self.device or torch.device("cpu")
+        small = device.type == "cpu" and sum(p.numel() for p in self.upstream.parameters()) < SMALL_UPSTREAM
+        with torch_threads(1 if small else None):
+            yield from batched_forward(
+                self.upstream, wavs, max_seconds=self.batch_seconds, lengths=lengths, device=self.device
+            )
 
     def estimate_frame_bytes(self, rows: list[dict[str, Any]]) -> int:
         """Bytes the float16 frames of ``rows`` would take."""

@@ -10,15 +10,16 @@ recipe) and the metric is the mean over folds.
 
 Feature sources, chosen per task: ``pooled`` (cached per-layer time means; tasks with
 ``pooled = True``), ``frames`` (cached float16 frames within the size budget) or ``upstream`` (the
-upstream runs on every batch: the fallback past the budget, and ``cache: off``).
+upstream runs on every batch: the fallback past the budget, and ``cache: off``). On a CPU, heads
+under 2 M parameters train on one thread, the upstream in the loop included (see
+:mod:`harness.threads`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from harness.featurizer import WeightedSum, layer_norm
 from harness.interfaces import Batch, EvalResult, PluginParams, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
 from harness.stage import StageContext
+from harness.threads import torch_threads
 from harness.train import FitResult, TrainConfig, fit
 from harness.waveforms import WaveformSet
 
@@ -142,26 +144,7 @@ class _Raw:
     lengths: torch.Tensor | None = None
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (None: unchanged), restoring the count after.
-
-    Small heads train faster on one thread: their operations are too short to amortise waking a
-    thread pool, and on a busy machine every parallel operation waits for all its threads (a layer
-    norm of 120×96 took 5 ms on two threads of a loaded 2-core machine, 0.07 ms on one).
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-#: heads below this many parameters train on one thread (see :func:`torch_threads`)
+#: heads below this many parameters train on one CPU thread (see :mod:`harness.threads`)
 SMALL_HEAD = 2_000_000
 
 
@@ -288,7 +271,7 @@ def run_probe(
         return task.aggregate(_predict(model, sources["dev"], settings, device))
 
     small = device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_HEAD
-    with torch_threads(1 if small and train.kind != "upstream" else None):
+    with torch_threads(1 if small else None):
         result = fit(
             model,
             loss_fn,

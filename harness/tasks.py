@@ -143,15 +143,27 @@ class BiLSTM(nn.Module):
 
 
 class CTCHead(nn.Module):
-    """Projection, optional bidirectional LSTM layers (s3prl ``RNNs``), linear to the vocabulary."""
+    """Projection, optional bidirectional LSTM layers (s3prl ``RNNs``), linear to the vocabulary.
+
+    ``downsample`` k > 1 concatenates k consecutive projected frames before the first LSTM (s3prl's
+    ``sample_style: concat``), dividing the output frame rate by k. ``forward`` returns the logits
+    and their valid lengths.
+    """
 
     def __init__(
-        self, input_dim: int, vocab_size: int, project_dim: int, lstm_dims: Sequence[int] = (), dropout: float = 0.2
+        self,
+        input_dim: int,
+        vocab_size: int,
+        project_dim: int,
+        lstm_dims: Sequence[int] = (),
+        dropout: float = 0.2,
+        downsample: int = 1,
     ):
         super().__init__()
         self.projector = nn.Linear(input_dim, project_dim)
+        self.downsample = max(1, int(downsample))
         layers = []
-        last = project_dim
+        last = project_dim * self.downsample
         for dim in lstm_dims:
             layers.append(BiLSTM(last, dim))
             last = 2 * dim
@@ -159,11 +171,16 @@ class CTCHead(nn.Module):
         self.dropout = nn.Dropout(dropout) if lstm_dims else nn.Identity()
         self.output = nn.Linear(last, vocab_size)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.projector(features)
+        k = self.downsample
+        if k > 1:
+            b, t, d = x.shape
+            x = F.pad(x, (0, 0, 0, (-t) % k)).reshape(b, -1, k * d)
+            lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
         for lstm in self.lstms:
             x = self.dropout(lstm(x, lengths))
-        return self.output(x)
+        return self.output(x), lengths
 
 
 def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -179,15 +196,23 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
 class CTCTask(Task):
     """A CTC task over ``vocab`` (index 0 is the blank). Subclasses encode targets and score strings."""
 
-    def __init__(self, vocab: Sequence[str], project_dim: int, lstm_dims: Sequence[int] = (), dropout: float = 0.2):
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        project_dim: int,
+        lstm_dims: Sequence[int] = (),
+        dropout: float = 0.2,
+        downsample: int = 1,
+    ):
         self.vocab = ["<blank>", *vocab]
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.project_dim = project_dim
         self.lstm_dims = tuple(lstm_dims)
         self.dropout = dropout
+        self.downsample = downsample
 
     def build_head(self, input_dim: int) -> nn.Module:
-        return CTCHead(input_dim, len(self.vocab), self.project_dim, self.lstm_dims, self.dropout)
+        return CTCHead(input_dim, len(self.vocab), self.project_dim, self.lstm_dims, self.dropout, self.downsample)
 
     @abstractmethod
     def target(self, row: dict[str, Any]) -> list[int]:
@@ -207,8 +232,8 @@ class CTCTask(Task):
     def _forward(self, head: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.features is None or batch.lengths is None:
             raise ValueError(f"{self.name} trains on frames; the batch has none")
-        logits = head(batch.features, batch.lengths)
-        return F.log_softmax(logits.float(), dim=-1), batch.lengths
+        logits, lengths = head(batch.features, batch.lengths)
+        return F.log_softmax(logits.float(), dim=-1), lengths
 
     def loss(self, head: nn.Module, batch: Batch) -> torch.Tensor:
         log_probs, lengths = self._forward(head, batch)

@@ -122,3 +122,12 @@ def test_abx_command(clustered, capsys):
     assert main(args) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 5  # header + four conditions
     assert main(["abx", "--features", str(root / "nope"), "--item", str(root / "x.item"), "--frame-shift", "0.02"]) == 2
+
+
+def test_large_sets_use_sorted_pair_keys_with_the_same_result(clustered, monkeypatch):
+    from harness import abx as abx_module
+
+    _, feats, items = clustered
+    dense = [r.score for r in abx(feats, items, 0.02)]
+    monkeypatch.setattr(abx_module._PairTable, "DENSE_MAX", 0)
+    assert [r.score for r in abx(feats, items, 0.02)] == dense

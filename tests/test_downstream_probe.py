@@ -141,3 +141,26 @@ def test_missing_labels_are_one_clear_sentence(tmp_path):
     with pytest.raises(CorpusError, match="downstream 'er' needs the label\\(s\\) emotion"):
         params = validate_params(plugin.Params, {}, "er")
         plugin.evaluate(FakeUpstream(), PreparedCorpus(root), params, make_ctx(tmp_path))
+
+
+def test_bilstm_on_padded_batches_equals_the_packed_lstm():
+    from torch import nn
+
+    from harness.tasks import BiLSTM, CTCHead
+
+    torch.manual_seed(0)
+    ours = BiLSTM(6, 5)
+    ref = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(ref, name).copy_(getattr(ours.fwd, name))
+            getattr(ref, name + "_reverse").copy_(getattr(ours.bwd, name))
+    x, lengths = torch.randn(3, 9, 6), torch.tensor([9, 4, 6])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    expected, _ = nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=9)
+    got = ours(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-6)
+    # concatenating pairs of frames halves the output rate (lengths rounded up)
+    logits, out_lengths = CTCHead(6, 4, 8, (5,), downsample=2)(x, lengths)
+    assert logits.shape == (3, 5, 4) and out_lengths.tolist() == [5, 2, 3]
