@@ -99,6 +99,13 @@ def test_preset_replaces_entries_and_merges_mappings(tmp_path, manager):
     assert (ft.steps, ft.corpus) == (1, "nums")
 
 
+def test_a_null_in_a_preset_drops_the_entry(tmp_path, manager):
+    text = R + "presets:\n  quick:\n    merges:\n      interp: null\n"
+    recipe = load_recipe(write_recipe(tmp_path, text), manager, preset="quick")
+    assert recipe.entries["merges"] == {}
+    assert set(recipe.entries["finetune"]) == {"base", "ft"}
+
+
 def test_cli_reports_a_bad_recipe_in_one_line_with_exit_code_2(tmp_path):
     path = write_recipe(tmp_path, R.replace("downstreams:", "downstream:"))
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "plan", str(path)], capture_output=True, text=True)
