@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--mask-fill", choices=("noise", "zeros"), default="noise")
+    parser.add_argument("--unmasked-weight", type=float, default=0.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     corpus = PreparedCorpus(args.corpus)
@@ -98,7 +99,7 @@ def main() -> None:
     params = ContinuedPretrainingParams(
         targets="mfcc", beta=0.0, steps=args.steps, lr=args.lr, batch_seconds=args.batch_seconds,
         schedule="linear", warmup_ratio=0.08, n_clusters=args.clusters, eval_every=max(1, args.steps // 4),
-        mask_fill=args.mask_fill,
+        mask_fill=args.mask_fill, unmasked_weight=args.unmasked_weight,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         ctx = StageContext(

@@ -22,7 +22,8 @@ MALFORMED = {
                     "recipe.yaml line 8: upstreams.small.plugin: there is no upstream plugin named 'toy_upp'; "
                     "did you mean 'toy_up'?"),
     "no_plugin": (R.replace("{{plugin: toy_up, width: 4}}", "{{width: 4}}"),
-                  "recipe.yaml line 8: upstreams.small: missing key 'plugin' (one of: toy_up)"),
+                  "recipe.yaml line 8: upstreams.small: missing key 'plugin' (one of: decoar2, fbank, hubert, "
+                  "toy_up, wav2vec2)"),
     "param_key": (R.replace("width: 4", "widht: 4"),
                   "recipe.yaml line 8: upstreams.small.widht: unknown key 'widht'; did you mean 'width'?"),
     "param_type": (R.replace("width: 4", "width: wide"),

@@ -26,20 +26,34 @@ def test_the_paper_recipes_are_all_there():
                           "continued_pretraining.yaml", "nonspeech_audioset.yaml", "timit_asr.yaml"}
 
 
+DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3", "AUDIOSET",
+             "CHECKPOINTS")
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_plan_without_data_lists_the_paths_it_needs(name, monkeypatch):
-    for var in ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3",
-                "AUDIOSET", "CHECKPOINTS"):
+    for var in DATA_VARS:
         monkeypatch.delenv(var, raising=False)
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "plan", str(RECIPES / name), "--json"],
-                          capture_output=True, text=True)
+    recipe = load_recipe(RECIPES / name, default_manager(), allow_unset=True)
+    assert recipe.inputs and recipe.missing_inputs() == recipe.inputs
+    assert all("${" in str(p) for p in recipe.inputs.values())
+    assert build_plan(recipe, default_manager()).counts()["evaluate"] > 0
+
+
+def test_cli_plan_lists_paths_and_run_refuses_without_data(monkeypatch):
+    for var in DATA_VARS:
+        monkeypatch.delenv(var, raising=False)
+    recipe = str(RECIPES / "timit_asr.yaml")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "plan", recipe, "--json"], capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr
-    plan = json.loads(proc.stdout)
-    assert plan["inputs"] and not any(v["exists"] for v in plan["inputs"].values())
-    assert all("${" in v["path"] for v in plan["inputs"].values())
-    refused = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(RECIPES / name)],
-                             capture_output=True, text=True)
-    assert refused.returncode == 2 and "not set" in refused.stderr and "Traceback" not in refused.stderr
+    inputs = json.loads(proc.stdout)["inputs"]
+    assert inputs == {"corpora.timit.root": {"path": "${TIMIT}", "exists": False},
+                      "upstreams.wav2vec2_base.checkpoint": {"path": "${CHECKPOINTS}/wav2vec_small.pt",
+                                                             "exists": False}}
+    refused = subprocess.run([sys.executable, "-m", "harness.cli", "run", recipe], capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "environment variables CHECKPOINTS, TIMIT are not set" in refused.stderr
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -14,7 +14,7 @@ reuses them). Masking follows HuBERT's span scheme (``mask_prob`` of the frames 
 ``mask_length`` frames) and is applied to the *waveform* (``mask_fill``: the masked samples become white noise at the
 utterance's RMS level, or zeros), which works for any upstream without touching its internals
 (noise rather than silence keeps per-utterance normalisation, as in fbank front ends, sane); the
-loss counts masked frames only.
+loss counts masked frames, plus unmasked ones with weight ``unmasked_weight`` (HuBERT: 0).
 Stable fine-tuning applies as in every scenario (pre-training from scratch sets ``beta: 0``).
 """
 
@@ -56,6 +56,7 @@ class ContinuedPretrainingParams(StableFTParams):
     mask_prob: float = Field(0.8, gt=0, le=1, description="HuBERT's mask_prob: share of frames starting a span")
     mask_length: int = Field(10, ge=1, description="span length in frames")
     mask_fill: Literal["noise", "zeros"] = Field("noise", description="what replaces masked audio")
+    unmasked_weight: float = Field(0.0, ge=0, description="weight of the loss on unmasked frames (HuBERT: 0)")
     splits: list[str] = Field(default_factory=lambda: ["train"], description="splits pre-trained on")
 
 
@@ -201,7 +202,8 @@ class ContinuedPretraining(FinetunePlugin):
                     target[samples] = 0.0
             return batch, masks
 
-        def scores(batch: WaveBatch, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def scores(batch: WaveBatch, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """Logits, masked-frame labels and unmasked-frame labels (IGNORE elsewhere)."""
             batch = batch.to(device)
             out = stable.forward(batch.wavs, batch.wav_lengths)
             last = out.hidden_states[-1]
@@ -209,21 +211,27 @@ class ContinuedPretraining(FinetunePlugin):
             m = masks[:, : last.shape[1]].to(device)
             if m.shape[1] < last.shape[1]:
                 m = F.pad(m, (0, last.shape[1] - m.shape[1]))
-            labels = torch.where(m, labels, torch.full_like(labels, IGNORE))
-            return head(last).float(), labels
+            ignore = torch.full_like(labels, IGNORE)
+            return head(last).float(), torch.where(m, labels, ignore), torch.where(m, ignore, labels)
+
+        def ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            if not bool((labels != IGNORE).any()):
+                return logits.sum() * 0.0
+            return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
 
         def loss_fn(item) -> torch.Tensor:
-            logits, labels = scores(*item)
-            if not bool((labels != IGNORE).any()):
-                return (logits.sum() * 0.0) + stable.penalty()
-            return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE) + stable.penalty()
+            logits, masked, unmasked = scores(*item)
+            loss = ce(logits, masked)
+            if params.unmasked_weight:
+                loss = loss + params.unmasked_weight * ce(logits, unmasked)
+            return loss + stable.penalty()
 
         def evaluate() -> dict[str, float]:
             rng = torch.Generator().manual_seed(ctx.seed)  # the same dev masks at every evaluation
             correct = total = 0
             loss_sum = 0.0
             for indices in dev.batches(params.batch_seconds):
-                logits, labels = scores(*masked_batch(dev, indices, rng))
+                logits, labels, _ = scores(*masked_batch(dev, indices, rng))
                 valid = labels != IGNORE
                 correct += int(((logits.argmax(-1) == labels) & valid).sum())
                 total += int(valid.sum())
