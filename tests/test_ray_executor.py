@@ -38,8 +38,8 @@ upstreams:
   small: {{plugin: toy_up, width: 4}}
 finetune:
   base: null
-  ft: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 0.3}}
-  ft2: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 0.3, lr: 0.2}}
+  ft: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0}}
+  ft2: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0, lr: 0.2}}
 merges:
   interp: {{plugin: toy_merge, alpha: [0.25, 1.0]}}
 downstreams:
@@ -161,7 +161,7 @@ def test_independent_stages_overlap_in_time(ray_run):
     _, _, _, output = ray_run
     ft, ft2 = stage_rows(output, "finetune")
     overlap = min(ft.ended, ft2.ended) - max(ft.started, ft2.started)
-    # each takes about 6 × 0.3 s; run one after the other they would not overlap at all
+    # each takes about 6 × 1 s; run one after the other they would not overlap at all
     assert overlap > 1.0, (ft.started, ft.ended, ft2.started, ft2.ended)
 
 
