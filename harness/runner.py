@@ -10,6 +10,7 @@ Only the driver writes the results store, from the returned :class:`Outcome`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -187,9 +188,12 @@ def run_evaluate(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> li
     write_json(ctx.out_dir / "metrics.json", {"task": stage.plugin, "metrics": result.metrics,
                                               "directions": result.directions, "n_items": result.n_items,
                                               "layer_weights": result.layer_weights, "extra": result.extra})
+    undefined = sorted(name for name, value in result.metrics.items() if not math.isfinite(float(value)))
+    if undefined:
+        ctx.log(f"no value for {', '.join(undefined)} (not enough items in those conditions)")
     return [{"task": stage.plugin, "metric": name, "value": float(value),
              "direction": result.directions.get(name, "higher"), "n_items": result.n_items,
-             "items_path": items_path} for name, value in result.metrics.items()]
+             "items_path": items_path} for name, value in result.metrics.items() if name not in undefined]
 
 
 def _task_metrics(inputs: dict[str, Path], prefix: str) -> tuple[dict[str, float], dict[str, str]]:

@@ -90,7 +90,10 @@ def test_hard_limit_checkpoints_and_a_rerun_resumes_to_identical_weights(tmp_pat
         fit(model, loss, FixedBatchSampler(32, 4, seed=0), collate, cfg, ctx, thermal=hot)
     assert ctx.checkpoint_path.is_file()
 
-    model, loss, collate = setup()  # a fresh process would start from scratch like this
+    model, loss, collate = setup()  # a fresh process starts from scratch like this, with a fresh context
+    ctx = StageContext(
+        key="t" * 12, out_dir=tmp_path / "o", work_dir=tmp_path / "w", cache_root=tmp_path / "c", seed=0, plugins=None
+    )
     cool = ThermalGuard(lambda: 50.0, poll_s=0)
     res = fit(model, loss, FixedBatchSampler(32, 4, seed=0), collate, cfg, ctx, thermal=cool)
     assert res.steps_done == 12 and "resumed training run 'train' at step 7 of 12" in ctx.messages
