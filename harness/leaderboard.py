@@ -180,10 +180,7 @@ def _scorer(reference: str, fbank: dict[str, float] | None, directions: dict[str
     try:
         from harness import scoring
 
-        if reference == "measured":
-            table = scoring.measured_table(fbank or {}, directions)
-        else:
-            table = scoring.get_table(reference)
+        table = scoring.reference_table(reference, fbank, directions)
         superb_score = scoring.superb_score
     except (ImportError, AttributeError, HarnessError):
         return None

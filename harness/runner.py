@@ -203,23 +203,22 @@ def _task_metrics(inputs: dict[str, Path], prefix: str) -> tuple[dict[str, float
         if role.startswith(prefix):
             data = json.loads((path / "metrics.json").read_text())
             for name, value in data["metrics"].items():
+                if not math.isfinite(float(value)):
+                    continue
                 values[f"{data['task']}.{name}"] = value
                 directions[f"{data['task']}.{name}"] = data["directions"].get(name, "higher")
     return values, directions
 
 
 def run_score(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> list[dict]:
-    from harness.scoring import get_table, measured_table, superb_score
+    from harness.scoring import reference_table, superb_score
 
     metrics, _ = _task_metrics(inputs, "eval.")
-    if stage.params["reference"] == "measured":
-        fbank, directions = _task_metrics(inputs, "reference.")
-        if not fbank:
-            raise HarnessError("the measured reference needs the fbank upstream; install or add an `fbank` "
-                               "upstream to the recipe, or score against superb-2024.")
-        table = measured_table(fbank, directions)
-    else:
-        table = get_table(stage.params["reference"])
+    fbank, directions = _task_metrics(inputs, "reference.")
+    if stage.params["reference"] == "measured" and not fbank:
+        raise HarnessError("the measured reference needs the fbank upstream; install or add an `fbank` "
+                           "upstream to the recipe, or score against superb-2024.")
+    table = reference_table(stage.params["reference"], fbank, directions)
     if not any(name.lower() in table for name in metrics):
         ctx.log(f"no metric of this model ({', '.join(sorted(metrics))}) is in the reference table; no score")
         return []

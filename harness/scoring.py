@@ -188,3 +188,15 @@ def get_table(name: str) -> Table:
         f"unknown reference table {name!r}{suggest(name, list(BUILTIN_TABLES))} "
         f"(built-in: {', '.join(BUILTIN_TABLES)}, or a YAML file)."
     )
+
+
+def reference_table(reference: str, fbank: Mapping[str, float] | None = None,
+                    directions: Mapping[str, str] | None = None) -> Table:
+    """The table a score stage and the leaderboard use: a built-in or YAML table by name, or for
+    ``measured`` the FBank results restricted to SUPERB's task metrics (ABX and other metrics stay
+    out of the score)."""
+    if reference != "measured":
+        return get_table(reference)
+    superb = {name for table in BUILTIN_TABLES.values() for name in table}
+    kept = {k: v for k, v in (fbank or {}).items() if k.lower() in superb and math.isfinite(float(v))}
+    return measured_table(kept, directions or {})
