@@ -20,7 +20,7 @@ def superb_measured(metrics: dict[str, float], fbank: dict[str, float], directio
     """The SUPERB score against the measured FBank, as the score stage computes it."""
     from harness import scoring
 
-    table = scoring.measured_table(fbank, directions)
+    table = scoring.reference_table("measured", fbank, directions)
     return float(scoring.superb_score(metrics, table, strict=False).score)
 
 
