@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors import safe_open
@@ -149,3 +149,12 @@ def merge_files(
         shown = ", ".join(report.copied[:8]) + (" ..." if len(report.copied) > 8 else "")
         log.info("copied %d tensor(s) from the base model unmerged: %s", len(report.copied), shown)
     return report
+
+
+def interpolation_shortcut(alpha: float, n_models: int) -> Literal["base", "model"] | None:
+    """For merges θ0 + α·(θft − θ0): α = 0 is θ0 itself, α = 1 with one model is that model."""
+    if alpha == 0.0:
+        return "base"
+    if alpha == 1.0 and n_models == 1:
+        return "model"
+    return None

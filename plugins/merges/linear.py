@@ -14,6 +14,7 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.interfaces import MergePlugin, PluginParams
+from harness.merging import interpolation_shortcut
 
 
 class LinearParams(PluginParams):
@@ -39,11 +40,7 @@ class LinearMerge(MergePlugin):
         return interpolate(base, finetuned, params.alpha)
 
     def shortcut(self, params: LinearParams, n_models: int) -> Literal["base", "model"] | None:
-        if params.alpha == 0.0:
-            return "base"
-        if params.alpha == 1.0 and n_models == 1:
-            return "model"
-        return None
+        return interpolation_shortcut(params.alpha, n_models)
 
 
 @hookimpl

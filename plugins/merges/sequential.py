@@ -17,6 +17,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.errors import StageError
 from harness.interfaces import MergePlugin, PluginParams
+from harness.merging import interpolation_shortcut
 
 
 class SequentialParams(PluginParams):
@@ -40,11 +41,7 @@ class SequentialMerge(MergePlugin):
         return torch.lerp(base, finetuned[0], params.alpha)  # exact at α = 0 and α = 1
 
     def shortcut(self, params: SequentialParams, n_models: int) -> Literal["base", "model"] | None:
-        if params.alpha == 0.0:
-            return "base"
-        if params.alpha == 1.0 and n_models == 1:
-            return "model"
-        return None
+        return interpolation_shortcut(params.alpha, n_models)
 
 
 @hookimpl
