@@ -21,13 +21,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from harness.batching import DynamicBatchSampler
 from harness.errors import StageError
 from harness.frame_phones import FramePhoneTask
 from harness.interfaces import Batch, PluginParams, Task, UpstreamModel, UpstreamOutput
 from harness.manifest import PreparedCorpus
 from harness.params import validate_params
 from harness.stage import StageContext
-from harness.train import TrainConfig
+from harness.train import FitResult, TrainConfig, fit
 from harness.waveforms import WaveBatch, WaveformSet
 
 
@@ -168,3 +169,34 @@ def make_task(upstream: UpstreamModel, corpus: PreparedCorpus, name: str, task_p
     task = downstream.make_task(corpus, params)
     corpus.require(tuple(task.label_fields), f"fine-tuning on {name}")
     return task
+
+
+def finetune_on_task(
+    upstream: UpstreamModel,
+    task: Task,
+    corpus: PreparedCorpus,
+    split_name: str,
+    params: StableFTParams,
+    ctx: StageContext,
+    primary: tuple[str, str],
+) -> FitResult:
+    """Stable fine-tuning of ``upstream`` with ``task``'s head and loss on ``corpus`` (train split,
+    best on ``dev`` by ``primary``); ``split_name`` picks the corpus's task splits."""
+    device = ctx.device
+    train = WaveformSet(split_rows(corpus, split_name, "train"), params.max_seconds)
+    dev = WaveformSet(split_rows(corpus, split_name, "dev", params.dev_items), params.max_seconds)
+    head = task.build_head(upstream.hidden_size)
+    stable = StableFineTuning(upstream, head, params)
+    stable.model.to(device)
+
+    def loss_fn(batch: WaveBatch) -> torch.Tensor:
+        batch = batch.to(device)
+        out = stable.forward(batch.wavs, batch.wav_lengths)
+        return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
+
+    sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
+    return fit(stable.model, loss_fn, sampler, train.collate, train_config(params), ctx, evaluate, primary,
+               stable.before_step)

@@ -18,22 +18,11 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.batching import DynamicBatchSampler
 from harness.errors import CorpusError
 from harness.interfaces import Batch, Direction, FinetunePlugin, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
-from harness.stable_ft import (
-    StableFineTuning,
-    StableFTParams,
-    evaluate_task,
-    pick_corpus,
-    split_rows,
-    task_batch,
-    train_config,
-)
+from harness.stable_ft import StableFTParams, finetune_on_task, pick_corpus
 from harness.stage import StageContext
-from harness.train import fit
-from harness.waveforms import WaveBatch, WaveformSet
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -128,33 +117,7 @@ class Nonspeech(FinetunePlugin):
         corpus = pick_corpus(corpora, params.corpus, "non-speech fine-tuning")
         corpus.require(TaggingTask.label_fields, "non-speech audio tagging")
         task = TaggingTask(corpus.vocab.get("tags", []))
-        device = ctx.device
-        train = WaveformSet(split_rows(corpus, task.name, "train"), params.max_seconds)
-        dev = WaveformSet(split_rows(corpus, task.name, "dev", params.dev_items), params.max_seconds)
-        head = task.build_head(upstream.hidden_size)
-        stable = StableFineTuning(upstream, head, params)
-        stable.model.to(device)
-
-        def loss_fn(batch: WaveBatch):
-            batch = batch.to(device)
-            out = stable.forward(batch.wavs, batch.wav_lengths)
-            return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
-
-        def evaluate() -> dict[str, float]:
-            return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
-
-        sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
-        result = fit(
-            stable.model,
-            loss_fn,
-            sampler,
-            train.collate,
-            train_config(params),
-            ctx,
-            evaluate,
-            ("map", "higher"),
-            stable.before_step,
-        )
+        result = finetune_on_task(upstream, task, corpus, task.name, params, ctx, ("map", "higher"))
         ctx.log(f"non-speech tagging: best dev mAP {result.best_metrics.get('map', float('nan')):.2f}")
         return result.best_metrics
 

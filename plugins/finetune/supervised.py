@@ -13,22 +13,10 @@ from typing import Any
 from pydantic import Field
 
 from harness import hookimpl
-from harness.batching import DynamicBatchSampler
 from harness.interfaces import FinetunePlugin, UpstreamModel
 from harness.manifest import PreparedCorpus
-from harness.stable_ft import (
-    StableFineTuning,
-    StableFTParams,
-    evaluate_task,
-    make_task,
-    pick_corpus,
-    split_rows,
-    task_batch,
-    train_config,
-)
+from harness.stable_ft import StableFTParams, finetune_on_task, make_task, pick_corpus
 from harness.stage import StageContext
-from harness.train import fit
-from harness.waveforms import WaveBatch, WaveformSet
 
 
 class SupervisedParams(StableFTParams):
@@ -48,34 +36,8 @@ class Supervised(FinetunePlugin):
     ) -> dict[str, float]:
         corpus = pick_corpus(corpora, params.corpus, f"supervised fine-tuning on {params.task}")
         task = make_task(upstream, corpus, params.task, params.task_params, ctx)
-        device = ctx.device
-        train = WaveformSet(split_rows(corpus, params.task, "train"), params.max_seconds)
-        dev = WaveformSet(split_rows(corpus, params.task, "dev", params.dev_items), params.max_seconds)
-        head = task.build_head(upstream.hidden_size)
-        stable = StableFineTuning(upstream, head, params)
-        stable.model.to(device)
-
-        def loss_fn(batch: WaveBatch):
-            batch = batch.to(device)
-            out = stable.forward(batch.wavs, batch.wav_lengths)
-            return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
-
-        def evaluate() -> dict[str, float]:
-            return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
-
-        sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
-        primary = (task.primary_metric, task.metrics[task.primary_metric])
-        result = fit(
-            stable.model,
-            loss_fn,
-            sampler,
-            train.collate,
-            train_config(params),
-            ctx,
-            evaluate,
-            primary,
-            stable.before_step,
-        )
+        result = finetune_on_task(upstream, task, corpus, params.task, params, ctx,
+                                  (task.primary_metric, task.metrics[task.primary_metric]))
         ctx.log(f"fine-tuned on {params.task}: best dev {result.best_metrics} at step {result.best_step}")
         return result.best_metrics
 
