@@ -26,7 +26,7 @@ from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Two independent fine-tunings of 6 steps × 0.3 s (a checkpoint after each step), merges, evaluations, scores.
+# Two independent fine-tunings of 6 steps × 1 s (a checkpoint after each step), merges, evaluations, scores.
 RECIPE = """\
 name: toy
 output: {output}
