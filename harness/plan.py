@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.plugins import PluginManager
@@ -238,6 +239,10 @@ class Planner:
                                                             [Variant(params, {})])
             upstream_names.append(fbank_name)
         tasks = {n: e.plugin for n, e in recipe.entries["downstreams"].items()}
+        score_params: dict[str, Any] = {"reference": recipe.reference, "tasks": tasks}
+        table_digest = _file_digest(recipe.reference)
+        if table_digest is not None:
+            score_params["table_sha256"] = table_digest  # an edited table re-scores
         for seed in recipe.seeds:
             reference_evals: dict[str, str] = {}
             cells: list[tuple[_Model, dict[str, str]]] = []
@@ -253,10 +258,18 @@ class Planner:
                 inputs = {f"eval.{n}": k for n, k in evals.items()}
                 if recipe.reference == "measured":
                     inputs.update({f"reference.{n}": k for n, k in reference_evals.items()})
-                self.add("score", "superb", {"reference": recipe.reference, "tasks": tasks}, inputs, seed,
+                self.add("score", "superb", score_params, inputs, seed,
                          {**model.labels, "title": f"score {model.labels['model']} "
                                                    f"({model.labels['upstream']}, seed {seed})"})
         return Plan(recipe, self.stages)
+
+
+def _file_digest(reference: str) -> str | None:
+    """SHA-256 of a custom reference table's content (None for a built-in table or a missing file)."""
+    path = Path(reference)
+    if not reference.endswith((".yaml", ".yml")) or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_plan(recipe: Recipe, plugins: PluginManager) -> Plan:

@@ -54,6 +54,15 @@ def test_a_changed_parameter_changes_only_the_keys_downstream_of_it(tmp_path, ma
                                                                                "score"}
 
 
+def test_an_edited_reference_table_changes_only_the_score_keys(tmp_path, manager):
+    before = plan_for(tmp_path, manager, name="a")
+    (tmp_path / "a" / "table.yaml").write_text("toy_eval.acc: [10.0, 100.0]\n")
+    after = build_plan(load_recipe(tmp_path / "a" / "recipe.yaml", manager), manager)
+    changed = set(before.stages) ^ set(after.stages)
+    assert {s.kind for s in before.stages.values() if s.key in changed} == {"score"}
+    assert len(changed) == 2 * before.counts()["score"]
+
+
 def test_group_and_chain_merges(tmp_path, manager):
     text = TOY_RECIPE.replace("  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n",
                               "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n"
