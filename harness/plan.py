@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.params import input_paths
 from harness.plugins import PluginManager
 from harness.recipe import NONE_PLUGIN, Entry, Recipe, Variant
 
@@ -156,7 +157,7 @@ class Planner:
         recipe = self.recipe
         up = recipe.entries["upstreams"][up_name]
         base_labels = {"upstream": up_name, "seed": seed}
-        key = self.add("upstream", up.plugin, _dump(up.variants[0].params), {}, 0,
+        key = self.add("upstream", up.plugin, _upstream_params(up.variants[0].params), {}, 0,
                        {"title": f"load {up_name}", "upstream": up_name})
         pre = up.structural.get("pretrain")
         if pre is not None:
@@ -266,10 +267,38 @@ class Planner:
 
 def _file_digest(reference: str) -> str | None:
     """SHA-256 of a custom reference table's content (None for a built-in table or a missing file)."""
-    path = Path(reference)
-    if not reference.endswith((".yaml", ".yml")) or not path.is_file():
+    if not reference.endswith((".yaml", ".yml")):
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return content_digest(Path(reference))
+
+
+def content_digest(path: Path) -> str | None:
+    """SHA-256 over a file's bytes, or over a folder's relative file names and bytes; None if missing.
+
+    Checkpoints are keyed by content, not only by path, so that a checkpoint replaced in place is
+    loaded again instead of its stale results being reused (hashing a 360 MB base model takes
+    about half a second).
+    """
+    if not path.exists():
+        return None
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _upstream_params(params: Any) -> dict[str, Any]:
+    """An upstream's params for its key, with the content digest of each input path that exists."""
+    out = _dump(params)
+    digests = {name: content_digest(p) for name, p in input_paths(params).items()}
+    digests = {name: d for name, d in digests.items() if d is not None}
+    if digests:
+        out["input_sha256"] = digests
+    return out
 
 
 def build_plan(recipe: Recipe, plugins: PluginManager) -> Plan:

@@ -63,6 +63,23 @@ def test_an_edited_reference_table_changes_only_the_score_keys(tmp_path, manager
     assert len(changed) == 2 * before.counts()["score"]
 
 
+def test_a_checkpoint_replaced_in_place_changes_the_keys_that_depend_on_it(tmp_path, manager):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"first weights")
+    text = TOY_RECIPE.replace("width: 4}}", f"width: 4, checkpoint: {checkpoint}}}}}")
+    before = plan_for(tmp_path, manager, text, name="a")
+    assert [s.key for s in plan_for(tmp_path, manager, text, name="a").ordered()] == [
+        s.key for s in before.ordered()
+    ]
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")
+    after = plan_for(tmp_path, manager, text, name="a")
+    upstream = next(s.key for s in before.stages.values() if s.kind == "upstream")
+    changed = {upstream} | before.dependents(upstream)
+    assert set(before.stages) - set(after.stages) == changed
+    assert {s.kind for s in before.stages.values() if s.key not in changed} == {"prepare"}
+
+
 def test_group_and_chain_merges(tmp_path, manager):
     text = TOY_RECIPE.replace("  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n",
                               "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n"
