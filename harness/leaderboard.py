@@ -413,7 +413,9 @@ class _Builder:
         if flat.n_items == 0:
             self.note(f"{where}: per-item results carry no stats for {metric!r}; intervals use seeds only.")
             return None
-        if max(len(v) for v in per_seed.values()) != flat.n_items:
+        # ABX items carry only the conditions that apply to them: count those with this metric
+        scored = [sum(1 for it in v if metric in it.get("stats", {})) for v in per_seed.values()]
+        if max(scored) != flat.n_items:
             self.note(f"{where}: seeds were evaluated on different items; only the {flat.n_items} shared ones "
                       "enter the intervals.")
         strata: dict[str, stats.ItemStats] = {}

@@ -13,7 +13,8 @@ import numpy as np
 from harness.store import MetricRow, StageRow, Store
 
 TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "er": {"acc": "higher"},
-                "sf": {"f1": "higher", "cer": "lower"}, "abx": {"error": "lower"}}
+                "sf": {"f1": "higher", "cer": "lower"},
+                "abx": {"error": "lower", "within_error": "lower"}}
 
 
 def superb_measured(metrics: dict[str, float], fbank: dict[str, float], directions: dict[str, str]) -> float:
@@ -88,12 +89,14 @@ class FakeRun:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "items.jsonl", "w") as f:
             for i, item_id in enumerate(ids):
-                line = {"id": item_id, "stats": {m: stats[m][i] for m in stats}}
+                # None: the item has no stats for that metric (an ABX pair outside a condition)
+                line = {"id": item_id, "stats": {m: stats[m][i] for m in stats if stats[m][i] is not None}}
                 if folds is not None:
                     line["fold"] = folds[i]
                 f.write(json.dumps(line) + "\n")
 
         def value(pairs: list[list[float]]) -> float:
+            pairs = [s for s in pairs if s is not None]
             return 100 * sum(s[0] for s in pairs) / sum(s[1] for s in pairs)
 
         if folds is None:

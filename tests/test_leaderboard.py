@@ -182,6 +182,26 @@ def test_single_seed_uses_items_only_and_items_that_disagree_with_the_store_are_
     assert "superb.score" not in [c.key for c in board.columns]
 
 
+def test_items_outside_a_condition_are_not_taken_for_items_a_seed_missed(tmp_path):
+    run = FakeRun(tmp_path / "abx")
+    pre, ft = labels("up", "pre-trained"), labels("up", "pr (Stable-FT)", "pr", "", 1.0)
+    # every pair is scored within speaker, only half of them across (their speakers allow no more)
+    both = {"within_error": [[0.2, 1.0]] * 6, "error": [[0.3, 1.0]] * 3 + [None] * 3}
+    for seed in (0, 1):
+        run.evaluate(pre, "abx", "abx", seed, {}, items=both)
+    run.evaluate(ft, "abx", "abx", 0, {}, items=both)
+    # seed 1 of the fine-tuned model lost two pairs: that one is worth a note
+    first_four = [f"pair{i:03d}" for i in range(4)]
+    run.evaluate(ft, "abx", "abx", 1, {}, items={m: v[:4] for m, v in both.items()}, ids=first_four)
+    run.close()
+    board = lbm.build(run.output, SETTINGS)
+    assert _row(board, "up", "pre-trained").cells["abx.error"].mean == pytest.approx(30.0)
+    assert not any("up / pre-trained" in n for n in board.notes)
+    # the lost pairs were all scored within speaker; across speaker both seeds scored the same three
+    missed = [n for n in board.notes if "up / pr (Stable-FT)" in n]
+    assert len(missed) == 1 and "seeds were evaluated on different items; only the 4 shared ones" in missed[0]
+
+
 def test_a_stored_superb_score_the_items_do_not_explain_is_noted(tmp_path):
     run = FakeRun(tmp_path / "mismatch", n_items=30)
     for seed in (0, 1):
