@@ -41,6 +41,8 @@ from harness.fairseq import (
 )
 from harness.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
 from harness.speech_encoder import (
+    ENCODER_SHAPES,
+    ENCODER_TRAINING,
     frame_mask,
     load_exact,
     load_own_model,
@@ -49,6 +51,25 @@ from harness.speech_encoder import (
     run_encoder,
     seeded,
 )
+
+#: wav2vec 2.0 and HuBERT's seven-block CNN (5·2⁶ = 320 samples per frame: 20 ms at 16 kHz).
+BASE_CNN: dict[str, Any] = {
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+}
+CNN_CHANNELS = {"tiny": 32, "base": 512}
+
+
+def preset_configs(**overrides: Any) -> dict[str, dict[str, Any]]:
+    """The ``tiny`` and ``base`` presets of a wav2vec 2.0-family model, ``overrides`` applied to both."""
+    return {
+        name: {**BASE_CNN, "conv_dim": [CNN_CHANNELS[name]] * 7, **ENCODER_TRAINING, **shape, "normalize": False,
+               **overrides}
+        for name, shape in ENCODER_SHAPES.items()
+    }  # fmt: skip
+
 
 #: Architecture fields kept in ``UpstreamModel.config()`` (transformers' names), plus ``normalize``.
 ARCH_FIELDS = (

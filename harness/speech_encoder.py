@@ -28,6 +28,26 @@ from harness.errors import CheckpointError
 from harness.interfaces import InputPath, PluginParams, UpstreamModel
 from harness.model_io import CONFIG, WEIGHTS
 
+#: Transformer shapes of the presets shared by the wav2vec 2.0 family (transformers' config names).
+ENCODER_SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 384, "num_attention_heads": 4,
+             "num_conv_pos_embeddings": 32, "num_conv_pos_embedding_groups": 8},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
+             "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16},
+}  # fmt: skip
+
+#: The released Base models' encoder settings: post-LN, GELU, their dropouts and layer drop.
+ENCODER_TRAINING: dict[str, Any] = {
+    "hidden_act": "gelu",
+    "do_stable_layer_norm": False,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.1,
+    "layerdrop": 0.05,
+    "layer_norm_eps": 1e-5,
+}
+
 # --------------------------------------------------------------------------- parameters
 
 

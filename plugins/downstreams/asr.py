@@ -9,11 +9,8 @@ bidirectional LSTM of 1024 units with dropout 0.2, linear to the characters; Ada
 batch 32, 200,000 steps, dev every 2,000, gradient clipping 1; best on dev WER. Where this
 differs: no SpecAugment and no language model (s3prl's default decoding has none either).
 
-``protocol: embedded``: projector 32, two BiLSTM layers of 32 over pairs of concatenated frames
-(``downsample: 2``, s3prl's ``concat`` style), 200 steps of 16 at 5e-3, dev every 100: the BiLSTM
-step is the slowest part of a CPU evaluation. On the embedded corpus that is too short for
-character CTC to emerge (the metric stays near its floor for every upstream); give ``steps`` in
-the thousands when this task matters.
+Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
+character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``sf``.
 """
 
 from __future__ import annotations
@@ -21,25 +18,19 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
+from harness.ctc_probe import PROTOCOLS, CTCProbeParams
 from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
 from harness.metrics import wer_stats
-from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.probe import evaluate_task, resolve_settings, task_splits
 from harness.stage import StageContext
 from harness.tasks import CTCTask, char_vocab
 
-PROTOCOLS = {
-    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
-    "embedded": ProbeSettings(steps=200, lr=5e-3, batch_size=16, eval_every=100),
-}
-HEADS = {"superb": (1024, (1024, 1024), 1), "embedded": (32, (32, 32), 2)}
 UNK = "<unk>"
 
 
-class ASRParams(ProbeParams):
-    project_dim: int | None = None
-    lstm_dims: tuple[int, ...] | None = None
-    downsample: int | None = None
+class ASRParams(CTCProbeParams):
+    """The CTC probe's parameters (:mod:`harness.ctc_probe`)."""
 
 
 class SpeechRecognitionTask(CTCTask):
@@ -72,12 +63,8 @@ class SpeechRecognition(DownstreamPlugin):
     def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
         assert isinstance(params, ASRParams)
         train = task_splits(corpus, "asr")["train"]
-        project, lstms, down = HEADS[params.protocol]
         return SpeechRecognitionTask(
-            char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]),
-            params.project_dim or project,
-            tuple(params.lstm_dims) if params.lstm_dims is not None else lstms,
-            params.downsample or down,
+            char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]), *params.head_shape()
         )
 
     def evaluate(

@@ -12,11 +12,8 @@ training text (``<unk>`` for others).
 
 Where this differs: s3prl applies SpecAugment to the features when training SF; this probe does not.
 
-``protocol: embedded``: projector 32, two BiLSTM layers of 32 over pairs of concatenated frames
-(``downsample: 2``, s3prl's ``concat`` style), 200 steps of 16 at 5e-3, dev every 100: the BiLSTM
-step is the slowest part of a CPU evaluation. On the embedded corpus that is too short for
-character CTC to emerge (the metric stays near its floor for every upstream); give ``steps`` in
-the thousands when this task matters.
+Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
+character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``asr``.
 """
 
 from __future__ import annotations
@@ -24,26 +21,20 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
+from harness.ctc_probe import PROTOCOLS, CTCProbeParams
 from harness.errors import CorpusError
 from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
 from harness.metrics import slot_type_f1_item, slot_value_cer_stats
-from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.probe import evaluate_task, resolve_settings, task_splits
 from harness.stage import StageContext
 from harness.tasks import CTCTask, char_vocab
 
-PROTOCOLS = {
-    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
-    "embedded": ProbeSettings(steps=200, lr=5e-3, batch_size=16, eval_every=100),
-}
-HEADS = {"superb": (1024, (1024, 1024), 1), "embedded": (32, (32, 32), 2)}
 UNK = "<unk>"
 
 
-class SFParams(ProbeParams):
-    project_dim: int | None = None
-    lstm_dims: tuple[int, ...] | None = None
-    downsample: int | None = None
+class SFParams(CTCProbeParams):
+    """The CTC probe's parameters (:mod:`harness.ctc_probe`)."""
 
 
 def slot_tokens(row: dict[str, Any]) -> list[str]:
@@ -112,13 +103,8 @@ class SlotFilling(DownstreamPlugin):
         assert isinstance(params, SFParams)
         train = task_splits(corpus, "sf")["train"]
         slot_types = corpus.vocab.get("slot_types") or sorted({s[0] for r in train for s in r.get("slots") or []})
-        project, lstms, down = HEADS[params.protocol]
         return SlotFillingTask(
-            char_vocab([str(r.get("text", "")) for r in train]),
-            list(slot_types),
-            params.project_dim or project,
-            tuple(params.lstm_dims) if params.lstm_dims is not None else lstms,
-            params.downsample or down,
+            char_vocab([str(r.get("text", "")) for r in train]), list(slot_types), *params.head_shape()
         )
 
     def evaluate(

@@ -37,6 +37,8 @@ from harness.fairseq import checkpoint_configs, detect_family, encoder_key
 from harness.fbank import KaldiFbank, reduce_frames, utterance_cmvn
 from harness.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
 from harness.speech_encoder import (
+    ENCODER_SHAPES,
+    ENCODER_TRAINING,
     SourceParams,
     frame_mask,
     load_exact,
@@ -68,32 +70,12 @@ RELEASE: dict[str, Any] = {
     "cmvn": True,
     "reduce": "skip",
     "reduce_factor": 2,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_conv_pos_embeddings": 128,
-    "num_conv_pos_embedding_groups": 16,
-    "do_stable_layer_norm": False,
-    "hidden_act": "gelu",
-    "hidden_dropout": 0.1,
-    "attention_dropout": 0.1,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.1,
-    "layerdrop": 0.05,
-    "layer_norm_eps": 1e-5,
+    **ENCODER_SHAPES["base"],
+    **ENCODER_TRAINING,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        **RELEASE,
-        "hidden_size": 96,
-        "num_hidden_layers": 3,
-        "intermediate_size": 384,
-        "num_attention_heads": 4,
-        "num_conv_pos_embeddings": 32,
-        "num_conv_pos_embedding_groups": 8,
-    },
+    "tiny": {**RELEASE, **ENCODER_SHAPES["tiny"]},
     "small": {
         **RELEASE,
         "reduce": "stack",

@@ -16,56 +16,10 @@ from typing import Any, Literal
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from harness import hookimpl
-from harness.hf_speech import SpeechTransformer, SpeechTransformerPlugin
+from harness.hf_speech import SpeechTransformer, SpeechTransformerPlugin, preset_configs
 from harness.speech_encoder import SourceParams
 
-_CONV = {
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "conv_bias": False,
-    "feat_extract_norm": "group",
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        **_CONV,
-        "conv_dim": [32] * 7,
-        "hidden_size": 96,
-        "num_hidden_layers": 3,
-        "intermediate_size": 384,
-        "num_attention_heads": 4,
-        "num_conv_pos_embeddings": 32,
-        "num_conv_pos_embedding_groups": 8,
-        "hidden_act": "gelu",
-        "do_stable_layer_norm": False,
-        "hidden_dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.0,
-        "feat_proj_dropout": 0.1,
-        "layerdrop": 0.05,
-        "layer_norm_eps": 1e-5,
-        "normalize": False,
-    },
-    "base": {
-        **_CONV,
-        "conv_dim": [512] * 7,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "intermediate_size": 3072,
-        "num_attention_heads": 12,
-        "num_conv_pos_embeddings": 128,
-        "num_conv_pos_embedding_groups": 16,
-        "hidden_act": "gelu",
-        "do_stable_layer_norm": False,
-        "hidden_dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.0,
-        "feat_proj_dropout": 0.1,
-        "layerdrop": 0.05,
-        "layer_norm_eps": 1e-5,
-        "normalize": False,
-    },
-}
+PRESETS: dict[str, dict[str, Any]] = preset_configs()
 
 
 class Wav2Vec2Params(SourceParams):
