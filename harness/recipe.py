@@ -17,6 +17,8 @@ A list given where a parameter takes a single value sweeps it (``alpha: [0.0, 0.
 ``${VAR}`` in strings expands environment variables. ``--preset NAME`` (or ``HARNESS_PRESET``)
 merges ``presets.NAME`` over the recipe: an entry that names a ``plugin`` replaces the recipe's
 entry wholesale, any other mapping is merged key by key, and a null drops an entry.
+Relative paths (``output``, input paths such as checkpoints and corpus roots, a reference table)
+are read from the working directory, as in a shell: run recipes from the project's root.
 """
 
 from __future__ import annotations
@@ -203,9 +205,7 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
             raise loc.error(("score", "reference"),
                             f"unknown reference {reference!r}{suggest(reference, list(REFERENCES))} "
                             "(or give the path of a YAML table)")
-        ref_path = Path(reference)
-        if not ref_path.is_absolute():
-            ref_path = path.parent / ref_path
+        ref_path = Path(reference).absolute()  # relative to the working directory, like every path
         reference = str(ref_path)
         inputs["score.reference"] = ref_path
 

@@ -38,7 +38,7 @@ def toy_manager() -> PluginManager:
 def write_recipe(tmp: Path, text: str | None = None, **fmt: str) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "table.yaml").write_text(TABLE)
-    fmt = {"output": str(tmp / "out"), "table": "table.yaml", **fmt}
+    fmt = {"output": str(tmp / "out"), "table": str(tmp / "table.yaml"), **fmt}
     path = tmp / "recipe.yaml"
     path.write_text(textwrap.dedent(text if text is not None else TOY_RECIPE).format(**fmt))
     return path

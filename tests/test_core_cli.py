@@ -34,3 +34,16 @@ def test_light_commands_do_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip().endswith("False")
     assert "holds no results store" in proc.stderr
+
+
+def test_a_missing_relative_input_path_names_the_folder_it_was_read_from(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: r\noutput: out\ncorpora:\n  speech: {plugin: synthetic}\n"
+                      "upstreams:\n  m: {plugin: decoar2, checkpoint: checkpoints/missing}\n"
+                      "downstreams:\n  sid: {plugin: sid, corpus: speech}\n")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(recipe)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "1 input path(s) of recipe.yaml do not exist (upstreams.m.checkpoint -> checkpoints/missing) " \
+           f"(relative paths are read from the working directory {tmp_path})" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     missing = recipe.missing_inputs()
     if missing:
         listing = "; ".join(f"{k} -> {p}" for k, p in sorted(missing.items()))
-        raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}); "
+        relative = any(not p.is_absolute() for p in missing.values())
+        where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
+        raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}){where}; "
                            "set the environment variables the recipe uses or fix the paths.")
     executor = make_executor(args)
     summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console)
