@@ -61,6 +61,9 @@ BASE_CNN: dict[str, Any] = {
 }
 CNN_CHANNELS = {"tiny": 32, "base": 512}
 
+#: config fields and weights of a kept pre-training head (see ``fairseq_pretraining_head``)
+PretrainingHead = tuple[dict[str, Any], dict[str, torch.Tensor]]
+
 
 def preset_configs(**overrides: Any) -> dict[str, dict[str, Any]]:
     """The ``tiny`` and ``base`` presets of a wav2vec 2.0-family model, ``overrides`` applied to both."""
@@ -320,6 +323,9 @@ class SpeechTransformerPlugin(UpstreamPlugin):
         config.update(self.fairseq_extra_config())
         config["normalize"] = bool(task_cfg.get("normalize", model_cfg.get("normalize", False)))
         mapped = map_wav2vec2_state(state)
+        head_config, head_state = self.fairseq_pretraining_head(state)
+        config.update(head_config)
+        mapped.update(head_state)
         if "feature_projection.projection.weight" not in mapped and config["conv_dim"][-1] == config["hidden_size"]:
             # fairseq has no post_extract_proj when the CNN width equals the model width: an identity
             mapped["feature_projection.projection.weight"] = torch.eye(config["hidden_size"])
@@ -331,6 +337,10 @@ class SpeechTransformerPlugin(UpstreamPlugin):
     def fairseq_extra_config(self) -> dict[str, Any]:
         """Config fields implied by the family for fairseq checkpoints."""
         return {}
+
+    def fairseq_pretraining_head(self, state: dict[str, torch.Tensor]) -> PretrainingHead:
+        """Config fields and weights (our names) of a pre-training head the family keeps; none by default."""
+        return {}, {}
 
 
 def _hf_normalize(folder: Path, hf_config: Any) -> bool:

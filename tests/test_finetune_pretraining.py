@@ -61,3 +61,28 @@ def test_pretraining_from_scratch_with_mfcc_targets_and_with_layer_kmeans(corpus
     with pytest.raises(StageError, match="has no pre-training codebook"):
         codebook = params.model_copy(update={"targets": "codebook"})
         ContinuedPretraining().finetune(TinyUpstream(), {"toy": corpus}, codebook, make_ctx(tmp_path / "cb", manager))
+
+
+def test_codebook_targets_are_the_hubert_models_own_pseudo_labels(corpus, tmp_path):
+    from harness.waveforms import WaveformSet
+    from plugins.finetune.continued_pretraining import TARGETS_FILE
+    from plugins.upstreams.hubert import PRESETS, HubertUpstream
+
+    torch.manual_seed(0)
+    upstream = HubertUpstream({**PRESETS["tiny"], "codebook": [10, 8]})
+    with torch.no_grad():
+        upstream.label_embs.normal_()
+    upstream.eval()
+    data = WaveformSet(corpus.utterances("train"))
+    batch = data.collate(list(range(3)))
+    expected, lengths = upstream.pseudo_labels(batch.wavs, batch.wav_lengths)
+    assert expected.max() < 10 and len(set(expected[0, : int(lengths[0])].tolist())) > 1
+
+    params = ContinuedPretrainingParams(targets="auto", beta=0.0, steps=2, lr=1e-3, batch_seconds=3.0,
+                                        mask_prob=0.5, mask_length=3)
+    ctx = make_ctx(tmp_path / "codebook", PluginManager(entry_points=False))
+    ContinuedPretraining().finetune(upstream, {"toy": corpus}, params, ctx)
+    assert any(m.startswith("codebook targets: 10 units") for m in ctx.messages)
+    targets = torch.load(ctx.work_dir / TARGETS_FILE, weights_only=True)
+    for j, row in enumerate(batch.rows):
+        assert targets["units"][row["id"]].tolist() == expected[j, : int(lengths[j])].tolist()

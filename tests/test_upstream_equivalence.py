@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from harness.errors import CheckpointError
+from harness.model_io import save_model
 from plugins.upstreams.decoar2 import Decoar2Params, Decoar2Plugin
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
 from plugins.upstreams.wav2vec2 import Wav2Vec2Params, Wav2Vec2Plugin
@@ -280,6 +281,23 @@ def test_hubert_matches_s3prl(s3prl, tmp_path: Path):
     expert = s3prl.hu_expert.UpstreamExpert(str(tmp_path / "s3prl.pt")).eval()
     ours = HubertPlugin().build(HubertParams(checkpoint=tmp_path / "hubert.pt"), seed=0)
     _compare(ours, expert, _waves(4))
+
+    # the pre-training head is kept: pseudo-labels rank the codebook as HuBERT's own logits do
+    assert ours.codebook_size == len(symbols)
+    ref_model.eval()
+    saved = tmp_path / "saved"
+    save_model(ours, saved)
+    reloaded = HubertPlugin().build(HubertParams(checkpoint=saved), seed=0)
+    assert reloaded.config()["codebook"] == [len(symbols), fields["final_dim"]]
+    for wav in _waves(5, lengths=(16000, 9000)):
+        with torch.no_grad():
+            x, _ = ref_model.extract_features(wav[None])
+            proj, codebook = ref_model.final_proj(x)[:, :, None, :], ref_model.label_embs_concat[None, None]
+            expected = torch.cosine_similarity(proj, codebook, dim=-1).argmax(-1)[0]
+        for model in (ours, reloaded):
+            labels, lengths = model.pseudo_labels(wav[None], torch.tensor([len(wav)]))
+            assert int(lengths[0]) == len(expected) and torch.equal(labels[0], expected)
+        assert len(set(expected.tolist())) > 1
 
     with pytest.raises(CheckpointError, match="is a hubert checkpoint, not a wav2vec2 one"):
         Wav2Vec2Plugin().build(Wav2Vec2Params(checkpoint=tmp_path / "hubert.pt"), seed=0)

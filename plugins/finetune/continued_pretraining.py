@@ -4,7 +4,8 @@ A new linear classifier on the last hidden state predicts each masked frame's un
 cross-entropy (the paper's simplified HuBERT loss: no learnable codebook). Targets:
 
 - ``codebook``: the upstream's own pre-training projection and codebook (Appendix E), from an
-  upstream that provides ``pseudo_labels(wavs, wav_lengths) -> (B×T units, lengths)``;
+  upstream with a nonzero ``codebook_size`` and ``pseudo_labels(wavs, wav_lengths) -> (B×T units,
+  lengths)`` (HuBERT loaded from its fairseq checkpoint);
 - ``kmeans``: k-means units of hidden state ``layer`` of θ0 (other families);
 - ``mfcc``: k-means units of MFCC + Δ + ΔΔ, HuBERT's first iteration: pre-training from scratch;
 - ``auto``: ``codebook`` where available, else ``kmeans``.
@@ -104,14 +105,15 @@ def compute_targets(
     upstream: UpstreamModel, data: WaveformSet, params: ContinuedPretrainingParams, seed: int, device
 ) -> tuple[Targets, str]:
     kind = params.targets
-    provider = getattr(upstream, "pseudo_labels", None)
+    codebook_size = int(getattr(upstream, "codebook_size", 0))
+    provider = getattr(upstream, "pseudo_labels", None) if codebook_size else None
     if kind == "auto":
         kind = "codebook" if callable(provider) else "kmeans"
     if kind == "codebook":
         if not callable(provider):
             raise StageError(
-                f"upstream {upstream.family!r} has no pre-training codebook to make targets; "
-                "use targets: kmeans (or mfcc) instead."
+                f"upstream {upstream.family!r} has no pre-training codebook to make targets (HuBERT keeps one "
+                "when loaded from its fairseq .pt); use targets: kmeans (or mfcc) instead."
             )
         units = {}
         upstream.eval()
@@ -121,8 +123,7 @@ def compute_targets(
                 labels, lengths = provider(b.wavs, b.wav_lengths)
                 for j, i in enumerate(indices):
                     units[data.rows[i]["id"]] = labels[j, : int(lengths[j])].cpu().numpy().astype(np.int16)
-        n_units = int(max(int(u.max()) for u in units.values() if len(u)) + 1)
-        return Targets(units, n_units), kind
+        return Targets(units, codebook_size), kind
     if kind == "mfcc":
         feats = {i: mfcc_frames(data.wave(i), upstream.frame_shift) for i in range(len(data))}
     else:
