@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from harness.manifest import PreparedCorpus
+    from harness.specaug import SpecAugSettings
     from harness.stage import StageContext
 
 Direction = Literal["higher", "lower"]
@@ -153,7 +154,8 @@ class Task(ABC):
 
     ``metrics`` maps metric name to its direction; ``primary_metric`` selects the best checkpoint on dev.
     ``pooled`` says the head starts with mean pooling over valid frames followed by a linear map,
-    so a cache of per-layer time means is exact.
+    so a cache of per-layer time means is exact. ``specaug``: SpecAugment applied to a probe's
+    weighted-sum features while it trains (:mod:`harness.specaug`), or None.
     """
 
     name: str
@@ -161,6 +163,7 @@ class Task(ABC):
     metrics: dict[str, Direction] = {}
     primary_metric: str = ""
     pooled: bool = False
+    specaug: SpecAugSettings | None = None
 
     @abstractmethod
     def build_head(self, input_dim: int) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +33,7 @@ from harness.feature_cache import FeatureCache, FrameStore, pooled_means, to_fra
 from harness.featurizer import WeightedSum, layer_norm
 from harness.interfaces import Batch, EvalResult, PluginParams, Task, UpstreamModel
 from harness.manifest import PreparedCorpus
+from harness.specaug import spec_augment
 from harness.stage import StageContext
 from harness.threads import torch_threads
 from harness.train import FitResult, TrainConfig, fit
@@ -128,7 +129,11 @@ class ProbeModel(nn.Module):
         return Batch(self.featurizer(raw.states), raw.lengths, raw.rows)
 
     def loss(self, raw: _Raw) -> torch.Tensor:
-        return self.task.loss(self.head, self.batch(raw))
+        batch = self.batch(raw)
+        if self.task.specaug is not None and self.training and batch.features is not None:
+            assert batch.lengths is not None
+            batch = replace(batch, features=spec_augment(batch.features, batch.lengths, self.task.specaug))
+        return self.task.loss(self.head, batch)
 
     def predict(self, raw: _Raw) -> list[dict[str, Any]]:
         return self.task.predict(self.head, self.batch(raw))

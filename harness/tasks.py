@@ -26,6 +26,7 @@ from torch import nn
 from harness.errors import CorpusError
 from harness.interfaces import Batch, Direction, Task
 from harness.metrics import ratio
+from harness.specaug import SpecAugSettings
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -203,7 +204,9 @@ class CTCTask(Task):
         lstm_dims: Sequence[int] = (),
         dropout: float = 0.2,
         downsample: int = 1,
+        specaug: SpecAugSettings | None = None,
     ):
+        self.specaug = specaug
         self.vocab = ["<blank>", *vocab]
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.project_dim = project_dim

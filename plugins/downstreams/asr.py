@@ -6,8 +6,9 @@ greedy CTC decoding; WER = word edits (jiwer) summed over the set over the summe
 
 SUPERB (s3prl ``downstream/asr/config.yaml``, LibriSpeech 100 h): projector to 1024, a 2-layer
 bidirectional LSTM of 1024 units with dropout 0.2, linear to the characters; Adam at 1e-4,
-batch 32, 200,000 steps, dev every 2,000, gradient clipping 1; best on dev WER. Where this
-differs: no SpecAugment and no language model (s3prl's default decoding has none either).
+batch 32, 200,000 steps, dev every 2,000, gradient clipping 1; SpecAugment on the weighted-sum
+features while training (:mod:`harness.specaug`; ``protocol: superb``); best on dev WER; no
+language model (s3prl's default decoding has none either).
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
 character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``sf``.
@@ -23,6 +24,7 @@ from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task,
 from harness.manifest import PreparedCorpus
 from harness.metrics import wer_stats
 from harness.probe import evaluate_task, resolve_settings, task_splits
+from harness.specaug import SpecAugSettings
 from harness.stage import StageContext
 from harness.tasks import CTCTask, char_vocab
 
@@ -39,8 +41,15 @@ class SpeechRecognitionTask(CTCTask):
     metrics = {"wer": "lower"}
     primary_metric = "wer"
 
-    def __init__(self, chars: list[str], project_dim: int, lstm_dims: tuple[int, ...], downsample: int = 1):
-        super().__init__([*chars, UNK], project_dim, lstm_dims, downsample=downsample)
+    def __init__(
+        self,
+        chars: list[str],
+        project_dim: int,
+        lstm_dims: tuple[int, ...],
+        downsample: int = 1,
+        specaug: SpecAugSettings | None = None,
+    ):
+        super().__init__([*chars, UNK], project_dim, lstm_dims, downsample=downsample, specaug=specaug)
 
     def target(self, row: dict[str, Any]) -> list[int]:
         unk = self.index[UNK]
@@ -64,7 +73,9 @@ class SpeechRecognition(DownstreamPlugin):
         assert isinstance(params, ASRParams)
         train = task_splits(corpus, "asr")["train"]
         return SpeechRecognitionTask(
-            char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]), *params.head_shape()
+            char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]),
+            *params.head_shape(),
+            specaug=params.specaug_settings(),
         )
 
     def evaluate(

@@ -10,7 +10,8 @@ Slot-type F1 and slot-value CER are computed exactly as s3prl's ``metric.py`` do
 are substrings of the text, in order); the character vocabulary is the set of characters of the
 training text (``<unk>`` for others).
 
-Where this differs: s3prl applies SpecAugment to the features when training SF; this probe does not.
+With ``protocol: superb``, SpecAugment on the weighted-sum features while training, as s3prl does
+(:mod:`harness.specaug`).
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
 character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``asr``.
@@ -27,6 +28,7 @@ from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task,
 from harness.manifest import PreparedCorpus
 from harness.metrics import slot_type_f1_item, slot_value_cer_stats
 from harness.probe import evaluate_task, resolve_settings, task_splits
+from harness.specaug import SpecAugSettings
 from harness.stage import StageContext
 from harness.tasks import CTCTask, char_vocab
 
@@ -66,10 +68,16 @@ class SlotFillingTask(CTCTask):
     primary_metric = "f1"
 
     def __init__(
-        self, chars: list[str], slot_types: list[str], project_dim: int, lstm_dims: tuple[int, ...], downsample: int = 1
+        self,
+        chars: list[str],
+        slot_types: list[str],
+        project_dim: int,
+        lstm_dims: tuple[int, ...],
+        downsample: int = 1,
+        specaug: SpecAugSettings | None = None,
     ):
         markers = [f"{edge}-{t}" for t in slot_types for edge in ("B", "E")]
-        super().__init__([*chars, UNK, *markers], project_dim, lstm_dims, downsample=downsample)
+        super().__init__([*chars, UNK, *markers], project_dim, lstm_dims, downsample=downsample, specaug=specaug)
 
     def target(self, row: dict[str, Any]) -> list[int]:
         unk = self.index[UNK]
@@ -104,7 +112,10 @@ class SlotFilling(DownstreamPlugin):
         train = task_splits(corpus, "sf")["train"]
         slot_types = corpus.vocab.get("slot_types") or sorted({s[0] for r in train for s in r.get("slots") or []})
         return SlotFillingTask(
-            char_vocab([str(r.get("text", "")) for r in train]), list(slot_types), *params.head_shape()
+            char_vocab([str(r.get("text", "")) for r in train]),
+            list(slot_types),
+            *params.head_shape(),
+            specaug=params.specaug_settings(),
         )
 
     def evaluate(

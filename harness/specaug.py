@@ -1,0 +1,72 @@
+"""SpecAugment on a probe's input features while it trains, as SUPERB's ASR and SF recipes do.
+
+s3prl applies it to the featurizer's weighted sum (``specaug:`` in ``downstream/asr/config.yaml``
+and ``downstream/ctc/snips.yaml``): a time warp of each utterance's valid frames (window 5,
+bicubic), then 4 masks along the feature axis of width U[0, 50) and 2 along time of width U[0, 40),
+both filled with zeros; no augmentation at evaluation. The random draws follow s3prl's order, so the
+same generator state gives the same augmentation. Written here because torchaudio (whose masking
+differs in any case) does not load against this torch, and s3prl is not a runtime dependency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class SpecAugSettings:
+    """What SpecAugment draws; the defaults are SUPERB's ASR and SF setting."""
+
+    time_warp_window: int = 5
+    freq_mask_width: tuple[int, int] = (0, 50)
+    num_freq_masks: int = 4
+    time_mask_width: tuple[int, int] = (0, 40)
+    num_time_masks: int = 2
+
+
+def spec_augment(features: torch.Tensor, lengths: torch.Tensor, settings: SpecAugSettings) -> torch.Tensor:
+    """B×T×D features with valid ``lengths`` -> augmented B×T×D (out of place: gradients flow)."""
+    x = features
+    if settings.time_warp_window > 0:
+        x = _time_warp(x, lengths, settings.time_warp_window)
+    if settings.num_freq_masks > 0:
+        x = x.masked_fill(_axis_mask(x.shape[0], x.shape[2], settings.freq_mask_width, settings.num_freq_masks,
+                                     x.device)[:, None, :], 0.0)  # fmt: skip
+    if settings.num_time_masks > 0:
+        # over the padded length, as s3prl draws them
+        x = x.masked_fill(_axis_mask(x.shape[0], x.shape[1], settings.time_mask_width, settings.num_time_masks,
+                                     x.device)[:, :, None], 0.0)  # fmt: skip
+    return x
+
+
+def _time_warp(x: torch.Tensor, lengths: torch.Tensor, window: int) -> torch.Tensor:
+    """Stretch frames [0, c) of each utterance to [0, w) and squeeze the rest to [w, n)."""
+    rows = []
+    for i in range(x.shape[0]):
+        n = int(lengths[i])
+        row = x[i, :n]
+        if n - window > window:
+            center = int(torch.randint(window, n - window, (1,))[0])
+            warped = int(torch.randint(center - window, center + window, (1,))[0]) + 1
+            left = _resize(row[:center], warped)
+            right = _resize(row[center:], n - warped)
+            row = torch.cat([left, right])
+        rows.append(F.pad(row, (0, 0, 0, x.shape[1] - n)))
+    return torch.stack(rows)
+
+
+def _resize(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """T×D frames resampled to length×D along time by bicubic interpolation."""
+    grid = frames[None, None]
+    return F.interpolate(grid, size=(length, frames.shape[1]), mode="bicubic", align_corners=False)[0, 0]
+
+
+def _axis_mask(batch: int, size: int, width: tuple[int, int], count: int, device: torch.device) -> torch.Tensor:
+    """B×size booleans: ``count`` spans per row of width U[width) at positions U[0, size − widest)."""
+    widths = torch.randint(width[0], width[1], (batch, count), device=device)[:, :, None]
+    starts = torch.randint(0, max(1, size - int(widths.max())), (batch, count), device=device)[:, :, None]
+    positions = torch.arange(size, device=device)[None, None, :]
+    return ((starts <= positions) & (positions < starts + widths)).any(dim=1)
