@@ -276,8 +276,8 @@ def content_digest(path: Path) -> str | None:
     """SHA-256 over a file's bytes, or over a folder's relative file names and bytes; None if missing.
 
     Checkpoints are keyed by content, not only by path, so that a checkpoint replaced in place is
-    loaded again instead of its stale results being reused (hashing a 360 MB base model takes
-    about half a second).
+    loaded again instead of its stale results being reused (measured: 0.23 s of hashing for a
+    360 MB base model, plus reading it).
     """
     if not path.exists():
         return None
