@@ -21,30 +21,18 @@ from harness.executors.ray import RayExecutor  # noqa: E402
 from harness.plan import Stage, build_plan  # noqa: E402
 from harness.recipe import load_recipe  # noqa: E402
 from harness.store import Store  # noqa: E402
-from tests.core_helpers import write_recipe  # noqa: E402
+from tests.core_helpers import TOY_RECIPE, write_recipe  # noqa: E402
 from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Two independent fine-tunings of 6 steps × 1 s (a checkpoint after each step), merges, evaluations, scores.
-RECIPE = """\
-name: toy
-output: {output}
-seeds: [0]
-score: {{reference: {table}}}
-corpora:
-  nums: {{plugin: toy_corpus, n: 6}}
-upstreams:
-  small: {{plugin: toy_up, width: 4}}
-finetune:
-  base: null
-  ft: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0}}
-  ft2: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0, lr: 0.2}}
-merges:
-  interp: {{plugin: toy_merge, alpha: [0.25, 1.0]}}
-downstreams:
-  ev: {{plugin: toy_eval, corpus: nums}}
-"""
+RECIPE = TOY_RECIPE.replace(
+    "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n",
+    "  ft: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0}}\n"
+    "  ft2: {{plugin: toy_ft, corpus: nums, steps: 6, sleep: 1.0, lr: 0.2}}\n",
+).replace("alpha: [0.0, 0.25, 1.0]", "alpha: [0.25, 1.0]")
+assert "ft2:" in RECIPE and "alpha: [0.25, 1.0]" in RECIPE, "tests.core_helpers.TOY_RECIPE changed shape"
 
 # Only fine-tuning stages, for the tests that need no results to compare.
 FINETUNE_ONLY = """\
