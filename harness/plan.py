@@ -105,6 +105,7 @@ class Planner:
         self.plugins = plugins
         self.stages: dict[str, Stage] = {}
         self.corpus_keys: dict[str, str] = {}
+        self.upstream_params: dict[str, dict[str, Any]] = {}  # checkpoints hashed once, not once per seed
 
     def add(self, kind: str, plugin: str, params: dict, inputs: dict[str, str], seed: int,
             labels: dict[str, Any]) -> str:
@@ -157,7 +158,9 @@ class Planner:
         recipe = self.recipe
         up = recipe.entries["upstreams"][up_name]
         base_labels = {"upstream": up_name, "seed": seed}
-        key = self.add("upstream", up.plugin, _upstream_params(up.variants[0].params), {}, 0,
+        if up_name not in self.upstream_params:
+            self.upstream_params[up_name] = _upstream_params(up.variants[0].params)
+        key = self.add("upstream", up.plugin, self.upstream_params[up_name], {}, 0,
                        {"title": f"load {up_name}", "upstream": up_name})
         pre = up.structural.get("pretrain")
         if pre is not None:
