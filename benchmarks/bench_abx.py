@@ -27,17 +27,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.abx import abx, read_item_file, write_item_file  # noqa: E402
-from harness.threads import torch_threads  # noqa: E402
+from harness.core.threads import torch_threads  # noqa: E402
+from harness.evaluation.abx import abx, read_item_file, write_item_file  # noqa: E402
 from tests.downstream_helpers import clustered_features, librilight_abx  # noqa: E402
 
 
 def corpus_features(corpus_dir: Path, upstream: str, layer: int, out: Path):
-    from harness import audio
-    from harness.inference import batched_forward
-    from harness.manifest import PreparedCorpus
-    from harness.params import validate_params
-    from harness.plugins import PluginManager
+    from harness.core.manifest import PreparedCorpus
+    from harness.core.params import validate_params
+    from harness.core.registry import PluginManager
+    from harness.data import audio
+    from harness.models.inference import batched_forward
 
     corpus = PreparedCorpus(corpus_dir)
     items = read_item_file(corpus_dir / corpus.meta["abx_items"]["test"])

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from harness.batching import DynamicBatchSampler, FixedBatchSampler, padding_fraction
-from harness.manifest import PreparedCorpus
-from harness.plugins import default_manager
-from harness.stage import StageContext
-from harness.waveforms import WaveformSet
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import default_manager
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, padding_fraction
+from harness.data.waveforms import WaveformSet
 
 
 def prepare_synthetic(root: Path) -> Path:

@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.manifest import PreparedCorpus  # noqa: E402
-from harness.params import validate_params  # noqa: E402
-from harness.plugins import PluginManager  # noqa: E402
-from harness.stage import StageContext  # noqa: E402
+from harness.core.manifest import PreparedCorpus  # noqa: E402
+from harness.core.params import validate_params  # noqa: E402
+from harness.core.registry import PluginManager  # noqa: E402
+from harness.core.stage import StageContext  # noqa: E402
 
 TASKS = ("pr", "sid", "er", "sf")
 

@@ -1,7 +1,7 @@
 """Feature extraction speed: length-sorted dynamic batches against fixed-size batches, same run.
 
 For each preset, the same utterances (durations drawn like a read-speech corpus: 1-12 s, mean about
-5 s) go through ``harness.inference.batched_forward`` twice:
+5 s) go through ``harness.models.inference.batched_forward`` twice:
 
 - fixed: ``--batch-size`` utterances per batch in corpus order (the usual DataLoader baseline);
 - dynamic: sorted by length and packed while ``items × longest`` stays within the mean padded
@@ -24,10 +24,10 @@ import time
 import numpy as np
 import torch
 
-from harness.batching import padding_fraction
-from harness.inference import batched_forward, fixed_batches, length_sorted_batches
-from harness.params import validate_params
-from harness.plugins import default_manager
+from harness.core.params import validate_params
+from harness.core.registry import default_manager
+from harness.data.batching import padding_fraction
+from harness.models.inference import batched_forward, fixed_batches, length_sorted_batches
 
 SR = 16000
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.frame_phones import IGNORE, frame_labels
-from harness.manifest import PreparedCorpus
-from harness.plugins import default_manager
-from harness.stage import StageContext
-from harness.waveforms import WaveformSet
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import default_manager
+from harness.core.stage import StageContext
+from harness.data.waveforms import WaveformSet
+from harness.evaluation.frame_phones import IGNORE, frame_labels
 from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams
 from plugins.upstreams.decoar2 import PRESETS, Decoar2Upstream
 from plugins.upstreams.fbank import FbankUpstream

@@ -23,11 +23,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from harness import audio
-from harness.manifest import PreparedCorpus
-from harness.params import parse_key_values
-from harness.plugins import PluginManager
-from harness.stage import StageContext
+from harness.core.manifest import PreparedCorpus
+from harness.core.params import parse_key_values
+from harness.core.registry import PluginManager
+from harness.core.stage import StageContext
+from harness.data import audio
 from plugins.corpora.synthetic import SyntheticCorpus, SyntheticParams
 
 

@@ -1,7 +1,7 @@
 # ---------------------------------------------------------------------------------------------------
 # Shared prepared corpora (audio and corpora area). Session-scoped: each is generated once per test
 # session into a temporary folder; the fixture returns the prepared corpus folder (a Path that
-# harness.manifest.PreparedCorpus reads).
+# harness.core.manifest.PreparedCorpus reads).
 #   synthetic_corpus: 120 espeak utterances (~2-4 s each, with nuisance), 8 seen speakers
 #       (train/dev/test) + 2 unseen ones (test_unseen, the slot-filling test split), 4 styles
 #       (emotion), 4 folds, phones with times, text, intent/slots, dev.item/test.item (ABX).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from harness.plugins import PluginManager
+from harness.core.registry import PluginManager
 from tests import toy_plugins
 
 TOY_RECIPE = """\

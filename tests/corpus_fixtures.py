@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.plugins import PluginManager
-from harness.stage import StageContext
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.registry import PluginManager
+from harness.core.stage import StageContext
 
 
 def prepare_for_tests(plugin: CorpusPlugin, params: PluginParams, root: Path) -> Path:

@@ -16,11 +16,11 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from harness.abx import Item, write_item_file
-from harness.interfaces import UpstreamModel, UpstreamOutput
-from harness.manifest import write_json, write_jsonl
-from harness.plugins import PluginManager
-from harness.stage import StageContext
+from harness.core.interfaces import UpstreamModel, UpstreamOutput
+from harness.core.manifest import write_json, write_jsonl
+from harness.core.registry import PluginManager
+from harness.core.stage import StageContext
+from harness.evaluation.abx import Item, write_item_file
 
 SR = 16000
 PHONES = {"a": 300.0, "b": 620.0, "c": 1000.0, "d": 1500.0}

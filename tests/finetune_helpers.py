@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from harness.corpus_utils import write_prepared
-from harness.interfaces import UpstreamModel, UpstreamOutput
-from harness.stage import StageContext
+from harness.core.interfaces import UpstreamModel, UpstreamOutput
+from harness.core.stage import StageContext
+from harness.data.corpus import write_prepared
 
 
 class TinyUpstream(UpstreamModel):

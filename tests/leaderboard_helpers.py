@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.store import MetricRow, StageRow, Store
+from harness.core.store import MetricRow, StageRow, Store
 
 TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "er": {"acc": "higher"},
                 "sf": {"f1": "higher", "cer": "lower"},
@@ -19,7 +19,7 @@ TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "er": {"acc": 
 
 def superb_measured(metrics: dict[str, float], fbank: dict[str, float], directions: dict[str, str]) -> float:
     """The SUPERB score against the measured FBank, as the score stage computes it."""
-    from harness import scoring
+    from harness.evaluation import scoring
 
     table = scoring.reference_table("measured", fbank, directions)
     return float(scoring.superb_score(metrics, table, strict=False).score)

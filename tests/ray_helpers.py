@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.plugins import PluginManager
+from harness.core.registry import PluginManager
 from tests import toy_plugins
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.driver import run_plan
-from harness.executors.local import LocalExecutor
-from harness.plan import build_plan
-from harness.recipe import load_recipe
+from harness.core.plan import build_plan
+from harness.core.recipe import load_recipe
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.run import run_plan
 from tests.core_helpers import toy_manager
 
 if __name__ == "__main__":

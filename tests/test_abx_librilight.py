@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.abx import Item, abx, dtw_batch, dtw_both, frame_range, read_item_file, write_item_file
 from harness.cli import main
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.evaluation.abx import Item, abx, dtw_batch, dtw_both, frame_range, read_item_file, write_item_file
 from tests.downstream_helpers import clustered_features, librilight_abx
 
 
@@ -125,7 +125,7 @@ def test_abx_command(clustered, capsys):
 
 
 def test_large_sets_use_sorted_pair_keys_with_the_same_result(clustered, monkeypatch):
-    from harness import abx as abx_module
+    from harness.evaluation import abx as abx_module
 
     _, feats, items = clustered
     dense = [r.score for r in abx(feats, items, 0.02)]

@@ -1,4 +1,4 @@
-"""harness.audio: reading, downmixing, resampling, header durations and every bad-audio case."""
+"""harness.data.audio: reading, downmixing, resampling, header durations and every bad-audio case."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness import audio
-from harness.errors import AudioError
+from harness.core.errors import AudioError
+from harness.data import audio
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -115,7 +115,7 @@ def test_check_files_skip_bad_logs_the_count(bad_files, tmp_path, caplog):
     good = tmp_path / "good.wav"
     sf.write(good, tone(0.5, 16000), 16000)
     paths = [good] + [p for p, _ in bad_files.values()]
-    with caplog.at_level(logging.WARNING, logger="harness.audio"):
+    with caplog.at_level(logging.WARNING, logger="harness.data.audio"):
         report = audio.check_files(paths, skip_bad=True, what="test audio files")
     assert list(report.good) == [str(good)]
     assert report.good[str(good)].frames == 8000

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.checkpoints import Inert, load_torch_checkpoint, pickle_globals, to_plain
-from harness.errors import CheckpointError
-from harness.fairseq import checkpoint_configs, hf_architecture, parse_conv_layers
+from harness.core.errors import CheckpointError
+from harness.models.checkpoints import Inert, load_torch_checkpoint, pickle_globals, to_plain
+from harness.models.fairseq import checkpoint_configs, hf_architecture, parse_conv_layers
 
 
 class _SystemCall:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plan import build_plan
-from harness.recipe import load_recipe
+from harness.core.plan import build_plan
+from harness.core.recipe import load_recipe
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
 

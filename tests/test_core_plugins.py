@@ -11,9 +11,9 @@ import types
 import pytest
 
 from harness import hookimpl
-from harness.errors import PluginError
-from harness.interfaces import MergePlugin
-from harness.plugins import PluginManager
+from harness.core.errors import PluginError
+from harness.core.interfaces import MergePlugin
+from harness.core.registry import PluginManager
 from tests import toy_plugins
 from tests.core_helpers import toy_manager
 

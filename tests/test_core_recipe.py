@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.recipe import load_recipe
+from harness.core.errors import HarnessError
+from harness.core.recipe import load_recipe
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
 R = TOY_RECIPE

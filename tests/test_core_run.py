@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.driver import run_plan
-from harness.executors.local import LocalExecutor
-from harness.plan import build_plan
-from harness.recipe import load_recipe
-from harness.store import Store
+from harness.core.plan import build_plan
+from harness.core.recipe import load_recipe
+from harness.core.store import Store
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.run import run_plan
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

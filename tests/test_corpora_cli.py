@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.manifest import PreparedCorpus
+from harness.core.manifest import PreparedCorpus
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

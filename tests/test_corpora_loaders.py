@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness import audio
-from harness.errors import AudioError, CorpusError
-from harness.manifest import PreparedCorpus
+from harness.core.errors import AudioError, CorpusError
+from harness.core.manifest import PreparedCorpus
+from harness.data import audio
 from tests.corpus_fixtures import prepare_for_tests
 
 

@@ -8,9 +8,9 @@ import hashlib
 import numpy as np
 import soundfile as sf
 
-from harness import sounds
-from harness.audioset_csv import read_class_index, read_segments
-from harness.manifest import PreparedCorpus
+from harness.core.manifest import PreparedCorpus
+from harness.data import sounds
+from harness.data.audioset_csv import read_class_index, read_segments
 from plugins.corpora.synthetic_nonspeech import NonspeechParams, SyntheticNonspeech
 from tests.corpus_fixtures import prepare_for_tests
 

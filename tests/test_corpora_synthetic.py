@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness.manifest import PreparedCorpus
-from harness.phones import ARPABET
+from harness.core.manifest import PreparedCorpus
+from harness.data.phones import ARPABET
 from plugins.corpora._synth import phonemap
 from plugins.corpora._synth.render import close_alignment
 from plugins.corpora.synthetic import STYLES, SyntheticParams, make_plan

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from harness.errors import CorpusError
-from harness.interfaces import Batch
-from harness.manifest import PreparedCorpus
-from harness.metrics import ratio
-from harness.params import validate_params
-from harness.plugins import PluginManager
+from harness.core.errors import CorpusError
+from harness.core.interfaces import Batch
+from harness.core.manifest import PreparedCorpus
+from harness.core.params import validate_params
+from harness.core.registry import PluginManager
+from harness.evaluation.metrics import ratio
 from plugins.downstreams.sf import SlotFilling, slot_tokens
 from tests.downstream_helpers import FakeUpstream, make_ctx, make_tiny_corpus
 
@@ -122,7 +122,7 @@ def test_task_trains_a_trainable_upstream_for_fine_tuning(tiny):
     task = plugin.make_task(tiny, validate_params(plugin.Params, {}, "pr"))
     head = task.build_head(upstream.hidden_size)
     rows = tiny.utterances("train")[:4]
-    from harness.waveforms import WaveformSet
+    from harness.data.waveforms import WaveformSet
 
     batch = WaveformSet(rows).collate(list(range(4)))
     out = upstream(batch.wavs, batch.wav_lengths)
@@ -146,7 +146,7 @@ def test_missing_labels_are_one_clear_sentence(tmp_path):
 def test_bilstm_on_padded_batches_equals_the_packed_lstm():
     from torch import nn
 
-    from harness.tasks import BiLSTM, CTCHead
+    from harness.evaluation.tasks import BiLSTM, CTCHead
 
     torch.manual_seed(0)
     ours = BiLSTM(6, 5)

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness import audio
 from harness.cli import main
-from harness.model_io import save_model
+from harness.data import audio
+from harness.models.model_io import save_model
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
 
 

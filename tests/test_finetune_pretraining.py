@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import StageError
-from harness.manifest import PreparedCorpus
-from harness.plugins import PluginManager
-from harness.pseudo_labels import KMeans, mfcc_frames
+from harness.core.errors import StageError
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import PluginManager
+from harness.training.pseudo_labels import KMeans, mfcc_frames
 from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams, span_mask
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 
@@ -64,7 +64,7 @@ def test_pretraining_from_scratch_with_mfcc_targets_and_with_layer_kmeans(corpus
 
 
 def test_codebook_targets_are_the_hubert_models_own_pseudo_labels(corpus, tmp_path):
-    from harness.waveforms import WaveformSet
+    from harness.data.waveforms import WaveformSet
     from plugins.finetune.continued_pretraining import TARGETS_FILE
     from plugins.upstreams.hubert import PRESETS, HubertUpstream
 

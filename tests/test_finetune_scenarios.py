@@ -9,9 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from harness.batching import DynamicBatchSampler, FixedBatchSampler, MixedBatchSampler
-from harness.manifest import PreparedCorpus
-from harness.plugins import PluginManager
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import PluginManager
+from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, MixedBatchSampler
 from plugins.finetune.multitask import Multitask, MultitaskParams
 from plugins.finetune.nonspeech import Nonspeech, NonspeechParams, mean_average_precision
 from tests import test_finetune_stable

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
-from harness.batching import FixedBatchSampler
-from harness.interfaces import Batch, DownstreamPlugin, PluginParams, Task
-from harness.manifest import PreparedCorpus
-from harness.plugins import PluginManager
-from harness.stable_ft import StableFineTuning, StableFTParams, task_batch, train_config
-from harness.train import fit
-from harness.waveforms import WaveformSet
+from harness.core.interfaces import Batch, DownstreamPlugin, PluginParams, Task
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import PluginManager
+from harness.data.batching import FixedBatchSampler
+from harness.data.waveforms import WaveformSet
+from harness.training.loop import fit
+from harness.training.stable_ft import StableFineTuning, StableFTParams, task_batch, train_config
 from plugins.finetune.supervised import Supervised, SupervisedParams
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import leaderboard as lbm
-from harness import leaderboard_formats as fmts
-from harness import stats
 from harness.cli import main
-from harness.store import MetricRow, StageRow
+from harness.core.store import MetricRow, StageRow
+from harness.report import stats
+from harness.report.leaderboard import builder as lbm
+from harness.report.leaderboard import formats as fmts
 from tests.leaderboard_helpers import FakeRun, labels, standard_run
 
 SETTINGS = lbm.Settings(n_resamples=400, n_permutations=1000)
@@ -145,7 +145,7 @@ def test_layer_weights_are_averaged_over_seeds(board):
 
 
 def test_plot_data_follow_the_table(board):
-    from harness.leaderboard_html import alpha_series, bar_panels, weight_panels
+    from harness.report.leaderboard.html import alpha_series, bar_panels, weight_panels
 
     (series,) = alpha_series(board)
     assert series.label == "tiny · pr (interp)" and series.x == [0.0, 0.25, 1.0]

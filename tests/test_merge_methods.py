@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness.cli import main
-from harness.errors import CheckpointError
-from harness.merging import merge_files
+from harness.core.errors import CheckpointError
+from harness.merging.engine import merge_files
 from plugins.merges.linear import LinearMerge, LinearParams
 from plugins.merges.sequential import SequentialMerge, SequentialParams
 from plugins.merges.ties import TiesMerge, TiesParams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.metrics import (
+from harness.evaluation.metrics import (
     accuracy,
     cer_stats,
     error_rate,

@@ -13,14 +13,14 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed; `pip install '.[ray]'` runs these tests")
 
-import harness.executors.ray as ray_executor  # noqa: E402
-from harness.driver import run_plan  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.executors.local import LocalExecutor  # noqa: E402
-from harness.executors.ray import RayExecutor  # noqa: E402
-from harness.plan import Stage, build_plan  # noqa: E402
-from harness.recipe import load_recipe  # noqa: E402
-from harness.store import Store  # noqa: E402
+import harness.pipeline.executors.ray as ray_executor  # noqa: E402
+from harness.core.errors import HarnessError  # noqa: E402
+from harness.core.plan import Stage, build_plan  # noqa: E402
+from harness.core.recipe import load_recipe  # noqa: E402
+from harness.core.store import Store  # noqa: E402
+from harness.pipeline.executors.local import LocalExecutor  # noqa: E402
+from harness.pipeline.executors.ray import RayExecutor  # noqa: E402
+from harness.pipeline.run import run_plan  # noqa: E402
 from tests.core_helpers import TOY_RECIPE, write_recipe  # noqa: E402
 from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 

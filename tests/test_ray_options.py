@@ -8,10 +8,12 @@ import sys
 
 import pytest
 
-from harness.commands.run_cmd import make_executor
-from harness.errors import HarnessError
-from harness.executors import ray as ray_executor
-from harness.executors.ray import (
+from harness.cli.run_cmd import make_executor
+from harness.core.errors import HarnessError
+from harness.core.plan import Stage, build_plan
+from harness.core.recipe import load_recipe
+from harness.pipeline.executors import ray as ray_executor
+from harness.pipeline.executors.ray import (
     check_address,
     fits,
     parse_memory,
@@ -20,8 +22,6 @@ from harness.executors.ray import (
     task_options,
     write_marker,
 )
-from harness.plan import Stage, build_plan
-from harness.recipe import load_recipe
 from tests.core_helpers import TOY_RECIPE, write_recipe
 from tests.ray_helpers import toy_only_manager
 from tests.toy_plugins import ToyUpstream

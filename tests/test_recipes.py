@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.driver import run_plan
-from harness.executors.local import LocalExecutor
-from harness.plan import build_plan
-from harness.plugins import default_manager
-from harness.recipe import load_recipe
-from harness.store import Store
+from harness.core.plan import build_plan
+from harness.core.recipe import load_recipe
+from harness.core.registry import default_manager
+from harness.core.store import Store
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.run import run_plan
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 PAPER = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name not in ("demo.yaml", "pretrain_tiny.yaml"))

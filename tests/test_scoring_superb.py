@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.scoring import SUPERB_2024, SUPERB_SLT2022, get_table, load_table, measured_table, superb_score
+from harness.core.errors import HarnessError
+from harness.evaluation.scoring import SUPERB_2024, SUPERB_SLT2022, get_table, load_table, measured_table, superb_score
 
 HUBERT_BASE = {"pr.per": 5.17, "sid.acc": 81.86, "er.acc": 64.99, "sf.f1": 88.54, "sf.cer": 24.70}
 

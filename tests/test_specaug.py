@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.ctc_probe import CTCProbeParams
-from harness.specaug import SpecAugSettings, spec_augment
+from harness.evaluation.ctc_probe import CTCProbeParams
+from harness.training.specaug import SpecAugSettings, spec_augment
 
 s3prl = pytest.importorskip("s3prl", reason="s3prl (pip install --no-deps s3prl==0.4.18) provides the reference")
 
@@ -94,7 +94,7 @@ def test_on_for_the_superb_protocol_off_for_embedded_unless_asked():
 
 
 def test_a_probe_augments_only_while_it_trains():
-    from harness.probe import ProbeModel, _Raw
+    from harness.evaluation.probe import ProbeModel, _Raw
     from plugins.downstreams.asr import SpeechRecognitionTask
 
     torch.manual_seed(0)

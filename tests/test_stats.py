@@ -1,4 +1,4 @@
-"""harness.stats against scipy and hand-computed cases."""
+"""harness.report.stats against scipy and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness import stats
+from harness.report import stats
 
 
 def _stats(num, den, seeds=(0,), ids=None) -> stats.ItemStats:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.batching import FixedBatchSampler
-from harness.errors import StopRequested
-from harness.stage import StageContext
-from harness.thermal import ThermalGuard, default_guard
-from harness.train import TrainConfig, fit
+from harness.core.errors import StopRequested
+from harness.core.stage import StageContext
+from harness.data.batching import FixedBatchSampler
+from harness.training.loop import TrainConfig, fit
+from harness.training.thermal import ThermalGuard, default_guard
 
 
 class FakeClock:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.batching import DynamicBatchSampler, FixedBatchSampler, padding_fraction
-from harness.errors import StageError
-from harness.stage import StageContext
-from harness.train import TrainConfig, fit, lr_factor
+from harness.core.errors import StageError
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, padding_fraction
+from harness.training.loop import TrainConfig, fit, lr_factor
 
 
 def make_ctx(tmp_path) -> StageContext:
@@ -204,8 +204,8 @@ def test_out_of_memory_halves_the_batch_and_skips_no_data(tmp_path):
 
 
 def test_repeated_runs_in_one_stage_resume_in_call_order(tmp_path):
-    from harness.errors import StopRequested
-    from harness.thermal import ThermalGuard
+    from harness.core.errors import StopRequested
+    from harness.training.thermal import ThermalGuard
 
     def two_folds(ctx, hot_second: bool):
         out = []

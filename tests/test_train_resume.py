@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from harness.train import rng_state, set_rng_state
+from harness.training.loop import rng_state, set_rng_state
 from tests.train_resume_script import train
 
 ROOT = Path(__file__).resolve().parent.parent

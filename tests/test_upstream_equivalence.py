@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import CheckpointError
-from harness.model_io import save_model
+from harness.core.errors import CheckpointError
+from harness.models.model_io import save_model
 from plugins.upstreams.decoar2 import Decoar2Params, Decoar2Plugin
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
 from plugins.upstreams.wav2vec2 import Wav2Vec2Params, Wav2Vec2Plugin

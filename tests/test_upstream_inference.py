@@ -1,11 +1,11 @@
-"""harness.inference: length-sorted batches within a cap; outputs per item equal to single runs."""
+"""harness.models.inference: length-sorted batches within a cap; outputs per item equal to single runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from harness.inference import batched_forward, fixed_batches, length_sorted_batches
+from harness.models.inference import batched_forward, fixed_batches, length_sorted_batches
 from plugins.upstreams.wav2vec2 import Wav2Vec2Params, Wav2Vec2Plugin
 
 

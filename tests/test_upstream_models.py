@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.errors import CheckpointError, HarnessError
-from harness.model_io import load_model, save_model
-from harness.params import validate_params
-from harness.plugins import PluginManager
+from harness.core.errors import CheckpointError, HarnessError
+from harness.core.params import validate_params
+from harness.core.registry import PluginManager
+from harness.models.model_io import load_model, save_model
 from plugins.upstreams import decoar2, fbank, hubert, wav2vec2
 
 PLUGINS = {
@@ -179,7 +179,7 @@ def test_fbank_is_the_superb_baseline(tiny_models):
 def test_kaldi_fbank_matches_kaldi_native_fbank(window):
     import kaldi_native_fbank as knf
 
-    from harness.fbank import KaldiFbank, kaldi_mel_banks
+    from harness.models.fbank import KaldiFbank, kaldi_mel_banks
 
     opts = knf.FbankOptions()
     opts.frame_opts.dither = 0.0
@@ -200,7 +200,7 @@ def test_kaldi_fbank_matches_kaldi_native_fbank(window):
 
 
 def test_decoar2_stacking_concatenates_neighbouring_frames():
-    from harness.fbank import reduce_frames
+    from harness.models.fbank import reduce_frames
 
     x = torch.arange(2 * 5 * 2, dtype=torch.float32).reshape(2, 5, 2)
     lengths = torch.tensor([5, 3])

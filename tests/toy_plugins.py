@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 
 from harness import hookimpl
-from harness.interfaces import (
+from harness.core.interfaces import (
     CorpusPlugin,
     DownstreamPlugin,
     EvalResult,
@@ -22,7 +22,7 @@ from harness.interfaces import (
     UpstreamOutput,
     UpstreamPlugin,
 )
-from harness.manifest import write_json, write_jsonl
+from harness.core.manifest import write_json, write_jsonl
 
 
 class ToyCorpusParams(PluginParams):

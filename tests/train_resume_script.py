@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.batching import DynamicBatchSampler
-from harness.stage import StageContext
-from harness.train import TrainConfig, fit
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler
+from harness.training.loop import TrainConfig, fit
 
 
 def train(work: Path, kill_at: int | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -13,7 +13,7 @@ as in the non-speech fine-tuning scenario) drops every clip with a label under t
 classes of the ontology (default: Human voice, which holds speech, and Singing), then keeps the
 ``max_classes`` most frequent remaining classes with at least ``min_clips`` training clips.
 Clips that were never downloaded are skipped with a logged count (``skip_missing``), as AudioSet
-downloads always have holes. The CSV reading is :mod:`harness.audioset_csv`, shared with the
+downloads always have holes. The CSV reading is :mod:`harness.data.audioset_csv`, shared with the
 embedded ``synthetic_nonspeech`` corpus.
 """
 
@@ -24,10 +24,17 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.audioset_csv import carve_dev, prepare_audioset, read_class_index, read_ontology, read_segments, subtree
-from harness.corpus_utils import LocalCorpusParams, require
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.stage import StageContext
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data.audioset_csv import (
+    carve_dev,
+    prepare_audioset,
+    read_class_index,
+    read_ontology,
+    read_segments,
+    subtree,
+)
+from harness.data.corpus import LocalCorpusParams, require
 
 NAME = "audioset"
 

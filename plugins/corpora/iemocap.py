@@ -20,10 +20,10 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.corpus_utils import LocalCorpusParams, checked, require, stable_fraction, write_prepared
-from harness.errors import CorpusError
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.stage import StageContext
+from harness.core.errors import CorpusError
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data.corpus import LocalCorpusParams, checked, require, stable_fraction, write_prepared
 
 NAME = "iemocap"
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}

@@ -19,11 +19,11 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.corpus_utils import LocalCorpusParams, checked, require, write_prepared
-from harness.errors import CorpusError
-from harness.interfaces import CorpusPlugin, InputPath, PluginParams
-from harness.phones import ARPABET, strip_stress
-from harness.stage import StageContext
+from harness.core.errors import CorpusError
+from harness.core.interfaces import CorpusPlugin, InputPath, PluginParams
+from harness.core.stage import StageContext
+from harness.data.corpus import LocalCorpusParams, checked, require, write_prepared
+from harness.data.phones import ARPABET, strip_stress
 
 log = logging.getLogger("harness.corpora.librispeech")
 NAME = "librispeech"

@@ -27,7 +27,7 @@ jitter), so styles are learnable but overlap. See :data:`STYLES`.
 by resampling, so pitch and formants move too), pitch perturbation (±``pitch_jitter`` espeak
 pitch units), reverberation with probability ``reverb_prob`` (RT60 uniform in ``rt60`` seconds,
 direct-to-reverberant ratio uniform in ``drr_db``), a random smooth channel EQ (gains uniform in
-±``eq_db`` dB at 9 band edges), background noise from :mod:`harness.sounds` with probability
+±``eq_db`` dB at 9 band edges), background noise from :mod:`harness.data.sounds` with probability
 ``noise_prob`` (SNR uniform in ``snr_db``) and a random level (peak uniform in ``peak``). 50-300 ms
 of leading and trailing silence is always added. The defaults were tuned so that linear probes on
 80-dim FBank stay well below the ceiling while every task stays learnable; measured with
@@ -59,9 +59,9 @@ import numpy as np
 from pydantic import Field
 
 from harness import hookimpl
-from harness.corpus_utils import write_abx_items, write_prepared
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.stage import StageContext
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data.corpus import write_abx_items, write_prepared
 from plugins.corpora._synth import nuisance, phonemap, text
 from plugins.corpora._synth.espeak import Voice
 from plugins.corpora._synth.render import Spec

@@ -1,4 +1,4 @@
-"""The embedded non-speech corpus: procedural sound clips of 16 classes (:mod:`harness.sounds`),
+"""The embedded non-speech corpus: procedural sound clips of 16 classes (:mod:`harness.data.sounds`),
 one to three classes per clip, written as an AudioSet tree and read back by the AudioSet reader.
 
 Layout written under the output folder::
@@ -22,8 +22,11 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field
 
-from harness import audio, hookimpl, sounds
-from harness.audioset_csv import (
+from harness import hookimpl
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data import audio, sounds
+from harness.data.audioset_csv import (
     AudioClass,
     Segment,
     prepare_audioset,
@@ -32,8 +35,6 @@ from harness.audioset_csv import (
     write_class_index,
     write_segments,
 )
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.stage import StageContext
 
 SPLIT_FILES = {"train": "train", "dev": "dev", "test": "eval"}
 

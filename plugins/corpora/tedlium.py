@@ -7,7 +7,7 @@ Layout (``root`` is ``TEDLIUM_release-3``)::
 
 (``split_set: speaker-adaptation`` reads ``speaker-adaptation/...`` instead.) Each ``.stm`` line is
 one utterance: rows carry ``start`` and ``end`` (seconds within the talk's file) and ``duration``;
-read them with :func:`harness.audio.load_utterance`. Segments marked
+read them with :func:`harness.data.audio.load_utterance`. Segments marked
 ``ignore_time_segment_in_scoring`` are left out; ``<unk>`` tokens are removed and split
 contractions are joined (``it 's`` -> ``it's``). Audio checks run on the talk files (header checks
 by default, as the talks are long).
@@ -21,11 +21,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness import audio, hookimpl
-from harness.corpus_utils import LocalCorpusParams, require, write_prepared
-from harness.errors import CorpusError
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.stage import StageContext
+from harness import hookimpl
+from harness.core.errors import CorpusError
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data import audio
+from harness.data.corpus import LocalCorpusParams, require, write_prepared
 
 NAME = "tedlium"
 _CONTRACTION = re.compile(r" '(?=\w)")

@@ -9,7 +9,7 @@ re-distributions ship it)::
 
 The SA sentences are left out (they are the same two sentences for every speaker). Splits: ``train``
 is TRAIN; ``test`` is the 24-speaker core test set; ``dev`` is the rest of TEST. Phones are folded to
-39 classes (:data:`harness.phones.TIMIT_61_TO_39`); ``q`` joins the phone before it, and repeated
+39 classes (:data:`harness.data.phones.TIMIT_61_TO_39`); ``q`` joins the phone before it, and repeated
 ``sil`` segments merge. Speaker ids are the folder names (e.g. ``fcjf0``).
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.corpus_utils import LocalCorpusParams, checked, normalise_text, write_abx_items, write_prepared
-from harness.errors import CorpusError
-from harness.interfaces import CorpusPlugin, PluginParams
-from harness.phones import SIL, TIMIT_39, TIMIT_61_TO_39
-from harness.stage import StageContext
+from harness.core.errors import CorpusError
+from harness.core.interfaces import CorpusPlugin, PluginParams
+from harness.core.stage import StageContext
+from harness.data.corpus import LocalCorpusParams, checked, normalise_text, write_abx_items, write_prepared
+from harness.data.phones import SIL, TIMIT_39, TIMIT_61_TO_39
 
 NAME = "timit"
 SAMPLE_RATE = 16000

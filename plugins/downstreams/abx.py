@@ -4,7 +4,7 @@ The corpus names libri-light item files (``meta["abx_items"]``: ``{"dev": ..., "
 ``#file`` = utterance id). Frames come from the shared feature cache (the float16 hidden states)
 or, past its budget, from the upstream directly. Error rates are in percent, lower is better;
 conditions: within/across speaker × within/any context, angular distance by default (see
-:mod:`harness.abx` for the maths and ``librilight_compat``).
+:mod:`harness.evaluation.abx` for the maths and ``librilight_compat``).
 
 ``layer``: a hidden-state index (negative counts from the end), or ``all``: every layer is scored
 on the dev item file and, per condition, the best dev layer is reported on test (metrics
@@ -21,15 +21,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from harness import audio, hookimpl
-from harness.abx import ABXScore, Item, abx, read_item_file
-from harness.errors import CorpusError, HarnessError
-from harness.feature_cache import FeatureCache, to_frame_dtype
-from harness.inference import batched_forward
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.probe import ProbeSettings, feature_cache_for
-from harness.stage import StageContext
+from harness import hookimpl
+from harness.core.errors import CorpusError, HarnessError
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.data import audio
+from harness.evaluation.abx import ABXScore, Item, abx, read_item_file
+from harness.evaluation.probe import ProbeSettings, feature_cache_for
+from harness.models.feature_cache import FeatureCache, to_frame_dtype
+from harness.models.inference import batched_forward
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
 #: aligns every pair of tokens, so time grows with the square of the item count)

@@ -7,11 +7,11 @@ greedy CTC decoding; WER = word edits (jiwer) summed over the set over the summe
 SUPERB (s3prl ``downstream/asr/config.yaml``, LibriSpeech 100 h): projector to 1024, a 2-layer
 bidirectional LSTM of 1024 units with dropout 0.2, linear to the characters; Adam at 1e-4,
 batch 32, 200,000 steps, dev every 2,000, gradient clipping 1; SpecAugment on the weighted-sum
-features while training (:mod:`harness.specaug`; ``protocol: superb``); best on dev WER; no
+features while training (:mod:`harness.training.specaug`; ``protocol: superb``); best on dev WER; no
 language model (s3prl's default decoding has none either).
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
-character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``sf``.
+character CTC to emerge) are in :mod:`harness.evaluation.ctc_probe`, shared with ``sf``.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.ctc_probe import PROTOCOLS, CTCProbeParams
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.metrics import wer_stats
-from harness.probe import evaluate_task, resolve_settings, task_splits
-from harness.specaug import SpecAugSettings
-from harness.stage import StageContext
-from harness.tasks import CTCTask, char_vocab
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.evaluation.ctc_probe import PROTOCOLS, CTCProbeParams
+from harness.evaluation.metrics import wer_stats
+from harness.evaluation.probe import evaluate_task, resolve_settings, task_splits
+from harness.evaluation.tasks import CTCTask, char_vocab
+from harness.training.specaug import SpecAugSettings
 
 UNK = "<unk>"
 
 
 class ASRParams(CTCProbeParams):
-    """The CTC probe's parameters (:mod:`harness.ctc_probe`)."""
+    """The CTC probe's parameters (:mod:`harness.evaluation.ctc_probe`)."""
 
 
 class SpeechRecognitionTask(CTCTask):

@@ -16,12 +16,12 @@ evaluated fold.
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.errors import CorpusError
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
-from harness.stage import StageContext
-from harness.tasks import UtteranceTask
+from harness.core.errors import CorpusError
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.evaluation.tasks import UtteranceTask
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=30_000, lr=1e-4, batch_size=4, accumulate=8, eval_every=1000),

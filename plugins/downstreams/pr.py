@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.errors import CorpusError
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.metrics import sequence_edits
-from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings
-from harness.stage import StageContext
-from harness.tasks import CTCTask
+from harness.core.errors import CorpusError
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.evaluation.metrics import sequence_edits
+from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings
+from harness.evaluation.tasks import CTCTask
 
 SILENCES = frozenset({"sil", "sp", "spn", "h#", "pau", "epi"})
 

@@ -6,15 +6,15 @@ beatles E-artist``); projector to 1024, a 2-layer bidirectional LSTM of 1024 uni
 a linear layer to the characters, the slot tokens and the CTC blank; Adam at 1e-4, batch 32,
 200,000 steps, dev every 2,000, gradient clipping 1; best on dev slot-type F1; greedy decoding.
 Slot-type F1 and slot-value CER are computed exactly as s3prl's ``metric.py`` does (see
-:mod:`harness.metrics`). The target is built from the manifest's ``text`` and ``slots`` (values
+:mod:`harness.evaluation.metrics`). The target is built from the manifest's ``text`` and ``slots`` (values
 are substrings of the text, in order); the character vocabulary is the set of characters of the
 training text (``<unk>`` for others).
 
 With ``protocol: superb``, SpecAugment on the weighted-sum features while training, as s3prl does
-(:mod:`harness.specaug`).
+(:mod:`harness.training.specaug`).
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
-character CTC to emerge) are in :mod:`harness.ctc_probe`, shared with ``asr``.
+character CTC to emerge) are in :mod:`harness.evaluation.ctc_probe`, shared with ``asr``.
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.ctc_probe import PROTOCOLS, CTCProbeParams
-from harness.errors import CorpusError
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.metrics import slot_type_f1_item, slot_value_cer_stats
-from harness.probe import evaluate_task, resolve_settings, task_splits
-from harness.specaug import SpecAugSettings
-from harness.stage import StageContext
-from harness.tasks import CTCTask, char_vocab
+from harness.core.errors import CorpusError
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.evaluation.ctc_probe import PROTOCOLS, CTCProbeParams
+from harness.evaluation.metrics import slot_type_f1_item, slot_value_cer_stats
+from harness.evaluation.probe import evaluate_task, resolve_settings, task_splits
+from harness.evaluation.tasks import CTCTask, char_vocab
+from harness.training.specaug import SpecAugSettings
 
 UNK = "<unk>"
 
 
 class SFParams(CTCProbeParams):
-    """The CTC probe's parameters (:mod:`harness.ctc_probe`)."""
+    """The CTC probe's parameters (:mod:`harness.evaluation.ctc_probe`)."""
 
 
 def slot_tokens(row: dict[str, Any]) -> list[str]:

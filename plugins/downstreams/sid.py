@@ -17,12 +17,12 @@ has a few hundred utterances; 1e-4 would not move a head in 300 steps).
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.errors import CorpusError
-from harness.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
-from harness.stage import StageContext
-from harness.tasks import UtteranceTask
+from harness.core.errors import CorpusError
+from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
+from harness.evaluation.tasks import UtteranceTask
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=8, accumulate=4, eval_every=4000),

@@ -31,15 +31,15 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.batching import DynamicBatchSampler
-from harness.errors import StageError
-from harness.interfaces import FinetunePlugin, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.pseudo_labels import KMeans, mfcc_frames, sample_rows
-from harness.stable_ft import StableFineTuning, StableFTParams, pick_corpus, split_rows, train_config
-from harness.stage import StageContext
-from harness.train import fit
-from harness.waveforms import WaveBatch, WaveformSet
+from harness.core.errors import StageError
+from harness.core.interfaces import FinetunePlugin, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler
+from harness.data.waveforms import WaveBatch, WaveformSet
+from harness.training.loop import fit
+from harness.training.pseudo_labels import KMeans, mfcc_frames, sample_rows
+from harness.training.stable_ft import StableFineTuning, StableFTParams, pick_corpus, split_rows, train_config
 
 log = logging.getLogger("harness.finetune.continued_pretraining")
 

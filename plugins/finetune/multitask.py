@@ -19,11 +19,14 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.batching import DynamicBatchSampler, MixedBatchSampler
-from harness.errors import StageError
-from harness.interfaces import FinetunePlugin, PluginParams, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.stable_ft import (
+from harness.core.errors import StageError
+from harness.core.interfaces import FinetunePlugin, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler, MixedBatchSampler
+from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves
+from harness.training.loop import fit
+from harness.training.stable_ft import (
     StableFineTuning,
     StableFTParams,
     evaluate_task,
@@ -33,9 +36,6 @@ from harness.stable_ft import (
     task_batch,
     train_config,
 )
-from harness.stage import StageContext
-from harness.train import fit
-from harness.waveforms import WaveBatch, WaveformSet, pad_waves
 
 
 class TaskSpec(PluginParams):

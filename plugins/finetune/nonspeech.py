@@ -18,11 +18,11 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.errors import CorpusError
-from harness.interfaces import Batch, Direction, FinetunePlugin, Task, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.stable_ft import StableFTParams, finetune_on_task, pick_corpus
-from harness.stage import StageContext
+from harness.core.errors import CorpusError
+from harness.core.interfaces import Batch, Direction, FinetunePlugin, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.training.stable_ft import StableFTParams, finetune_on_task, pick_corpus
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

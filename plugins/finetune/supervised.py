@@ -3,7 +3,7 @@
 The task object (labels, head, loss, metric) is the downstream plugin's own
 (:meth:`DownstreamPlugin.make_task`), trained here on the upstream's *last* hidden state with the
 upstream trainable. ``task: pc`` is frame-level phone classification with cross-entropy
-(:mod:`harness.frame_phones`; needs phone alignments). The best dev checkpoint is kept.
+(:mod:`harness.evaluation.frame_phones`; needs phone alignments). The best dev checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from pydantic import Field
 
 from harness import hookimpl
-from harness.interfaces import FinetunePlugin, UpstreamModel
-from harness.manifest import PreparedCorpus
-from harness.stable_ft import StableFTParams, finetune_on_task, make_task, pick_corpus
-from harness.stage import StageContext
+from harness.core.interfaces import FinetunePlugin, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.training.stable_ft import StableFTParams, finetune_on_task, make_task, pick_corpus
 
 
 class SupervisedParams(StableFTParams):

@@ -2,7 +2,7 @@
 
 α = 0 is the pre-trained model, α = 1 the fine-tuned model (Stable-FT) or, with several models,
 their plain average. Integer buffers and pre-training-only heads are copied from θ0
-(:mod:`harness.merging`).
+(:mod:`harness.merging.engine`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from pydantic import Field
 
 from harness import hookimpl
-from harness.interfaces import MergePlugin, PluginParams
-from harness.merging import interpolation_shortcut
+from harness.core.interfaces import MergePlugin, PluginParams
+from harness.merging.engine import interpolation_shortcut
 
 
 class LinearParams(PluginParams):

@@ -15,9 +15,9 @@ import torch
 from pydantic import Field
 
 from harness import hookimpl
-from harness.errors import StageError
-from harness.interfaces import MergePlugin, PluginParams
-from harness.merging import interpolation_shortcut
+from harness.core.errors import StageError
+from harness.core.interfaces import MergePlugin, PluginParams
+from harness.merging.engine import interpolation_shortcut
 
 
 class SequentialParams(PluginParams):

@@ -21,7 +21,7 @@ import torch
 from pydantic import ConfigDict, Field
 
 from harness import hookimpl
-from harness.interfaces import MergePlugin, PluginParams
+from harness.core.interfaces import MergePlugin, PluginParams
 
 
 class TiesParams(PluginParams):

@@ -31,12 +31,12 @@ from transformers import Wav2Vec2Config
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2Encoder, Wav2Vec2EncoderStableLayerNorm
 
 from harness import hookimpl
-from harness.checkpoints import load_torch_checkpoint, tensors_only
-from harness.errors import CheckpointError
-from harness.fairseq import checkpoint_configs, detect_family, encoder_key
-from harness.fbank import KaldiFbank, reduce_frames, utterance_cmvn
-from harness.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
-from harness.speech_encoder import (
+from harness.core.errors import CheckpointError
+from harness.core.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.models.checkpoints import load_torch_checkpoint, tensors_only
+from harness.models.fairseq import checkpoint_configs, detect_family, encoder_key
+from harness.models.fbank import KaldiFbank, reduce_frames, utterance_cmvn
+from harness.models.speech_encoder import (
     ENCODER_SHAPES,
     ENCODER_TRAINING,
     SourceParams,

@@ -16,10 +16,10 @@ from typing import Any, Literal
 import torch
 
 from harness import hookimpl
-from harness.errors import CheckpointError
-from harness.fbank import KaldiFbank, add_deltas, utterance_cmvn
-from harness.interfaces import InputPath, PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
-from harness.speech_encoder import frame_mask, load_own_model, own_model_files
+from harness.core.errors import CheckpointError
+from harness.core.interfaces import InputPath, PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.models.fbank import KaldiFbank, add_deltas, utterance_cmvn
+from harness.models.speech_encoder import frame_mask, load_own_model, own_model_files
 
 DEFAULT_CONFIG: dict[str, Any] = {"num_mel_bins": 80, "window": "povey", "deltas": 2, "delta_window": 5, "cmvn": True}
 

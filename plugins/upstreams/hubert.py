@@ -26,8 +26,8 @@ from torch import nn
 from transformers import HubertConfig, HubertModel
 
 from harness import hookimpl
-from harness.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin, preset_configs
-from harness.speech_encoder import SourceParams
+from harness.models.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin, preset_configs
+from harness.models.speech_encoder import SourceParams
 
 log = logging.getLogger("harness.upstreams.hubert")
 

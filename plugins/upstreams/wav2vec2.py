@@ -16,8 +16,8 @@ from typing import Any, Literal
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from harness import hookimpl
-from harness.hf_speech import SpeechTransformer, SpeechTransformerPlugin, preset_configs
-from harness.speech_encoder import SourceParams
+from harness.models.hf_speech import SpeechTransformer, SpeechTransformerPlugin, preset_configs
+from harness.models.speech_encoder import SourceParams
 
 PRESETS: dict[str, dict[str, Any]] = preset_configs()
 

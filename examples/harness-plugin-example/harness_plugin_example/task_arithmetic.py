@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harness import hookimpl
-from harness.interfaces import MergePlugin, PluginParams
+from harness.core.interfaces import MergePlugin, PluginParams
 
 
 class TaskArithmeticParams(PluginParams):

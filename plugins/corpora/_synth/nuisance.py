@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from harness import sounds
+from harness.data import sounds
 
 #: edges of the EQ bands in Hz (gain drawn at each edge, interpolated linearly in between)
 EQ_FREQS = (0.0, 150.0, 300.0, 600.0, 1200.0, 2400.0, 4000.0, 6000.0, 8000.0)
@@ -54,7 +54,7 @@ def equalise(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) 
 
 
 def add_noise(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) -> np.ndarray:
-    """Add a procedural background (:func:`harness.sounds.noise`) at an SNR drawn from ``cfg.snr_db``."""
+    """Add a procedural background (:func:`harness.data.sounds.noise`) at an SNR drawn from ``cfg.snr_db``."""
     noise = sounds.noise(rng, len(wav), sr).astype(np.float64)
     speech_power = float(np.mean(wav**2))
     snr = rng.uniform(*cfg.snr_db)

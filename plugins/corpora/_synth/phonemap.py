@@ -1,6 +1,6 @@
 """espeak-ng (en-us) phoneme mnemonics -> the corpus phone inventory, and phone alignments.
 
-The inventory is the 39 CMU/ARPAbet phones (:data:`harness.phones.ARPABET`) plus ``sil``. The
+The inventory is the 39 CMU/ARPAbet phones (:data:`harness.data.phones.ARPABET`) plus ``sil``. The
 mapping (stress marks ``'`` ``,`` and the syllabic mark ``=`` removed first):
 
 =========================  ==================  =========================  =================
@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import re
 
-from harness.phones import ARPABET, SIL
+from harness.data.phones import ARPABET, SIL
 
 log = logging.getLogger("harness.corpora.synthetic")
 

@@ -1,0 +1,82 @@
+"""`harness results DIR`: what the store holds (stages, metrics, errors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.core.errors import HarnessError
+from harness.core.store import DB_NAME, Store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("results", help="print what the results store of an output folder holds")
+    parser.add_argument("output", type=Path, help="the output folder of a run")
+    parser.add_argument("--json", action="store_true", help="a JSON list of metric rows")
+    parser.add_argument("--failed", action="store_true", help="show failed stages with their errors")
+    parser.set_defaults(func=run)
+
+
+def open_store(output: Path) -> Store:
+    if not (Path(output) / DB_NAME).is_file():
+        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
+    return Store(output, readonly=True)
+
+
+def metric_rows(store: Store) -> list[dict]:
+    stages = {s.key: s for s in store.stages()}
+    rows = []
+    for m in store.metrics():
+        stage = stages.get(m.stage)
+        labels = stage.labels if stage else {}
+        rows.append({"stage": m.stage, "kind": stage.kind if stage else None, "model": labels.get("model"),
+                     "upstream": labels.get("upstream"), "seed": labels.get("seed"), "task": m.task,
+                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
+                     "items_path": m.items_path})
+    return rows
+
+
+def print_scores(output: Path, console: Console) -> None:
+    """The SUPERB score of every model, as the last lines of `harness run`."""
+    with open_store(output) as store:
+        rows = [r for r in metric_rows(store) if r["metric"] == "superb.score"]
+    if not rows:
+        return
+    table = Table(title="SUPERB score")
+    for col in ("upstream", "model", "seed", "score"):
+        table.add_column(col, justify="right" if col in ("seed", "score") else "left")
+    for r in sorted(rows, key=lambda r: (str(r["upstream"]), str(r["model"]), r["seed"] or 0)):
+        table.add_row(str(r["upstream"]), str(r["model"]), str(r["seed"]), f"{r['value']:.2f}")
+    console.print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_store(args.output) as store:
+        rows = metric_rows(store)
+        stages = store.stages()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    console = Console(highlight=False)
+    by_status: dict[str, int] = {}
+    for s in stages:
+        by_status[s.status] = by_status.get(s.status, 0) + 1
+    console.print(f"{len(stages)} stages: " + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())))
+    table = Table(title=f"metrics in {args.output}")
+    for col in ("stage", "upstream", "model", "seed", "metric", "value"):
+        table.add_column(col, justify="right" if col in ("seed", "value") else "left")
+    for r in rows:
+        if r["kind"] == "finetune":
+            continue
+        table.add_row(r["stage"][:8], str(r["upstream"]), str(r["model"]), str(r["seed"]), r["metric"],
+                      f"{r['value']:.2f}")
+    console.print(table)
+    if args.failed:
+        for s in stages:
+            if s.status == "failed":
+                console.print(f"[red]{s.key[:8]} {s.name}[/]\n{s.error}")
+    return 0

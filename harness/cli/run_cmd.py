@@ -1,0 +1,64 @@
+"""`harness run RECIPE`: run every stage once (cached, resumable) and store the results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.cli.common import add_recipe_arguments, load_plan
+from harness.core.errors import HarnessError
+from harness.pipeline.executors.base import Executor
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.run import run_plan
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="run a recipe: every stage once, cached and resumable")
+    add_recipe_arguments(parser)
+    parser.add_argument("--keep-going", action="store_true",
+                        help="after a failed stage, still run the stages that do not depend on it")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="where stages run (default: this process)")
+    parser.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local one)")
+    parser.add_argument("--max-retries", type=int, default=3, metavar="N",
+                        help="with --executor ray: times a stage whose worker died is run again (it resumes)")
+    parser.add_argument("--num-cpus", type=int,
+                        help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
+    parser.set_defaults(func=run)
+
+
+def make_executor(args: argparse.Namespace) -> Executor:
+    if args.executor == "ray":
+        from harness.pipeline.executors.ray import RayExecutor
+
+        return RayExecutor(address=args.address, num_cpus=getattr(args, "num_cpus", None),
+                           max_retries=getattr(args, "max_retries", 3))
+    return LocalExecutor()
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, highlight=False)
+    plan = load_plan(args)
+    recipe = plan.recipe
+    missing = recipe.missing_inputs()
+    if missing:
+        listing = "; ".join(f"{k} -> {p}" for k, p in sorted(missing.items()))
+        relative = any(not p.is_absolute() for p in missing.values())
+        where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
+        raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}){where}; "
+                           "set the environment variables the recipe uses or fix the paths.")
+    executor = make_executor(args)
+    summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console)
+    console.print(f"{len(summary.ran)} stage(s) ran, {len(summary.cached)} cached, {len(summary.failed)} failed, "
+                  f"{len(summary.blocked)} not run; results in {recipe.output}")
+    if summary.stopped:
+        console.print("stopped cleanly after a checkpoint; rerun the same command to resume.")
+    if summary.failed:
+        console.print(f"see `harness results {recipe.output} --failed` for the errors.")
+    if summary.ok:
+        from harness.cli.results_cmd import print_scores
+
+        print_scores(recipe.output, console)
+    return 0 if summary.ok else 1

@@ -1,0 +1,272 @@
+"""The abstract interface of each plugin kind: the few methods the core really calls.
+
+Every plugin class carries ``name`` (recipe name), ``version`` (part of stage keys: bump it when
+results change), ``summary`` (one line for ``harness plugins``) and ``Params``, a pydantic model
+(``extra="forbid"``) of what a recipe may set. Parameters typed :data:`InputPath` are checked for
+existence at plan time, all at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from harness.core.manifest import PreparedCorpus
+    from harness.core.stage import StageContext
+    from harness.training.specaug import SpecAugSettings
+
+Direction = Literal["higher", "lower"]
+
+
+class InputPathMarker:
+    """Marks a parameter as a path that must exist before anything runs."""
+
+
+#: A path the user brings (a checkpoint, a corpus root); checked at plan time.
+InputPath = Annotated[Path, InputPathMarker()]
+
+
+class PluginParams(BaseModel):
+    """Base for every plugin's ``Params``: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Plugin(ABC):
+    """What every plugin class has in common."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[PluginParams]] = PluginParams
+
+
+# --------------------------------------------------------------------------- upstream
+
+
+@dataclass
+class UpstreamOutput:
+    """Hidden states (each B×T×D; input of each transformer layer plus the final output) and the
+    number of valid frames per utterance (B,)."""
+
+    hidden_states: list[torch.Tensor]
+    lengths: torch.Tensor
+
+
+class UpstreamModel(torch.nn.Module, ABC):
+    """A speech representation model taking 16 kHz waveforms.
+
+    Subclasses set ``family`` (the upstream plugin's name), ``hidden_size``, ``num_hidden_states``,
+    ``frame_shift`` (seconds between frames) and implement :meth:`forward` and :meth:`config`.
+    The state dict is the model's weights exactly as merged and saved (safetensors).
+    """
+
+    family: str = ""
+    sample_rate: int = 16000
+    hidden_size: int
+    num_hidden_states: int
+    frame_shift: float = 0.02
+
+    @abstractmethod
+    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
+        """``wavs`` is B×S float32 zero-padded, ``wav_lengths`` the valid samples (B,)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """A JSON-serialisable config from which the plugin's ``from_config`` rebuilds the model."""
+
+    def downsampling_module(self) -> torch.nn.Module | None:
+        """The CNN (or other front end) that stable fine-tuning keeps frozen; None if there is none."""
+        return None
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Trade compute for memory during fine-tuning; a no-op where unsupported."""
+
+    def set_layerdrop(self, probability: float) -> None:
+        """Set transformer layer drop (fine-tuning turns it off); a no-op where unsupported."""
+
+    def frame_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
+        """Number of output frames for each waveform length."""
+        return torch.div(wav_lengths, int(self.frame_shift * self.sample_rate), rounding_mode="floor")
+
+
+class UpstreamPlugin(Plugin):
+    """Builds an :class:`UpstreamModel` from a checkpoint path or a named preset."""
+
+    kind = "upstream"
+    #: False for fixed front ends (FBank): the planner never fine-tunes or merges them
+    trainable: ClassVar[bool] = True
+
+    @abstractmethod
+    def build(self, params: PluginParams, seed: int) -> UpstreamModel:
+        """The model described by ``params`` (a checkpoint, or a preset initialised from ``seed``)."""
+
+    @abstractmethod
+    def from_config(self, config: dict[str, Any]) -> UpstreamModel:
+        """An uninitialised model of the architecture ``config`` (from :meth:`UpstreamModel.config`)."""
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+class CorpusPlugin(Plugin):
+    """Prepares a manifest from a local root (or generates the audio, for embedded corpora).
+
+    ``prepare`` writes into ``out_dir`` the layout :class:`harness.core.manifest.PreparedCorpus` reads:
+    ``<split>.jsonl`` per split, ``vocab.json`` and ``meta.json``.
+    """
+
+    kind = "corpus"
+
+    @abstractmethod
+    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
+        """Write the manifests for every split into ``out_dir``."""
+
+
+# --------------------------------------------------------------------------- downstream
+
+
+@dataclass
+class Batch:
+    """A padded batch of utterances as a head sees it.
+
+    ``features``: B×T×D (a weighted sum of hidden states, or one hidden state), ``lengths``: valid
+    frames (B,), ``utterances``: the manifest rows, ``pooled``: B×D pooled features when the task
+    trains on cached time means instead of frames (then ``features`` is None).
+    """
+
+    features: torch.Tensor | None
+    lengths: torch.Tensor | None
+    utterances: list[dict[str, Any]]
+    pooled: torch.Tensor | None = None
+
+
+class Task(ABC):
+    """A task defined once: its labels, head, loss and metric, used frozen by a downstream and
+    trainable by supervised fine-tuning.
+
+    ``metrics`` maps metric name to its direction; ``primary_metric`` selects the best checkpoint on dev.
+    ``pooled`` says the head starts with mean pooling over valid frames followed by a linear map,
+    so a cache of per-layer time means is exact. ``specaug``: SpecAugment applied to a probe's
+    weighted-sum features while it trains (:mod:`harness.training.specaug`), or None.
+    """
+
+    name: str
+    label_fields: tuple[str, ...] = ()
+    metrics: dict[str, Direction] = {}
+    primary_metric: str = ""
+    pooled: bool = False
+    specaug: SpecAugSettings | None = None
+
+    @abstractmethod
+    def build_head(self, input_dim: int) -> torch.nn.Module:
+        """The task prediction model for features of size ``input_dim``."""
+
+    @abstractmethod
+    def loss(self, head: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The training loss of ``head`` on ``batch`` (a scalar)."""
+
+    @abstractmethod
+    def predict(self, head: torch.nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        """One record per utterance (id, prediction, reference, per-item scores) for aggregation."""
+
+    @abstractmethod
+    def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Corpus-level metrics from per-item records (e.g. PER = summed edits / summed length)."""
+
+
+@dataclass
+class EvalResult:
+    """What an evaluate stage returns.
+
+    ``metrics`` are named ``metric`` (the stage adds the ``task.`` prefix), in the units of the
+    SUPERB tables (percent for PER, WER, CER, accuracy, F1 and ABX error).
+    """
+
+    metrics: dict[str, float]
+    directions: dict[str, Direction]
+    n_items: int
+    items: list[dict[str, Any]] = field(default_factory=list)
+    layer_weights: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DownstreamPlugin(Plugin):
+    """One SUPERB task (or ABX) evaluated on a frozen upstream."""
+
+    kind = "downstream"
+    #: manifest fields the corpus must have (e.g. ("phones",))
+    label_fields: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def evaluate(
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+    ) -> EvalResult:
+        """Train the probe on ``train``, select on ``dev``, report on ``test``."""
+
+    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+        """The task object shared with supervised fine-tuning; ABX has none."""
+        raise NotImplementedError(f"downstream {self.name!r} has no trainable task")
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+class FinetunePlugin(Plugin):
+    """A fine-tuning scenario: θ0 -> θft (stable fine-tuning by default)."""
+
+    kind = "finetune"
+
+    @abstractmethod
+    def finetune(
+        self,
+        upstream: UpstreamModel,
+        corpora: dict[str, PreparedCorpus],
+        params: PluginParams,
+        ctx: StageContext,
+    ) -> dict[str, float]:
+        """Train ``upstream`` in place; return final dev metrics (may be empty).
+
+        ``corpora`` maps the recipe's corpus names to prepared corpora (those the entry names).
+        """
+
+
+# --------------------------------------------------------------------------- merge
+
+
+class MergePlugin(Plugin):
+    """A function of state dicts: (θ0, [θft...], params) -> θ, streamed tensor by tensor."""
+
+    kind = "merge"
+    #: "each": applied to every single fine-tuned model; "group": to the listed models together;
+    #: "chain": the planner expands it into finetune -> merge links (sequential).
+    mode: ClassVar[Literal["each", "group", "chain"]] = "each"
+
+    @abstractmethod
+    def merge_tensor(
+        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: PluginParams
+    ) -> torch.Tensor:
+        """The merged value of one tensor."""
+
+    def prepare(self, base: Any, finetuned: list[Any], params: PluginParams) -> None:
+        """Optional whole-model pass before merging (TIES' model-wide top-k threshold).
+
+        ``base`` and ``finetuned`` are open safetensors handles (``keys()``, ``get_tensor(name)``),
+        so a pass reads one tensor at a time.
+        """
+
+    def shortcut(self, params: PluginParams, n_models: int) -> Literal["base", "model"] | None:
+        """Say when the merge returns θ0 (``"base"``) or the single fine-tuned model (``"model"``)
+        unchanged (linear α = 0 / α = 1): the planner then reuses that model instead of a stage."""
+        return None
+
+    def merges(self, name: str, tensor: torch.Tensor) -> bool:
+        """Whether a tensor is merged; others are copied from θ0 (integer buffers by default)."""
+        return tensor.is_floating_point()

@@ -1,0 +1,97 @@
+"""Plugin parameters: validation with one-sentence errors, ``k=v`` parsing, input-path discovery."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.core.errors import HarnessError
+from harness.core.interfaces import InputPathMarker, PluginParams
+from harness.core.suggest import suggest
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel], where: str) -> str:
+    """One sentence for the first problem pydantic found, naming the key and what was expected."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    path = f"{where}.{loc}" if loc else where
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        return f"{path}: unknown key {key!r}{suggest(key, list(model.model_fields))}"
+    if kind == "missing":
+        return f"{path}: this key is required"
+    got = err.get("input")
+    got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}{got_text}"
+
+
+def validate_params(params_cls: type[PluginParams], values: dict[str, Any], where: str) -> PluginParams:
+    """Validate ``values`` against a plugin's schema; raise one clear :class:`HarnessError`."""
+    try:
+        return params_cls.model_validate(values)
+    except ValidationError as exc:
+        message = describe_validation_error(exc, params_cls, where)
+        raise HarnessError(message if message.endswith((".", "?", "!")) else message + ".") from None
+
+
+def parse_key_values(pairs: list[str] | None) -> dict[str, Any]:
+    """``["alpha=0.25", "scope=model"]`` -> ``{"alpha": 0.25, "scope": "model"}`` (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--param {pair!r} is not of the form key=value; write e.g. --param alpha=0.25.")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _is_input_path(annotation: Any) -> bool:
+    if any(isinstance(m, InputPathMarker) for m in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_is_input_path(arg) for arg in typing.get_args(annotation))
+
+
+def input_path_fields(params_cls: type[BaseModel]) -> list[str]:
+    """Names of the fields typed :data:`harness.core.interfaces.InputPath` (optionally in a union or list)."""
+    names = []
+    for name, info in params_cls.model_fields.items():
+        if any(isinstance(m, InputPathMarker) for m in info.metadata) or _is_input_path(info.annotation):
+            names.append(name)
+    return names
+
+
+def input_paths(params: BaseModel) -> dict[str, Path]:
+    """The user-supplied paths in validated params, by field name (lists give name[i])."""
+    out: dict[str, Path] = {}
+    for name in input_path_fields(type(params)):
+        value = getattr(params, name)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                out[f"{name}[{i}]"] = Path(v)
+        else:
+            out[name] = Path(value)
+    return out
+
+
+def is_list_field(params_cls: type[BaseModel], name: str) -> bool:
+    """Whether a field itself takes a list (so a list value is a value, not a sweep)."""
+    info = params_cls.model_fields.get(name)
+    if info is None:
+        return False
+    return _accepts_list(info.annotation)
+
+
+def _accepts_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    if origin is typing.Annotated:
+        return _accepts_list(typing.get_args(annotation)[0])
+    return any(_accepts_list(a) for a in typing.get_args(annotation)) if origin is not None else False

@@ -1,0 +1,369 @@
+"""YAML recipe -> validated recipe. Every error names the key path and the YAML line.
+
+A recipe::
+
+    name: demo
+    output: runs/demo
+    seeds: [0]
+    score: {reference: measured}          # superb-2024 | superb-slt2022 | measured | a YAML table path
+    corpora:     {NAME: {plugin: P, ...params}}
+    upstreams:   {NAME: {plugin: P, ...params, pretrain: {plugin: FT, ...}}}
+    finetune:    {NAME: {plugin: P, corpus: C, ...params}}      # plugin "none" is the pre-trained model
+    merges:      {NAME: {plugin: P, models: [FT, ...], ...params}}
+    downstreams: {NAME: {plugin: P, corpus: C, ...params}}
+    presets:     {NAME: {...any of the above, merged over the recipe}}
+
+A list given where a parameter takes a single value sweeps it (``alpha: [0.0, 0.25, 1.0]``).
+``${VAR}`` in strings expands environment variables. ``--preset NAME`` (or ``HARNESS_PRESET``)
+merges ``presets.NAME`` over the recipe: an entry that names a ``plugin`` replaces the recipe's
+entry wholesale, any other mapping is merged key by key, and a null drops an entry.
+Relative paths (``output``, input paths such as checkpoints and corpus roots, a reference table)
+are read from the working directory, as in a shell: run recipes from the project's root.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.core.errors import HarnessError, RecipeError
+from harness.core.params import input_paths, is_list_field, validate_params
+from harness.core.registry import PluginManager
+from harness.core.suggest import suggest
+
+SECTIONS = {
+    "corpora": "corpus",
+    "upstreams": "upstream",
+    "finetune": "finetune",
+    "merges": "merge",
+    "downstreams": "downstream",
+}
+TOP_KEYS = ["name", "description", "output", "seeds", "score", "baseline", "resources", "presets", *SECTIONS]
+#: keys the planner reads itself; handed to a plugin only when its Params declare them
+STRUCTURAL = {"upstreams": ("pretrain",), "merges": ("models", "each"), "finetune": ("corpus",),
+              "downstreams": ("corpus",)}
+NONE_PLUGIN = "none"
+STAGE_KINDS = ("prepare", "upstream", "finetune", "merge", "evaluate", "score")
+REFERENCES = ("superb-2024", "superb-slt2022", "measured")
+ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class Variant:
+    """One point of an entry's parameter sweep."""
+
+    params: Any  # the plugin's validated Params
+    swept: dict[str, Any]  # the swept keys and their values at this point
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.swept.items())
+
+
+@dataclass
+class Entry:
+    section: str
+    name: str
+    plugin: str
+    variants: list[Variant]
+    structural: dict[str, Any] = field(default_factory=dict)
+    corpus_refs: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+@dataclass
+class Recipe:
+    path: Path
+    name: str
+    output: Path
+    seeds: list[int]
+    reference: str
+    baseline: bool
+    resources: dict[str, dict[str, float]]
+    entries: dict[str, dict[str, Entry]]
+    inputs: dict[str, Path]  # "section.entry.param" -> path the user brings
+    lines: dict[tuple[str, ...], int]
+
+    def missing_inputs(self) -> dict[str, Path]:
+        return {k: p for k, p in self.inputs.items() if not p.exists()}
+
+
+# ---------------------------------------------------------------------- YAML with line numbers
+
+
+def _line_map(node: yaml.Node, path: tuple[str, ...] = (), out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[path + (str(key.value),)] = key.start_mark.line + 1
+            _line_map(value, path + (str(key.value),), out)
+            out[path + (str(key.value),)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            _line_map(value, path + (str(i),), out)
+    return out
+
+
+class _Locator:
+    def __init__(self, source: Path, lines: dict, preset: str | None):
+        self.source, self.lines, self.preset = source, lines, preset
+
+    def line(self, path: tuple[str, ...]) -> int | None:
+        candidates = []
+        if self.preset:
+            candidates.append(("presets", self.preset, *path))
+        candidates.append(path)
+        for cand in candidates:
+            for cut in range(len(cand), 0, -1):
+                if cand[:cut] in self.lines and (cut == len(cand) or cand[0] != "presets" or cut > 2):
+                    return self.lines[cand[:cut]]
+        return None
+
+    def error(self, path: tuple[str, ...], message: str) -> RecipeError:
+        line = self.line(path)
+        where = ".".join(path) or "the recipe"
+        at = f"{self.source.name} line {line}" if line else self.source.name
+        return RecipeError(f"{at}: {where}: {message}")
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
+                output: Path | None = None, allow_unset: bool = False) -> Recipe:
+    """Read, merge the preset, expand variables, validate every entry against its plugin.
+
+    ``allow_unset`` (for ``harness plan``) keeps ``${VAR}`` of unset variables in the paths, which
+    then show as missing inputs, instead of failing on them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"recipe {path} does not exist; give the path of a YAML recipe (see recipes/).")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path.name}{line}: not valid YAML ({problem}); fix the syntax there.") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path.name}: a recipe is a mapping with keys such as upstreams and downstreams.")
+    lines = _line_map(node) if node is not None else {}
+    preset = preset if preset is not None else (os.environ.get("HARNESS_PRESET") or None)
+    loc = _Locator(path, lines, preset)
+
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise loc.error((str(key),), f"unknown key{suggest(str(key), TOP_KEYS)}")
+    if preset:
+        presets = raw.get("presets") or {}
+        if preset not in presets:
+            have = suggest(preset, list(presets)) if presets else " (the recipe defines none)"
+            raise loc.error(("presets",), f"no preset named {preset!r}{have}")
+        raw = merge_preset(raw, presets[preset])
+    raw.pop("presets", None)
+    unset: list[tuple[str, tuple[str, ...]]] = []
+    raw = _expand_env(raw, (), unset)
+    if unset and not allow_unset:
+        names = sorted({var for var, _ in unset})
+        var, where = unset[0]
+        if len(names) == 1:
+            raise loc.error(where, f"environment variable {var} is not set; export {var}=/path/to/data "
+                                   "or write the path itself")
+        raise loc.error(where, f"environment variables {', '.join(names)} are not set; export them "
+                               "(`harness plan` lists the paths the recipe needs)")
+
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                         for s in seeds):
+        raise loc.error(("seeds",), "expected a list of integers such as [0, 1, 2]")
+    score = raw.get("score") or {}
+    if not isinstance(score, dict):
+        raise loc.error(("score",), "expected a mapping such as {reference: superb-2024}")
+    for key in score:
+        if key != "reference":
+            raise loc.error(("score", str(key)), f"unknown key{suggest(str(key), ['reference'])}")
+    reference = str(score.get("reference", "superb-2024"))
+    inputs: dict[str, Path] = {}
+    if reference not in REFERENCES:
+        if not reference.endswith((".yaml", ".yml")):
+            raise loc.error(("score", "reference"),
+                            f"unknown reference {reference!r}{suggest(reference, list(REFERENCES))} "
+                            "(or give the path of a YAML table)")
+        ref_path = Path(reference).absolute()  # relative to the working directory, like every path
+        reference = str(ref_path)
+        inputs["score.reference"] = ref_path
+
+    entries: dict[str, dict[str, Entry]] = {}
+    for section, kind in SECTIONS.items():
+        block = raw.get(section) or {}
+        if not isinstance(block, dict):
+            raise loc.error((section,), f"expected a mapping of names to {kind} entries")
+        entries[section] = {}
+        for name, value in block.items():
+            entry = _parse_entry(section, str(name), value, plugins, loc)
+            entries[section][str(name)] = entry
+            for v in entry.variants:
+                if v.params is None:
+                    continue
+                for param, p in input_paths(v.params).items():
+                    inputs[f"{section}.{name}.{param}"] = p
+            if section == "upstreams" and "pretrain" in entry.structural:
+                pre = _parse_entry("finetune", f"{name}.pretrain", entry.structural["pretrain"], plugins, loc,
+                                   path=(section, str(name), "pretrain"))
+                entry.structural["pretrain"] = pre
+
+    if not entries["upstreams"]:
+        raise loc.error(("upstreams",), "the recipe needs at least one upstream (the model under study)")
+    _check_references(entries, loc)
+
+    resources = raw.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise loc.error(("resources",), "expected a mapping of stage kind to {num_gpus, num_cpus, memory}")
+    for kind in resources:
+        if kind not in STAGE_KINDS:
+            raise loc.error(("resources", str(kind)), f"unknown stage kind{suggest(str(kind), list(STAGE_KINDS))}")
+    out = Path(output) if output else Path(str(raw.get("output", f"runs/{raw.get('name', path.stem)}")))
+    return Recipe(
+        path=path, name=str(raw.get("name", path.stem)), output=out, seeds=list(seeds), reference=reference,
+        baseline=bool(raw.get("baseline", True)), resources=resources, entries=entries, inputs=inputs,
+        lines=lines,
+    )
+
+
+def merge_preset(base: dict, override: dict) -> dict:
+    """Merge a preset over the recipe: an entry naming a plugin replaces, other mappings merge, a null
+    inside a section (``finetune: {asr_ted: null}``) drops that entry."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and "plugin" not in value:
+            out[key] = merge_preset(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _expand_env(value: Any, path: tuple[str, ...], unset: list[tuple[str, tuple[str, ...]]]) -> Any:
+    """Expand ``${VAR}`` in strings; unset variables stay as written and are listed in ``unset``."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path + (str(k),), unset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path + (str(i),), unset) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def repl(match: re.Match) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                unset.append((var, path))
+                return match.group(0)
+            return os.environ[var]
+        return ENV_PATTERN.sub(repl, value)
+    return value
+
+
+def _parse_entry(section: str, name: str, value: Any, plugins: PluginManager, loc: _Locator,
+                 path: tuple[str, ...] | None = None) -> Entry:
+    kind = SECTIONS[section]
+    path = path or (section, name)
+    if value is None and section == "finetune":
+        value = {"plugin": NONE_PLUGIN}
+    if not isinstance(value, dict):
+        raise loc.error(path, f"expected a mapping with a 'plugin' key (a {kind} plugin name)")
+    values = dict(value)
+    plugin = values.pop("plugin", None)
+    if plugin is None:
+        raise loc.error(path, f"missing key 'plugin' (one of: {', '.join(plugins.names(kind))})")
+    plugin = str(plugin)
+    if section == "finetune" and plugin == NONE_PLUGIN:
+        return Entry(section, name, plugin, [Variant(None, {})])
+    if plugin not in plugins.names(kind):
+        raise loc.error(path + ("plugin",), f"there is no {kind} plugin named {plugin!r}"
+                        f"{suggest(plugin, plugins.names(kind))}")
+    cls = plugins.get(kind, plugin).cls
+    structural = {}
+    for key in STRUCTURAL.get(section, ()):
+        if key in values and key not in cls.Params.model_fields:
+            structural[key] = values.pop(key)
+    corpus_refs = sorted(_corpus_refs(values) | ({structural["corpus"]} if "corpus" in structural else set()))
+    # sweeps: a list where the parameter takes a single value
+    swept_keys = [k for k, v in values.items() if isinstance(v, list) and not is_list_field(cls.Params, k)]
+    variants = []
+    for combo in itertools.product(*(values[k] for k in swept_keys)) if swept_keys else [()]:
+        point = dict(values)
+        point.update(dict(zip(swept_keys, combo)))
+        try:
+            params = validate_params(cls.Params, point, ".".join(path))
+        except HarnessError as exc:
+            key_path = _error_key(str(exc), path)
+            msg = str(exc).split(": ", 1)[-1]
+            raise loc.error(key_path, msg.rstrip(".")) from None
+        variants.append(Variant(params, dict(zip(swept_keys, combo))))
+    return Entry(section, name, plugin, variants, structural, corpus_refs)
+
+
+def _error_key(message: str, path: tuple[str, ...]) -> tuple[str, ...]:
+    head = message.split(": ", 1)[0]
+    return tuple(head.split(".")) if head.startswith(".".join(path)) else path
+
+
+def _corpus_refs(value: Any) -> set[str]:
+    refs: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "corpus" and isinstance(v, str):
+                refs.add(v)
+            elif k == "corpora" and isinstance(v, list):
+                refs.update(str(x) for x in v)
+            else:
+                refs |= _corpus_refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            refs |= _corpus_refs(v)
+    return refs
+
+
+def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator) -> None:
+    corpora = list(entries["corpora"])
+    finetunes = list(entries["finetune"])
+    checked = [e for s in ("finetune", "downstreams") for e in entries[s].values()]
+    checked += [e.structural["pretrain"] for e in entries["upstreams"].values() if "pretrain" in e.structural]
+    for entry in checked:
+        if entry.plugin == NONE_PLUGIN:
+            continue
+        if entry.section == "downstreams" and not entry.corpus_refs:
+            raise loc.error((entry.section, entry.name), "missing key 'corpus' (the corpus to evaluate on; "
+                            f"one of: {', '.join(corpora) or 'none defined'})")
+        for ref in entry.corpus_refs:
+            if ref not in corpora:
+                path = tuple(entry.where.split(".")) + ("corpus",)
+                if "." in entry.name:  # a pretrain block
+                    up = entry.name.split(".")[0]
+                    path = ("upstreams", up, "pretrain", "corpus")
+                raise loc.error(path, f"no corpus named {ref!r}{suggest(ref, corpora)}")
+    for entry in entries["merges"].values():
+        for key in ("models", "each"):
+            names = entry.structural.get(key)
+            if names is None:
+                continue
+            if not isinstance(names, list) or not names:
+                raise loc.error((entry.section, entry.name, key), "expected a list of finetune entry names")
+            for ref in names:
+                if ref not in finetunes or entries["finetune"][ref].plugin == NONE_PLUGIN:
+                    raise loc.error((entry.section, entry.name, key),
+                                    f"no fine-tuning entry named {ref!r}{suggest(str(ref), finetunes)}")

@@ -1,0 +1,164 @@
+"""What corpus plugins share: writing a prepared corpus, vocabularies, ABX item files, expected
+files, deterministic splits and the audio checks of a preparation step.
+
+See :mod:`harness.core.manifest` for the layout written here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from harness.core.errors import CorpusError
+from harness.core.interfaces import InputPath, PluginParams
+from harness.core.manifest import write_json, write_jsonl
+from harness.data import audio
+from harness.data.phones import SIL
+
+log = logging.getLogger("harness.corpora")
+
+#: manifest fields that are labels (``label_fields`` in meta.json lists those present)
+LABEL_FIELDS = ("speaker", "text", "phones", "emotion", "fold", "intent", "slots", "tags")
+#: label field -> vocabulary key in vocab.json
+VOCAB_KEYS = {"phones": "phones", "speaker": "speakers", "emotion": "emotions", "intent": "intents",
+              "slots": "slot_types", "tags": "tags"}  # fmt: skip
+
+ABX_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
+
+
+def require(path: Path, corpus: str, what: str = "") -> Path:
+    """``path`` if it exists, else one sentence naming the file the distribution should have."""
+    if not path.exists():
+        hint = f" ({what})" if what else ""
+        raise CorpusError(
+            f"{corpus}: expected {path}{hint} but it is missing; point root at the unpacked distribution."
+        )
+    return path
+
+
+def stable_fraction(key: str, seed: int = 0) -> float:
+    """A number in [0, 1) fixed by ``key`` and ``seed`` (for splits that do not depend on order)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def vocabularies(rows: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """Sorted label vocabularies over ``rows`` (phones, speakers, emotions, intents, slot types, tags)."""
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        for field, key in VOCAB_KEYS.items():
+            if field not in row or row[field] is None:
+                continue
+            value = row[field]
+            bucket = seen.setdefault(key, set())
+            if field == "phones":
+                bucket.update(p[0] for p in value)
+            elif field == "slots":
+                bucket.update(s[0] for s in value)
+            elif field == "tags":
+                bucket.update(value)
+            else:
+                bucket.add(str(value))
+    return {k: sorted(v) for k, v in sorted(seen.items())}
+
+
+def write_prepared(
+    out_dir: Path,
+    corpus: str,
+    splits: dict[str, list[dict[str, Any]]],
+    *,
+    vocab: dict[str, list[str]] | None = None,
+    task_splits: dict[str, dict[str, str]] | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> None:
+    """Write ``<split>.jsonl``, ``vocab.json`` and ``meta.json`` (rows sorted by id within a split).
+
+    ``vocab`` entries override the ones computed from the rows (say, a fixed phone inventory).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_rows: list[dict[str, Any]] = []
+    for name, rows in splits.items():
+        if not rows:
+            raise CorpusError(f"{corpus}: split {name!r} came out empty; check the corpus root and the parameters.")
+        rows = sorted(rows, key=lambda r: r["id"])
+        ids = [r["id"] for r in rows]
+        if len(set(ids)) != len(ids):
+            raise CorpusError(f"{corpus}: split {name!r} has repeated utterance ids; the corpus root is inconsistent.")
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+        all_rows.extend(rows)
+    vocab = {**vocabularies(all_rows), **(vocab or {})}
+    label_fields = sorted({f for r in all_rows for f in LABEL_FIELDS if r.get(f) is not None})
+    meta: dict[str, Any] = {
+        "corpus": corpus,
+        "splits": list(splits),
+        "label_fields": label_fields,
+        "task_splits": task_splits or {},
+        "sample_rate": audio.SAMPLE_RATE,
+        "n_utterances": {k: len(v) for k, v in splits.items()},
+        "hours": {k: round(sum(float(r.get("duration", 0.0)) for r in v) / 3600, 4) for k, v in splits.items()},
+    }
+    meta.update(extra_meta or {})
+    write_json(out_dir / "vocab.json", vocab)
+    write_json(out_dir / "meta.json", meta)
+    log.info("%s: wrote %s", corpus, ", ".join(f"{k} ({len(v)})" for k, v in splits.items()))
+
+
+def abx_items(rows: Iterable[dict[str, Any]], min_duration: float = 0.0) -> list[str]:
+    """libri-light ABX item lines (``#file onset offset #phone prev-phone next-phone speaker``) from
+    phone alignments: one item per non-silence phone with its neighbours as context; ``#file`` is
+    the utterance id, onset and offset are the phone's times in seconds."""
+    lines = [ABX_HEADER]
+    for row in sorted(rows, key=lambda r: r["id"]):
+        phones = row.get("phones") or []
+        for k in range(1, len(phones) - 1):
+            phone, onset, offset = phones[k]
+            prev, nxt = phones[k - 1][0], phones[k + 1][0]
+            if SIL in (phone, prev, nxt) or offset - onset < min_duration:
+                continue
+            lines.append(f"{row['id']} {onset:.4f} {offset:.4f} {phone} {prev} {nxt} {row['speaker']}")
+    return lines
+
+
+def write_abx_items(path: Path, rows: Iterable[dict[str, Any]], min_duration: float = 0.0) -> int:
+    """Write an item file; return the number of items."""
+    lines = abx_items(rows, min_duration)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines) - 1
+
+
+def checked(
+    rows: list[dict[str, Any]], root: Path, corpus: str, level: audio.CheckLevel = "full", skip_bad: bool = False
+) -> list[dict[str, Any]]:
+    """The rows whose audio passes :func:`harness.data.audio.check_files` (durations filled from headers)."""
+    return audio.check_rows(rows, root, level=level, skip_bad=skip_bad, what=f"{corpus} audio files")
+
+
+class LocalCorpusParams(PluginParams):
+    """Parameters every corpus read from a local root has."""
+
+    root: InputPath = Field(description="the unpacked distribution")
+    audio_check: audio.CheckLevel = Field(
+        "full", description="full: decode every file; header: header checks only (faster); none"
+    )
+    skip_bad: bool = Field(False, description="leave bad audio files out (with a logged count) instead of stopping")
+
+
+def split_by_speaker(speakers: Iterable[str], dev: float, test: float, seed: int = 0) -> dict[str, str]:
+    """Speaker -> split (train/dev/test) ordered by a stable hash, so held-out speakers stay held out;
+    with three or more speakers every split gets at least one."""
+    ranked = sorted(set(speakers), key=lambda s: (stable_fraction(s, seed), s))
+    n = len(ranked)
+    n_test = max(1, round(n * test)) if n >= 3 else 0
+    n_dev = max(1, round(n * dev)) if n >= 3 else 0
+    return {s: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, s in enumerate(ranked)}
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation other than apostrophes removed, single spaces."""
+    kept = "".join(ch if ch.isalnum() or ch in " '" else " " for ch in text.lower())
+    return " ".join(kept.split())

@@ -1,0 +1,572 @@
+"""ABX phone discriminability on frame features, batched on torch.
+
+The maths (libri-light's ABX, as revised in ``zerospeech-libriabx2`` and described by fastabx):
+
+- An *item file* lists phone tokens: ``#file onset offset #phone prev-phone next-phone speaker``
+  (first line a header). A token's frames are those whose centre ``(i + 1/2) * shift`` lies in
+  ``[onset, offset]``. libri-light slices ``[ceil(onset/shift - 1/2), floor(offset/shift - 1/2))``,
+  which drops the last of those frames; ``librilight_compat=True`` reproduces that (and its feature
+  normalisation, below) so scores can be compared with published ones.
+- The distance between two tokens is the DTW cost between their frame sequences (frame distance
+  ``angular``: ``arccos(cos) / pi``, or ``euclidean``) divided by the length of the alignment path
+  (the path found by backtracking with the preference diagonal, then left, then up).
+- A *cell* fixes the phones a != b, the speaker of A and B, the context (within-context: the
+  previous and next phones) and, across speakers, the speaker of X. Its score is the share of
+  triplets (a, b, x), x a token of phone a (x != a within speaker; from the X speaker across),
+  where d(a, x) < d(b, x), ties counting one half; its error is one minus that.
+- The condition's error: mean over contexts (and X speakers), then over speakers, then over the
+  (ordered) phone pairs. Per-pair errors are returned for confidence intervals.
+
+libri-light normalises every frame to unit length and appends one coordinate (1e-12, or -2e12 for a
+null frame so that it lies at the largest angular distance from everything else) whatever the
+distance; the compatibility mode does the same, and also accumulates frame dot products in the same
+order (elementwise products summed over the feature axis) so that DTW costs agree to the bit.
+Otherwise angular distances use a unit-normalised matrix product (null frames: as above) and
+euclidean distances use the raw features.
+
+Speed: all token pairs any requested condition needs are collected first, deduplicated and aligned
+in chunks by one vectorised DTW over anti-diagonals (a Python loop over the diagonal index only);
+the triplet counts of a block of tokens come from sorted searches, so no Python loop runs per pair
+or per triplet. Unlike libri-light's defaults, nothing is subsampled (its ``max_size_group`` and
+``max_x_across`` trade exactness for time).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.core.errors import HarnessError
+from harness.core.threads import torch_threads
+
+log = logging.getLogger("harness.evaluation.abx")
+
+SPEAKER_MODES = ("within", "across")
+CONTEXT_MODES = ("within", "any")
+DISTANCES = ("angular", "euclidean")
+
+
+# --------------------------------------------------------------------------- item files
+
+
+@dataclass(frozen=True)
+class Item:
+    """One phone token of an item file."""
+
+    file: str
+    onset: float
+    offset: float
+    phone: str
+    prev: str
+    next: str
+    speaker: str
+
+    @property
+    def context(self) -> str:
+        return f"{self.prev}+{self.next}"
+
+
+def read_item_file(path: Path) -> list[Item]:
+    """Parse a libri-light item file (the first line is a header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"item file {path} does not exist; give the .item file of the ABX set.")
+    items = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 7:
+            raise HarnessError(
+                f"{path}, line {number}: expected 7 columns (#file onset offset #phone prev next speaker), "
+                f"found {len(cols)}; fix the item file."
+            )
+        try:
+            onset, offset = float(cols[1]), float(cols[2])
+        except ValueError:
+            raise HarnessError(f"{path}, line {number}: onset and offset must be numbers of seconds.") from None
+        items.append(Item(cols[0], onset, offset, cols[3], cols[4], cols[5], cols[6]))
+    if not items:
+        raise HarnessError(f"item file {path} lists no items; it needs a header line and one line per token.")
+    return items
+
+
+def write_item_file(path: Path, items: Iterable[Item]) -> None:
+    """Write ``items`` in libri-light's format (with its header line)."""
+    lines = ["#file onset offset #phone prev-phone next-phone speaker"]
+    for it in items:
+        lines.append(f"{it.file} {it.onset:.4f} {it.offset:.4f} {it.phone} {it.prev} {it.next} {it.speaker}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def frame_range(
+    onset: float, offset: float, n_frames: int, frame_shift: float, librilight_compat: bool = False
+) -> tuple[int, int]:
+    """``[start, end)`` of the frames whose centre ``(i + 1/2) * shift`` lies in ``[onset, offset]``.
+
+    ``librilight_compat``: libri-light's end, one frame earlier (its slice drops the last frame).
+    The arithmetic is libri-light's (``step = 1 / shift``), so frame boundaries match exactly.
+    """
+    step = 1 / frame_shift
+    start = max(0, int(math.ceil(step * onset - 0.5)))
+    last = int(math.floor(step * offset - 0.5))
+    end = min(n_frames, last if librilight_compat else last + 1)
+    return start, end
+
+
+# --------------------------------------------------------------------------- distances and DTW
+
+
+def librilight_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Unit rows plus one coordinate: 1e-12, or -2e12 for null rows (then set to 1/sqrt(D)),
+    which puts a null frame at the largest angular distance from any other."""
+    x = x.float()
+    norm2 = (x**2).sum(dim=1, keepdim=True)
+    zero = (norm2 == 0).view(-1)
+    out = x / torch.sqrt(norm2)
+    out[zero] = 1 / math.sqrt(x.shape[1])
+    border = torch.full((x.shape[0], 1), 1e-12, dtype=out.dtype)
+    border[zero] = -2 * 1e12
+    return torch.cat([out, border], dim=1)
+
+
+def _frame_distances(x: torch.Tensor, y: torch.Tensor, distance: str, exact: bool) -> torch.Tensor:
+    """Batched frame distances: ``x`` P×n×D, ``y`` P×m×D -> P×n×m (angular expects unit rows)."""
+    if exact:  # libri-light's order of accumulation: elementwise products summed over D
+        # in slices of about a megabyte, which stay in cache (twice as fast as one big product)
+        p, n, m, d = x.shape[0], x.shape[1], y.shape[1], x.shape[2]
+        step = max(1, (1 << 18) // max(1, n * m * d))
+        out = torch.empty(p, n, m)
+        for i in range(0, p, step):
+            xs, ys = x[i : i + step].unsqueeze(2), y[i : i + step].unsqueeze(1)
+            out[i : i + step] = (xs * ys).sum(dim=3) if distance == "angular" else ((xs - ys) ** 2).sum(dim=3)
+        return torch.clamp(out, -1, 1).acos() / math.pi if distance == "angular" else torch.sqrt(out)
+    if distance == "angular":
+        return torch.clamp(torch.bmm(x, y.transpose(1, 2)), -1, 1).acos() / math.pi
+    return torch.cdist(x, y)
+
+
+def dtw_batch(dist: torch.Tensor, len_x: torch.Tensor, len_y: torch.Tensor) -> torch.Tensor:
+    """DTW cost divided by the alignment path length, for a batch of padded distance matrices.
+
+    ``dist`` P×n×m (values beyond ``len_x``×``len_y`` are ignored), lengths ≥ 1. Steps: diagonal,
+    right, down; the path length is that of the path backtracked from the end (ties: diagonal, then
+    left, then up), computed forward along with the cost.
+    """
+    cost, length, _ = dtw_both(dist, len_x, len_y)
+    return cost / length
+
+
+def dtw_both(
+    dist: torch.Tensor, len_x: torch.Tensor, len_y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DTW costs and the path lengths of both orientations, in one pass.
+
+    The cost is the same for ``dist`` and its transpose (the minimum of the same three numbers),
+    but the backtracked path may differ on ties: ``len_xy`` prefers diagonal, left, up (rows are
+    x); ``len_yx`` is the length the transposed problem gives (diagonal, up, left). The loop runs
+    over the n + m - 1 anti-diagonals, each updating every pair at once.
+    """
+    p, n, m = dist.shape
+    if p == 0:
+        return torch.zeros(0), torch.ones(0), torch.ones(0)
+    # Padded cost C (n+1)×(m+1): C[0,0] = 0, the rest of row 0 and column 0 infinite. Diagonal
+    # k = i + j holds C[i, k-i] at position i (0..n), stored position-major (n+1)×P so that every
+    # slice below is contiguous; cells outside the matrix cost +inf, so they never win a minimum.
+    rows = torch.arange(1, n + 1).view(1, -1)
+    diags = torch.arange(2, n + m + 1).view(-1, 1)
+    cols = diags - rows
+    valid = (cols >= 1) & (cols <= m)
+    idx = ((rows - 1) * m + (cols - 1).clamp(0, m - 1)).view(-1)
+    skew = dist.float().reshape(p, n * m).T[idx].view(n + m - 1, n, p)
+    skew.masked_fill_(~valid.unsqueeze(-1), float("inf"))
+    cost = [torch.full((n + 1, p), float("inf")) for _ in range(3)]
+    len_a = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
+    len_b = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
+    cost[0][0] = 0.0  # k = 0; k = 1 (cost[1]) is all infinite
+    end_k = (len_x + len_y).long()
+    lx = len_x.long()
+    out_cost = torch.empty(p)
+    out_a = torch.ones(p, dtype=torch.int16)
+    out_b = torch.ones(p, dtype=torch.int16)
+    for k in range(2, n + m + 1):
+        prev2, prev1, cur = cost[(k - 2) % 3], cost[(k - 1) % 3], cost[k % 3]
+        up, left, diag = prev1[:-1], prev1[1:], prev2[:-1]
+        take_left = left <= up
+        side = torch.minimum(left, up)
+        take_diag = diag <= side  # diag <= left and diag <= up
+        torch.add(skew[k - 2], torch.minimum(diag, side), out=cur[1:])
+        cur[0] = float("inf")  # C[0, k] (the buffer held C[0,0] = 0 three diagonals ago)
+        take_up = up <= left  # the transposed problem's "left"
+        for lens, prefer_left in ((len_a, take_left), (len_b, ~take_up)):
+            l2, l1, lc = lens[(k - 2) % 3], lens[(k - 1) % 3], lens[k % 3]
+            side_len = torch.where(prefer_left, l1[1:], l1[:-1])
+            torch.add(torch.where(take_diag, l2[:-1], side_len), 1, out=lc[1:])
+        done = torch.nonzero(end_k == k).view(-1)
+        if done.numel():
+            at = lx[done]
+            out_cost[done] = cur[at, done]
+            out_a[done] = len_a[k % 3][at, done]
+            out_b[done] = len_b[k % 3][at, done]
+    return out_cost, out_a, out_b
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@dataclass
+class _Tokens:
+    frames: torch.Tensor  # F×D (normalised as the distance needs)
+    start: np.ndarray  # per token, into frames
+    length: np.ndarray
+    phone: np.ndarray  # ids
+    speaker: np.ndarray
+    context: np.ndarray
+    phones: list[str]
+    speakers: list[str]
+    contexts: list[str]
+
+
+def _index(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    names: dict[str, int] = {}
+    ids = np.array([names.setdefault(v, len(names)) for v in values], dtype=np.int64)
+    return ids, list(names)
+
+
+def _build_tokens(
+    features: Mapping[str, torch.Tensor | np.ndarray],
+    items: Sequence[Item],
+    frame_shift: float,
+    distance: str,
+    librilight_compat: bool,
+) -> _Tokens:
+    missing = sorted({it.file for it in items if it.file not in features})
+    if missing:
+        raise HarnessError(
+            f"{len(missing)} file(s) of the item file have no features (e.g. {missing[0]!r}); "
+            "extract features for every file the item file lists."
+        )
+    chunks, starts, lengths, kept = [], [], [], []
+    total = 0
+    prepared: dict[str, torch.Tensor] = {}
+    for it in items:
+        feats = prepared.get(it.file)
+        if feats is None:
+            raw = torch.as_tensor(np.asarray(features[it.file]), dtype=torch.float32)
+            if raw.dim() != 2:
+                raise HarnessError(f"features of {it.file!r} must be a [frames, dim] matrix, got {tuple(raw.shape)}.")
+            # angular: unit rows with libri-light's extra coordinate for null frames; euclidean on
+            # raw features, or normalised as libri-light does in the compatibility mode
+            feats = librilight_normalize(raw) if (librilight_compat or distance == "angular") else raw
+            prepared[it.file] = feats
+        start, end = frame_range(it.onset, it.offset, feats.shape[0], frame_shift, librilight_compat)
+        if start >= feats.shape[0] or end <= start:
+            continue
+        chunks.append(feats[start:end])
+        starts.append(total)
+        lengths.append(end - start)
+        total += end - start
+        kept.append(it)
+    if len(kept) < len(items):
+        log.info("ABX: %d of %d items have no frame and are left out", len(items) - len(kept), len(items))
+    if not kept:
+        raise HarnessError("no item of the item file covers a frame; check --frame-shift and the features.")
+    phone, phones = _index([it.phone for it in kept])
+    speaker, speakers = _index([it.speaker for it in kept])
+    context, contexts = _index([it.context for it in kept])
+    return _Tokens(
+        torch.cat(chunks),
+        np.array(starts),
+        np.array(lengths),
+        phone,
+        speaker,
+        context,
+        phones,
+        speakers,
+        contexts,
+    )
+
+
+# --------------------------------------------------------------------------- pair distances
+
+
+class _PairTable:
+    """DTW distances of token pairs in both orientations, each unordered pair aligned once
+    (in length-sorted chunks); a dense matrix for small sets, sorted keys otherwise."""
+
+    DENSE_MAX = 6000
+
+    def __init__(
+        self, tokens: _Tokens, blocks: list[tuple[np.ndarray, np.ndarray]], distance: str, exact: bool, budget: int
+    ):
+        n_tok = len(tokens.start)
+        self.n_tokens = n_tok
+        if n_tok <= self.DENSE_MAX:  # mark the needed pairs in a matrix: no sorting, no duplicates
+            mask = np.zeros((n_tok, n_tok), dtype=bool)
+            for rows, cols in blocks:
+                mask[np.ix_(rows, cols)] = True
+            x, y = np.nonzero(np.triu(mask | mask.T, 1))
+            keys = x * n_tok + y
+        else:
+            pairs = [np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2) for r, c in blocks]
+            flat = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+            lo, hi = flat.min(axis=1), flat.max(axis=1)
+            keys = np.sort((lo * n_tok + hi)[lo != hi])
+            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+            x, y = keys // n_tok, keys % n_tok
+        fwd = np.empty(len(keys), dtype=np.float32)
+        bwd = np.empty(len(keys), dtype=np.float32)
+        lx, ly = tokens.length[x], tokens.length[y]
+        order = np.lexsort((ly, lx))  # by x length, then y length
+        lx_s, ly_s = lx[order], ly[order]
+        dim = tokens.frames.shape[1]
+        # chunks never mix x lengths; within one, y lengths ascend, so the last pair is the widest
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(lx_s)) + 1, [len(order)]]).astype(np.int64)
+        for g0, g1 in zip(starts[:-1], starts[1:], strict=True):
+            n, m_max = int(lx_s[g0]), int(ly_s[g1 - 1])
+            per_pair = n * m_max * (dim if exact else 1) + (n + m_max) * dim + 8 * n * m_max
+            size = max(1, budget // per_pair)
+            for i in range(int(g0), int(g1), size):
+                chunk = order[i : min(i + size, int(g1))]
+                m = int(ly[chunk[-1]])
+                fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
+                dist = _frame_distances(fx, fy, distance, exact)
+                cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
+                fwd[chunk] = (cost / len_xy).numpy()
+                bwd[chunk] = (cost / len_yx).numpy()
+        self.dense: np.ndarray | None = None
+        if n_tok <= self.DENSE_MAX:
+            self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
+            self.dense[x, y] = fwd
+            self.dense[y, x] = bwd
+        else:
+            self.keys, self.fwd, self.bwd = keys, fwd, bwd
+
+    @staticmethod
+    def _gather(tokens: _Tokens, which: np.ndarray, width: int) -> torch.Tensor:
+        start = torch.from_numpy(tokens.start[which])
+        length = torch.from_numpy(tokens.length[which])
+        offs = torch.arange(width).view(1, -1)
+        idx = start.view(-1, 1) + torch.minimum(offs, (length - 1).view(-1, 1))
+        return tokens.frames[idx]
+
+    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """DTW(x[i], y[j]) (x's frames as rows) as a len(x)×len(y) matrix; 0 where x[i] == y[j]."""
+        if self.dense is not None:
+            return self.dense[np.ix_(x, y)]
+        xx, yy = np.broadcast_arrays(x[:, None], y[None, :])
+        lo, hi = np.minimum(xx, yy), np.maximum(xx, yy)
+        pos = np.searchsorted(self.keys, lo * self.n_tokens + hi).clip(0, max(len(self.keys) - 1, 0))
+        out = np.where(xx <= yy, self.fwd[pos], self.bwd[pos]) if len(self.keys) else np.zeros(xx.shape)
+        return np.where(xx == yy, 0.0, out).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- triplet counts
+
+
+def _counts(va: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
+    """For each row r and column j: #{k: va[r,k] < vb[r,j]} + 1/2 #{k: va[r,k] == vb[r,j]}.
+
+    ``va`` rows are padded with +inf (never less than or equal to a finite ``vb``)."""
+    srt, _ = torch.sort(va, dim=1)
+    left = torch.searchsorted(srt, vb, right=False)
+    right = torch.searchsorted(srt, vb, right=True)
+    return left.double() + 0.5 * (right - left).double()
+
+
+def _one_hot(ids: np.ndarray, n: int) -> torch.Tensor:
+    out = torch.zeros((len(ids), n), dtype=torch.float64)
+    out[torch.arange(len(ids)), torch.from_numpy(ids)] = 1.0
+    return out
+
+
+def _block_within(members: np.ndarray, tokens: _Tokens, table: _PairTable):
+    """Cells of one within-speaker block (one speaker, one context or all): (a, b, num, den)."""
+    ph = tokens.phone[members]
+    uniq, local = np.unique(ph, return_inverse=True)
+    counts = np.bincount(local)
+    if len(uniq) < 2 or counts.max() < 2:
+        return None
+    n = len(members)
+    dist = torch.from_numpy(table.lookup(members, members))  # row = first DTW argument
+    # same-phone pairs are aligned once, earlier token first (libri-light's symmetric groups)
+    upper = torch.triu(dist, diagonal=1)
+    sym = upper + upper.T
+    same = torch.from_numpy(local[:, None] == local[None, :])
+    eye = torch.eye(n, dtype=torch.bool)
+    va = torch.where(same & ~eye, sym, torch.tensor(float("inf")))
+    s = _counts(va, dist)
+    s = torch.where(same, torch.zeros((), dtype=torch.float64), s)
+    e = _one_hot(local, len(uniq))
+    num = e.T @ s @ e  # [a, b]
+    cnt = torch.from_numpy(counts).double()
+    den = (cnt * (cnt - 1)).view(-1, 1) * cnt.view(1, -1)
+    ok = (den > 0) & ~torch.eye(len(uniq), dtype=torch.bool)
+    a, b = torch.nonzero(ok, as_tuple=True)
+    return uniq[a.numpy()], uniq[b.numpy()], num[a, b].numpy(), den[a, b].numpy(), None
+
+
+def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: _PairTable):
+    """Cells of one across-speaker block: A, B from ``members`` (one speaker), X from ``others``."""
+    ph = tokens.phone[members]
+    uniq, local = np.unique(ph, return_inverse=True)
+    if len(uniq) < 2:
+        return None
+    pos = {int(p): i for i, p in enumerate(uniq)}
+    others = others[np.isin(tokens.phone[others], uniq)]
+    if len(others) == 0:
+        return None
+    xl = np.array([pos[int(p)] for p in tokens.phone[others]])
+    dist = torch.from_numpy(table.lookup(others, members))  # [X, Y]
+    same = torch.from_numpy(xl[:, None] == local[None, :])
+    va = torch.where(same, dist, torch.tensor(float("inf")))
+    s = _counts(va, dist)
+    s = torch.where(same, torch.zeros((), dtype=torch.float64), s)
+    # rows grouped by (X speaker, phone a)
+    group = tokens.speaker[others] * len(uniq) + xl
+    gid, ginv = np.unique(group, return_inverse=True)
+    gx = _one_hot(ginv, len(gid))
+    num = gx.T @ s @ _one_hot(local, len(uniq))  # [(sx, a), b]
+    cnt_y = torch.from_numpy(np.bincount(local, minlength=len(uniq))).double()
+    cnt_x = torch.from_numpy(np.bincount(ginv)).double()
+    a_of = torch.from_numpy(gid % len(uniq))
+    den = (cnt_x * cnt_y[a_of]).view(-1, 1) * cnt_y.view(1, -1)
+    ok = a_of.view(-1, 1) != torch.arange(len(uniq)).view(1, -1)
+    g, b = torch.nonzero(ok, as_tuple=True)
+    return (
+        uniq[(gid[g.numpy()] % len(uniq))],
+        uniq[b.numpy()],
+        num[g, b].numpy(),
+        den[g, b].numpy(),
+        gid[g.numpy()] // len(uniq),
+    )
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class ABXScore:
+    """One condition's error rate (a fraction) with its per-phone-pair errors."""
+
+    speaker: str
+    context: str
+    score: float
+    pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    n_cells: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.speaker}_speaker_{self.context}_context"
+
+
+def _blocks(tokens: _Tokens, context: str) -> dict[tuple[int, int], np.ndarray]:
+    """Token indices per (context id or -1, speaker id), in item order."""
+    ctx = tokens.context if context == "within" else np.full(len(tokens.start), -1)
+    key = ctx * (len(tokens.speakers) + 1) + tokens.speaker
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    out = {}
+    for grp in np.split(order, bounds):
+        out[(int(ctx[grp[0]]), int(tokens.speaker[grp[0]]))] = grp
+    return out
+
+
+def _needed_blocks(tokens: _Tokens, speaker: str, context: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token sets (rows, cols) whose every pair the condition aligns."""
+    blocks = _blocks(tokens, context)
+    out = []
+    if speaker == "within":
+        return [(m, m) for m in blocks.values() if len(m) > 1]
+    by_ctx: dict[int, list[np.ndarray]] = {}
+    for (c, _), members in blocks.items():
+        by_ctx.setdefault(c, []).append(members)
+    for (c, s), members in blocks.items():
+        others = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
+        if not others or len(np.unique(tokens.phone[members])) < 2:
+            continue
+        other = np.concatenate(others)
+        other = other[np.isin(tokens.phone[other], tokens.phone[members])]
+        if len(other):
+            out.append((other, members))
+    return out
+
+
+def _condition(tokens: _Tokens, table: _PairTable, speaker: str, context: str) -> ABXScore:
+    blocks = _blocks(tokens, context)
+    cells = []  # (s, a, b, inner, error)
+    by_ctx: dict[int, list[np.ndarray]] = {}
+    for (c, _), members in blocks.items():
+        by_ctx.setdefault(c, []).append(members)
+    for (c, s), members in blocks.items():
+        if speaker == "within":
+            res = _block_within(members, tokens, table)
+        else:
+            others = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
+            res = _block_across(members, np.concatenate(others), tokens, table) if others else None
+        if res is None:
+            continue
+        a, b, num, den, sx = res
+        inner = np.full(len(a), c) if sx is None else c * (len(tokens.speakers) + 1) + sx
+        err = 1.0 - num / den
+        cells.append(np.stack([np.full(len(a), s), a, b, inner, err], axis=1))
+    if not cells:
+        return ABXScore(speaker, context, float("nan"))
+    table_ = np.concatenate(cells)
+    # mean over the innermost key (context, and the X speaker across), then speakers, then pairs
+    spk_pair = _group_mean(table_[:, [0, 1, 2]], table_[:, 4])
+    pair = _group_mean(spk_pair[0][:, [1, 2]], spk_pair[1])
+    errors = pair[1]
+    pairs = [
+        (tokens.phones[int(a)], tokens.phones[int(b)], float(e)) for (a, b), e in zip(pair[0], errors, strict=True)
+    ]
+    return ABXScore(speaker, context, float(errors.mean()), pairs, len(table_))
+
+
+def _group_mean(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    sums = np.bincount(inv, weights=values)
+    return uniq, sums / np.bincount(inv)
+
+
+def abx(
+    features: Mapping[str, torch.Tensor | np.ndarray],
+    items: Sequence[Item],
+    frame_shift: float,
+    speaker: Sequence[str] = SPEAKER_MODES,
+    context: Sequence[str] = CONTEXT_MODES,
+    distance: str = "angular",
+    librilight_compat: bool = False,
+    budget: int = 1 << 24,
+    threads: int | None = 1,
+) -> list[ABXScore]:
+    """ABX error rates (fractions) of ``features`` (file id -> frames T×D) on ``items``.
+
+    One result per requested (speaker, context) condition, in the order speaker × context.
+    ``budget`` bounds the floats of one DTW chunk (memory); ``threads``: intra-op threads for the
+    computation (one by default: its operations are many and small, see :mod:`harness.core.threads`).
+    """
+    for value, allowed, what in ((speaker, SPEAKER_MODES, "speaker"), (context, CONTEXT_MODES, "context")):
+        bad = [v for v in value if v not in allowed]
+        if bad or not value:
+            raise HarnessError(f"ABX {what} mode {bad[0] if bad else '(none)'!r} is not one of {', '.join(allowed)}.")
+    if distance not in DISTANCES:
+        raise HarnessError(f"ABX distance {distance!r} is not one of {', '.join(DISTANCES)}.")
+    if not frame_shift > 0:
+        raise HarnessError(f"the frame shift must be a positive number of seconds (got {frame_shift}).")
+    with torch.no_grad(), torch_threads(threads):
+        tokens = _build_tokens(features, items, frame_shift, distance, librilight_compat)
+        conditions = [(s, c) for s in speaker for c in context]
+        # the pairs of the any-context conditions include those of the within-context ones
+        pair_context = "any" if "any" in context else "within"
+        blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
+        table = _PairTable(tokens, blocks, distance, librilight_compat, budget)
+        return [_condition(tokens, table, s, c) for s, c in conditions]

@@ -1,0 +1,408 @@
+"""The shared downstream driver: a frozen upstream, the weighted-sum featurizer and a task head.
+
+:func:`evaluate_task` takes a :class:`harness.core.interfaces.Task`, gets features (from the feature
+cache, or from the upstream on the fly), trains the featurizer weights and the head with
+:func:`harness.training.loop.fit` on the task's ``train`` split, keeps the weights best on ``dev``, and
+reports the test metrics, per-item records and the learned layer weights as an
+:class:`harness.core.interfaces.EvalResult`. Corpora with folds (``meta["folds"]``, a ``fold`` per row)
+are evaluated fold by fold (test = one fold, dev = a seeded 20 % of the rest, as s3prl's IEMOCAP
+recipe) and the metric is the mean over folds.
+
+Feature sources, chosen per task: ``pooled`` (cached per-layer time means; tasks with
+``pooled = True``), ``frames`` (cached float16 frames within the size budget) or ``upstream`` (the
+upstream runs on every batch: the fallback past the budget, and ``cache: off``). On a CPU, heads
+under 2 M parameters train on one thread, the upstream in the loop included (see
+:mod:`harness.core.threads`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.core.errors import CorpusError
+from harness.core.interfaces import Batch, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.manifest import PreparedCorpus
+from harness.core.stage import StageContext
+from harness.core.threads import torch_threads
+from harness.data.batching import FixedBatchSampler
+from harness.data.waveforms import WaveformSet
+from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
+from harness.models.featurizer import WeightedSum, layer_norm
+from harness.training.loop import FitResult, TrainConfig, fit
+from harness.training.specaug import spec_augment
+
+log = logging.getLogger("harness.evaluation.probe")
+
+CacheMode = Literal["auto", "off"]
+
+
+@dataclass
+class ProbeSettings:
+    """How one probe trains (the plugin's protocol resolved to numbers)."""
+
+    steps: int
+    lr: float
+    batch_size: int
+    accumulate: int = 1
+    eval_every: int | None = None
+    eval_batch_size: int = 32
+    max_grad_norm: float | None = 1.0
+    cache: CacheMode = "auto"
+    max_frame_gb: float = 4.0
+    upstream_batch_seconds: float = 60.0
+    dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
+    max_folds: int | None = None
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            accumulate=self.accumulate,
+            eval_every=self.eval_every,
+            max_grad_norm=self.max_grad_norm,
+            checkpoint_minutes=None,
+        )
+
+
+class ProbeParams(PluginParams):
+    """Parameters every probe downstream accepts: the protocol and overrides of its numbers.
+
+    ``protocol: superb`` is s3prl's setting for the task (steps, learning rate, batch, head sizes);
+    ``embedded`` (default) is scaled down so that the embedded corpus evaluates in seconds on a CPU.
+    ``cache: off`` runs the upstream on every batch (s3prl's way; for comparisons).
+    """
+
+    protocol: Literal["embedded", "superb"] = "embedded"
+    steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    eval_every: int | None = None
+    cache: CacheMode = "auto"
+    max_frame_gb: float = 4.0
+
+
+def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
+    """The protocol's settings with the overrides ``params`` sets."""
+    base = protocols[params.protocol]
+    changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb}
+    for name in ("steps", "lr", "batch_size", "eval_every"):
+        value = getattr(params, name)
+        if value is not None:
+            changes[name] = value
+    known = {f.name for f in fields(ProbeSettings)}
+    return ProbeSettings(**{**{k: getattr(base, k) for k in known}, **changes})
+
+
+@dataclass
+class ProbeResult:
+    metrics: dict[str, float]
+    records: list[dict[str, Any]]
+    layer_weights: list[float]
+    dev_metrics: dict[str, float]
+    fit: FitResult
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProbeModel(nn.Module):
+    """What trains: the featurizer's layer weights and the task head."""
+
+    def __init__(self, task: Task, num_layers: int, hidden_size: int):
+        super().__init__()
+        self.task = task
+        # frame states arrive layer-normed (see _pad_states), so the norm runs once per item, outside autograd
+        self.featurizer = WeightedSum(num_layers, normalize=False)
+        self.head = task.build_head(hidden_size)
+
+    def batch(self, raw: _Raw) -> Batch:
+        if raw.pooled is not None:
+            return Batch(None, None, raw.rows, pooled=self.featurizer.forward_pooled(raw.pooled))
+        assert raw.states is not None and raw.lengths is not None
+        return Batch(self.featurizer(raw.states), raw.lengths, raw.rows)
+
+    def loss(self, raw: _Raw) -> torch.Tensor:
+        batch = self.batch(raw)
+        if self.task.specaug is not None and self.training and batch.features is not None:
+            assert batch.lengths is not None
+            batch = replace(batch, features=spec_augment(batch.features, batch.lengths, self.task.specaug))
+        return self.task.loss(self.head, batch)
+
+    def predict(self, raw: _Raw) -> list[dict[str, Any]]:
+        return self.task.predict(self.head, self.batch(raw))
+
+
+@dataclass
+class _Raw:
+    """A batch before the featurizer: pooled B×L×D, or states L×B×T×D with lengths."""
+
+    rows: list[dict[str, Any]]
+    pooled: torch.Tensor | None = None
+    states: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+
+
+#: heads below this many parameters train on one CPU thread (see :mod:`harness.core.threads`)
+SMALL_HEAD = 2_000_000
+
+
+def _to(raw: _Raw, device: torch.device) -> _Raw:
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t.to(device, non_blocking=True) if t is not None else None
+
+    return _Raw(raw.rows, move(raw.pooled), move(raw.states), move(raw.lengths))
+
+
+def _pad_states(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """L×T×D tensors -> layer-normed L×B×Tmax×D (zero-padded) and lengths."""
+    items = [layer_norm(s) for s in items]
+    lengths = torch.tensor([int(s.shape[1]) for s in items], dtype=torch.long)
+    n_layers, dim = items[0].shape[0], items[0].shape[2]
+    out = torch.zeros(n_layers, len(items), int(lengths.max()), dim)
+    for i, s in enumerate(items):
+        out[:, i, : s.shape[1]] = s
+    return out, lengths
+
+
+class _Source:
+    """Raw batches of one split's rows from the cache or from the upstream."""
+
+    def __init__(self, rows: list[dict[str, Any]], kind: str, upstream: UpstreamModel, data: Any, device):
+        self.rows = rows
+        self.kind = kind
+        self.upstream = upstream
+        self.data = data
+        self.device = device
+        self.audio_seconds = 0.0  # audio sent through the upstream by this source
+        if kind == "upstream":
+            self.waves = WaveformSet(rows)
+            self.waves_rate = float(upstream.sample_rate)
+            self.lengths = [float(r["duration"]) for r in rows]
+        elif kind == "frames":
+            self.lengths = [float(n) for n in data.lengths]
+        else:
+            self.lengths = [float(r["duration"]) for r in rows]
+
+    def __call__(self, indices: list[int], pooled: bool) -> _Raw:
+        rows = [self.rows[i] for i in indices]
+        if self.kind == "pooled":
+            return _Raw(rows, pooled=self.data[indices])
+        if self.kind == "frames":
+            states, lengths = _pad_states([self.data.states(i) for i in indices])
+            return _Raw(rows, states=states, lengths=lengths)
+        batch = self.waves.collate(indices)
+        self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
+        with torch.no_grad():
+            self.upstream.eval()
+            out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths.to(self.device))
+        frames = out.lengths.cpu().tolist()
+        per_item = [[h[j, : frames[j]].float().cpu() for h in out.hidden_states] for j in range(len(indices))]
+        if pooled:  # the same per-layer means the cache holds
+            return _Raw(rows, pooled=torch.stack([pooled_means(s) for s in per_item]))
+        states, lengths = _pad_states([to_frame_dtype(torch.stack(s)).float() for s in per_item])
+        return _Raw(rows, states=states, lengths=lengths)
+
+    def eval_batches(self, size: int) -> list[list[int]]:
+        order = np.argsort(np.asarray(self.lengths), kind="stable")
+        return [order[i : i + size].tolist() for i in range(0, len(order), size)]
+
+
+def _source(
+    task: Task, rows: list[dict[str, Any]], cache: FeatureCache, settings: ProbeSettings, upstream, device
+) -> _Source:
+    if settings.cache == "off":
+        return _Source(rows, "upstream", upstream, None, device)
+    if task.pooled:
+        return _Source(rows, "pooled", upstream, cache.pooled(rows), device)
+    store: FrameStore | None = cache.frames(rows)
+    if store is None:
+        log.info("frame cache over its %.1f GB budget: running the upstream on the fly", settings.max_frame_gb)
+        return _Source(rows, "upstream", upstream, None, device)
+    return _Source(rows, "frames", upstream, store, device)
+
+
+def _predict(model: ProbeModel, source: _Source, settings: ProbeSettings, device) -> list[dict[str, Any]]:
+    records = []
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for idx in source.eval_batches(settings.eval_batch_size):
+            raw = _to(source(idx, model.task.pooled), device)
+            records.extend(model.predict(raw))
+    model.train(was)
+    return records
+
+
+def run_probe(
+    task: Task,
+    upstream: UpstreamModel,
+    splits: dict[str, list[dict[str, Any]]],
+    settings: ProbeSettings,
+    cache: FeatureCache,
+    seed: int,
+    ctx: StageContext | None = None,
+    name: str | None = None,
+) -> ProbeResult:
+    """Train on ``splits["train"]``, select on ``splits["dev"]``, report on ``splits["test"]``."""
+    for role in ("train", "dev", "test"):
+        if not splits.get(role):
+            raise CorpusError(f"{task.name}: the {role} split has no utterances; the corpus must provide one.")
+    device = ctx.device if ctx is not None else torch.device("cpu")
+    upstream.eval()
+    for p in upstream.parameters():
+        p.requires_grad_(False)
+    started = time.monotonic()
+    sources = {role: _source(task, rows, cache, settings, upstream, device) for role, rows in splits.items()}
+    feature_seconds = time.monotonic() - started
+    torch.manual_seed(seed)
+    model = ProbeModel(task, upstream.num_hidden_states, upstream.hidden_size).to(device)
+    train = sources["train"]
+    sampler = FixedBatchSampler(len(train.rows), settings.batch_size, seed=seed)
+
+    def collate(indices: list[int]) -> _Raw:
+        return train(indices, task.pooled)
+
+    def loss_fn(raw: _Raw) -> torch.Tensor:
+        return model.loss(_to(raw, device))
+
+    def dev_eval() -> dict[str, float]:
+        return task.aggregate(_predict(model, sources["dev"], settings, device))
+
+    small = device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_HEAD
+    with torch_threads(1 if small else None):
+        result = fit(
+            model,
+            loss_fn,
+            sampler,
+            collate,
+            settings.train_config(),
+            ctx=ctx,
+            evaluate=dev_eval,
+            primary=(task.primary_metric, task.metrics[task.primary_metric]),
+            name=name or f"probe-{task.name}",
+        )
+        records = _predict(model, sources["test"], settings, device)
+    return ProbeResult(
+        metrics=task.aggregate(records),
+        records=records,
+        layer_weights=model.featurizer.layer_weights(),
+        dev_metrics=result.best_metrics,
+        fit=result,
+        source=train.kind,
+        extra={
+            "feature_seconds": feature_seconds,
+            "train_seconds": result.seconds,
+            "loop_audio_seconds": sum(src.audio_seconds for src in sources.values()),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- splits and folds
+
+
+def task_splits(corpus: PreparedCorpus, task: str) -> dict[str, list[dict[str, Any]]]:
+    """The rows playing train/dev/test for ``task`` (the corpus's ``task_splits`` or the defaults)."""
+    return {role: corpus.utterances(corpus.split_for(task, role)) for role in ("train", "dev", "test")}
+
+
+def fold_splits(
+    rows: list[dict[str, Any]], fold: Any, dev_ratio: float, seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Test = the rows of ``fold``; dev = a seeded ``dev_ratio`` of the others; train = the rest."""
+    test = [r for r in rows if r.get("fold") == fold]
+    rest = [r for r in rows if r.get("fold") != fold]
+    perm = np.random.default_rng([seed, 7]).permutation(len(rest))
+    n_dev = max(1, int(round(dev_ratio * len(rest))))
+    dev_idx = set(perm[:n_dev].tolist())
+    return {
+        "train": [r for i, r in enumerate(rest) if i not in dev_idx],
+        "dev": [r for i, r in enumerate(rest) if i in dev_idx],
+        "test": test,
+    }
+
+
+def feature_cache_for(upstream: UpstreamModel, ctx: StageContext, settings: ProbeSettings) -> FeatureCache:
+    """The cache shared by every downstream of this model on this corpus (private without stage keys)."""
+    keys = ctx.input_keys
+    if "model" in keys and "corpus" in keys:
+        root = ctx.cache_dir("features", keys["model"], keys["corpus"])
+    else:
+        root = ctx.work_dir / "features"
+    return FeatureCache(
+        upstream,
+        root,
+        max_frame_bytes=settings.max_frame_gb * 1e9,
+        batch_seconds=settings.upstream_batch_seconds,
+        device=ctx.device,
+    )
+
+
+def evaluate_task(
+    task: Task,
+    upstream: UpstreamModel,
+    corpus: PreparedCorpus,
+    settings: ProbeSettings,
+    ctx: StageContext,
+    cache: FeatureCache | None = None,
+) -> EvalResult:
+    """Evaluate ``task`` on ``corpus`` (by folds when the corpus has them and the task uses them)."""
+    corpus.require(task.label_fields, f"downstream {task.name!r}")
+    cache = cache or feature_cache_for(upstream, ctx, settings)
+    directions = dict(task.metrics)
+    folds = corpus.meta.get("folds") if getattr(task, "use_folds", False) else None
+    if not folds:
+        res = run_probe(task, upstream, task_splits(corpus, task.name), settings, cache, ctx.seed, ctx)
+        return EvalResult(
+            metrics=res.metrics,
+            directions=directions,
+            n_items=len(res.records),
+            items=[{"id": r["id"], "stats": r["stats"]} for r in res.records],
+            layer_weights=res.layer_weights,
+            extra=_extra(res, cache),
+        )
+    by_role = task_splits(corpus, task.name)
+    rows = list({r["id"]: r for role in ("train", "dev", "test") for r in by_role[role]}.values())
+    fold_ids = sorted({r["fold"] for r in rows if "fold" in r})
+    if len(fold_ids) < 2:
+        raise CorpusError(f"corpus {corpus.name!r} declares folds but its rows carry fewer than two fold ids.")
+    if settings.max_folds:
+        fold_ids = fold_ids[: settings.max_folds]
+    per_fold, items, weights, extras = [], [], [], []
+    for k in fold_ids:
+        splits = fold_splits(rows, k, settings.dev_ratio, ctx.seed)
+        res = run_probe(task, upstream, splits, settings, cache, ctx.seed, ctx, name=f"probe-{task.name}-fold{k}")
+        per_fold.append(res.metrics)
+        items.extend({"id": r["id"], "stats": r["stats"], "fold": k} for r in res.records)
+        weights.append(res.layer_weights)
+        extras.append({"fold": k, **res.metrics, "best_step": res.fit.best_step})
+    metrics = {m: float(np.mean([f[m] for f in per_fold])) for m in per_fold[0]}
+    extra = _extra(res, cache)
+    extra["folds"] = extras
+    return EvalResult(
+        metrics=metrics,
+        directions=directions,
+        n_items=len(items),
+        items=items,
+        layer_weights=[float(x) for x in np.mean(np.asarray(weights), axis=0)],
+        extra=extra,
+    )
+
+
+def _extra(res: ProbeResult, cache: FeatureCache) -> dict[str, Any]:
+    return {
+        "source": res.source,
+        "dev": res.dev_metrics,
+        "best_step": res.fit.best_step,
+        "steps": res.fit.steps_done,
+        "skipped_steps": res.fit.skipped_steps,
+        **res.extra,
+        "upstream_audio_seconds": cache.upstream_seconds + res.extra["loop_audio_seconds"],
+    }
+

@@ -1,0 +1,375 @@
+"""wav2vec 2.0 / HuBERT upstreams built from transformers modules, loaded from three kinds of source.
+
+Shared by the ``wav2vec2`` and ``hubert`` plugins, which set the transformers classes, family name
+and presets. The model holds transformers' ``feature_extractor`` (CNN), ``feature_projection`` and
+``encoder`` modules directly, so its state dict uses transformers' ``Wav2Vec2Model``/``HubertModel``
+names (a merged ``model.safetensors`` loads into transformers as it is).
+
+Sources (:meth:`SpeechTransformerPlugin.build`):
+
+- a harness model folder (``upstream.json`` + ``model.safetensors``) or its weights file;
+- a transformers folder (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``); input
+  normalisation follows its ``preprocessor_config.json`` (``do_normalize``), or, without one,
+  fairseq's rule (normalise iff the CNN uses layer norm);
+- a fairseq checkpoint (``.pt``), read safely, with the architecture from its own ``args``/``cfg``.
+
+Padding: the group norm of the first CNN block (``extractor_mode=default``) normalises over time;
+here its statistics count only valid frames, so a padded batch gives the same valid frames as each
+utterance alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from harness.core.errors import CheckpointError
+from harness.core.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.models.checkpoints import load_torch_checkpoint, load_weights_file, tensors_only
+from harness.models.fairseq import (
+    checkpoint_configs,
+    detect_family,
+    hf_architecture,
+    hf_legacy_names,
+    map_wav2vec2_state,
+    unwrap_finetuned,
+)
+from harness.models.speech_encoder import (
+    ENCODER_SHAPES,
+    ENCODER_TRAINING,
+    frame_mask,
+    load_exact,
+    load_own_model,
+    normalize_waveforms,
+    own_model_files,
+    run_encoder,
+    seeded,
+)
+
+#: wav2vec 2.0 and HuBERT's seven-block CNN (5·2⁶ = 320 samples per frame: 20 ms at 16 kHz).
+BASE_CNN: dict[str, Any] = {
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+}
+CNN_CHANNELS = {"tiny": 32, "base": 512}
+
+#: config fields and weights of a kept pre-training head (see ``fairseq_pretraining_head``)
+PretrainingHead = tuple[dict[str, Any], dict[str, torch.Tensor]]
+
+
+def preset_configs(**overrides: Any) -> dict[str, dict[str, Any]]:
+    """The ``tiny`` and ``base`` presets of a wav2vec 2.0-family model, ``overrides`` applied to both."""
+    return {
+        name: {**BASE_CNN, "conv_dim": [CNN_CHANNELS[name]] * 7, **ENCODER_TRAINING, **shape, "normalize": False,
+               **overrides}
+        for name, shape in ENCODER_SHAPES.items()
+    }  # fmt: skip
+
+
+#: Architecture fields kept in ``UpstreamModel.config()`` (transformers' names), plus ``normalize``.
+ARCH_FIELDS = (
+    "conv_dim",
+    "conv_kernel",
+    "conv_stride",
+    "conv_bias",
+    "feat_extract_norm",
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "num_attention_heads",
+    "hidden_act",
+    "do_stable_layer_norm",
+    "num_conv_pos_embeddings",
+    "num_conv_pos_embedding_groups",
+    "hidden_dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "feat_proj_dropout",
+    "layerdrop",
+    "layer_norm_eps",
+)
+
+
+class SpeechTransformer(UpstreamModel):
+    """A wav2vec 2.0-style model: CNN on the waveform, projection, transformer encoder.
+
+    Subclasses set ``family``, ``hf_config_cls``, ``hf_model_cls`` and ``extra_fields`` (config
+    fields beyond :data:`ARCH_FIELDS`, e.g. HuBERT's ``feat_proj_layer_norm``).
+    """
+
+    hf_config_cls: ClassVar[type]
+    hf_model_cls: ClassVar[type]
+    extra_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        fields = ARCH_FIELDS + self.extra_fields
+        arch = {k: config[k] for k in fields if k in config}
+        hf_config = self.hf_config_cls(
+            **arch, mask_time_prob=0.0, mask_feature_prob=0.0, apply_spec_augment=False
+        )
+        hf = self.hf_model_cls(hf_config)
+        self.feature_extractor = hf.feature_extractor
+        self.feature_projection = hf.feature_projection
+        self.encoder = hf.encoder
+        self.hf_config = hf.config
+        self._arch = {k: _jsonable(getattr(hf.config, k)) for k in fields}
+        self.normalize = bool(config.get("normalize", False))
+        self.hidden_size = int(hf.config.hidden_size)
+        self.num_hidden_states = int(hf.config.num_hidden_layers) + 1
+        self._kernels = [int(k) for k in hf.config.conv_kernel]
+        self._strides = [int(s) for s in hf.config.conv_stride]
+        self.frame_shift = math.prod(self._strides) / self.sample_rate
+        self._layerdrop = float(hf.config.layerdrop)
+        self._checkpointing = False
+
+    # ---------------------------------------------------------------- interface
+
+    def config(self) -> dict[str, Any]:
+        return {**self._arch, "normalize": self.normalize}
+
+    def downsampling_module(self) -> torch.nn.Module:
+        return self.feature_extractor
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        self._checkpointing = bool(enabled)
+
+    def set_layerdrop(self, probability: float) -> None:
+        self._layerdrop = float(probability)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples needed for one frame."""
+        field = 1
+        for k, s in zip(reversed(self._kernels), reversed(self._strides)):
+            field = (field - 1) * s + k
+        return field
+
+    def frame_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
+        n = wav_lengths.long()
+        for k, s in zip(self._kernels, self._strides):
+            n = torch.div(n - k, s, rounding_mode="floor") + 1
+        return n.clamp(min=0)
+
+    # ---------------------------------------------------------------- forward
+
+    def _cnn(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = wavs[:, None, :]
+        n = lengths
+        for layer, k, s in zip(self.feature_extractor.conv_layers, self._kernels, self._strides):
+            x = layer.conv(x)
+            n = torch.div(n - k, s, rounding_mode="floor") + 1
+            norm = getattr(layer, "layer_norm", None)
+            if isinstance(norm, torch.nn.GroupNorm):
+                x = _masked_group_norm(x, n, norm)
+            elif norm is not None:
+                x = norm(x.transpose(1, 2)).transpose(1, 2)
+            x = layer.activation(x)
+        return x
+
+    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
+        lengths = wav_lengths.to(wavs.device).long()
+        if wavs.shape[1] < self.receptive_field:  # too short for one frame: those get 0 frames
+            wavs = F.pad(wavs, (0, self.receptive_field - wavs.shape[1]))
+        if self.normalize:
+            wavs = normalize_waveforms(wavs, lengths)
+        else:
+            wavs = wavs * frame_mask(lengths, wavs.shape[1])
+        if self._checkpointing and self.training and torch.is_grad_enabled():
+            feats = checkpoint(self._cnn, wavs, lengths, use_reentrant=False)
+        else:
+            feats = self._cnn(wavs, lengths)
+        x = feats.transpose(1, 2)
+        proj = self.feature_projection
+        norm = getattr(proj, "layer_norm", None)
+        if norm is not None and getattr(self.hf_config, "feat_proj_layer_norm", True):
+            x = norm(x)
+        x = proj.dropout(proj.projection(x))
+        n_frames = self.frame_lengths(lengths).clamp(max=x.shape[1])
+        hidden = run_encoder(
+            self.encoder,
+            x,
+            frame_mask(n_frames, x.shape[1]),
+            config=self.hf_config,
+            stable_layer_norm=bool(self.hf_config.do_stable_layer_norm),
+            layerdrop=self._layerdrop,
+            gradient_checkpointing=self._checkpointing,
+        )
+        return UpstreamOutput(hidden_states=hidden, lengths=n_frames)
+
+
+def _masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+    """The first CNN block's group norm (one channel per group, statistics over time) with each
+    utterance's statistics taken over its valid frames only, as for the utterance alone."""
+    frames = x.shape[-1]
+    counts = lengths.clamp(min=1, max=frames).tolist()
+    if all(n == frames for n in counts):
+        return norm(x)
+    stats = [torch.var_mean(x[i, :, :n].float(), dim=-1, unbiased=False) for i, n in enumerate(counts)]
+    var = torch.stack([v for v, _ in stats])[..., None]
+    mean = torch.stack([m for _, m in stats])[..., None]
+    scale = torch.rsqrt(var + norm.eps)
+    shift = -mean * scale
+    if norm.affine:
+        scale = scale * norm.weight.float()[None, :, None]
+        shift = shift * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return torch.addcmul(shift, x.float(), scale).to(x.dtype)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+class SpeechTransformerPlugin(UpstreamPlugin):
+    """Base of the ``wav2vec2`` and ``hubert`` plugins: presets and the three sources."""
+
+    model_cls: ClassVar[type[SpeechTransformer]]
+    #: the transformers ``model_type`` of this family's folders
+    hf_model_type: ClassVar[str]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def from_config(self, config: dict[str, Any]) -> SpeechTransformer:
+        return self.model_cls(config)
+
+    def build(self, params: PluginParams, seed: int) -> SpeechTransformer:
+        checkpoint_path = getattr(params, "checkpoint", None)
+        if checkpoint_path is None:
+            preset = params.preset  # type: ignore[attr-defined]
+            if preset not in self.presets:
+                raise CheckpointError(
+                    f"{self.name} has no preset {preset!r}; choose one of {', '.join(self.presets)}."
+                )
+            with seeded(seed):
+                model = self.model_cls(self.presets[preset])
+        else:
+            model = self.load(Path(checkpoint_path))
+        model.eval()
+        return model
+
+    def load(self, path: Path) -> SpeechTransformer:
+        """The model stored at ``path`` (a harness folder, a transformers folder or a fairseq file)."""
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path} does not exist; check the path.")
+        if own_model_files(path) is not None:
+            return load_own_model(path, self.name, self.from_config)  # type: ignore[return-value]
+        folder = path if path.is_dir() else path.parent
+        if (folder / "config.json").is_file() and (path.is_dir() or path.suffix in (".safetensors", ".bin")):
+            return self._load_hf_folder(folder)
+        if path.is_dir():
+            raise CheckpointError(
+                f"{path} holds neither upstream.json (a harness model folder) nor config.json (a transformers "
+                "folder); point checkpoint at one of those or at a fairseq .pt file."
+            )
+        return self._load_fairseq(path)
+
+    # ---------------------------------------------------------------- transformers folders
+
+    def _load_hf_folder(self, folder: Path) -> SpeechTransformer:
+        try:
+            raw = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{folder / 'config.json'} is not valid JSON ({exc}).") from None
+        model_type = raw.get("model_type")
+        if model_type != self.hf_model_type:
+            raise CheckpointError(
+                f"{folder} holds a transformers {model_type!r} model, not a {self.hf_model_type} one; "
+                f"load it with the matching upstream."
+            )
+        hf_config = self.model_cls.hf_config_cls.from_dict(raw)
+        for flag, bad in (("add_adapter", True), ("conv_pos_batch_norm", True)):
+            if getattr(hf_config, flag, None) == bad:
+                raise CheckpointError(f"{folder} uses {flag}, which this upstream does not support.")
+        if getattr(hf_config, "adapter_attn_dim", None) is not None:
+            raise CheckpointError(f"{folder} has attention adapters (adapter_attn_dim), which are not supported.")
+        config = {k: _jsonable(getattr(hf_config, k)) for k in ARCH_FIELDS + self.model_cls.extra_fields}
+        config["normalize"] = _hf_normalize(folder, hf_config)
+        state = _hf_weights(folder)
+        prefix = f"{model_type}."
+        state = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+        model = self.model_cls(config)
+        load_exact(model, hf_legacy_names(state), folder, self.name)
+        return model
+
+    # ---------------------------------------------------------------- fairseq checkpoints
+
+    def _load_fairseq(self, path: Path) -> SpeechTransformer:
+        ckpt = load_torch_checkpoint(path)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+            raise CheckpointError(
+                f"{path} is not a fairseq checkpoint (no 'model' state dict inside); give a fairseq .pt, "
+                "a transformers folder or a harness model folder."
+            )
+        state = tensors_only(ckpt["model"], path)
+        model_cfg, task_cfg = checkpoint_configs(ckpt)
+        state, model_cfg, task_cfg = unwrap_finetuned(state, model_cfg, task_cfg)
+        found = detect_family(model_cfg, set(state))
+        if found != self.name:
+            what = f"a {found} checkpoint" if found else "not a recognisable checkpoint"
+            raise CheckpointError(f"{path} is {what}, not a {self.name} one; load it with the matching upstream.")
+        if not model_cfg:
+            raise CheckpointError(f"{path} carries no model config (neither 'cfg' nor 'args'); it cannot be rebuilt.")
+        config: dict[str, Any] = hf_architecture(model_cfg, path)
+        config.update(self.fairseq_extra_config())
+        config["normalize"] = bool(task_cfg.get("normalize", model_cfg.get("normalize", False)))
+        mapped = map_wav2vec2_state(state)
+        head_config, head_state = self.fairseq_pretraining_head(state)
+        config.update(head_config)
+        mapped.update(head_state)
+        if "feature_projection.projection.weight" not in mapped and config["conv_dim"][-1] == config["hidden_size"]:
+            # fairseq has no post_extract_proj when the CNN width equals the model width: an identity
+            mapped["feature_projection.projection.weight"] = torch.eye(config["hidden_size"])
+            mapped["feature_projection.projection.bias"] = torch.zeros(config["hidden_size"])
+        model = self.model_cls(config)
+        load_exact(model, mapped, path, self.name)
+        return model
+
+    def fairseq_extra_config(self) -> dict[str, Any]:
+        """Config fields implied by the family for fairseq checkpoints."""
+        return {}
+
+    def fairseq_pretraining_head(self, state: dict[str, torch.Tensor]) -> PretrainingHead:
+        """Config fields and weights (our names) of a pre-training head the family keeps; none by default."""
+        return {}, {}
+
+
+def _hf_normalize(folder: Path, hf_config: Any) -> bool:
+    pre = folder / "preprocessor_config.json"
+    if pre.is_file():
+        try:
+            return bool(json.loads(pre.read_text()).get("do_normalize", True))
+        except (OSError, json.JSONDecodeError):
+            raise CheckpointError(f"{pre} is not valid JSON.") from None
+    return hf_config.feat_extract_norm == "layer"
+
+
+def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return load_weights_file(single)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise CheckpointError(f"{index} is not a valid shard index ({exc}).") from None
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_weights_file(folder / shard))
+        return state
+    legacy = folder / "pytorch_model.bin"
+    if legacy.is_file():
+        return load_weights_file(legacy)
+    raise CheckpointError(
+        f"{folder} has a config.json but no model.safetensors or pytorch_model.bin; the folder is incomplete."
+    )

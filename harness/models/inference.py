@@ -1,0 +1,108 @@
+"""Running an upstream over many waveforms: length-sorted dynamic batches, outputs trimmed per item.
+
+Used by ``harness extract`` and by anything that caches hidden states. Batches come from
+:class:`harness.data.batching.DynamicBatchSampler` without shuffling: items sorted by length and packed
+while ``items × longest`` stays within ``max_seconds`` of audio, so little of each batch is padding
+(``benchmarks/bench_extract.py`` measures the gain over fixed-size batches).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from harness.core.errors import StageError
+from harness.core.interfaces import UpstreamModel
+from harness.data.batching import DynamicBatchSampler, FixedBatchSampler
+
+log = logging.getLogger("harness.models.inference")
+
+SAMPLE_RATE = 16000
+
+
+def length_sorted_batches(
+    lengths: Sequence[int], max_seconds: float, max_items: int | None = None, sample_rate: int = SAMPLE_RATE
+) -> list[list[int]]:
+    """Indices grouped by length so that each batch holds at most ``max_seconds`` of padded audio."""
+    if not len(lengths):
+        return []
+    return list(DynamicBatchSampler(lengths, max_seconds * sample_rate, seed=0, shuffle=False, max_items=max_items))
+
+
+def fixed_batches(n_items: int, batch_size: int) -> list[list[int]]:
+    """``batch_size`` consecutive items per batch, in the given order (the baseline)."""
+    return list(FixedBatchSampler(n_items, batch_size, seed=0, shuffle=False)) if n_items else []
+
+
+def pad_batch(wavs: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded B×S float32 waveforms and their lengths."""
+    tensors = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in wavs]
+    lengths = torch.tensor([len(t) for t in tensors], dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True), lengths
+
+
+def batched_forward(
+    model: UpstreamModel,
+    wavs: Sequence[np.ndarray | torch.Tensor],
+    *,
+    max_seconds: float = 60.0,
+    batches: Sequence[Sequence[int]] | None = None,
+    lengths: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """Yield ``(index, hidden states)`` for every waveform, batch by batch.
+
+    Each hidden state is a T×D float32 CPU tensor holding only the item's valid frames; ``layers``
+    picks some (default: all). ``wavs`` may be a lazy sequence (items are read when their batch
+    runs); give ``lengths`` (samples) then, so batching does not read them all first. ``batches``
+    overrides the length-sorted packing. On a CUDA out-of-memory error a batch is split in two
+    and retried (logged), never skipped.
+    """
+    if batches is None:
+        if lengths is None:
+            lengths = [len(w) for w in wavs]
+        batches = length_sorted_batches(lengths, max_seconds)
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu")
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            items = [wavs[i] for i in batch]
+            yield from _run(model, list(batch), items, layers, device)
+    finally:
+        model.train(was_training)
+
+
+def _run(
+    model: UpstreamModel,
+    index: list[int],
+    items: list[np.ndarray | torch.Tensor],
+    layers: Sequence[int] | None,
+    device: torch.device,
+) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    x, lengths = pad_batch(items)
+    try:
+        with torch.no_grad():
+            out = model(x.to(device), lengths.to(device))
+    except torch.cuda.OutOfMemoryError:
+        if len(index) == 1:
+            raise StageError(
+                f"one utterance of {len(items[0]) / SAMPLE_RATE:.1f} s does not fit in GPU memory; "
+                "lower the batch cap or run on the CPU."
+            ) from None
+        torch.cuda.empty_cache()
+        half = len(index) // 2
+        log.warning("out of GPU memory on a batch of %d; splitting it in two.", len(index))
+        yield from _run(model, index[:half], items[:half], layers, device)
+        yield from _run(model, index[half:], items[half:], layers, device)
+        return
+    chosen = out.hidden_states if layers is None else [out.hidden_states[i] for i in layers]
+    frames = out.lengths.cpu().tolist()
+    for j, i in enumerate(index):
+        yield i, [h[j, : frames[j]].float().cpu() for h in chosen]

@@ -1,0 +1,222 @@
+"""Pieces shared by the transformer upstreams (wav2vec 2.0, HuBERT, DeCoAR 2.0).
+
+- :func:`run_encoder`: the wav2vec 2.0 transformer encoder (transformers' ``Wav2Vec2Encoder`` or
+  ``Wav2Vec2EncoderStableLayerNorm`` modules) run layer by layer, so that the hidden states are the
+  input of each layer plus the final output (s3prl's convention), with padding masks, layer drop
+  and gradient checkpointing under our control.
+- padding helpers (:func:`frame_mask`, :func:`masked_norm_stats`).
+- :class:`SourceParams` and :func:`load_own_model`: the ``checkpoint``/``preset`` parameters and
+  the harness's own model folders (``upstream.json`` + ``model.safetensors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+from safetensors.torch import load_file
+from torch.utils.checkpoint import checkpoint
+
+from harness.core.errors import CheckpointError
+from harness.core.interfaces import InputPath, PluginParams, UpstreamModel
+from harness.models.checkpoints import check_keys
+from harness.models.model_io import CONFIG, WEIGHTS
+
+#: Transformer shapes of the presets shared by the wav2vec 2.0 family (transformers' config names).
+ENCODER_SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 384, "num_attention_heads": 4,
+             "num_conv_pos_embeddings": 32, "num_conv_pos_embedding_groups": 8},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
+             "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16},
+}  # fmt: skip
+
+#: The released Base models' encoder settings: post-LN, GELU, their dropouts and layer drop.
+ENCODER_TRAINING: dict[str, Any] = {
+    "hidden_act": "gelu",
+    "do_stable_layer_norm": False,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.1,
+    "layerdrop": 0.05,
+    "layer_norm_eps": 1e-5,
+}
+
+# --------------------------------------------------------------------------- parameters
+
+
+class SourceParams(PluginParams):
+    """Where an upstream's weights come from: exactly one of ``checkpoint`` or ``preset``.
+
+    ``checkpoint``: a harness model folder (or its ``model.safetensors``), a transformers folder
+    (``save_pretrained`` layout), or a released PyTorch checkpoint (fairseq ``.pt``, the DeCoAR 2.0
+    file), loaded without running code. ``preset``: a named architecture, randomly initialised
+    from the stage seed.
+    """
+
+    checkpoint: InputPath | None = None
+    preset: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceParams:
+        if (self.checkpoint is None) == (self.preset is None):
+            raise PydanticCustomError(
+                "source", "give exactly one of checkpoint (a file or folder) or preset (a named architecture)"
+            )
+        return self
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the body with the CPU generator seeded, leaving the global generator as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# --------------------------------------------------------------------------- padding
+
+
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """B×T boolean mask, True on the valid frames."""
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_norm_stats(
+    x: torch.Tensor, mask: torch.Tensor, dim: int, unbiased: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``x`` over ``dim`` counting only positions where ``mask`` (broadcastable) is
+    True; computed in float32. Unbiased variance divides by n-1 (n-1 = 0 gives 0)."""
+    xf = x.float()
+    m = mask.to(xf.dtype)
+    n = m.sum(dim, keepdim=True)
+    mean = (xf * m).sum(dim, keepdim=True) / n.clamp(min=1)
+    sq = (((xf - mean) * m) ** 2).sum(dim, keepdim=True)
+    var = sq / (n - 1).clamp(min=1) if unbiased else sq / n.clamp(min=1)
+    return mean, var
+
+
+def normalize_waveforms(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """fairseq's ``normalize``: per-utterance zero mean, unit variance over the valid samples
+    (``F.layer_norm(wav, wav.shape)`` on each unpadded waveform); padding stays zero."""
+    mask = frame_mask(lengths, wavs.shape[1])
+    mean, var = masked_norm_stats(wavs, mask, dim=1)
+    out = (wavs.float() - mean) * torch.rsqrt(var + eps)
+    return (out * mask).to(wavs.dtype)
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def _attention_mask(config: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    if bool(mask.all()):
+        return None
+    try:  # transformers >= 4.53 builds the mask for whichever attention kernel the config selects
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # pragma: no cover - older transformers take an additive 4D mask
+        return (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+    return create_bidirectional_mask(config=config, inputs_embeds=x, attention_mask=mask)
+
+
+def _call_layer(layer: torch.nn.Module, x: torch.Tensor, attn: torch.Tensor | None) -> torch.Tensor:
+    out = layer(x, attention_mask=attn)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def run_encoder(
+    encoder: torch.nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    config: Any,
+    stable_layer_norm: bool,
+    layerdrop: float = 0.0,
+    gradient_checkpointing: bool = False,
+) -> list[torch.Tensor]:
+    """Hidden states of a wav2vec 2.0 encoder: the input of each layer, then the final output.
+
+    ``x`` is B×T×D (projected features), ``mask`` B×T (True = valid). Padded frames are zeroed
+    before the positional convolution (as fairseq does) and in every returned hidden state, so the
+    valid frames do not depend on what else is in the batch. Post-LN encoders (``layer_norm_first``
+    False) normalise after adding the positional embedding; pre-LN ones normalise the last output.
+    """
+    keep = mask[..., None]
+    x = x.masked_fill(~keep, 0.0)
+    attn = _attention_mask(config, x, mask)
+    x = x + encoder.pos_conv_embed(x)
+    if not stable_layer_norm:
+        x = encoder.layer_norm(x)
+    x = encoder.dropout(x)
+    hidden = []
+    training = encoder.training
+    for layer in encoder.layers:
+        hidden.append(x)
+        if training and layerdrop > 0.0 and float(torch.rand(())) < layerdrop:
+            continue
+        if gradient_checkpointing and training and torch.is_grad_enabled():
+            x = checkpoint(_call_layer, layer, x, attn, use_reentrant=False)
+        else:
+            x = _call_layer(layer, x, attn)
+    if stable_layer_norm:
+        x = encoder.layer_norm(x)
+    hidden.append(x)
+    return [h.masked_fill(~keep, 0.0) for h in hidden]
+
+
+# --------------------------------------------------------------------------- own model folders
+
+
+def own_model_files(path: Path) -> tuple[Path, Path] | None:
+    """(upstream.json, model.safetensors) when ``path`` is a harness model folder or its weights file."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / CONFIG).is_file() and (path.is_dir() or path.suffix == ".safetensors"):
+        weights = path if path.is_file() else folder / WEIGHTS
+        return folder / CONFIG, weights
+    return None
+
+
+def load_own_model(
+    path: Path, family: str, from_config: Callable[[dict[str, Any]], UpstreamModel]
+) -> UpstreamModel:
+    """A model saved by :func:`harness.models.model_io.save_model`, checked to be of ``family``."""
+    config_path, weights = own_model_files(path)  # type: ignore[misc]
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the model folder is damaged.") from None
+    found = meta.get("family")
+    if found != family:
+        raise CheckpointError(
+            f"{path} holds a {found} model, not a {family} one; load it with the {found} upstream."
+        )
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the model folder {config_path.parent} is incomplete.")
+    model = from_config(meta.get("config", {}))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise CheckpointError(
+            f"{weights} is truncated or not a safetensors file ({str(exc)[:120]}); copy it again."
+        ) from None
+    load_exact(model, state, weights, family)
+    return model
+
+
+def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path, family: str) -> None:
+    """Load ``state`` into ``model``: every needed weight present (extra ones ignored), shapes equal."""
+    needed = model.state_dict()
+    check_keys(needed, state, where, family)
+    for key, ref in needed.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{where} has {key} of shape {tuple(state[key].shape)} where its config implies "
+                f"{tuple(ref.shape)}; the weights and the config disagree."
+            )
+    model.load_state_dict({k: state[k] for k in needed}, strict=True)

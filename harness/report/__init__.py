@@ -1,0 +1,2 @@
+"""Reporting: statistics (intervals, paired tests), plots and the leaderboard. Imports every layer
+below it, never the pipeline or the CLI."""

@@ -1,0 +1,697 @@
+"""The leaderboard: models × metrics from a results store, with intervals and tests against the baseline.
+
+Rows are models (upstream × fine-tuning × merge), columns every downstream metric and the SUPERB
+score. A value is the mean over seeds with a 95 % percentile bootstrap interval over the test items
+(and the seeds when there are several, see :mod:`harness.report.stats`). Each model is compared with the
+pre-trained model of its upstream (labels ``finetune == "none"``) on the same items and seeds: a
+paired permutation test over items, the paired-bootstrap interval of the difference, and a paired
+t-test over seeds from 3 seeds on. A difference is marked significant when the item test gives
+p < 0.05 and, with 3 seeds or more, the seed test does too.
+
+Cross-validated results (items carrying a ``fold``) are valued as the mean of their folds' own
+values, and resampled within each fold.
+
+The SUPERB score's interval comes from resampling the items of all its tasks jointly through
+:mod:`harness.evaluation.scoring` when every task saved per-item results and the recomputed score matches the
+stored one; otherwise it is a Student-t interval over seeds (2 seeds or more).
+
+:func:`build` reads the store; :func:`harness.report.leaderboard.formats.render` writes ``md``, ``csv``,
+``html`` or ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.core.errors import HarnessError
+from harness.core.store import DB_NAME, MetricRow, StageRow, Store
+from harness.report import stats
+
+log = logging.getLogger(__name__)
+
+SUPERB = "superb.score"
+TASK_ORDER = ("pr", "asr", "sid", "er", "sf", "ic", "ks", "abx")
+BASELINE_FINETUNE = "none"
+
+
+@dataclass
+class Settings:
+    level: float = 0.95
+    n_resamples: int = 2000
+    n_permutations: int = 5000
+    seed: int = 0
+    threshold: float = 0.05
+
+
+@dataclass
+class Column:
+    key: str  # "<downstream>.<metric>" or "superb.score"
+    downstream: str  # recipe entry name ("" for the SUPERB score)
+    task: str  # plugin name ("superb" for the score)
+    metric: str
+    direction: str
+
+    @property
+    def label(self) -> str:
+        if self.key == SUPERB:
+            return "SUPERB"
+        name = self.task.upper() if self.downstream == self.task else self.downstream
+        metric = self.metric.replace("_", " ") if "_" in self.metric else self.metric.upper()
+        return f"{name} {metric}"  # "PR PER", "ABX within speaker within context"
+
+    @property
+    def arrow(self) -> str:
+        return "↓" if self.direction == "lower" else "↑"
+
+
+@dataclass
+class Comparison:
+    """Model − baseline on the shared items and seeds."""
+
+    delta: float
+    low: float | None
+    high: float | None
+    p_items: float | None
+    p_seeds: float | None
+    n_seeds: int
+    significant: bool
+    better: bool
+
+
+@dataclass
+class Cell:
+    mean: float
+    low: float | None
+    high: float | None
+    interval: str  # "items", "items+seeds", "seeds" or "" (none)
+    per_seed: dict[int, float]
+    n_items: int | None
+    vs_baseline: Comparison | None = None
+
+
+@dataclass
+class AbxSpread:
+    """The delta-value standard deviations of one ABX metric (see :func:`harness.report.stats.delta_value_std`)."""
+
+    n_pairs: int
+    delta_value_std: float
+    paired_delta_value_std: float | None
+
+
+@dataclass
+class Row:
+    upstream: str
+    model: str
+    finetune: str
+    merge: str
+    merge_params: Any
+    alpha: float | None
+    seeds: list[int]
+    baseline: bool
+    cells: dict[str, Cell] = field(default_factory=dict)
+    layer_weights: dict[str, list[float]] = field(default_factory=dict)
+    abx: dict[str, AbxSpread] = field(default_factory=dict)
+
+
+@dataclass
+class Leaderboard:
+    source: str
+    columns: list[Column]
+    rows: list[Row]
+    settings: Settings
+    reference: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite({
+            "source": self.source,
+            "reference": self.reference,
+            "settings": asdict(self.settings),
+            "columns": [{**asdict(c), "label": c.label} for c in self.columns],
+            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes,
+        })
+
+    @property
+    def multi_upstream(self) -> bool:
+        return len({r.upstream for r in self.rows}) > 1
+
+    def row_label(self, row: Row) -> str:
+        return f"{row.upstream} · {row.model}" if self.multi_upstream else row.model
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, dict keys strings."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def _row_key(labels: dict[str, Any]) -> tuple:
+    return (str(labels.get("upstream", "")), str(labels.get("finetune", "")), str(labels.get("merge") or ""),
+            json.dumps(labels.get("merge_params"), sort_keys=True, default=str), str(labels.get("model", "")))
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+
+
+Scorer = Callable[[dict[str, float]], float]
+
+
+def _scorer(reference: str, fbank: dict[str, float] | None, directions: dict[str, str]) -> Scorer | None:
+    """The SUPERB score of a ``task.metric`` dict against ``reference`` (FBank measured values for
+    ``measured``), through :mod:`harness.evaluation.scoring`; None when that module or the table is unavailable."""
+    try:
+        from harness.evaluation import scoring
+
+        table = scoring.reference_table(reference, fbank, directions)
+        superb_score = scoring.superb_score
+    except (ImportError, AttributeError, HarnessError):
+        return None
+    return lambda metrics: float(superb_score(metrics, table, strict=False).score)
+
+
+FOLD_SEP = "#fold="
+
+
+@dataclass
+class _Stats:
+    """A metric's per-item stats: all items, and the strata its value averages (folds, or one)."""
+
+    flat: stats.ItemStats
+    strata: dict[str, stats.ItemStats]  # suffix ("" or "#fold=<k>") -> stats
+
+    def group(self, name: str) -> dict[str, stats.ItemStats]:
+        return {name + suffix: st for suffix, st in self.strata.items()}
+
+
+def _strata_combine(inner: stats.Combine | None) -> stats.Combine:
+    """Average each metric's fold strata (``name#fold=k``), then hand the metrics to ``inner`` (or
+    return the single metric's values)."""
+
+    def combine(values: dict[str, np.ndarray], seeds: tuple[int, ...]) -> np.ndarray:
+        merged: dict[str, list[np.ndarray]] = {}
+        for name, v in values.items():
+            merged.setdefault(name.split(FOLD_SEP, 1)[0], []).append(v)
+        means = {n: vs[0] if len(vs) == 1 else np.mean(vs, axis=0) for n, vs in merged.items()}
+        if inner is None:
+            if len(means) != 1:
+                raise ValueError("several metrics need a combine function")
+            return next(iter(means.values()))
+        return inner(means, seeds)
+
+    return combine
+
+
+@dataclass
+class _Data:
+    """One cell's inputs: the stored value of each seed and, when usable, what to resample."""
+
+    per_seed: dict[int, float]
+    n_items: int | None
+    group: dict[str, stats.ItemStats] | None = None  # metric name -> per-item stats over the seeds
+    combine: stats.Combine | None = None  # several metrics -> one value (the SUPERB score)
+    flat: stats.ItemStats | None = None  # the metric's items without fold strata (ABX spreads)
+    replicates: np.ndarray | None = None
+
+    def signature(self) -> tuple:
+        """Cells with equal signatures share one bootstrap draw (same items, seeds and combination)."""
+        assert self.group is not None
+        return id(self.combine), tuple((n, g.ids, g.seeds) for n, g in self.group.items())
+
+
+class _Builder:
+    def __init__(self, output: Path, stages: list[StageRow], metrics: dict[str, list[MetricRow]],
+                 settings: Settings):
+        self.output = output
+        self.settings = settings
+        self.metrics = metrics
+        self.notes: list[str] = []
+        self.evals = [s for s in stages if s.kind == "evaluate" and s.labels.get("downstream")]
+        self.scores = [s for s in stages if s.kind == "score"]
+        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage
+        self.eval_index: dict[tuple, dict[str, dict[int, StageRow]]] = {}
+        for st in self.evals:
+            by_ds = self.eval_index.setdefault(_row_key(st.labels), {})
+            by_ds.setdefault(str(st.labels["downstream"]), {})[int(st.labels.get("seed", 0))] = st
+        self.score_index: dict[tuple, dict[int, StageRow]] = {}
+        for st in self.scores:
+            self.score_index.setdefault(_row_key(st.labels), {})[int(st.labels.get("seed", 0))] = st
+        self._items: dict[str, list[dict] | None] = {}
+        self._json: dict[str, dict | None] = {}
+        self._stats: dict[tuple, _Stats | None] = {}
+        self.data: dict[tuple[tuple, str], _Data] = {}  # (row key, column key)
+        # one SUPERB scorer per seed (its reference and FBank values), shared by every model of that seed
+        self.scorers: dict[int, Scorer] = {}
+        self.scorer_keys: dict[int, tuple] = {}
+        self.superb_combine = _strata_combine(_superb_combine(self.scorers))
+        self.eval_combine = _strata_combine(None)
+
+    # -------------------------------------------------------------- files
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+            log.info(text)
+
+    def items(self, metric: MetricRow) -> list[dict] | None:
+        path = metric.items_path
+        if not path:
+            return None
+        if path not in self._items:
+            file = self.output / path
+            try:
+                lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                self._items[path] = json.loads("[" + ",".join(lines) + "]")  # one parse: much faster per line
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                self.note(f"per-item results {file} could not be read ({exc}); its intervals use seeds only.")
+                self._items[path] = None
+        return self._items[path]
+
+    def stage_json(self, key: str, name: str) -> dict | None:
+        cache_key = f"{key}/{name}"
+        if cache_key not in self._json:
+            try:
+                self._json[cache_key] = json.loads((self.output / key / name).read_text())
+            except (OSError, json.JSONDecodeError):
+                self._json[cache_key] = None
+        return self._json[cache_key]
+
+    # -------------------------------------------------------------- the table
+
+    def build(self) -> Leaderboard:
+        ordered = self.rows()
+        columns = self.columns()
+        for key, row in ordered.items():
+            for col in columns:
+                data = self.score_data(key, row) if col.key == SUPERB else self.eval_data(key, row, col)
+                if data is not None:
+                    self.data[(key, col.key)] = data
+            self.layer_weights(key, row)
+        for col in columns:
+            self.bootstrap_column([key for key in ordered if (key, col.key) in self.data], col)
+        for key, row in ordered.items():
+            for col in columns:
+                if (key, col.key) in self.data:
+                    row.cells[col.key] = self.cell(self.data[(key, col.key)])
+        baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
+        pairs = {k: baselines[r.upstream] for k, r in ordered.items() if not r.baseline and r.upstream in baselines}
+        for col in columns:
+            self.compare_column(ordered, pairs, col)
+        for key, row in ordered.items():
+            for col in columns:
+                if col.task == "abx":
+                    self.abx_spread(key, row, pairs.get(key), col)
+        if not baselines:
+            self.note("no pre-trained model in the store (recipe baseline off): no significance tests.")
+        reference = next((str(s.params.get("reference")) for s in self.scores), None)
+        return Leaderboard(str(self.output), columns, list(ordered.values()), self.settings, reference, self.notes)
+
+    def rows(self) -> dict[tuple, Row]:
+        """Every model, in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
+        rows: dict[tuple, Row] = {}
+        ft_order: dict[str, int] = {}
+        up_order: dict[str, int] = {}
+        for stage in [*self.evals, *self.scores]:
+            labels = stage.labels
+            key = _row_key(labels)
+            up_order.setdefault(key[0], len(up_order))
+            ft_order.setdefault(key[1], len(ft_order))
+            if key not in rows:
+                alpha = labels.get("alpha")
+                rows[key] = Row(upstream=key[0], model=key[4] or key[1], finetune=key[1], merge=key[2],
+                                merge_params=labels.get("merge_params"),
+                                alpha=float(alpha) if alpha is not None else None, seeds=[],
+                                baseline=key[1] == BASELINE_FINETUNE)
+            seed = int(labels.get("seed", 0))
+            if seed not in rows[key].seeds:
+                rows[key].seeds.append(seed)
+        for row in rows.values():
+            row.seeds.sort()
+
+        def order(item: tuple[tuple, Row]) -> tuple:
+            key, row = item
+            alpha = row.alpha if row.alpha is not None else 2.0
+            return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
+
+        return dict(sorted(rows.items(), key=order))
+
+    def columns(self) -> list[Column]:
+        found: dict[str, Column] = {}
+        first: dict[str, int] = {}
+        for stage in self.evals:
+            downstream = str(stage.labels["downstream"])
+            task = str(stage.labels.get("task") or stage.plugin)
+            first.setdefault(downstream, len(first))
+            declared = list((self.stage_json(stage.key, "metrics.json") or {}).get("metrics") or {})
+            rows = sorted(self.metrics.get(stage.key, []),
+                          key=lambda m: declared.index(m.metric) if m.metric in declared else len(declared))
+            for m in rows:  # in the plugin's own order (SF: F1, then CER)
+                if m.task.startswith("finetune."):
+                    continue
+                key = f"{downstream}.{m.metric}"
+                found.setdefault(key, Column(key, downstream, task, m.metric, m.direction))
+
+        def rank(col: Column) -> tuple:
+            task_rank = TASK_ORDER.index(col.task) if col.task in TASK_ORDER else len(TASK_ORDER)
+            return (task_rank, first[col.downstream])
+
+        cols = sorted(found.values(), key=rank)  # stable: metrics keep their first-seen order
+        if any(m.metric == "score" for s in self.scores for m in self.metrics.get(s.key, [])):
+            cols.append(Column(SUPERB, "", "superb", "score", "higher"))
+        return cols
+
+    def runs(self, key: tuple, downstream: str) -> dict[int, StageRow]:
+        return dict(self.eval_index.get(key, {}).get(downstream, {}))
+
+    def metric_row(self, stage_key: str, metric: str, task: str | None = None) -> MetricRow | None:
+        for m in self.metrics.get(stage_key, []):
+            if m.metric == metric and (task is None or m.task == task):
+                return m
+        return None
+
+    # -------------------------------------------------------------- what each cell resamples
+
+    def eval_stats(self, runs: dict[int, str], metric: str, where: str) -> _Stats | None:
+        """Per-item stats of one metric over the seeds' evaluate stages (seed -> stage key), or None
+        (with a note) when they are missing or do not reproduce the stored values."""
+        cache = (tuple(sorted(runs.items())), metric)
+        if cache not in self._stats:
+            self._stats[cache] = self._eval_stats(runs, metric, where)
+        return self._stats[cache]
+
+    def _eval_stats(self, runs: dict[int, str], metric: str, where: str) -> _Stats | None:
+        per_seed = {}
+        for seed, stage_key in runs.items():
+            row = self.metric_row(stage_key, metric)
+            items = self.items(row) if row else None
+            if items is None:
+                return None
+            per_seed[seed] = items
+        try:
+            flat = stats.ItemStats.from_items(per_seed, metric)
+            folds = {str(it["id"]): it["fold"] for it in next(iter(per_seed.values())) if "fold" in it}
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            self.note(f"{where}: per-item results are malformed ({exc}); intervals use seeds only.")
+            return None
+        if flat.n_items == 0:
+            self.note(f"{where}: per-item results carry no stats for {metric!r}; intervals use seeds only.")
+            return None
+        # ABX items carry only the conditions that apply to them: count those with this metric
+        scored = [sum(1 for it in v if metric in it.get("stats", {})) for v in per_seed.values()]
+        if max(scored) != flat.n_items:
+            self.note(f"{where}: seeds were evaluated on different items; only the {flat.n_items} shared ones "
+                      "enter the intervals.")
+        strata: dict[str, stats.ItemStats] = {}
+        if folds and all(i in folds for i in flat.ids):
+            # cross-validated results (ER's sessions): the metric is the mean of the folds' own values,
+            # and the bootstrap resamples within each fold
+            for fold in sorted(set(folds.values()), key=str):
+                ids = [i for i in flat.ids if folds[i] == fold]
+                strata[f"{FOLD_SEP}{fold}"] = flat.subset(ids, flat.seeds)
+        else:
+            strata[""] = flat
+        values = np.mean([st.per_seed() for st in strata.values()], axis=0)
+        for seed, value in zip(flat.seeds, values, strict=True):
+            stored = self.metric_row(runs[seed], metric)
+            if stored is not None and not _close(float(value), stored.value):
+                self.note(f"{where}: per-item results give {value:.4g}, the store {stored.value:.4g} "
+                          f"(seed {seed}); intervals use seeds only.")
+                return None
+        return _Stats(flat, strata)
+
+    def eval_data(self, key: tuple, row: Row, col: Column) -> _Data | None:
+        runs = {s: st for s, st in sorted(self.runs(key, col.downstream).items())
+                if self.metric_row(st.key, col.metric) is not None}
+        if not runs:
+            return None
+        per_seed = {s: self.metric_row(st.key, col.metric).value for s, st in runs.items()}
+        n_items = self.metric_row(next(iter(runs.values())).key, col.metric).n_items
+        st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric,
+                             f"{row.upstream} / {row.model} / {col.label}")
+        if st is None:
+            return _Data(per_seed, n_items)
+        return _Data(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat)
+
+    def score_data(self, key: tuple, row: Row) -> _Data | None:
+        runs = dict(sorted(self.score_index.get(key, {}).items()))
+        per_seed = {seed: m.value for seed, st in runs.items()
+                    if (m := self.metric_row(st.key, "score", "superb")) is not None}
+        if not per_seed:
+            return None
+        group = self.score_group({s: runs[s] for s in per_seed}, f"{row.upstream} / {row.model} / SUPERB")
+        if group is not None:
+            recomputed = stats.observed(group, self.superb_combine)
+            if not _close(recomputed, float(np.mean(list(per_seed.values())))):
+                self.note(f"{row.upstream} / {row.model}: the SUPERB score recomputed from per-item results "
+                          f"({recomputed:.4g}) differs from the stored one; its interval uses seeds only.")
+                group = None
+        return _Data(per_seed, None, group, self.superb_combine if group is not None else None)
+
+    def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.ItemStats] | None:
+        """Every metric behind a model's scores as ItemStats over seeds (None, with a note, if unusable)."""
+        by_name: dict[str, dict[int, str]] = {}  # metric -> seed -> evaluate stage key
+        for seed, st in runs.items():
+            fbank: dict[str, float] = {}
+            directions: dict[str, str] = {}
+            names = set()
+            for role, eval_key in sorted(st.inputs.items()):
+                for m in self.metrics.get(eval_key, []):
+                    name = f"{m.task}.{m.metric}"
+                    directions.setdefault(name, m.direction)
+                    if role.startswith("reference."):
+                        fbank[name] = m.value
+                    elif role.startswith("eval."):
+                        if self.items(m) is None:
+                            self.note(f"{where}: {name} has no per-item results; the SUPERB interval is over "
+                                      "seeds only.")
+                            return None
+                        by_name.setdefault(name, {})[seed] = eval_key
+                        names.add(name)
+            if names != set(by_name):
+                return None
+            if not self.add_scorer(seed, str(st.params.get("reference")), fbank, directions):
+                return None
+        group: dict[str, stats.ItemStats] = {}
+        for name, keys in by_name.items():
+            st = self.eval_stats(keys, name.split(".", 1)[1], f"{where} ({name})")
+            if st is None:
+                return None
+            group.update(st.group(name))
+        return group or None
+
+    def add_scorer(self, seed: int, reference: str, fbank: dict[str, float], directions: dict[str, str]) -> bool:
+        signature = (reference, tuple(sorted(fbank.items())), tuple(sorted(directions.items())))
+        if seed in self.scorer_keys:
+            if self.scorer_keys[seed] != signature:
+                self.note(f"score stages of seed {seed} use different references; SUPERB intervals of that seed "
+                          "are over seeds only.")
+                return False
+            return True
+        scorer = _scorer(reference, fbank, directions)
+        if scorer is None:
+            self.note("the SUPERB scorer cannot score this store's reference: SUPERB intervals are over seeds only.")
+            return False
+        self.scorers[seed] = scorer
+        self.scorer_keys[seed] = signature
+        return True
+
+    def layer_weights(self, key: tuple, row: Row) -> None:
+        for downstream in self.eval_index.get(key, {}):
+            curves = []
+            for stage in self.runs(key, downstream).values():
+                data = self.stage_json(stage.key, "metrics.json") or {}
+                weights = data.get("layer_weights")
+                if weights:
+                    curves.append([float(w) for w in weights])
+            if curves and len({len(c) for c in curves}) == 1:
+                row.layer_weights[downstream] = [float(v) for v in np.mean(curves, axis=0)]
+
+    # -------------------------------------------------------------- intervals
+
+    def bootstrap_column(self, keys: list[tuple], col: Column) -> None:
+        """Bootstrap every model of a column at once: models on the same items and seeds share draws."""
+        batches: dict[tuple, list[_Data]] = {}
+        for key in keys:
+            data = self.data[(key, col.key)]
+            if data.group is not None:
+                batches.setdefault(data.signature(), []).append(data)
+        s = self.settings
+        for batch in batches.values():
+            reps = stats.bootstrap_replicates([d.group for d in batch], batch[0].combine, s.n_resamples, s.seed)
+            for data, rep in zip(batch, reps, strict=True):
+                data.replicates = rep
+
+    def cell(self, data: _Data) -> Cell:
+        level = self.settings.level
+        mean = float(np.mean(list(data.per_seed.values())))
+        ci: stats.Interval | None
+        if data.replicates is not None:
+            ci = stats.percentile_interval(data.replicates, level)
+            kind = "items+seeds" if len(data.per_seed) > 1 else "items"
+        else:
+            ci = stats.seed_interval(list(data.per_seed.values()), level)
+            kind = "seeds" if ci is not None else ""
+        return Cell(mean, ci.low if ci else None, ci.high if ci else None, kind, dict(data.per_seed), data.n_items)
+
+    # -------------------------------------------------------------- comparisons
+
+    def compare_column(self, rows: dict[tuple, Row], pairs: dict[tuple, tuple], col: Column) -> None:
+        """Each model against its upstream's pre-trained model: paired bootstrap, permutation and seed tests."""
+        s = self.settings
+        pending: dict[tuple, list[tuple[tuple, Any, Any]]] = {}  # permutation batches
+        results: dict[tuple, dict[str, Any]] = {}
+        for key, base_key in pairs.items():
+            data, base = self.data.get((key, col.key)), self.data.get((base_key, col.key))
+            if data is None or base is None:
+                continue
+            seeds = sorted(set(data.per_seed) & set(base.per_seed))
+            if not seeds:
+                continue
+            a, b = [data.per_seed[x] for x in seeds], [base.per_seed[x] for x in seeds]
+            out = results[key] = {"p_seeds": stats.seed_ttest(a, b), "n_seeds": len(seeds), "p_items": None}
+            aligned = self.aligned(data, base)
+            if aligned is None:
+                diffs = [x - y for x, y in zip(a, b, strict=True)]
+                ci = stats.seed_interval(diffs, s.level)
+                out.update(delta=float(np.mean(diffs)), low=ci.low if ci else None, high=ci.high if ci else None)
+                continue
+            model_g, base_g = aligned
+            delta = stats.observed(model_g, data.combine) - stats.observed(base_g, data.combine)
+            unchanged = all(model_g[n].ids == data.group[n].ids and model_g[n].seeds == data.group[n].seeds
+                            and base_g[n].ids == base.group[n].ids and base_g[n].seeds == base.group[n].seeds
+                            for n in model_g)
+            if unchanged and data.replicates is not None and data.signature() == base.signature():
+                paired = stats.paired_from_replicates(data.replicates, base.replicates, delta, s.level)
+            else:
+                paired = stats.paired_bootstrap(model_g, base_g, data.combine, s.level, s.n_resamples, s.seed)
+            out.update(delta=paired.delta, low=paired.interval.low, high=paired.interval.high)
+            batch = (id(data.combine), tuple((n, g.n_items) for n, g in model_g.items()))
+            pending.setdefault(batch, []).append((key, model_g, base_g))
+        for batch in pending.values():
+            tests = stats.permutation_tests([(m, b) for _, m, b in batch], self.data[(batch[0][0], col.key)].combine,
+                                            s.n_permutations, s.seed)
+            for (key, _, _), test in zip(batch, tests, strict=True):
+                results[key]["p_items"] = test.pvalue
+        for key, r in results.items():
+            tests = [p for p in (r["p_items"], r["p_seeds"]) if p is not None]
+            better = r["delta"] < 0 if col.direction == "lower" else r["delta"] > 0
+            rows[key].cells[col.key].vs_baseline = Comparison(
+                r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
+                bool(tests) and all(p < s.threshold for p in tests), better)
+
+    def aligned(self, data: _Data, base: _Data) -> tuple[dict, dict] | None:
+        """Both models' stats on their shared items and seeds, or None when they cannot be paired."""
+        if data.group is None or base.group is None or set(data.group) != set(base.group):
+            return None
+        if data.combine is not base.combine:
+            return None
+        try:
+            pairs = {n: stats.align(data.group[n], base.group[n]) for n in data.group}
+        except ValueError:
+            return None
+        for n, (a, _) in pairs.items():
+            if a.n_items < min(data.group[n].n_items, base.group[n].n_items):
+                self.note(f"{n}: a model and its baseline share {a.n_items} items; the paired tests use those.")
+        return {n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()}
+
+    def abx_spread(self, key: tuple, row: Row, base_key: tuple | None, col: Column) -> None:
+        data = self.data.get((key, col.key))
+        if data is None or data.flat is None:
+            return
+        own = data.flat
+        paired = None
+        base = self.data.get((base_key, col.key)) if base_key is not None else None
+        if base is not None and base.flat is not None:
+            paired = stats.paired_delta_value_std(own, base.flat)
+        row.abx[col.key] = AbxSpread(own.n_items, stats.delta_value_std(own), paired)
+
+
+def _affine(scorer: Scorer, at: dict[str, float]) -> tuple[float, np.ndarray] | None:
+    """(score at ``at``, d score / d metric) if ``scorer`` is affine around ``at``, else None.
+
+    The SUPERB score is a mean of linear rescalings of the metrics, so its coefficients come from one
+    call per metric; they are checked at two random points before use.
+    """
+    names = list(at)
+    base = scorer(at)
+    coef = np.array([scorer({**at, n: at[n] + 1.0}) - base for n in names])
+    x0 = np.array([at[n] for n in names])
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        x = x0 + rng.uniform(-10, 10, len(names))
+        actual = scorer(dict(zip(names, map(float, x), strict=True)))
+        if not math.isclose(base + float(coef @ (x - x0)), actual, rel_tol=1e-9, abs_tol=1e-6):
+            return None
+    return base, coef
+
+
+def _safe(scorer: Scorer, metrics: dict[str, float]) -> float:
+    try:
+        return scorer(metrics)
+    except HarnessError:  # a replicate where a metric is undefined (no denominator drawn)
+        return float("nan")
+
+
+def _superb_combine(scorers: dict[int, Scorer]) -> stats.Combine:
+    """A :data:`harness.report.stats.Combine`: the SUPERB score of each replicate with its seed's scorer.
+
+    Evaluated as a matrix product when the scorer is affine (see :func:`_affine`), else once per
+    replicate.
+    """
+    linear: dict[tuple, tuple[dict[str, float], float, np.ndarray] | None] = {}
+
+    def score(seed: int, values: dict[str, np.ndarray]) -> np.ndarray:
+        names = list(values)
+        cache = (seed, *names)
+        if cache not in linear:
+            at = {n: float(v[0]) for n, v in values.items()}
+            fit = _affine(scorers[seed], at) if all(math.isfinite(x) for x in at.values()) else None
+            linear[cache] = (at, *fit) if fit is not None else None
+        fit = linear[cache]
+        if fit is not None:
+            at, base, coef = fit
+            x = np.stack([values[n] for n in names], axis=1) - np.array([at[n] for n in names])
+            return base + x @ coef
+        return np.array([_safe(scorers[seed], {n: float(v[j]) for n, v in values.items()})
+                         for j in range(len(values[names[0]]))])
+
+    def combine(values: dict[str, np.ndarray], seeds: tuple[int, ...]) -> np.ndarray:
+        out = np.empty_like(next(iter(values.values())))
+        for k, seed in enumerate(seeds):
+            out[:, k] = score(seed, {n: v[:, k] for n, v in values.items()})
+        return out
+
+    return combine
+
+
+def build(output: Path, settings: Settings | None = None) -> Leaderboard:
+    """Read the results store of an output folder and compute every cell, interval and test."""
+    output = Path(output)
+    if not (output / DB_NAME).is_file():
+        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
+    with Store(output, readonly=True) as store:
+        stages = [s for s in store.stages(status="done") if s.kind in ("evaluate", "score")]
+        metrics: dict[str, list[MetricRow]] = {}
+        for m in store.metrics():
+            metrics.setdefault(m.stage, []).append(m)
+    if not stages:
+        raise HarnessError(f"the store in {output} holds no finished evaluate or score stage yet; "
+                           "run a recipe to completion first.")
+    return _Builder(output, stages, metrics, settings or Settings()).build()

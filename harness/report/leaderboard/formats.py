@@ -1,0 +1,195 @@
+"""The leaderboard as text: markdown, CSV (one line per model and column) and JSON; :func:`render`
+dispatches every format, HTML included (:mod:`harness.report.leaderboard.html`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from harness.core.errors import HarnessError
+from harness.report.leaderboard.builder import SUPERB, Cell, Comparison, Leaderboard
+
+FORMATS = ("md", "csv", "html", "json")
+
+
+def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_cell(cell: Cell | None) -> str:
+    """``mean [low, high]`` with `` *`` when the difference to the baseline is significant."""
+    if cell is None:
+        return "–"
+    text = fmt(cell.mean)
+    if cell.low is not None and cell.high is not None:
+        text += f" [{fmt(cell.low)}, {fmt(cell.high)}]"
+    if cell.vs_baseline is not None and cell.vs_baseline.significant:
+        text += " *"
+    return text
+
+
+def fmt_delta(cmp: Comparison | None) -> str:
+    if cmp is None:
+        return "–"
+    text = fmt(cmp.delta, sign=True)
+    if cmp.low is not None and cmp.high is not None:
+        text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+    return text + (" *" if cmp.significant else "")
+
+
+def fmt_pvalues(cmp: Comparison | None) -> str:
+    if cmp is None:
+        return "–"
+    parts = []
+    if cmp.p_items is not None:
+        parts.append(fmt_p(cmp.p_items))
+    if cmp.p_seeds is not None:
+        parts.append(f"seeds {fmt_p(cmp.p_seeds)}")
+    return " · ".join(parts) or "–"
+
+
+def method_text(lb: Leaderboard) -> dict[str, str]:
+    """The sentences that explain the numbers, shared by the markdown and HTML pages."""
+    s = lb.settings
+    level = f"{round(s.level * 100)} %"
+    return {
+        "values": (f"Mean over seeds [{level} interval: percentile bootstrap over test items, and over seeds "
+                   f"when there are several; {s.n_resamples} resamples]. * marks p < {s.threshold:g} against "
+                   "the pre-trained model of the same upstream."),
+        "superb": ("The SUPERB score's interval resamples the items of all its tasks jointly"
+                   + (" (FBank's measured values, its reference, held fixed)" if lb.reference == "measured" else "")
+                   + "; where per-item results are missing it is a Student-t interval over seeds."),
+        "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
+                    f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
+                    "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
+                    f"{s.threshold:g} in every test that applies."),
+        "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
+                "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
+                "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
+                "models. p is the paired permutation test over pairs."),
+    }
+
+
+def _md_table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    aligns = ["---" if k < right_from else "---:" for k in range(len(header))]
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join(aligns) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def seeds_text(lb: Leaderboard) -> str:
+    counts = sorted({len(r.seeds) for r in lb.rows})
+    if not counts:
+        return "no seeds"
+    n = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+    return f"{n} seed{'s' if counts[-1] > 1 else ''}"
+
+
+def render_markdown(lb: Leaderboard) -> str:
+    text = method_text(lb)
+    out = ["# Leaderboard", ""]
+    ref = f" · SUPERB reference: {lb.reference}" if lb.reference else ""
+    out += [f"Results in `{lb.source}` · {len(lb.rows)} models · {seeds_text(lb)}{ref}.", "", text["values"]]
+    if any(c.key == SUPERB for c in lb.columns):
+        out += ["", text["superb"]]
+    out.append("")
+    header = ["upstream", "model", "seeds"] + [f"{c.label} {c.arrow}" for c in lb.columns]
+    rows = [[r.upstream, r.model, str(len(r.seeds))] + [fmt_cell(r.cells.get(c.key)) for c in lb.columns]
+            for r in lb.rows]
+    out += _md_table(header, rows, 2)
+    compared = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
+    if compared:
+        out += ["", "## Against the pre-trained model", "", text["compare"], ""]
+        header = ["upstream", "model"]
+        for c in lb.columns:
+            header += [f"{c.label} Δ {c.arrow}", "p"]
+        rows = []
+        for r in compared:
+            line = [r.upstream, r.model]
+            for c in lb.columns:
+                cmp = r.cells[c.key].vs_baseline if c.key in r.cells else None
+                line += [fmt_delta(cmp), fmt_pvalues(cmp)]
+            rows.append(line)
+        out += _md_table(header, rows, 2)
+    abx = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
+    if abx:
+        out += ["", "## ABX: delta-value standard deviation", "", text["abx"], ""]
+        header = ["upstream", "model", "metric", "pairs", "value", "δ sd", "Δ sd vs pre-trained", "p"]
+        rows = []
+        for r, c in abx:
+            spread, cell = r.abx[c.key], r.cells[c.key]
+            cmp = cell.vs_baseline
+            rows.append([r.upstream, r.model, f"{c.label} {c.arrow}", str(spread.n_pairs), fmt(cell.mean),
+                         fmt(spread.delta_value_std), fmt(spread.paired_delta_value_std),
+                         fmt_p(cmp.p_items) if cmp else "–"])
+        out += _md_table(header, rows, 3)
+    if lb.notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in lb.notes]
+    return "\n".join(out) + "\n"
+
+
+CSV_FIELDS = ("upstream", "model", "finetune", "merge", "alpha", "seeds", "column", "direction", "mean",
+              "ci_low", "ci_high", "interval", "n_items", "per_seed", "delta", "delta_low", "delta_high",
+              "p_items", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std")
+
+
+def render_csv(lb: Leaderboard) -> str:
+    """One line per model and column (tidy); empty fields where a value does not apply."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+
+    def num(x: float | None) -> str:
+        return "" if x is None or not math.isfinite(x) else repr(float(x))
+
+    for r in lb.rows:
+        for c in lb.columns:
+            cell = r.cells.get(c.key)
+            if cell is None:
+                continue
+            cmp, spread = cell.vs_baseline, r.abx.get(c.key)
+            writer.writerow({
+                "upstream": r.upstream, "model": r.model, "finetune": r.finetune, "merge": r.merge,
+                "alpha": num(r.alpha), "seeds": " ".join(map(str, r.seeds)), "column": c.key,
+                "direction": c.direction, "mean": num(cell.mean), "ci_low": num(cell.low),
+                "ci_high": num(cell.high), "interval": cell.interval,
+                "n_items": "" if cell.n_items is None else cell.n_items,
+                "per_seed": " ".join(f"{s}:{v!r}" for s, v in cell.per_seed.items()),
+                "delta": num(cmp.delta) if cmp else "", "delta_low": num(cmp.low) if cmp else "",
+                "delta_high": num(cmp.high) if cmp else "", "p_items": num(cmp.p_items) if cmp else "",
+                "p_seeds": num(cmp.p_seeds) if cmp else "", "significant": str(cmp.significant) if cmp else "",
+                "delta_value_std": num(spread.delta_value_std) if spread else "",
+                "paired_delta_value_std": num(spread.paired_delta_value_std) if spread else "",
+            })
+    return buf.getvalue()
+
+
+def render_json(lb: Leaderboard) -> str:
+    return json.dumps(lb.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def render(lb: Leaderboard, fmt_name: str) -> str:
+    if fmt_name == "md":
+        return render_markdown(lb)
+    if fmt_name == "csv":
+        return render_csv(lb)
+    if fmt_name == "json":
+        return render_json(lb)
+    if fmt_name == "html":
+        from harness.report.leaderboard.html import render_html
+
+        return render_html(lb)
+    raise HarnessError(f"unknown leaderboard format {fmt_name!r}; choose one of {', '.join(FORMATS)}.")

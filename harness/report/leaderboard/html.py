@@ -1,0 +1,427 @@
+"""The leaderboard as one self-contained HTML page: sortable tables, embedded SVG plots, no network.
+
+Tables sort on a click on their header (ascending, descending, original order); the sort is kept
+in the address as ``#<table>:<column>:<ascending|descending>`` so a sorted view can be shared.
+Plots are matplotlib SVGs embedded as data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass
+from string import Template
+
+from matplotlib.figure import Figure
+
+from harness.report import plots
+from harness.report.leaderboard.builder import SUPERB, Cell, Column, Comparison, Leaderboard, Row
+from harness.report.leaderboard.formats import fmt, fmt_p, method_text, seeds_text
+
+
+@dataclass
+class Plot:
+    name: str  # file stem when saved
+    title: str
+    caption: str
+    figure: Figure
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def alpha_series(lb: Leaderboard) -> list[plots.Series]:
+    """SUPERB score against α per upstream and fine-tuning (and merge method): the pre-trained model at
+    α = 0, merges at their α, the unmerged fine-tuned model at α = 1."""
+    out = []
+    for upstream in dict.fromkeys(r.upstream for r in lb.rows):
+        rows = [r for r in lb.rows if r.upstream == upstream and SUPERB in r.cells]
+        base = next((r for r in rows if r.baseline), None)
+        merges: dict[str, list[str]] = {}
+        for r in rows:
+            if not r.baseline and r.alpha is not None and r.merge:
+                merges.setdefault(r.finetune, [])
+                if r.merge not in merges[r.finetune]:
+                    merges[r.finetune].append(r.merge)
+        groups: dict[tuple[str, str], list[Row]] = {}
+        for r in rows:
+            if r.baseline or r.alpha is None:
+                continue
+            for merge in [r.merge] if r.merge else merges.get(r.finetune, [""]):
+                groups.setdefault((r.finetune, merge), []).append(r)
+        for (finetune, merge), members in groups.items():
+            points: dict[float, Row] = {0.0: base} if base is not None else {}
+            for r in sorted(members, key=lambda r: r.alpha):
+                points.setdefault(float(r.alpha), r)
+            if not any(0.0 < a < 1.0 for a in points) or len(points) < 2:
+                continue
+            xs = sorted(points)
+            cells = [points[a].cells[SUPERB] for a in xs]
+            label = (f"{upstream} · " if lb.multi_upstream else "") + finetune + (f" ({merge})" if merge else "")
+            out.append(plots.Series(label, xs, [c.mean for c in cells], [c.low for c in cells],
+                                    [c.high for c in cells]))
+    return out
+
+
+def bar_panels(lb: Leaderboard) -> list[plots.BarPanel]:
+    panels = []
+    for col in lb.columns:
+        rows = [r for r in lb.rows if col.key in r.cells]
+        if not rows:
+            continue
+        cells = [r.cells[col.key] for r in rows]
+        panels.append(plots.BarPanel(
+            title=col.label, direction=col.direction, labels=[lb.row_label(r) for r in rows],
+            values=[c.mean for c in cells], low=[c.low for c in cells], high=[c.high for c in cells],
+            baseline=[r.baseline for r in rows],
+            significant=[bool(c.vs_baseline and c.vs_baseline.significant) for c in cells],
+            better=[bool(c.vs_baseline and c.vs_baseline.better) for c in cells]))
+    return panels
+
+
+def weight_panels(lb: Leaderboard) -> dict[str, dict[str, list[float]]]:
+    panels: dict[str, dict[str, list[float]]] = {}
+    for r in lb.rows:
+        for downstream, weights in r.layer_weights.items():
+            panels.setdefault(downstream, {})[lb.row_label(r)] = weights
+    return panels
+
+
+def figures(lb: Leaderboard) -> list[Plot]:
+    """Every plot the data supports, in page order."""
+    level = f"{round(lb.settings.level * 100)} %"
+    out = []
+    series = alpha_series(lb)
+    if series:
+        out.append(Plot("superb_vs_alpha", "SUPERB score against α", (
+            f"Each point is the mean over seeds with its {level} interval; α = 0 is the pre-trained model, "
+            "α = 1 the fine-tuned one (Stable-FT), values between are weight-space interpolations."),
+            plots.alpha_curve(series)))
+    panels = bar_panels(lb)
+    if panels:
+        out.append(Plot("tasks", "Per-task results", (
+            f"Mean over seeds with {level} intervals; grey bars are the pre-trained models, * marks p < "
+            f"{lb.settings.threshold:g} against them."), plots.task_bars(panels)))
+    weights = weight_panels(lb)
+    if weights:
+        out.append(Plot("layer_weights", "Learned layer weights", (
+            "The weighted-sum featurizer's normalized weight of each hidden state (layer 0 is the input of "
+            "the first transformer layer), mean over seeds."), plots.layer_weights(weights)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- page
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num_attr(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
+
+
+def _best(lb: Leaderboard, col: Column) -> float | None:
+    values = [r.cells[col.key].mean for r in lb.rows if col.key in r.cells and math.isfinite(r.cells[col.key].mean)]
+    if len(values) < 2:
+        return None
+    return min(values) if col.direction == "lower" else max(values)
+
+
+def _cmp_text(cmp: Comparison) -> str:
+    text = f"Δ vs pre-trained {fmt(cmp.delta, sign=True)}"
+    if cmp.low is not None and cmp.high is not None:
+        text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+    if cmp.p_items is not None:
+        text += f", p (items) = {fmt_p(cmp.p_items)}"
+    if cmp.p_seeds is not None:
+        text += f", p (seeds) = {fmt_p(cmp.p_seeds)}"
+    return text
+
+
+def _value_td(cell: Cell | None, best: float | None) -> str:
+    if cell is None:
+        return '<td data-v="">–</td>'
+    tip = [f"seed {s}: {fmt(v)}" for s, v in cell.per_seed.items()]
+    if cell.interval:
+        tip.append(f"interval over {cell.interval}")
+    if cell.n_items:
+        tip.append(f"{cell.n_items} items")
+    cmp = cell.vs_baseline
+    mark = ""
+    if cmp is not None:
+        tip.append(_cmp_text(cmp))
+        if cmp.significant:
+            mark = f'<span class="mark {"better" if cmp.better else "worse"}">*</span>'
+    classes = ' class="best"' if best is not None and math.isclose(cell.mean, best, abs_tol=1e-12) else ""
+    ci = ""
+    if cell.low is not None and cell.high is not None:
+        ci = f'<span class="ci">{fmt(cell.low)} – {fmt(cell.high)}</span>'
+    return (f'<td data-v="{_num_attr(cell.mean)}"{classes} title="{_e(chr(10).join(tip))}">'
+            f'<span class="v">{fmt(cell.mean)}</span>{mark}{ci}</td>')
+
+
+def _delta_td(cmp: Comparison | None) -> str:
+    if cmp is None:
+        return '<td data-v="">–</td>'
+    cls = ("better" if cmp.better else "worse") + (" sig" if cmp.significant else "")
+    ci = ""
+    if cmp.low is not None and cmp.high is not None:
+        ci = f"[{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+    ps = []
+    if cmp.p_items is not None:
+        ps.append(f"p {fmt_p(cmp.p_items)}")
+    if cmp.p_seeds is not None:
+        ps.append(f"seeds p {fmt_p(cmp.p_seeds)}")
+    mark = "*" if cmp.significant else ""
+    lines = "".join(f'<span class="ci">{_e(x)}</span>' for x in (ci, *ps) if x)
+    return (f'<td data-v="{_num_attr(cmp.delta)}" title="{_e(_cmp_text(cmp))}">'
+            f'<span class="v {cls}">{fmt(cmp.delta, sign=True)}{mark}</span>{lines}</td>')
+
+
+def _th(key: str, label: str, text: bool = False, tip: str = "") -> str:
+    cls = ' class="text"' if text else ""
+    title = f' title="{_e(tip)}"' if tip else ""
+    return f'<th data-key="{_e(key)}"{cls}{title} aria-sort="none">{_e(label)}</th>'
+
+
+def _row_attrs(lb: Leaderboard, row: Row, index: int) -> str:
+    classes = []
+    if row.baseline:
+        classes.append("baseline")
+    if index > 0 and lb.rows[index - 1].upstream != row.upstream:
+        classes.append("group")
+    return f' class="{" ".join(classes)}"' if classes else ""
+
+
+def _label_tds(row: Row) -> str:
+    tag = ' <span class="tag">baseline</span>' if row.baseline else ""
+    return (f'<td class="text">{_e(row.upstream)}</td>'
+            f'<td class="text model">{_e(row.model)}{tag}</td>')
+
+
+def results_table(lb: Leaderboard) -> str:
+    head = _th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("seeds", "Seeds")
+    for c in lb.columns:
+        head += _th(c.key, f"{c.label}\u00a0{c.arrow}", tip=f"{c.key} ({c.direction} is better)")
+    best = {c.key: _best(lb, c) for c in lb.columns}
+    body = []
+    for k, r in enumerate(lb.rows):
+        tds = _label_tds(r) + f'<td data-v="{len(r.seeds)}">{len(r.seeds)}</td>'
+        tds += "".join(_value_td(r.cells.get(c.key), best[c.key]) for c in lb.columns)
+        body.append(f"<tr{_row_attrs(lb, r, k)}>{tds}</tr>")
+    return _table("results", head, body)
+
+
+def compare_table(lb: Leaderboard) -> str | None:
+    rows = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
+    if not rows:
+        return None
+    head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
+    head += "".join(_th(c.key, f"{c.label}\u00a0Δ\u00a0{c.arrow}") for c in lb.columns)
+    body = []
+    for r in rows:
+        tds = _label_tds(r) + "".join(
+            _delta_td(r.cells[c.key].vs_baseline if c.key in r.cells else None) for c in lb.columns)
+        body.append(f"<tr>{tds}</tr>")
+    return _table("compare", head, body)
+
+
+def abx_table(lb: Leaderboard) -> str | None:
+    pairs = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
+    if not pairs:
+        return None
+    head = (_th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("metric", "Metric", True)
+            + _th("pairs", "Pairs") + _th("value", "Value") + _th("dsd", "δ sd", tip="std over pairs of δ(p)")
+            + _th("psd", "Δ sd vs pre-trained", tip="std over pairs of δ_model(p) − δ_pre-trained(p)")
+            + _th("p", "p (pairs)"))
+    body = []
+    for r, c in pairs:
+        spread, cell = r.abx[c.key], r.cells[c.key]
+        p = cell.vs_baseline.p_items if cell.vs_baseline else None
+        body.append(
+            f'<tr>{_label_tds(r)}<td class="text">{_e(c.label)} {c.arrow}</td>'
+            f'<td data-v="{spread.n_pairs}">{spread.n_pairs}</td>'
+            f'<td data-v="{_num_attr(cell.mean)}">{fmt(cell.mean)}</td>'
+            f'<td data-v="{_num_attr(spread.delta_value_std)}">{fmt(spread.delta_value_std)}</td>'
+            f'<td data-v="{_num_attr(spread.paired_delta_value_std)}">{fmt(spread.paired_delta_value_std)}</td>'
+            f'<td data-v="{_num_attr(p)}">{fmt_p(p)}</td></tr>')
+    return _table("abx", head, body)
+
+
+def _table(table_id: str, head: str, body: list[str]) -> str:
+    return (f'<div class="wrap"><table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _section(title: str, content: str, section_id: str) -> str:
+    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{content}</section>'
+
+
+def render_html(lb: Leaderboard) -> str:
+    text = method_text(lb)
+    sections = [_section("Results", results_table(lb) + f'<p class="legend">{_e(text["values"])} '
+                         "Bold: best in the column. Hover a value for its seeds and test.</p>", "results-section")]
+    compare = compare_table(lb)
+    if compare:
+        sections.append(_section("Against the pre-trained model",
+                                 compare + f'<p class="legend">{_e(text["compare"])}</p>', "compare-section"))
+    abx = abx_table(lb)
+    if abx:
+        sections.append(_section("ABX: delta-value standard deviation",
+                                 abx + f'<p class="legend">{_e(text["abx"])}</p>', "abx-section"))
+    figs = []
+    for plot in figures(lb):
+        data = base64.b64encode(plots.svg(plot.figure).encode()).decode("ascii")
+        figs.append(f'<figure><img class="plot" alt="{_e(plot.title)}" src="data:image/svg+xml;base64,{data}">'
+                    f"<figcaption><b>{_e(plot.title)}.</b> {_e(plot.caption)}</figcaption></figure>")
+    if figs:
+        sections.append(_section("Plots", "".join(figs), "plots-section"))
+    if lb.notes:
+        items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
+        sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))
+    method = "".join(f"<p>{_e(text[k])}</p>" for k in ("values", "superb", "compare", "abx"))
+    sections.append(f'<details class="method"><summary>How these numbers are computed</summary>{method}</details>')
+    ref = f" · SUPERB reference <b>{_e(lb.reference)}</b>" if lb.reference else ""
+    subtitle = f"<code>{_e(lb.source)}</code> · {len(lb.rows)} models · {_e(seeds_text(lb))}{ref}"
+    return PAGE.substitute(title=_e(f"Leaderboard · {lb.source}"), subtitle=subtitle, body="\n".join(sections),
+                           script=SCRIPT)
+
+
+SCRIPT = """
+(function () {
+  "use strict";
+  function key(cell) {
+    if (!cell) { return null; }
+    var v = cell.getAttribute("data-v");
+    if (v === "") { return null; }
+    if (v !== null) { var x = parseFloat(v); if (!isNaN(x)) { return x; } }
+    return cell.textContent.trim().toLowerCase();
+  }
+  function compare(a, b) {
+    if (typeof a === "number" && typeof b === "number") { return a - b; }
+    a = String(a); b = String(b);
+    return a < b ? -1 : (a > b ? 1 : 0);
+  }
+  function sortTable(table, col, dir) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (r1, r2) {
+      if (dir === "none") { return r1.getAttribute("data-order") - r2.getAttribute("data-order"); }
+      var a = key(r1.cells[col]), b = key(r2.cells[col]);
+      if (a === null || b === null) { return (a === null ? 1 : 0) - (b === null ? 1 : 0); }
+      var c = compare(a, b);
+      return dir === "ascending" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    table.classList.toggle("sorted", dir !== "none");
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      th.setAttribute("aria-sort", i === col ? dir : "none");
+    });
+  }
+  function remember(table, th, dir) {
+    try {
+      var url = location.pathname + location.search;
+      if (dir !== "none") { url += "#" + table.id + ":" + encodeURIComponent(th.getAttribute("data-key")) + ":" + dir; }
+      history.replaceState(null, "", url);
+    } catch (e) { /* some browsers refuse to rewrite file: addresses; sorting still works */ }
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (r, i) { r.setAttribute("data-order", i); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      function go() {
+        var cur = th.getAttribute("aria-sort");
+        var next = cur === "ascending" ? "descending" : (cur === "descending" ? "none" : "ascending");
+        sortTable(table, col, next);
+        remember(table, th, next);
+      }
+      th.addEventListener("click", go);
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); }
+      });
+    });
+  });
+  var m = /^#([\\w-]+):([^:]+):(ascending|descending)$/.exec(location.hash);
+  if (m) {
+    var table = document.getElementById(m[1]);
+    if (table && table.tHead) {
+      var wanted = decodeURIComponent(m[2]);
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+        if (th.getAttribute("data-key") === wanted) { sortTable(table, col, m[3]); }
+      });
+    }
+  }
+  document.documentElement.setAttribute("data-ready", "1");
+  window.addEventListener("load", function () {
+    var imgs = document.querySelectorAll("img.plot"), ok = 0;
+    Array.prototype.forEach.call(imgs, function (img) { if (img.complete && img.naturalWidth > 0) { ok += 1; } });
+    document.documentElement.setAttribute("data-plots", ok + "/" + imgs.length);
+  });
+})();
+"""
+
+PAGE = Template("""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<style>
+:root { --fg: #1f2328; --muted: #656d76; --line: #d0d7de; --soft: #eaeef2; --head: #f6f8fa;
+        --accent: #0969da; --good: #1a7f37; --bad: #cf222e; --base: #fbf8ec; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f7f9; color: var(--fg);
+       font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1360px; margin: 0 auto; padding: 28px 28px 56px; }
+h1 { font-size: 24px; margin: 0 0 2px; letter-spacing: -0.01em; }
+.sub { color: var(--muted); margin: 0 0 20px; }
+code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--soft);
+       padding: 1px 5px; border-radius: 4px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 16px 20px 12px;
+          margin: 0 0 18px; box-shadow: 0 1px 2px rgba(31, 35, 40, 0.04); }
+h2 { font-size: 16px; margin: 0 0 10px; }
+.wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; min-width: 100%; }
+th, td { padding: 6px 10px; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--soft);
+         vertical-align: top; }
+th { background: var(--head); font-weight: 600; font-size: 13px; position: sticky; top: 0; cursor: pointer;
+     user-select: none; border-bottom: 1px solid var(--line); white-space: normal; min-width: 4.5em;
+     vertical-align: bottom; }
+th:hover { background: #eef1f4; }
+th:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
+th[aria-sort=ascending]::after { content: " \\25B2"; color: var(--accent); font-size: 10px; }
+th[aria-sort=descending]::after { content: " \\25BC"; color: var(--accent); font-size: 10px; }
+th.text, td.text { text-align: left; }
+td.model { font-weight: 500; }
+tbody tr:hover td { background: #f3f8ff; }
+tr.baseline td { background: var(--base); }
+table:not(.sorted) tr.group td { border-top: 2px solid var(--line); }
+td .v { font-weight: 500; }
+td.best .v { font-weight: 700; }
+.ci { display: block; color: var(--muted); font-size: 11.5px; }
+.mark { font-weight: 700; margin-left: 2px; }
+.better.sig, .mark.better { color: var(--good); }
+.worse.sig, .mark.worse { color: var(--bad); }
+.tag { font-size: 10.5px; color: #7d6608; background: #f5ecc4; border-radius: 8px; padding: 0 6px;
+       margin-left: 6px; vertical-align: 1px; font-weight: 500; }
+.legend { color: var(--muted); font-size: 12.5px; margin: 10px 2px 4px; max-width: 980px; }
+figure { margin: 8px 0 22px; }
+figure img { max-width: 100%; height: auto; display: block; }
+figcaption { color: var(--muted); font-size: 12.5px; margin-top: 6px; max-width: 980px; }
+ul { margin: 4px 0 8px; padding-left: 20px; }
+details.method { color: var(--muted); font-size: 13px; padding: 0 4px; }
+details.method summary { cursor: pointer; color: var(--fg); }
+</style>
+</head>
+<body>
+<main>
+<h1>Leaderboard</h1>
+<p class="sub">$subtitle</p>
+$body
+</main>
+<script>$script</script>
+</body>
+</html>
+""")

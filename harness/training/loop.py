@@ -1,0 +1,560 @@
+"""The one training loop, shared by fine-tuning scenarios and downstream probes.
+
+:func:`fit` runs ``cfg.steps`` AdamW steps over batches drawn from a sampler (cycled over epochs),
+with gradient accumulation, clipping, a learning-rate schedule, mixed precision on CUDA, periodic
+dev evaluation with best-on-dev selection, atomic mid-stage checkpoints and exact resume, and
+guards: non-finite losses skip their step (too many in a row stop the stage), CUDA out-of-memory
+halves the batch and retries (no data is ever skipped), and the thermal guard pauses or stops.
+
+Resume: the checkpoint holds the model, the optimizer, the loss scaler, the sampler's position, the
+RNG states (torch, CUDA, numpy, random), the best-so-far weights and counters. The schedule is a
+pure function of the step. On CPU a resumed run ends with exactly the weights of an uninterrupted
+one. Dev evaluation runs under a saved-and-restored RNG state, so it never shifts training numbers.
+
+The checkpoint file is the stage's (``ctx.save_checkpoint``); ``fit`` keeps its entries under the
+key ``"fit"`` (one per call: ``name``, then ``name#1``, ``name#2``... for repeated names) and preserves
+the other top-level keys; plugins store their own state there with :func:`update_checkpoint`. A
+finished run keeps a small entry (its final weights and result), so a rerun of a stage that was
+killed in a later run skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from harness.core.errors import StageError, StopRequested
+from harness.training.thermal import ThermalGuard, default_guard
+
+if TYPE_CHECKING:
+    from harness.core.stage import StageContext
+
+log = logging.getLogger("harness.training.loop")
+
+SCHEDULES = ("constant", "linear", "speech_ft", "cosine")
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """What one training run does. ``steps`` counts optimizer steps (each ``accumulate`` batches)."""
+
+    steps: int
+    lr: float
+    schedule: str = "constant"  # "constant" | "linear" | "speech_ft" | "cosine" (see lr_factor)
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    accumulate: int = 1
+    eval_every: int | None = None  # dev evaluation period in steps (None: only at the end)
+    checkpoint_every: int | None = None  # checkpoint period in steps (needs a ctx)
+    amp: bool = True  # CUDA only: bf16 where supported, else fp16 with loss scaling; fp32 on CPU
+    max_bad_steps: int = 10  # non-finite losses in a row before the stage stops
+    checkpoint_minutes: float | None = 10.0  # also checkpoint by wall-clock time (needs a ctx)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class FitResult:
+    best_metrics: dict[str, float]
+    best_step: int
+    steps_done: int
+    skipped_steps: int
+    history: list[dict[str, float]] = field(default_factory=list)  # {"step": s, **dev metrics}
+    batch_splits: int = 1  # parts each batch was split into after CUDA out-of-memory (1: never)
+    seconds: float = 0.0  # wall-clock time of this call
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate for 0-based optimizer ``step`` of ``total``.
+
+    ``constant``: warm-up (if ``warmup_ratio``) then flat. ``linear``: warm-up then linear decay to 0.
+    ``cosine``: warm-up then cosine decay to 0. ``speech_ft`` (the official Speech-FT schedule):
+    linear warm-up over 10 % of the steps (``warmup_ratio`` overrides), constant to 50 %, linear
+    decay to 0.
+    """
+    if schedule not in SCHEDULES:
+        raise StageError(f"unknown learning-rate schedule {schedule!r}; use one of {', '.join(SCHEDULES)}.")
+    ratio = warmup_ratio if (warmup_ratio or schedule != "speech_ft") else 0.1
+    warm = int(round(ratio * total))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    start = max(warm, int(round(0.5 * total))) if schedule == "speech_ft" else warm
+    if step < start:
+        return 1.0
+    frac = (step - start) / max(1, total - start)
+    return 1.0 - frac if schedule in ("linear", "speech_ft") else 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """``batch`` with every tensor inside (dicts, lists, tuples, dataclasses' fields) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    if hasattr(batch, "__dataclass_fields__"):
+        for name in batch.__dataclass_fields__:
+            setattr(batch, name, move_to(getattr(batch, name), device))
+    return batch
+
+
+def update_checkpoint(ctx: StageContext, key: str, value: Any) -> None:
+    """Store ``value`` under ``key`` in the stage checkpoint, keeping everything else in it."""
+    state = ctx.load_checkpoint() or {}
+    state[key] = value
+    ctx.save_checkpoint(state)
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, as tensors and numbers (loadable with ``weights_only``)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64)},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state(
+        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["gauss"])
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not cfg.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over every parameter (a parameter frozen at a step has no gradient and is left alone);
+    no weight decay on biases and norm scales (1-d tensors)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise StageError("the model handed to training has no parameters; there is nothing to train.")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.steps < 1:
+        raise StageError(f"training needs at least one step (got steps={cfg.steps}).")
+    if cfg.accumulate < 1:
+        raise StageError(f"accumulate must be at least 1 (got {cfg.accumulate}).")
+    if not cfg.lr > 0:
+        raise StageError(f"the learning rate must be positive (got {cfg.lr}).")
+    lr_factor(cfg.schedule, 0, cfg.steps, cfg.warmup_ratio)
+
+
+def _cycle(sampler: Any) -> Iterator[list[int]]:
+    """Batches from ``sampler`` over successive epochs (the sampler tracks epoch and position)."""
+    if len(sampler) == 0:
+        raise StageError("the training split has no items; check the corpus and its splits.")
+    while True:
+        yield from sampler
+
+
+def _split(indices: list[int], parts: int) -> list[list[int]]:
+    parts = max(1, min(parts, len(indices)))
+    size, extra = divmod(len(indices), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(indices[start:end])
+        start = end
+    return out
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class _NonFinite(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Trainer:
+    def __init__(
+        self, model, loss_fn, sampler, collate, cfg, ctx, evaluate, primary, before_step, thermal, name
+    ):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.sampler = sampler
+        self.collate = collate
+        self.cfg = cfg
+        self.ctx = ctx
+        self.evaluate = evaluate
+        self.primary = primary
+        self.before_step = before_step
+        self.name = name
+        self.device = _device_of(model)
+        self.thermal = thermal if thermal is not None else default_guard(self.device)
+        self.amp_dtype = _amp_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.optimizer = _make_optimizer(model, cfg)
+        self.step = 0
+        self.skipped = 0
+        self.bad_in_row = 0
+        self.split = 1
+        self.best_metrics: dict[str, float] = {}
+        self.best_step = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self._other_entries: dict[str, Any] = {}
+        self._other_keys: dict[str, Any] = {}
+        self._last_ckpt_time = time.monotonic()
+
+    # ------------------------------------------------------------ messages and checkpoints
+
+    def say(self, message: str) -> None:
+        if self.ctx is not None:
+            self.ctx.log(message)
+        else:
+            log.info("%s", message)
+
+    def _entry(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": repr(self.cfg),
+            "finished": False,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "best_metrics": self.best_metrics,
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+            "skipped": self.skipped,
+            "bad_in_row": self.bad_in_row,
+            "split": self.split,
+            "history": self.history,
+        }
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        if self.ctx is None:
+            return
+        state = dict(self._other_keys)
+        state["fit"] = {**self._other_entries, self.name: entry}
+        self.ctx.save_checkpoint(state)
+        self._last_ckpt_time = time.monotonic()
+
+    def save(self) -> None:
+        self._write(self._entry())
+
+    def save_finished(self, result: FitResult) -> None:
+        self._write(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": repr(self.cfg),
+                "finished": True,
+                "model": self.model.state_dict(),
+                "result": {
+                    "best_metrics": result.best_metrics,
+                    "best_step": result.best_step,
+                    "steps_done": result.steps_done,
+                    "skipped_steps": result.skipped_steps,
+                    "history": result.history,
+                    "batch_splits": result.batch_splits,
+                },
+            }
+        )
+
+    def restore(self) -> FitResult | None:
+        """Load this run's checkpoint entry, if any; a finished entry gives its result directly."""
+        if self.ctx is None:
+            return None
+        state = self.ctx.load_checkpoint() or {}
+        entries = dict(state.pop("fit", {}) or {})
+        entry = entries.pop(self.name, None)
+        self._other_keys, self._other_entries = state, entries
+        if entry is None:
+            return None
+        if entry.get("format") != CHECKPOINT_FORMAT or entry.get("config") != repr(self.cfg):
+            self.say(f"ignoring the checkpoint of {self.name!r}: it was written with other settings")
+            return None
+        self.model.load_state_dict(entry["model"])
+        if entry["finished"]:
+            r = entry["result"]
+            self.say(f"training run {self.name!r} had already finished; reusing its weights")
+            return FitResult(**r)
+        self.optimizer.load_state_dict(entry["optimizer"])
+        if self.scaler is not None and entry["scaler"] is not None:
+            self.scaler.load_state_dict(entry["scaler"])
+        self.sampler.load_state_dict(entry["sampler"])
+        set_rng_state(entry["rng"])
+        self.step = entry["step"]
+        self.best_metrics = entry["best_metrics"]
+        self.best_step = entry["best_step"]
+        self.best_state = entry["best_state"]
+        self.skipped = entry["skipped"]
+        self.bad_in_row = entry["bad_in_row"]
+        self.split = entry["split"]
+        self.history = entry["history"]
+        self.say(f"resumed training run {self.name!r} at step {self.step} of {self.cfg.steps}")
+        return None
+
+    # ------------------------------------------------------------ evaluation
+
+    def run_eval(self) -> None:
+        if self.evaluate is None:
+            return
+        saved = rng_state()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.evaluate().items()}
+        finally:
+            self.model.train(was_training)
+            set_rng_state(saved)
+        self.history.append({"step": float(self.step), **metrics})
+        if self.primary is None:
+            better = True
+        else:
+            key, direction = self.primary
+            if key not in metrics:
+                raise StageError(
+                    f"the dev evaluation gave no metric {key!r} (it gave {', '.join(metrics) or 'none'}); "
+                    "the task's primary metric must be among its metrics."
+                )
+            value, best = metrics[key], self.best_metrics.get(key)
+            better = not math.isnan(value) and (
+                best is None or (value > best if direction == "higher" else value < best)
+            )
+        log.debug("step %d dev %s", self.step, metrics)
+        if better:
+            self.best_metrics, self.best_step = metrics, self.step
+            self.best_state = _cpu_state(self.model) if self.primary is not None else None
+
+    # ------------------------------------------------------------ one optimizer step
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _forward_backward(self, micro: list[list[int]]) -> float:
+        """Accumulate gradients over ``micro`` (each split into ``self.split`` parts); the mean loss."""
+        total = 0.0
+        for indices in micro:
+            for part in _split(indices, self.split):
+                weight = len(part) / len(indices) / len(micro)
+                with self._autocast():
+                    loss = self.loss_fn(self.collate(part))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise _NonFinite(value)
+                if not loss.requires_grad:
+                    raise StageError("the training loss does not depend on any trainable parameter.")
+                scaled = loss.float() * weight
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+                total += value * weight
+        return total
+
+    def _accumulate(self, micro: list[list[int]]) -> float:
+        """Forward/backward with out-of-memory recovery: halve the batch and redo the step."""
+        while True:
+            try:
+                return self._forward_backward(micro)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                largest = max(len(b) for b in micro)
+                if self.split >= largest:
+                    raise StageError(
+                        f"a single item does not fit in GPU memory at step {self.step} even alone; "
+                        "lower the batch cap or crop long utterances."
+                    ) from None
+                self.split *= 2
+                self.say(
+                    f"CUDA out of memory at step {self.step}: halving the batch (each batch now goes in "
+                    f"{self.split} parts whose gradients are accumulated; no data is skipped)"
+                )
+
+    def _optimizer_step(self) -> bool:
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return True
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if self.scaler is not None:  # the scaler skips steps with inf gradients and recalibrates
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return True
+        if not math.isfinite(norm):
+            return False
+        self.optimizer.step()
+        return True
+
+    def train_step(self, batches: Iterator[list[int]]) -> float | None:
+        micro = [next(batches) for _ in range(self.cfg.accumulate)]
+        factor = lr_factor(self.cfg.schedule, self.step, self.cfg.steps, self.cfg.warmup_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * factor
+        try:
+            loss = self._accumulate(micro)
+            ok = self._optimizer_step()
+            bad = None if ok else "the gradient norm is not finite"
+        except _NonFinite as exc:
+            loss, bad = None, f"the loss is {exc.args[0]}"
+        self.optimizer.zero_grad(set_to_none=True)
+        if bad is None:
+            self.bad_in_row = 0
+            return loss
+        self.skipped += 1
+        self.bad_in_row += 1
+        self.say(f"skipped step {self.step}: {bad} ({self.bad_in_row} in a row)")
+        if self.bad_in_row >= self.cfg.max_bad_steps:
+            raise StageError(
+                f"{self.bad_in_row} training steps in a row had a non-finite loss or gradient (last at step "
+                f"{self.step}); lower the learning rate or check the data for broken items."
+            )
+        return None
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> FitResult:
+        started = time.monotonic()
+        done = self.restore()
+        if done is not None:
+            return done
+        self.model.train()
+        batches = _cycle(self.sampler)
+        cfg = self.cfg
+        window_start, window_steps, window_loss, window_n = time.monotonic(), 0, 0.0, 0
+        while self.step < cfg.steps:
+            if self.thermal.check(self.say) == "stop":
+                self.save()
+                raise StopRequested(
+                    f"{self.thermal.reason}: training stopped at step {self.step} of {cfg.steps} and saved "
+                    "its checkpoint; rerun once the GPU has cooled to resume"
+                )
+            if self.before_step is not None:
+                self.before_step(self.step)
+            loss = self.train_step(batches)
+            self.step += 1
+            window_steps += 1
+            if loss is not None:
+                window_loss, window_n = window_loss + loss, window_n + 1
+            now = time.monotonic()
+            if self.ctx is not None and (now - window_start >= 0.5 or self.step == cfg.steps):
+                self.ctx.progress(
+                    self.step,
+                    cfg.steps,
+                    loss=window_loss / window_n if window_n else float("nan"),
+                    steps_per_s=window_steps / max(now - window_start, 1e-9),
+                    lr=self.optimizer.param_groups[0]["lr"],
+                )
+                window_start, window_steps, window_loss, window_n = now, 0, 0.0, 0
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                self.run_eval()
+            due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            minutes = cfg.checkpoint_minutes
+            late = minutes is not None and now - self._last_ckpt_time >= 60 * minutes
+            if self.ctx is not None and self.step < cfg.steps and (due or late):
+                self.save()
+        self.run_eval()
+        if self.best_state is not None and self.best_step != self.step:
+            self.model.load_state_dict(self.best_state)
+            self.say(f"kept the weights of step {self.best_step}, the best on dev ({self.best_metrics})")
+        result = FitResult(
+            best_metrics=self.best_metrics,
+            best_step=self.best_step if self.evaluate is not None else self.step,
+            steps_done=self.step,
+            skipped_steps=self.skipped,
+            history=self.history,
+            batch_splits=self.split,
+            seconds=time.monotonic() - started,
+        )
+        self.best_state = None
+        self.save_finished(result)
+        return result
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[Any], torch.Tensor],
+    sampler: Any,
+    collate: Callable[[list[int]], Any],
+    cfg: TrainConfig,
+    ctx: StageContext | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    primary: tuple[str, str] | None = None,
+    before_step: Callable[[int], None] | None = None,
+    *,
+    thermal: ThermalGuard | None = None,
+    name: str = "train",
+) -> FitResult:
+    """Train ``model`` for ``cfg.steps`` optimizer steps; see the module docstring.
+
+    ``loss_fn(collate(indices))`` gives a scalar loss averaged over the batch's items (``loss_fn``
+    moves the batch to the model's device; :func:`move_to` helps). ``evaluate`` returns dev metrics
+    (called every ``cfg.eval_every`` steps and at the end, in eval mode without gradients);
+    ``primary`` = (metric, "higher"|"lower") selects the best-on-dev weights, which the model holds
+    on return (the final weights when ``evaluate`` or ``primary`` is None). ``before_step(step)``
+    runs before each optimizer step's first forward; a parameter with ``requires_grad=False`` at a
+    step gets no update that step (no gradient, no weight decay, no moment update). ``thermal``
+    overrides the default guard (NVML on CUDA, else off). ``name`` keys this run in the stage
+    checkpoint; a stage that trains several times (even under one name) gets one entry per call,
+    in call order, so a rerun after a kill reuses the finished runs and resumes the interrupted one.
+    """
+    _check_config(cfg)
+    if ctx is not None:  # the k-th run of this name in the stage: reruns call fit in the same order
+        calls = ctx.__dict__.setdefault("_fit_calls", {})
+        calls[name] = calls.get(name, -1) + 1
+        name = f"{name}#{calls[name]}" if calls[name] else name
+    trainer = _Trainer(
+        model, loss_fn, sampler, collate, cfg, ctx, evaluate, primary, before_step, thermal, name
+    )
+    return trainer.run()

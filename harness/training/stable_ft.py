@@ -1,0 +1,202 @@
+"""Stable fine-tuning (Speech-FT, Section 2.2), shared by every fine-tuning scenario.
+
+- For the first ``beta`` of the steps only the task head(s) train: the upstream's parameters have
+  ``requires_grad=False`` (no gradient, no AdamW update, no weight decay) and the upstream runs in
+  eval mode without building a graph, so the head learns on the features a probe would see.
+- The downsampling module (:meth:`UpstreamModel.downsampling_module`, the CNN) stays frozen
+  throughout (``freeze_cnn``); layer drop is off.
+- Optionally an L2 penalty ``l2_lambda · ||θ − θ0||²`` over the trainable upstream parameters (the
+  "regularization" baseline of Table 7; stable fine-tuning still applies).
+- The "regular" fine-tuning ablation is ``beta: 0`` with ``freeze_cnn: false``.
+
+:class:`StableFTParams` holds the knobs every scenario shares; scenarios subclass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from harness.core.errors import StageError
+from harness.core.interfaces import Batch, PluginParams, Task, UpstreamModel, UpstreamOutput
+from harness.core.manifest import PreparedCorpus
+from harness.core.params import validate_params
+from harness.core.stage import StageContext
+from harness.data.batching import DynamicBatchSampler
+from harness.data.waveforms import WaveBatch, WaveformSet
+from harness.evaluation.frame_phones import FramePhoneTask
+from harness.training.loop import FitResult, TrainConfig, fit
+
+
+class StableFTParams(PluginParams):
+    """Training knobs shared by the fine-tuning scenarios (defaults: the paper's stable fine-tuning)."""
+
+    steps: int = Field(1000, ge=1, description="optimizer steps")
+    lr: float = Field(1e-4, gt=0, description="peak learning rate")
+    batch_seconds: float = Field(80.0, gt=0, description="padded seconds of audio per forward batch")
+    max_items: int | None = Field(None, ge=1, description="at most this many utterances per batch")
+    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
+    beta: float = Field(0.1, ge=0, le=1, description="share of the steps that train the head alone")
+    freeze_cnn: bool = Field(True, description="keep the downsampling module frozen throughout")
+    l2_lambda: float = Field(0.0, ge=0, description="weight of the L2 penalty towards θ0")
+    schedule: Literal["constant", "linear", "speech_ft", "cosine"] = "speech_ft"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_every: int | None = Field(None, ge=1, description="dev evaluation period (None: at the end only)")
+    dev_items: int | None = Field(400, ge=1, description="dev utterances used for model selection")
+    checkpoint_every: int | None = Field(None, ge=1)
+    amp: bool = Field(True, description="mixed precision on CUDA")
+    gradient_checkpointing: bool = False
+    max_seconds: float | None = Field(None, gt=0, description="use only the first seconds of each utterance")
+
+
+def train_config(params: StableFTParams) -> TrainConfig:
+    return TrainConfig(
+        steps=params.steps,
+        lr=params.lr,
+        schedule=params.schedule,
+        warmup_ratio=params.warmup_ratio,
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        accumulate=params.accumulate,
+        eval_every=params.eval_every,
+        checkpoint_every=params.checkpoint_every,
+        amp=params.amp,
+    )
+
+
+class StableFineTuning:
+    """Wraps an upstream and its task head(s) for :func:`harness.training.loop.fit`.
+
+    ``model`` (upstream + heads) is what ``fit`` trains; pass :meth:`before_step` to ``fit`` and
+    run the upstream through :meth:`forward`; add :meth:`penalty` to the loss.
+    """
+
+    def __init__(self, upstream: UpstreamModel, heads: nn.Module, params: StableFTParams):
+        self.upstream = upstream
+        self.params = params
+        upstream.set_layerdrop(0.0)
+        upstream.set_gradient_checkpointing(params.gradient_checkpointing)
+        cnn = upstream.downsampling_module() if params.freeze_cnn else None
+        frozen = {id(p) for p in cnn.parameters()} if cnn is not None else set()
+        for p in upstream.parameters():
+            p.requires_grad_(id(p) not in frozen)
+        self.trainable = [p for p in upstream.parameters() if id(p) not in frozen]
+        self.frozen = [p for p in upstream.parameters() if id(p) in frozen]
+        self.head_only_steps = int(round(params.beta * params.steps))
+        self.upstream_training = True
+        self.anchor = [p.detach().clone() for p in self.trainable] if params.l2_lambda > 0 else None
+        self.model = nn.ModuleDict({"upstream": upstream, "heads": heads})
+
+    def before_step(self, step: int) -> None:
+        train_upstream = step >= self.head_only_steps
+        if train_upstream != self.upstream_training or step == 0:
+            for p in self.trainable:
+                p.requires_grad_(train_upstream)
+            self.upstream_training = train_upstream
+        self.upstream.train(train_upstream)
+
+    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
+        if self.upstream_training and torch.is_grad_enabled():
+            return self.upstream(wavs, wav_lengths)
+        with torch.no_grad():
+            return self.upstream(wavs, wav_lengths)
+
+    def penalty(self) -> torch.Tensor | float:
+        """``l2_lambda · ||θ − θ0||²`` over the trainable upstream parameters (0 while they are frozen)."""
+        if self.anchor is None or not self.upstream_training:
+            return 0.0
+        total = sum((p.float() - a.float()).pow(2).sum() for p, a in zip(self.trainable, self.anchor, strict=True))
+        return self.params.l2_lambda * total
+
+
+def pick_corpus(corpora: dict[str, PreparedCorpus], name: str | None, who: str) -> PreparedCorpus:
+    """The corpus ``name`` among those the stage received (the only one when ``name`` is None)."""
+    if name is None:
+        if len(corpora) != 1:
+            raise StageError(f"{who} needs `corpus:` to say which of {', '.join(sorted(corpora)) or 'none'} to use.")
+        return next(iter(corpora.values()))
+    if name not in corpora:
+        raise StageError(f"{who} names corpus {name!r} but the stage has {', '.join(sorted(corpora)) or 'none'}.")
+    return corpora[name]
+
+
+def task_batch(out: UpstreamOutput, rows: list[dict[str, Any]]) -> Batch:
+    """The batch a task head sees during fine-tuning: the *last* hidden state."""
+    return Batch(features=out.hidden_states[-1], lengths=out.lengths, utterances=rows)
+
+
+def evaluate_task(
+    forward: Callable[[torch.Tensor, torch.Tensor], UpstreamOutput],
+    head: nn.Module,
+    task: Task,
+    data: WaveformSet,
+    batch_seconds: float,
+    device: torch.device,
+) -> dict[str, float]:
+    """The task's metrics on every utterance of ``data`` (eval mode and no-grad are the caller's)."""
+    records: list[dict[str, Any]] = []
+    for indices in data.batches(batch_seconds):
+        batch: WaveBatch = data.collate(indices).to(device)
+        out = forward(batch.wavs, batch.wav_lengths)
+        records.extend(task.predict(head, task_batch(out, batch.rows)))
+    return task.aggregate(records)
+
+
+def split_rows(corpus: PreparedCorpus, task_name: str, role: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows playing ``role`` for ``task_name`` (a stable subset of ``limit`` rows, evenly spaced)."""
+    rows = corpus.utterances(corpus.split_for(task_name, role))
+    if not rows:
+        raise StageError(f"corpus {corpus.name!r} has no utterances in its {role} split for {task_name}.")
+    if limit is not None and len(rows) > limit:
+        step = len(rows) / limit
+        rows = [rows[int(i * step)] for i in range(limit)]
+    return rows
+
+
+def make_task(upstream: UpstreamModel, corpus: PreparedCorpus, name: str, task_params: dict, ctx: StageContext) -> Task:
+    """The trainable task ``name`` on ``corpus``: ``pc`` or a downstream plugin's task."""
+    if name == "pc":
+        corpus.require(FramePhoneTask.label_fields, "frame phone classification (pc)")
+        return FramePhoneTask(corpus.vocab.get("phones", []), upstream.frame_shift)
+    downstream = ctx.plugins.create("downstream", name)
+    params = validate_params(downstream.Params, task_params, f"task_params of {name}")
+    task = downstream.make_task(corpus, params)
+    corpus.require(tuple(task.label_fields), f"fine-tuning on {name}")
+    return task
+
+
+def finetune_on_task(
+    upstream: UpstreamModel,
+    task: Task,
+    corpus: PreparedCorpus,
+    split_name: str,
+    params: StableFTParams,
+    ctx: StageContext,
+    primary: tuple[str, str],
+) -> FitResult:
+    """Stable fine-tuning of ``upstream`` with ``task``'s head and loss on ``corpus`` (train split,
+    best on ``dev`` by ``primary``); ``split_name`` picks the corpus's task splits."""
+    device = ctx.device
+    train = WaveformSet(split_rows(corpus, split_name, "train"), params.max_seconds)
+    dev = WaveformSet(split_rows(corpus, split_name, "dev", params.dev_items), params.max_seconds)
+    head = task.build_head(upstream.hidden_size)
+    stable = StableFineTuning(upstream, head, params)
+    stable.model.to(device)
+
+    def loss_fn(batch: WaveBatch) -> torch.Tensor:
+        batch = batch.to(device)
+        out = stable.forward(batch.wavs, batch.wav_lengths)
+        return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
+
+    sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
+    return fit(stable.model, loss_fn, sampler, train.collate, train_config(params), ctx, evaluate, primary,
+               stable.before_step)
