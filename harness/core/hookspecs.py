@@ -15,12 +15,9 @@ The class added must subclass the kind's interface in :mod:`harness.core.interfa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
 
-if TYPE_CHECKING:
-    from harness.core.registry import Registry
+from harness.core.plugin import PluginRegistry as Registry
 
 PROJECT = "harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -52,10 +49,16 @@ def harness_register_downstream(registry: Registry) -> None:
     """Add :class:`harness.core.interfaces.DownstreamPlugin` classes: SUPERB tasks and ABX."""
 
 
+@hookspec
+def harness_register_task(registry: Registry) -> None:
+    """Add :class:`harness.core.interfaces.TaskPlugin` classes: trainable tasks that are not downstreams."""
+
+
 KIND_HOOKS = {
     "upstream": "harness_register_upstream",
     "corpus": "harness_register_corpus",
     "finetune": "harness_register_finetune",
     "merge": "harness_register_merge",
     "downstream": "harness_register_downstream",
+    "task": "harness_register_task",
 }

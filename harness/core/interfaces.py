@@ -1,9 +1,6 @@
 """The abstract interface of each plugin kind: the few methods the core really calls.
 
-Every plugin class carries ``name`` (recipe name), ``version`` (part of stage keys: bump it when
-results change), ``summary`` (one line for ``harness plugins``) and ``Params``, a pydantic model
-(``extra="forbid"``) of what a recipe may set. Parameters typed :data:`InputPath` are checked for
-existence at plan time, all at once.
+Each interface is generic over the plugin's ``Params`` (:class:`harness.core.plugin.Plugin`).
 """
 
 from __future__ import annotations
@@ -11,42 +8,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:
-    from harness.core.manifest import PreparedCorpus
-    from harness.core.stage import StageContext
-    from harness.training.specaug import SpecAugSettings
+from harness.core.manifest import PreparedCorpus
+from harness.core.plugin import Direction, InputPath, InputPathMarker, P, Plugin, PluginParams
+from harness.core.stage import StageContext
 
-Direction = Literal["higher", "lower"]
-
-
-class InputPathMarker:
-    """Marks a parameter as a path that must exist before anything runs."""
-
-
-#: A path the user brings (a checkpoint, a corpus root); checked at plan time.
-InputPath = Annotated[Path, InputPathMarker()]
-
-
-class PluginParams(BaseModel):
-    """Base for every plugin's ``Params``: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Plugin(ABC):
-    """What every plugin class has in common."""
-
-    kind: ClassVar[str]
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-    summary: ClassVar[str] = ""
-    Params: ClassVar[type[PluginParams]] = PluginParams
-
+__all__ = [
+    "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "InputPath",
+    "InputPathMarker", "MergePlugin", "Plugin", "PluginParams", "SpecAugSettings", "Task", "TaskPlugin",
+    "UpstreamModel", "UpstreamOutput", "UpstreamPlugin",
+]
 
 # --------------------------------------------------------------------------- upstream
 
@@ -97,15 +71,18 @@ class UpstreamModel(torch.nn.Module, ABC):
         return torch.div(wav_lengths, int(self.frame_shift * self.sample_rate), rounding_mode="floor")
 
 
-class UpstreamPlugin(Plugin):
+class UpstreamPlugin(Plugin[P]):
     """Builds an :class:`UpstreamModel` from a checkpoint path or a named preset."""
 
     kind = "upstream"
     #: False for fixed front ends (FBank): the planner never fine-tunes or merges them
     trainable: ClassVar[bool] = True
+    #: True for the reference front end of the SUPERB score (FBank): a ``measured`` reference
+    #: adds it to a recipe that lacks it, and its results are the score's zero
+    baseline: ClassVar[bool] = False
 
     @abstractmethod
-    def build(self, params: PluginParams, seed: int) -> UpstreamModel:
+    def build(self, params: P, seed: int) -> UpstreamModel:
         """The model described by ``params`` (a checkpoint, or a preset initialised from ``seed``)."""
 
     @abstractmethod
@@ -116,7 +93,7 @@ class UpstreamPlugin(Plugin):
 # --------------------------------------------------------------------------- corpus
 
 
-class CorpusPlugin(Plugin):
+class CorpusPlugin(Plugin[P]):
     """Prepares a manifest from a local root (or generates the audio, for embedded corpora).
 
     ``prepare`` writes into ``out_dir`` the layout :class:`harness.core.manifest.PreparedCorpus` reads:
@@ -126,11 +103,22 @@ class CorpusPlugin(Plugin):
     kind = "corpus"
 
     @abstractmethod
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
+    def prepare(self, params: P, out_dir: Path, ctx: StageContext) -> None:
         """Write the manifests for every split into ``out_dir``."""
 
 
 # --------------------------------------------------------------------------- downstream
+
+
+@dataclass(frozen=True)
+class SpecAugSettings:
+    """What SpecAugment draws; the defaults are SUPERB's ASR and SF setting."""
+
+    time_warp_window: int = 5
+    freq_mask_width: tuple[int, int] = (0, 50)
+    num_freq_masks: int = 4
+    time_mask_width: tuple[int, int] = (0, 40)
+    num_time_masks: int = 2
 
 
 @dataclass
@@ -198,28 +186,42 @@ class EvalResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class DownstreamPlugin(Plugin):
+class DownstreamPlugin(Plugin[P]):
     """One SUPERB task (or ABX) evaluated on a frozen upstream."""
 
     kind = "downstream"
+    #: place of the task's columns in tables (SUPERB's order: content, speaker, paralinguistics,
+    #: semantics, then ABX); ties are broken by name
+    order: ClassVar[int] = 100
     #: manifest fields the corpus must have (e.g. ("phones",))
     label_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: P, ctx: StageContext
     ) -> EvalResult:
         """Train the probe on ``train``, select on ``dev``, report on ``test``."""
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
+    def make_task(self, corpus: PreparedCorpus, params: P) -> Task:
         """The task object shared with supervised fine-tuning; ABX has none."""
         raise NotImplementedError(f"downstream {self.name!r} has no trainable task")
+
+
+class TaskPlugin(Plugin[P]):
+    """A trainable task that is not a downstream (frame phone classification, ``pc``): supervised
+    fine-tuning names it as ``task:`` beside the downstreams' tasks."""
+
+    kind = "task"
+
+    @abstractmethod
+    def make_task(self, corpus: PreparedCorpus, params: P, frame_shift: float) -> Task:
+        """The task on ``corpus`` for an upstream whose frames are ``frame_shift`` seconds apart."""
 
 
 # --------------------------------------------------------------------------- finetune
 
 
-class FinetunePlugin(Plugin):
+class FinetunePlugin(Plugin[P]):
     """A fine-tuning scenario: θ0 -> θft (stable fine-tuning by default)."""
 
     kind = "finetune"
@@ -229,7 +231,7 @@ class FinetunePlugin(Plugin):
         self,
         upstream: UpstreamModel,
         corpora: dict[str, PreparedCorpus],
-        params: PluginParams,
+        params: P,
         ctx: StageContext,
     ) -> dict[str, float]:
         """Train ``upstream`` in place; return final dev metrics (may be empty).
@@ -241,7 +243,7 @@ class FinetunePlugin(Plugin):
 # --------------------------------------------------------------------------- merge
 
 
-class MergePlugin(Plugin):
+class MergePlugin(Plugin[P]):
     """A function of state dicts: (θ0, [θft...], params) -> θ, streamed tensor by tensor."""
 
     kind = "merge"
@@ -251,18 +253,18 @@ class MergePlugin(Plugin):
 
     @abstractmethod
     def merge_tensor(
-        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: PluginParams
+        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: P
     ) -> torch.Tensor:
         """The merged value of one tensor."""
 
-    def prepare(self, base: Any, finetuned: list[Any], params: PluginParams) -> None:
+    def prepare(self, base: Any, finetuned: list[Any], params: P) -> None:
         """Optional whole-model pass before merging (TIES' model-wide top-k threshold).
 
         ``base`` and ``finetuned`` are open safetensors handles (``keys()``, ``get_tensor(name)``),
         so a pass reads one tensor at a time.
         """
 
-    def shortcut(self, params: PluginParams, n_models: int) -> Literal["base", "model"] | None:
+    def shortcut(self, params: P, n_models: int) -> Literal["base", "model"] | None:
         """Say when the merge returns θ0 (``"base"``) or the single fine-tuned model (``"model"``)
         unchanged (linear α = 0 / α = 1): the planner then reuses that model instead of a stage."""
         return None

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.core.errors import HarnessError
-from harness.core.interfaces import InputPathMarker, PluginParams
+from harness.core.plugin import InputPathMarker, PluginParams
 from harness.core.suggest import suggest
 
 

@@ -18,7 +18,7 @@ import pluggy
 
 from harness.core import hookspecs
 from harness.core.errors import PluginError
-from harness.core.interfaces import Plugin
+from harness.core.plugin import Plugin
 from harness.core.suggest import suggest
 
 log = logging.getLogger("harness.core.registry")
@@ -51,8 +51,9 @@ class LoadFailure:
     error: str
 
 
-class Registry:
-    """Handed to a plugin's hook; ``add`` records a plugin class of the hook's kind."""
+class KindRegistry:
+    """The :class:`harness.core.plugin.PluginRegistry` handed to a plugin's hook: ``add`` records a
+    plugin class of the hook's kind and the package it came from."""
 
     def __init__(self, kind: str, manager: PluginManager, origin: str, origin_version: str, module: str):
         self.kind = kind
@@ -117,7 +118,7 @@ class PluginManager:
             hook = getattr(self._pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 origin, version = self._origins.get(impl.plugin_name, ("unknown", ""))
-                registry = Registry(kind, self, origin, version, impl.plugin_name)
+                registry = KindRegistry(kind, self, origin, version, impl.plugin_name)
                 try:
                     impl.function(registry=registry)
                 except PluginError:

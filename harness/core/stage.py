@@ -7,12 +7,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from harness.core.registry import PluginManager
+from harness.core.plugin import PluginSource
 
 log = logging.getLogger("harness.core.stage")
 
@@ -34,7 +33,7 @@ class StageContext:
     work_dir: Path
     cache_root: Path
     seed: int
-    plugins: PluginManager
+    plugins: PluginSource
     input_keys: dict[str, str] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     on_progress: Callable[[int, int, dict[str, Any]], None] | None = None

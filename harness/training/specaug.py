@@ -10,21 +10,12 @@ differs in any case) does not load against this torch, and s3prl is not a runtim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from harness.core.interfaces import SpecAugSettings
 
-@dataclass(frozen=True)
-class SpecAugSettings:
-    """What SpecAugment draws; the defaults are SUPERB's ASR and SF setting."""
-
-    time_warp_window: int = 5
-    freq_mask_width: tuple[int, int] = (0, 50)
-    num_freq_masks: int = 4
-    time_mask_width: tuple[int, int] = (0, 40)
-    num_time_masks: int = 2
+__all__ = ["SpecAugSettings", "spec_augment"]
 
 
 def spec_augment(features: torch.Tensor, lengths: torch.Tensor, settings: SpecAugSettings) -> torch.Tensor:

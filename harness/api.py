@@ -1,0 +1,101 @@
+"""The surface a plugin may use: everything in ``__all__`` is promised, nothing else is.
+
+Built-in plugins import only from here (a test checks it), and third-party packages should too::
+
+    from harness.api import MergePlugin, PluginParams, hookimpl
+
+Names are imported on first use (PEP 562), so a plugin module that needs only the interfaces does
+not pay for torch-heavy building blocks it never touches.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module that defines it; one section per plugin family
+_EXPORTS: dict[str, str] = {
+    # -- every plugin: contracts, parameters, errors, the stage context, registration
+    **dict.fromkeys(
+        ["Batch", "CorpusPlugin", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "MergePlugin", "Task",
+         "TaskPlugin", "SpecAugSettings", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin"],
+        "harness.core.interfaces"),
+    **dict.fromkeys(["Direction", "InputPath", "PluginParams", "PluginRegistry"], "harness.core.plugin"),
+    **dict.fromkeys(["CheckpointError", "CorpusError", "HarnessError", "StageError"], "harness.core.errors"),
+    "hookimpl": "harness.core.hookspecs",
+    "StageContext": "harness.core.stage",
+    "PreparedCorpus": "harness.core.manifest",
+    # -- corpora: audio, phones, preparation helpers, AudioSet files, procedural sounds
+    "audio": "harness.data",
+    "sounds": "harness.data",
+    **dict.fromkeys(["ARPABET", "SIL", "TIMIT_39", "TIMIT_61_TO_39", "strip_stress"], "harness.data.phones"),
+    **dict.fromkeys(["LocalCorpusParams", "checked", "normalise_text", "require", "split_by_speaker",
+                     "stable_fraction", "write_abx_items", "write_prepared"], "harness.data.corpus"),
+    **dict.fromkeys(["AudioClass", "Segment", "carve_dev", "prepare_audioset", "read_class_index", "read_ontology",
+                     "read_segments", "subtree", "write_class_index", "write_segments"], "harness.data.audioset_csv"),
+    # -- training on waveforms: batches, the loop, stable fine-tuning, pseudo-labels
+    **dict.fromkeys(["DynamicBatchSampler", "MixedBatchSampler"], "harness.data.batching"),
+    **dict.fromkeys(["WaveBatch", "WaveformSet", "pad_waves"], "harness.data.waveforms"),
+    "fit": "harness.training.loop",
+    **dict.fromkeys(["KMeans", "mfcc_frames", "sample_rows"], "harness.training.pseudo_labels"),
+    **dict.fromkeys(["StableFTParams", "StableFineTuning", "finetune_on_task", "make_task", "pick_corpus",
+                     "split_rows", "task_batch", "train_config"], "harness.training.stable_ft"),
+    # -- upstreams: the wav2vec 2.0 family, checkpoints, FBank
+    **dict.fromkeys(["load_torch_checkpoint", "tensors_only"], "harness.models.checkpoints"),
+    **dict.fromkeys(["checkpoint_configs", "detect_family", "encoder_key"], "harness.models.fairseq"),
+    **dict.fromkeys(["KaldiFbank", "add_deltas", "reduce_frames", "utterance_cmvn"], "harness.models.fbank"),
+    **dict.fromkeys(["PretrainingHead", "SpeechTransformer", "SpeechTransformerPlugin", "preset_configs"],
+                    "harness.models.hf_speech"),
+    **dict.fromkeys(["ENCODER_SHAPES", "ENCODER_TRAINING", "SourceParams", "frame_mask", "load_exact",
+                     "load_own_model", "own_model_files", "run_encoder", "seeded"], "harness.models.speech_encoder"),
+    **dict.fromkeys(["FeatureCache", "to_frame_dtype"], "harness.models.feature_cache"),
+    "batched_forward": "harness.models.inference",
+    # -- merges
+    "interpolation_shortcut": "harness.merging.engine",
+    # -- downstreams: tasks, metrics, probes, ABX
+    **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
+    **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
+                    "harness.evaluation.metrics"),
+    **dict.fromkeys(["ProbeParams", "ProbeSettings", "evaluate_task", "feature_cache_for", "resolve_settings",
+                     "task_splits"], "harness.evaluation.probe"),
+    **dict.fromkeys(["CTCProbeParams", "PROTOCOLS"], "harness.evaluation.ctc_probe"),
+    **dict.fromkeys(["ABXScore", "Item", "abx", "read_item_file"], "harness.evaluation.abx"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"harness.api has no {name!r}; the plugin API is harness.api.__all__")
+    parent = importlib.import_module(module)
+    value = getattr(parent, name) if hasattr(parent, name) else importlib.import_module(f"{module}.{name}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time names load on first use
+    from harness.core.errors import CheckpointError, CorpusError, HarnessError, StageError  # noqa: F401
+    from harness.core.hookspecs import hookimpl  # noqa: F401
+    from harness.core.interfaces import (  # noqa: F401
+        Batch,
+        CorpusPlugin,
+        DownstreamPlugin,
+        EvalResult,
+        FinetunePlugin,
+        MergePlugin,
+        SpecAugSettings,
+        Task,
+        TaskPlugin,
+        UpstreamModel,
+        UpstreamOutput,
+        UpstreamPlugin,
+    )
+    from harness.core.manifest import PreparedCorpus  # noqa: F401
+    from harness.core.plugin import Direction, InputPath, PluginParams, PluginRegistry  # noqa: F401
+    from harness.core.stage import StageContext  # noqa: F401
