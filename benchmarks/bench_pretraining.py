@@ -22,8 +22,8 @@ import torch
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import default_manager
 from harness.core.stage import StageContext
+from harness.data.alignment import IGNORE_LABEL, frame_labels
 from harness.data.waveforms import WaveformSet
-from harness.evaluation.frame_phones import IGNORE, frame_labels
 from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams
 from plugins.upstreams.decoar2 import PRESETS, Decoar2Upstream
 from plugins.upstreams.fbank import FbankUpstream
@@ -44,7 +44,7 @@ def frames_and_labels(model, data: WaveformSet, phones: list[str]) -> tuple[list
             for j, row in enumerate(b.rows):
                 n = int(out.lengths[j])
                 lab = frame_labels(row["phones"], n, model.frame_shift, index)
-                keep = lab != IGNORE
+                keep = lab != IGNORE_LABEL
                 labels.append(lab[keep])
                 for k, h in enumerate(out.hidden_states):
                     layers[k].append(h[j, :n].float().numpy()[keep])

@@ -25,40 +25,47 @@ _EXPORTS: dict[str, str] = {
     "hookimpl": "harness.core.hookspecs",
     "StageContext": "harness.core.stage",
     "PreparedCorpus": "harness.core.manifest",
-    # -- corpora: audio, phones, preparation helpers, AudioSet files, procedural sounds
+    # -- corpora: the local-corpus base, audio, phones, preparation helpers, AudioSet files, procedural sounds
     "audio": "harness.data",
     "sounds": "harness.data",
     **dict.fromkeys(["ARPABET", "SIL", "TIMIT_39", "TIMIT_61_TO_39", "strip_stress"], "harness.data.phones"),
-    **dict.fromkeys(["LocalCorpusParams", "checked", "normalise_text", "require", "split_by_speaker",
-                     "stable_fraction", "write_abx_items", "write_prepared"], "harness.data.corpus"),
-    **dict.fromkeys(["AudioClass", "Segment", "carve_dev", "prepare_audioset", "read_class_index", "read_ontology",
+    **dict.fromkeys(["CorpusRows", "LocalCorpus", "LocalCorpusParams", "checked", "normalise_text", "require",
+                     "split_by_speaker", "stable_fraction", "write_corpus"], "harness.data.corpus"),
+    **dict.fromkeys(["AudioClass", "Segment", "audioset_rows", "carve_dev", "read_class_index", "read_ontology",
                      "read_segments", "subtree", "write_class_index", "write_segments"], "harness.data.audioset_csv"),
     # -- training on waveforms: batches, the loop, stable fine-tuning, pseudo-labels
     **dict.fromkeys(["DynamicBatchSampler", "MixedBatchSampler"], "harness.data.batching"),
     **dict.fromkeys(["WaveBatch", "WaveformSet", "pad_waves"], "harness.data.waveforms"),
     "fit": "harness.training.loop",
     **dict.fromkeys(["KMeans", "mfcc_frames", "sample_rows"], "harness.training.pseudo_labels"),
-    **dict.fromkeys(["StableFTParams", "StableFineTuning", "finetune_on_task", "make_task", "pick_corpus",
-                     "split_rows", "task_batch", "train_config"], "harness.training.stable_ft"),
-    # -- upstreams: the wav2vec 2.0 family, checkpoints, FBank
+    **dict.fromkeys(["StableFTParams", "StableFineTuning", "finetune_on_task", "pick_corpus", "resolve_task",
+                     "split_rows", "task_batch", "task_metrics_on_waveforms", "train_config"],
+                    "harness.training.stable_ft"),
+    # -- tasks: frame labels from time alignments
+    **dict.fromkeys(["IGNORE_LABEL", "frame_labels"], "harness.data.alignment"),
+    # -- upstreams: the wav2vec 2.0 family, checkpoints, FBank, padding and pooling, seeded presets
     **dict.fromkeys(["load_torch_checkpoint", "tensors_only"], "harness.models.checkpoints"),
     **dict.fromkeys(["checkpoint_configs", "detect_family", "encoder_key"], "harness.models.fairseq"),
     **dict.fromkeys(["KaldiFbank", "add_deltas", "reduce_frames", "utterance_cmvn"], "harness.models.fbank"),
     **dict.fromkeys(["PretrainingHead", "SpeechTransformer", "SpeechTransformerPlugin", "preset_configs"],
                     "harness.models.hf_speech"),
     **dict.fromkeys(["ENCODER_SHAPES", "ENCODER_TRAINING", "SourceParams", "frame_mask", "load_exact",
-                     "load_own_model", "own_model_files", "run_encoder", "seeded"], "harness.models.speech_encoder"),
+                     "load_own_model", "mean_pool", "own_model_files", "run_encoder"],
+                    "harness.models.speech_encoder"),
+    "seeded": "harness.core.seeding",
     **dict.fromkeys(["FeatureCache", "to_frame_dtype"], "harness.models.feature_cache"),
     "batched_forward": "harness.models.inference",
-    # -- merges
-    "interpolation_shortcut": "harness.merging.engine",
+    # -- merges: the task-arithmetic family (linear, TIES and sequential are configurations of it)
+    "TensorSource": "harness.core.interfaces",
+    **dict.fromkeys(["TaskVectorMerge", "TaskVectorMergePlugin", "TrimThresholds", "interpolation_shortcut"],
+                    "harness.merging.task_vectors"),
     # -- downstreams: tasks, metrics, probes, ABX
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
     **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
-    **dict.fromkeys(["ProbeParams", "ProbeSettings", "evaluate_task", "feature_cache_for", "resolve_settings",
-                     "task_splits"], "harness.evaluation.probe"),
-    **dict.fromkeys(["CTCProbeParams", "PROTOCOLS"], "harness.evaluation.ctc_probe"),
+    **dict.fromkeys(["ProbeParams", "ProbeSettings", "ProbedDownstream", "feature_cache_for", "task_splits"],
+                    "harness.evaluation.probe"),
+    **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS"], "harness.evaluation.ctc_probe"),
     **dict.fromkeys(["ABXScore", "Item", "abx", "read_item_file"], "harness.evaluation.abx"),
 }
 
@@ -92,10 +99,97 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         SpecAugSettings,
         Task,
         TaskPlugin,
+        TensorSource,
         UpstreamModel,
         UpstreamOutput,
         UpstreamPlugin,
     )
     from harness.core.manifest import PreparedCorpus  # noqa: F401
     from harness.core.plugin import Direction, InputPath, PluginParams, PluginRegistry  # noqa: F401
+    from harness.core.seeding import seeded  # noqa: F401
     from harness.core.stage import StageContext  # noqa: F401
+    from harness.data import audio, sounds  # noqa: F401
+    from harness.data.alignment import IGNORE_LABEL, frame_labels  # noqa: F401
+    from harness.data.audioset_csv import (  # noqa: F401
+        AudioClass,
+        Segment,
+        audioset_rows,
+        carve_dev,
+        read_class_index,
+        read_ontology,
+        read_segments,
+        subtree,
+        write_class_index,
+        write_segments,
+    )
+    from harness.data.batching import DynamicBatchSampler, MixedBatchSampler  # noqa: F401
+    from harness.data.corpus import (  # noqa: F401
+        CorpusRows,
+        LocalCorpus,
+        LocalCorpusParams,
+        checked,
+        normalise_text,
+        require,
+        split_by_speaker,
+        stable_fraction,
+        write_corpus,
+    )
+    from harness.data.phones import ARPABET, SIL, TIMIT_39, TIMIT_61_TO_39, strip_stress  # noqa: F401
+    from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves  # noqa: F401
+    from harness.evaluation.abx import ABXScore, Item, abx, read_item_file  # noqa: F401
+    from harness.evaluation.ctc_probe import CTC_PROTOCOLS, CTCProbeParams  # noqa: F401
+    from harness.evaluation.metrics import (  # noqa: F401
+        sequence_edits,
+        slot_type_f1_item,
+        slot_value_cer_stats,
+        wer_stats,
+    )
+    from harness.evaluation.probe import (  # noqa: F401
+        ProbedDownstream,
+        ProbeParams,
+        ProbeSettings,
+        feature_cache_for,
+        task_splits,
+    )
+    from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
+    from harness.merging.task_vectors import (  # noqa: F401
+        TaskVectorMerge,
+        TaskVectorMergePlugin,
+        TrimThresholds,
+        interpolation_shortcut,
+    )
+    from harness.models.checkpoints import load_torch_checkpoint, tensors_only  # noqa: F401
+    from harness.models.fairseq import checkpoint_configs, detect_family, encoder_key  # noqa: F401
+    from harness.models.fbank import KaldiFbank, add_deltas, reduce_frames, utterance_cmvn  # noqa: F401
+    from harness.models.feature_cache import FeatureCache, to_frame_dtype  # noqa: F401
+    from harness.models.hf_speech import (  # noqa: F401
+        PretrainingHead,
+        SpeechTransformer,
+        SpeechTransformerPlugin,
+        preset_configs,
+    )
+    from harness.models.inference import batched_forward  # noqa: F401
+    from harness.models.speech_encoder import (  # noqa: F401
+        ENCODER_SHAPES,
+        ENCODER_TRAINING,
+        SourceParams,
+        frame_mask,
+        load_exact,
+        load_own_model,
+        mean_pool,
+        own_model_files,
+        run_encoder,
+    )
+    from harness.training.loop import fit  # noqa: F401
+    from harness.training.pseudo_labels import KMeans, mfcc_frames, sample_rows  # noqa: F401
+    from harness.training.stable_ft import (  # noqa: F401
+        StableFineTuning,
+        StableFTParams,
+        finetune_on_task,
+        pick_corpus,
+        resolve_task,
+        split_rows,
+        task_batch,
+        task_metrics_on_waveforms,
+        train_config,
+    )

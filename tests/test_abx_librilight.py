@@ -125,9 +125,9 @@ def test_abx_command(clustered, capsys):
 
 
 def test_large_sets_use_sorted_pair_keys_with_the_same_result(clustered, monkeypatch):
-    from harness.evaluation import abx as abx_module
+    from harness.evaluation.abx import score
 
     _, feats, items = clustered
     dense = [r.score for r in abx(feats, items, 0.02)]
-    monkeypatch.setattr(abx_module._PairTable, "DENSE_MAX", 0)
+    monkeypatch.setattr(score._PairTable, "DENSE_MAX", 0)
     assert [r.score for r in abx(feats, items, 0.02)] == dense

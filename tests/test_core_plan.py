@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
+from harness import hookimpl
 from harness.core.plan import build_plan
 from harness.core.recipe import load_recipe
+from harness.core.registry import PluginManager
+from tests import toy_plugins
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
 
@@ -100,3 +105,31 @@ def test_group_and_chain_merges(tmp_path, manager):
     assert plan.stages[second.inputs["models.0"]].inputs["model"] == first.key
     models = {s.labels["model"] for s in plan.stages.values() if s.kind == "score"}
     assert models == {"pre-trained", "ft (Stable-FT)", "ft2 (Stable-FT)", "ft+ft2 · avg", "ft+ft2 · seq"}
+
+
+def test_a_measured_reference_adds_the_upstream_marked_as_baseline_under_its_name(tmp_path):
+    class Anchor(toy_plugins.ToyUpstream):
+        name = "toy_anchor"
+        trainable = False
+        baseline = True
+
+    module = types.ModuleType("anchor_plugin")
+
+    @hookimpl
+    def harness_register_upstream(registry):
+        registry.add(Anchor)
+
+    module.harness_register_upstream = harness_register_upstream
+    manager = PluginManager(modules=[(toy_plugins, "toy-tests", "0.0"), (module, "anchor-pkg", "0")],
+                            entry_points=False)
+    plan = build_plan(load_recipe(write_recipe(tmp_path, TOY_RECIPE, table="measured"), manager), manager)
+    loads = {s.labels["upstream"]: s for s in plan.stages.values() if s.kind == "upstream"}
+    assert set(loads) == {"small", "toy_anchor"} and loads["toy_anchor"].plugin == "toy_anchor"
+    evals = [s for s in plan.stages.values() if s.kind == "evaluate"]
+    anchor_evals = {s.key for s in evals if s.labels["upstream"] == "toy_anchor"}
+    scores = [s for s in plan.stages.values() if s.kind == "score"]
+    assert scores and all(s.inputs["reference.ev"] in anchor_evals for s in scores)
+
+    without = PluginManager(modules=[(toy_plugins, "toy-tests", "0.0")], entry_points=False)
+    plan = build_plan(load_recipe(write_recipe(tmp_path / "b", TOY_RECIPE, table="measured"), without), without)
+    assert {s.labels["upstream"] for s in plan.stages.values() if s.kind == "upstream"} == {"small"}

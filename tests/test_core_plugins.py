@@ -39,7 +39,7 @@ def _clash_module(name: str) -> types.ModuleType:
     module = types.ModuleType(name)
 
     class Other(MergePlugin):
-        def merge_tensor(self, name, base, finetuned, params):
+        def merge_tensor(self, name, base, finetuned, params, state):
             return base
 
     Other.name = "toy_merge"
@@ -97,7 +97,9 @@ def test_cli_lists_plugins_as_json_with_origins():
         r for r in rows if r["name"] == "task_arithmetic").items()
     assert all({"kind", "name", "origin"} <= set(r) for r in rows)
     kinds = {r["kind"] for r in rows}
-    assert kinds <= {"upstream", "corpus", "finetune", "merge", "downstream"}
+    assert kinds <= {"upstream", "corpus", "finetune", "merge", "downstream", "task"}
+    assert {"kind": "task", "name": "pc", "origin": "speech-ft-harness"}.items() <= next(
+        r for r in rows if r["kind"] == "task" and r["name"] == "pc").items()
 
 
 def test_cli_table_shows_the_example_package():

@@ -164,3 +164,24 @@ def test_bilstm_on_padded_batches_equals_the_packed_lstm():
     # concatenating pairs of frames halves the output rate (lengths rounded up)
     logits, out_lengths = CTCHead(6, 4, 8, (5,), downsample=2)(x, lengths)
     assert logits.shape == (3, 5, 4) and out_lengths.tolist() == [5, 2, 3]
+
+
+def test_downstreams_declare_superbs_table_order_and_typed_params():
+    from harness.api import ProbedDownstream, ProbeParams
+
+    pm = PluginManager()
+    built_in = [pm.get("downstream", n).cls for n in ("pr", "asr", "sid", "er", "sf", "abx")]
+    assert sorted(built_in, key=lambda cls: (cls.order, cls.name)) == built_in
+    probed = [cls for cls in built_in if issubclass(cls, ProbedDownstream)]
+    assert [cls.name for cls in probed] == ["pr", "asr", "sid", "er", "sf"]
+    for cls in probed:
+        assert issubclass(cls.Params, ProbeParams) and cls.Params is not ProbeParams
+        assert set(cls.protocols) == {"embedded", "superb"}
+
+
+def test_er_settings_carry_its_folds():
+    from plugins.downstreams.er import EmotionRecognition
+
+    plugin = EmotionRecognition()
+    settings = plugin.settings(validate_params(plugin.Params, {"max_folds": 3, "dev_ratio": 0.25, "steps": 7}, "er"))
+    assert (settings.max_folds, settings.dev_ratio, settings.steps, settings.lr) == (3, 0.25, 7, 5e-3)

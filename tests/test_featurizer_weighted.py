@@ -9,9 +9,9 @@ import torch
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.evaluation.probe import ProbeModel, _Source
-from harness.evaluation.tasks import mean_pool
 from harness.models.feature_cache import pooled_means
 from harness.models.featurizer import WeightedSum
+from harness.models.speech_encoder import mean_pool
 from plugins.downstreams.pr import PhoneRecognition
 from plugins.downstreams.sid import SpeakerIdentification
 from tests.downstream_helpers import FakeUpstream, make_ctx, make_tiny_corpus

@@ -14,6 +14,7 @@ from harness.core.registry import PluginManager
 from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, MixedBatchSampler
 from plugins.finetune.multitask import Multitask, MultitaskParams
 from plugins.finetune.nonspeech import Nonspeech, NonspeechParams, mean_average_precision
+from plugins.tasks import pc as pc_task
 from tests import test_finetune_stable
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 
@@ -59,7 +60,8 @@ def test_mixed_batches_draw_from_every_task_and_resume():
 
 
 def test_multitask_trains_one_head_per_task(corpus, tmp_path):
-    manager = PluginManager(modules=[(sys.modules[test_finetune_stable.__name__], "tests", "0")], entry_points=False)
+    modules = [(sys.modules[test_finetune_stable.__name__], "tests", "0"), (pc_task, "harness", "0")]
+    manager = PluginManager(modules=modules, entry_points=False)
     torch.manual_seed(0)
     upstream = TinyUpstream()
     proj = upstream.proj.weight.clone()

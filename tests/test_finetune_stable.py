@@ -4,6 +4,7 @@ the "regular" ablation, and the supervised scenario end to end (a downstream's t
 from __future__ import annotations
 
 import sys
+import types
 
 import pytest
 import torch
@@ -11,14 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.core.errors import StageError
 from harness.core.interfaces import Batch, DownstreamPlugin, PluginParams, Task
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import PluginManager
 from harness.data.batching import FixedBatchSampler
 from harness.data.waveforms import WaveformSet
 from harness.training.loop import fit
-from harness.training.stable_ft import StableFineTuning, StableFTParams, task_batch, train_config
+from harness.training.stable_ft import StableFineTuning, StableFTParams, resolve_task, task_batch, train_config
 from plugins.finetune.supervised import Supervised, SupervisedParams
+from plugins.tasks import pc as pc_task
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 
 
@@ -133,7 +136,8 @@ def test_regular_ablation_trains_everything_from_step_0_and_l2_keeps_weights_nea
 
 
 def test_supervised_plugin_on_a_downstream_task_and_on_pc(corpus, tmp_path):
-    manager = PluginManager(modules=[(sys.modules[__name__], "tests", "0")], entry_points=False)
+    manager = PluginManager(modules=[(sys.modules[__name__], "tests", "0"), (pc_task, "harness", "0")],
+                            entry_points=False)
     torch.manual_seed(0)
     upstream = TinyUpstream()
     theta0 = {k: v.clone() for k, v in upstream.state_dict().items()}
@@ -150,5 +154,28 @@ def test_supervised_plugin_on_a_downstream_task_and_on_pc(corpus, tmp_path):
     metrics = Supervised().finetune(TinyUpstream(), {"toy": corpus}, pc, make_ctx(tmp_path / "pc", manager))
     assert metrics["acc"] > 75.0, metrics  # tone vs noise frames are easy (chance: about 50)
 
-    with pytest.raises(Exception, match="there is no downstream plugin named 'pr'"):
-        Supervised().finetune(TinyUpstream(), {"toy": corpus}, SupervisedParams(task="pr", steps=1), ctx)
+    with pytest.raises(StageError, match=r"no task named 'sid': name a task or downstream plugin \(pc, spk\)\."):
+        Supervised().finetune(TinyUpstream(), {"toy": corpus}, SupervisedParams(task="sid", steps=1), ctx)
+    with pytest.raises(StageError, match=r"no task named 'spkk'.*\(pc, spk\); did you mean 'spk'\?"):
+        Supervised().finetune(TinyUpstream(), {"toy": corpus}, SupervisedParams(task="spkk", steps=1), ctx)
+
+
+def test_a_task_name_resolves_to_a_task_plugin_before_a_downstream(corpus, tmp_path):
+    """``pc`` comes from its task plugin even when a downstream has the same name; nothing in the
+    fine-tuning code knows the name."""
+
+    class PcDownstream(SpeakerDownstream):
+        name = "pc"
+
+    module = types.ModuleType("pc_clash")
+
+    @hookimpl
+    def harness_register_downstream(registry):
+        registry.add(PcDownstream)
+
+    module.harness_register_downstream = harness_register_downstream
+    manager = PluginManager(modules=[(module, "tests", "0"), (pc_task, "harness", "0")], entry_points=False)
+    task = resolve_task(TinyUpstream(), corpus, "pc", {}, make_ctx(tmp_path, manager))
+    assert isinstance(task, pc_task.FramePhoneTask) and task.frame_shift == TinyUpstream.frame_shift
+    with pytest.raises(Exception, match="task_params of pc"):
+        resolve_task(TinyUpstream(), corpus, "pc", {"phones": 3}, make_ctx(tmp_path, manager))

@@ -12,10 +12,12 @@ import pytest
 from scipy import stats as sps
 
 from harness.cli import main
+from harness.core.registry import PluginManager
 from harness.core.store import MetricRow, StageRow
+from harness.report import leaderboard as lbm
 from harness.report import stats
-from harness.report.leaderboard import builder as lbm
 from harness.report.leaderboard import formats as fmts
+from harness.report.leaderboard import superb as superb_scoring
 from tests.leaderboard_helpers import FakeRun, labels, standard_run
 
 SETTINGS = lbm.Settings(n_resamples=400, n_permutations=1000)
@@ -61,6 +63,16 @@ def test_rows_are_models_in_table_order_and_columns_are_metrics_then_superb(boar
     assert [r.alpha for r in board.rows] == [0.0, 0.25, 1.0, 0.0]
     assert all(r.seeds == [0, 1, 2] for r in board.rows)
     assert board.reference == "measured" and board.notes == []
+
+
+def test_columns_follow_the_plugins_declared_order_and_uninstalled_tasks_come_last_by_name(tmp_path):
+    run = standard_run(tmp_path / "out", seeds=[0], n_items=20, tasks=("abx", "sid", "pr"))
+    run.close()
+    settings = lbm.Settings(n_resamples=100, n_permutations=100)
+    installed = lbm.build(run.output, settings)
+    assert [c.key for c in installed.columns] == ["pr.per", "sid.acc", "abx.error", "superb.score"]
+    none_installed = lbm.build(run.output, settings, plugins=PluginManager(entry_points=False))
+    assert [c.key for c in none_installed.columns] == ["abx.error", "pr.per", "sid.acc", "superb.score"]
 
 
 def test_cells_are_seed_means_with_item_and_seed_bootstrap_intervals(board, three_seeds):
@@ -109,7 +121,7 @@ def test_superb_interval_resamples_all_tasks_jointly_and_falls_back_to_seeds(thr
     board = lbm.build(three_seeds.output, SETTINGS)
     cell = _row(board, "tiny", "pr (Stable-FT)").cells["superb.score"]
     assert cell.interval == "items+seeds"
-    monkeypatch.setattr(lbm, "_scorer", lambda *a, **k: None)
+    monkeypatch.setattr(superb_scoring, "make_scorer", lambda *a, **k: None)
     fallback = lbm.build(three_seeds.output, SETTINGS)
     cell = _row(fallback, "tiny", "pr (Stable-FT)").cells["superb.score"]
     ci = stats.seed_interval(list(cell.per_seed.values()))

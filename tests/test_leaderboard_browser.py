@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.leaderboard import builder as lbm
-from harness.report.leaderboard.formats import render
+from harness.report import leaderboard as lbm
+from harness.report.leaderboard import render
 from tests.leaderboard_helpers import standard_run
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,4 +1,5 @@
-"""Merges: linear end points, TIES against hand-computed values, the streaming engine and `harness merge`."""
+"""Merges: linear end points, TIES against hand-computed values, the task-arithmetic family against
+the formulas each method had on its own, the streaming engine and `harness merge`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness.cli import main
-from harness.core.errors import CheckpointError
-from harness.merging.engine import merge_files
+from harness.core.errors import CheckpointError, StageError
+from harness.merging.engine import TensorView, merge_files
+from harness.merging.task_vectors import TaskVectorMerge, TrimThresholds
 from plugins.merges.linear import LinearMerge, LinearParams
 from plugins.merges.sequential import SequentialMerge, SequentialParams
 from plugins.merges.ties import TiesMerge, TiesParams
@@ -62,9 +64,14 @@ def test_linear_alpha_0_and_1_reproduce_theta0_and_theta_ft_exactly(models, tmp_
 
 def test_sequential_link_interpolates_with_the_previous_model():
     base, ft = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 2.0])
-    got = SequentialMerge().merge_tensor("w", base, [ft], SequentialParams(alpha=0.25))
+    got = SequentialMerge().merge_tensor("w", base, [ft], SequentialParams(alpha=0.25), None)
     assert torch.equal(got, torch.tensor([1.5, -1.0]))
     assert SequentialMerge.mode == "chain"
+
+
+def test_sequential_link_refuses_several_models(models, tmp_path):
+    with pytest.raises(StageError, match="exactly one fine-tuned model with the previous link, got 2"):
+        merge_files(SequentialMerge(), SequentialParams(), models["base"], [models["a"], models["b"]], tmp_path / "s")
 
 
 def test_ties_tensor_scope_matches_a_hand_computed_example():
@@ -77,7 +84,7 @@ def test_ties_tensor_scope_matches_a_hand_computed_example():
     # trim to 3 of 4: [3,0,2,-4], [-2,5,0,1.5], [0,-2,-6,3]; summed mass [1,3,-4,0.5] elects [+,+,-,+];
     # agreeing non-zeros: {3}, {5}, {-6}, {1.5, 3} -> [3, 5, -6, 2.25]; lambda 0.5 on θ0 = 1
     params = TiesParams.model_validate({"density": 0.75, "scope": "tensor", "lambda": 0.5})
-    got = TiesMerge().merge_tensor("w", base, [base + t for t in taus], params)
+    got = TiesMerge().merge_tensor("w", base, [base + t for t in taus], params, None)
     assert torch.equal(got, torch.tensor([2.5, 3.5, -2.0, 2.125]))
 
 
@@ -97,6 +104,129 @@ def test_ties_model_scope_trims_over_the_whole_model(tmp_path):
     merge_files(TiesMerge(), tensor, tmp_path / "base.safetensors", files, tmp_path / "t.safetensors")
     out = load_file(tmp_path / "t.safetensors")
     assert torch.equal(out["a"], torch.tensor([0.0, 3.0])) and torch.equal(out["b"], torch.tensor([-3.0, 0.0]))
+
+
+def test_ties_thresholds_are_returned_by_prepare_not_kept_on_the_plugin(tmp_path):
+    base = {"a": torch.zeros(2), "b": torch.zeros(2)}
+    t1 = {"a": torch.tensor([0.1, 4.0]), "b": torch.tensor([-3.0, 0.2])}
+    t2 = {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.5, -0.1])}
+    plugin, params = TiesMerge(), TiesParams(density=0.5)
+    state = plugin.prepare(DictSource(base), [DictSource(t1), DictSource(t2)], params)
+    assert state == TrimThresholds((3.0, 1.0)) and vars(plugin) == {}
+    # any tensor, in any order, from the state alone; one plugin serves two merges at once
+    other = plugin.prepare(DictSource(base), [DictSource(t2), DictSource(t1)], params)
+    assert torch.equal(plugin.merge_tensor("b", base["b"], [t1["b"], t2["b"]], params, state), torch.tensor([-3.0, 0]))
+    assert torch.equal(plugin.merge_tensor("a", base["a"], [t2["a"], t1["a"]], params, other), torch.tensor([1.0, 3]))
+    with pytest.raises(RuntimeError, match="model-scope trimming needs the thresholds returned by prepare"):
+        plugin.merge_tensor("a", base["a"], [t1["a"], t2["a"]], params, None)
+    assert TiesMerge().prepare(DictSource(base), [DictSource(t1)], TiesParams(scope="tensor")) is None
+
+
+class DictSource:
+    """A state dict as a :class:`harness.api.TensorSource`."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def get_tensor(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+
+# today's formulas of each method, written out on their own: the family must reproduce them bit for bit
+def reference_linear(base, finetuned, alpha):
+    mean = finetuned[0] if len(finetuned) == 1 else torch.stack(finetuned).mean(0)
+    return torch.lerp(base, mean, alpha)
+
+
+def reference_sequential(base, ft, alpha):
+    return torch.lerp(base, ft, alpha)
+
+
+def reference_keep(numel, density):
+    return max(1, min(numel, int(round(density * numel))))
+
+
+def reference_kth(values, k):
+    return float(torch.kthvalue(values, values.numel() - k + 1).values)
+
+
+def reference_thresholds(base, finetuned, density):
+    names = list(base)
+    total = sum(base[n].numel() for n in names)
+    mags = [torch.cat([(m[n] - base[n]).abs().flatten() for n in names]) for m in finetuned]
+    return [reference_kth(v, reference_keep(total, density)) for v in mags]
+
+
+def reference_ties(base, finetuned, thresholds, density, lambda_):
+    deltas = torch.stack([t - base for t in finetuned])
+    mags = deltas.abs()
+    if thresholds is None:
+        flat = mags.flatten(1)
+        k = reference_keep(flat.shape[1], density)
+        thr = torch.tensor([reference_kth(row, k) for row in flat], dtype=deltas.dtype)
+    else:
+        thr = torch.tensor(thresholds, dtype=deltas.dtype)
+    thr = thr.view(-1, *([1] * (deltas.dim() - 1)))
+    trimmed = torch.where(mags >= thr, deltas, torch.zeros_like(deltas))
+    elected = torch.where(trimmed.sum(0) >= 0, 1.0, -1.0).to(deltas.dtype)
+    agree = torch.sign(trimmed) == elected
+    total = torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0)
+    return base + lambda_ * (total / agree.sum(0).clamp(min=1).to(deltas.dtype))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_family_reproduces_each_methods_own_formula_bit_for_bit(seed):
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"w": (7, 5), "b": (5,), "c": (2, 3, 4)}
+    n = 1 + seed % 3
+    base = {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
+    tuned = [{k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in base.items()} for _ in range(n)]
+    if seed % 2:  # ties in magnitude and exact zeros, which trimming and sign election must treat alike
+        tuned[0]["w"][0] = base["w"][0]
+        tuned[-1]["c"][1] = base["c"][1] + 0.25
+    if n == 2:  # opposite task vectors: a zero summed mass elects the positive sign
+        base["b"].zero_()
+        tuned[1]["b"] = -tuned[0]["b"]
+    for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, float(torch.rand(1, generator=g))):
+        linear, linear_params = LinearMerge(), LinearParams(alpha=alpha)
+        state = linear.prepare(DictSource(base), [DictSource(t) for t in tuned], linear_params)
+        for k in shapes:
+            got = linear.merge_tensor(k, base[k], [t[k] for t in tuned], linear_params, state)
+            assert torch.equal(got, reference_linear(base[k], [t[k] for t in tuned], alpha)), (alpha, k)
+            got = SequentialMerge().merge_tensor(k, base[k], [tuned[0][k]], SequentialParams(alpha=alpha), None)
+            assert torch.equal(got, reference_sequential(base[k], tuned[0][k], alpha)), (alpha, k)
+    for density in (0.1, 0.2, 0.5, 1.0):
+        for scope in ("model", "tensor"):
+            for lambda_ in (0.25, 1.0):
+                params = TiesParams.model_validate({"density": density, "scope": scope, "lambda": lambda_})
+                plugin = TiesMerge()
+                state = plugin.prepare(DictSource(base), [DictSource(t) for t in tuned], params)
+                thresholds = reference_thresholds(base, tuned, density) if scope == "model" else None
+                assert (state.per_model if state else None) == (tuple(thresholds) if thresholds else None)
+                for k in shapes:
+                    got = plugin.merge_tensor(k, base[k], [t[k] for t in tuned], params, state)
+                    want = reference_ties(base[k], [t[k] for t in tuned], thresholds, density, lambda_)
+                    assert torch.equal(got, want), (density, scope, lambda_, k)
+
+
+def test_trimming_without_sign_election_is_the_mean_of_trimmed_task_vectors():
+    base = torch.zeros(4)
+    taus = [torch.tensor([3.0, -1.0, 2.0, -4.0]), torch.tensor([-2.0, 5.0, -1.0, 1.5])]
+    method = TaskVectorMerge(scale=0.5, density=0.5, trim_scope="tensor")
+    # trim to 2 of 4: [3,0,0,-4], [-2,5,0,0]; mean [0.5, 2.5, 0, -2]; scale 0.5
+    assert torch.equal(method.merge(base, taus, None), torch.tensor([0.25, 1.25, 0.0, -1.0]))
+    assert method.shortcut(1) is None and TaskVectorMerge.interpolation(1.0).shortcut(1) == "model"
+
+
+def test_the_engine_hands_prepare_the_merged_tensors_as_float32(models):
+    from safetensors import safe_open
+
+    with safe_open(str(models["base"] / "model.safetensors"), framework="pt") as handle:
+        view = TensorView(handle, ["encoder.b"])
+        assert view.keys() == ["encoder.b"] and view.get_tensor("encoder.b").dtype == torch.float32
 
 
 def test_mismatched_models_fail_with_one_sentence(models, tmp_path):

@@ -168,7 +168,7 @@ def test_an_output_folder_the_workers_cannot_see_fails_the_run_at_once(ray_insta
     def unseen_marker(output):  # the driver "writes" a marker that no worker can read
         return Path(output) / f"{ray_executor.MARKER_PREFIX}never-written", "token"
 
-    monkeypatch.setattr(ray_executor, "write_marker", unseen_marker)
+    monkeypatch.setattr(ray_executor.executor, "write_marker", unseen_marker)  # where execute() looks it up
     output = tmp_path / "out"
     with pytest.raises(HarnessError, match=r"^the output folder .*/out is not visible from Ray node\(s\) ") as info:
         run(recipe_path, manager, Hooked(), output)

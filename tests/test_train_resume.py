@@ -1,15 +1,18 @@
-"""A training run killed with SIGKILL resumes from its checkpoint to bit-identical final weights (CPU)."""
+"""Random state: a training run killed with SIGKILL resumes from its checkpoint to bit-identical final weights
+(CPU), and the seeding helpers reproduce and restore every generator."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from harness.training.loop import rng_state, set_rng_state
+from harness.core.seeding import rng_preserved, rng_state, seed_everything, seeded, set_rng_state
 from tests.train_resume_script import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +39,20 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     assert resumed.keys() == full.keys()
     for k in resumed:
         assert torch.equal(resumed[k], full[k]), k
+
+
+def test_seeding_is_reproducible_and_rng_preserved_puts_every_generator_back():
+    saved = rng_state()
+    try:
+        seed_everything(2**32 + 5)  # NumPy takes the seed modulo 2**32
+        first = (random.random(), float(np.random.rand()), float(torch.rand(())))
+        seed_everything(2**32 + 5)
+        with rng_preserved():
+            random.random(), np.random.rand(), torch.rand(3)
+        assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == first
+        with seeded(7):
+            preset = torch.rand(4)
+        with seeded(7):
+            assert torch.equal(torch.rand(4), preset)
+    finally:
+        set_rng_state(saved)

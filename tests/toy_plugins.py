@@ -1,4 +1,8 @@
-"""Small plugins of every kind for testing the core (not shipped): no audio, tiny tensors."""
+"""Small plugins of every kind for testing the core (not shipped): no audio, tiny tensors.
+
+They follow the device contract (:mod:`harness.core.interfaces`): models build on the CPU, and what a
+plugin makes (noise, inputs) it makes on ``ctx.device``, where the runner put the upstream.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ class ToyModel(UpstreamModel):
 
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
         x = self.cnn(wavs[:, : self.width].unsqueeze(1))
-        return UpstreamOutput([x, self.layer(x)], torch.ones(len(wavs), dtype=torch.long))
+        return UpstreamOutput([x, self.layer(x)], torch.ones(len(wavs), dtype=torch.long, device=wavs.device))
 
     def config(self) -> dict[str, Any]:
         return {"width": self.width}
@@ -112,8 +116,9 @@ class ToyFinetune(FinetunePlugin):
             start = state["step"]
             ctx.log(f"resumed at step {start}")
         for step in range(start, params.steps):
+            noise = torch.randn(upstream.layer.weight.shape, generator=gen)  # drawn on the CPU: the same on any device
             with torch.no_grad():
-                upstream.layer.weight.add_(params.lr * torch.randn(upstream.layer.weight.shape, generator=gen))
+                upstream.layer.weight.add_(params.lr * noise.to(ctx.device))
             ctx.save_checkpoint({"model": upstream.state_dict(), "rng": gen.get_state(), "step": step + 1})
             marker = os.environ.get("TOY_STEP_MARKER")
             if marker:
@@ -133,7 +138,7 @@ class ToyMerge(MergePlugin):
     Params = ToyMergeParams
 
     def merge_tensor(self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor],
-                     params: ToyMergeParams) -> torch.Tensor:
+                     params: ToyMergeParams, state: None) -> torch.Tensor:
         mean = torch.stack(finetuned).mean(0)
         return base + params.alpha * (mean - base)
 
@@ -164,6 +169,8 @@ class ToyEval(DownstreamPlugin):
 
     def evaluate(self, upstream: ToyModel, corpus: Any, params: ToyEvalParams, ctx: Any) -> EvalResult:
         rows = corpus.utterances("test")
+        wavs = torch.zeros(len(rows), upstream.width, device=ctx.device)  # the model runs where the runner put it
+        upstream(wavs, torch.full((len(rows),), upstream.width, device=ctx.device))
         w = float(upstream.layer.weight.abs().sum()) * params.scale
         correct = [int((w * 1000 + i + ctx.seed) % 3 != 0) for i in range(len(rows))]
         items = [{"id": r["id"], "stats": {"acc": [c, 1]}} for r, c in zip(rows, correct)]

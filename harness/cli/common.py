@@ -16,6 +16,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="merge the recipe's presets.NAME over it (also HARNESS_PRESET)")
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the stages on the accelerator run (checked when the executor is made)."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where fine-tuning and evaluation run: auto (the GPU when there is one; default), cpu, "
+                             "cuda or cuda:N; other stages always run on the CPU")
+
+
 def load_plan(args: argparse.Namespace, allow_unset: bool = False) -> Plan:
     plugins = default_manager()
     recipe = load_recipe(args.recipe, plugins, preset=args.preset, output=args.output, allow_unset=allow_unset)

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.report.leaderboard.builder import Settings, build
-from harness.report.leaderboard.formats import FORMATS, render
+from harness.report.leaderboard import FORMATS, Settings, build, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli.common import add_recipe_arguments, load_plan
-from harness.core.plan import KINDS
+from harness.core.stage_kinds import StageKind
 from harness.pipeline.run import describe
 
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"{recipe.name}: {len(plan.stages)} stages -> {recipe.output}")
     for col in ("kind", "stages", "cached", "to run"):
         table.add_column(col, justify="left" if col == "kind" else "right")
-    for kind in KINDS:
+    for kind in StageKind:
         if kind in counts:
             c = counts[kind]
             table.add_row(kind, str(c["stages"]), str(c["cached"]), str(c["to_run"]))

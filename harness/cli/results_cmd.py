@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.core.errors import HarnessError
+from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     for col in ("stage", "upstream", "model", "seed", "metric", "value"):
         table.add_column(col, justify="right" if col in ("seed", "value") else "left")
     for r in rows:
-        if r["kind"] == "finetune":
+        if r["kind"] == StageKind.FINETUNE:
             continue
         table.add_row(r["stage"][:8], str(r["upstream"]), str(r["model"]), str(r["seed"]), r["metric"],
                       f"{r['value']:.2f}")

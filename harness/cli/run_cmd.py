@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.cli.common import add_recipe_arguments, load_plan
+from harness.cli.common import add_device_argument, add_recipe_arguments, load_plan
 from harness.core.errors import HarnessError
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
@@ -17,6 +17,7 @@ from harness.pipeline.run import run_plan
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("run", help="run a recipe: every stage once, cached and resumable")
     add_recipe_arguments(parser)
+    add_device_argument(parser)
     parser.add_argument("--keep-going", action="store_true",
                         help="after a failed stage, still run the stages that do not depend on it")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -30,16 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def make_executor(args: argparse.Namespace) -> Executor:
+    """The executor ``args`` ask for; a bad ``--device`` (or a GPU that is not there) is a HarnessError."""
+    device = getattr(args, "device", "auto")
     if args.executor == "ray":
         from harness.pipeline.executors.ray import RayExecutor
 
         return RayExecutor(address=args.address, num_cpus=getattr(args, "num_cpus", None),
-                           max_retries=getattr(args, "max_retries", 3))
-    return LocalExecutor()
+                           max_retries=getattr(args, "max_retries", 3), device=device)
+    return LocalExecutor(device=device)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False)
+    executor = make_executor(args)  # a bad --device fails before the recipe is read
     plan = load_plan(args)
     recipe = plan.recipe
     missing = recipe.missing_inputs()
@@ -49,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
         where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
         raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}){where}; "
                            "set the environment variables the recipe uses or fix the paths.")
-    executor = make_executor(args)
     summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console)
     console.print(f"{len(summary.ran)} stage(s) ran, {len(summary.cached)} cached, {len(summary.failed)} failed, "
                   f"{len(summary.blocked)} not run; results in {recipe.output}")

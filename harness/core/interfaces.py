@@ -1,14 +1,30 @@
 """The abstract interface of each plugin kind: the few methods the core really calls.
 
 Each interface is generic over the plugin's ``Params`` (:class:`harness.core.plugin.Plugin`).
+
+The device contract:
+
+- Plugins build on the CPU: :meth:`UpstreamPlugin.build` and ``from_config`` return a model on the CPU.
+- The stage runner moves the upstream to ``ctx.device`` before it calls a finetune or downstream
+  plugin (and brings it back to the CPU to save it). ``ctx.device`` is what ``harness run --device``
+  asked for (``auto``, the default, is the GPU when there is one), always with its index for a GPU.
+- A plugin that makes tensors or heads (noise, targets, masks, probes, optimiser state) puts them on
+  ``ctx.device``; batches read on the CPU move there before they meet the model.
+- Merges and corpora never touch an accelerator: merge plugins get CPU tensors, corpus plugins and
+  the building of θ0 get ``ctx.device`` = CPU.
+- Which stage kinds use the accelerator is declared once, in
+  :data:`harness.core.stage_kinds.ACCELERATOR_KINDS` (``finetune`` and ``evaluate``); an executor
+  reads it to give every other kind the CPU and may overlap those stages with accelerator stages.
+  The device is not part of a stage's key.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
@@ -19,7 +35,7 @@ from harness.core.stage import StageContext
 __all__ = [
     "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "InputPath",
     "InputPathMarker", "MergePlugin", "Plugin", "PluginParams", "SpecAugSettings", "Task", "TaskPlugin",
-    "UpstreamModel", "UpstreamOutput", "UpstreamPlugin",
+    "TensorSource", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin",
 ]
 
 # --------------------------------------------------------------------------- upstream
@@ -243,26 +259,39 @@ class FinetunePlugin(Plugin[P]):
 # --------------------------------------------------------------------------- merge
 
 
+class TensorSource(Protocol):
+    """A model's tensors read one name at a time, like an open safetensors handle."""
+
+    def keys(self) -> Sequence[str]: ...
+
+    def get_tensor(self, name: str) -> torch.Tensor: ...
+
+
 class MergePlugin(Plugin[P]):
-    """A function of state dicts: (θ0, [θft...], params) -> θ, streamed tensor by tensor."""
+    """A function of state dicts: (θ0, [θft...], params) -> θ, streamed tensor by tensor.
+
+    The engine calls :meth:`prepare` once, then :meth:`merge_tensor` for each merged tensor with
+    what ``prepare`` returned; a plugin keeps no state between calls.
+    """
 
     kind = "merge"
     #: "each": applied to every single fine-tuned model; "group": to the listed models together;
     #: "chain": the planner expands it into finetune -> merge links (sequential).
     mode: ClassVar[Literal["each", "group", "chain"]] = "each"
 
+    def prepare(self, base: TensorSource, finetuned: list[TensorSource], params: P) -> Any:
+        """The state the method needs across tensors (TIES' model-wide thresholds), None by default.
+
+        ``base`` and ``finetuned`` hold the merged tensors only, as float32, so a whole-model pass
+        reads one tensor at a time.
+        """
+        return None
+
     @abstractmethod
     def merge_tensor(
-        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: P
+        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: P, state: Any
     ) -> torch.Tensor:
-        """The merged value of one tensor."""
-
-    def prepare(self, base: Any, finetuned: list[Any], params: P) -> None:
-        """Optional whole-model pass before merging (TIES' model-wide top-k threshold).
-
-        ``base`` and ``finetuned`` are open safetensors handles (``keys()``, ``get_tensor(name)``),
-        so a pass reads one tensor at a time.
-        """
+        """The merged value of one tensor (float32); ``state`` is what :meth:`prepare` returned."""
 
     def shortcut(self, params: P, n_models: int) -> Literal["base", "model"] | None:
         """Say when the merge returns θ0 (``"base"``) or the single fine-tuned model (``"model"``)

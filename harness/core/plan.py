@@ -19,13 +19,9 @@ from typing import Any
 from harness.core.params import input_paths
 from harness.core.recipe import NONE_PLUGIN, Entry, Recipe, Variant
 from harness.core.registry import PluginManager
+from harness.core.stage_kinds import PLUGIN_KINDS, StageKind
 
-KINDS = ("prepare", "upstream", "finetune", "merge", "evaluate", "score")
-#: the plugin kind behind each stage kind (score stages use the core's scoring, no plugin)
-PLUGIN_KINDS = {"prepare": "corpus", "upstream": "upstream", "finetune": "finetune", "merge": "merge",
-                "evaluate": "downstream"}
 SCORE_VERSION = "1"
-FBANK = "fbank"
 
 
 @dataclass
@@ -107,16 +103,16 @@ class Planner:
         self.corpus_keys: dict[str, str] = {}
         self.upstream_params: dict[str, dict[str, Any]] = {}  # checkpoints hashed once, not once per seed
 
-    def add(self, kind: str, plugin: str, params: dict, inputs: dict[str, str], seed: int,
+    def add(self, kind: StageKind, plugin: str, params: dict, inputs: dict[str, str], seed: int,
             labels: dict[str, Any]) -> str:
-        version = SCORE_VERSION if kind == "score" else self._version(kind, plugin)
+        version = SCORE_VERSION if kind == StageKind.SCORE else self._version(kind, plugin)
         key = stage_key(kind, plugin, version, params, inputs, seed)
         if key not in self.stages:
             resources = dict(self.recipe.resources.get(kind, {}))
             self.stages[key] = Stage(key, kind, plugin, version, params, inputs, seed, labels, resources)
         return key
 
-    def _version(self, kind: str, plugin: str) -> str:
+    def _version(self, kind: StageKind, plugin: str) -> str:
         info = self.plugins.get(PLUGIN_KINDS[kind], plugin)
         return f"{info.version}@{info.origin}"
 
@@ -126,7 +122,7 @@ class Planner:
         if name not in self.corpus_keys:
             entry = self.recipe.entries["corpora"][name]
             variant = entry.variants[0]
-            self.corpus_keys[name] = self.add("prepare", entry.plugin, _dump(variant.params), {}, 0,
+            self.corpus_keys[name] = self.add(StageKind.PREPARE, entry.plugin, _dump(variant.params), {}, 0,
                                               {"title": f"prepare {name}", "corpus": name})
         return self.corpus_keys[name]
 
@@ -137,7 +133,7 @@ class Planner:
         params = _dump(variant.params)
         if "corpus" in entry.structural:
             params = {**params, "corpus": entry.structural["corpus"]}
-        return self.add("finetune", entry.plugin, params, inputs, seed,
+        return self.add(StageKind.FINETUNE, entry.plugin, params, inputs, seed,
                         {**labels, "title": f"finetune {entry.name} ({labels.get('upstream')}, seed {seed})"})
 
     def merge(self, entry: Entry, variant: Variant, base: str, models: list[str], labels: dict) -> str:
@@ -148,7 +144,7 @@ class Planner:
         if shortcut == "model" and len(models) == 1:
             return models[0]
         inputs = {"base": base, **{f"models.{i}": m for i, m in enumerate(models)}}
-        return self.add("merge", entry.plugin, _dump(variant.params), inputs, 0,
+        return self.add(StageKind.MERGE, entry.plugin, _dump(variant.params), inputs, 0,
                         {**labels, "title": f"merge {entry.name} {variant.label}".strip()})
 
     # ------------------------------------------------------------------ the product
@@ -160,7 +156,7 @@ class Planner:
         base_labels = {"upstream": up_name, "seed": seed}
         if up_name not in self.upstream_params:
             self.upstream_params[up_name] = _upstream_params(up.variants[0].params)
-        key = self.add("upstream", up.plugin, self.upstream_params[up_name], {}, 0,
+        key = self.add(StageKind.UPSTREAM, up.plugin, self.upstream_params[up_name], {}, 0,
                        {"title": f"load {up_name}", "upstream": up_name})
         pre = up.structural.get("pretrain")
         if pre is not None:
@@ -201,7 +197,8 @@ class Planner:
                         entry = finetunes[name]
                         ft = self.finetune(entry, entry.variants[0], key, seed,
                                            {**base_labels, "finetune": f"{name} (after {key[:6]})"})
-                        key = self.add("merge", merge.plugin, _dump(mv.params), {"base": key, "models.0": ft}, 0,
+                        key = self.add(StageKind.MERGE, merge.plugin, _dump(mv.params),
+                                       {"base": key, "models.0": ft}, 0,
                                        {**base_labels, "title": f"merge {merge.name} link {name}"})
                 else:
                     key = self.merge(merge, mv, theta0, [tuned[n][0][1] for n in names], base_labels)
@@ -224,7 +221,7 @@ class Planner:
         for name, entry in self.recipe.entries["downstreams"].items():
             variant = entry.variants[0]
             corpus = self.corpus(entry.corpus_refs[0])
-            out[name] = self.add("evaluate", entry.plugin, _dump(variant.params),
+            out[name] = self.add(StageKind.EVALUATE, entry.plugin, _dump(variant.params),
                                  {"model": model.key, "corpus": corpus}, seed,
                                  {**model.labels, "downstream": name, "task": entry.plugin,
                                   "title": f"evaluate {name} on {model.labels['model']} "
@@ -234,14 +231,15 @@ class Planner:
     def build(self) -> Plan:
         recipe = self.recipe
         upstream_names = list(recipe.entries["upstreams"])
-        fbank_name = next((n for n in upstream_names
-                           if recipe.entries["upstreams"][n].plugin == FBANK), None)
-        if recipe.reference == "measured" and fbank_name is None and FBANK in self.plugins.names("upstream"):
-            fbank_name = "fbank"
-            params = self.plugins.get("upstream", FBANK).cls.Params()
-            recipe.entries["upstreams"][fbank_name] = Entry("upstreams", fbank_name, FBANK,
-                                                            [Variant(params, {})])
-            upstream_names.append(fbank_name)
+        baselines = [n for n in self.plugins.names("upstream") if self.plugins.get("upstream", n).cls.baseline]
+        baseline_name = next((n for n in upstream_names
+                              if recipe.entries["upstreams"][n].plugin in baselines), None)
+        if recipe.reference == "measured" and baseline_name is None and baselines:
+            baseline_name = baselines[0]  # the entry is named after its plugin
+            params = self.plugins.get("upstream", baseline_name).cls.Params()
+            recipe.entries["upstreams"][baseline_name] = Entry("upstreams", baseline_name, baseline_name,
+                                                               [Variant(params, {})])
+            upstream_names.append(baseline_name)
         tasks = {n: e.plugin for n, e in recipe.entries["downstreams"].items()}
         score_params: dict[str, Any] = {"reference": recipe.reference, "tasks": tasks}
         table_digest = _file_digest(recipe.reference)
@@ -254,7 +252,7 @@ class Planner:
                 for model in self.models(up_name, seed):
                     evals = self.evaluations(model, seed)
                     cells.append((model, evals))
-                    if up_name == fbank_name and model.labels["finetune"] == "none":
+                    if up_name == baseline_name and model.labels["finetune"] == "none":
                         reference_evals = evals
             if not tasks:
                 continue
@@ -262,7 +260,7 @@ class Planner:
                 inputs = {f"eval.{n}": k for n, k in evals.items()}
                 if recipe.reference == "measured":
                     inputs.update({f"reference.{n}": k for n, k in reference_evals.items()})
-                self.add("score", "superb", score_params, inputs, seed,
+                self.add(StageKind.SCORE, "superb", score_params, inputs, seed,
                          {**model.labels, "title": f"score {model.labels['model']} "
                                                    f"({model.labels['upstream']}, seed {seed})"})
         return Plan(recipe, self.stages)

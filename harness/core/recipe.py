@@ -36,6 +36,7 @@ import yaml
 from harness.core.errors import HarnessError, RecipeError
 from harness.core.params import input_paths, is_list_field, validate_params
 from harness.core.registry import PluginManager
+from harness.core.stage_kinds import STAGE_KINDS
 from harness.core.suggest import suggest
 
 SECTIONS = {
@@ -50,7 +51,6 @@ TOP_KEYS = ["name", "description", "output", "seeds", "score", "baseline", "reso
 STRUCTURAL = {"upstreams": ("pretrain",), "merges": ("models", "each"), "finetune": ("corpus",),
               "downstreams": ("corpus",)}
 NONE_PLUGIN = "none"
-STAGE_KINDS = ("prepare", "upstream", "finetune", "merge", "evaluate", "score")
 REFERENCES = ("superb-2024", "superb-slt2022", "measured")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -1,7 +1,7 @@
-"""AudioSet's own files: segment CSVs, the class index, the ontology; and a manifest from them.
+"""AudioSet's own files: segment CSVs, the class index, the ontology; and the rows of a corpus from them.
 
 The real ``audioset`` corpus and the embedded ``synthetic_nonspeech`` one both go through
-:func:`prepare_audioset`, so the embedded corpus exercises the real reader.
+:func:`audioset_rows`, so the embedded corpus exercises the real reader.
 
 Segments file (``balanced_train_segments.csv``, ``eval_segments.csv``, ...)::
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import CorpusError
-from harness.data.corpus import checked, stable_fraction, write_prepared
+from harness.data.corpus import CorpusRows, stable_fraction
 
 log = logging.getLogger("harness.corpora.audioset")
 
@@ -153,7 +153,7 @@ class AudioIndex:
         return None
 
 
-def prepare_audioset(
+def audioset_rows(
     out_dir: Path,
     corpus: str,
     splits: dict[str, tuple[list[Segment], Path]],
@@ -164,12 +164,10 @@ def prepare_audioset(
     max_classes: int | None = None,
     min_clips: int = 1,
     skip_missing: bool = True,
-    check: str = "full",
-    skip_bad: bool = False,
     extra_meta: dict[str, Any] | None = None,
-) -> None:
-    """Write a manifest (rows: id, path, duration, tags as display names) for ``splits``
-    (split -> (segments, audio folder)).
+) -> CorpusRows:
+    """The rows (id, path, tags as display names) of ``splits`` (split -> (segments, audio folder)),
+    the ``tags`` vocabulary and ``n_classes``; paths under ``out_dir`` are written relative to it.
 
     Clips with any label in ``exclude`` (MIDs) are dropped; the kept classes are those with at
     least ``min_clips`` training clips (the ``max_classes`` most frequent, if set); clips left with
@@ -209,10 +207,8 @@ def prepare_audioset(
                     f"add them or set skip_missing: true."
                 )
             log.warning("%s: skipped %d %s clips without an audio file (e.g. %s).", corpus, len(missing), split, where)
-        rows_by_split[split] = checked(rows, out_dir, corpus, check, skip_bad)  # type: ignore[arg-type]
-    write_prepared(
-        out_dir,
-        corpus,
+        rows_by_split[split] = rows
+    return CorpusRows(
         rows_by_split,
         vocab={"tags": sorted(names[m] for m in keep)},
         extra_meta={"n_classes": len(keep), **(extra_meta or {})},

@@ -1,5 +1,6 @@
-"""What corpus plugins share: writing a prepared corpus, vocabularies, ABX item files, expected
-files, deterministic splits and the audio checks of a preparation step.
+"""What corpus plugins share: the local-corpus base (read the splits, check their audio, write the
+prepared corpus), writing a prepared corpus, vocabularies, ABX item files, expected files and
+deterministic splits.
 
 See :mod:`harness.core.manifest` for the layout written here.
 """
@@ -8,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from abc import abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from harness.core.errors import CorpusError
-from harness.core.interfaces import InputPath, PluginParams
+from harness.core.interfaces import CorpusPlugin, InputPath, PluginParams
 from harness.core.manifest import write_json, write_jsonl
+from harness.core.stage import StageContext
 from harness.data import audio
 from harness.data.phones import SIL
 
@@ -146,6 +150,54 @@ class LocalCorpusParams(PluginParams):
         "full", description="full: decode every file; header: header checks only (faster); none"
     )
     skip_bad: bool = Field(False, description="leave bad audio files out (with a logged count) instead of stopping")
+
+
+@dataclass
+class CorpusRows:
+    """What a corpus read or generated: the rows of each split (in split order) and what the
+    prepared corpus adds to them. See :func:`write_prepared` for ``vocab``, ``task_splits`` and
+    ``extra_meta``; an ABX item file ``<split>.item`` is written for each of ``abx_splits``."""
+
+    splits: dict[str, list[dict[str, Any]]]
+    vocab: dict[str, list[str]] | None = None
+    task_splits: dict[str, dict[str, str]] | None = None
+    extra_meta: dict[str, Any] | None = None
+    abx_splits: tuple[str, ...] = ()
+
+
+def write_corpus(out_dir: Path, corpus: str, found: CorpusRows) -> None:
+    """Write the ABX item files of ``found.abx_splits`` (named in ``meta.json`` with their item
+    counts), then the prepared corpus (:func:`write_prepared`)."""
+    extra_meta = dict(found.extra_meta or {})
+    if found.abx_splits:
+        extra_meta["abx_items"] = {split: f"{split}.item" for split in found.abx_splits}
+        extra_meta["abx_item_counts"] = {
+            split: write_abx_items(out_dir / f"{split}.item", found.splits[split]) for split in found.abx_splits
+        }
+    write_prepared(out_dir, corpus, found.splits, vocab=found.vocab, task_splits=found.task_splits,
+                   extra_meta=extra_meta)  # fmt: skip
+
+
+LP = TypeVar("LP", bound=LocalCorpusParams)
+
+
+class LocalCorpus(CorpusPlugin[LP]):
+    """A corpus read from a local root: :meth:`read_splits` gives the rows of each split; ``prepare``
+    checks their audio at ``audio_check`` (bad files stop it, or with ``skip_bad`` are left out with a
+    logged count), fills durations from the headers and writes the prepared corpus."""
+
+    @abstractmethod
+    def read_splits(self, params: LP, out_dir: Path) -> CorpusRows:
+        """The rows of every split, read from ``params.root`` (paths absolute or relative to ``out_dir``)."""
+
+    def check_split(self, rows: list[dict[str, Any]], out_dir: Path, params: LP) -> list[dict[str, Any]]:
+        """The rows of one split whose audio passes the checks."""
+        return checked(rows, out_dir, self.name, params.audio_check, params.skip_bad)
+
+    def prepare(self, params: LP, out_dir: Path, ctx: StageContext) -> None:
+        found = self.read_splits(params, out_dir)
+        found.splits = {split: self.check_split(rows, out_dir, params) for split, rows in found.splits.items()}
+        write_corpus(out_dir, self.name, found)
 
 
 def split_by_speaker(speakers: Iterable[str], dev: float, test: float, seed: int = 0) -> dict[str, str]:

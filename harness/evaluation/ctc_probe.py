@@ -20,7 +20,7 @@ from pydantic import Field
 from harness.evaluation.probe import ProbeParams, ProbeSettings
 from harness.training.specaug import SpecAugSettings
 
-PROTOCOLS = {
+CTC_PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
     "embedded": ProbeSettings(steps=200, lr=5e-3, batch_size=16, eval_every=100),
 }

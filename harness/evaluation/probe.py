@@ -1,12 +1,16 @@
 """The shared downstream driver: a frozen upstream, the weighted-sum featurizer and a task head.
 
-:func:`evaluate_task` takes a :class:`harness.core.interfaces.Task`, gets features (from the feature
+:func:`probe_corpus` takes a :class:`harness.core.interfaces.Task`, gets features (from the feature
 cache, or from the upstream on the fly), trains the featurizer weights and the head with
 :func:`harness.training.loop.fit` on the task's ``train`` split, keeps the weights best on ``dev``, and
 reports the test metrics, per-item records and the learned layer weights as an
 :class:`harness.core.interfaces.EvalResult`. Corpora with folds (``meta["folds"]``, a ``fold`` per row)
 are evaluated fold by fold (test = one fold, dev = a seeded 20 % of the rest, as s3prl's IEMOCAP
 recipe) and the metric is the mean over folds.
+
+:class:`ProbedDownstream` is the downstream plugin built on it: a subclass gives its task
+(``make_task``) and its protocol table (``protocols``), and overrides :meth:`ProbedDownstream.settings`
+where its parameters add settings of their own.
 
 Feature sources, chosen per task: ``pooled`` (cached per-layer time means; tasks with
 ``pooled = True``), ``frames`` (cached float16 frames within the size budget) or ``upstream`` (the
@@ -19,17 +23,19 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from harness.core.errors import CorpusError
-from harness.core.interfaces import Batch, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.interfaces import Batch, DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
 from harness.core.manifest import PreparedCorpus
+from harness.core.seeding import seed_torch
 from harness.core.stage import StageContext
 from harness.core.threads import torch_threads
 from harness.data.batching import FixedBatchSampler
@@ -261,7 +267,7 @@ def run_probe(
     started = time.monotonic()
     sources = {role: _source(task, rows, cache, settings, upstream, device) for role, rows in splits.items()}
     feature_seconds = time.monotonic() - started
-    torch.manual_seed(seed)
+    seed_torch(seed)
     model = ProbeModel(task, upstream.num_hidden_states, upstream.hidden_size).to(device)
     train = sources["train"]
     sampler = FixedBatchSampler(len(train.rows), settings.batch_size, seed=seed)
@@ -344,7 +350,7 @@ def feature_cache_for(upstream: UpstreamModel, ctx: StageContext, settings: Prob
     )
 
 
-def evaluate_task(
+def probe_corpus(
     task: Task,
     upstream: UpstreamModel,
     corpus: PreparedCorpus,
@@ -352,7 +358,8 @@ def evaluate_task(
     ctx: StageContext,
     cache: FeatureCache | None = None,
 ) -> EvalResult:
-    """Evaluate ``task`` on ``corpus`` (by folds when the corpus has them and the task uses them)."""
+    """Train and test a probe for ``task`` on ``corpus`` (fold by fold when the corpus has folds and
+    the task uses them)."""
     corpus.require(task.label_fields, f"downstream {task.name!r}")
     cache = cache or feature_cache_for(upstream, ctx, settings)
     directions = dict(task.metrics)
@@ -406,3 +413,33 @@ def _extra(res: ProbeResult, cache: FeatureCache) -> dict[str, Any]:
         "upstream_audio_seconds": cache.upstream_seconds + res.extra["loop_audio_seconds"],
     }
 
+
+# --------------------------------------------------------------------------- the plugin base
+
+PP = TypeVar("PP", bound=ProbeParams)
+
+
+class ProbedDownstream(DownstreamPlugin[PP]):
+    """A downstream evaluated by a probe on the frozen upstream (:func:`probe_corpus`).
+
+    A subclass declares its parameters (``ProbedDownstream[MyParams]``, a :class:`ProbeParams`),
+    its ``protocols`` table (``embedded`` and ``superb``, picked by ``protocol``) and
+    :meth:`make_task`; ``evaluate`` is shared.
+    """
+
+    Params = ProbeParams
+    #: protocol name -> the probe's settings under it
+    protocols: ClassVar[dict[str, ProbeSettings]]
+
+    @abstractmethod
+    def make_task(self, corpus: PreparedCorpus, params: PP) -> Task:
+        """The task on ``corpus`` (shared with supervised fine-tuning)."""
+
+    def settings(self, params: PP) -> ProbeSettings:
+        """How the probe trains: the protocol's settings with the overrides ``params`` sets.
+
+        Override to apply parameters of the subclass's own (``er``'s folds)."""
+        return resolve_settings(params, self.protocols)
+
+    def evaluate(self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PP, ctx: StageContext) -> EvalResult:
+        return probe_corpus(self.make_task(corpus, params), upstream, corpus, self.settings(params), ctx)

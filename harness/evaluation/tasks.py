@@ -26,19 +26,8 @@ from torch import nn
 from harness.core.errors import CorpusError
 from harness.core.interfaces import Batch, Direction, Task
 from harness.evaluation.metrics import ratio
+from harness.models.speech_encoder import mean_pool
 from harness.training.specaug import SpecAugSettings
-
-
-def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """B×T boolean mask of valid frames."""
-    return torch.arange(max_len, device=lengths.device).view(1, -1) < lengths.view(-1, 1)
-
-
-def mean_pool(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid frames of each utterance: B×T×D -> B×D."""
-    mask = frame_mask(lengths, features.shape[1]).unsqueeze(-1).to(features.dtype)
-    return (features * mask).sum(dim=1) / lengths.clamp(min=1).view(-1, 1).to(features.dtype)
-
 
 # --------------------------------------------------------------------------- utterance level
 

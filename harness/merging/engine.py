@@ -25,14 +25,15 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from harness.core.errors import CheckpointError
-from harness.core.interfaces import MergePlugin, PluginParams
+from harness.core.interfaces import MergePlugin
+from harness.core.plugin import P
 from harness.models.model_io import CONFIG, WEIGHTS
 
 log = logging.getLogger("harness.merging.engine")
@@ -67,7 +68,8 @@ def is_pretraining_only(name: str) -> bool:
 
 
 class TensorView:
-    """A safetensors handle restricted to the names that are merged (handed to ``plugin.prepare``)."""
+    """A safetensors handle restricted to the names that are merged, read as float32: the
+    :class:`~harness.core.interfaces.TensorSource` handed to ``plugin.prepare``."""
 
     def __init__(self, handle: Any, names: Iterable[str]):
         self._handle = handle
@@ -100,13 +102,17 @@ def _check_compatible(base: Any, others: list[Any], paths: list[Path], base_path
 
 
 def merge_files(
-    plugin: MergePlugin,
-    params: PluginParams,
+    plugin: MergePlugin[P],
+    params: P,
     base_path: Path | str,
     model_paths: list[Path | str],
     out_path: Path | str,
 ) -> MergeReport:
-    """Merge ``model_paths`` (θft...) with ``base_path`` (θ0) into ``out_path`` (a file or a folder)."""
+    """Merge ``model_paths`` (θft...) with ``base_path`` (θ0) into ``out_path`` (a file or a folder).
+
+    ``plugin.prepare`` runs once over the merged tensors; what it returns is handed to every
+    ``plugin.merge_tensor`` call.
+    """
     if not model_paths:
         raise CheckpointError("a merge needs at least one fine-tuned model; pass one or more with --models.")
     base_file = weights_path(base_path, "base model")
@@ -129,14 +135,15 @@ def merge_files(
                 merged_names.append(name)
             else:
                 report.copied.append(name)
-        plugin.prepare(TensorView(base, merged_names), [TensorView(h, merged_names) for h in tuned], params)
+        state = plugin.prepare(TensorView(base, merged_names), [TensorView(h, merged_names) for h in tuned], params)
         merged_set = set(merged_names)
         for name in names:
             theta0 = base.get_tensor(name)
             if name not in merged_set:
                 out[name] = theta0.contiguous()
                 continue
-            result = plugin.merge_tensor(name, theta0.float(), [h.get_tensor(name).float() for h in tuned], params)
+            finetuned = [h.get_tensor(name).float() for h in tuned]
+            result = plugin.merge_tensor(name, theta0.float(), finetuned, params, state)
             out[name] = result.to(theta0.dtype).contiguous()
             report.merged += 1
         metadata = base.metadata() or {}
@@ -150,11 +157,3 @@ def merge_files(
         log.info("copied %d tensor(s) from the base model unmerged: %s", len(report.copied), shown)
     return report
 
-
-def interpolation_shortcut(alpha: float, n_models: int) -> Literal["base", "model"] | None:
-    """For merges θ0 + α·(θft − θ0): α = 0 is θ0 itself, α = 1 with one model is that model."""
-    if alpha == 0.0:
-        return "base"
-    if alpha == 1.0 and n_models == 1:
-        return "model"
-    return None

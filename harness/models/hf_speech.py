@@ -23,14 +23,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from harness.core.errors import CheckpointError
-from harness.core.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.core.interfaces import UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.core.seeding import seeded
 from harness.models.checkpoints import load_torch_checkpoint, load_weights_file, tensors_only
 from harness.models.fairseq import (
     checkpoint_configs,
@@ -43,13 +44,13 @@ from harness.models.fairseq import (
 from harness.models.speech_encoder import (
     ENCODER_SHAPES,
     ENCODER_TRAINING,
+    SourceParams,
     frame_mask,
     load_exact,
     load_own_model,
     normalize_waveforms,
     own_model_files,
     run_encoder,
-    seeded,
 )
 
 #: wav2vec 2.0 and HuBERT's seven-block CNN (5·2⁶ = 320 samples per frame: 20 ms at 16 kHz).
@@ -231,8 +232,13 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- plugin
 
 
-class SpeechTransformerPlugin(UpstreamPlugin):
-    """Base of the ``wav2vec2`` and ``hubert`` plugins: presets and the three sources."""
+#: the ``Params`` of a wav2vec 2.0-family plugin: a checkpoint or a preset
+SP = TypeVar("SP", bound=SourceParams)
+
+
+class SpeechTransformerPlugin(UpstreamPlugin[SP]):
+    """Base of the ``wav2vec2`` and ``hubert`` plugins (``Params``: their :class:`SourceParams`):
+    presets and the three sources."""
 
     model_cls: ClassVar[type[SpeechTransformer]]
     #: the transformers ``model_type`` of this family's folders
@@ -242,10 +248,10 @@ class SpeechTransformerPlugin(UpstreamPlugin):
     def from_config(self, config: dict[str, Any]) -> SpeechTransformer:
         return self.model_cls(config)
 
-    def build(self, params: PluginParams, seed: int) -> SpeechTransformer:
-        checkpoint_path = getattr(params, "checkpoint", None)
+    def build(self, params: SP, seed: int) -> SpeechTransformer:
+        checkpoint_path = params.checkpoint
         if checkpoint_path is None:
-            preset = params.preset  # type: ignore[attr-defined]
+            preset = params.preset
             if preset not in self.presets:
                 raise CheckpointError(
                     f"{self.name} has no preset {preset!r}; choose one of {', '.join(self.presets)}."

@@ -9,13 +9,15 @@ Layout of a model folder (written by upstream, finetune and merge stages)::
 from __future__ import annotations
 
 import json
+import re
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.core.errors import CheckpointError
+from harness.core.errors import CheckpointError, HarnessError
 
 if TYPE_CHECKING:
     from harness.core.interfaces import UpstreamModel
@@ -60,5 +62,37 @@ def load_model(model_dir: Path, plugins: PluginManager) -> UpstreamModel:
     return model
 
 
-def model_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+_CUDA = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def parse_device(request: str | torch.device, where: str = "--device") -> str:
+    """``request`` as one of ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (checks the spelling only, not the machine)."""
+    text = str(request).strip().lower()
+    if text in ("auto", "cpu") or _CUDA.match(text):
+        return text
+    raise HarnessError(f"{where} {str(request)!r} is not a device; use {DEVICE_CHOICES}.")
+
+
+def model_device(request: str | torch.device = "auto", where: str = "--device") -> torch.device:
+    """The device that stages on the accelerator run on (``ctx.device``), from a ``harness run --device`` value.
+
+    ``auto`` is the GPU when torch sees one, else the CPU; ``cuda`` is the current GPU; ``cuda:N`` GPU N of
+    those visible here. A CUDA device is always returned with its index. A bad value or a GPU that is not
+    there raises a HarnessError naming ``where``.
+    """
+    text = parse_device(request, where)
+    if text == "cpu" or (text == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise HarnessError(f"{where} {text} asks for a CUDA GPU, but torch sees none on {socket.gethostname()}; "
+                           "use --device cpu or auto.")
+    index = _CUDA.match(text).group(1) if text != "auto" else None  # type: ignore[union-attr]
+    if index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_initialized() else 0)
+    count = torch.cuda.device_count()
+    if int(index) >= count:
+        seen = "only cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise HarnessError(f"{where} {text} asks for GPU {index}, but torch sees {seen} on {socket.gethostname()}; "
+                           "pick one of those or use auto.")
+    return torch.device("cuda", int(index))

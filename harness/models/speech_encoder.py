@@ -4,16 +4,15 @@
   ``Wav2Vec2EncoderStableLayerNorm`` modules) run layer by layer, so that the hidden states are the
   input of each layer plus the final output (s3prl's convention), with padding masks, layer drop
   and gradient checkpointing under our control.
-- padding helpers (:func:`frame_mask`, :func:`masked_norm_stats`).
+- padding helpers (:func:`frame_mask`, :func:`mean_pool`, :func:`masked_norm_stats`).
 - :class:`SourceParams` and :func:`load_own_model`: the ``checkpoint``/``preset`` parameters and
   the harness's own model folders (``upstream.json`` + ``model.safetensors``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,20 +71,18 @@ class SourceParams(PluginParams):
         return self
 
 
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the body with the CPU generator seeded, leaving the global generator as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 # --------------------------------------------------------------------------- padding
 
 
 def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """B×T boolean mask, True on the valid frames."""
     return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def mean_pool(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid frames of each utterance: B×T×D -> B×D (an empty utterance gives zeros)."""
+    mask = frame_mask(lengths, features.shape[1]).unsqueeze(-1).to(features.dtype)
+    return (features * mask).sum(dim=1) / lengths.clamp(min=1).view(-1, 1).to(features.dtype)
 
 
 def masked_norm_stats(

@@ -27,7 +27,9 @@ from harness.core.errors import HarnessError, StopRequested
 from harness.core.manifest import PreparedCorpus, write_json, write_jsonl
 from harness.core.plan import Stage
 from harness.core.registry import PluginManager, default_manager
+from harness.core.seeding import seed_everything
 from harness.core.stage import StageContext
+from harness.core.stage_kinds import ACCELERATOR_KINDS, StageKind
 from harness.models.model_io import load_model, model_device, read_model_config, save_model
 
 OUTCOME = "outcome.json"
@@ -65,8 +67,13 @@ def read_outcome(output: Path, key: str) -> Outcome | None:
 
 def execute_stage(stage: Stage, output: str | Path,
                   on_progress: Callable[[int, int, dict[str, Any]], None] | None = None,
-                  plugins: PluginManager | None = None) -> Outcome:
-    """Run ``stage`` with its inputs' artifacts under ``output``; never raises for stage failures."""
+                  plugins: PluginManager | None = None, device: torch.device | None = None) -> Outcome:
+    """Run ``stage`` with its inputs' artifacts under ``output``; never raises for stage failures.
+
+    ``device`` is the accelerator the executor resolved (:func:`~harness.models.model_io.model_device`;
+    default ``auto``); the stage gets it as ``ctx.device`` when its kind is in :data:`ACCELERATOR_KINDS`,
+    the CPU otherwise.
+    """
     output = Path(output)
     final = artifact_dir(output, stage.key)
     started = time.time()
@@ -80,12 +87,13 @@ def execute_stage(stage: Stage, output: str | Path,
     plugins = plugins or default_manager()
     ctx = StageContext(
         key=stage.key, out_dir=tmp, work_dir=output / WORK / stage.key, cache_root=output / CACHE,
-        seed=stage.seed, plugins=plugins, input_keys=dict(stage.inputs), device=model_device(),
+        seed=stage.seed, plugins=plugins, input_keys=dict(stage.inputs),
+        device=stage_device(stage.kind, model_device() if device is None else device),
         on_progress=on_progress,
     )
     inputs = {role: artifact_dir(output, key) for role, key in stage.inputs.items()}
     try:
-        _seed_everything(stage.seed)
+        seed_everything(stage.seed)
         metrics = STAGE_FUNCTIONS[stage.kind](stage, inputs, ctx)
     except StopRequested as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -118,14 +126,11 @@ def _fsync_dir(path: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def _seed_everything(seed: int) -> None:
-    import random
+# ---------------------------------------------------------------------- the device contract
 
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+def stage_device(kind: str, device: torch.device) -> torch.device:
+    """``device`` for a stage kind in :data:`ACCELERATOR_KINDS`, the CPU for any other."""
+    return torch.device(device) if kind in ACCELERATOR_KINDS else torch.device("cpu")
 
 
 # ---------------------------------------------------------------------- one function per stage kind
@@ -233,10 +238,10 @@ def run_score(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> list[
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Stage, dict[str, Path], StageContext], list[dict]]] = {
-    "prepare": run_prepare,
-    "upstream": run_upstream,
-    "finetune": run_finetune,
-    "merge": run_merge,
-    "evaluate": run_evaluate,
-    "score": run_score,
+    StageKind.PREPARE: run_prepare,
+    StageKind.UPSTREAM: run_upstream,
+    StageKind.FINETUNE: run_finetune,
+    StageKind.MERGE: run_merge,
+    StageKind.EVALUATE: run_evaluate,
+    StageKind.SCORE: run_score,
 }

@@ -23,16 +23,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from harness.core.errors import StageError, StopRequested
+from harness.core.seeding import rng_preserved, rng_state, set_rng_state
 from harness.training.thermal import ThermalGuard, default_guard
 
 if TYPE_CHECKING:
@@ -116,40 +115,6 @@ def update_checkpoint(ctx: StageContext, key: str, value: Any) -> None:
     state = ctx.load_checkpoint() or {}
     state[key] = value
     ctx.save_checkpoint(state)
-
-
-# --------------------------------------------------------------------------- RNG state
-
-
-def rng_state() -> dict[str, Any]:
-    """Every global RNG state, as tensors and numbers (loadable with ``weights_only``)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "gauss": float(np_state[4]),
-        },
-        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64)},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    npst = state["numpy"]
-    np.random.set_state(
-        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["gauss"])
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -346,15 +311,14 @@ class _Trainer:
     def run_eval(self) -> None:
         if self.evaluate is None:
             return
-        saved = rng_state()
         was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in self.evaluate().items()}
-        finally:
-            self.model.train(was_training)
-            set_rng_state(saved)
+        with rng_preserved():
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    metrics = {k: float(v) for k, v in self.evaluate().items()}
+            finally:
+                self.model.train(was_training)
         self.history.append({"step": float(self.step), **metrics})
         if self.primary is None:
             better = True

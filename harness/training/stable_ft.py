@@ -10,6 +10,8 @@
 - The "regular" fine-tuning ablation is ``beta: 0`` with ``freeze_cnn: false``.
 
 :class:`StableFTParams` holds the knobs every scenario shares; scenarios subclass it.
+:func:`resolve_task` turns a scenario's ``task:`` name into a :class:`Task` through the plugins (a
+registered task such as ``pc``, else a downstream's task); no task name is known here.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from harness.core.interfaces import Batch, PluginParams, Task, UpstreamModel, Up
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.stage import StageContext
+from harness.core.suggest import suggest
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import WaveBatch, WaveformSet
-from harness.evaluation.frame_phones import FramePhoneTask
 from harness.training.loop import FitResult, TrainConfig, fit
 
 
@@ -131,7 +133,7 @@ def task_batch(out: UpstreamOutput, rows: list[dict[str, Any]]) -> Batch:
     return Batch(features=out.hidden_states[-1], lengths=out.lengths, utterances=rows)
 
 
-def evaluate_task(
+def task_metrics_on_waveforms(
     forward: Callable[[torch.Tensor, torch.Tensor], UpstreamOutput],
     head: nn.Module,
     task: Task,
@@ -139,7 +141,8 @@ def evaluate_task(
     batch_seconds: float,
     device: torch.device,
 ) -> dict[str, float]:
-    """The task's metrics on every utterance of ``data`` (eval mode and no-grad are the caller's)."""
+    """The task's metrics on every utterance of ``data``, each batch run through ``forward`` (the
+    upstream being fine-tuned) and ``head``; eval mode and no-grad are the caller's."""
     records: list[dict[str, Any]] = []
     for indices in data.batches(batch_seconds):
         batch: WaveBatch = data.collate(indices).to(device)
@@ -159,14 +162,27 @@ def split_rows(corpus: PreparedCorpus, task_name: str, role: str, limit: int | N
     return rows
 
 
-def make_task(upstream: UpstreamModel, corpus: PreparedCorpus, name: str, task_params: dict, ctx: StageContext) -> Task:
-    """The trainable task ``name`` on ``corpus``: ``pc`` or a downstream plugin's task."""
-    if name == "pc":
-        corpus.require(FramePhoneTask.label_fields, "frame phone classification (pc)")
-        return FramePhoneTask(corpus.vocab.get("phones", []), upstream.frame_shift)
-    downstream = ctx.plugins.create("downstream", name)
-    params = validate_params(downstream.Params, task_params, f"task_params of {name}")
-    task = downstream.make_task(corpus, params)
+def resolve_task(
+    upstream: UpstreamModel, corpus: PreparedCorpus, name: str, task_params: dict, ctx: StageContext
+) -> Task:
+    """The trainable task ``name`` on ``corpus``: a task plugin's (looked up first), else a downstream
+    plugin's; ``task_params`` are that plugin's parameters."""
+    plugins = ctx.plugins
+    if name in plugins.names("task"):
+        task_plugin = plugins.create("task", name)
+        params = validate_params(task_plugin.Params, task_params, f"task_params of {name}")
+        task = task_plugin.make_task(corpus, params, upstream.frame_shift)  # type: ignore[attr-defined]
+    elif name in plugins.names("downstream"):
+        downstream = plugins.create("downstream", name)
+        params = validate_params(downstream.Params, task_params, f"task_params of {name}")
+        task = downstream.make_task(corpus, params)  # type: ignore[attr-defined]
+    else:
+        choices = sorted(set(plugins.names("task")) | set(plugins.names("downstream")))
+        hint = suggest(name, choices)
+        raise StageError(
+            f"there is no task named {name!r}: name a task or downstream plugin "
+            f"({', '.join(choices) or 'none is installed'}){hint if hint.endswith('?') else '.'}"
+        )
     corpus.require(tuple(task.label_fields), f"fine-tuning on {name}")
     return task
 
@@ -195,7 +211,7 @@ def finetune_on_task(
         return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
 
     def evaluate() -> dict[str, float]:
-        return evaluate_task(stable.forward, head, task, dev, params.batch_seconds, device)
+        return task_metrics_on_waveforms(stable.forward, head, task, dev, params.batch_seconds, device)
 
     sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
     return fit(stable.model, loss_fn, sampler, train.collate, train_config(params), ctx, evaluate, primary,

@@ -16,10 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, stable_fraction, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, require, stable_fraction
 
 NAME = "aishell3"
 
@@ -45,24 +42,20 @@ def read_part(root: Path, part: str) -> list[dict]:
     return rows
 
 
-class Aishell3(CorpusPlugin):
+class Aishell3(LocalCorpus[Aishell3Params]):
     name = NAME
     version = "1"
     summary = "AISHELL-3 Mandarin: text (characters), speakers"
     Params = Aishell3Params
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, Aishell3Params)
+    def read_splits(self, params: Aishell3Params, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         train = read_part(root, "train")
-        splits = {
+        return CorpusRows({
             "train": [r for r in train if stable_fraction(r["id"]) >= params.dev_fraction],
             "dev": [r for r in train if stable_fraction(r["id"]) < params.dev_fraction],
             "test": read_part(root, "test"),
-        }
-        for split in splits:
-            splits[split] = checked(splits[split], out_dir, NAME, params.audio_check, params.skip_bad)
-        write_prepared(out_dir, NAME, splits)
+        })  # fmt: skip
 
 
 @hookimpl

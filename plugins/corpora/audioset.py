@@ -24,17 +24,18 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.audioset_csv import (
+from harness.api import (
+    CorpusRows,
+    LocalCorpus,
+    LocalCorpusParams,
+    audioset_rows,
     carve_dev,
-    prepare_audioset,
     read_class_index,
     read_ontology,
     read_segments,
+    require,
     subtree,
 )
-from harness.data.corpus import LocalCorpusParams, require
 
 NAME = "audioset"
 
@@ -57,14 +58,13 @@ def audio_folder(root: Path, audio_dir: str, csv_name: str) -> Path:
     return nested if nested.is_dir() else require(root / audio_dir, NAME, "the downloaded clips")
 
 
-class AudioSet(CorpusPlugin):
+class AudioSet(LocalCorpus[AudioSetParams]):
     name = NAME
     version = "1"
     summary = "AudioSet clips from segment CSVs; multi-label tags; non-speech filter via the ontology"
     Params = AudioSetParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, AudioSetParams)
+    def read_splits(self, params: AudioSetParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         classes = read_class_index(require(root / "class_labels_indices.csv", NAME, "the class index"))
         exclude: set[str] = set()
@@ -80,10 +80,10 @@ class AudioSet(CorpusPlugin):
             "dev": (dev, train_audio),
             "test": (test, audio_folder(root, params.audio_dir, params.test_csv)),
         }
-        prepare_audioset(
+        return audioset_rows(
             out_dir, NAME, splits, classes, exclude=exclude, max_classes=params.max_classes,
-            min_clips=params.min_clips, skip_missing=params.skip_missing, check=params.audio_check,
-            skip_bad=params.skip_bad, extra_meta={"excluded_classes": len(exclude)},
+            min_clips=params.min_clips, skip_missing=params.skip_missing,
+            extra_meta={"excluded_classes": len(exclude)},
         )  # fmt: skip
 
 

@@ -15,10 +15,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, split_by_speaker, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, require, split_by_speaker
 
 NAME = "crema_d"
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -29,14 +26,13 @@ class CremaDParams(LocalCorpusParams):
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of actors in test")
 
 
-class CremaD(CorpusPlugin):
+class CremaD(LocalCorpus[CremaDParams]):
     name = NAME
     version = "1"
     summary = "CREMA-D 6-class emotion; actors held out across splits"
     Params = CremaDParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, CremaDParams)
+    def read_splits(self, params: CremaDParams, out_dir: Path) -> CorpusRows:
         folder = require(Path(params.root) / "AudioWAV", NAME, "the audio folder")
         rows = []
         for wav in sorted(folder.glob("*.wav")):
@@ -53,9 +49,7 @@ class CremaD(CorpusPlugin):
         splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
         for row in rows:
             splits[split_of[row["speaker"]]].append(row)
-        for split in splits:
-            splits[split] = checked(splits[split], out_dir, NAME, params.audio_check, params.skip_bad)
-        write_prepared(out_dir, NAME, splits)
+        return CorpusRows(splits)
 
 
 @hookimpl

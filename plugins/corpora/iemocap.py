@@ -20,10 +20,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, stable_fraction, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, require, stable_fraction
 
 NAME = "iemocap"
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
@@ -35,14 +32,13 @@ class IemocapParams(LocalCorpusParams):
     dev_fraction: float = Field(0.1, gt=0, lt=0.5)
 
 
-class Iemocap(CorpusPlugin):
+class Iemocap(LocalCorpus[IemocapParams]):
     name = NAME
     version = "1"
     summary = "IEMOCAP 4-class emotion (excited merged into happy), 5 session folds"
     Params = IemocapParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, IemocapParams)
+    def read_splits(self, params: IemocapParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
         for session in range(1, 6):
@@ -70,9 +66,7 @@ class Iemocap(CorpusPlugin):
                     else:
                         split = "dev" if stable_fraction(utt) < params.dev_fraction else "train"
                     splits[split].append(row)
-        for split in splits:
-            splits[split] = checked(splits[split], out_dir, NAME, params.audio_check, params.skip_bad)
-        write_prepared(out_dir, NAME, splits, extra_meta={"folds": 5, "test_fold": params.test_session - 1})
+        return CorpusRows(splits, extra_meta={"folds": 5, "test_fold": params.test_session - 1})
 
 
 @hookimpl

@@ -19,11 +19,16 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, InputPath, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, write_prepared
-from harness.data.phones import ARPABET, strip_stress
+from harness.api import (
+    ARPABET,
+    CorpusError,
+    CorpusRows,
+    InputPath,
+    LocalCorpus,
+    LocalCorpusParams,
+    require,
+    strip_stress,
+)
 
 log = logging.getLogger("harness.corpora.librispeech")
 NAME = "librispeech"
@@ -72,14 +77,13 @@ def read_subset(root: Path, subset: str) -> list[dict]:
     return rows
 
 
-class LibriSpeech(CorpusPlugin):
+class LibriSpeech(LocalCorpus[LibriSpeechParams]):
     name = NAME
     version = "1"
     summary = "LibriSpeech (flac + trans.txt); phones from a lexicon; text, speakers"
     Params = LibriSpeechParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, LibriSpeechParams)
+    def read_splits(self, params: LibriSpeechParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         lexicon_path = params.lexicon or (root / "librispeech-lexicon.txt")
         lexicon = read_lexicon(lexicon_path) if Path(lexicon_path).is_file() else None
@@ -90,9 +94,9 @@ class LibriSpeech(CorpusPlugin):
             rows = [r for s in subsets for r in read_subset(root, s)]
             if lexicon is not None:
                 rows = self._add_phones(rows, lexicon, split)
-            splits[split] = checked(rows, out_dir, NAME, params.audio_check, params.skip_bad)
+            splits[split] = rows
         vocab = {"phones": sorted(ARPABET)} if lexicon is not None else {}
-        write_prepared(out_dir, NAME, splits, vocab=vocab, extra_meta={"phone_times": False})
+        return CorpusRows(splits, vocab=vocab, extra_meta={"phone_times": False})
 
     @staticmethod
     def _add_phones(rows: list[dict], lexicon: dict[str, list[str]], split: str) -> list[dict]:

@@ -19,10 +19,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, require
 
 NAME = "snips"
 FOLDERS = {"train": "train", "dev": "valid", "test": "test"}
@@ -52,14 +49,13 @@ def parse_iob(line: str, where: str) -> tuple[str, str, dict]:
     return utt, intent, {"text": " ".join(w.lower() for w in words), "slots": slots}
 
 
-class Snips(CorpusPlugin):
+class Snips(LocalCorpus[SnipsParams]):
     name = NAME
     version = "1"
     summary = "Audio SNIPS (SUPERB slot filling): intent, slots, text; held-out test voices"
     Params = SnipsParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, SnipsParams)
+    def read_splits(self, params: SnipsParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         iob = require(root / "all.iob.snips.txt", NAME, "the transcripts with slot tags")
         labels = {}
@@ -82,8 +78,8 @@ class Snips(CorpusPlugin):
                     f"{NAME}: no audio of the {split} speakers ({', '.join(speakers[split])}) with a transcript "
                     f"in {folder}; check root and the speaker lists."
                 )
-            splits[split] = checked(rows, out_dir, NAME, params.audio_check, params.skip_bad)
-        write_prepared(out_dir, NAME, splits)
+            splits[split] = rows
+        return CorpusRows(splits)
 
 
 @hookimpl

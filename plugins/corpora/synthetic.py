@@ -59,9 +59,7 @@ import numpy as np
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import write_abx_items, write_prepared
+from harness.api import CorpusPlugin, CorpusRows, PluginParams, StageContext, write_corpus
 from plugins.corpora._synth import nuisance, phonemap, text
 from plugins.corpora._synth.espeak import Voice
 from plugins.corpora._synth.render import Spec
@@ -232,23 +230,18 @@ def generate(
     return rows
 
 
-class SyntheticCorpus(CorpusPlugin):
+class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     name = "synthetic"
     version = "1"
     summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
     Params = SyntheticParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, SyntheticParams)
+    def prepare(self, params: SyntheticParams, out_dir: Path, ctx: StageContext) -> None:
         rows = generate(params, out_dir, ctx)
         splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         for row in rows:
             splits[row.pop("split")].append(row)
-        n_dev = write_abx_items(out_dir / "dev.item", splits["dev"])
-        n_test = write_abx_items(out_dir / "test.item", splits["test"])
-        write_prepared(
-            out_dir,
-            self.name,
+        found = CorpusRows(
             splits,
             vocab={
                 "phones": sorted(phonemap.INVENTORY),
@@ -258,13 +251,10 @@ class SyntheticCorpus(CorpusPlugin):
                 "slot_types": text.slot_types(),
             },
             task_splits={"sf": {"test": "test_unseen"}},
-            extra_meta={
-                "folds": params.n_folds,
-                "abx_items": {"dev": "dev.item", "test": "test.item"},
-                "abx_item_counts": {"dev": n_dev, "test": n_test},
-                "params": params.model_dump(mode="json"),
-            },
+            extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
+            abx_splits=("dev", "test"),
         )
+        write_corpus(out_dir, self.name, found)
 
 
 @hookimpl

@@ -23,16 +23,20 @@ import soundfile as sf
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data import audio, sounds
-from harness.data.audioset_csv import (
+from harness.api import (
     AudioClass,
+    CorpusPlugin,
+    PluginParams,
     Segment,
-    prepare_audioset,
+    StageContext,
+    audio,
+    audioset_rows,
+    checked,
     read_class_index,
     read_segments,
+    sounds,
     write_class_index,
+    write_corpus,
     write_segments,
 )
 
@@ -99,14 +103,13 @@ def write_tree(p: NonspeechParams, root: Path) -> None:
         write_segments(root / f"{folder}_segments.csv", segments[split])
 
 
-class SyntheticNonspeech(CorpusPlugin):
+class SyntheticNonspeech(CorpusPlugin[NonspeechParams]):
     name = "synthetic_nonspeech"
     version = "1"
     summary = "Embedded procedural non-speech clips (16 classes, multi-label) in AudioSet's CSV layout"
     Params = NonspeechParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, NonspeechParams)
+    def prepare(self, params: NonspeechParams, out_dir: Path, ctx: StageContext) -> None:
         root = out_dir / "audioset"
         write_tree(params, root)
         # read back through the same code as the real AudioSet
@@ -115,8 +118,10 @@ class SyntheticNonspeech(CorpusPlugin):
             split: (read_segments(root / f"{folder}_segments.csv"), root / "audio" / folder)
             for split, folder in SPLIT_FILES.items()
         }
-        prepare_audioset(out_dir, self.name, splits, classes, keep={c.mid for c in classes}, skip_missing=False,
-                         extra_meta={"params": params.model_dump(mode="json")})  # fmt: skip
+        found = audioset_rows(out_dir, self.name, splits, classes, keep={c.mid for c in classes}, skip_missing=False,
+                              extra_meta={"params": params.model_dump(mode="json")})  # fmt: skip
+        found.splits = {split: checked(rows, out_dir, self.name) for split, rows in found.splits.items()}
+        write_corpus(out_dir, self.name, found)
 
 
 @hookimpl

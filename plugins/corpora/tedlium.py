@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data import audio
-from harness.data.corpus import LocalCorpusParams, require, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, audio, require
 
 NAME = "tedlium"
 _CONTRACTION = re.compile(r" '(?=\w)")
@@ -43,14 +39,13 @@ def clean_text(words: list[str]) -> str:
     return _CONTRACTION.sub("'", text).lower()
 
 
-class Tedlium(CorpusPlugin):
+class Tedlium(LocalCorpus[TedliumParams]):
     name = NAME
     version = "1"
     summary = "TED-LIUM 3 (.stm segments of .sph talks): text, speakers"
     Params = TedliumParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, TedliumParams)
+    def read_splits(self, params: TedliumParams, out_dir: Path) -> CorpusRows:
         base = require(Path(params.root) / params.split_set, NAME, f"the {params.split_set} split set")
         splits: dict[str, list[dict]] = {}
         for split in ("train", "dev", "test"):
@@ -77,10 +72,14 @@ class Tedlium(CorpusPlugin):
                     rows.append({"id": f"{stm.stem}-{int(round(start * 100)):07d}", "path": str(sph),
                                  "speaker": parts[2], "start": start, "end": end,
                                  "duration": round(end - start, 4), "text": text})  # fmt: skip
-            report = audio.check_files({r["path"] for r in rows}, level=params.audio_check, skip_bad=params.skip_bad,
-                                       what=f"{NAME} audio files")  # fmt: skip
-            splits[split] = [r for r in rows if r["path"] not in report.bad]
-        write_prepared(out_dir, NAME, splits, extra_meta={"segments": True})
+            splits[split] = rows
+        return CorpusRows(splits, extra_meta={"segments": True})
+
+    def check_split(self, rows: list[dict[str, Any]], out_dir: Path, params: TedliumParams) -> list[dict[str, Any]]:
+        """The checks run on the talk files (each once); a bad talk leaves out all its segments."""
+        report = audio.check_files({r["path"] for r in rows}, level=params.audio_check, skip_bad=params.skip_bad,
+                                   what=f"{NAME} audio files")  # fmt: skip
+        return [r for r in rows if r["path"] not in report.bad]
 
 
 @hookimpl

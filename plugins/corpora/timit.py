@@ -20,11 +20,16 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, normalise_text, write_abx_items, write_prepared
-from harness.data.phones import SIL, TIMIT_39, TIMIT_61_TO_39
+from harness.api import (
+    SIL,
+    TIMIT_39,
+    TIMIT_61_TO_39,
+    CorpusError,
+    CorpusRows,
+    LocalCorpus,
+    LocalCorpusParams,
+    normalise_text,
+)
 
 NAME = "timit"
 SAMPLE_RATE = 16000
@@ -85,14 +90,13 @@ def read_phn(path: Path) -> list[list]:
     return [[p, round(a, 5), round(b, 5)] for p, a, b in segs]
 
 
-class Timit(CorpusPlugin):
+class Timit(LocalCorpus[TimitParams]):
     name = NAME
     version = "1"
     summary = "TIMIT (.WAV/.PHN/.TXT): 39 folded phones with times, text, speakers; core test set"
     Params = TimitParams
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, TimitParams)
+    def read_splits(self, params: TimitParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
         for part in ("train", "test"):
@@ -123,15 +127,8 @@ class Timit(CorpusPlugin):
                 }
                 split = "train" if part == "train" else "test" if speaker in CORE_TEST else "dev"
                 splits[split].append(row)
-        for split in splits:
-            splits[split] = checked(splits[split], out_dir, NAME, params.audio_check, params.skip_bad)
-        n_dev = write_abx_items(out_dir / "dev.item", splits["dev"])
-        n_test = write_abx_items(out_dir / "test.item", splits["test"])
-        write_prepared(
-            out_dir, NAME, splits, vocab={"phones": list(TIMIT_39)},
-            extra_meta={"phone_times": True, "abx_items": {"dev": "dev.item", "test": "test.item"},
-                        "abx_item_counts": {"dev": n_dev, "test": n_test}},
-        )  # fmt: skip
+        return CorpusRows(splits, vocab={"phones": list(TIMIT_39)}, extra_meta={"phone_times": True},
+                          abx_splits=("dev", "test"))  # fmt: skip
 
 
 @hookimpl

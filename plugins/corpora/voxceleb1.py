@@ -15,10 +15,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import CorpusPlugin, PluginParams
-from harness.core.stage import StageContext
-from harness.data.corpus import LocalCorpusParams, checked, require, write_prepared
+from harness.api import CorpusError, CorpusRows, LocalCorpus, LocalCorpusParams, require
 
 NAME = "voxceleb1"
 SPLITS = {"1": "train", "2": "dev", "3": "test"}
@@ -29,14 +26,13 @@ class VoxCeleb1Params(LocalCorpusParams):
     audio_dir: str = Field("wav", description="the audio folder, relative to root")
 
 
-class VoxCeleb1(CorpusPlugin):
+class VoxCeleb1(LocalCorpus[VoxCeleb1Params]):
     name = NAME
     version = "1"
     summary = "VoxCeleb1 speaker identification (iden_split.txt): speakers"
     Params = VoxCeleb1Params
 
-    def prepare(self, params: PluginParams, out_dir: Path, ctx: StageContext) -> None:
-        assert isinstance(params, VoxCeleb1Params)
+    def read_splits(self, params: VoxCeleb1Params, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         split_file = require(root / params.split_file, NAME, "the identification split list")
         audio_dir = require(root / params.audio_dir, NAME, "the audio folder")
@@ -60,9 +56,7 @@ class VoxCeleb1(CorpusPlugin):
                 f"{NAME}: {len(missing)} files listed in {split_file.name} are missing (the first is {missing[0]}); "
                 f"point root at the complete VoxCeleb1 folder."
             )
-        for split in splits:
-            splits[split] = checked(splits[split], out_dir, NAME, params.audio_check, params.skip_bad)
-        write_prepared(out_dir, NAME, splits)
+        return CorpusRows(splits)
 
 
 @hookimpl

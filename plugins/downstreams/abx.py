@@ -22,15 +22,26 @@ import numpy as np
 import torch
 
 from harness import hookimpl
-from harness.core.errors import CorpusError, HarnessError
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.data import audio
-from harness.evaluation.abx import ABXScore, Item, abx, read_item_file
-from harness.evaluation.probe import ProbeSettings, feature_cache_for
-from harness.models.feature_cache import FeatureCache, to_frame_dtype
-from harness.models.inference import batched_forward
+from harness.api import (
+    ABXScore,
+    CorpusError,
+    DownstreamPlugin,
+    EvalResult,
+    FeatureCache,
+    HarnessError,
+    Item,
+    PluginParams,
+    PreparedCorpus,
+    ProbeSettings,
+    StageContext,
+    UpstreamModel,
+    abx,
+    audio,
+    batched_forward,
+    feature_cache_for,
+    read_item_file,
+    to_frame_dtype,
+)
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
 #: aligns every pair of tokens, so time grows with the square of the item count)
@@ -57,17 +68,16 @@ class ABXParams(PluginParams):
         return EMBEDDED_FILES if self.protocol == "embedded" else None
 
 
-class ABXDownstream(DownstreamPlugin):
+class ABXDownstream(DownstreamPlugin[ABXParams]):
     name = "abx"
     version = "1"
     summary = "ABX phone discriminability of a layer's frames (within/across speaker, within/any context)"
-    Params = ABXParams
+    order = 90
     label_fields = ("phones",)
 
     def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
+        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: ABXParams, ctx: StageContext
     ) -> EvalResult:
-        assert isinstance(params, ABXParams)
         files = corpus.meta.get("abx_items") or {}
         if "test" not in files:
             raise CorpusError(f"corpus {corpus.name!r} has no ABX item files (meta 'abx_items'); pick one that has.")

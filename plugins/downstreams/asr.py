@@ -19,14 +19,18 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.evaluation.ctc_probe import PROTOCOLS, CTCProbeParams
-from harness.evaluation.metrics import wer_stats
-from harness.evaluation.probe import evaluate_task, resolve_settings, task_splits
-from harness.evaluation.tasks import CTCTask, char_vocab
-from harness.training.specaug import SpecAugSettings
+from harness.api import (
+    CTC_PROTOCOLS,
+    CTCProbeParams,
+    CTCTask,
+    PreparedCorpus,
+    ProbedDownstream,
+    SpecAugSettings,
+    Task,
+    char_vocab,
+    task_splits,
+    wer_stats,
+)
 
 UNK = "<unk>"
 
@@ -62,27 +66,21 @@ class SpeechRecognitionTask(CTCTask):
         return {"wer": wer_stats(ref, hyp)}
 
 
-class SpeechRecognition(DownstreamPlugin):
+class SpeechRecognition(ProbedDownstream[ASRParams]):
     name = "asr"
     version = "1"
     summary = "Speech recognition: character CTC, BiLSTM head; WER"
-    Params = ASRParams
+    order = 20
     label_fields = ("text",)
+    protocols = CTC_PROTOCOLS
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
-        assert isinstance(params, ASRParams)
+    def make_task(self, corpus: PreparedCorpus, params: ASRParams) -> Task:
         train = task_splits(corpus, "asr")["train"]
         return SpeechRecognitionTask(
             char_vocab([" ".join(str(r.get("text", "")).split()) for r in train]),
             *params.head_shape(),
             specaug=params.specaug_settings(),
         )
-
-    def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
-    ) -> EvalResult:
-        assert isinstance(params, ASRParams)
-        return evaluate_task(self.make_task(corpus, params), upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
 
 
 @hookimpl

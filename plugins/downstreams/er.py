@@ -15,13 +15,19 @@ evaluated fold.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
-from harness.evaluation.tasks import UtteranceTask
+from harness.api import (
+    CorpusError,
+    PreparedCorpus,
+    ProbedDownstream,
+    ProbeParams,
+    ProbeSettings,
+    Task,
+    UtteranceTask,
+    task_splits,
+)
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=30_000, lr=1e-4, batch_size=4, accumulate=8, eval_every=1000),
@@ -41,15 +47,15 @@ class EmotionTask(UtteranceTask):
     use_folds = True
 
 
-class EmotionRecognition(DownstreamPlugin):
+class EmotionRecognition(ProbedDownstream[ERParams]):
     name = "er"
     version = "1"
     summary = "Emotion recognition: projection, mean pooling, linear; accuracy (mean over folds)"
-    Params = ERParams
+    order = 40
     label_fields = ("emotion",)
+    protocols = PROTOCOLS
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
-        assert isinstance(params, ERParams)
+    def make_task(self, corpus: PreparedCorpus, params: ERParams) -> Task:
         emotions = corpus.vocab.get("emotions")
         if not emotions:
             emotions = sorted({str(r["emotion"]) for r in task_splits(corpus, "er")["train"]})
@@ -57,14 +63,9 @@ class EmotionRecognition(DownstreamPlugin):
             raise CorpusError(f"corpus {corpus.name!r} has no emotion classes.")
         return EmotionTask(list(emotions), params.projector_dim)
 
-    def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
-    ) -> EvalResult:
-        assert isinstance(params, ERParams)
-        settings = resolve_settings(params, PROTOCOLS)
-        settings.max_folds = params.max_folds
-        settings.dev_ratio = params.dev_ratio
-        return evaluate_task(self.make_task(corpus, params), upstream, corpus, settings, ctx)
+    def settings(self, params: ERParams) -> ProbeSettings:
+        """The protocol's settings with this entry's folds (``max_folds``, ``dev_ratio``)."""
+        return replace(super().settings(params), max_folds=params.max_folds, dev_ratio=params.dev_ratio)
 
 
 @hookimpl

@@ -16,13 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.evaluation.metrics import sequence_edits
-from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings
-from harness.evaluation.tasks import CTCTask
+from harness.api import (
+    CorpusError,
+    CTCTask,
+    PreparedCorpus,
+    ProbedDownstream,
+    ProbeParams,
+    ProbeSettings,
+    Task,
+    sequence_edits,
+)
 
 SILENCES = frozenset({"sil", "sp", "spn", "h#", "pau", "epi"})
 
@@ -66,26 +69,19 @@ class PhoneRecognitionTask(CTCTask):
         return {"per": sequence_edits(ref, hyp)}
 
 
-class PhoneRecognition(DownstreamPlugin):
+class PhoneRecognition(ProbedDownstream[PRParams]):
     name = "pr"
     version = "1"
     summary = "Phoneme recognition: linear CTC head over the phone inventory; PER"
-    Params = PRParams
+    order = 10
     label_fields = ("phones",)
+    protocols = PROTOCOLS
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
-        assert isinstance(params, PRParams)
+    def make_task(self, corpus: PreparedCorpus, params: PRParams) -> Task:
         phones = corpus.vocab.get("phones")
         if not phones:
             raise CorpusError(f"corpus {corpus.name!r} has no phone vocabulary (vocab.json 'phones').")
         return PhoneRecognitionTask(list(phones), params.project_dim)
-
-    def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
-    ) -> EvalResult:
-        assert isinstance(params, PRParams)
-        task = self.make_task(corpus, params)
-        return evaluate_task(task, upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
 
 
 @hookimpl

@@ -22,15 +22,20 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.evaluation.ctc_probe import PROTOCOLS, CTCProbeParams
-from harness.evaluation.metrics import slot_type_f1_item, slot_value_cer_stats
-from harness.evaluation.probe import evaluate_task, resolve_settings, task_splits
-from harness.evaluation.tasks import CTCTask, char_vocab
-from harness.training.specaug import SpecAugSettings
+from harness.api import (
+    CTC_PROTOCOLS,
+    CorpusError,
+    CTCProbeParams,
+    CTCTask,
+    PreparedCorpus,
+    ProbedDownstream,
+    SpecAugSettings,
+    Task,
+    char_vocab,
+    slot_type_f1_item,
+    slot_value_cer_stats,
+    task_splits,
+)
 
 UNK = "<unk>"
 
@@ -100,15 +105,15 @@ class SlotFillingTask(CTCTask):
         return {"f1": [slot_type_f1_item(ref, hyp), 1.0], "cer": slot_value_cer_stats(ref, hyp)}
 
 
-class SlotFilling(DownstreamPlugin):
+class SlotFilling(ProbedDownstream[SFParams]):
     name = "sf"
     version = "1"
     summary = "Slot filling: CTC over characters and slot markers, BiLSTM head; slot-type F1, slot-value CER"
-    Params = SFParams
+    order = 50
     label_fields = ("text", "slots")
+    protocols = CTC_PROTOCOLS
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
-        assert isinstance(params, SFParams)
+    def make_task(self, corpus: PreparedCorpus, params: SFParams) -> Task:
         train = task_splits(corpus, "sf")["train"]
         slot_types = corpus.vocab.get("slot_types") or sorted({s[0] for r in train for s in r.get("slots") or []})
         return SlotFillingTask(
@@ -117,12 +122,6 @@ class SlotFilling(DownstreamPlugin):
             *params.head_shape(),
             specaug=params.specaug_settings(),
         )
-
-    def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
-    ) -> EvalResult:
-        assert isinstance(params, SFParams)
-        return evaluate_task(self.make_task(corpus, params), upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
 
 
 @hookimpl

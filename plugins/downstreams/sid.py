@@ -17,12 +17,16 @@ has a few hundred utterances; 1e-4 would not move a head in 300 steps).
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.evaluation.probe import ProbeParams, ProbeSettings, evaluate_task, resolve_settings, task_splits
-from harness.evaluation.tasks import UtteranceTask
+from harness.api import (
+    CorpusError,
+    PreparedCorpus,
+    ProbedDownstream,
+    ProbeParams,
+    ProbeSettings,
+    Task,
+    UtteranceTask,
+    task_splits,
+)
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=8, accumulate=4, eval_every=4000),
@@ -39,15 +43,15 @@ class SpeakerTask(UtteranceTask):
     label_field = "speaker"
 
 
-class SpeakerIdentification(DownstreamPlugin):
+class SpeakerIdentification(ProbedDownstream[SIDParams]):
     name = "sid"
     version = "1"
     summary = "Speaker identification: projection, mean pooling, linear; accuracy"
-    Params = SIDParams
+    order = 30
     label_fields = ("speaker",)
+    protocols = PROTOCOLS
 
-    def make_task(self, corpus: PreparedCorpus, params: PluginParams) -> Task:
-        assert isinstance(params, SIDParams)
+    def make_task(self, corpus: PreparedCorpus, params: SIDParams) -> Task:
         speakers = corpus.vocab.get("speakers")
         if not speakers:
             train = task_splits(corpus, "sid")["train"]
@@ -55,12 +59,6 @@ class SpeakerIdentification(DownstreamPlugin):
         if not speakers:
             raise CorpusError(f"corpus {corpus.name!r} has no speakers to identify.")
         return SpeakerTask(list(speakers), params.projector_dim)
-
-    def evaluate(
-        self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PluginParams, ctx: StageContext
-    ) -> EvalResult:
-        assert isinstance(params, SIDParams)
-        return evaluate_task(self.make_task(corpus, params), upstream, corpus, resolve_settings(params, PROTOCOLS), ctx)
 
 
 @hookimpl

@@ -31,15 +31,25 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.core.errors import StageError
-from harness.core.interfaces import FinetunePlugin, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.data.batching import DynamicBatchSampler
-from harness.data.waveforms import WaveBatch, WaveformSet
-from harness.training.loop import fit
-from harness.training.pseudo_labels import KMeans, mfcc_frames, sample_rows
-from harness.training.stable_ft import StableFineTuning, StableFTParams, pick_corpus, split_rows, train_config
+from harness.api import (
+    DynamicBatchSampler,
+    FinetunePlugin,
+    KMeans,
+    PreparedCorpus,
+    StableFineTuning,
+    StableFTParams,
+    StageContext,
+    StageError,
+    UpstreamModel,
+    WaveBatch,
+    WaveformSet,
+    fit,
+    mfcc_frames,
+    pick_corpus,
+    sample_rows,
+    split_rows,
+    train_config,
+)
 
 log = logging.getLogger("harness.finetune.continued_pretraining")
 
@@ -160,11 +170,10 @@ def load_or_compute_targets(upstream, data, params, ctx: StageContext) -> Target
     return targets
 
 
-class ContinuedPretraining(FinetunePlugin):
+class ContinuedPretraining(FinetunePlugin[ContinuedPretrainingParams]):
     name = "continued_pretraining"
     version = "1"
     summary = "Masked prediction of pseudo-labels (own codebook, layer k-means, or MFCC k-means from scratch)"
-    Params = ContinuedPretrainingParams
 
     def finetune(
         self,

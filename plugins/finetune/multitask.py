@@ -19,21 +19,27 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.core.errors import StageError
-from harness.core.interfaces import FinetunePlugin, PluginParams, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.data.batching import DynamicBatchSampler, MixedBatchSampler
-from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves
-from harness.training.loop import fit
-from harness.training.stable_ft import (
+from harness.api import (
+    DynamicBatchSampler,
+    FinetunePlugin,
+    MixedBatchSampler,
+    PluginParams,
+    PreparedCorpus,
     StableFineTuning,
     StableFTParams,
-    evaluate_task,
-    make_task,
+    StageContext,
+    StageError,
+    Task,
+    UpstreamModel,
+    WaveBatch,
+    WaveformSet,
+    fit,
+    pad_waves,
     pick_corpus,
+    resolve_task,
     split_rows,
     task_batch,
+    task_metrics_on_waveforms,
     train_config,
 )
 
@@ -58,11 +64,10 @@ class MixedBatch:
     parts: list[tuple[int, int, int]]  # (task index, first row, end row) within ``waves``
 
 
-class Multitask(FinetunePlugin):
+class Multitask(FinetunePlugin[MultitaskParams]):
     name = "multitask"
     version = "1"
     summary = "Multitask stable fine-tuning (MTF): one head per task on mixed batches"
-    Params = MultitaskParams
 
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: MultitaskParams, ctx: StageContext
@@ -81,7 +86,7 @@ class Multitask(FinetunePlugin):
         default_seconds = params.batch_seconds / len(params.tasks)
         for k, spec in enumerate(params.tasks):
             corpus = pick_corpus(corpora, spec.corpus, f"multitask task {spec.task}")
-            task = make_task(upstream, corpus, spec.task, spec.task_params, ctx)
+            task = resolve_task(upstream, corpus, spec.task, spec.task_params, ctx)
             tasks.append(task)
             train_sets.append(WaveformSet(split_rows(corpus, spec.task, "train"), params.max_seconds))
             dev_sets.append(WaveformSet(split_rows(corpus, spec.task, "dev", params.dev_items), params.max_seconds))
@@ -118,7 +123,7 @@ class Multitask(FinetunePlugin):
             metrics: dict[str, float] = {}
             for k, task in enumerate(tasks):
                 seconds = params.tasks[k].batch_seconds or default_seconds
-                got = evaluate_task(stable.forward, heads[f"t{k}"], task, dev_sets[k], seconds, device)
+                got = task_metrics_on_waveforms(stable.forward, heads[f"t{k}"], task, dev_sets[k], seconds, device)
                 metrics.update({f"{names[k]}.{m}": v for m, v in got.items()})
             return metrics
 

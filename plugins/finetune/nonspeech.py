@@ -18,11 +18,20 @@ from pydantic import Field
 from torch import nn
 
 from harness import hookimpl
-from harness.core.errors import CorpusError
-from harness.core.interfaces import Batch, Direction, FinetunePlugin, Task, UpstreamModel
-from harness.core.manifest import PreparedCorpus
-from harness.core.stage import StageContext
-from harness.training.stable_ft import StableFTParams, finetune_on_task, pick_corpus
+from harness.api import (
+    Batch,
+    CorpusError,
+    Direction,
+    FinetunePlugin,
+    PreparedCorpus,
+    StableFTParams,
+    StageContext,
+    Task,
+    UpstreamModel,
+    finetune_on_task,
+    mean_pool,
+    pick_corpus,
+)
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -47,11 +56,6 @@ def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return 100.0 * float(np.mean(valid)) if valid else float("nan")
 
 
-def masked_mean(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    mask = (torch.arange(features.shape[1], device=features.device)[None] < lengths[:, None]).to(features.dtype)
-    return (features * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(features.dtype)
-
-
 class TaggingTask(Task):
     """Multi-label tagging of mean-pooled features (BCE; mAP in percent)."""
 
@@ -71,7 +75,7 @@ class TaggingTask(Task):
         return nn.Linear(input_dim, len(self.classes))
 
     def _logits(self, head: nn.Module, batch: Batch) -> torch.Tensor:
-        pooled = batch.pooled if batch.pooled is not None else masked_mean(batch.features, batch.lengths)
+        pooled = batch.pooled if batch.pooled is not None else mean_pool(batch.features, batch.lengths)
         return head(pooled).float()
 
     def targets(self, batch: Batch, device: torch.device) -> torch.Tensor:
@@ -105,11 +109,10 @@ class NonspeechParams(StableFTParams):
     corpus: str | None = Field(None, description="the recipe corpus with `tags` labels (e.g. AudioSet)")
 
 
-class Nonspeech(FinetunePlugin):
+class Nonspeech(FinetunePlugin[NonspeechParams]):
     name = "nonspeech"
     version = "1"
     summary = "Stable fine-tuning on multi-label audio tagging (BCE on mean-pooled last layer, mAP)"
-    Params = NonspeechParams
 
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: NonspeechParams, ctx: StageContext

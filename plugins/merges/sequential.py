@@ -4,44 +4,39 @@ ti, then θi = θ(i−1) + α · (θft_i − θ(i−1)).
 The planner expands this plugin (``mode = "chain"``) into finetune -> merge links, each an
 ordinary stage cached on its own; the recipe lists the fine-tuning entries in order under
 ``models`` (the paper's order: PR on LibriSpeech, then SID on VoxCeleb1). This plugin merges one
-link: its base is the previous link's model and its one fine-tuned model started from that base.
+link: its base is the previous link's model and its one fine-tuned model started from that base,
+interpolated as the linear merge does (:meth:`harness.api.TaskVectorMerge.interpolation`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
 from pydantic import Field
 
 from harness import hookimpl
-from harness.core.errors import StageError
-from harness.core.interfaces import MergePlugin, PluginParams
-from harness.merging.engine import interpolation_shortcut
+from harness.api import PluginParams, StageError, TaskVectorMerge, TaskVectorMergePlugin, TensorSource, TrimThresholds
 
 
 class SequentialParams(PluginParams):
     alpha: float = Field(0.25, description="interpolation weight of each link's fine-tuned model")
 
 
-class SequentialMerge(MergePlugin):
+class SequentialMerge(TaskVectorMergePlugin[SequentialParams]):
     name = "sequential"
     version = "1"
     summary = "Sequential Speech-FT: fine-tune, interpolate with α, next task (expanded into a chain)"
-    Params = SequentialParams
     mode = "chain"
 
-    def merge_tensor(
-        self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor], params: SequentialParams
-    ) -> torch.Tensor:
+    def method(self, params: SequentialParams) -> TaskVectorMerge:
+        return TaskVectorMerge.interpolation(params.alpha)
+
+    def prepare(
+        self, base: TensorSource, finetuned: list[TensorSource], params: SequentialParams
+    ) -> TrimThresholds | None:
         if len(finetuned) != 1:
             raise StageError(
                 f"a sequential link merges exactly one fine-tuned model with the previous link, got {len(finetuned)}."
             )
-        return torch.lerp(base, finetuned[0], params.alpha)  # exact at α = 0 and α = 1
-
-    def shortcut(self, params: SequentialParams, n_models: int) -> Literal["base", "model"] | None:
-        return interpolation_shortcut(params.alpha, n_models)
+        return super().prepare(base, finetuned, params)
 
 
 @hookimpl

@@ -31,21 +31,28 @@ from transformers import Wav2Vec2Config
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2Encoder, Wav2Vec2EncoderStableLayerNorm
 
 from harness import hookimpl
-from harness.core.errors import CheckpointError
-from harness.core.interfaces import PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
-from harness.models.checkpoints import load_torch_checkpoint, tensors_only
-from harness.models.fairseq import checkpoint_configs, detect_family, encoder_key
-from harness.models.fbank import KaldiFbank, reduce_frames, utterance_cmvn
-from harness.models.speech_encoder import (
+from harness.api import (
     ENCODER_SHAPES,
     ENCODER_TRAINING,
+    CheckpointError,
+    KaldiFbank,
     SourceParams,
+    UpstreamModel,
+    UpstreamOutput,
+    UpstreamPlugin,
+    checkpoint_configs,
+    detect_family,
+    encoder_key,
     frame_mask,
     load_exact,
     load_own_model,
+    load_torch_checkpoint,
     own_model_files,
+    reduce_frames,
     run_encoder,
     seeded,
+    tensors_only,
+    utterance_cmvn,
 )
 
 _ENCODER_FIELDS = (
@@ -174,17 +181,15 @@ class Decoar2Upstream(UpstreamModel):
         return UpstreamOutput(hidden_states=hidden, lengths=n)
 
 
-class Decoar2Plugin(UpstreamPlugin):
+class Decoar2Plugin(UpstreamPlugin[Decoar2Params]):
     name = "decoar2"
     version = "1"
     summary = "DeCoAR 2.0 (fbank input) from the release .pt, a harness folder or a preset (tiny, small, base)"
-    Params = Decoar2Params
 
     def from_config(self, config: dict[str, Any]) -> Decoar2Upstream:
         return Decoar2Upstream(config)
 
-    def build(self, params: PluginParams, seed: int) -> Decoar2Upstream:
-        assert isinstance(params, Decoar2Params)
+    def build(self, params: Decoar2Params, seed: int) -> Decoar2Upstream:
         if params.checkpoint is None:
             with seeded(seed):
                 model = Decoar2Upstream(PRESETS[params.preset])  # type: ignore[index]

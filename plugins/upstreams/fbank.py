@@ -16,10 +16,20 @@ from typing import Any, Literal
 import torch
 
 from harness import hookimpl
-from harness.core.errors import CheckpointError
-from harness.core.interfaces import InputPath, PluginParams, UpstreamModel, UpstreamOutput, UpstreamPlugin
-from harness.models.fbank import KaldiFbank, add_deltas, utterance_cmvn
-from harness.models.speech_encoder import frame_mask, load_own_model, own_model_files
+from harness.api import (
+    CheckpointError,
+    InputPath,
+    KaldiFbank,
+    PluginParams,
+    UpstreamModel,
+    UpstreamOutput,
+    UpstreamPlugin,
+    add_deltas,
+    frame_mask,
+    load_own_model,
+    own_model_files,
+    utterance_cmvn,
+)
 
 DEFAULT_CONFIG: dict[str, Any] = {"num_mel_bins": 80, "window": "povey", "deltas": 2, "delta_window": 5, "cmvn": True}
 
@@ -63,18 +73,17 @@ class FbankUpstream(UpstreamModel):
         return UpstreamOutput(hidden_states=[feats], lengths=n)
 
 
-class FbankPlugin(UpstreamPlugin):
+class FbankPlugin(UpstreamPlugin[FbankParams]):
     name = "fbank"
     version = "1"
     summary = "SUPERB FBank baseline: 80 log-mel + deltas + delta-deltas, per-utterance CMVN (240 dims, 10 ms)"
-    Params = FbankParams
     trainable = False  # a fixed front end: never fine-tuned or merged
+    baseline = True  # the SUPERB score's lower anchor
 
     def from_config(self, config: dict[str, Any]) -> FbankUpstream:
         return FbankUpstream(config)
 
-    def build(self, params: PluginParams, seed: int) -> FbankUpstream:
-        assert isinstance(params, FbankParams)
+    def build(self, params: FbankParams, seed: int) -> FbankUpstream:
         if params.checkpoint is not None:
             path = Path(params.checkpoint)
             if own_model_files(path) is None:

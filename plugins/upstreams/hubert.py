@@ -26,8 +26,7 @@ from torch import nn
 from transformers import HubertConfig, HubertModel
 
 from harness import hookimpl
-from harness.models.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin, preset_configs
-from harness.models.speech_encoder import SourceParams
+from harness.api import PretrainingHead, SourceParams, SpeechTransformer, SpeechTransformerPlugin, preset_configs
 
 log = logging.getLogger("harness.upstreams.hubert")
 
@@ -71,11 +70,10 @@ class HubertUpstream(SpeechTransformer):
         return similarity.argmax(dim=-1), out.lengths
 
 
-class HubertPlugin(SpeechTransformerPlugin):
+class HubertPlugin(SpeechTransformerPlugin[HubertParams]):
     name = "hubert"
     version = "1"
     summary = "HuBERT from a fairseq .pt, a transformers folder or a preset (tiny, base)"
-    Params = HubertParams
     model_cls = HubertUpstream
     hf_model_type = "hubert"
     presets = PRESETS

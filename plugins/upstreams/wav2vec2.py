@@ -16,8 +16,7 @@ from typing import Any, Literal
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from harness import hookimpl
-from harness.models.hf_speech import SpeechTransformer, SpeechTransformerPlugin, preset_configs
-from harness.models.speech_encoder import SourceParams
+from harness.api import SourceParams, SpeechTransformer, SpeechTransformerPlugin, preset_configs
 
 PRESETS: dict[str, dict[str, Any]] = preset_configs()
 
@@ -32,11 +31,10 @@ class Wav2Vec2Upstream(SpeechTransformer):
     hf_model_cls = Wav2Vec2Model
 
 
-class Wav2Vec2Plugin(SpeechTransformerPlugin):
+class Wav2Vec2Plugin(SpeechTransformerPlugin[Wav2Vec2Params]):
     name = "wav2vec2"
     version = "1"
     summary = "wav2vec 2.0 from a fairseq .pt, a transformers folder or a preset (tiny, base)"
-    Params = Wav2Vec2Params
     model_cls = Wav2Vec2Upstream
     hf_model_type = "wav2vec2"
     presets = PRESETS

@@ -5,21 +5,20 @@ from __future__ import annotations
 import torch
 
 from harness import hookimpl
-from harness.core.interfaces import MergePlugin, PluginParams
+from harness.api import MergePlugin, PluginParams
 
 
 class TaskArithmeticParams(PluginParams):
     scale: float = 0.3
 
 
-class TaskArithmetic(MergePlugin):
+class TaskArithmetic(MergePlugin[TaskArithmeticParams]):
     name = "task_arithmetic"
     version = "1"
     summary = "Task arithmetic: θ0 + scale · sum of task vectors"
-    Params = TaskArithmeticParams
 
     def merge_tensor(self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor],
-                     params: TaskArithmeticParams) -> torch.Tensor:
+                     params: TaskArithmeticParams, state: None) -> torch.Tensor:
         delta = torch.stack([t.to(torch.float32) - base.to(torch.float32) for t in finetuned]).sum(0)
         return (base.to(torch.float32) + params.scale * delta).to(base.dtype)
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from harness.core.plan import Stage
 from harness.pipeline.execute import Outcome
 
-#: called by the executor on the driver: stage started / stage finished / progress inside a stage
+#: called by the executor on the driver: stage started / progress inside a stage
 StartFn = Callable[[Stage], None]
-FinishFn = Callable[[Stage, Outcome], None]
 ProgressFn = Callable[[Stage, int, int, dict], None]
 
 

@@ -1,4 +1,5 @@
-"""The leaderboard: models × metrics from a results store, with intervals and tests against the baseline.
+"""The leaderboard from a results store: which models and metrics it holds, and every cell's interval
+and test against the baseline.
 
 Rows are models (upstream × fine-tuning × merge), columns every downstream metric and the SUPERB
 score. A value is the mean over seeds with a 95 % percentile bootstrap interval over the test items
@@ -12,11 +13,12 @@ Cross-validated results (items carrying a ``fold``) are valued as the mean of th
 values, and resampled within each fold.
 
 The SUPERB score's interval comes from resampling the items of all its tasks jointly through
-:mod:`harness.evaluation.scoring` when every task saved per-item results and the recomputed score matches the
-stored one; otherwise it is a Student-t interval over seeds (2 seeds or more).
+:mod:`harness.report.leaderboard.superb` when every task saved per-item results and the recomputed
+score matches the stored one; otherwise it is a Student-t interval over seeds (2 seeds or more).
 
-:func:`build` reads the store; :func:`harness.report.leaderboard.formats.render` writes ``md``, ``csv``,
-``html`` or ``json``.
+Columns follow each downstream plugin's declared ``order`` (tasks whose plugin is not installed come
+last, by name). :func:`build` reads the store; :func:`harness.report.leaderboard.dispatch.render` writes
+``md``, ``csv``, ``html`` or ``json``.
 """
 
 from __future__ import annotations
@@ -24,142 +26,41 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, PluginError
+from harness.core.registry import PluginManager, default_manager
+from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, MetricRow, StageRow, Store
 from harness.report import stats
+from harness.report.leaderboard import superb
+from harness.report.leaderboard.model import (
+    BASELINE_FINETUNE,
+    SUPERB,
+    AbxSpread,
+    Cell,
+    Column,
+    Comparison,
+    Leaderboard,
+    Row,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
-SUPERB = "superb.score"
-TASK_ORDER = ("pr", "asr", "sid", "er", "sf", "ic", "ks", "abx")
-BASELINE_FINETUNE = "none"
 
-
-@dataclass
-class Settings:
-    level: float = 0.95
-    n_resamples: int = 2000
-    n_permutations: int = 5000
-    seed: int = 0
-    threshold: float = 0.05
-
-
-@dataclass
-class Column:
-    key: str  # "<downstream>.<metric>" or "superb.score"
-    downstream: str  # recipe entry name ("" for the SUPERB score)
-    task: str  # plugin name ("superb" for the score)
-    metric: str
-    direction: str
-
-    @property
-    def label(self) -> str:
-        if self.key == SUPERB:
-            return "SUPERB"
-        name = self.task.upper() if self.downstream == self.task else self.downstream
-        metric = self.metric.replace("_", " ") if "_" in self.metric else self.metric.upper()
-        return f"{name} {metric}"  # "PR PER", "ABX within speaker within context"
-
-    @property
-    def arrow(self) -> str:
-        return "↓" if self.direction == "lower" else "↑"
-
-
-@dataclass
-class Comparison:
-    """Model − baseline on the shared items and seeds."""
-
-    delta: float
-    low: float | None
-    high: float | None
-    p_items: float | None
-    p_seeds: float | None
-    n_seeds: int
-    significant: bool
-    better: bool
-
-
-@dataclass
-class Cell:
-    mean: float
-    low: float | None
-    high: float | None
-    interval: str  # "items", "items+seeds", "seeds" or "" (none)
-    per_seed: dict[int, float]
-    n_items: int | None
-    vs_baseline: Comparison | None = None
-
-
-@dataclass
-class AbxSpread:
-    """The delta-value standard deviations of one ABX metric (see :func:`harness.report.stats.delta_value_std`)."""
-
-    n_pairs: int
-    delta_value_std: float
-    paired_delta_value_std: float | None
-
-
-@dataclass
-class Row:
-    upstream: str
-    model: str
-    finetune: str
-    merge: str
-    merge_params: Any
-    alpha: float | None
-    seeds: list[int]
-    baseline: bool
-    cells: dict[str, Cell] = field(default_factory=dict)
-    layer_weights: dict[str, list[float]] = field(default_factory=dict)
-    abx: dict[str, AbxSpread] = field(default_factory=dict)
-
-
-@dataclass
-class Leaderboard:
-    source: str
-    columns: list[Column]
-    rows: list[Row]
-    settings: Settings
-    reference: str | None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _finite({
-            "source": self.source,
-            "reference": self.reference,
-            "settings": asdict(self.settings),
-            "columns": [{**asdict(c), "label": c.label} for c in self.columns],
-            "rows": [asdict(r) for r in self.rows],
-            "notes": self.notes,
-        })
-
-    @property
-    def multi_upstream(self) -> bool:
-        return len({r.upstream for r in self.rows}) > 1
-
-    def row_label(self, row: Row) -> str:
-        return f"{row.upstream} · {row.model}" if self.multi_upstream else row.model
-
-
-def _finite(x: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, dict keys strings."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
-
-
-# ---------------------------------------------------------------------------------------------- building
+def task_rank(plugins: PluginManager, task: str) -> tuple[bool, int, str]:
+    """Where a task's columns go: by its downstream plugin's ``order``, then name; tasks whose plugin
+    is not installed after every other, by name."""
+    try:
+        order = plugins.get("downstream", task).cls.order
+    except PluginError:
+        return True, 0, task
+    return False, order, task
 
 
 def _row_key(labels: dict[str, Any]) -> tuple:
@@ -169,22 +70,6 @@ def _row_key(labels: dict[str, Any]) -> tuple:
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
-
-
-Scorer = Callable[[dict[str, float]], float]
-
-
-def _scorer(reference: str, fbank: dict[str, float] | None, directions: dict[str, str]) -> Scorer | None:
-    """The SUPERB score of a ``task.metric`` dict against ``reference`` (FBank measured values for
-    ``measured``), through :mod:`harness.evaluation.scoring`; None when that module or the table is unavailable."""
-    try:
-        from harness.evaluation import scoring
-
-        table = scoring.reference_table(reference, fbank, directions)
-        superb_score = scoring.superb_score
-    except (ImportError, AttributeError, HarnessError):
-        return None
-    return lambda metrics: float(superb_score(metrics, table, strict=False).score)
 
 
 FOLD_SEP = "#fold="
@@ -238,13 +123,14 @@ class _Data:
 
 class _Builder:
     def __init__(self, output: Path, stages: list[StageRow], metrics: dict[str, list[MetricRow]],
-                 settings: Settings):
+                 settings: Settings, plugins: PluginManager):
         self.output = output
         self.settings = settings
+        self.plugins = plugins
         self.metrics = metrics
         self.notes: list[str] = []
-        self.evals = [s for s in stages if s.kind == "evaluate" and s.labels.get("downstream")]
-        self.scores = [s for s in stages if s.kind == "score"]
+        self.evals = [s for s in stages if s.kind == StageKind.EVALUATE and s.labels.get("downstream")]
+        self.scores = [s for s in stages if s.kind == StageKind.SCORE]
         # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage
         self.eval_index: dict[tuple, dict[str, dict[int, StageRow]]] = {}
         for st in self.evals:
@@ -258,9 +144,9 @@ class _Builder:
         self._stats: dict[tuple, _Stats | None] = {}
         self.data: dict[tuple[tuple, str], _Data] = {}  # (row key, column key)
         # one SUPERB scorer per seed (its reference and FBank values), shared by every model of that seed
-        self.scorers: dict[int, Scorer] = {}
+        self.scorers: dict[int, superb.Scorer] = {}
         self.scorer_keys: dict[int, tuple] = {}
-        self.superb_combine = _strata_combine(_superb_combine(self.scorers))
+        self.superb_combine = _strata_combine(superb.superb_combine(self.scorers))
         self.eval_combine = _strata_combine(None)
 
     # -------------------------------------------------------------- files
@@ -368,9 +254,10 @@ class _Builder:
                 key = f"{downstream}.{m.metric}"
                 found.setdefault(key, Column(key, downstream, task, m.metric, m.direction))
 
+        ranks = {task: task_rank(self.plugins, task) for task in {c.task for c in found.values()}}
+
         def rank(col: Column) -> tuple:
-            task_rank = TASK_ORDER.index(col.task) if col.task in TASK_ORDER else len(TASK_ORDER)
-            return (task_rank, first[col.downstream])
+            return (*ranks[col.task], first[col.downstream])
 
         cols = sorted(found.values(), key=rank)  # stable: metrics keep their first-seen order
         if any(m.metric == "score" for s in self.scores for m in self.metrics.get(s.key, [])):
@@ -504,7 +391,7 @@ class _Builder:
                           "are over seeds only.")
                 return False
             return True
-        scorer = _scorer(reference, fbank, directions)
+        scorer = superb.make_scorer(reference, fbank, directions)
         if scorer is None:
             self.note("the SUPERB scorer cannot score this store's reference: SUPERB intervals are over seeds only.")
             return False
@@ -623,75 +510,20 @@ class _Builder:
         row.abx[col.key] = AbxSpread(own.n_items, stats.delta_value_std(own), paired)
 
 
-def _affine(scorer: Scorer, at: dict[str, float]) -> tuple[float, np.ndarray] | None:
-    """(score at ``at``, d score / d metric) if ``scorer`` is affine around ``at``, else None.
+def build(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> Leaderboard:
+    """Read the results store of an output folder and compute every cell, interval and test.
 
-    The SUPERB score is a mean of linear rescalings of the metrics, so its coefficients come from one
-    call per metric; they are checked at two random points before use.
+    ``plugins`` (the installed ones by default) give the downstream plugins' column order.
     """
-    names = list(at)
-    base = scorer(at)
-    coef = np.array([scorer({**at, n: at[n] + 1.0}) - base for n in names])
-    x0 = np.array([at[n] for n in names])
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        x = x0 + rng.uniform(-10, 10, len(names))
-        actual = scorer(dict(zip(names, map(float, x), strict=True)))
-        if not math.isclose(base + float(coef @ (x - x0)), actual, rel_tol=1e-9, abs_tol=1e-6):
-            return None
-    return base, coef
-
-
-def _safe(scorer: Scorer, metrics: dict[str, float]) -> float:
-    try:
-        return scorer(metrics)
-    except HarnessError:  # a replicate where a metric is undefined (no denominator drawn)
-        return float("nan")
-
-
-def _superb_combine(scorers: dict[int, Scorer]) -> stats.Combine:
-    """A :data:`harness.report.stats.Combine`: the SUPERB score of each replicate with its seed's scorer.
-
-    Evaluated as a matrix product when the scorer is affine (see :func:`_affine`), else once per
-    replicate.
-    """
-    linear: dict[tuple, tuple[dict[str, float], float, np.ndarray] | None] = {}
-
-    def score(seed: int, values: dict[str, np.ndarray]) -> np.ndarray:
-        names = list(values)
-        cache = (seed, *names)
-        if cache not in linear:
-            at = {n: float(v[0]) for n, v in values.items()}
-            fit = _affine(scorers[seed], at) if all(math.isfinite(x) for x in at.values()) else None
-            linear[cache] = (at, *fit) if fit is not None else None
-        fit = linear[cache]
-        if fit is not None:
-            at, base, coef = fit
-            x = np.stack([values[n] for n in names], axis=1) - np.array([at[n] for n in names])
-            return base + x @ coef
-        return np.array([_safe(scorers[seed], {n: float(v[j]) for n, v in values.items()})
-                         for j in range(len(values[names[0]]))])
-
-    def combine(values: dict[str, np.ndarray], seeds: tuple[int, ...]) -> np.ndarray:
-        out = np.empty_like(next(iter(values.values())))
-        for k, seed in enumerate(seeds):
-            out[:, k] = score(seed, {n: v[:, k] for n, v in values.items()})
-        return out
-
-    return combine
-
-
-def build(output: Path, settings: Settings | None = None) -> Leaderboard:
-    """Read the results store of an output folder and compute every cell, interval and test."""
     output = Path(output)
     if not (output / DB_NAME).is_file():
         raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
     with Store(output, readonly=True) as store:
-        stages = [s for s in store.stages(status="done") if s.kind in ("evaluate", "score")]
+        stages = [s for s in store.stages(status="done") if s.kind in (StageKind.EVALUATE, StageKind.SCORE)]
         metrics: dict[str, list[MetricRow]] = {}
         for m in store.metrics():
             metrics.setdefault(m.stage, []).append(m)
     if not stages:
         raise HarnessError(f"the store in {output} holds no finished evaluate or score stage yet; "
                            "run a recipe to completion first.")
-    return _Builder(output, stages, metrics, settings or Settings()).build()
+    return _Builder(output, stages, metrics, settings or Settings(), plugins or default_manager()).build()

@@ -1,5 +1,4 @@
-"""The leaderboard as text: markdown, CSV (one line per model and column) and JSON; :func:`render`
-dispatches every format, HTML included (:mod:`harness.report.leaderboard.html`)."""
+"""The leaderboard as text: markdown, CSV (one line per model and column) and JSON."""
 
 from __future__ import annotations
 
@@ -8,22 +7,8 @@ import io
 import json
 import math
 
-from harness.core.errors import HarnessError
-from harness.report.leaderboard.builder import SUPERB, Cell, Comparison, Leaderboard
-
-FORMATS = ("md", "csv", "html", "json")
-
-
-def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard
+from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
 
 def fmt_cell(cell: Cell | None) -> str:
@@ -58,28 +43,6 @@ def fmt_pvalues(cmp: Comparison | None) -> str:
     return " · ".join(parts) or "–"
 
 
-def method_text(lb: Leaderboard) -> dict[str, str]:
-    """The sentences that explain the numbers, shared by the markdown and HTML pages."""
-    s = lb.settings
-    level = f"{round(s.level * 100)} %"
-    return {
-        "values": (f"Mean over seeds [{level} interval: percentile bootstrap over test items, and over seeds "
-                   f"when there are several; {s.n_resamples} resamples]. * marks p < {s.threshold:g} against "
-                   "the pre-trained model of the same upstream."),
-        "superb": ("The SUPERB score's interval resamples the items of all its tasks jointly"
-                   + (" (FBank's measured values, its reference, held fixed)" if lb.reference == "measured" else "")
-                   + "; where per-item results are missing it is a Student-t interval over seeds."),
-        "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
-                    f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
-                    "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
-                    f"{s.threshold:g} in every test that applies."),
-        "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
-                "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
-                "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
-                "models. p is the paired permutation test over pairs."),
-    }
-
-
 def _md_table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
@@ -88,14 +51,6 @@ def _md_table(header: list[str], rows: list[list[str]], right_from: int) -> list
     lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join(aligns) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return lines
-
-
-def seeds_text(lb: Leaderboard) -> str:
-    counts = sorted({len(r.seeds) for r in lb.rows})
-    if not counts:
-        return "no seeds"
-    n = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
-    return f"{n} seed{'s' if counts[-1] > 1 else ''}"
 
 
 def render_markdown(lb: Leaderboard) -> str:
@@ -179,17 +134,3 @@ def render_csv(lb: Leaderboard) -> str:
 
 def render_json(lb: Leaderboard) -> str:
     return json.dumps(lb.to_dict(), indent=2, ensure_ascii=False) + "\n"
-
-
-def render(lb: Leaderboard, fmt_name: str) -> str:
-    if fmt_name == "md":
-        return render_markdown(lb)
-    if fmt_name == "csv":
-        return render_csv(lb)
-    if fmt_name == "json":
-        return render_json(lb)
-    if fmt_name == "html":
-        from harness.report.leaderboard.html import render_html
-
-        return render_html(lb)
-    raise HarnessError(f"unknown leaderboard format {fmt_name!r}; choose one of {', '.join(FORMATS)}.")

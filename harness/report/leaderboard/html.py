@@ -16,8 +16,8 @@ from string import Template
 from matplotlib.figure import Figure
 
 from harness.report import plots
-from harness.report.leaderboard.builder import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.formats import fmt, fmt_p, method_text, seeds_text
+from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
+from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from harness.data import sounds
+from harness.api import sounds
 
 #: edges of the EQ bands in Hz (gain drawn at each edge, interpolated linearly in between)
 EQ_FREQS = (0.0, 150.0, 300.0, 600.0, 1200.0, 2400.0, 4000.0, 6000.0, 8000.0)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import re
 
-from harness.data.phones import ARPABET, SIL
+from harness.api import ARPABET, SIL
 
 log = logging.getLogger("harness.corpora.synthetic")
 

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from harness.data import audio
-from harness.data.phones import SIL
+from harness.api import SIL, audio
 from plugins.corpora._synth import nuisance, phonemap
 from plugins.corpora._synth.espeak import Espeak, Voice
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from harness.core.errors import HarnessError
+from harness.api import HarnessError
 
 SERVER_MODULE = "plugins.corpora._synth.server"
 _HEADER = struct.Struct("<Q")

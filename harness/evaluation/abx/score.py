@@ -1,224 +1,25 @@
-"""ABX phone discriminability on frame features, batched on torch.
-
-The maths (libri-light's ABX, as revised in ``zerospeech-libriabx2`` and described by fastabx):
-
-- An *item file* lists phone tokens: ``#file onset offset #phone prev-phone next-phone speaker``
-  (first line a header). A token's frames are those whose centre ``(i + 1/2) * shift`` lies in
-  ``[onset, offset]``. libri-light slices ``[ceil(onset/shift - 1/2), floor(offset/shift - 1/2))``,
-  which drops the last of those frames; ``librilight_compat=True`` reproduces that (and its feature
-  normalisation, below) so scores can be compared with published ones.
-- The distance between two tokens is the DTW cost between their frame sequences (frame distance
-  ``angular``: ``arccos(cos) / pi``, or ``euclidean``) divided by the length of the alignment path
-  (the path found by backtracking with the preference diagonal, then left, then up).
-- A *cell* fixes the phones a != b, the speaker of A and B, the context (within-context: the
-  previous and next phones) and, across speakers, the speaker of X. Its score is the share of
-  triplets (a, b, x), x a token of phone a (x != a within speaker; from the X speaker across),
-  where d(a, x) < d(b, x), ties counting one half; its error is one minus that.
-- The condition's error: mean over contexts (and X speakers), then over speakers, then over the
-  (ordered) phone pairs. Per-pair errors are returned for confidence intervals.
-
-libri-light normalises every frame to unit length and appends one coordinate (1e-12, or -2e12 for a
-null frame so that it lies at the largest angular distance from everything else) whatever the
-distance; the compatibility mode does the same, and also accumulates frame dot products in the same
-order (elementwise products summed over the feature axis) so that DTW costs agree to the bit.
-Otherwise angular distances use a unit-normalised matrix product (null frames: as above) and
-euclidean distances use the raw features.
-
-Speed: all token pairs any requested condition needs are collected first, deduplicated and aligned
-in chunks by one vectorised DTW over anti-diagonals (a Python loop over the diagonal index only);
-the triplet counts of a block of tokens come from sorted searches, so no Python loop runs per pair
-or per triplet. Unlike libri-light's defaults, nothing is subsampled (its ``max_size_group`` and
-``max_x_across`` trade exactness for time).
-"""
+"""ABX error rates: the tokens of an item file, the DTW distances of the pairs the conditions need,
+and the triplet counts of each cell averaged into one score per condition."""
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.core.errors import HarnessError
 from harness.core.threads import torch_threads
+from harness.evaluation.abx.dtw import dtw_both, frame_distances, librilight_normalize
+from harness.evaluation.abx.items import Item, frame_range
 
 log = logging.getLogger("harness.evaluation.abx")
 
 SPEAKER_MODES = ("within", "across")
 CONTEXT_MODES = ("within", "any")
 DISTANCES = ("angular", "euclidean")
-
-
-# --------------------------------------------------------------------------- item files
-
-
-@dataclass(frozen=True)
-class Item:
-    """One phone token of an item file."""
-
-    file: str
-    onset: float
-    offset: float
-    phone: str
-    prev: str
-    next: str
-    speaker: str
-
-    @property
-    def context(self) -> str:
-        return f"{self.prev}+{self.next}"
-
-
-def read_item_file(path: Path) -> list[Item]:
-    """Parse a libri-light item file (the first line is a header)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"item file {path} does not exist; give the .item file of the ABX set.")
-    items = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cols = line.split()
-        if len(cols) != 7:
-            raise HarnessError(
-                f"{path}, line {number}: expected 7 columns (#file onset offset #phone prev next speaker), "
-                f"found {len(cols)}; fix the item file."
-            )
-        try:
-            onset, offset = float(cols[1]), float(cols[2])
-        except ValueError:
-            raise HarnessError(f"{path}, line {number}: onset and offset must be numbers of seconds.") from None
-        items.append(Item(cols[0], onset, offset, cols[3], cols[4], cols[5], cols[6]))
-    if not items:
-        raise HarnessError(f"item file {path} lists no items; it needs a header line and one line per token.")
-    return items
-
-
-def write_item_file(path: Path, items: Iterable[Item]) -> None:
-    """Write ``items`` in libri-light's format (with its header line)."""
-    lines = ["#file onset offset #phone prev-phone next-phone speaker"]
-    for it in items:
-        lines.append(f"{it.file} {it.onset:.4f} {it.offset:.4f} {it.phone} {it.prev} {it.next} {it.speaker}")
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def frame_range(
-    onset: float, offset: float, n_frames: int, frame_shift: float, librilight_compat: bool = False
-) -> tuple[int, int]:
-    """``[start, end)`` of the frames whose centre ``(i + 1/2) * shift`` lies in ``[onset, offset]``.
-
-    ``librilight_compat``: libri-light's end, one frame earlier (its slice drops the last frame).
-    The arithmetic is libri-light's (``step = 1 / shift``), so frame boundaries match exactly.
-    """
-    step = 1 / frame_shift
-    start = max(0, int(math.ceil(step * onset - 0.5)))
-    last = int(math.floor(step * offset - 0.5))
-    end = min(n_frames, last if librilight_compat else last + 1)
-    return start, end
-
-
-# --------------------------------------------------------------------------- distances and DTW
-
-
-def librilight_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Unit rows plus one coordinate: 1e-12, or -2e12 for null rows (then set to 1/sqrt(D)),
-    which puts a null frame at the largest angular distance from any other."""
-    x = x.float()
-    norm2 = (x**2).sum(dim=1, keepdim=True)
-    zero = (norm2 == 0).view(-1)
-    out = x / torch.sqrt(norm2)
-    out[zero] = 1 / math.sqrt(x.shape[1])
-    border = torch.full((x.shape[0], 1), 1e-12, dtype=out.dtype)
-    border[zero] = -2 * 1e12
-    return torch.cat([out, border], dim=1)
-
-
-def _frame_distances(x: torch.Tensor, y: torch.Tensor, distance: str, exact: bool) -> torch.Tensor:
-    """Batched frame distances: ``x`` P×n×D, ``y`` P×m×D -> P×n×m (angular expects unit rows)."""
-    if exact:  # libri-light's order of accumulation: elementwise products summed over D
-        # in slices of about a megabyte, which stay in cache (twice as fast as one big product)
-        p, n, m, d = x.shape[0], x.shape[1], y.shape[1], x.shape[2]
-        step = max(1, (1 << 18) // max(1, n * m * d))
-        out = torch.empty(p, n, m)
-        for i in range(0, p, step):
-            xs, ys = x[i : i + step].unsqueeze(2), y[i : i + step].unsqueeze(1)
-            out[i : i + step] = (xs * ys).sum(dim=3) if distance == "angular" else ((xs - ys) ** 2).sum(dim=3)
-        return torch.clamp(out, -1, 1).acos() / math.pi if distance == "angular" else torch.sqrt(out)
-    if distance == "angular":
-        return torch.clamp(torch.bmm(x, y.transpose(1, 2)), -1, 1).acos() / math.pi
-    return torch.cdist(x, y)
-
-
-def dtw_batch(dist: torch.Tensor, len_x: torch.Tensor, len_y: torch.Tensor) -> torch.Tensor:
-    """DTW cost divided by the alignment path length, for a batch of padded distance matrices.
-
-    ``dist`` P×n×m (values beyond ``len_x``×``len_y`` are ignored), lengths ≥ 1. Steps: diagonal,
-    right, down; the path length is that of the path backtracked from the end (ties: diagonal, then
-    left, then up), computed forward along with the cost.
-    """
-    cost, length, _ = dtw_both(dist, len_x, len_y)
-    return cost / length
-
-
-def dtw_both(
-    dist: torch.Tensor, len_x: torch.Tensor, len_y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """DTW costs and the path lengths of both orientations, in one pass.
-
-    The cost is the same for ``dist`` and its transpose (the minimum of the same three numbers),
-    but the backtracked path may differ on ties: ``len_xy`` prefers diagonal, left, up (rows are
-    x); ``len_yx`` is the length the transposed problem gives (diagonal, up, left). The loop runs
-    over the n + m - 1 anti-diagonals, each updating every pair at once.
-    """
-    p, n, m = dist.shape
-    if p == 0:
-        return torch.zeros(0), torch.ones(0), torch.ones(0)
-    # Padded cost C (n+1)×(m+1): C[0,0] = 0, the rest of row 0 and column 0 infinite. Diagonal
-    # k = i + j holds C[i, k-i] at position i (0..n), stored position-major (n+1)×P so that every
-    # slice below is contiguous; cells outside the matrix cost +inf, so they never win a minimum.
-    rows = torch.arange(1, n + 1).view(1, -1)
-    diags = torch.arange(2, n + m + 1).view(-1, 1)
-    cols = diags - rows
-    valid = (cols >= 1) & (cols <= m)
-    idx = ((rows - 1) * m + (cols - 1).clamp(0, m - 1)).view(-1)
-    skew = dist.float().reshape(p, n * m).T[idx].view(n + m - 1, n, p)
-    skew.masked_fill_(~valid.unsqueeze(-1), float("inf"))
-    cost = [torch.full((n + 1, p), float("inf")) for _ in range(3)]
-    len_a = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
-    len_b = [torch.zeros((n + 1, p), dtype=torch.int16) for _ in range(3)]
-    cost[0][0] = 0.0  # k = 0; k = 1 (cost[1]) is all infinite
-    end_k = (len_x + len_y).long()
-    lx = len_x.long()
-    out_cost = torch.empty(p)
-    out_a = torch.ones(p, dtype=torch.int16)
-    out_b = torch.ones(p, dtype=torch.int16)
-    for k in range(2, n + m + 1):
-        prev2, prev1, cur = cost[(k - 2) % 3], cost[(k - 1) % 3], cost[k % 3]
-        up, left, diag = prev1[:-1], prev1[1:], prev2[:-1]
-        take_left = left <= up
-        side = torch.minimum(left, up)
-        take_diag = diag <= side  # diag <= left and diag <= up
-        torch.add(skew[k - 2], torch.minimum(diag, side), out=cur[1:])
-        cur[0] = float("inf")  # C[0, k] (the buffer held C[0,0] = 0 three diagonals ago)
-        take_up = up <= left  # the transposed problem's "left"
-        for lens, prefer_left in ((len_a, take_left), (len_b, ~take_up)):
-            l2, l1, lc = lens[(k - 2) % 3], lens[(k - 1) % 3], lens[k % 3]
-            side_len = torch.where(prefer_left, l1[1:], l1[:-1])
-            torch.add(torch.where(take_diag, l2[:-1], side_len), 1, out=lc[1:])
-        done = torch.nonzero(end_k == k).view(-1)
-        if done.numel():
-            at = lx[done]
-            out_cost[done] = cur[at, done]
-            out_a[done] = len_a[k % 3][at, done]
-            out_b[done] = len_b[k % 3][at, done]
-    return out_cost, out_a, out_b
-
-
-# --------------------------------------------------------------------------- tokens
 
 
 @dataclass
@@ -294,9 +95,6 @@ def _build_tokens(
     )
 
 
-# --------------------------------------------------------------------------- pair distances
-
-
 class _PairTable:
     """DTW distances of token pairs in both orientations, each unordered pair aligned once
     (in length-sorted chunks); a dense matrix for small sets, sorted keys otherwise."""
@@ -337,7 +135,7 @@ class _PairTable:
                 chunk = order[i : min(i + size, int(g1))]
                 m = int(ly[chunk[-1]])
                 fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
-                dist = _frame_distances(fx, fy, distance, exact)
+                dist = frame_distances(fx, fy, distance, exact)
                 cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
                 fwd[chunk] = (cost / len_xy).numpy()
                 bwd[chunk] = (cost / len_yx).numpy()
@@ -366,9 +164,6 @@ class _PairTable:
         pos = np.searchsorted(self.keys, lo * self.n_tokens + hi).clip(0, max(len(self.keys) - 1, 0))
         out = np.where(xx <= yy, self.fwd[pos], self.bwd[pos]) if len(self.keys) else np.zeros(xx.shape)
         return np.where(xx == yy, 0.0, out).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- triplet counts
 
 
 def _counts(va: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
@@ -447,9 +242,6 @@ def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, tabl
         den[g, b].numpy(),
         gid[g.numpy()] // len(uniq),
     )
-
-
-# --------------------------------------------------------------------------- conditions
 
 
 @dataclass

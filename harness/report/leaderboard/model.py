@@ -1,0 +1,129 @@
+"""The leaderboard's view model: settings, columns, rows of cells and their comparisons with the baseline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: the key of the SUPERB score's column
+SUPERB = "superb.score"
+#: the ``finetune`` label of a pre-trained model (each upstream's baseline)
+BASELINE_FINETUNE = "none"
+
+
+@dataclass
+class Settings:
+    level: float = 0.95
+    n_resamples: int = 2000
+    n_permutations: int = 5000
+    seed: int = 0
+    threshold: float = 0.05
+
+
+@dataclass
+class Column:
+    key: str  # "<downstream>.<metric>" or "superb.score"
+    downstream: str  # recipe entry name ("" for the SUPERB score)
+    task: str  # plugin name ("superb" for the score)
+    metric: str
+    direction: str
+
+    @property
+    def label(self) -> str:
+        if self.key == SUPERB:
+            return "SUPERB"
+        name = self.task.upper() if self.downstream == self.task else self.downstream
+        metric = self.metric.replace("_", " ") if "_" in self.metric else self.metric.upper()
+        return f"{name} {metric}"  # "PR PER", "ABX within speaker within context"
+
+    @property
+    def arrow(self) -> str:
+        return "↓" if self.direction == "lower" else "↑"
+
+
+@dataclass
+class Comparison:
+    """Model − baseline on the shared items and seeds."""
+
+    delta: float
+    low: float | None
+    high: float | None
+    p_items: float | None
+    p_seeds: float | None
+    n_seeds: int
+    significant: bool
+    better: bool
+
+
+@dataclass
+class Cell:
+    mean: float
+    low: float | None
+    high: float | None
+    interval: str  # "items", "items+seeds", "seeds" or "" (none)
+    per_seed: dict[int, float]
+    n_items: int | None
+    vs_baseline: Comparison | None = None
+
+
+@dataclass
+class AbxSpread:
+    """The delta-value standard deviations of one ABX metric (see :func:`harness.report.stats.delta_value_std`)."""
+
+    n_pairs: int
+    delta_value_std: float
+    paired_delta_value_std: float | None
+
+
+@dataclass
+class Row:
+    upstream: str
+    model: str
+    finetune: str
+    merge: str
+    merge_params: Any
+    alpha: float | None
+    seeds: list[int]
+    baseline: bool
+    cells: dict[str, Cell] = field(default_factory=dict)
+    layer_weights: dict[str, list[float]] = field(default_factory=dict)
+    abx: dict[str, AbxSpread] = field(default_factory=dict)
+
+
+@dataclass
+class Leaderboard:
+    source: str
+    columns: list[Column]
+    rows: list[Row]
+    settings: Settings
+    reference: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite({
+            "source": self.source,
+            "reference": self.reference,
+            "settings": asdict(self.settings),
+            "columns": [{**asdict(c), "label": c.label} for c in self.columns],
+            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes,
+        })
+
+    @property
+    def multi_upstream(self) -> bool:
+        return len({r.upstream for r in self.rows}) > 1
+
+    def row_label(self, row: Row) -> str:
+        return f"{row.upstream} · {row.model}" if self.multi_upstream else row.model
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, dict keys strings."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x

@@ -1,0 +1,49 @@
+"""Numbers and sentences shared by every rendering of the leaderboard (text and HTML)."""
+
+from __future__ import annotations
+
+import math
+
+from harness.report.leaderboard.model import Leaderboard
+
+
+def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def method_text(lb: Leaderboard) -> dict[str, str]:
+    """The sentences that explain the numbers, shared by the markdown and HTML pages."""
+    s = lb.settings
+    level = f"{round(s.level * 100)} %"
+    return {
+        "values": (f"Mean over seeds [{level} interval: percentile bootstrap over test items, and over seeds "
+                   f"when there are several; {s.n_resamples} resamples]. * marks p < {s.threshold:g} against "
+                   "the pre-trained model of the same upstream."),
+        "superb": ("The SUPERB score's interval resamples the items of all its tasks jointly"
+                   + (" (FBank's measured values, its reference, held fixed)" if lb.reference == "measured" else "")
+                   + "; where per-item results are missing it is a Student-t interval over seeds."),
+        "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
+                    f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
+                    "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
+                    f"{s.threshold:g} in every test that applies."),
+        "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
+                "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
+                "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
+                "models. p is the paired permutation test over pairs."),
+    }
+
+
+def seeds_text(lb: Leaderboard) -> str:
+    counts = sorted({len(r.seeds) for r in lb.rows})
+    if not counts:
+        return "no seeds"
+    n = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+    return f"{n} seed{'s' if counts[-1] > 1 else ''}"
