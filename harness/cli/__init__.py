@@ -1,4 +1,7 @@
-"""The ``harness`` command: one sub-command per module in :mod:`harness.cli`."""
+"""The ``harness`` command: :func:`main` here, one sub-command per ``*_cmd`` module beside it.
+
+The top layer: it may import every package of the harness, and nothing imports it.
+"""
 
 from __future__ import annotations
 

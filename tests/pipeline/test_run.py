@@ -18,7 +18,7 @@ from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.run import run_plan
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

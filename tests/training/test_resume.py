@@ -15,7 +15,7 @@ import torch
 from harness.core.seeding import rng_preserved, rng_state, seed_everything, seeded, set_rng_state
 from tests.train_resume_script import train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):

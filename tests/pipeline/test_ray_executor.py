@@ -24,7 +24,7 @@ from harness.pipeline.run import run_plan  # noqa: E402
 from tests.core_helpers import TOY_RECIPE, write_recipe  # noqa: E402
 from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Two independent fine-tunings of 6 steps × 1 s (a checkpoint after each step), merges, evaluations, scores.
 RECIPE = TOY_RECIPE.replace(

@@ -15,8 +15,8 @@ from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, MixedB
 from plugins.finetune.multitask import Multitask, MultitaskParams
 from plugins.finetune.nonspeech import Nonspeech, NonspeechParams, mean_average_precision
 from plugins.tasks import pc as pc_task
-from tests import test_finetune_stable
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
+from tests.training import test_stable_ft as test_finetune_stable
 
 
 @pytest.fixture(scope="module")

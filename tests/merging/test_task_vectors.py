@@ -237,61 +237,32 @@ def test_mismatched_models_fail_with_one_sentence(models, tmp_path):
         merge_files(LinearMerge(), LinearParams(), models["base"], [tmp_path / "nope"], tmp_path / "o")
 
 
+def merge_args(models, out, *extra):
+    """``harness merge --method ties`` of model a (and what ``extra`` adds) on the base, into ``out``."""
+    return ["merge", "--method", "ties", "--base", str(models["base"]), "--models", str(models["a"]), *extra,
+            "--out", str(out)]
+
+
 def test_merge_command(models, tmp_path, capsys):
     out = tmp_path / "cli.safetensors"
-    code = main(
-        [
-            "merge",
-            "--method",
-            "ties",
-            "--base",
-            str(models["base"]),
-            "--models",
-            str(models["a"]),
-            str(models["b"] / "model.safetensors"),
-            "--param",
-            "density=0.5",
-            "--param",
-            "lambda=0.25",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0 and out.is_file()
+    extra = (str(models["b"] / "model.safetensors"), "--param", "density=0.5", "--param", "lambda=0.25")
+    assert main(merge_args(models, out, *extra)) == 0
+    assert out.is_file()
     assert "merged 2 tensors of 3 models" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "merge",
-                "--method",
-                "ties",
-                "--base",
-                str(models["base"]),
-                "--models",
-                str(models["a"]),
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
-    assert "already exists" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "merge",
-                "--method",
-                "ties",
-                "--base",
-                str(models["base"]),
-                "--models",
-                str(models["a"]),
-                "--param",
-                "densty=0.5",
-                "--out",
-                str(tmp_path / "y.safetensors"),
-            ]
-        )
-        == 2
-    )
-    assert "unknown key 'densty'; did you mean 'density'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "out_exists", "message"),
+    [
+        ((), True, "already exists"),
+        (("--param", "densty=0.5"), False, "unknown key 'densty'; did you mean 'density'?"),
+    ],
+    ids=["out_exists", "param_typo"],
+)
+def test_merge_command_refuses_in_one_sentence(models, tmp_path, capsys, extra, out_exists, message):
+    out = tmp_path / "y.safetensors"
+    if out_exists:
+        out.write_bytes(b"keep me")
+    assert main(merge_args(models, out, *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert not out_exists or out.read_bytes() == b"keep me"
