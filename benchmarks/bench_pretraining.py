@@ -107,7 +107,7 @@ def main() -> None:
             cache_root=Path(tmp) / "cache", seed=0, plugins=default_manager(),
         )  # fmt: skip
         start, cpu = time.monotonic(), time.process_time()
-        metrics = ContinuedPretraining().finetune(model, {"c": corpus}, params, ctx)
+        metrics = ContinuedPretraining().finetune(model, {"c": corpus}, params, ctx).metrics
         seconds, cpu = time.monotonic() - start, time.process_time() - cpu
         for m in ctx.messages:
             print("  |", m)

@@ -1,6 +1,27 @@
-"""The Speech-FT benchmark harness: fine-tune, merge and evaluate self-supervised speech models."""
+"""The Speech-FT benchmark harness: fine-tune, merge and evaluate self-supervised speech models.
+
+``harness.run(recipe, output=..., overrides=...)`` and ``harness.results(dir)`` are the Python entry
+points (:mod:`harness.pipeline.python_api`), imported on first use so that ``import harness`` stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from harness.core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["hookimpl", "__version__", "run", "results"]
+
+_LAZY = {"run": "harness.pipeline.python_api", "results": "harness.pipeline.python_api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

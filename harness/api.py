@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # -- every plugin: contracts, parameters, errors, the stage context, registration
     **dict.fromkeys(
-        ["Batch", "CorpusPlugin", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "MergePlugin", "Task",
+        ["Batch", "CorpusPlugin", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "FinetuneResult",
+         "MergePlugin", "Task",
          "TaskPlugin", "SpecAugSettings", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin"],
         "harness.core.interfaces"),
     **dict.fromkeys(["Direction", "InputPath", "PluginParams", "PluginRegistry"], "harness.core.plugin"),
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         DownstreamPlugin,
         EvalResult,
         FinetunePlugin,
+        FinetuneResult,
         MergePlugin,
         SpecAugSettings,
         Task,

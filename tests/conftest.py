@@ -27,3 +27,14 @@ def nonspeech_corpus(tmp_path_factory):
 
     params = NonspeechParams(n_clips=60, clip_seconds=2.0)
     return prepare_for_tests(SyntheticNonspeech(), params, tmp_path_factory.mktemp("nonspeech_corpus"))
+
+
+@pytest.fixture()
+def toy_cli(monkeypatch):
+    """`harness.cli.main` over the toy plugins (tests/toy_plugins.py), on the CPU."""
+    from tests.core_helpers import toy_manager
+
+    manager = toy_manager()
+    monkeypatch.setattr("harness.cli.common.default_manager", lambda: manager)
+    monkeypatch.setattr("harness.pipeline.execute.default_manager", lambda: manager)
+    return manager

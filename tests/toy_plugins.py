@@ -175,7 +175,8 @@ class ToyEval(DownstreamPlugin):
         correct = [int((w * 1000 + i + ctx.seed) % 3 != 0) for i in range(len(rows))]
         items = [{"id": r["id"], "stats": {"acc": [c, 1]}} for r, c in zip(rows, correct)]
         acc = 100.0 * sum(correct) / len(correct)
-        return EvalResult({"acc": acc}, {"acc": "higher"}, len(rows), items, [0.5, 0.5])
+        predictions = [{"id": r["id"], "ref": "yes", "hyp": "yes" if c else "no"} for r, c in zip(rows, correct)]
+        return EvalResult({"acc": acc}, {"acc": "higher"}, len(rows), items, [0.5, 0.5], predictions=predictions)
 
 
 @hookimpl

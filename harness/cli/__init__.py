@@ -6,15 +6,16 @@ The top layer: it may import every package of the harness, and nothing imports i
 from __future__ import annotations
 
 import argparse
-import logging
+import errno
+import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
 
-from rich.console import Console
 from rich.text import Text
 
 from harness import __version__
+from harness.cli.console import configure_logging, err_console
 from harness.core.errors import HarnessError
 
 
@@ -61,12 +62,19 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import score_cmd
         return score_cmd
 
-    return {f.__name__: f for f in (run, plan, results, leaderboard, plugins, prepare, extract, merge, abx, score)}
+    def models():
+        from harness.cli import models_cmd
+        return models_cmd
+
+    def export():
+        from harness.cli import export_cmd
+        return export_cmd
+
+    return {f.__name__: f for f in (run, plan, results, leaderboard, plugins, prepare, extract, merge, abx, score,
+                                          models, export)}
 
 
 COMMANDS = _commands()
-
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -89,20 +97,34 @@ def main(argv: list[str] | None = None) -> int:
     only = words[0] if words and words[0] in COMMANDS else None
     parser = build_parser(only)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("urllib3", "matplotlib", "filelock", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(err_console, verbose=args.verbose)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except HarnessError as exc:
         err_console.print(Text.assemble(("error: ", "bold red"), str(exc)))
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted; finished stages are kept, rerun to resume.")
         return 130
+    except BrokenPipeError:  # `harness results --json | head`: the reader left; say nothing more
+        _silence_stdout()
+        return 141
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        err_console.print(Text.assemble(("error: ", "bold red"), f"the disk is full ({exc.filename or 'writing'}); "
+                                        "free some space and rerun the same command (finished work is kept)."))
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by a test's capture
+        pass
 
 

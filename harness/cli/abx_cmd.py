@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +54,27 @@ class _NpyFolder:
 
     def __getitem__(self, key: str) -> np.ndarray:
         try:
-            arr = np.load(self.paths[key])
+            _check_npy_size(self.paths[key])
+            arr = np.load(self.paths[key], allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{self.paths[key]} is not a readable .npy array ({exc}).") from None
         if arr.ndim != 2:
             raise HarnessError(f"{self.paths[key]} must be a [frames, dim] array, got shape {arr.shape}.")
         return arr
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse a .npy whose header claims more data than the file holds (before allocating it)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        needed = f.tell() + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    size = path.stat().st_size
+    if dtype.hasobject or needed > size:
+        raise HarnessError(f"{path} claims a {shape} {dtype} array ({needed:,} bytes) but holds {size:,} bytes; "
+                           "write the features again.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
         distance=args.distance,
         librilight_compat=args.librilight_compat,
     )
+    if results and results[0].left_out_note:
+        logging.getLogger("harness.cli.abx").info("ABX: %s", results[0].left_out_note)
     if args.json:
-        print(json.dumps([{"speaker": r.speaker, "context": r.context, "score": r.score} for r in results]))
+        rows = [{"speaker": r.speaker, "context": r.context, "score": r.score if math.isfinite(r.score) else None}
+                for r in results]  # no score (too few items in a condition) is null: NaN is not JSON
+        print(json.dumps(rows, allow_nan=False))
         return 0
     print(f"{'speaker':<8} {'context':<8} {'ABX error %':>11}")
     for r in results:

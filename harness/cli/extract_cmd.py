@@ -1,4 +1,4 @@
-"""`harness extract --upstream NAME (--checkpoint PATH | --preset NAME) --audio-dir DIR --layer (N|all)
+"""`harness extract [--upstream NAME] (--checkpoint PATH | --preset NAME) --audio-dir DIR --layer (N|all)
 --out DIR`: hidden states of an upstream for every audio file under a folder, one ``.npy`` each.
 
 Each output is named after its audio file's stem: ``[T, D]`` float32 for one layer, ``[L, T, D]``
@@ -21,8 +21,9 @@ import soundfile as sf
 import torch
 
 from harness.core.errors import HarnessError
+from harness.core.hub import missing_checkpoint
 from harness.core.params import parse_key_values, validate_params
-from harness.core.registry import default_manager
+from harness.core.registry import PluginManager, default_manager
 from harness.data import audio
 from harness.models.inference import batched_forward, length_sorted_batches
 
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Example: harness extract --upstream hubert --checkpoint hubert_base_ls960.pt "
         "--audio-dir wavs/ --layer all --out feats/",
     )
-    parser.add_argument("--upstream", required=True, help="upstream plugin name (see `harness plugins`)")
+    parser.add_argument("--upstream", help="upstream plugin name (see `harness plugins`); default: read from the "
+                                           "checkpoint folder's config.json (model_type) or upstream.json")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="fairseq .pt, transformers folder or harness model folder")
     source.add_argument("--preset", help="a named architecture, randomly initialised from --seed (e.g. tiny, base)")
@@ -114,13 +116,38 @@ def _device(text: str) -> torch.device:
     return device
 
 
+def family_of(checkpoint: Path | None, plugins: PluginManager) -> str:
+    """The upstream plugin of a checkpoint folder: ``upstream.json``'s family, or the plugin whose
+    ``hf_model_type`` is ``config.json``'s ``model_type``."""
+    if checkpoint is None:
+        raise HarnessError("--upstream is needed with --preset; name the upstream plugin (see `harness plugins`).")
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for name, key in (("upstream.json", "family"), ("config.json", "model_type")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if key == "family" and value:
+            return str(value)
+        found = [n for n in plugins.names("upstream")
+                 if getattr(plugins.get("upstream", n).cls, "hf_model_type", None) == value]
+        if found:
+            return found[0]
+        raise HarnessError(f"{folder / name} names model_type {value!r}, which no installed upstream reads; "
+                           "pass --upstream.")
+    raise HarnessError(f"cannot tell the family of {checkpoint} (no config.json or upstream.json next to it); "
+                       "pass --upstream (see `harness plugins`).")
+
+
 def run(args: argparse.Namespace) -> int:
     plugins = default_manager()
+    if args.checkpoint is not None and not args.checkpoint.exists():
+        raise HarnessError(missing_checkpoint(args.checkpoint, "--checkpoint"))
+    if args.upstream is None:
+        args.upstream = family_of(args.checkpoint, plugins)
     info = plugins.get("upstream", args.upstream)
     values = parse_key_values(args.param)
     if args.checkpoint is not None:
-        if not args.checkpoint.exists():
-            raise HarnessError(f"--checkpoint {args.checkpoint} does not exist; check the path.")
         values["checkpoint"] = args.checkpoint
     if args.preset is not None:
         values["preset"] = args.preset

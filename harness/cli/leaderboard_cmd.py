@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -32,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed)
     board = build(args.output, settings)
     text = render(board, args.format)
+    if args.format == "json":  # with where each model's numbers came from
+        from harness.report.provenance import attach
+
+        text = json.dumps(attach(json.loads(text), args.output), indent=2, ensure_ascii=False) + "\n"
     if args.plots:
         from harness.report import plots
         from harness.report.leaderboard.html import figures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(paths)
         missing = recipe.missing_inputs()
         if missing:
-            console.print(f"{len(missing)} input path(s) missing: set the variables or fix the paths "
+            relative = any(not p.is_absolute() for p in missing.values())
+            where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
+            console.print(f"{len(missing)} input path(s) missing{where}: set the variables or fix the paths "
                           "before `harness run`.")
     if args.stages:
         for stage in plan.ordered():

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.core.errors import HarnessError
+from harness.core.outdir import make_output_dir
 from harness.core.params import input_paths, parse_key_values, validate_params
 from harness.core.registry import default_manager
 from harness.core.stage import StageContext
@@ -36,6 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_out_apart_from_inputs(out: Path, inputs: dict[str, Path]) -> None:
+    """Refuse an ``--out`` that is, contains or lies inside an input: replacing it would delete the input."""
+    target = out.resolve()
+    for name, path in inputs.items():
+        source = Path(path).resolve()
+        if target == source or target in source.parents or source in target.parents:
+            raise HarnessError(f"--out {out} is, contains or lies inside the input {name}={path}; "
+                               "choose an --out outside the corpus.")
+
+
 def run(args: argparse.Namespace) -> int:
     plugins = default_manager()
     info = plugins.get("corpus", args.corpus)
@@ -47,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
             f"corpus {args.corpus}: {', '.join(missing)} does not exist; pass an existing folder with --param."
         )
     out: Path = args.out
+    _check_out_apart_from_inputs(out, input_paths(params))
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"{out} is a file, not a folder; choose another --out.")
+    make_output_dir(out.parent, "--out")
     if out.exists() and any(out.iterdir()):
         if not args.force:
             raise HarnessError(f"{out} already exists and is not empty; choose another --out or pass --force.")

@@ -12,12 +12,14 @@ from rich.table import Table
 from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store
+from harness.evaluation.scoring import coverage, coverage_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("results", help="print what the results store of an output folder holds")
     parser.add_argument("output", type=Path, help="the output folder of a run")
-    parser.add_argument("--json", action="store_true", help="a JSON list of metric rows")
+    parser.add_argument("--json", action="store_true",
+                        help='{"results": metric rows, "models": provenance per model, "recipes": their texts}')
     parser.add_argument("--failed", action="store_true", help="show failed stages with their errors")
     parser.set_defaults(func=run)
 
@@ -41,6 +43,15 @@ def metric_rows(store: Store) -> list[dict]:
     return rows
 
 
+def score_coverage(stage_dir: Path) -> tuple[int, int] | None:
+    """(tasks scored, tasks of the reference) of a score stage whose score is partial, from its score.json."""
+    try:
+        data = json.loads((stage_dir / "score.json").read_text(encoding="utf-8"))
+        return coverage(data["tasks"], data["table"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def print_scores(output: Path, console: Console) -> None:
     """The SUPERB score of every model, as the last lines of `harness run`."""
     with open_store(output) as store:
@@ -51,7 +62,8 @@ def print_scores(output: Path, console: Console) -> None:
     for col in ("upstream", "model", "seed", "score"):
         table.add_column(col, justify="right" if col in ("seed", "score") else "left")
     for r in sorted(rows, key=lambda r: (str(r["upstream"]), str(r["model"]), r["seed"] or 0)):
-        table.add_row(str(r["upstream"]), str(r["model"]), str(r["seed"]), f"{r['value']:.2f}")
+        table.add_row(str(r["upstream"]), str(r["model"]), str(r["seed"]),
+                      f"{r['value']:.2f}{coverage_text(score_coverage(output / r['stage']))}")
     console.print(table)
 
 
@@ -60,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         rows = metric_rows(store)
         stages = store.stages()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        from harness.report.provenance import provenance
+
+        print(json.dumps({"results": rows, **provenance(args.output)}, indent=2, ensure_ascii=False))
         return 0
     console = Console(highlight=False)
     by_status: dict[str, int] = {}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
 from harness.cli.common import add_device_argument, add_recipe_arguments, load_plan
+from harness.cli.console import err_console
 from harness.core.errors import HarnessError
+from harness.core.hub import hub_hint
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.progress import HEARTBEAT_S
 from harness.pipeline.run import run_plan
 
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="with --executor ray: times a stage whose worker died is run again (it resumes)")
     parser.add_argument("--num-cpus", type=int,
                         help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--heartbeat", type=float, default=HEARTBEAT_S, metavar="SECONDS",
+                        help="when the output is not a terminal (a batch job's log), print each running stage's "
+                             f"step, rate and ETA every SECONDS (default {HEARTBEAT_S:g}; 0: never)")
     parser.set_defaults(func=run)
 
 
@@ -42,7 +46,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, highlight=False)
+    console = err_console  # the console the log records go through: they print above the bars
     executor = make_executor(args)  # a bad --device fails before the recipe is read
     plan = load_plan(args)
     recipe = plan.recipe
@@ -51,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
         listing = "; ".join(f"{k} -> {p}" for k, p in sorted(missing.items()))
         relative = any(not p.is_absolute() for p in missing.values())
         where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
+        hub = next((hint for p in missing.values() if (hint := hub_hint(p))), None)
+        fix = hub if hub else "set the environment variables the recipe uses or fix the paths"
         raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}){where}; "
-                           "set the environment variables the recipe uses or fix the paths.")
-    summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console)
+                           f"{fix}.")
+    summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console,
+                       heartbeat_s=args.heartbeat)
     console.print(f"{len(summary.ran)} stage(s) ran, {len(summary.cached)} cached, {len(summary.failed)} failed, "
                   f"{len(summary.blocked)} not run; results in {recipe.output}")
     if summary.stopped:
@@ -64,4 +71,6 @@ def run(args: argparse.Namespace) -> int:
         from harness.cli.results_cmd import print_scores
 
         print_scores(recipe.output, console)
-    return 0 if summary.ok else 1
+    if summary.ok:
+        return 0
+    return 2 if summary.only_user_errors else 1  # 2: every failure is the input's to fix, as for the CLI's own

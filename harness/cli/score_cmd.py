@@ -9,7 +9,7 @@ import argparse
 import json
 
 from harness.core.errors import HarnessError
-from harness.evaluation.scoring import BUILTIN_TABLES, DEFAULT_TABLE, get_table, superb_score
+from harness.evaluation.scoring import BUILTIN_TABLES, DEFAULT_TABLE, coverage_text, get_table, superb_score
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,9 +46,10 @@ def parse_metrics(pairs: list[str]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     result = superb_score(parse_metrics(args.metrics), get_table(args.reference))
     if args.json:
-        print(json.dumps({"score": result.score, "tasks": result.tasks}, sort_keys=True))
+        print(json.dumps({"score": result.score, "tasks": result.tasks,
+                          "reference_tasks": result.reference_tasks}, sort_keys=True))
         return 0
     for task, value in result.tasks.items():
         print(f"{task:<6} {value:9.2f}")
-    print(f"{'score':<6} {result.score:9.2f}")
+    print(f"{'score':<6} {result.score:9.2f}{coverage_text(result.coverage)}")
     return 0

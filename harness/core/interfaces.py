@@ -33,7 +33,8 @@ from harness.core.plugin import Direction, InputPath, InputPathMarker, P, Plugin
 from harness.core.stage import StageContext
 
 __all__ = [
-    "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "InputPath",
+    "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "FinetuneResult",
+    "InputPath",
     "InputPathMarker", "MergePlugin", "Plugin", "PluginParams", "SpecAugSettings", "Task", "TaskPlugin",
     "TensorSource", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin",
 ]
@@ -63,6 +64,8 @@ class UpstreamModel(torch.nn.Module, ABC):
     hidden_size: int
     num_hidden_states: int
     frame_shift: float = 0.02
+    #: state-dict entries a checkpoint may lack (they keep the model's initial values when it does)
+    optional_weights: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
@@ -104,6 +107,14 @@ class UpstreamPlugin(Plugin[P]):
     @abstractmethod
     def from_config(self, config: dict[str, Any]) -> UpstreamModel:
         """An uninitialised model of the architecture ``config`` (from :meth:`UpstreamModel.config`)."""
+
+    #: formats of the family's own that :meth:`export` writes (``"hf"``: a transformers folder); every
+    #: model also exports as the harness's model folder, which needs nothing from the plugin
+    export_formats: ClassVar[tuple[str, ...]] = ()
+
+    def export(self, model: UpstreamModel, fmt: str, out_dir: Path) -> None:
+        """Write ``model`` into ``out_dir`` in ``fmt``, one of :attr:`export_formats`."""
+        raise NotImplementedError(f"{self.name} exports no {fmt!r} format")
 
 
 # --------------------------------------------------------------------------- corpus
@@ -200,6 +211,9 @@ class EvalResult:
     items: list[dict[str, Any]] = field(default_factory=list)
     layer_weights: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the model predicted per test item (``id``, ``ref``, ``hyp``, and ``fold`` where there are
+    #: folds), saved as ``predictions.jsonl`` in the stage folder
+    predictions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DownstreamPlugin(Plugin[P]):
@@ -237,6 +251,14 @@ class TaskPlugin(Plugin[P]):
 # --------------------------------------------------------------------------- finetune
 
 
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning scenario returns: its best dev ``metrics`` and each one's direction."""
+
+    metrics: dict[str, float]
+    directions: dict[str, Direction]
+
+
 class FinetunePlugin(Plugin[P]):
     """A fine-tuning scenario: θ0 -> θft (stable fine-tuning by default)."""
 
@@ -249,8 +271,10 @@ class FinetunePlugin(Plugin[P]):
         corpora: dict[str, PreparedCorpus],
         params: P,
         ctx: StageContext,
-    ) -> dict[str, float]:
-        """Train ``upstream`` in place; return final dev metrics (may be empty).
+    ) -> FinetuneResult | dict[str, float]:
+        """Train ``upstream`` in place; return its dev metrics with their directions (may be empty).
+
+        A plain ``{metric: value}`` is taken as metrics where higher is better.
 
         ``corpora`` maps the recipe's corpus names to prepared corpora (those the entry names).
         """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,16 @@ from harness.core.suggest import suggest
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], where: str) -> str:
     """One sentence for the first problem pydantic found, naming the key and what was expected."""
-    err = exc.errors()[0]
+    return describe_error(exc.errors()[0], model, where)
+
+
+def describe_validation_errors(exc: ValidationError, model: type[BaseModel], where: str) -> list[str]:
+    """One sentence for every problem pydantic found."""
+    return [describe_error(err, model, where) for err in exc.errors()]
+
+
+def describe_error(err: Any, model: type[BaseModel], where: str) -> str:
+    """One sentence for one pydantic error, naming the key and what was expected."""
     loc = ".".join(str(p) for p in err["loc"])
     path = f"{where}.{loc}" if loc else where
     kind = err["type"]
@@ -77,6 +88,59 @@ def input_paths(params: BaseModel) -> dict[str, Path]:
                 out[f"{name}[{i}]"] = Path(v)
         else:
             out[name] = Path(value)
+    return out
+
+
+def with_absolute_inputs(params: BaseModel) -> BaseModel:
+    """``params`` with every relative input path made absolute against the working directory.
+
+    Plugins that store the paths they read (a corpus writing its manifest) call this first, so the
+    stored paths read back from any folder.
+    """
+    update: dict[str, Any] = {}
+    for name in input_path_fields(type(params)):
+        value = getattr(params, name)
+        if isinstance(value, (list, tuple)):
+            update[name] = type(value)(Path(v).absolute() for v in value)
+        elif value is not None:
+            update[name] = Path(value).absolute()
+    return params.model_copy(update=update) if update else params
+
+
+def type_text(annotation: Any) -> str:
+    """A parameter's type as a recipe writer reads it: ``int``, ``path | None``, ``'full' | 'header'``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        if any(isinstance(m, InputPathMarker) for m in annotation.__metadata__):
+            return "path"
+        return type_text(args[0])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        parts = [type_text(a) for a in args if a is not type(None)]
+        return " | ".join(parts + (["None"] if type(None) in args else []))
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_text(a) for a in args)}]" if args else name
+    if annotation is Any:
+        return "any"
+    if isinstance(annotation, type):
+        return "path" if issubclass(annotation, Path) else annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def describe_params(params_cls: type[BaseModel]) -> list[dict[str, str]]:
+    """Each parameter's recipe key, type, default (``required`` when it has none) and description."""
+    out = []
+    for name, info in params_cls.model_fields.items():
+        if info.is_required():
+            default = "required"
+        else:
+            value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
+            default = yaml.safe_dump(json.loads(json.dumps(value, default=str)), default_flow_style=True,
+                                     width=10_000).strip().removesuffix("...").strip()
+        out.append({"name": info.alias or name, "type": type_text(info.annotation), "default": default,
+                    "description": info.description or ""})
     return out
 
 

@@ -122,7 +122,10 @@ class Planner:
         if name not in self.corpus_keys:
             entry = self.recipe.entries["corpora"][name]
             variant = entry.variants[0]
-            self.corpus_keys[name] = self.add(StageKind.PREPARE, entry.plugin, _dump(variant.params), {}, 0,
+            params = _dump(variant.params)
+            if self.recipe.limit is not None:  # a cut corpus: another stage, and so are all that use it
+                params["utterance_limit"] = self.recipe.limit
+            self.corpus_keys[name] = self.add(StageKind.PREPARE, entry.plugin, params, {}, 0,
                                               {"title": f"prepare {name}", "corpus": name})
         return self.corpus_keys[name]
 
@@ -250,6 +253,9 @@ class Planner:
             cells: list[tuple[_Model, dict[str, str]]] = []
             for up_name in upstream_names:
                 for model in self.models(up_name, seed):
+                    if recipe.limit is not None:  # its own leaderboard row, marked
+                        model.labels = {**model.labels, "limit": recipe.limit,
+                                        "model": f"{model.labels['model']} [limit {recipe.limit}]"}
                     evals = self.evaluations(model, seed)
                     cells.append((model, evals))
                     if up_name == baseline_name and model.labels["finetune"] == "none":

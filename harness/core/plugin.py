@@ -11,11 +11,12 @@ checked for existence at plan time, all at once.
 
 from __future__ import annotations
 
+import types
 from abc import ABC
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 Direction = Literal["higher", "lower"]
 
@@ -28,10 +29,34 @@ class InputPathMarker:
 InputPath = Annotated[Path, InputPathMarker()]
 
 
-class PluginParams(BaseModel):
-    """Base for every plugin's ``Params``: unknown keys are errors, values are immutable."""
+def _list_only(annotation: Any) -> bool:
+    """Whether a field takes a list and never a single string (``list[str]``, ``list[str] | None``)."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    if origin is Annotated:
+        return _list_only(get_args(annotation)[0])
+    if origin is Union or isinstance(annotation, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(options) and all(_list_only(a) for a in options)
+    return False
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class PluginParams(BaseModel):
+    """Base for every plugin's ``Params``: unknown keys are errors, values are immutable, floats are finite;
+    one string given where a list is expected (``--param dev=test-clean``) is a list of that one string."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_string_is_a_list(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        fixed = {key: [value] for key, value in data.items()
+                 if isinstance(value, str) and key in fields and _list_only(fields[key].annotation)}
+        return {**data, **fixed} if fixed else data
 
 
 P = TypeVar("P", bound=PluginParams)

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from harness.core.errors import HarnessError, RecipeError
-from harness.core.params import input_paths, is_list_field, validate_params
+from harness.core.overrides import apply_only, apply_sets
+from harness.core.params import describe_validation_errors, input_paths, is_list_field, validate_params
+from harness.core.recipe_yaml import read_recipe_yaml
 from harness.core.registry import PluginManager
 from harness.core.stage_kinds import STAGE_KINDS
 from harness.core.suggest import suggest
@@ -53,6 +56,21 @@ STRUCTURAL = {"upstreams": ("pretrain",), "merges": ("models", "each"), "finetun
 NONE_PLUGIN = "none"
 REFERENCES = ("superb-2024", "superb-slt2022", "measured")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class RecipeProblems(RecipeError):
+    """Several problems of one recipe, each one sentence on its own line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problems in the recipe; fix them all, then rerun:\n"
+                         + "\n".join(f"  {p}" for p in problems))
+
+    @staticmethod
+    def of(errors: list[RecipeError]) -> RecipeError:
+        """One error for ``errors``: the error itself when there is one, else every problem listed."""
+        problems = [p for e in errors for p in (e.problems if isinstance(e, RecipeProblems) else [str(e)])]
+        return errors[0] if len(problems) == 1 else RecipeProblems(problems)
 
 
 @dataclass
@@ -93,6 +111,7 @@ class Recipe:
     entries: dict[str, dict[str, Entry]]
     inputs: dict[str, Path]  # "section.entry.param" -> path the user brings
     lines: dict[tuple[str, ...], int]
+    limit: int | None = None  # utterances per split of every corpus (--limit: a quick check)
 
     def missing_inputs(self) -> dict[str, Path]:
         return {k: p for k, p in self.inputs.items() if not p.exists()}
@@ -118,6 +137,7 @@ def _line_map(node: yaml.Node, path: tuple[str, ...] = (), out: dict | None = No
 class _Locator:
     def __init__(self, source: Path, lines: dict, preset: str | None):
         self.source, self.lines, self.preset = source, lines, preset
+        self.overridden: set[tuple[str, ...]] = set()  # key paths set by --set
 
     def line(self, path: tuple[str, ...]) -> int | None:
         candidates = []
@@ -131,8 +151,10 @@ class _Locator:
         return None
 
     def error(self, path: tuple[str, ...], message: str) -> RecipeError:
-        line = self.line(path)
         where = ".".join(path) or "the recipe"
+        if any(path[: len(p)] == p for p in self.overridden):
+            return RecipeError(f"--set {where}: {message}")
+        line = self.line(path)
         at = f"{self.source.name} line {line}" if line else self.source.name
         return RecipeError(f"{at}: {where}: {message}")
 
@@ -141,33 +163,29 @@ class _Locator:
 
 
 def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
-                output: Path | None = None, allow_unset: bool = False) -> Recipe:
+                output: Path | None = None, allow_unset: bool = False, overrides: list[str] | None = None,
+                only: list[str] | None = None) -> Recipe:
     """Read, merge the preset, expand variables, validate every entry against its plugin.
 
     ``allow_unset`` (for ``harness plan``) keeps ``${VAR}`` of unset variables in the paths, which
-    then show as missing inputs, instead of failing on them.
+    then show as missing inputs, instead of failing on them. ``overrides`` (``--set KEY=VALUE``) and
+    ``only`` (``--only downstream=pr,sid``) change the recipe after its preset, before validation:
+    see :mod:`harness.core.overrides`.
     """
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"recipe {path} does not exist; give the path of a YAML recipe (see recipes/).")
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path.name}{line}: not valid YAML ({problem}); fix the syntax there.") from None
+    raw, node = read_recipe_yaml(path)
     if not isinstance(raw, dict):
         raise RecipeError(f"{path.name}: a recipe is a mapping with keys such as upstreams and downstreams.")
     lines = _line_map(node) if node is not None else {}
     preset = preset if preset is not None else (os.environ.get("HARNESS_PRESET") or None)
     loc = _Locator(path, lines, preset)
+    problems: list[RecipeError] = []  # every problem found, reported together
 
     for key in raw:
         if key not in TOP_KEYS:
-            raise loc.error((str(key),), f"unknown key{suggest(str(key), TOP_KEYS)}")
+            problems.append(loc.error((str(key),), f"unknown key{suggest(str(key), TOP_KEYS)}"))
     if preset:
         presets = raw.get("presets") or {}
         if preset not in presets:
@@ -175,6 +193,10 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
             raise loc.error(("presets",), f"no preset named {preset!r}{have}")
         raw = merge_preset(raw, presets[preset])
     raw.pop("presets", None)
+    if overrides:
+        raw, loc.overridden = apply_sets(raw, overrides, [k for k in TOP_KEYS if k != "presets"], list(SECTIONS))
+    if only:
+        raw = apply_only(raw, only)
     unset: list[tuple[str, tuple[str, ...]]] = []
     raw = _expand_env(raw, (), unset)
     if unset and not allow_unset:
@@ -191,20 +213,22 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
                                                          for s in seeds):
-        raise loc.error(("seeds",), "expected a list of integers such as [0, 1, 2]")
+        problems.append(loc.error(("seeds",), "expected a list of integers such as [0, 1, 2]"))
+        seeds = [0]
     score = raw.get("score") or {}
     if not isinstance(score, dict):
-        raise loc.error(("score",), "expected a mapping such as {reference: superb-2024}")
+        problems.append(loc.error(("score",), "expected a mapping such as {reference: superb-2024}"))
+        score = {}
     for key in score:
         if key != "reference":
-            raise loc.error(("score", str(key)), f"unknown key{suggest(str(key), ['reference'])}")
+            problems.append(loc.error(("score", str(key)), f"unknown key{suggest(str(key), ['reference'])}"))
     reference = str(score.get("reference", "superb-2024"))
     inputs: dict[str, Path] = {}
     if reference not in REFERENCES:
         if not reference.endswith((".yaml", ".yml")):
-            raise loc.error(("score", "reference"),
-                            f"unknown reference {reference!r}{suggest(reference, list(REFERENCES))} "
-                            "(or give the path of a YAML table)")
+            problems.append(loc.error(("score", "reference"),
+                                      f"unknown reference {reference!r}{suggest(reference, list(REFERENCES))} "
+                                      "(or give the path of a YAML table)"))
         ref_path = Path(reference).absolute()  # relative to the working directory, like every path
         reference = str(ref_path)
         inputs["score.reference"] = ref_path
@@ -213,10 +237,15 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
     for section, kind in SECTIONS.items():
         block = raw.get(section) or {}
         if not isinstance(block, dict):
-            raise loc.error((section,), f"expected a mapping of names to {kind} entries")
+            problems.append(loc.error((section,), f"expected a mapping of names to {kind} entries"))
+            block = {}
         entries[section] = {}
         for name, value in block.items():
-            entry = _parse_entry(section, str(name), value, plugins, loc)
+            try:
+                entry = _parse_entry(section, str(name), value, plugins, loc)
+            except RecipeError as exc:
+                problems.append(exc)
+                continue
             entries[section][str(name)] = entry
             for v in entry.variants:
                 if v.params is None:
@@ -224,24 +253,38 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
                 for param, p in input_paths(v.params).items():
                     inputs[f"{section}.{name}.{param}"] = p
             if section == "upstreams" and "pretrain" in entry.structural:
-                pre = _parse_entry("finetune", f"{name}.pretrain", entry.structural["pretrain"], plugins, loc,
-                                   path=(section, str(name), "pretrain"))
+                try:
+                    pre = _parse_entry("finetune", f"{name}.pretrain", entry.structural["pretrain"], plugins, loc,
+                                       path=(section, str(name), "pretrain"))
+                except RecipeError as exc:
+                    problems.append(exc)
+                    continue
                 entry.structural["pretrain"] = pre
 
-    if not entries["upstreams"]:
-        raise loc.error(("upstreams",), "the recipe needs at least one upstream (the model under study)")
-    _check_references(entries, loc)
+    if not entries["upstreams"] and not problems:
+        problems.append(loc.error(("upstreams",), "the recipe needs at least one upstream (the model under study)"))
+    if not problems:  # references to entries that failed would only repeat their problems
+        _check_references(entries, loc, problems)
 
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
-        raise loc.error(("resources",), "expected a mapping of stage kind to {num_gpus, num_cpus, memory}")
+        problems.append(loc.error(("resources",), "expected a mapping of stage kind to {num_gpus, num_cpus, "
+                                                  "memory}"))
+        resources = {}
     for kind in resources:
         if kind not in STAGE_KINDS:
-            raise loc.error(("resources", str(kind)), f"unknown stage kind{suggest(str(kind), list(STAGE_KINDS))}")
+            problems.append(loc.error(("resources", str(kind)),
+                                      f"unknown stage kind{suggest(str(kind), list(STAGE_KINDS))}"))
+    baseline = raw.get("baseline", True)
+    if not isinstance(baseline, bool):
+        problems.append(loc.error(("baseline",), f"expected true or false, not {baseline!r} (write it without "
+                                                 "quotes)"))
+    if problems:
+        raise RecipeProblems.of(problems)
     out = Path(output) if output else Path(str(raw.get("output", f"runs/{raw.get('name', path.stem)}")))
     return Recipe(
         path=path, name=str(raw.get("name", path.stem)), output=out, seeds=list(seeds), reference=reference,
-        baseline=bool(raw.get("baseline", True)), resources=resources, entries=entries, inputs=inputs,
+        baseline=baseline, resources=resources, entries=entries, inputs=inputs,
         lines=lines,
     )
 
@@ -303,6 +346,10 @@ def _parse_entry(section: str, name: str, value: Any, plugins: PluginManager, lo
     corpus_refs = sorted(_corpus_refs(values) | ({structural["corpus"]} if "corpus" in structural else set()))
     # sweeps: a list where the parameter takes a single value
     swept_keys = [k for k, v in values.items() if isinstance(v, list) and not is_list_field(cls.Params, k)]
+    for key in swept_keys:
+        if not values[key]:
+            raise loc.error(path + (key,), "an empty list sweeps no value and would drop the entry; give at "
+                                           "least one value")
     variants = []
     for combo in itertools.product(*(values[k] for k in swept_keys)) if swept_keys else [()]:
         point = dict(values)
@@ -310,9 +357,13 @@ def _parse_entry(section: str, name: str, value: Any, plugins: PluginManager, lo
         try:
             params = validate_params(cls.Params, point, ".".join(path))
         except HarnessError as exc:
-            key_path = _error_key(str(exc), path)
-            msg = str(exc).split(": ", 1)[-1]
-            raise loc.error(key_path, msg.rstrip(".")) from None
+            try:  # every problem pydantic finds, not only the first
+                cls.Params.model_validate(point)
+                messages = [str(exc)]
+            except ValidationError as every:
+                messages = describe_validation_errors(every, cls.Params, ".".join(path))
+            raise RecipeProblems.of([loc.error(_error_key(m, path), m.split(": ", 1)[-1].rstrip("."))
+                                     for m in messages]) from None
         variants.append(Variant(params, dict(zip(swept_keys, combo))))
     return Entry(section, name, plugin, variants, structural, corpus_refs)
 
@@ -338,7 +389,7 @@ def _corpus_refs(value: Any) -> set[str]:
     return refs
 
 
-def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator) -> None:
+def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator, problems: list[RecipeError]) -> None:
     corpora = list(entries["corpora"])
     finetunes = list(entries["finetune"])
     checked = [e for s in ("finetune", "downstreams") for e in entries[s].values()]
@@ -347,23 +398,24 @@ def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator) -> No
         if entry.plugin == NONE_PLUGIN:
             continue
         if entry.section == "downstreams" and not entry.corpus_refs:
-            raise loc.error((entry.section, entry.name), "missing key 'corpus' (the corpus to evaluate on; "
-                            f"one of: {', '.join(corpora) or 'none defined'})")
+            problems.append(loc.error((entry.section, entry.name), "missing key 'corpus' (the corpus to evaluate "
+                                      f"on; one of: {', '.join(corpora) or 'none defined'})"))
         for ref in entry.corpus_refs:
             if ref not in corpora:
                 path = tuple(entry.where.split(".")) + ("corpus",)
                 if "." in entry.name:  # a pretrain block
                     up = entry.name.split(".")[0]
                     path = ("upstreams", up, "pretrain", "corpus")
-                raise loc.error(path, f"no corpus named {ref!r}{suggest(ref, corpora)}")
+                problems.append(loc.error(path, f"no corpus named {ref!r}{suggest(ref, corpora)}"))
     for entry in entries["merges"].values():
         for key in ("models", "each"):
             names = entry.structural.get(key)
             if names is None:
                 continue
             if not isinstance(names, list) or not names:
-                raise loc.error((entry.section, entry.name, key), "expected a list of finetune entry names")
+                problems.append(loc.error((entry.section, entry.name, key), "expected a list of finetune entry names"))
+                continue
             for ref in names:
                 if ref not in finetunes or entries["finetune"][ref].plugin == NONE_PLUGIN:
-                    raise loc.error((entry.section, entry.name, key),
-                                    f"no fine-tuning entry named {ref!r}{suggest(str(ref), finetunes)}")
+                    problems.append(loc.error((entry.section, entry.name, key),
+                                              f"no fine-tuning entry named {ref!r}{suggest(str(ref), finetunes)}"))

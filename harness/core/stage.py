@@ -58,7 +58,14 @@ class StageContext:
         """The last mid-stage checkpoint, or None. Our own file, still loaded without code."""
         if not self.checkpoint_path.is_file():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or damaged by a kill mid-write: start over rather than fail
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.checkpoint_path.unlink(missing_ok=True)
+            self.log(f"the mid-stage checkpoint {self.checkpoint_path} was damaged ({reason[:120]}); "
+                     "discarded it and restarted the stage from the beginning")
+            return None
 
     # ---------------------------------------------------------------- reporting
 

@@ -13,12 +13,19 @@ the cell (upstream, finetune, merge, downstream, seed, alpha...) so the leaderbo
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.core.errors import HarnessError
+
+log = logging.getLogger("harness.core.store")
 
 DB_NAME = "results.sqlite"
 
@@ -52,6 +59,10 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (stage, task, metric)
 );
 """
+
+
+class StoreDamaged(HarnessError):
+    """The results store is not a readable SQLite database (garbage, truncated, corrupt)."""
 
 
 @dataclass
@@ -95,15 +106,48 @@ class Store:
     def __init__(self, output_dir: Path, readonly: bool = False):
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / DB_NAME
+        self.set_aside: Path | None = None  # where a damaged store was moved when this one was rebuilt
         if readonly:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            problem = self._damage()
+            if problem:
+                self._db.close()
+                raise StoreDamaged(f"the results store {self.path} is damaged ({problem}); rerun `harness run` "
+                                   "on this output folder to rebuild it from the finished stage folders.")
         else:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30)
+            problem = self._damage()
+            if problem:
+                self._db.close()
+                self.set_aside = self._set_aside()
+                log.warning("the results store %s was damaged (%s); kept it as %s and rebuilt it from the "
+                            "finished stage folders", self.path, problem, self.set_aside.name)
+                self._db = sqlite3.connect(self.path, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
         self._db.row_factory = sqlite3.Row
+
+    def _damage(self) -> str | None:
+        """Why the open database cannot be trusted (not SQLite, truncated, corrupt), or None."""
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.OperationalError:
+            raise  # locked or out of space: not damage
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        verdict = "; ".join(str(r[0]) for r in rows[:3])
+        return None if verdict == "ok" else verdict
+
+    def _set_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{DB_NAME}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{target}{suffix}"))
+        return target
 
     def close(self) -> None:
         self._db.close()

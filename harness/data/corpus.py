@@ -20,6 +20,7 @@ from pydantic import Field
 from harness.core.errors import CorpusError
 from harness.core.interfaces import CorpusPlugin, InputPath, PluginParams
 from harness.core.manifest import write_json, write_jsonl
+from harness.core.params import with_absolute_inputs
 from harness.core.stage import StageContext
 from harness.data import audio
 from harness.data.phones import SIL
@@ -36,13 +37,29 @@ ABX_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 
 
 def require(path: Path, corpus: str, what: str = "") -> Path:
-    """``path`` if it exists, else one sentence naming the file the distribution should have."""
+    """``path`` if it exists, else one sentence naming the file the distribution should have (and the
+    folder to use as root when the given one is a level above the distribution)."""
     if not path.exists():
         hint = f" ({what})" if what else ""
-        raise CorpusError(
-            f"{corpus}: expected {path}{hint} but it is missing; point root at the unpacked distribution."
-        )
+        nested = nested_root(path)
+        fix = (f"{nested.parent} looks like the folder above the distribution: point root at {nested}"
+               if nested is not None else "point root at the unpacked distribution")
+        raise CorpusError(f"{corpus}: expected {path}{hint} but it is missing; {fix}.")
     return path
+
+
+def nested_root(path: Path) -> Path | None:
+    """The sub-folder ``D`` of ``path``'s nearest existing ancestor ``A`` for which ``D / (path - A)`` exists:
+    the root the user meant when they gave ``A`` (a folder one level above the distribution)."""
+    ancestor = next((a for a in Path(path).parents if a.is_dir()), None)
+    if ancestor is None:
+        return None
+    relative = Path(path).relative_to(ancestor)
+    try:
+        children = sorted(c for c in ancestor.iterdir() if c.is_dir())
+    except OSError:
+        return None
+    return next((c for c in children if (c / relative).exists()), None)
 
 
 def stable_fraction(key: str, seed: int = 0) -> float:
@@ -188,13 +205,15 @@ class LocalCorpus(CorpusPlugin[LP]):
 
     @abstractmethod
     def read_splits(self, params: LP, out_dir: Path) -> CorpusRows:
-        """The rows of every split, read from ``params.root`` (paths absolute or relative to ``out_dir``)."""
+        """The rows of every split, read from ``params.root`` (an absolute path by then; row paths
+        absolute or relative to ``out_dir``)."""
 
     def check_split(self, rows: list[dict[str, Any]], out_dir: Path, params: LP) -> list[dict[str, Any]]:
         """The rows of one split whose audio passes the checks."""
         return checked(rows, out_dir, self.name, params.audio_check, params.skip_bad)
 
     def prepare(self, params: LP, out_dir: Path, ctx: StageContext) -> None:
+        params = with_absolute_inputs(params)  # a relative root is read from the working directory
         found = self.read_splits(params, out_dir)
         found.splits = {split: self.check_split(rows, out_dir, params) for split, rows in found.splits.items()}
         write_corpus(out_dir, self.name, found)

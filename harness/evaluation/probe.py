@@ -373,6 +373,7 @@ def probe_corpus(
             items=[{"id": r["id"], "stats": r["stats"]} for r in res.records],
             layer_weights=res.layer_weights,
             extra=_extra(res, cache),
+            predictions=[_prediction(r) for r in res.records],
         )
     by_role = task_splits(corpus, task.name)
     rows = list({r["id"]: r for role in ("train", "dev", "test") for r in by_role[role]}.values())
@@ -381,12 +382,13 @@ def probe_corpus(
         raise CorpusError(f"corpus {corpus.name!r} declares folds but its rows carry fewer than two fold ids.")
     if settings.max_folds:
         fold_ids = fold_ids[: settings.max_folds]
-    per_fold, items, weights, extras = [], [], [], []
+    per_fold, items, weights, extras, predictions = [], [], [], [], []
     for k in fold_ids:
         splits = fold_splits(rows, k, settings.dev_ratio, ctx.seed)
         res = run_probe(task, upstream, splits, settings, cache, ctx.seed, ctx, name=f"probe-{task.name}-fold{k}")
         per_fold.append(res.metrics)
         items.extend({"id": r["id"], "stats": r["stats"], "fold": k} for r in res.records)
+        predictions.extend({**_prediction(r), "fold": k} for r in res.records)
         weights.append(res.layer_weights)
         extras.append({"fold": k, **res.metrics, "best_step": res.fit.best_step})
     metrics = {m: float(np.mean([f[m] for f in per_fold])) for m in per_fold[0]}
@@ -399,7 +401,13 @@ def probe_corpus(
         items=items,
         layer_weights=[float(x) for x in np.mean(np.asarray(weights), axis=0)],
         extra=extra,
+        predictions=predictions,
     )
+
+
+def _prediction(record: dict[str, Any]) -> dict[str, Any]:
+    """A test item's reference and hypothesis (texts, phone lists or class names), without its statistics."""
+    return {"id": record["id"], "ref": record.get("ref"), "hyp": record.get("hyp")}
 
 
 def _extra(res: ProbeResult, cache: FeatureCache) -> dict[str, Any]:

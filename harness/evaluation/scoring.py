@@ -25,7 +25,7 @@ Reference tables:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,32 @@ class ScoreResult:
     tasks: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    reference_tasks: int = 0  # tasks in the reference table
 
     def to_json(self) -> dict[str, Any]:
         return {"score": self.score, "tasks": self.tasks, "metrics": self.metrics}
+
+    @property
+    def coverage(self) -> tuple[int, int] | None:
+        """(tasks scored, tasks of the reference) when the score covers only some of them, else None."""
+        return (len(self.tasks), self.reference_tasks) if len(self.tasks) < self.reference_tasks else None
+
+
+def table_tasks(table: Table) -> set[str]:
+    """The tasks of a reference table (``pr`` of ``pr.per``)."""
+    return {name.split(".", 1)[0].lower() for name in table}
+
+
+def coverage(scored_tasks: Iterable[str], table: Table) -> tuple[int, int] | None:
+    """(tasks of ``table`` scored, tasks of ``table``) when a score covers only some of them, else None."""
+    total = table_tasks(table)
+    covered = total & {t.lower() for t in scored_tasks}
+    return None if covered == total else (len(covered), len(total))
+
+
+def coverage_text(covers: tuple[int, int] | None) -> str:
+    """`` (1 of 5 tasks)`` for a partial score, nothing for a complete one."""
+    return "" if covers is None else f" ({covers[0]} of {covers[1]} tasks)"
 
 
 def scaled(value: float, fbank: float, sota: float) -> float:
@@ -123,7 +146,7 @@ def superb_score(metrics: Mapping[str, float], table: Table, strict: bool = True
     for key, value in per_metric.items():
         by_task.setdefault(key.split(".", 1)[0], []).append(value)
     tasks = {task: sum(v) / len(v) for task, v in by_task.items()}
-    return ScoreResult(sum(tasks.values()) / len(tasks), tasks, per_metric, ignored)
+    return ScoreResult(sum(tasks.values()) / len(tasks), tasks, per_metric, ignored, len(table_tasks(table)))
 
 
 def measured_table(fbank: Mapping[str, float], directions: Mapping[str, str]) -> Table:

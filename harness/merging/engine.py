@@ -12,8 +12,10 @@ Not merged, copied from θ0 (and reported):
   ``final_proj`` and ``label_embs`` (codebook), wav2vec 2.0's ``quantizer`` / ``project_q``, and the
   learned mask embeddings ``masked_spec_embed`` / ``mask_emb`` (:data:`PRETRAINING_ONLY`).
 
-Paths may be ``.safetensors`` files or harness model folders (``model.safetensors`` +
-``upstream.json``); when the output is a folder, θ0's ``upstream.json`` is copied next to it.
+Paths may be ``.safetensors`` files, harness model folders (``model.safetensors`` +
+``upstream.json``) or transformers folders with one ``model.safetensors`` of the bare model's names
+(``save_pretrained`` of ``HubertModel``/``Wav2Vec2Model``, or an export); when the output is a folder,
+θ0's ``upstream.json`` or ``config.json`` and ``preprocessor_config.json`` are copied next to it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ log = logging.getLogger("harness.merging.engine")
 
 #: name fragments of pre-training-only parameters, copied from θ0 rather than merged
 PRETRAINING_ONLY = ("final_proj", "label_embs", "quantizer", "project_q", "masked_spec_embed", "mask_emb")
+
+
+#: the configuration files of a transformers folder, copied with a base that is one
+HF_CONFIGS = ("config.json", "preprocessor_config.json")
 
 
 @dataclass
@@ -83,9 +89,12 @@ class TensorView:
 
 
 def _check_compatible(base: Any, others: list[Any], paths: list[Path], base_path: Path) -> None:
-    names = set(base.keys())
+    """Every model has the base's tensors of the same shapes; pre-training-only tensors, which are copied
+    from the base, may be absent from the fine-tuned models (a transformers folder keeps
+    ``masked_spec_embed``, an older harness model does not)."""
+    names = {n for n in base.keys() if not is_pretraining_only(n)}
     for handle, path in zip(others, paths, strict=True):
-        theirs = set(handle.keys())
+        theirs = {n for n in handle.keys() if not is_pretraining_only(n)}
         if theirs != names:
             missing, extra = sorted(names - theirs)[:3], sorted(theirs - names)[:3]
             raise CheckpointError(
@@ -150,8 +159,11 @@ def merge_files(
     tmp = out_file.with_name(out_file.name + ".tmp")
     save_file(out, str(tmp), metadata={**metadata, "merge": plugin.name})
     os.replace(tmp, out_file)
-    if to_folder and Path(base_path).is_dir() and (Path(base_path) / CONFIG).is_file():
-        shutil.copyfile(Path(base_path) / CONFIG, out_path / CONFIG)
+    if to_folder and Path(base_path).is_dir():
+        # the base's config travels with the weights: a harness folder's, or a transformers folder's
+        for name in (CONFIG, *HF_CONFIGS):
+            if (Path(base_path) / name).is_file():
+                shutil.copyfile(Path(base_path) / name, out_path / name)
     if report.copied:
         shown = ", ".join(report.copied[:8]) + (" ..." if len(report.copied) > 8 else "")
         log.info("copied %d tensor(s) from the base model unmerged: %s", len(report.copied), shown)

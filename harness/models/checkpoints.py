@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.core.errors import CheckpointError
+from harness.core.hub import missing_checkpoint
 
 # Names bound to inert placeholders: modules whose *classes* hold data in released checkpoints.
 _INERT_CLASS_PREFIXES = (
@@ -205,7 +206,7 @@ def load_torch_checkpoint(path: Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path.")
+        raise CheckpointError(missing_checkpoint(path))
     names = pickle_globals(path)
     unknown = sorted(names - _torch_allowed())
     refused = [n for n in unknown if not is_inert_name(n)]

@@ -21,6 +21,7 @@ utterance alone.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -30,9 +31,10 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from harness.core.errors import CheckpointError
+from harness.core.hub import missing_checkpoint
 from harness.core.interfaces import UpstreamModel, UpstreamOutput, UpstreamPlugin
 from harness.core.seeding import seeded
-from harness.models.checkpoints import load_torch_checkpoint, load_weights_file, tensors_only
+from harness.models.checkpoints import check_keys, load_torch_checkpoint, load_weights_file, tensors_only
 from harness.models.fairseq import (
     checkpoint_configs,
     detect_family,
@@ -52,6 +54,8 @@ from harness.models.speech_encoder import (
     own_model_files,
     run_encoder,
 )
+
+log = logging.getLogger("harness.models.hf_speech")
 
 #: wav2vec 2.0 and HuBERT's seven-block CNN (5·2⁶ = 320 samples per frame: 20 ms at 16 kHz).
 BASE_CNN: dict[str, Any] = {
@@ -109,6 +113,7 @@ class SpeechTransformer(UpstreamModel):
     hf_config_cls: ClassVar[type]
     hf_model_cls: ClassVar[type]
     extra_fields: ClassVar[tuple[str, ...]] = ()
+    optional_weights = ("masked_spec_embed",)
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -131,6 +136,11 @@ class SpeechTransformer(UpstreamModel):
         self.frame_shift = math.prod(self._strides) / self.sample_rate
         self._layerdrop = float(hf.config.layerdrop)
         self._checkpointing = False
+        # transformers' learned mask embedding (fairseq's ``mask_emb``): unused by this forward, kept so
+        # that a saved or merged model holds every weight of its transformers counterpart. A buffer, so
+        # that training leaves it alone; drawn from its own generator, so presets' weights do not move.
+        init = torch.rand(self.hidden_size, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("masked_spec_embed", init)
 
     # ---------------------------------------------------------------- interface
 
@@ -245,8 +255,41 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
     hf_model_type: ClassVar[str]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    export_formats = ("hf",)
+
     def from_config(self, config: dict[str, Any]) -> SpeechTransformer:
         return self.model_cls(config)
+
+    def export(self, model: UpstreamModel, fmt: str, out_dir: Path) -> None:
+        """A transformers folder (``save_pretrained``: ``config.json`` with ``model_type``, every weight of
+        ``Wav2Vec2Model``/``HubertModel``, and a ``preprocessor_config.json`` saying whether to normalise).
+
+        The config keeps transformers' defaults for what only its training uses (SpecAugment masking);
+        a pre-training head (HuBERT's codebook) has no place there and is left out.
+        """
+        if fmt != "hf":
+            super().export(model, fmt, out_dir)
+        assert isinstance(model, SpeechTransformer)
+        arch = {k: v for k, v in model.config().items() if k in ARCH_FIELDS + self.model_cls.extra_fields}
+        hf_config = self.model_cls.hf_config_cls(**arch)
+        hf_config.architectures = [self.model_cls.hf_model_cls.__name__]
+        hf = self.model_cls.hf_model_cls(hf_config)
+        ours = model.state_dict()
+        needed = hf.state_dict()
+        check_keys(needed, ours, Path(f"the {model.family} model"), self.name)
+        dropped = sorted(set(ours) - set(needed))
+        if dropped:
+            log.info("left out of the transformers folder (no place in %s): %s",
+                     self.model_cls.hf_model_cls.__name__, ", ".join(dropped))
+        hf.load_state_dict({k: ours[k].detach().cpu() for k in needed}, strict=True)
+        out_dir = Path(out_dir)
+        hf.save_pretrained(out_dir)
+        extractor = {
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": model.sample_rate,
+            "padding_value": 0.0, "padding_side": "right", "do_normalize": model.normalize,
+            "return_attention_mask": hf_config.feat_extract_norm == "layer",
+        }
+        (out_dir / "preprocessor_config.json").write_text(json.dumps(extractor, indent=2) + "\n")
 
     def build(self, params: SP, seed: int) -> SpeechTransformer:
         checkpoint_path = params.checkpoint
@@ -266,7 +309,7 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
     def load(self, path: Path) -> SpeechTransformer:
         """The model stored at ``path`` (a harness folder, a transformers folder or a fairseq file)."""
         if not path.exists():
-            raise CheckpointError(f"checkpoint {path} does not exist; check the path.")
+            raise CheckpointError(missing_checkpoint(path))
         if own_model_files(path) is not None:
             return load_own_model(path, self.name, self.from_config)  # type: ignore[return-value]
         folder = path if path.is_dir() else path.parent
@@ -329,6 +372,8 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
         config.update(self.fairseq_extra_config())
         config["normalize"] = bool(task_cfg.get("normalize", model_cfg.get("normalize", False)))
         mapped = map_wav2vec2_state(state)
+        if isinstance(state.get("mask_emb"), torch.Tensor):
+            mapped["masked_spec_embed"] = state["mask_emb"]
         head_config, head_state = self.fairseq_pretraining_head(state)
         config.update(head_config)
         mapped.update(head_state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ def load_model(model_dir: Path, plugins: PluginManager) -> UpstreamModel:
     model = plugin.from_config(meta["config"])
     state = load_file(str(model_dir / WEIGHTS))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in model.optional_weights]
     if missing or unexpected:
         raise CheckpointError(
             f"{model_dir / WEIGHTS} does not fit a {meta['family']} model: "
@@ -60,6 +62,36 @@ def load_model(model_dir: Path, plugins: PluginManager) -> UpstreamModel:
         )
     model.eval()
     return model
+
+
+#: the export format every model has: the harness's own model folder (what ``upstream: {checkpoint: DIR}`` loads)
+HARNESS_FORMAT = "harness"
+
+
+def export_formats(family: str, plugins: PluginManager) -> tuple[str, ...]:
+    """The formats a model of ``family`` exports to: its family's own first, then the harness folder."""
+    return (*plugins.get("upstream", family).cls.export_formats, HARNESS_FORMAT)
+
+
+def export_model(model_dir: Path, out_dir: Path, plugins: PluginManager, fmt: str | None = None) -> str:
+    """Write the model saved in ``model_dir`` into ``out_dir`` in ``fmt`` (default: its family's own
+    format, else the harness folder); returns the format written."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    family = read_model_config(model_dir)["family"]
+    formats = export_formats(family, plugins)
+    fmt = fmt or formats[0]
+    if fmt not in formats:
+        raise HarnessError(f"a {family} model exports as {' or '.join(formats)}, not {fmt!r}; "
+                           f"pass --format {formats[0]}.")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise HarnessError(f"{out_dir} already exists and is not empty; choose another --out.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == HARNESS_FORMAT:
+        for name in (WEIGHTS, CONFIG):
+            shutil.copyfile(model_dir / name, out_dir / name)
+    else:
+        plugins.create("upstream", family).export(load_model(model_dir, plugins), fmt, out_dir)
+    return fmt
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

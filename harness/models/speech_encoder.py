@@ -207,8 +207,11 @@ def load_own_model(
 
 
 def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path, family: str) -> None:
-    """Load ``state`` into ``model``: every needed weight present (extra ones ignored), shapes equal."""
+    """Load ``state`` into ``model``: every needed weight present (extra ones ignored, absent
+    ``model.optional_weights`` kept as initialised), shapes equal."""
     needed = model.state_dict()
+    optional = getattr(model, "optional_weights", ())
+    state = {**{k: needed[k] for k in optional if k in needed and k not in state}, **state}
     check_keys(needed, state, where, family)
     for key, ref in needed.items():
         if tuple(state[key].shape) != tuple(ref.shape):

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from harness.core.errors import HarnessError, StopRequested
+from harness.core.interfaces import FinetuneResult
 from harness.core.manifest import PreparedCorpus, write_json, write_jsonl
+from harness.core.outdir import disk_full_message, is_disk_full
 from harness.core.plan import Stage
 from harness.core.registry import PluginManager, default_manager
 from harness.core.seeding import seed_everything
@@ -48,6 +50,7 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
     error: str | None = None
     user_error: bool = False
+    device: str | None = None  # where the stage ran (``ctx.device``), kept for provenance
 
     @property
     def duration(self) -> float:
@@ -105,13 +108,17 @@ def execute_stage(stage: Stage, output: str | Path,
                        user_error=True)
     except Exception as exc:  # recorded in the store with its traceback; the run goes on or stops cleanly
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            return Outcome(stage.key, "failed", started, time.time(), host, messages=ctx.messages,
+                           error=disk_full_message(output), user_error=True)
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
         return Outcome(stage.key, "failed", started, time.time(), host, messages=ctx.messages,
                        error=f"{type(exc).__name__}: {exc}\n{detail}")
     for row in metrics:
         if row.get("items_path"):
             row["items_path"] = f"{stage.key}/{row['items_path']}"
-    outcome = Outcome(stage.key, "done", started, time.time(), host, metrics=metrics, messages=ctx.messages)
+    outcome = Outcome(stage.key, "done", started, time.time(), host, metrics=metrics, messages=ctx.messages,
+                      device=str(ctx.device))
     (tmp / OUTCOME).write_text(json.dumps(asdict(outcome), indent=2, sort_keys=True) + "\n")
     _fsync_dir(tmp)
     os.replace(tmp, final)
@@ -145,6 +152,10 @@ def _params(ctx: StageContext, kind: str, stage: Stage) -> Any:
 def run_prepare(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> list[dict]:
     plugin = ctx.plugins.create("corpus", stage.plugin)
     plugin.prepare(_params(ctx, "corpus", stage), ctx.out_dir, ctx)
+    if stage.params.get("utterance_limit") is not None:  # harness run --limit N
+        from harness.data.subset import limit_prepared
+
+        limit_prepared(ctx.out_dir, int(stage.params["utterance_limit"]))
     return []
 
 
@@ -160,12 +171,15 @@ def run_finetune(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> li
     model = load_model(inputs["model"], ctx.plugins).to(ctx.device)
     corpora = {role.split(":", 1)[1]: PreparedCorpus(path) for role, path in inputs.items()
                if role.startswith("corpus:")}
-    metrics = plugin.finetune(model, corpora, _params(ctx, "finetune", stage), ctx)
+    result = plugin.finetune(model, corpora, _params(ctx, "finetune", stage), ctx)
+    if not isinstance(result, FinetuneResult):
+        result = FinetuneResult(dict(result or {}), {})
     model.eval()
     save_model(model.cpu(), ctx.out_dir)
-    write_json(ctx.out_dir / "finetune_metrics.json", metrics or {})
-    return [{"task": f"finetune.{stage.plugin}", "metric": k, "value": float(v), "direction": "higher",
-             "n_items": None, "items_path": None} for k, v in (metrics or {}).items()]
+    write_json(ctx.out_dir / "finetune_metrics.json", result.metrics)
+    return [{"task": f"finetune.{stage.plugin}", "metric": k, "value": float(v),
+             "direction": result.directions.get(k, "higher"), "n_items": None, "items_path": None}
+            for k, v in result.metrics.items()]
 
 
 def run_merge(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> list[dict]:
@@ -190,6 +204,8 @@ def run_evaluate(stage: Stage, inputs: dict[str, Path], ctx: StageContext) -> li
     if result.items:
         write_jsonl(ctx.out_dir / "items.jsonl", result.items)
         items_path = "items.jsonl"
+    if result.predictions:
+        write_jsonl(ctx.out_dir / "predictions.jsonl", result.predictions)
     write_json(ctx.out_dir / "metrics.json", {"task": stage.plugin, "metrics": result.metrics,
                                               "directions": result.directions, "n_items": result.n_items,
                                               "layer_weights": result.layer_weights, "extra": result.extra})

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import platform
 import shutil
+import sqlite3
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from harness.core.errors import HarnessError
+from harness.core.outdir import OutputLock, disk_full_message, is_disk_full, make_output_dir
 from harness.core.plan import Plan, Stage
+from harness.core.provenance import record_run
 from harness.core.store import MetricRow, StageRow, Store
 from harness.pipeline.execute import Outcome, artifact_dir, read_outcome
 from harness.pipeline.executors.base import Executor
+from harness.pipeline.progress import HEARTBEAT_S, StageProgress
 
 VERSIONED = ("speech-ft-harness", "torch", "transformers", "numpy", "pydantic", "pluggy")
 
@@ -29,6 +34,12 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
+    user_errors: set[str] = field(default_factory=set)  # failed keys whose error the user can fix
+
+    @property
+    def only_user_errors(self) -> bool:
+        """Every failure is the user's to fix (a missing file, a corrupt wav): the CLI exits 2, not 1."""
+        return bool(self.failed) and set(self.failed) <= self.user_errors
 
     @property
     def ok(self) -> bool:
@@ -68,10 +79,13 @@ def finished_keys(plan: Plan, output: Path, store: Store) -> set[str]:
     return done
 
 
-def clean_partial(output: Path) -> None:
-    """Remove temporary folders left by a killed run (mid-stage checkpoints in .work are kept)."""
-    for tmp in Path(output).glob("*.tmp"):
-        shutil.rmtree(tmp, ignore_errors=True)
+def clean_partial(output: Path, keys: Iterable[str]) -> None:
+    """Remove the ``<key>.tmp`` folders a killed run left for the stages in ``keys``; any other ``*.tmp``
+    (a user's own folder) is left alone, and mid-stage checkpoints in .work are kept."""
+    for key in keys:
+        tmp = Path(output) / f"{key}.tmp"
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _record(store: Store, stage: Stage, outcome: Outcome, versions: dict, commit: str | None) -> None:
@@ -86,11 +100,23 @@ def _record(store: Store, stage: Stage, outcome: Outcome, versions: dict, commit
 
 
 def run_plan(plan: Plan, output: Path, executor: Executor, keep_going: bool = False,
-             console: Console | None = None) -> RunSummary:
+             console: Console | None = None, heartbeat_s: float = HEARTBEAT_S) -> RunSummary:
+    """Run the stages of ``plan`` not finished yet; bars on a terminal ``console``, a heartbeat line per
+    running stage every ``heartbeat_s`` seconds otherwise (see :mod:`harness.pipeline.progress`)."""
     console = console or Console(stderr=True)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    clean_partial(output)
+    output = make_output_dir(Path(output))
+    with OutputLock(output):
+        try:
+            return _run_locked(plan, output, executor, keep_going, console, heartbeat_s)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if is_disk_full(exc):
+                raise HarnessError(disk_full_message(output)) from None
+            raise
+
+
+def _run_locked(plan: Plan, output: Path, executor: Executor, keep_going: bool, console: Console,
+                heartbeat_s: float) -> RunSummary:
+    clean_partial(output, plan.stages)
     summary = RunSummary()
     versions = package_versions()
     commit = git_commit(plan.recipe.path)
@@ -99,41 +125,42 @@ def run_plan(plan: Plan, output: Path, executor: Executor, keep_going: bool = Fa
         todo = [s for s in plan.ordered() if s.key not in done]
         summary.cached = sorted(done)
         running: dict[str, Stage] = {}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False, disable=not todo) as progress:
-            overall = progress.add_task("stages", total=len(todo))
-            inner = progress.add_task("", total=None, visible=False)
+        with StageProgress(console, len(todo), heartbeat_s) as progress:
+
+            started: list[str] = []
 
             def on_start(stage: Stage) -> None:
+                if not started:  # provenance of a run that starts work, not of one refused before any stage
+                    record_run(plan, output, versions, commit)
+                started.append(stage.key)
                 running[stage.key] = stage
                 store.record_stage(StageRow(
                     key=stage.key, kind=stage.kind, plugin=stage.plugin, name=stage.title, params=stage.params,
                     inputs=stage.inputs, labels=stage.labels, status="running", started=time.time(), ended=None,
                     duration=None, host=None, git_commit=commit, versions=versions, error=None, messages=[]))
-                progress.update(inner, description=f"  {stage.title}", completed=0, total=None, visible=True)
+                progress.start(stage.key, stage.title)
 
             def on_finish(stage: Stage, outcome: Outcome) -> bool:
                 running.pop(stage.key, None)
                 _record(store, stage, outcome, versions, commit)
-                progress.advance(overall)
+                progress.finish(stage.key)
                 if outcome.status == "done":
                     summary.ran.append(stage.key)
                     took = f"{outcome.duration:.1f} s on {outcome.host}"
-                    progress.console.print(f"[green]done[/] {escape(stage.title)} [dim]{took}[/]", highlight=False)
+                    progress.print(f"[green]done[/] {escape(stage.title)} [dim]{took}[/]")
                     return True
                 first_line = (outcome.error or "").splitlines()[0] if outcome.error else "unknown error"
                 if outcome.status == "stopped":
                     summary.stopped[stage.key] = first_line
                 else:
                     summary.failed[stage.key] = first_line
-                progress.console.print(f"[red]failed:[/] {escape(stage.title)}: {escape(first_line)}", highlight=False)
+                    if outcome.user_error:
+                        summary.user_errors.add(stage.key)
+                progress.print(f"[red]failed:[/] {escape(stage.title)}: {escape(first_line)}")
                 return keep_going and outcome.status != "stopped"
 
             def on_progress(stage: Stage, step: int, total: int, info: dict) -> None:
-                extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-                progress.update(inner, description=f"  {stage.title} {extra}".rstrip(), completed=step,
-                                total=total or None)
+                progress.update(stage.key, step, total, info)
 
             try:
                 executor.execute(todo, done, output, on_start, on_finish, on_progress)

@@ -120,21 +120,28 @@ def layer_weights(panels: dict[str, dict[str, list[float]]]) -> Figure:
 
 
 def task_bars(panels: Sequence[BarPanel]) -> Figure:
-    """One horizontal bar chart per metric with interval whiskers; * marks p < 0.05 (green: better)."""
+    """One horizontal bar chart per metric with interval whiskers; * marks p < 0.05 (green: better).
+
+    Every panel puts a model on the same row, so the model names are written once, left of each row of
+    panels, and the others show only bars.
+    """
     n = max(1, len(panels))
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    n_models = max((len(p.labels) for p in panels), default=1)
-    label_len = max((len(lb) for p in panels for lb in p.labels), default=10)
+    labels = list(dict.fromkeys(lb for p in panels for lb in p.labels)) or [""]
+    position = {lb: len(labels) - 1 - k for k, lb in enumerate(labels)}  # first model on top
+    label_len = max(len(lb) for lb in labels)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(cols * (2.6 + 0.055 * label_len), rows * (0.9 + 0.28 * n_models))
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for ax, panel in zip(axes.flat, panels, strict=False):
-            ys = list(range(len(panel.labels)))[::-1]
+        fig = _figure(cols * 2.6 + 0.06 * label_len, rows * (0.9 + 0.28 * len(labels)))
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+        for k, (ax, panel) in enumerate(zip(axes.flat, panels, strict=False)):
+            ys = [position[lb] for lb in panel.labels]
             colors = [BASELINE_COLOR if b else PALETTE[0] for b in panel.baseline]
             ax.barh(ys, panel.values, color=colors, height=0.65,
                     xerr=_yerr(panel.values, panel.low, panel.high), error_kw={"capsize": 2, "lw": 1})
-            ax.set_yticks(ys, panel.labels)
+            ax.set_yticks(list(position.values()), list(position))
+            ax.tick_params(axis="y", labelleft=k % cols == 0)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
             arrow = "↓" if panel.direction == "lower" else "↑"
             ax.set_title(f"{panel.title} {arrow}")
             ax.grid(axis="y", visible=False)

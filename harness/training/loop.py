@@ -11,6 +11,9 @@ RNG states (torch, CUDA, numpy, random), the best-so-far weights and counters. T
 pure function of the step. On CPU a resumed run ends with exactly the weights of an uninterrupted
 one. Dev evaluation runs under a saved-and-restored RNG state, so it never shifts training numbers.
 
+Each run's curve (loss and learning rate per step, dev metrics per evaluation) is saved as JSON lines
+in ``curves/<name>.jsonl`` of the stage folder (:class:`_Curve`).
+
 The checkpoint file is the stage's (``ctx.save_checkpoint``); ``fit`` keeps its entries under the
 key ``"fit"`` (one per call: ``name``, then ``name#1``, ``name#2``... for repeated names) and preserves
 the other top-level keys; plugins store their own state there with :func:`update_checkpoint`. A
@@ -21,8 +24,11 @@ killed in a later run skips the finished ones.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("harness.training.loop")
 
 SCHEDULES = ("constant", "linear", "speech_ft", "cosine")
+#: the stage-folder subfolder of the training curves (``<run name>.jsonl``)
+CURVES = "curves"
 CHECKPOINT_FORMAT = 1
 
 
@@ -184,6 +192,47 @@ class _NonFinite(Exception):
 # --------------------------------------------------------------------------- the loop
 
 
+class _Curve:
+    """A training run's curve as JSON lines: ``{"step", "loss", "lr"}`` per optimizer step (``loss`` null
+    for a skipped step) and ``{"step", "dev": {metric: value}}`` per dev evaluation. Written in the
+    stage's work folder, so that it survives a kill (a resumed run drops what followed its checkpoint),
+    and copied to ``curves/<run name>.jsonl`` in the stage folder when the run ends."""
+
+    def __init__(self, ctx: StageContext | None, name: str):
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        self.path = ctx.work_dir / f"curve-{safe}.jsonl" if ctx is not None else None
+        self.final = ctx.out_dir / CURVES / f"{safe}.jsonl" if ctx is not None else None
+
+    def keep_until(self, step: int) -> None:
+        """Drop what was written after ``step`` (0: everything)."""
+        if self.path is None or not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def add(self, **record: Any) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_finite(record)) + "\n")
+
+    def publish(self) -> None:
+        if self.path is not None and self.final is not None and self.path.is_file():
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.path, self.final)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
 class _Trainer:
     def __init__(
         self, model, loss_fn, sampler, collate, cfg, ctx, evaluate, primary, before_step, thermal, name
@@ -214,6 +263,7 @@ class _Trainer:
         self._other_entries: dict[str, Any] = {}
         self._other_keys: dict[str, Any] = {}
         self._last_ckpt_time = time.monotonic()
+        self.curve = _Curve(ctx, name)
 
     # ------------------------------------------------------------ messages and checkpoints
 
@@ -281,14 +331,17 @@ class _Trainer:
         entry = entries.pop(self.name, None)
         self._other_keys, self._other_entries = state, entries
         if entry is None:
+            self.curve.keep_until(0)
             return None
         if entry.get("format") != CHECKPOINT_FORMAT or entry.get("config") != repr(self.cfg):
             self.say(f"ignoring the checkpoint of {self.name!r}: it was written with other settings")
+            self.curve.keep_until(0)
             return None
         self.model.load_state_dict(entry["model"])
         if entry["finished"]:
             r = entry["result"]
             self.say(f"training run {self.name!r} had already finished; reusing its weights")
+            self.curve.publish()
             return FitResult(**r)
         self.optimizer.load_state_dict(entry["optimizer"])
         if self.scaler is not None and entry["scaler"] is not None:
@@ -303,6 +356,7 @@ class _Trainer:
         self.bad_in_row = entry["bad_in_row"]
         self.split = entry["split"]
         self.history = entry["history"]
+        self.curve.keep_until(self.step)
         self.say(f"resumed training run {self.name!r} at step {self.step} of {self.cfg.steps}")
         return None
 
@@ -320,6 +374,7 @@ class _Trainer:
             finally:
                 self.model.train(was_training)
         self.history.append({"step": float(self.step), **metrics})
+        self.curve.add(step=self.step, dev=metrics)
         if self.primary is None:
             better = True
         else:
@@ -448,6 +503,7 @@ class _Trainer:
                 self.before_step(self.step)
             loss = self.train_step(batches)
             self.step += 1
+            self.curve.add(step=self.step, loss=loss, lr=self.optimizer.param_groups[0]["lr"])
             window_steps += 1
             if loss is not None:
                 window_loss, window_n = window_loss + loss, window_n + 1
@@ -483,6 +539,7 @@ class _Trainer:
         )
         self.best_state = None
         self.save_finished(result)
+        self.curve.publish()
         return result
 
 

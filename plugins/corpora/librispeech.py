@@ -65,15 +65,24 @@ def read_subset(root: Path, subset: str) -> list[dict]:
             f"{NAME}: expected transcripts like {folder}/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt "
             f"but found none; point root at the LibriSpeech folder."
         )
+    as_wav = []
     for trans in transcripts:
         for line in trans.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
             utt, _, words = line.partition(" ")
-            audio_path = require(trans.parent / f"{utt}.flac", NAME, f"the audio of {utt}")
+            flac, wav = trans.parent / f"{utt}.flac", trans.parent / f"{utt}.wav"
+            if not flac.exists() and wav.is_file():
+                as_wav.append(wav)
+                audio_path = wav
+            else:
+                audio_path = require(flac, NAME, f"the audio of {utt}")
             rows.append(
                 {"id": utt, "path": str(audio_path), "speaker": utt.split("-")[0], "text": words.strip().lower()}
             )
+    if as_wav:
+        log.warning("%s: %d utterances of %s are .wav files where the distribution has .flac (e.g. %s); "
+                    "reading the .wav files.", NAME, len(as_wav), subset, as_wav[0])
     return rows
 
 

@@ -88,10 +88,12 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
         cache = feature_cache_for(upstream, ctx, settings)
         upstream.eval()
 
+        notes: dict[str, str] = {}  # item file role -> its left-out note, said once per stage
+
         def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
             items = _items(corpus, files[role], params.files_cap())
             feats = _features(upstream, corpus, items, cache)
-            return {
+            scores = {
                 layer: abx(
                     {uid: states[layer] for uid, states in feats.items()},
                     items,
@@ -103,6 +105,10 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
                 )
                 for layer in layers
             }
+            note = scores[layers[0]][0].left_out_note
+            if note:
+                notes[role] = f"{role}: {note}"
+            return scores
 
         extra: dict[str, Any] = {"frame_shift": upstream.frame_shift}
         if params.layer == "all":
@@ -123,6 +129,8 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
             layer = params.layer % n_layers
             chosen = score("test", [layer])[layer]
             extra["best_layer"] = {s.name: layer for s in chosen}
+        if notes:
+            ctx.log(f"ABX {'; '.join(notes.values())}")
         metrics = {s.name: 100 * s.score for s in chosen}
         pairs: dict[str, dict[str, list[float]]] = {}
         for s in chosen:

@@ -19,11 +19,14 @@ from __future__ import annotations
 from harness import hookimpl
 from harness.api import (
     CorpusError,
+    EvalResult,
     PreparedCorpus,
     ProbedDownstream,
     ProbeParams,
     ProbeSettings,
+    StageContext,
     Task,
+    UpstreamModel,
     UtteranceTask,
     task_splits,
 )
@@ -59,6 +62,31 @@ class SpeakerIdentification(ProbedDownstream[SIDParams]):
         if not speakers:
             raise CorpusError(f"corpus {corpus.name!r} has no speakers to identify.")
         return SpeakerTask(list(speakers), params.projector_dim)
+
+    def evaluate(self, upstream: UpstreamModel, corpus: PreparedCorpus, params: SIDParams,
+                 ctx: StageContext) -> EvalResult:
+        note = unseen_speakers(corpus)
+        if note is not None:
+            ctx.log(note)
+        result = super().evaluate(upstream, corpus, params, ctx)
+        if note is not None:
+            result.extra["unseen_test_speakers"] = note
+        return result
+
+
+def unseen_speakers(corpus: PreparedCorpus) -> str | None:
+    """One sentence when test speakers have no training utterance (a classifier cannot name them)."""
+    splits = task_splits(corpus, "sid")
+    train = {str(r["speaker"]) for r in splits["train"]}
+    test = [str(r["speaker"]) for r in splits["test"]]
+    unseen = sorted({s for s in test if s not in train})
+    if not unseen:
+        return None
+    n_utts = sum(s in unseen for s in test)
+    shown = ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+    return (f"sid: {len(unseen)} of {len(set(test))} test speakers of {corpus.name!r} have no training utterance "
+            f"({shown}), so their {n_utts} test utterances count as errors; split by utterance, not by speaker "
+            "(as VoxCeleb1's iden_split does), to measure identification.")
 
 
 @hookimpl

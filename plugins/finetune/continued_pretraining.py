@@ -34,6 +34,7 @@ from harness import hookimpl
 from harness.api import (
     DynamicBatchSampler,
     FinetunePlugin,
+    FinetuneResult,
     KMeans,
     PreparedCorpus,
     StableFineTuning,
@@ -181,7 +182,7 @@ class ContinuedPretraining(FinetunePlugin[ContinuedPretrainingParams]):
         corpora: dict[str, PreparedCorpus],
         params: ContinuedPretrainingParams,
         ctx: StageContext,
-    ) -> dict[str, float]:
+    ) -> FinetuneResult:
         corpus = pick_corpus(corpora, params.corpus, "continued pre-training")
         device = ctx.device
         rows = [r for split in params.splits for r in corpus.utterances(split)]
@@ -254,7 +255,7 @@ class ContinuedPretraining(FinetunePlugin[ContinuedPretrainingParams]):
             evaluate, ("masked_acc", "higher"), stable.before_step,
         )  # fmt: skip
         ctx.log(f"continued pre-training: best dev {result.best_metrics} at step {result.best_step}")
-        return result.best_metrics
+        return FinetuneResult(result.best_metrics, {"masked_acc": "higher", "masked_loss": "lower"})
 
 
 @hookimpl

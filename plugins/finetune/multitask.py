@@ -22,6 +22,7 @@ from harness import hookimpl
 from harness.api import (
     DynamicBatchSampler,
     FinetunePlugin,
+    FinetuneResult,
     MixedBatchSampler,
     PluginParams,
     PreparedCorpus,
@@ -71,7 +72,7 @@ class Multitask(FinetunePlugin[MultitaskParams]):
 
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: MultitaskParams, ctx: StageContext
-    ) -> dict[str, float]:
+    ) -> FinetuneResult:
         names = [spec.task for spec in params.tasks]
         if len(set(names)) != len(names):
             raise StageError(f"multitask lists a task twice ({', '.join(names)}); list each task once.")
@@ -134,7 +135,8 @@ class Multitask(FinetunePlugin[MultitaskParams]):
         ctx.log(
             f"multitask fine-tuning on {', '.join(names)}: best dev {result.best_metrics} at step {result.best_step}"
         )
-        return result.best_metrics
+        directions = {f"{names[k]}.{m}": d for k, task in enumerate(tasks) for m, d in task.metrics.items()}
+        return FinetuneResult(result.best_metrics, directions)
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from harness.api import (
     CorpusError,
     Direction,
     FinetunePlugin,
+    FinetuneResult,
     PreparedCorpus,
     StableFTParams,
     StageContext,
@@ -116,13 +117,13 @@ class Nonspeech(FinetunePlugin[NonspeechParams]):
 
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: NonspeechParams, ctx: StageContext
-    ) -> dict[str, float]:
+    ) -> FinetuneResult:
         corpus = pick_corpus(corpora, params.corpus, "non-speech fine-tuning")
         corpus.require(TaggingTask.label_fields, "non-speech audio tagging")
         task = TaggingTask(corpus.vocab.get("tags", []))
         result = finetune_on_task(upstream, task, corpus, task.name, params, ctx, ("map", "higher"))
         ctx.log(f"non-speech tagging: best dev mAP {result.best_metrics.get('map', float('nan')):.2f}")
-        return result.best_metrics
+        return FinetuneResult(result.best_metrics, dict(task.metrics))
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.api import (
     FinetunePlugin,
+    FinetuneResult,
     PreparedCorpus,
     StableFTParams,
     StageContext,
@@ -38,13 +39,13 @@ class Supervised(FinetunePlugin[SupervisedParams]):
 
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: SupervisedParams, ctx: StageContext
-    ) -> dict[str, float]:
+    ) -> FinetuneResult:
         corpus = pick_corpus(corpora, params.corpus, f"supervised fine-tuning on {params.task}")
         task = resolve_task(upstream, corpus, params.task, params.task_params, ctx)
         result = finetune_on_task(upstream, task, corpus, params.task, params, ctx,
                                   (task.primary_metric, task.metrics[task.primary_metric]))
         ctx.log(f"fine-tuned on {params.task}: best dev {result.best_metrics} at step {result.best_step}")
-        return result.best_metrics
+        return FinetuneResult(result.best_metrics, dict(task.metrics))
 
 
 @hookimpl

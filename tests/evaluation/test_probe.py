@@ -185,3 +185,32 @@ def test_er_settings_carry_its_folds():
     plugin = EmotionRecognition()
     settings = plugin.settings(validate_params(plugin.Params, {"max_folds": 3, "dev_ratio": 0.25, "steps": 7}, "er"))
     assert (settings.max_folds, settings.dev_ratio, settings.steps, settings.lr) == (3, 0.25, 7, 5e-3)
+
+
+def test_every_probed_downstream_keeps_its_predictions(evaluated, tiny):
+    """What each model predicted per test item: the reference and the hypothesis, from which the metric
+    is recomputed independently (accuracy by comparison, PER and WER by edit distance)."""
+    import editdistance
+
+    results, _, _ = evaluated
+    test = {r["id"]: r for r in tiny.utterances("test")}
+    for name in ("pr", "sf", "asr", "sid"):
+        res = results[name]
+        assert [p["id"] for p in res.predictions] == [i["id"] for i in res.items], name
+    sid = results["sid"].predictions
+    assert [p["ref"] for p in sid] == [test[p["id"]]["speaker"] for p in sid]
+    acc = 100.0 * sum(p["ref"] == p["hyp"] for p in sid) / len(sid)
+    assert acc == pytest.approx(results["sid"].metrics["acc"])
+    pr = results["pr"].predictions
+    per = 100.0 * sum(editdistance.eval(p["ref"], p["hyp"]) for p in pr) / sum(len(p["ref"]) for p in pr)
+    assert per == pytest.approx(results["pr"].metrics["per"])
+    asr = results["asr"].predictions
+    assert [p["ref"] for p in asr] == [test[p["id"]]["text"] for p in asr]
+    wer = sum(editdistance.eval(p["ref"].split(), p["hyp"].split()) for p in asr) / sum(
+        len(p["ref"].split()) for p in asr)
+    assert 100.0 * wer == pytest.approx(results["asr"].metrics["wer"])
+    er = results["er"]
+    assert [(p["id"], p["fold"]) for p in er.predictions] == [(i["id"], i["fold"]) for i in er.items]
+    for fold in er.extra["folds"]:
+        mine = [p for p in er.predictions if p["fold"] == fold["fold"]]
+        assert 100.0 * sum(p["ref"] == p["hyp"] for p in mine) / len(mine) == pytest.approx(fold["acc"])

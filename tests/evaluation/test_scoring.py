@@ -75,6 +75,7 @@ def test_score_command(capsys):
     assert round(out["score"], 2) == 870.20
     assert set(out["tasks"]) == {"pr", "sid", "er", "sf"}
     assert main(["score", *args]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].split() == ["score", "870.20"]
+    # the paper's four tasks of the ten in the table
+    assert capsys.readouterr().out.strip().splitlines()[-1].split() == ["score", "870.20", "(4", "of", "10", "tasks)"]
     assert main(["score", "pr.per=abc"]) == 2
     assert "'abc' is not a number" in capsys.readouterr().err

@@ -76,7 +76,7 @@ class SpyFinetune(toy_plugins.ToyFinetune):
 
     name = "spy_ft"
 
-    def finetune(self, upstream, corpora, params, ctx) -> dict[str, float]:
+    def finetune(self, upstream, corpora, params, ctx):
         SEEN["finetune"] = (ctx.device, _devices(upstream))
         with DeviceMixDetector():
             metrics = super().finetune(upstream, corpora, params, ctx)

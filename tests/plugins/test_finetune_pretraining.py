@@ -45,8 +45,10 @@ def test_pretraining_from_scratch_with_mfcc_targets_and_with_layer_kmeans(corpus
         targets="mfcc", beta=0.0, steps=6, lr=0.01, batch_seconds=3.0, n_clusters=8, mask_prob=0.5, mask_length=3
     )
     ctx = make_ctx(tmp_path / "mfcc", manager)
-    metrics = ContinuedPretraining().finetune(upstream, {"toy": corpus}, params, ctx)
+    result = ContinuedPretraining().finetune(upstream, {"toy": corpus}, params, ctx)
+    metrics = result.metrics
     assert set(metrics) == {"masked_acc", "masked_loss"} and 0 <= metrics["masked_acc"] <= 100
+    assert result.directions == {"masked_acc": "higher", "masked_loss": "lower"}
     assert not torch.equal(upstream.proj.weight, before)
     assert any(m.startswith("mfcc targets: 8 units") for m in ctx.messages)
     # a rerun in the same work folder (as after a kill) reuses the targets and the finished run

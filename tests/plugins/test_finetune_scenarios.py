@@ -38,10 +38,11 @@ def test_nonspeech_tagging_trains_and_reports_map(corpus, tmp_path):
     upstream = TinyUpstream()
     cnn = upstream.cnn.weight.clone()
     params = NonspeechParams(steps=8, lr=0.01, batch_seconds=3.0)
-    metrics = Nonspeech().finetune(
+    result = Nonspeech().finetune(
         upstream, {"toy": corpus}, params, make_ctx(tmp_path, PluginManager(entry_points=False))
     )
-    assert set(metrics) == {"map"} and 0 < metrics["map"] <= 100
+    metrics = result.metrics
+    assert set(metrics) == {"map"} and 0 < metrics["map"] <= 100 and result.directions == {"map": "higher"}
     assert torch.equal(upstream.cnn.weight, cnn)
 
 
@@ -70,8 +71,9 @@ def test_multitask_trains_one_head_per_task(corpus, tmp_path):
         steps=8, lr=0.01, batch_seconds=4.0, select_on="spk",
     )  # fmt: skip
     ctx = make_ctx(tmp_path, manager)
-    metrics = Multitask().finetune(upstream, {"toy": corpus}, params, ctx)
-    assert set(metrics) == {"pc.acc", "spk.acc"}
+    result = Multitask().finetune(upstream, {"toy": corpus}, params, ctx)
+    assert set(result.metrics) == {"pc.acc", "spk.acc"}
+    assert result.directions == {"pc.acc": "higher", "spk.acc": "higher"}
     assert not torch.equal(upstream.proj.weight, proj)
     with pytest.raises(Exception, match="select_on 'sid' is not among its tasks"):
         Multitask().finetune(upstream, {"toy": corpus}, params.model_copy(update={"select_on": "sid"}), ctx)

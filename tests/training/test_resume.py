@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -39,6 +40,10 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path):
     assert resumed.keys() == full.keys()
     for k in resumed:
         assert torch.equal(resumed[k], full[k]), k
+    # the training curve too: what the killed run wrote after its last checkpoint is not repeated
+    curve = (tmp_path / "work" / "out" / "curves" / "train.jsonl").read_text()
+    assert curve == (tmp_path / "full" / "out" / "curves" / "train.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in curve.splitlines()].count(16) == 1
 
 
 def test_seeding_is_reproducible_and_rng_preserved_puts_every_generator_back():

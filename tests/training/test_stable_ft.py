@@ -143,15 +143,17 @@ def test_supervised_plugin_on_a_downstream_task_and_on_pc(corpus, tmp_path):
     theta0 = {k: v.clone() for k, v in upstream.state_dict().items()}
     params = SupervisedParams(task="spk", corpus="toy", steps=12, lr=0.01, batch_seconds=3.0, eval_every=6)
     ctx = make_ctx(tmp_path / "spk", manager)
-    metrics = Supervised().finetune(upstream, {"toy": corpus}, params, ctx)
+    result = Supervised().finetune(upstream, {"toy": corpus}, params, ctx)
+    metrics = result.metrics
     assert set(metrics) == {"acc"} and 0 <= metrics["acc"] <= 100
+    assert result.directions == {"acc": "higher"}  # the task's own directions
     assert torch.equal(upstream.cnn.weight, theta0["cnn.weight"])
     assert not torch.equal(upstream.proj.weight, theta0["proj.weight"])
     assert any(m.startswith("fine-tuned on spk: best dev") for m in ctx.messages)
 
     pc = SupervisedParams(task="pc", steps=30, lr=0.05, batch_seconds=3.0, beta=0.5)
     torch.manual_seed(0)
-    metrics = Supervised().finetune(TinyUpstream(), {"toy": corpus}, pc, make_ctx(tmp_path / "pc", manager))
+    metrics = Supervised().finetune(TinyUpstream(), {"toy": corpus}, pc, make_ctx(tmp_path / "pc", manager)).metrics
     assert metrics["acc"] > 75.0, metrics  # tone vs noise frames are easy (chance: about 50)
 
     with pytest.raises(StageError, match=r"no task named 'sid': name a task or downstream plugin \(pc, spk\)\."):

@@ -33,7 +33,11 @@ def read_item_file(path: Path) -> list[Item]:
     if not path.is_file():
         raise HarnessError(f"item file {path} does not exist; give the .item file of the ABX set.")
     items = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"item file {path} is not UTF-8 text (byte {exc.start}); give the libri-light .item "
+                           "text file of the ABX set.") from None
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue

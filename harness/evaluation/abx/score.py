@@ -76,7 +76,8 @@ def _build_tokens(
         total += end - start
         kept.append(it)
     if len(kept) < len(items):
-        log.info("ABX: %d of %d items have no frame and are left out", len(items) - len(kept), len(items))
+        # said once by the caller (a stage scores the same items for every layer): see ABXScore.left_out
+        log.debug("ABX: %d of %d items have no frame and are left out", len(items) - len(kept), len(items))
     if not kept:
         raise HarnessError("no item of the item file covers a frame; check --frame-shift and the features.")
     phone, phones = _index([it.phone for it in kept])
@@ -253,6 +254,13 @@ class ABXScore:
     score: float
     pairs: list[tuple[str, str, float]] = field(default_factory=list)
     n_cells: int = 0
+    n_items: int = 0  # items of the item file
+    left_out: int = 0  # of them, those that cover no frame
+
+    @property
+    def left_out_note(self) -> str | None:
+        """``3 of 897 items have no frame and are left out``, or None when every item counted."""
+        return f"{self.left_out} of {self.n_items} items have no frame and are left out" if self.left_out else None
 
     @property
     def name(self) -> str:
@@ -361,4 +369,7 @@ def abx(
         pair_context = "any" if "any" in context else "within"
         blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
         table = _PairTable(tokens, blocks, distance, librilight_compat, budget)
-        return [_condition(tokens, table, s, c) for s, c in conditions]
+        scores = [_condition(tokens, table, s, c) for s, c in conditions]
+    for result in scores:
+        result.n_items, result.left_out = len(items), len(items) - len(tokens.start)
+    return scores

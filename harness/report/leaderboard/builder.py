@@ -36,6 +36,7 @@ from harness.core.errors import HarnessError, PluginError
 from harness.core.registry import PluginManager, default_manager
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, MetricRow, StageRow, Store
+from harness.evaluation import scoring
 from harness.report import stats
 from harness.report.leaderboard import superb
 from harness.report.leaderboard.model import (
@@ -70,6 +71,42 @@ def _row_key(labels: dict[str, Any]) -> tuple:
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def row_key(labels: dict[str, Any]) -> tuple:
+    """The identity of a leaderboard row (a model over its seeds) from a stage's labels."""
+    return _row_key(labels)
+
+
+def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
+    """The leaderboard's rows (no cells yet) of the models that ``stages`` (evaluate and score stages) measured,
+    in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
+    rows: dict[tuple, Row] = {}
+    ft_order: dict[str, int] = {}
+    up_order: dict[str, int] = {}
+    for stage in stages:
+        labels = stage.labels
+        key = _row_key(labels)
+        up_order.setdefault(key[0], len(up_order))
+        ft_order.setdefault(key[1], len(ft_order))
+        if key not in rows:
+            alpha = labels.get("alpha")
+            rows[key] = Row(upstream=key[0], model=key[4] or key[1], finetune=key[1], merge=key[2],
+                            merge_params=labels.get("merge_params"),
+                            alpha=float(alpha) if alpha is not None else None, seeds=[],
+                            baseline=key[1] == BASELINE_FINETUNE)
+        seed = int(labels.get("seed", 0))
+        if seed not in rows[key].seeds:
+            rows[key].seeds.append(seed)
+    for row in rows.values():
+        row.seeds.sort()
+
+    def order(item: tuple[tuple, Row]) -> tuple:
+        key, row = item
+        alpha = row.alpha if row.alpha is not None else 2.0
+        return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
+
+    return dict(sorted(rows.items(), key=order))
 
 
 FOLD_SEP = "#fold="
@@ -196,6 +233,8 @@ class _Builder:
             for col in columns:
                 if (key, col.key) in self.data:
                     row.cells[col.key] = self.cell(self.data[(key, col.key)])
+                    if col.key == SUPERB:
+                        row.cells[col.key].covers = self.score_coverage(key)
         baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
         pairs = {k: baselines[r.upstream] for k, r in ordered.items() if not r.baseline and r.upstream in baselines}
         for col in columns:
@@ -210,33 +249,7 @@ class _Builder:
         return Leaderboard(str(self.output), columns, list(ordered.values()), self.settings, reference, self.notes)
 
     def rows(self) -> dict[tuple, Row]:
-        """Every model, in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
-        rows: dict[tuple, Row] = {}
-        ft_order: dict[str, int] = {}
-        up_order: dict[str, int] = {}
-        for stage in [*self.evals, *self.scores]:
-            labels = stage.labels
-            key = _row_key(labels)
-            up_order.setdefault(key[0], len(up_order))
-            ft_order.setdefault(key[1], len(ft_order))
-            if key not in rows:
-                alpha = labels.get("alpha")
-                rows[key] = Row(upstream=key[0], model=key[4] or key[1], finetune=key[1], merge=key[2],
-                                merge_params=labels.get("merge_params"),
-                                alpha=float(alpha) if alpha is not None else None, seeds=[],
-                                baseline=key[1] == BASELINE_FINETUNE)
-            seed = int(labels.get("seed", 0))
-            if seed not in rows[key].seeds:
-                rows[key].seeds.append(seed)
-        for row in rows.values():
-            row.seeds.sort()
-
-        def order(item: tuple[tuple, Row]) -> tuple:
-            key, row = item
-            alpha = row.alpha if row.alpha is not None else 2.0
-            return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
-
-        return dict(sorted(rows.items(), key=order))
+        return model_rows([*self.evals, *self.scores])
 
     def columns(self) -> list[Column]:
         found: dict[str, Column] = {}
@@ -350,6 +363,14 @@ class _Builder:
                           f"({recomputed:.4g}) differs from the stored one; its interval uses seeds only.")
                 group = None
         return _Data(per_seed, None, group, self.superb_combine if group is not None else None)
+
+    def score_coverage(self, key: tuple) -> tuple[int, int] | None:
+        """(tasks scored, tasks of the reference) when a model's SUPERB score is partial, else None."""
+        for stage in self.score_index.get(key, {}).values():
+            data = self.stage_json(stage.key, "score.json") or {}
+            if isinstance(data.get("tasks"), dict) and isinstance(data.get("table"), dict):
+                return scoring.coverage(data["tasks"], data["table"])
+        return None
 
     def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.ItemStats] | None:
         """Every metric behind a model's scores as ItemStats over seeds (None, with a note, if unusable)."""

@@ -7,6 +7,7 @@ import io
 import json
 import math
 
+from harness.evaluation.scoring import coverage_text
 from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard
 from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
@@ -20,7 +21,7 @@ def fmt_cell(cell: Cell | None) -> str:
         text += f" [{fmt(cell.low)}, {fmt(cell.high)}]"
     if cell.vs_baseline is not None and cell.vs_baseline.significant:
         text += " *"
-    return text
+    return text + coverage_text(cell.covers)
 
 
 def fmt_delta(cmp: Comparison | None) -> str:

@@ -15,7 +15,9 @@ from string import Template
 
 from matplotlib.figure import Figure
 
+from harness.evaluation.scoring import coverage_text
 from harness.report import plots
+from harness.report.curves import curves_html
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
@@ -26,6 +28,27 @@ class Plot:
     title: str
     caption: str
     figure: Figure
+
+
+#: words shortened in headers and panel titles (the full name is on hover)
+_SHORT_WORDS = {"speaker": "spk", "context": "ctx"}
+
+
+def short_label(col: Column) -> str:
+    """A header that fits a narrow column: ``ABX within-spk any-ctx`` for ``ABX within speaker any context``."""
+    words = col.label.split()
+    out: list[str] = []
+    for word in words:
+        if word in _SHORT_WORDS and out:
+            out[-1] = f"{out[-1]}-{_SHORT_WORDS[word]}"
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+def _columns(lb: Leaderboard) -> list[Column]:
+    """The columns in page order: the SUPERB score, the headline, first."""
+    return sorted(lb.columns, key=lambda c: c.key != SUPERB)
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -72,7 +95,7 @@ def bar_panels(lb: Leaderboard) -> list[plots.BarPanel]:
             continue
         cells = [r.cells[col.key] for r in rows]
         panels.append(plots.BarPanel(
-            title=col.label, direction=col.direction, labels=[lb.row_label(r) for r in rows],
+            title=short_label(col), direction=col.direction, labels=[lb.row_label(r) for r in rows],
             values=[c.mean for c in cells], low=[c.low for c in cells], high=[c.high for c in cells],
             baseline=[r.baseline for r in rows],
             significant=[bool(c.vs_baseline and c.vs_baseline.significant) for c in cells],
@@ -81,15 +104,18 @@ def bar_panels(lb: Leaderboard) -> list[plots.BarPanel]:
 
 
 def weight_panels(lb: Leaderboard) -> dict[str, dict[str, list[float]]]:
+    """Per downstream, each model's layer weights; upstreams with one hidden state (FBank: a single weight
+    of 1) are left out, their flat point would only squash the others' curves."""
     panels: dict[str, dict[str, list[float]]] = {}
     for r in lb.rows:
         for downstream, weights in r.layer_weights.items():
-            panels.setdefault(downstream, {})[lb.row_label(r)] = weights
+            if len(weights) > 1:
+                panels.setdefault(downstream, {})[lb.row_label(r)] = weights
     return panels
 
 
 def figures(lb: Leaderboard) -> list[Plot]:
-    """Every plot the data supports, in page order."""
+    """Every plot the data supports, in page order: SUPERB against α, the page's headline picture, first."""
     level = f"{round(lb.settings.level * 100)} %"
     out = []
     series = alpha_series(lb)
@@ -123,10 +149,12 @@ def _num_attr(value: float | None) -> str:
 
 
 def _best(lb: Leaderboard, col: Column) -> float | None:
+    """The column's best value when exactly one row has it; None for a tie (nothing is bolded)."""
     values = [r.cells[col.key].mean for r in lb.rows if col.key in r.cells and math.isfinite(r.cells[col.key].mean)]
     if len(values) < 2:
         return None
-    return min(values) if col.direction == "lower" else max(values)
+    best = min(values) if col.direction == "lower" else max(values)
+    return best if sum(math.isclose(v, best, abs_tol=1e-12) for v in values) == 1 else None
 
 
 def _cmp_text(cmp: Comparison) -> str:
@@ -159,7 +187,7 @@ def _value_td(cell: Cell | None, best: float | None) -> str:
     if cell.low is not None and cell.high is not None:
         ci = f'<span class="ci">{fmt(cell.low)} – {fmt(cell.high)}</span>'
     return (f'<td data-v="{_num_attr(cell.mean)}"{classes} title="{_e(chr(10).join(tip))}">'
-            f'<span class="v">{fmt(cell.mean)}</span>{mark}{ci}</td>')
+            f'<span class="v">{fmt(cell.mean)}</span>{mark}{ci}{_e(coverage_text(cell.covers))}</td>')
 
 
 def _delta_td(cmp: Comparison | None) -> str:
@@ -186,6 +214,12 @@ def _th(key: str, label: str, text: bool = False, tip: str = "") -> str:
     return f'<th data-key="{_e(key)}"{cls}{title} aria-sort="none">{_e(label)}</th>'
 
 
+def _metric_th(col: Column, suffix: str = "") -> str:
+    """A metric's header: its short name, the full one and its direction on hover."""
+    label = f"{short_label(col)}{suffix}\u00a0{col.arrow}"
+    return _th(col.key, label, tip=f"{col.label}{suffix} ({col.key}; {col.direction} is better)")
+
+
 def _row_attrs(lb: Leaderboard, row: Row, index: int) -> str:
     classes = []
     if row.baseline:
@@ -202,14 +236,17 @@ def _label_tds(row: Row) -> str:
 
 
 def results_table(lb: Leaderboard) -> str:
-    head = _th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("seeds", "Seeds")
-    for c in lb.columns:
-        head += _th(c.key, f"{c.label}\u00a0{c.arrow}", tip=f"{c.key} ({c.direction} is better)")
-    best = {c.key: _best(lb, c) for c in lb.columns}
+    columns = _columns(lb)
+    lead = [c for c in columns if c.key == SUPERB]  # next to the model name: the headline needs no scrolling
+    rest = [c for c in columns if c.key != SUPERB]
+    head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
+    head += "".join(_metric_th(c) for c in lead) + _th("seeds", "Seeds") + "".join(_metric_th(c) for c in rest)
+    best = {c.key: _best(lb, c) for c in columns}
     body = []
     for k, r in enumerate(lb.rows):
-        tds = _label_tds(r) + f'<td data-v="{len(r.seeds)}">{len(r.seeds)}</td>'
-        tds += "".join(_value_td(r.cells.get(c.key), best[c.key]) for c in lb.columns)
+        tds = _label_tds(r) + "".join(_value_td(r.cells.get(c.key), best[c.key]) for c in lead)
+        tds += f'<td data-v="{len(r.seeds)}">{len(r.seeds)}</td>'
+        tds += "".join(_value_td(r.cells.get(c.key), best[c.key]) for c in rest)
         body.append(f"<tr{_row_attrs(lb, r, k)}>{tds}</tr>")
     return _table("results", head, body)
 
@@ -219,11 +256,12 @@ def compare_table(lb: Leaderboard) -> str | None:
     if not rows:
         return None
     head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
-    head += "".join(_th(c.key, f"{c.label}\u00a0Δ\u00a0{c.arrow}") for c in lb.columns)
+    columns = _columns(lb)
+    head += "".join(_metric_th(c, "\u00a0Δ") for c in columns)
     body = []
     for r in rows:
         tds = _label_tds(r) + "".join(
-            _delta_td(r.cells[c.key].vs_baseline if c.key in r.cells else None) for c in lb.columns)
+            _delta_td(r.cells[c.key].vs_baseline if c.key in r.cells else None) for c in columns)
         body.append(f"<tr>{tds}</tr>")
     return _table("compare", head, body)
 
@@ -241,7 +279,7 @@ def abx_table(lb: Leaderboard) -> str | None:
         spread, cell = r.abx[c.key], r.cells[c.key]
         p = cell.vs_baseline.p_items if cell.vs_baseline else None
         body.append(
-            f'<tr>{_label_tds(r)}<td class="text">{_e(c.label)} {c.arrow}</td>'
+            f'<tr>{_label_tds(r)}<td class="text" title="{_e(c.label)}">{_e(short_label(c))} {c.arrow}</td>'
             f'<td data-v="{spread.n_pairs}">{spread.n_pairs}</td>'
             f'<td data-v="{_num_attr(cell.mean)}">{fmt(cell.mean)}</td>'
             f'<td data-v="{_num_attr(spread.delta_value_std)}">{fmt(spread.delta_value_std)}</td>'
@@ -262,7 +300,8 @@ def _section(title: str, content: str, section_id: str) -> str:
 def render_html(lb: Leaderboard) -> str:
     text = method_text(lb)
     sections = [_section("Results", results_table(lb) + f'<p class="legend">{_e(text["values"])} '
-                         "Bold: best in the column. Hover a value for its seeds and test.</p>", "results-section")]
+                         "Bold: the one best value of a column (none on a tie). Hover a header for the metric's "
+                         "full name, a value for its seeds and test.</p>", "results-section")]
     compare = compare_table(lb)
     if compare:
         sections.append(_section("Against the pre-trained model",
@@ -278,6 +317,9 @@ def render_html(lb: Leaderboard) -> str:
                     f"<figcaption><b>{_e(plot.title)}.</b> {_e(plot.caption)}</figcaption></figure>")
     if figs:
         sections.append(_section("Plots", "".join(figs), "plots-section"))
+    training = curves_html(lb.source)
+    if training:
+        sections.append(_section("Training curves", training, "curves-section"))
     if lb.notes:
         items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))

@@ -65,6 +65,7 @@ class Cell:
     per_seed: dict[int, float]
     n_items: int | None
     vs_baseline: Comparison | None = None
+    covers: tuple[int, int] | None = None  # a partial SUPERB score: (tasks scored, tasks of the reference)
 
 
 @dataclass
