@@ -2,8 +2,10 @@
 
 Same features, same item file, all four conditions (within/across speaker × within/any context),
 angular distance, no subsampling on either side (libri-light's ``max_size_group`` and
-``max_x_across`` set past the data), ``--librilight-compat`` on ours. Prints both scores per
-condition, their largest difference and the wall-time ratio, measured in this run.
+``max_x_across`` set past the data), ``--librilight-compat`` on ours. Prints the scores per
+condition and each path's wall time as a ratio to libri-light's, all measured in this run: ours on
+one CPU thread, on every core, on CUDA when there is a GPU, and fastabx (angular, no subsampling,
+on its default device) when it is importable (it needs Python >= 3.12).
 
     .venv/bin/pip install --no-deps zerospeech-libriabx2==0.9.8    # once
     .venv/bin/python benchmarks/bench_abx.py [--files 120 --dim 24 --phones 8] [--corpus DIR --upstream fbank]
@@ -27,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.core.threads import torch_threads  # noqa: E402
+from harness.core.threads import available_cores, torch_threads  # noqa: E402
 from harness.evaluation.abx import abx, read_item_file, write_item_file  # noqa: E402
 from tests.downstream_helpers import clustered_features, librilight_abx  # noqa: E402
 
@@ -86,18 +88,50 @@ def main() -> None:
         if ref is None:
             sys.exit("zerospeech-libriabx2 is missing: .venv/bin/pip install --no-deps zerospeech-libriabx2==0.9.8")
     t_ref = min(times.values())
-    start = time.perf_counter()
-    ours = abx(feats, items, shift, librilight_compat=True)
-    t_ours = time.perf_counter() - start
+    paths = [("ours, 1 thread", {"threads": 1}), (f"ours, {available_cores()} threads", {"threads": None})]
+    if torch.cuda.is_available():
+        abx(feats, items, shift, librilight_compat=True, device="cuda")  # warm-up: CUDA context, kernels
+        paths.append(("ours, CUDA", {"device": "cuda"}))
+    results = {}
+    for name, kwargs in paths:
+        start = time.perf_counter()
+        ours = abx(feats, items, shift, librilight_compat=True, **kwargs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        results[name] = (time.perf_counter() - start, {f"{r.speaker}-{r.context}": r.score for r in ours})
+    fast = fastabx_scores(tmp / "feats", tmp / "x.item", shift)
+    if fast is not None:
+        results["fastabx (CUDA if present)"] = fast
     worst = 0.0
-    for r in ours:
-        key = f"{r.speaker}-{r.context}"
-        worst = max(worst, abs(r.score - ref[key]))
-        print(f"{key:<15} libri-light {100 * ref[key]:8.4f} %  ours {100 * r.score:8.4f} %")
-    print(f"largest difference {worst:.2e} (fraction); identical to 1e-6: {worst < 1e-6}")
+    for key in ref:
+        shown = "  ".join(f"{name} {100 * scores[key]:8.4f} %" for name, (_, scores) in results.items())
+        print(f"{key:<15} libri-light {100 * ref[key]:8.4f} %  {shown}")
+        worst = max(worst, *(abs(scores[key] - ref[key]) for name, (_, scores) in results.items() if "ours" in name))
+    print(f"ours: largest difference to libri-light {worst:.2e} (fraction); identical to 1e-6: {worst < 1e-6}")
     shown = ", ".join(f"{v:.2f} s on {k} thread(s)" for k, v in times.items())
-    print(f"libri-light {shown}; ours {t_ours:.2f} s; ratio to libri-light's faster {t_ref / t_ours:.1f}x")
+    print(f"libri-light {shown} (reference: the faster, {t_ref:.2f} s)")
+    for name, (seconds, _) in results.items():
+        print(f"{name:<28} {seconds:8.2f} s   {t_ref / seconds:6.1f}x libri-light")
+    if fast is None:
+        print("fastabx is not importable here (it needs Python >= 3.12): not compared")
 
+
+def fastabx_scores(features: Path, item: Path, shift: float) -> tuple[float, dict[str, float]] | None:
+    """fastabx's four scores (angular distance, no subsampling) and its time, or None without it."""
+    try:
+        from fastabx import zerospeech_abx
+    except ImportError:
+        return None
+    scores = {}
+    start = time.perf_counter()
+    for speaker in ("within", "across"):
+        for context in ("within", "any"):
+            scores[f"{speaker}-{context}"] = zerospeech_abx(
+                str(item), str(features), speaker=speaker, context=context, distance="angular",
+                frequency=round(1 / shift), feature_maker=lambda p: torch.from_numpy(np.load(p)),
+                max_size_group=None, max_x_across=None, extension=".npy",
+            )
+    return time.perf_counter() - start, scores
 
 if __name__ == "__main__":
     main()

@@ -25,8 +25,8 @@ from harness.core.stage import StageContext
 from harness.data.alignment import IGNORE_LABEL, frame_labels
 from harness.data.waveforms import WaveformSet
 from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams
-from plugins.upstreams.decoar2 import PRESETS, Decoar2Upstream
-from plugins.upstreams.fbank import FbankUpstream
+from plugins.upstreams._decoar2_model import PRESETS, Decoar2Upstream
+from plugins.upstreams._fbank_model import FbankUpstream
 
 
 def frames_and_labels(model, data: WaveformSet, phones: list[str]) -> tuple[list[np.ndarray], np.ndarray]:

@@ -19,8 +19,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ["Batch", "CorpusPlugin", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "FinetuneResult",
          "MergePlugin", "Task",
-         "TaskPlugin", "SpecAugSettings", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin"],
+         "TaskPlugin", "SpecAugSettings", "UpstreamPlugin"],
         "harness.core.interfaces"),
+    **dict.fromkeys(["UpstreamModel", "UpstreamOutput"], "harness.core.model_types"),
     **dict.fromkeys(["Direction", "InputPath", "PluginParams", "PluginRegistry"], "harness.core.plugin"),
     **dict.fromkeys(["CheckpointError", "CorpusError", "HarnessError", "StageError"], "harness.core.errors"),
     "hookimpl": "harness.core.hookspecs",
@@ -39,8 +40,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["WaveBatch", "WaveformSet", "pad_waves"], "harness.data.waveforms"),
     "fit": "harness.training.loop",
     **dict.fromkeys(["KMeans", "mfcc_frames", "sample_rows"], "harness.training.pseudo_labels"),
-    **dict.fromkeys(["StableFTParams", "StableFineTuning", "finetune_on_task", "pick_corpus", "resolve_task",
-                     "split_rows", "task_batch", "task_metrics_on_waveforms", "train_config"],
+    **dict.fromkeys(["StableFTParams", "pick_corpus", "resolve_task", "split_rows", "train_config"],
+                    "harness.training.stable_ft_params"),
+    **dict.fromkeys(["StableFineTuning", "finetune_on_task", "task_batch", "task_metrics_on_waveforms"],
                     "harness.training.stable_ft"),
     # -- tasks: frame labels from time alignments
     **dict.fromkeys(["IGNORE_LABEL", "frame_labels"], "harness.data.alignment"),
@@ -48,10 +50,10 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["load_torch_checkpoint", "tensors_only"], "harness.models.checkpoints"),
     **dict.fromkeys(["checkpoint_configs", "detect_family", "encoder_key"], "harness.models.fairseq"),
     **dict.fromkeys(["KaldiFbank", "add_deltas", "reduce_frames", "utterance_cmvn"], "harness.models.fbank"),
-    **dict.fromkeys(["PretrainingHead", "SpeechTransformer", "SpeechTransformerPlugin", "preset_configs"],
-                    "harness.models.hf_speech"),
-    **dict.fromkeys(["ENCODER_SHAPES", "ENCODER_TRAINING", "SourceParams", "frame_mask", "load_exact",
-                     "load_own_model", "mean_pool", "own_model_files", "run_encoder"],
+    **dict.fromkeys(["PretrainingHead", "SpeechTransformer", "SpeechTransformerPlugin"], "harness.models.hf_speech"),
+    **dict.fromkeys(["ENCODER_SHAPES", "ENCODER_TRAINING", "SourceParams", "preset_configs"], "harness.models.sources"),
+    "DeferredUpstreamPlugin": "harness.models.deferred",
+    **dict.fromkeys(["frame_mask", "load_exact", "load_own_model", "mean_pool", "own_model_files", "run_encoder"],
                     "harness.models.speech_encoder"),
     "seeded": "harness.core.seeding",
     **dict.fromkeys(["FeatureCache", "to_frame_dtype"], "harness.models.feature_cache"),
@@ -64,8 +66,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
     **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
-    **dict.fromkeys(["ProbeParams", "ProbeSettings", "ProbedDownstream", "feature_cache_for", "task_splits"],
-                    "harness.evaluation.probe"),
+    **dict.fromkeys(["ProbeParams", "ProbeSettings", "task_splits"], "harness.evaluation.probe_settings"),
+    "ProbedDownstream": "harness.evaluation.probed_downstream",
+    "feature_cache_for": "harness.evaluation.probe",
     **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS"], "harness.evaluation.ctc_probe"),
     **dict.fromkeys(["ABXScore", "Item", "abx", "read_item_file"], "harness.evaluation.abx"),
 }
@@ -102,11 +105,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         Task,
         TaskPlugin,
         TensorSource,
-        UpstreamModel,
-        UpstreamOutput,
         UpstreamPlugin,
     )
     from harness.core.manifest import PreparedCorpus  # noqa: F401
+    from harness.core.model_types import UpstreamModel, UpstreamOutput  # noqa: F401
     from harness.core.plugin import Direction, InputPath, PluginParams, PluginRegistry  # noqa: F401
     from harness.core.seeding import seeded  # noqa: F401
     from harness.core.stage import StageContext  # noqa: F401
@@ -146,13 +148,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         slot_value_cer_stats,
         wer_stats,
     )
-    from harness.evaluation.probe import (  # noqa: F401
-        ProbedDownstream,
-        ProbeParams,
-        ProbeSettings,
-        feature_cache_for,
-        task_splits,
-    )
+    from harness.evaluation.probe import feature_cache_for  # noqa: F401
+    from harness.evaluation.probe_settings import ProbeParams, ProbeSettings, task_splits  # noqa: F401
+    from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
     from harness.merging.task_vectors import (  # noqa: F401
         TaskVectorMerge,
@@ -161,20 +159,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         interpolation_shortcut,
     )
     from harness.models.checkpoints import load_torch_checkpoint, tensors_only  # noqa: F401
+    from harness.models.deferred import DeferredUpstreamPlugin  # noqa: F401
     from harness.models.fairseq import checkpoint_configs, detect_family, encoder_key  # noqa: F401
     from harness.models.fbank import KaldiFbank, add_deltas, reduce_frames, utterance_cmvn  # noqa: F401
     from harness.models.feature_cache import FeatureCache, to_frame_dtype  # noqa: F401
-    from harness.models.hf_speech import (  # noqa: F401
-        PretrainingHead,
-        SpeechTransformer,
-        SpeechTransformerPlugin,
-        preset_configs,
-    )
+    from harness.models.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin  # noqa: F401
     from harness.models.inference import batched_forward  # noqa: F401
+    from harness.models.sources import ENCODER_SHAPES, ENCODER_TRAINING, SourceParams, preset_configs  # noqa: F401
     from harness.models.speech_encoder import (  # noqa: F401
-        ENCODER_SHAPES,
-        ENCODER_TRAINING,
-        SourceParams,
         frame_mask,
         load_exact,
         load_own_model,
@@ -186,12 +178,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.training.pseudo_labels import KMeans, mfcc_frames, sample_rows  # noqa: F401
     from harness.training.stable_ft import (  # noqa: F401
         StableFineTuning,
-        StableFTParams,
         finetune_on_task,
+        task_batch,
+        task_metrics_on_waveforms,
+    )
+    from harness.training.stable_ft_params import (  # noqa: F401
+        StableFTParams,
         pick_corpus,
         resolve_task,
         split_rows,
-        task_batch,
-        task_metrics_on_waveforms,
         train_config,
     )

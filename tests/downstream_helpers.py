@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from harness.core.interfaces import UpstreamModel, UpstreamOutput
 from harness.core.manifest import write_json, write_jsonl
+from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.registry import PluginManager
 from harness.core.stage import StageContext
 from harness.evaluation.abx import Item, write_item_file

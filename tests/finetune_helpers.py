@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from harness.core.interfaces import UpstreamModel, UpstreamOutput
+from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.stage import StageContext
 from harness.data.corpus import write_prepared
 

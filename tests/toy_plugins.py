@@ -22,11 +22,10 @@ from harness.core.interfaces import (
     InputPath,
     MergePlugin,
     PluginParams,
-    UpstreamModel,
-    UpstreamOutput,
     UpstreamPlugin,
 )
 from harness.core.manifest import write_json, write_jsonl
+from harness.core.model_types import UpstreamModel, UpstreamOutput
 
 
 class ToyCorpusParams(PluginParams):

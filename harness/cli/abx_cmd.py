@@ -2,6 +2,7 @@
 
     harness abx --features feats/ --item dev.item --frame-shift 0.02 [--speaker within|across]
         [--context within|any] [--distance angular|euclidean] [--librilight-compat] [--json]
+        [--threads N] [--device cpu|cuda]
 
 The stem of each ``.npy`` is the item file's ``#file``; frame i is centred at (i + 1/2) * shift.
 Without ``--speaker``/``--context`` all four conditions are computed. ``--json`` prints a list of
@@ -17,6 +18,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from harness.core.errors import HarnessError
 from harness.evaluation.abx import CONTEXT_MODES, DISTANCES, SPEAKER_MODES, abx, read_item_file
@@ -36,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="libri-light's frame slicing (drops the last frame of each item) and feature normalisation",
     )
     parser.add_argument("--json", action="store_true", help='print [{"speaker", "context", "score"}, ...]')
+    parser.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    parser.add_argument("--device", default="cpu", help="where distances and DTW run: cpu (default), cuda, cuda:1")
     parser.set_defaults(func=run)
 
 
@@ -77,6 +81,16 @@ def _check_npy_size(path: Path) -> None:
                            "write the features again.")
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HarnessError(f"--device {name!r} is not a torch device; give cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(f"--device {name} asks for CUDA, which this machine does not have; give --device cpu.")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     items = read_item_file(args.item)
     results = abx(
@@ -87,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         context=[args.context] if args.context else CONTEXT_MODES,
         distance=args.distance,
         librilight_compat=args.librilight_compat,
+        threads=args.threads,
+        device=_device(args.device),
     )
     if results and results[0].left_out_note:
         logging.getLogger("harness.cli.abx").info("ABX: %s", results[0].left_out_note)

@@ -6,6 +6,9 @@ for ``all`` (L = the model's hidden states: the input of each transformer layer 
 output). Audio is read with :mod:`harness.data.audio` (any soundfile format, mixed to mono, resampled
 to 16 kHz); every file's header is checked before anything runs, and bad files are reported
 together. The model runs on length-sorted dynamic batches (:mod:`harness.models.inference`).
+
+Each file is one forward pass, whose attention grows with the square of its length, so files longer
+than :data:`MAX_FILE_SECONDS` are refused before the model is built: cut them into segments first.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import torch
 
 from harness.core.errors import HarnessError
 from harness.core.hub import missing_checkpoint
+from harness.core.outdir import make_output_dir
 from harness.core.params import parse_key_values, validate_params
 from harness.core.registry import PluginManager, default_manager
 from harness.data import audio
 from harness.models.inference import batched_forward, length_sorted_batches
 
 log = logging.getLogger("harness.extract")
+
+#: The longest audio file extracted in one piece (5 minutes; SUPERB's utterances last under 35 s).
+MAX_FILE_SECONDS = 300.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -161,7 +168,18 @@ def run(args: argparse.Namespace) -> int:
         int(np.ceil(report.good[str(p)].frames * audio.SAMPLE_RATE / report.good[str(p)].sample_rate))
         for p in files
     ]
+    too_long = [(p, n / audio.SAMPLE_RATE) for p, n in zip(files, lengths) if n > MAX_FILE_SECONDS * audio.SAMPLE_RATE]
+    if too_long:
+        path, seconds = too_long[0]
+        raise HarnessError(
+            f"{path} lasts {seconds:.0f} s, longer than the {MAX_FILE_SECONDS:.0f} s extract takes in one piece"
+            f"{f' (and {len(too_long) - 1} more file(s))' if len(too_long) > 1 else ''}; cut it into segments of "
+            f"at most {MAX_FILE_SECONDS:.0f} s (e.g. `sox in.wav out.wav trim 0 {MAX_FILE_SECONDS:.0f} : newfile "
+            ": restart`) and extract those."
+        )
 
+    if args.out.exists() and not args.out.is_dir():
+        make_output_dir(args.out, "--out")  # a file where the folder goes: one sentence, before the model is built
     model = info.cls().build(params, args.seed)  # type: ignore[attr-defined]
     layer = parse_layer(args.layer, model.num_hidden_states, f"{args.upstream} ({_source(args)})")
     model.to(device).eval()
@@ -172,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             f"{' and others' if len(too_short) > 1 else ''}); remove them."
         )
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(args.out, "--out")
     batches = length_sorted_batches(lengths, args.max_seconds)
     layers = None if layer is None else [layer]
     written = 0

@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli.common import add_recipe_arguments, load_plan
+from harness.core.registry import default_manager
 from harness.core.stage_kinds import StageKind
 from harness.pipeline.run import describe
+from harness.pipeline.scale import FrameCacheProjection, human_bytes, project_frame_caches
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +28,14 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args, allow_unset=True)
     recipe = plan.recipe
     counts = describe(plan, recipe.output)
+    caches = project_frame_caches(plan, recipe.output, default_manager())
     if args.json:
         print(json.dumps({
             "recipe": str(recipe.path), "output": str(recipe.output), "counts": counts,
             "inputs": {k: {"path": str(p), "exists": p.exists()} for k, p in sorted(recipe.inputs.items())},
             "stages": [{"key": s.key, "kind": s.kind, "plugin": s.plugin, "title": s.title,
                         "inputs": s.inputs} for s in plan.ordered()],
+            "frame_cache": [c.as_json() for c in caches],
         }, indent=2))
         return 0
     console = Console(highlight=False)
@@ -56,8 +60,24 @@ def run(args: argparse.Namespace) -> int:
             where = f" (relative paths are read from the working directory {Path.cwd()})" if relative else ""
             console.print(f"{len(missing)} input path(s) missing{where}: set the variables or fix the paths "
                           "before `harness run`.")
+    if caches:
+        console.print(frame_cache_table(caches))
     if args.stages:
         for stage in plan.ordered():
             deps = ", ".join(k[:8] for k in stage.inputs.values())
             console.print(f"{stage.key[:8]}  {stage.kind:<9} {stage.title}" + (f"  <- {deps}" if deps else ""))
     return 0
+
+
+def frame_cache_table(caches: list[FrameCacheProjection]) -> Table:
+    """Projected float16 frame caches, and the stages that will run the upstream on the fly instead."""
+    table = Table(title="frame cache (float16 hidden states), projected")
+    for col in ("upstream", "corpus", "models", "per model", "total", "on the fly (past max_frame_gb)"):
+        table.add_column(col, justify="right" if col in ("models", "per model", "total") else "left")
+    for c in caches:
+        per_model = human_bytes(c.bytes_per_model) if c.bytes_per_model is not None else "unknown"
+        total = human_bytes(c.total_bytes) if c.total_bytes is not None else (c.unknown or "unknown")
+        fly = f"{len(c.on_the_fly)} stage(s)" if c.on_the_fly else "none"
+        table.add_row(c.upstream, c.corpus, str(c.models), per_model, total, fly)
+    return table
+

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="with --executor ray: times a stage whose worker died is run again (it resumes)")
     parser.add_argument("--num-cpus", type=int,
                         help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="with the local executor: run up to N independent stages at once, in worker "
+                             "processes sharing the cores; one at a time holds a CUDA GPU (default 1)")
     parser.add_argument("--heartbeat", type=float, default=HEARTBEAT_S, metavar="SECONDS",
                         help="when the output is not a terminal (a batch job's log), print each running stage's "
                              f"step, rate and ETA every SECONDS (default {HEARTBEAT_S:g}; 0: never)")
@@ -38,11 +41,14 @@ def make_executor(args: argparse.Namespace) -> Executor:
     """The executor ``args`` ask for; a bad ``--device`` (or a GPU that is not there) is a HarnessError."""
     device = getattr(args, "device", "auto")
     if args.executor == "ray":
+        if getattr(args, "jobs", 1) != 1:
+            raise HarnessError("--jobs is for the local executor; with --executor ray, stages overlap as their "
+                               "declared resources allow (drop --jobs).")
         from harness.pipeline.executors.ray import RayExecutor
 
         return RayExecutor(address=args.address, num_cpus=getattr(args, "num_cpus", None),
                            max_retries=getattr(args, "max_retries", 3), device=device)
-    return LocalExecutor(device=device)
+    return LocalExecutor(device=device, jobs=getattr(args, "jobs", 1))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 Each interface is generic over the plugin's ``Params`` (:class:`harness.core.plugin.Plugin`).
 
+The model side of the upstream contract (:class:`UpstreamModel`, a ``torch.nn.Module``) lives in
+:mod:`harness.core.model_types`, so this module imports no torch.
+
 The device contract:
 
 - Plugins build on the CPU: :meth:`UpstreamPlugin.build` and ``from_config`` return a model on the CPU.
@@ -24,70 +27,25 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from harness.core.manifest import PreparedCorpus
 from harness.core.plugin import Direction, InputPath, InputPathMarker, P, Plugin, PluginParams
 from harness.core.stage import StageContext
 
+if TYPE_CHECKING:  # annotations only: registering plugins must not import torch
+    import torch
+
+    from harness.core.model_types import UpstreamModel
+
 __all__ = [
     "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "FinetuneResult",
     "InputPath",
     "InputPathMarker", "MergePlugin", "Plugin", "PluginParams", "SpecAugSettings", "Task", "TaskPlugin",
-    "TensorSource", "UpstreamModel", "UpstreamOutput", "UpstreamPlugin",
+    "TensorSource", "UpstreamPlugin",
 ]
 
 # --------------------------------------------------------------------------- upstream
-
-
-@dataclass
-class UpstreamOutput:
-    """Hidden states (each B×T×D; input of each transformer layer plus the final output) and the
-    number of valid frames per utterance (B,)."""
-
-    hidden_states: list[torch.Tensor]
-    lengths: torch.Tensor
-
-
-class UpstreamModel(torch.nn.Module, ABC):
-    """A speech representation model taking 16 kHz waveforms.
-
-    Subclasses set ``family`` (the upstream plugin's name), ``hidden_size``, ``num_hidden_states``,
-    ``frame_shift`` (seconds between frames) and implement :meth:`forward` and :meth:`config`.
-    The state dict is the model's weights exactly as merged and saved (safetensors).
-    """
-
-    family: str = ""
-    sample_rate: int = 16000
-    hidden_size: int
-    num_hidden_states: int
-    frame_shift: float = 0.02
-    #: state-dict entries a checkpoint may lack (they keep the model's initial values when it does)
-    optional_weights: ClassVar[tuple[str, ...]] = ()
-
-    @abstractmethod
-    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
-        """``wavs`` is B×S float32 zero-padded, ``wav_lengths`` the valid samples (B,)."""
-
-    @abstractmethod
-    def config(self) -> dict[str, Any]:
-        """A JSON-serialisable config from which the plugin's ``from_config`` rebuilds the model."""
-
-    def downsampling_module(self) -> torch.nn.Module | None:
-        """The CNN (or other front end) that stable fine-tuning keeps frozen; None if there is none."""
-        return None
-
-    def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Trade compute for memory during fine-tuning; a no-op where unsupported."""
-
-    def set_layerdrop(self, probability: float) -> None:
-        """Set transformer layer drop (fine-tuning turns it off); a no-op where unsupported."""
-
-    def frame_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
-        """Number of output frames for each waveform length."""
-        return torch.div(wav_lengths, int(self.frame_shift * self.sample_rate), rounding_mode="floor")
 
 
 class UpstreamPlugin(Plugin[P]):
@@ -132,6 +90,13 @@ class CorpusPlugin(Plugin[P]):
     @abstractmethod
     def prepare(self, params: P, out_dir: Path, ctx: StageContext) -> None:
         """Write the manifests for every split into ``out_dir``."""
+
+    def provided_labels(self, params: P) -> tuple[str, ...] | None:
+        """The label fields every manifest prepared with ``params`` has, or None when only preparing tells.
+
+        Declared, they let the recipe refuse at plan time a downstream whose labels the corpus lacks.
+        """
+        return None
 
 
 # --------------------------------------------------------------------------- downstream

@@ -265,6 +265,8 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
         problems.append(loc.error(("upstreams",), "the recipe needs at least one upstream (the model under study)"))
     if not problems:  # references to entries that failed would only repeat their problems
         _check_references(entries, loc, problems)
+    if not problems:
+        _check_labels(entries, plugins, loc, problems)
 
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
@@ -387,6 +389,28 @@ def _corpus_refs(value: Any) -> set[str]:
         for v in value:
             refs |= _corpus_refs(v)
     return refs
+
+
+def _check_labels(entries: dict[str, dict[str, Entry]], plugins: PluginManager, loc: _Locator,
+                  problems: list[RecipeError]) -> None:
+    """A downstream on a corpus that declares its labels and lacks one the task needs (``er`` on a corpus
+    without ``emotion``) is refused here rather than when its stage runs."""
+    for entry in entries["downstreams"].values():
+        needed = tuple(getattr(plugins.get("downstream", entry.plugin).cls, "label_fields", ()))
+        for ref in entry.corpus_refs:
+            corpus = entries["corpora"].get(ref)
+            if not needed or corpus is None:
+                continue
+            provided = getattr(plugins.get("corpus", corpus.plugin).cls(), "provided_labels", None)
+            for variant in corpus.variants:
+                have = provided(variant.params) if provided is not None else None
+                missing = [f for f in needed if have is not None and f not in have]
+                if missing:
+                    problems.append(loc.error(
+                        (entry.section, entry.name, "corpus"),
+                        f"downstream {entry.plugin!r} needs the label(s) {', '.join(missing)} but corpus {ref!r} "
+                        f"({corpus.plugin}) has only {', '.join(have or ()) or 'none'}; pick a corpus that has them"))
+                    break
 
 
 def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator, problems: list[RecipeError]) -> None:

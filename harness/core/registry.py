@@ -8,6 +8,7 @@ came from.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import logging
 from dataclasses import dataclass
@@ -81,11 +82,16 @@ class PluginManager:
         self._plugins: dict[str, dict[str, PluginInfo]] = {k: {} for k in KINDS}
         self.failures: list[LoadFailure] = []
         self._origins: dict[str, tuple[str, str]] = {}
+        self._built_from = ([(m.__name__, origin, version) for m, origin, version in modules or []], entry_points)
         if entry_points:
             self._load_entry_points()
         for module, origin, version in modules or []:
             self._register_module(module, origin, version)
         self._collect()
+
+    def __reduce__(self) -> tuple:
+        """Pickled as how it was built: another process (a stage run in parallel) imports the same modules."""
+        return (_rebuild_manager, self._built_from)
 
     # ------------------------------------------------------------------ loading
 
@@ -154,6 +160,10 @@ class PluginManager:
 
     def create(self, kind: str, name: str) -> Plugin:
         return self.get(kind, name).cls()
+
+
+def _rebuild_manager(modules: list[tuple[str, str, str]], entry_points: bool) -> PluginManager:
+    return PluginManager([(importlib.import_module(name), o, v) for name, o, v in modules], entry_points)
 
 
 @lru_cache(maxsize=1)

@@ -7,15 +7,23 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.core.plugin import PluginSource
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("harness.core.stage")
 
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _cpu() -> torch.device:
+    """The default device; torch is imported here so that importing this module does not load it."""
+    import torch
+
+    return torch.device("cpu")
 
 
 @dataclass
@@ -35,7 +43,7 @@ class StageContext:
     seed: int
     plugins: PluginSource
     input_keys: dict[str, str] = field(default_factory=dict)
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=_cpu)
     on_progress: Callable[[int, int, dict[str, Any]], None] | None = None
     messages: list[str] = field(default_factory=list)
 
@@ -47,6 +55,8 @@ class StageContext:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically write a mid-stage checkpoint (tensors, numbers, strings, lists, dicts)."""
+        import torch  # here, not at module level: a plugin's registration must not import torch
+
         self.work_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -58,6 +68,8 @@ class StageContext:
         """The last mid-stage checkpoint, or None. Our own file, still loaded without code."""
         if not self.checkpoint_path.is_file():
             return None
+        import torch
+
         try:
             return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or damaged by a kill mid-write: start over rather than fail

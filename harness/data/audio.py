@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ SAMPLE_RATE = 16000
 MIN_SAMPLES = 400
 #: a file whose peak stays at or below this (about -80 dBFS) is silent
 SILENCE_PEAK = 1e-4
+#: a file whose peak exceeds this (40 dB above full scale) holds no audio signal; refused, not clipped,
+#: since clipping such values would turn the file into a square wave that models would read as speech
+MAX_PEAK = 100.0
 
 CheckLevel = Literal["full", "header", "none"]
 
@@ -39,6 +43,8 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    #: the header declares more samples than the file holds (only the ones present are read)
+    truncated: bool = False
 
     @property
     def duration(self) -> float:
@@ -50,8 +56,36 @@ def info(path: str | Path) -> AudioInfo:
     try:
         i = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError or OSError
+        if not Path(path).is_file():
+            raise AudioError(f"audio file {path} does not exist or is not a regular file; check the path.") from None
+        if getattr(exc, "code", None) not in _DAMAGED_AUDIO and _readable(path):
+            # libsndfile may say "does not exist" where every decoder it tried gave up on a regular file
+            raise AudioError(
+                f"audio file {path} is not audio (no format soundfile reads recognises it); replace or remove it."
+            ) from None
         raise AudioError(f"audio file {path} cannot be read ({_reason(exc)}); replace or remove it.") from None
-    return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames))
+    return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames), _declares_more(i.extra_info))
+
+
+_DAMAGED_AUDIO = (3, 4)  # libsndfile's SF_ERR_MALFORMED_FILE and SF_ERR_UNSUPPORTED_ENCODING: audio, but broken
+
+
+def _readable(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError:
+        return False
+    return True
+
+# libsndfile's log of a chunk shorter than its header says: "data : 32000 (should be 15978)"
+_SHORT_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_warned_truncated: set[str] = set()
+
+
+def _declares_more(log_text: str) -> bool:
+    m = _SHORT_CHUNK.search(log_text or "")
+    return bool(m) and int(m.group(2)) < int(m.group(1))
 
 
 def duration(path: str | Path) -> float:
@@ -67,6 +101,11 @@ def _reason(exc: Exception) -> str:
 def check_header(path: str | Path, header: AudioInfo | None = None) -> AudioInfo:
     """The checks a header allows: readable, not empty, at least one model frame long."""
     header = header or info(path)
+    if header.truncated and str(path) not in _warned_truncated:
+        _warned_truncated.add(str(path))
+        log.warning("audio file %s is truncated: its header declares more samples than it holds; only the %d "
+                    "present (%.2f s) are used (copy or re-export it to get all of it).", path, header.frames,
+                    header.duration)
     if header.frames <= 0:
         raise AudioError(f"audio file {path} is empty (0 samples); replace or remove it.")
     if header.frames * SAMPLE_RATE < MIN_SAMPLES * header.sample_rate:
@@ -84,7 +123,13 @@ def check_waveform(wav: np.ndarray, path: str | Path) -> None:
     if not np.isfinite(wav).all():
         bad = int(np.count_nonzero(~np.isfinite(wav)))
         raise AudioError(f"audio file {path} has {bad} NaN or infinite samples; re-export it.")
-    if float(np.max(np.abs(wav))) <= SILENCE_PEAK:
+    peak = float(np.max(np.abs(wav)))
+    if peak > MAX_PEAK:
+        raise AudioError(
+            f"audio file {path} has samples up to {peak:.3g}, far beyond full scale (±1, refused above {MAX_PEAK:g}); "
+            "re-export it as normalised audio."
+        )
+    if peak <= SILENCE_PEAK:
         raise AudioError(f"audio file {path} is all silence (peak at or below {SILENCE_PEAK:g}); remove it.")
 
 

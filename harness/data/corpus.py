@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -215,8 +216,25 @@ class LocalCorpus(CorpusPlugin[LP]):
     def prepare(self, params: LP, out_dir: Path, ctx: StageContext) -> None:
         params = with_absolute_inputs(params)  # a relative root is read from the working directory
         found = self.read_splits(params, out_dir)
+        check_inside_root(found.splits, Path(params.root), out_dir, self.name)
         found.splits = {split: self.check_split(rows, out_dir, params) for split, rows in found.splits.items()}
         write_corpus(out_dir, self.name, found)
+
+
+def check_inside_root(splits: dict[str, list[dict[str, Any]]], root: Path, out_dir: Path, corpus: str) -> None:
+    """Refuse rows whose audio lies outside the corpus root (and the prepared folder): a split list naming
+    ``../../elsewhere/x.wav`` or an absolute path. Checked on the paths as written (``..`` removed, links
+    not followed), so a root whose audio folders are symbolic links stays usable."""
+    bases = [os.path.normpath(os.path.abspath(b)) for b in (root, out_dir)]
+    for split, rows in splits.items():
+        for row in rows:
+            given = str(row["path"])
+            path = os.path.normpath(os.path.join(os.path.abspath(out_dir), given))
+            if not any(path == b or path.startswith(b.rstrip(os.sep) + os.sep) for b in bases):
+                raise CorpusError(
+                    f"{corpus}: split {split!r} names {given}, which lies outside the corpus root {root}; "
+                    "a split list may only name files under the root, so fix that entry."
+                )
 
 
 def split_by_speaker(speakers: Iterable[str], dev: float, test: float, seed: int = 0) -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import signal
 
 Generator = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -23,6 +22,7 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
 
 
 def _band(x: np.ndarray, sr: int, lo: float | None, hi: float | None, order: int = 4) -> np.ndarray:
+    from scipy import signal  # on use: registering plugins must not load scipy
     nyq = sr / 2
     if lo and hi:
         sos = signal.butter(order, [lo / nyq, min(hi / nyq, 0.99)], btype="band", output="sos")
@@ -159,6 +159,7 @@ def music(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 def bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     def woof() -> np.ndarray:
+        from scipy import signal  # on use: registering plugins must not load scipy
         length = int(rng.uniform(0.12, 0.25) * sr)
         t = np.arange(length) / sr
         f0 = rng.uniform(250, 500) * (1 - 0.3 * t / t[-1])
@@ -170,6 +171,7 @@ def bark(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 
 def applause(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    from scipy import signal  # on use: registering plugins must not load scipy
     clicks = np.zeros(n)
     clicks[rng.integers(0, n, int(n / sr * rng.uniform(300, 900)))] = rng.uniform(0.3, 1.0)
     clicks = signal.lfilter([1.0], [1.0, -0.6], clicks)
@@ -191,6 +193,7 @@ def heartbeat(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 
 def beep(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    from scipy import signal  # on use: registering plugins must not load scipy
     f = rng.uniform(800, 3000)
     on, off = rng.uniform(0.08, 0.3), rng.uniform(0.08, 0.4)
     t = np.arange(n) / sr
@@ -251,6 +254,7 @@ def generate(name: str, rng: np.random.Generator, n_samples: int, sample_rate: i
 
 def noise(rng: np.random.Generator, n_samples: int, sample_rate: int = 16000) -> np.ndarray:
     """A background for speech: one random class over coloured noise, unit RMS."""
+    from scipy import signal  # on use: registering plugins must not load scipy
     name = list(CLASSES)[int(rng.integers(len(CLASSES)))]
     colour = rng.uniform(0.0, 0.98)
     bed = signal.lfilter([1.0], [1.0, -colour], rng.standard_normal(n_samples))

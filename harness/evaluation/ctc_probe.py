@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from harness.evaluation.probe import ProbeParams, ProbeSettings
-from harness.training.specaug import SpecAugSettings
+from harness.core.interfaces import SpecAugSettings
+from harness.evaluation.probe_settings import ProbeParams, ProbeSettings
 
 CTC_PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),

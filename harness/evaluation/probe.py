@@ -8,9 +8,9 @@ reports the test metrics, per-item records and the learned layer weights as an
 are evaluated fold by fold (test = one fold, dev = a seeded 20 % of the rest, as s3prl's IEMOCAP
 recipe) and the metric is the mean over folds.
 
-:class:`ProbedDownstream` is the downstream plugin built on it: a subclass gives its task
-(``make_task``) and its protocol table (``protocols``), and overrides :meth:`ProbedDownstream.settings`
-where its parameters add settings of their own.
+:class:`harness.evaluation.probed_downstream.ProbedDownstream` is the downstream plugin built on it;
+its parameters and settings live in :mod:`harness.evaluation.probe_settings` (no torch there, so
+registering downstreams does not import it).
 
 Feature sources, chosen per task: ``pooled`` (cached per-layer time means; tasks with
 ``pooled = True``), ``frames`` (cached float16 frames within the size budget) or ``upstream`` (the
@@ -23,89 +23,30 @@ from __future__ import annotations
 
 import logging
 import time
-from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from harness.core.errors import CorpusError
-from harness.core.interfaces import Batch, DownstreamPlugin, EvalResult, PluginParams, Task, UpstreamModel
+from harness.core.interfaces import Batch, EvalResult, Task
 from harness.core.manifest import PreparedCorpus
+from harness.core.model_types import UpstreamModel
 from harness.core.seeding import seed_torch
 from harness.core.stage import StageContext
 from harness.core.threads import torch_threads
 from harness.data.batching import FixedBatchSampler
 from harness.data.waveforms import WaveformSet
+from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
 from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
 from harness.models.featurizer import WeightedSum, layer_norm
-from harness.training.loop import FitResult, TrainConfig, fit
+from harness.training.loop import FitResult, fit
 from harness.training.specaug import spec_augment
 
 log = logging.getLogger("harness.evaluation.probe")
-
-CacheMode = Literal["auto", "off"]
-
-
-@dataclass
-class ProbeSettings:
-    """How one probe trains (the plugin's protocol resolved to numbers)."""
-
-    steps: int
-    lr: float
-    batch_size: int
-    accumulate: int = 1
-    eval_every: int | None = None
-    eval_batch_size: int = 32
-    max_grad_norm: float | None = 1.0
-    cache: CacheMode = "auto"
-    max_frame_gb: float = 4.0
-    upstream_batch_seconds: float = 60.0
-    dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
-    max_folds: int | None = None
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            accumulate=self.accumulate,
-            eval_every=self.eval_every,
-            max_grad_norm=self.max_grad_norm,
-            checkpoint_minutes=None,
-        )
-
-
-class ProbeParams(PluginParams):
-    """Parameters every probe downstream accepts: the protocol and overrides of its numbers.
-
-    ``protocol: superb`` is s3prl's setting for the task (steps, learning rate, batch, head sizes);
-    ``embedded`` (default) is scaled down so that the embedded corpus evaluates in seconds on a CPU.
-    ``cache: off`` runs the upstream on every batch (s3prl's way; for comparisons).
-    """
-
-    protocol: Literal["embedded", "superb"] = "embedded"
-    steps: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    eval_every: int | None = None
-    cache: CacheMode = "auto"
-    max_frame_gb: float = 4.0
-
-
-def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
-    """The protocol's settings with the overrides ``params`` sets."""
-    base = protocols[params.protocol]
-    changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb}
-    for name in ("steps", "lr", "batch_size", "eval_every"):
-        value = getattr(params, name)
-        if value is not None:
-            changes[name] = value
-    known = {f.name for f in fields(ProbeSettings)}
-    return ProbeSettings(**{**{k: getattr(base, k) for k in known}, **changes})
-
 
 @dataclass
 class ProbeResult:
@@ -313,27 +254,6 @@ def run_probe(
 # --------------------------------------------------------------------------- splits and folds
 
 
-def task_splits(corpus: PreparedCorpus, task: str) -> dict[str, list[dict[str, Any]]]:
-    """The rows playing train/dev/test for ``task`` (the corpus's ``task_splits`` or the defaults)."""
-    return {role: corpus.utterances(corpus.split_for(task, role)) for role in ("train", "dev", "test")}
-
-
-def fold_splits(
-    rows: list[dict[str, Any]], fold: Any, dev_ratio: float, seed: int
-) -> dict[str, list[dict[str, Any]]]:
-    """Test = the rows of ``fold``; dev = a seeded ``dev_ratio`` of the others; train = the rest."""
-    test = [r for r in rows if r.get("fold") == fold]
-    rest = [r for r in rows if r.get("fold") != fold]
-    perm = np.random.default_rng([seed, 7]).permutation(len(rest))
-    n_dev = max(1, int(round(dev_ratio * len(rest))))
-    dev_idx = set(perm[:n_dev].tolist())
-    return {
-        "train": [r for i, r in enumerate(rest) if i not in dev_idx],
-        "dev": [r for i, r in enumerate(rest) if i in dev_idx],
-        "test": test,
-    }
-
-
 def feature_cache_for(upstream: UpstreamModel, ctx: StageContext, settings: ProbeSettings) -> FeatureCache:
     """The cache shared by every downstream of this model on this corpus (private without stage keys)."""
     keys = ctx.input_keys
@@ -420,34 +340,3 @@ def _extra(res: ProbeResult, cache: FeatureCache) -> dict[str, Any]:
         **res.extra,
         "upstream_audio_seconds": cache.upstream_seconds + res.extra["loop_audio_seconds"],
     }
-
-
-# --------------------------------------------------------------------------- the plugin base
-
-PP = TypeVar("PP", bound=ProbeParams)
-
-
-class ProbedDownstream(DownstreamPlugin[PP]):
-    """A downstream evaluated by a probe on the frozen upstream (:func:`probe_corpus`).
-
-    A subclass declares its parameters (``ProbedDownstream[MyParams]``, a :class:`ProbeParams`),
-    its ``protocols`` table (``embedded`` and ``superb``, picked by ``protocol``) and
-    :meth:`make_task`; ``evaluate`` is shared.
-    """
-
-    Params = ProbeParams
-    #: protocol name -> the probe's settings under it
-    protocols: ClassVar[dict[str, ProbeSettings]]
-
-    @abstractmethod
-    def make_task(self, corpus: PreparedCorpus, params: PP) -> Task:
-        """The task on ``corpus`` (shared with supervised fine-tuning)."""
-
-    def settings(self, params: PP) -> ProbeSettings:
-        """How the probe trains: the protocol's settings with the overrides ``params`` sets.
-
-        Override to apply parameters of the subclass's own (``er``'s folds)."""
-        return resolve_settings(params, self.protocols)
-
-    def evaluate(self, upstream: UpstreamModel, corpus: PreparedCorpus, params: PP, ctx: StageContext) -> EvalResult:
-        return probe_corpus(self.make_task(corpus, params), upstream, corpus, self.settings(params), ctx)

@@ -10,42 +10,26 @@ Two families cover the SUPERB tasks here:
   removed), as s3prl decodes for its reported numbers.
 
 A plugin subclasses one of them with its label encoding and metric; the same object serves the
-frozen-upstream probe and supervised fine-tuning.
+frozen-upstream probe and supervised fine-tuning. The heads are in :mod:`harness.evaluation.heads`;
+this module imports torch only where a task computes, so plugins that subclass these tasks
+register without loading it.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import CorpusError
-from harness.core.interfaces import Batch, Direction, Task
+from harness.core.interfaces import Batch, Direction, SpecAugSettings, Task
 from harness.evaluation.metrics import ratio
-from harness.models.speech_encoder import mean_pool
-from harness.training.specaug import SpecAugSettings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # --------------------------------------------------------------------------- utterance level
-
-
-class UtteranceHead(nn.Module):
-    """SUPERB ``UtteranceLevel`` with ``MeanPooling``: projector -> mean over valid frames -> linear."""
-
-    def __init__(self, input_dim: int, n_classes: int, projector_dim: int = 256):
-        super().__init__()
-        self.projector = nn.Linear(input_dim, projector_dim)
-        self.classifier = nn.Linear(projector_dim, n_classes)
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.classifier(mean_pool(self.projector(features), lengths))
-
-    def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Same logits from the time mean of the features (the projector is affine)."""
-        return self.classifier(self.projector(pooled))
 
 
 class UtteranceTask(Task):
@@ -67,9 +51,13 @@ class UtteranceTask(Task):
         self.label_fields = (self.label_field,)
 
     def build_head(self, input_dim: int) -> nn.Module:
+        from harness.evaluation.heads import UtteranceHead
+
         return UtteranceHead(input_dim, len(self.classes), self.projector_dim)
 
     def labels(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+        import torch
+
         try:
             return torch.tensor([self.index[str(r[self.label_field])] for r in rows])
         except KeyError as exc:
@@ -85,6 +73,8 @@ class UtteranceTask(Task):
         return head(batch.features, batch.lengths)
 
     def loss(self, head: nn.Module, batch: Batch) -> torch.Tensor:
+        import torch.nn.functional as F
+
         logits = self.logits(head, batch)
         return F.cross_entropy(logits.float(), self.labels(batch.utterances).to(logits.device))
 
@@ -102,85 +92,6 @@ class UtteranceTask(Task):
 
 
 # --------------------------------------------------------------------------- CTC
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse the first ``lengths[b]`` frames of each sequence of B×T×D ``x`` (padding stays last)."""
-    t = torch.arange(x.shape[1], device=x.device).view(1, -1)
-    n = lengths.to(x.device).view(-1, 1)
-    idx = torch.where(t < n, n - 1 - t, t)
-    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
-
-
-class BiLSTM(nn.Module):
-    """A bidirectional LSTM layer over padded sequences, equal to running it on packed sequences.
-
-    The forward direction never sees the padding that follows a sequence; the backward direction
-    runs a second LSTM on each sequence reversed within its own length. Done this way rather than
-    with ``pack_padded_sequence`` because the packed LSTM's backward pass on CPU is about ten times
-    slower (0.2-0.3 s against 0.02 s for 16×150 frames of 64 units).
-    """
-
-    def __init__(self, input_dim: int, hidden_dim: int):
-        super().__init__()
-        self.fwd = nn.LSTM(input_dim, hidden_dim, batch_first=True)
-        self.bwd = nn.LSTM(input_dim, hidden_dim, batch_first=True)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out_f, _ = self.fwd(x)
-        out_b, _ = self.bwd(reverse_padded(x, lengths))
-        return torch.cat([out_f, reverse_padded(out_b, lengths)], dim=-1)
-
-
-class CTCHead(nn.Module):
-    """Projection, optional bidirectional LSTM layers (s3prl ``RNNs``), linear to the vocabulary.
-
-    ``downsample`` k > 1 concatenates k consecutive projected frames before the first LSTM (s3prl's
-    ``sample_style: concat``), dividing the output frame rate by k. ``forward`` returns the logits
-    and their valid lengths.
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        vocab_size: int,
-        project_dim: int,
-        lstm_dims: Sequence[int] = (),
-        dropout: float = 0.2,
-        downsample: int = 1,
-    ):
-        super().__init__()
-        self.projector = nn.Linear(input_dim, project_dim)
-        self.downsample = max(1, int(downsample))
-        layers = []
-        last = project_dim * self.downsample
-        for dim in lstm_dims:
-            layers.append(BiLSTM(last, dim))
-            last = 2 * dim
-        self.lstms = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(dropout) if lstm_dims else nn.Identity()
-        self.output = nn.Linear(last, vocab_size)
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.projector(features)
-        k = self.downsample
-        if k > 1:
-            b, t, d = x.shape
-            x = F.pad(x, (0, 0, 0, (-t) % k)).reshape(b, -1, k * d)
-            lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
-        for lstm in self.lstms:
-            x = self.dropout(lstm(x, lengths))
-        return self.output(x), lengths
-
-
-def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
-    """Best-path decoding: argmax per frame, repeats merged, blanks removed."""
-    best = log_probs.argmax(dim=-1).cpu()
-    out = []
-    for seq, n in zip(best, lengths.cpu().tolist(), strict=True):
-        ids = seq[:n].tolist()
-        out.append([t for i, t in enumerate(ids) if t != blank and (i == 0 or t != ids[i - 1])])
-    return out
 
 
 class CTCTask(Task):
@@ -204,6 +115,8 @@ class CTCTask(Task):
         self.downsample = downsample
 
     def build_head(self, input_dim: int) -> nn.Module:
+        from harness.evaluation.heads import CTCHead
+
         return CTCHead(input_dim, len(self.vocab), self.project_dim, self.lstm_dims, self.dropout, self.downsample)
 
     @abstractmethod
@@ -224,10 +137,15 @@ class CTCTask(Task):
     def _forward(self, head: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.features is None or batch.lengths is None:
             raise ValueError(f"{self.name} trains on frames; the batch has none")
+        import torch.nn.functional as F
+
         logits, lengths = head(batch.features, batch.lengths)
         return F.log_softmax(logits.float(), dim=-1), lengths
 
     def loss(self, head: nn.Module, batch: Batch) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         log_probs, lengths = self._forward(head, batch)
         targets = [self.target(r) for r in batch.utterances]
         flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
@@ -243,6 +161,8 @@ class CTCTask(Task):
         )
 
     def predict(self, head: nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        from harness.evaluation.heads import ctc_greedy
+
         log_probs, lengths = self._forward(head, batch)
         hyps = ctc_greedy(log_probs, lengths)
         out = []

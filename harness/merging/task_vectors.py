@@ -20,35 +20,28 @@ sequential             the same interpolation, one fine-tuned model per link of 
 TIES                   ``TaskVectorMerge.ties(density, scope, λ)``: trim, elect sign, disjoint mean
 =====================  ======================================================================
 
+The tensor maths lives in :mod:`harness.merging.task_vector_ops`, imported when a merge runs.
+
 Without trimming or sign election, θ0 + α · mean(τi) is computed as ``torch.lerp`` from θ0 to the
 mean of the θi, which is exact at α = 0 and α = 1; otherwise as θ0 + scale · τ_merged.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from harness.core.interfaces import MergePlugin, TensorSource
 from harness.core.plugin import P
 
-__all__ = [
-    "TaskVectorMerge", "TaskVectorMergePlugin", "TrimThresholds", "interpolation_shortcut", "keep_count",
-    "elect_and_merge", "kth_largest", "trim",
-]
+if TYPE_CHECKING:
+    import torch
 
+log = logging.getLogger("harness.merging")
 
-def keep_count(numel: int, density: float) -> int:
-    """How many of ``numel`` entries a ``density`` share keeps (at least one, at most all)."""
-    return max(1, min(numel, int(round(density * numel))))
-
-
-def kth_largest(values: torch.Tensor, k: int) -> float:
-    """The k-th largest entry of a 1-d tensor (its magnitude threshold for keeping k entries)."""
-    return float(torch.kthvalue(values, values.numel() - k + 1).values)
+__all__ = ["TaskVectorMerge", "TaskVectorMergePlugin", "TrimThresholds", "interpolation_shortcut"]
 
 
 def interpolation_shortcut(alpha: float, n_models: int) -> Literal["base", "model"] | None:
@@ -84,7 +77,13 @@ class TaskVectorMerge:
 
     @classmethod
     def interpolation(cls, alpha: float) -> TaskVectorMerge:
-        """Speech-FT's θ0 + α · mean(θi − θ0) (linear merge; a sequential link)."""
+        """Speech-FT's θ0 + α · mean(θi − θ0) (linear merge; a sequential link).
+
+        α outside [0, 1] is allowed: it extrapolates beyond the two models, and the log says so.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            log.info("alpha %g lies outside [0, 1]: the merge extrapolates past the %s model.", alpha,
+                     "fine-tuned" if alpha > 1 else "pre-trained")
         return cls(scale=alpha)
 
     @classmethod
@@ -102,61 +101,28 @@ class TaskVectorMerge:
         model's magnitudes at a time. None when nothing needs a whole-model pass."""
         if self.density is None or self.trim_scope != "model":
             return None
-        names = base.keys()
-        sizes = [base.get_tensor(n).numel() for n in names]
-        total = sum(sizes)
-        thresholds = []
-        for model in finetuned:
-            mags = torch.empty(total, dtype=torch.float32)
-            offset = 0
-            for name, size in zip(names, sizes, strict=True):
-                mags[offset : offset + size] = (model.get_tensor(name) - base.get_tensor(name)).abs().flatten()
-                offset += size
-            thresholds.append(kth_largest(mags, keep_count(total, self.density)) if total else 0.0)
-            del mags
-        return TrimThresholds(tuple(thresholds))
+        from harness.merging.task_vector_ops import model_thresholds  # torch, loaded when a merge runs
+
+        return TrimThresholds(model_thresholds(base, finetuned, self.density))
 
     def merge(self, base: torch.Tensor, finetuned: list[torch.Tensor], state: TrimThresholds | None) -> torch.Tensor:
         """The merged value of one tensor; ``state`` is what :meth:`prepare` returned."""
+        import torch
+
+        from harness.merging.task_vector_ops import elect_and_merge, trim
+
         if self.is_interpolation:
             mean = finetuned[0] if len(finetuned) == 1 else torch.stack(finetuned).mean(0)
             return torch.lerp(base, mean, self.scale)
         deltas = torch.stack([t - base for t in finetuned])
         if self.density is not None:
-            deltas = trim(deltas, self.density, self.trim_scope, state)
+            deltas = trim(deltas, self.density, self.trim_scope, state.per_model if state is not None else None)
         combined = elect_and_merge(deltas) if self.elect_sign else deltas.mean(0)
         return base + self.scale * combined
 
     def shortcut(self, n_models: int) -> Literal["base", "model"] | None:
         """When the merge is θ0 or the single fine-tuned model unchanged (interpolations only)."""
         return interpolation_shortcut(self.scale, n_models) if self.is_interpolation else None
-
-
-def trim(
-    deltas: torch.Tensor, density: float, scope: Literal["model", "tensor"], state: TrimThresholds | None
-) -> torch.Tensor:
-    """Stacked task vectors (n × ...) with all but each one's ``density`` share of largest magnitudes
-    zeroed: per tensor, or against the model-wide thresholds in ``state``."""
-    mags = deltas.abs()
-    if scope == "tensor":
-        flat = mags.flatten(1)
-        k = keep_count(flat.shape[1], density)
-        thr = torch.tensor([kth_largest(row, k) for row in flat], dtype=deltas.dtype)
-    elif state is None:
-        raise RuntimeError("model-scope trimming needs the thresholds returned by prepare()")
-    else:
-        thr = torch.tensor(state.per_model, dtype=deltas.dtype)
-    thr = thr.view(-1, *([1] * (deltas.dim() - 1)))
-    return torch.where(mags >= thr, deltas, torch.zeros_like(deltas))
-
-
-def elect_and_merge(deltas: torch.Tensor) -> torch.Tensor:
-    """TIES' combination of stacked task vectors (n × ...): elect each entry's sign by the summed
-    mass (zero counts as positive), then average the non-zero values that agree with it."""
-    elected = torch.where(deltas.sum(0) >= 0, 1.0, -1.0).to(deltas.dtype)
-    agree = torch.sign(deltas) == elected
-    total = torch.where(agree, deltas, torch.zeros_like(deltas)).sum(0)
-    return total / agree.sum(0).clamp(min=1).to(deltas.dtype)
 
 
 class TaskVectorMergePlugin(MergePlugin[P]):

@@ -8,9 +8,15 @@ Each such name is bound to an :class:`Inert` placeholder class that only records
 state it is given; nothing from those packages is imported or called, so neither fairseq nor
 omegaconf needs to be installed. :func:`to_plain` turns placeholders of configs back into dicts.
 
+Harmless constants (``builtins.Ellipsis``, which ``typing.Tuple[int, ...]`` in an omegaconf
+config's metadata pickles through) are bound to themselves.
+
 Before loading, the pickle stream is read statically (:func:`pickle_globals`): a checkpoint that
 names anything outside torch's own allow-list and ours (``os.system``, ``builtins.exec``, ...)
-is refused with a :class:`~harness.core.errors.CheckpointError` and nothing in it runs.
+is refused with a :class:`~harness.core.errors.CheckpointError` and nothing in it runs. The work
+and memory spent deciding are bounded: a zip entry declaring more than :data:`MAX_INFLATED_BYTES`
+beyond what the file stores, or a pickle of more than :data:`MAX_PICKLE_OPS` operations, is refused
+before it is inflated or read further.
 """
 
 from __future__ import annotations
@@ -62,6 +68,18 @@ _INERT_NAMES = frozenset(
                   "NoneType", "complex")
     }
 )
+# Constants bound to themselves: they are values, not callables.
+_CONSTANTS = {"builtins.Ellipsis": Ellipsis, "builtins.NotImplemented": NotImplemented}
+
+#: The most pickle operations one checkpoint may hold. A released fairseq checkpoint (configs,
+#: optimizer history, a dictionary of a few thousand symbols) holds well under a million; scanning
+#: this many takes a few seconds.
+MAX_PICKLE_OPS = 2_000_000
+#: How many bytes the entries of a zip checkpoint may declare beyond the file's own size.
+#: ``torch.save`` stores its entries uncompressed, so a real checkpoint declares about its file size;
+#: a "zip bomb" declares far more than it stores.
+MAX_INFLATED_BYTES = 64 * 2**20
+
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 )
@@ -107,11 +125,22 @@ def _placeholder(name: str) -> type[Inert]:
 # --------------------------------------------------------------------------- static reading
 
 
-def _scan_pickle(stream: io.BufferedIOBase, found: set[str]) -> None:
-    """Add every global the next pickle in ``stream`` names to ``found`` (reads up to its STOP)."""
+class _TooLarge(Exception):
+    """A pickle past :data:`MAX_PICKLE_OPS` operations."""
+
+
+def _scan_pickle(stream: io.BufferedIOBase, found: set[str], budget: list[int]) -> None:
+    """Add every global the next pickle in ``stream`` names to ``found`` (reads up to its STOP).
+
+    ``budget`` holds the operations still allowed (shared by every pickle of one checkpoint);
+    :class:`_TooLarge` is raised when it runs out.
+    """
     recent: list[Any] = []
     memo: dict[int, Any] = {}
     for op, arg, _pos in pickletools.genops(stream):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooLarge
         name = op.name
         if name in _STRING_OPS:
             recent.append(arg)
@@ -149,6 +178,7 @@ def pickle_globals(path: Path) -> set[str]:
     """
     path = Path(path)
     found: set[str] = set()
+    budget = [MAX_PICKLE_OPS]
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -166,12 +196,13 @@ def pickle_globals(path: Path) -> set[str]:
                         f"{path} is a TorchScript archive, which carries code; give the original checkpoint "
                         "or its weights as safetensors."
                     )
+                _check_declared_sizes(archive, path)
                 pickles = [n for n in names if n.endswith("data.pkl")]
                 if not pickles:
                     raise CheckpointError(f"{path} is a zip file but not a PyTorch checkpoint (no data.pkl inside).")
                 for member in pickles:
                     with archive.open(member) as data:
-                        _scan_pickle(io.BufferedReader(data), found)  # type: ignore[arg-type]
+                        _scan_pickle(io.BufferedReader(data), found, budget)  # type: ignore[arg-type]
             else:
                 # magic number, protocol, sys info, then the object; what follows is storage data
                 for i in range(_LEGACY_PICKLES):
@@ -180,14 +211,31 @@ def pickle_globals(path: Path) -> set[str]:
                         if not f.read(1):
                             break
                         f.seek(pos)
-                    _scan_pickle(f, found)  # type: ignore[arg-type]
+                    _scan_pickle(f, found, budget)  # type: ignore[arg-type]
     except CheckpointError:
         raise
+    except _TooLarge:
+        raise CheckpointError(
+            f"{path} was refused because its pickle holds more than {MAX_PICKLE_OPS:,} operations, far more than "
+            "a checkpoint's configs need; nothing in it was run (give weights as safetensors)."
+        ) from None
     except (ValueError, EOFError, zipfile.BadZipFile, OSError, KeyError) as exc:
         raise CheckpointError(
             f"{path} is truncated or not a PyTorch checkpoint ({_short(exc)}); download or copy it again."
         ) from None
     return found
+
+
+def _check_declared_sizes(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse a zip whose entries declare far more bytes than the file holds, before inflating any."""
+    declared = sum(info.file_size for info in archive.infolist())
+    stored = path.stat().st_size
+    if declared > stored + MAX_INFLATED_BYTES:
+        raise CheckpointError(
+            f"{path} was refused because its zip entries would inflate to {declared / 2**20:,.0f} MiB from a "
+            f"{stored / 2**20:,.1f} MiB file (more than {MAX_INFLATED_BYTES // 2**20} MiB beyond it), which no "
+            "torch.save file does; nothing in it was inflated or run."
+        )
 
 
 # --------------------------------------------------------------------------- loading
@@ -209,14 +257,14 @@ def load_torch_checkpoint(path: Path) -> Any:
         raise CheckpointError(missing_checkpoint(path))
     names = pickle_globals(path)
     unknown = sorted(names - _torch_allowed())
-    refused = [n for n in unknown if not is_inert_name(n)]
+    refused = [n for n in unknown if not is_inert_name(n) and n not in _CONSTANTS]
     if refused:
         shown = ", ".join(refused[:4]) + (f" and {len(refused) - 4} more" if len(refused) > 4 else "")
         raise CheckpointError(
             f"{path} was refused because loading it would call {shown}, which can run code; "
             "nothing in it was run (give weights as safetensors, or a checkpoint that holds only tensors and configs)."
         )
-    pairs = [(_placeholder(n), n) for n in unknown]
+    pairs = [(_CONSTANTS[n], n) if n in _CONSTANTS else (_placeholder(n), n) for n in unknown]
     try:
         with torch.serialization.safe_globals(pairs):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.core.interfaces import UpstreamModel
+from harness.core.model_types import UpstreamModel
 from harness.core.threads import torch_threads
 from harness.data import audio
 from harness.models.featurizer import layer_norm

@@ -32,7 +32,8 @@ from torch.utils.checkpoint import checkpoint
 
 from harness.core.errors import CheckpointError
 from harness.core.hub import missing_checkpoint
-from harness.core.interfaces import UpstreamModel, UpstreamOutput, UpstreamPlugin
+from harness.core.interfaces import UpstreamPlugin
+from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.seeding import seeded
 from harness.models.checkpoints import check_keys, load_torch_checkpoint, load_weights_file, tensors_only
 from harness.models.fairseq import (
@@ -43,12 +44,11 @@ from harness.models.fairseq import (
     map_wav2vec2_state,
     unwrap_finetuned,
 )
+from harness.models.sources import SourceParams
 from harness.models.speech_encoder import (
-    ENCODER_SHAPES,
-    ENCODER_TRAINING,
-    SourceParams,
+    build_checked,
+    error_gist,
     frame_mask,
-    load_exact,
     load_own_model,
     normalize_waveforms,
     own_model_files,
@@ -57,26 +57,8 @@ from harness.models.speech_encoder import (
 
 log = logging.getLogger("harness.models.hf_speech")
 
-#: wav2vec 2.0 and HuBERT's seven-block CNN (5·2⁶ = 320 samples per frame: 20 ms at 16 kHz).
-BASE_CNN: dict[str, Any] = {
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "conv_bias": False,
-    "feat_extract_norm": "group",
-}
-CNN_CHANNELS = {"tiny": 32, "base": 512}
-
 #: config fields and weights of a kept pre-training head (see ``fairseq_pretraining_head``)
 PretrainingHead = tuple[dict[str, Any], dict[str, torch.Tensor]]
-
-
-def preset_configs(**overrides: Any) -> dict[str, dict[str, Any]]:
-    """The ``tiny`` and ``base`` presets of a wav2vec 2.0-family model, ``overrides`` applied to both."""
-    return {
-        name: {**BASE_CNN, "conv_dim": [CNN_CHANNELS[name]] * 7, **ENCODER_TRAINING, **shape, "normalize": False,
-               **overrides}
-        for name, shape in ENCODER_SHAPES.items()
-    }  # fmt: skip
 
 
 #: Architecture fields kept in ``UpstreamModel.config()`` (transformers' names), plus ``normalize``.
@@ -327,15 +309,26 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
     def _load_hf_folder(self, folder: Path) -> SpeechTransformer:
         try:
             raw = json.loads((folder / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{folder / 'config.json'} is not valid JSON ({exc}).") from None
+        if not isinstance(raw, dict):
+            raise CheckpointError(
+                f"{folder / 'config.json'} holds a JSON {type(raw).__name__}, not an object of config fields; "
+                "the folder is damaged."
+            )
         model_type = raw.get("model_type")
         if model_type != self.hf_model_type:
             raise CheckpointError(
                 f"{folder} holds a transformers {model_type!r} model, not a {self.hf_model_type} one; "
                 f"load it with the matching upstream."
             )
-        hf_config = self.model_cls.hf_config_cls.from_dict(raw)
+        try:
+            hf_config = self.model_cls.hf_config_cls.from_dict(raw)
+        except Exception as exc:  # transformers' validators raise their own types
+            raise CheckpointError(
+                f"{folder / 'config.json'} holds a config that does not describe a {self.name} model "
+                f"({error_gist(exc)}); the folder is damaged or of another architecture."
+            ) from None
         for flag, bad in (("add_adapter", True), ("conv_pos_batch_norm", True)):
             if getattr(hf_config, flag, None) == bad:
                 raise CheckpointError(f"{folder} uses {flag}, which this upstream does not support.")
@@ -346,9 +339,7 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
         state = _hf_weights(folder)
         prefix = f"{model_type}."
         state = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
-        model = self.model_cls(config)
-        load_exact(model, hf_legacy_names(state), folder, self.name)
-        return model
+        return build_checked(self.model_cls, config, hf_legacy_names(state), folder / "config.json", self.name)
 
     # ---------------------------------------------------------------- fairseq checkpoints
 
@@ -368,7 +359,13 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
             raise CheckpointError(f"{path} is {what}, not a {self.name} one; load it with the matching upstream.")
         if not model_cfg:
             raise CheckpointError(f"{path} carries no model config (neither 'cfg' nor 'args'); it cannot be rebuilt.")
-        config: dict[str, Any] = hf_architecture(model_cfg, path)
+        try:
+            config: dict[str, Any] = hf_architecture(model_cfg, path)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path} holds a model config with a field of the wrong type ({str(exc)[:160]}); "
+                "the checkpoint is damaged."
+            ) from None
         config.update(self.fairseq_extra_config())
         config["normalize"] = bool(task_cfg.get("normalize", model_cfg.get("normalize", False)))
         mapped = map_wav2vec2_state(state)
@@ -377,13 +374,17 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
         head_config, head_state = self.fairseq_pretraining_head(state)
         config.update(head_config)
         mapped.update(head_state)
-        if "feature_projection.projection.weight" not in mapped and config["conv_dim"][-1] == config["hidden_size"]:
+        last_conv = mapped.get(f"feature_extractor.conv_layers.{len(config['conv_dim']) - 1}.conv.weight")
+        if (
+            "feature_projection.projection.weight" not in mapped
+            and config["conv_dim"][-1] == config["hidden_size"]
+            and last_conv is not None
+            and last_conv.shape[0] == config["hidden_size"]
+        ):
             # fairseq has no post_extract_proj when the CNN width equals the model width: an identity
             mapped["feature_projection.projection.weight"] = torch.eye(config["hidden_size"])
             mapped["feature_projection.projection.bias"] = torch.zeros(config["hidden_size"])
-        model = self.model_cls(config)
-        load_exact(model, mapped, path, self.name)
-        return model
+        return build_checked(self.model_cls, config, mapped, path, self.name)
 
     def fairseq_extra_config(self) -> dict[str, Any]:
         """Config fields implied by the family for fairseq checkpoints."""

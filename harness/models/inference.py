@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from harness.core.errors import StageError
-from harness.core.interfaces import UpstreamModel
+from harness.core.model_types import UpstreamModel
 from harness.data.batching import DynamicBatchSampler, FixedBatchSampler
 
 log = logging.getLogger("harness.models.inference")

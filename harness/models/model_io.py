@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from harness.core.errors import CheckpointError, HarnessError
 
 if TYPE_CHECKING:
-    from harness.core.interfaces import UpstreamModel
+    from harness.core.model_types import UpstreamModel
     from harness.core.registry import PluginManager
 
 WEIGHTS = "model.safetensors"

@@ -17,59 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import model_validator
-from pydantic_core import PydanticCustomError
 from safetensors.torch import load_file
 from torch.utils.checkpoint import checkpoint
 
 from harness.core.errors import CheckpointError
-from harness.core.interfaces import InputPath, PluginParams, UpstreamModel
+from harness.core.model_types import UpstreamModel
 from harness.models.checkpoints import check_keys
 from harness.models.model_io import CONFIG, WEIGHTS
-
-#: Transformer shapes of the presets shared by the wav2vec 2.0 family (transformers' config names).
-ENCODER_SHAPES: dict[str, dict[str, Any]] = {
-    "tiny": {"hidden_size": 96, "num_hidden_layers": 3, "intermediate_size": 384, "num_attention_heads": 4,
-             "num_conv_pos_embeddings": 32, "num_conv_pos_embedding_groups": 8},
-    "base": {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12,
-             "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16},
-}  # fmt: skip
-
-#: The released Base models' encoder settings: post-LN, GELU, their dropouts and layer drop.
-ENCODER_TRAINING: dict[str, Any] = {
-    "hidden_act": "gelu",
-    "do_stable_layer_norm": False,
-    "hidden_dropout": 0.1,
-    "attention_dropout": 0.1,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.1,
-    "layerdrop": 0.05,
-    "layer_norm_eps": 1e-5,
-}
-
-# --------------------------------------------------------------------------- parameters
-
-
-class SourceParams(PluginParams):
-    """Where an upstream's weights come from: exactly one of ``checkpoint`` or ``preset``.
-
-    ``checkpoint``: a harness model folder (or its ``model.safetensors``), a transformers folder
-    (``save_pretrained`` layout), or a released PyTorch checkpoint (fairseq ``.pt``, the DeCoAR 2.0
-    file), loaded without running code. ``preset``: a named architecture, randomly initialised
-    from the stage seed.
-    """
-
-    checkpoint: InputPath | None = None
-    preset: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SourceParams:
-        if (self.checkpoint is None) == (self.preset is None):
-            raise PydanticCustomError(
-                "source", "give exactly one of checkpoint (a file or folder) or preset (a named architecture)"
-            )
-        return self
-
 
 # --------------------------------------------------------------------------- padding
 
@@ -186,8 +140,13 @@ def load_own_model(
     config_path, weights = own_model_files(path)  # type: ignore[misc]
     try:
         meta = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the model folder is damaged.") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{config_path} holds a JSON {type(meta).__name__}, not an object with family and config; "
+            "the model folder is damaged."
+        )
     found = meta.get("family")
     if found != family:
         raise CheckpointError(
@@ -195,28 +154,72 @@ def load_own_model(
         )
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the model folder {config_path.parent} is incomplete.")
-    model = from_config(meta.get("config", {}))
     try:
         state = load_file(str(weights))
     except Exception as exc:
         raise CheckpointError(
             f"{weights} is truncated or not a safetensors file ({str(exc)[:120]}); copy it again."
         ) from None
-    load_exact(model, state, weights, family)
+    return build_checked(from_config, meta.get("config", {}), state, config_path, family)
+
+
+def build_checked(
+    from_config: Callable[[dict[str, Any]], Any], config: Any, state: dict[str, torch.Tensor], where: Path, family: str
+) -> Any:
+    """``from_config(config)`` with ``state`` loaded, once the config is known to fit the weights.
+
+    The model is first built on the ``meta`` device (shapes only, no memory), so that a config that
+    is not a mapping, has a wrong type or an inconsistent field, or declares shapes the weights do not
+    have (``hidden_size: 200000``, 64 layers where the file has 2) is refused in one sentence before
+    anything is allocated.
+    """
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{where} holds a model config that is a {type(config).__name__}, not a mapping of fields; "
+            "the model files are damaged."
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = from_config(config)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any failure to build from a config read from disk is the config's
+        raise CheckpointError(
+            f"{where} holds a config that does not describe a {family} model ({error_gist(exc)}); "
+            "the model files are damaged or of another architecture."
+        ) from None
+    check_state_fits(skeleton, state, where, family)
+    model = from_config(config)
+    load_exact(model, state, where, family)
     return model
+
+
+def error_gist(exc: Exception) -> str:
+    """The gist of an exception: its last non-empty line (validators put the cause there), clipped."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1].rstrip(".")[:160] if lines else type(exc).__name__
+
+
+def check_state_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path, family: str) -> None:
+    """Raise one sentence unless every weight ``model`` needs is in ``state`` with the same shape
+    (absent ``model.optional_weights`` are allowed); ``model`` may live on the ``meta`` device."""
+    needed = model.state_dict()
+    optional = getattr(model, "optional_weights", ())
+    given = set(state) | {k for k in optional if k in needed}
+    check_keys(needed, given, where, family)
+    for key, ref in needed.items():
+        if key in state and tuple(state[key].shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{where} has {key} of shape {tuple(state[key].shape)} where its config implies "
+                f"{tuple(ref.shape)}; the weights and the config disagree."
+            )
 
 
 def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path, family: str) -> None:
     """Load ``state`` into ``model``: every needed weight present (extra ones ignored, absent
     ``model.optional_weights`` kept as initialised), shapes equal."""
+    check_state_fits(model, state, where, family)
     needed = model.state_dict()
     optional = getattr(model, "optional_weights", ())
     state = {**{k: needed[k] for k in optional if k in needed and k not in state}, **state}
-    check_keys(needed, state, where, family)
-    for key, ref in needed.items():
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise CheckpointError(
-                f"{where} has {key} of shape {tuple(state[key].shape)} where its config implies "
-                f"{tuple(ref.shape)}; the weights and the config disagree."
-            )
     model.load_state_dict({k: state[k] for k in needed}, strict=True)

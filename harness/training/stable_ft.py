@@ -17,59 +17,19 @@ registered task such as ``pc``, else a downstream's task); no task name is known
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from harness.core.errors import StageError
-from harness.core.interfaces import Batch, PluginParams, Task, UpstreamModel, UpstreamOutput
+from harness.core.interfaces import Batch, Task
 from harness.core.manifest import PreparedCorpus
-from harness.core.params import validate_params
+from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.stage import StageContext
-from harness.core.suggest import suggest
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import WaveBatch, WaveformSet
-from harness.training.loop import FitResult, TrainConfig, fit
-
-
-class StableFTParams(PluginParams):
-    """Training knobs shared by the fine-tuning scenarios (defaults: the paper's stable fine-tuning)."""
-
-    steps: int = Field(1000, ge=1, description="optimizer steps")
-    lr: float = Field(1e-4, gt=0, description="peak learning rate")
-    batch_seconds: float = Field(80.0, gt=0, description="padded seconds of audio per forward batch")
-    max_items: int | None = Field(None, ge=1, description="at most this many utterances per batch")
-    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
-    beta: float = Field(0.1, ge=0, le=1, description="share of the steps that train the head alone")
-    freeze_cnn: bool = Field(True, description="keep the downsampling module frozen throughout")
-    l2_lambda: float = Field(0.0, ge=0, description="weight of the L2 penalty towards θ0")
-    schedule: Literal["constant", "linear", "speech_ft", "cosine"] = "speech_ft"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    eval_every: int | None = Field(None, ge=1, description="dev evaluation period (None: at the end only)")
-    dev_items: int | None = Field(400, ge=1, description="dev utterances used for model selection")
-    checkpoint_every: int | None = Field(None, ge=1)
-    amp: bool = Field(True, description="mixed precision on CUDA")
-    gradient_checkpointing: bool = False
-    max_seconds: float | None = Field(None, gt=0, description="use only the first seconds of each utterance")
-
-
-def train_config(params: StableFTParams) -> TrainConfig:
-    return TrainConfig(
-        steps=params.steps,
-        lr=params.lr,
-        schedule=params.schedule,
-        warmup_ratio=params.warmup_ratio,
-        weight_decay=params.weight_decay,
-        max_grad_norm=params.max_grad_norm,
-        accumulate=params.accumulate,
-        eval_every=params.eval_every,
-        checkpoint_every=params.checkpoint_every,
-        amp=params.amp,
-    )
+from harness.training.loop import FitResult, fit
+from harness.training.stable_ft_params import StableFTParams, split_rows, train_config
 
 
 class StableFineTuning:
@@ -117,17 +77,6 @@ class StableFineTuning:
         return self.params.l2_lambda * total
 
 
-def pick_corpus(corpora: dict[str, PreparedCorpus], name: str | None, who: str) -> PreparedCorpus:
-    """The corpus ``name`` among those the stage received (the only one when ``name`` is None)."""
-    if name is None:
-        if len(corpora) != 1:
-            raise StageError(f"{who} needs `corpus:` to say which of {', '.join(sorted(corpora)) or 'none'} to use.")
-        return next(iter(corpora.values()))
-    if name not in corpora:
-        raise StageError(f"{who} names corpus {name!r} but the stage has {', '.join(sorted(corpora)) or 'none'}.")
-    return corpora[name]
-
-
 def task_batch(out: UpstreamOutput, rows: list[dict[str, Any]]) -> Batch:
     """The batch a task head sees during fine-tuning: the *last* hidden state."""
     return Batch(features=out.hidden_states[-1], lengths=out.lengths, utterances=rows)
@@ -149,42 +98,6 @@ def task_metrics_on_waveforms(
         out = forward(batch.wavs, batch.wav_lengths)
         records.extend(task.predict(head, task_batch(out, batch.rows)))
     return task.aggregate(records)
-
-
-def split_rows(corpus: PreparedCorpus, task_name: str, role: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The rows playing ``role`` for ``task_name`` (a stable subset of ``limit`` rows, evenly spaced)."""
-    rows = corpus.utterances(corpus.split_for(task_name, role))
-    if not rows:
-        raise StageError(f"corpus {corpus.name!r} has no utterances in its {role} split for {task_name}.")
-    if limit is not None and len(rows) > limit:
-        step = len(rows) / limit
-        rows = [rows[int(i * step)] for i in range(limit)]
-    return rows
-
-
-def resolve_task(
-    upstream: UpstreamModel, corpus: PreparedCorpus, name: str, task_params: dict, ctx: StageContext
-) -> Task:
-    """The trainable task ``name`` on ``corpus``: a task plugin's (looked up first), else a downstream
-    plugin's; ``task_params`` are that plugin's parameters."""
-    plugins = ctx.plugins
-    if name in plugins.names("task"):
-        task_plugin = plugins.create("task", name)
-        params = validate_params(task_plugin.Params, task_params, f"task_params of {name}")
-        task = task_plugin.make_task(corpus, params, upstream.frame_shift)  # type: ignore[attr-defined]
-    elif name in plugins.names("downstream"):
-        downstream = plugins.create("downstream", name)
-        params = validate_params(downstream.Params, task_params, f"task_params of {name}")
-        task = downstream.make_task(corpus, params)  # type: ignore[attr-defined]
-    else:
-        choices = sorted(set(plugins.names("task")) | set(plugins.names("downstream")))
-        hint = suggest(name, choices)
-        raise StageError(
-            f"there is no task named {name!r}: name a task or downstream plugin "
-            f"({', '.join(choices) or 'none is installed'}){hint if hint.endswith('?') else '.'}"
-        )
-    corpus.require(tuple(task.label_fields), f"fine-tuning on {name}")
-    return task
 
 
 def finetune_on_task(

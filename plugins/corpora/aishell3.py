@@ -48,6 +48,9 @@ class Aishell3(LocalCorpus[Aishell3Params]):
     summary = "AISHELL-3 Mandarin: text (characters), speakers"
     Params = Aishell3Params
 
+    def provided_labels(self, params: Aishell3Params) -> tuple[str, ...]:
+        return ("speaker", "text")
+
     def read_splits(self, params: Aishell3Params, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         train = read_part(root, "train")

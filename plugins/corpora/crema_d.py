@@ -32,6 +32,9 @@ class CremaD(LocalCorpus[CremaDParams]):
     summary = "CREMA-D 6-class emotion; actors held out across splits"
     Params = CremaDParams
 
+    def provided_labels(self, params: CremaDParams) -> tuple[str, ...]:
+        return ("speaker", "emotion")
+
     def read_splits(self, params: CremaDParams, out_dir: Path) -> CorpusRows:
         folder = require(Path(params.root) / "AudioWAV", NAME, "the audio folder")
         rows = []

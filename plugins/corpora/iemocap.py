@@ -38,6 +38,9 @@ class Iemocap(LocalCorpus[IemocapParams]):
     summary = "IEMOCAP 4-class emotion (excited merged into happy), 5 session folds"
     Params = IemocapParams
 
+    def provided_labels(self, params: IemocapParams) -> tuple[str, ...]:
+        return ("speaker", "emotion", "fold")
+
     def read_splits(self, params: IemocapParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}

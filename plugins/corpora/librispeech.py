@@ -92,6 +92,10 @@ class LibriSpeech(LocalCorpus[LibriSpeechParams]):
     summary = "LibriSpeech (flac + trans.txt); phones from a lexicon; text, speakers"
     Params = LibriSpeechParams
 
+    def provided_labels(self, params: LibriSpeechParams) -> tuple[str, ...] | None:
+        # phones come with a lexicon; the default one is looked for only when preparing
+        return ("speaker", "text", "phones") if params.lexicon is not None else None
+
     def read_splits(self, params: LibriSpeechParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         lexicon_path = params.lexicon or (root / "librispeech-lexicon.txt")

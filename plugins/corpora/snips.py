@@ -55,6 +55,9 @@ class Snips(LocalCorpus[SnipsParams]):
     summary = "Audio SNIPS (SUPERB slot filling): intent, slots, text; held-out test voices"
     Params = SnipsParams
 
+    def provided_labels(self, params: SnipsParams) -> tuple[str, ...]:
+        return ("speaker", "intent", "text", "slots")
+
     def read_splits(self, params: SnipsParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         iob = require(root / "all.iob.snips.txt", NAME, "the transcripts with slot tags")

@@ -135,7 +135,23 @@ def make_speakers(p: SyntheticParams, rng: np.random.Generator) -> list[Speaker]
 
 
 def make_plan(p: SyntheticParams) -> list[Spec]:
-    """The utterances to render, drawn from ``p.seed`` in one fixed order."""
+    """The utterances to render, drawn from ``p.seed`` in one fixed order.
+
+    Each shared voice needs three utterances (train, dev, test) and the unseen split one voice. When
+    ``n_utterances`` is too few for the voices asked for, some split would come out empty; the plan is
+    then drawn with as many shared voices as the utterances allow (at least 2) and one unseen voice,
+    and the log says so. Plans that fill every split are never changed.
+    """
+    specs = _draw_plan(p)
+    if {s.split for s in specs} != set(SPLITS):
+        seen = max(2, min(p.n_speakers, p.n_utterances // 3 - 1))
+        log.info("synthetic: %d utterances are too few for %d + %d voices; using %d + 1 so that every split "
+                 "gets utterances.", p.n_utterances, p.n_speakers, p.n_unseen_speakers, seen)
+        specs = _draw_plan(p.model_copy(update={"n_speakers": seen, "n_unseen_speakers": 1}))
+    return specs
+
+
+def _draw_plan(p: SyntheticParams) -> list[Spec]:
     rng = np.random.default_rng([p.seed, 20240917])
     speakers = make_speakers(p, rng)
     by_speaker: dict[str, list[int]] = {s.name: [] for s in speakers}
@@ -235,6 +251,9 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     version = "1"
     summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
     Params = SyntheticParams
+
+    def provided_labels(self, params: SyntheticParams) -> tuple[str, ...]:
+        return ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")
 
     def prepare(self, params: SyntheticParams, out_dir: Path, ctx: StageContext) -> None:
         rows = generate(params, out_dir, ctx)

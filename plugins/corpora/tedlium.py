@@ -45,6 +45,9 @@ class Tedlium(LocalCorpus[TedliumParams]):
     summary = "TED-LIUM 3 (.stm segments of .sph talks): text, speakers"
     Params = TedliumParams
 
+    def provided_labels(self, params: TedliumParams) -> tuple[str, ...]:
+        return ("speaker", "text")
+
     def read_splits(self, params: TedliumParams, out_dir: Path) -> CorpusRows:
         base = require(Path(params.root) / params.split_set, NAME, f"the {params.split_set} split set")
         splits: dict[str, list[dict]] = {}

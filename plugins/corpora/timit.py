@@ -96,6 +96,9 @@ class Timit(LocalCorpus[TimitParams]):
     summary = "TIMIT (.WAV/.PHN/.TXT): 39 folded phones with times, text, speakers; core test set"
     Params = TimitParams
 
+    def provided_labels(self, params: TimitParams) -> tuple[str, ...]:
+        return ("speaker", "text", "phones")
+
     def read_splits(self, params: TimitParams, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}

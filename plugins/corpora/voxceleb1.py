@@ -32,6 +32,9 @@ class VoxCeleb1(LocalCorpus[VoxCeleb1Params]):
     summary = "VoxCeleb1 speaker identification (iden_split.txt): speakers"
     Params = VoxCeleb1Params
 
+    def provided_labels(self, params: VoxCeleb1Params) -> tuple[str, ...]:
+        return ("speaker",)
+
     def read_splits(self, params: VoxCeleb1Params, out_dir: Path) -> CorpusRows:
         root = Path(params.root)
         split_file = require(root / params.split_file, NAME, "the identification split list")

@@ -12,36 +12,33 @@ on the dev item file and, per condition, the best dev layer is reported on test 
 results are per phone pair (``[error, 1]`` per condition), for confidence intervals.
 ``max_files`` scores only the first files (sorted ids) of each item file; ``protocol: embedded``
 (default) takes 24 so that an evaluation stays within seconds on a CPU, ``full`` takes them all.
+Distances and DTW run on the stage's device, or on the stage's CPU threads (every core unless the
+executor shares them out); the scores are the same on every path.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from harness import hookimpl
 from harness.api import (
-    ABXScore,
     CorpusError,
     DownstreamPlugin,
     EvalResult,
-    FeatureCache,
     HarnessError,
-    Item,
     PluginParams,
     PreparedCorpus,
     ProbeSettings,
     StageContext,
-    UpstreamModel,
-    abx,
     audio,
-    batched_forward,
-    feature_cache_for,
-    read_item_file,
-    to_frame_dtype,
 )
+
+if TYPE_CHECKING:  # these load torch: the functions that run ABX import them, registration does not
+    import torch
+
+    from harness.api import ABXScore, FeatureCache, Item, UpstreamModel
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
 #: aligns every pair of tokens, so time grows with the square of the item count)
@@ -74,10 +71,15 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
     summary = "ABX phone discriminability of a layer's frames (within/across speaker, within/any context)"
     order = 90
     label_fields = ("phones",)
+    frame_cache = True  # reads the float16 frame cache (``harness plan`` projects its size)
 
     def evaluate(
         self, upstream: UpstreamModel, corpus: PreparedCorpus, params: ABXParams, ctx: StageContext
     ) -> EvalResult:
+        import torch
+
+        from harness.api import abx, feature_cache_for
+
         files = corpus.meta.get("abx_items") or {}
         if "test" not in files:
             raise CorpusError(f"corpus {corpus.name!r} has no ABX item files (meta 'abx_items'); pick one that has.")
@@ -102,6 +104,8 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
                     params.context,
                     params.distance,
                     params.librilight_compat,
+                    threads=torch.get_num_threads(),  # the stage's share of the cores
+                    device=ctx.device,
                 )
                 for layer in layers
             }
@@ -151,6 +155,8 @@ def _nan_last(x: float) -> float:
 
 
 def _items(corpus: PreparedCorpus, name: str, max_files: int | None) -> list[Item]:
+    from harness.api import read_item_file
+
     items = read_item_file(corpus.root / name)
     if max_files:
         keep = set(sorted({it.file for it in items})[:max_files])
@@ -162,6 +168,10 @@ def _features(
     upstream: UpstreamModel, corpus: PreparedCorpus, items: list[Item], cache: FeatureCache
 ) -> dict[str, torch.Tensor]:
     """Per utterance the L×T×D hidden states (float16 values) of the files the items name."""
+    import torch
+
+    from harness.api import batched_forward, to_frame_dtype
+
     wanted = {it.file for it in items}
     rows = [r for split in corpus.splits for r in corpus.utterances(split) if r["id"] in wanted]
     found = {r["id"] for r in rows}

@@ -52,10 +52,12 @@ class EmotionRecognition(ProbedDownstream[ERParams]):
     version = "1"
     summary = "Emotion recognition: projection, mean pooling, linear; accuracy (mean over folds)"
     order = 40
+    frame_cache = False  # pooled means
     label_fields = ("emotion",)
     protocols = PROTOCOLS
 
     def make_task(self, corpus: PreparedCorpus, params: ERParams) -> Task:
+        corpus.require(self.label_fields, f"downstream {self.name!r}")
         emotions = corpus.vocab.get("emotions")
         if not emotions:
             emotions = sorted({str(r["emotion"]) for r in task_splits(corpus, "er")["train"]})

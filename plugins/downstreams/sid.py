@@ -16,6 +16,8 @@ has a few hundred utterances; 1e-4 would not move a head in 300 steps).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness import hookimpl
 from harness.api import (
     CorpusError,
@@ -26,10 +28,12 @@ from harness.api import (
     ProbeSettings,
     StageContext,
     Task,
-    UpstreamModel,
     UtteranceTask,
     task_splits,
 )
+
+if TYPE_CHECKING:  # the model type loads torch; registering the plugin must not
+    from harness.api import UpstreamModel
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=8, accumulate=4, eval_every=4000),
@@ -52,6 +56,7 @@ class SpeakerIdentification(ProbedDownstream[SIDParams]):
     summary = "Speaker identification: projection, mean pooling, linear; accuracy"
     order = 30
     label_fields = ("speaker",)
+    frame_cache = False  # pooled means
     protocols = PROTOCOLS
 
     def make_task(self, corpus: PreparedCorpus, params: SIDParams) -> Task:

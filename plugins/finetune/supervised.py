@@ -8,7 +8,7 @@ upstream trainable. The best dev checkpoint is kept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -19,11 +19,12 @@ from harness.api import (
     PreparedCorpus,
     StableFTParams,
     StageContext,
-    UpstreamModel,
-    finetune_on_task,
     pick_corpus,
     resolve_task,
 )
+
+if TYPE_CHECKING:
+    from harness.api import UpstreamModel
 
 
 class SupervisedParams(StableFTParams):
@@ -40,6 +41,8 @@ class Supervised(FinetunePlugin[SupervisedParams]):
     def finetune(
         self, upstream: UpstreamModel, corpora: dict[str, PreparedCorpus], params: SupervisedParams, ctx: StageContext
     ) -> FinetuneResult:
+        from harness.api import finetune_on_task  # torch: loaded when the scenario trains
+
         corpus = pick_corpus(corpora, params.corpus, f"supervised fine-tuning on {params.task}")
         task = resolve_task(upstream, corpus, params.task, params.task_params, ctx)
         result = finetune_on_task(upstream, task, corpus, params.task, params, ctx,

@@ -9,12 +9,9 @@ multitask fine-tuning name it as ``task: pc``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from harness import hookimpl
 from harness.api import (
@@ -29,9 +26,14 @@ from harness.api import (
     frame_labels,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 
 class FramePhoneTask(Task):
-    """Phone classification of each frame of the features."""
+    """Phone classification of each frame of the features (torch is imported where the task computes,
+    so registering the plugin does not load it)."""
 
     name = "pc"
     label_fields = ("phones",)
@@ -47,10 +49,14 @@ class FramePhoneTask(Task):
         self.frame_shift = frame_shift
 
     def build_head(self, input_dim: int) -> nn.Module:
+        from torch import nn
+
         return nn.Linear(input_dim, len(self.phones))
 
     def targets(self, batch: Batch) -> torch.Tensor:
         """B×T labels aligned with ``batch.features`` (``IGNORE_LABEL`` on padding)."""
+        import torch
+
         assert batch.features is not None and batch.lengths is not None
         frames = batch.features.shape[1]
         rows = []
@@ -60,6 +66,8 @@ class FramePhoneTask(Task):
         return torch.from_numpy(np.stack(rows)).to(batch.features.device)
 
     def loss(self, head: nn.Module, batch: Batch) -> torch.Tensor:
+        import torch.nn.functional as F
+
         logits = head(batch.features)
         return F.cross_entropy(logits.flatten(0, 1).float(), self.targets(batch).flatten(), ignore_index=IGNORE_LABEL)
 

@@ -13,31 +13,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from transformers import Wav2Vec2Config, Wav2Vec2Model
-
 from harness import hookimpl
-from harness.api import SourceParams, SpeechTransformer, SpeechTransformerPlugin, preset_configs
-
-PRESETS: dict[str, dict[str, Any]] = preset_configs()
+from harness.api import DeferredUpstreamPlugin, SourceParams, UpstreamPlugin
 
 
 class Wav2Vec2Params(SourceParams):
     preset: Literal["tiny", "base"] | None = None
 
 
-class Wav2Vec2Upstream(SpeechTransformer):
-    family = "wav2vec2"
-    hf_config_cls = Wav2Vec2Config
-    hf_model_cls = Wav2Vec2Model
-
-
-class Wav2Vec2Plugin(SpeechTransformerPlugin[Wav2Vec2Params]):
+class Wav2Vec2Plugin(DeferredUpstreamPlugin[Wav2Vec2Params]):
     name = "wav2vec2"
     version = "1"
     summary = "wav2vec 2.0 from a fairseq .pt, a transformers folder or a preset (tiny, base)"
-    model_cls = Wav2Vec2Upstream
-    hf_model_type = "wav2vec2"
-    presets = PRESETS
+    export_formats = ("hf",)
+    hf_model_type = "wav2vec2"  # the transformers folders it reads (``harness extract`` picks it by this)
+
+    def implementation(self) -> UpstreamPlugin[Any]:
+        from plugins.upstreams._wav2vec2_model import Wav2Vec2Builder
+
+        return Wav2Vec2Builder()
 
 
 @hookimpl

@@ -53,7 +53,7 @@ def bad_files(tmp_path):
     files = {}
     p = tmp_path / "garbage.wav"
     p.write_bytes(b"this is not audio at all" * 10)
-    files["unreadable"] = (p, f"audio file {p} cannot be read")
+    files["unreadable"] = (p, f"audio file {p} is not audio (no format soundfile reads recognises it)")
     p = tmp_path / "empty.wav"
     sf.write(p, np.zeros(0, np.float32), 16000)
     files["empty"] = (p, f"audio file {p} is empty (0 samples); replace or remove it.")

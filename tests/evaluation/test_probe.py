@@ -146,7 +146,7 @@ def test_missing_labels_are_one_clear_sentence(tmp_path):
 def test_bilstm_on_padded_batches_equals_the_packed_lstm():
     from torch import nn
 
-    from harness.evaluation.tasks import BiLSTM, CTCHead
+    from harness.evaluation.heads import BiLSTM, CTCHead
 
     torch.manual_seed(0)
     ours = BiLSTM(6, 5)

@@ -10,7 +10,8 @@ from harness.core.errors import StageError
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import PluginManager
 from harness.training.pseudo_labels import KMeans, mfcc_frames
-from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams, span_mask
+from plugins.finetune._pretraining import span_mask
+from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 
 
@@ -67,8 +68,8 @@ def test_pretraining_from_scratch_with_mfcc_targets_and_with_layer_kmeans(corpus
 
 def test_codebook_targets_are_the_hubert_models_own_pseudo_labels(corpus, tmp_path):
     from harness.data.waveforms import WaveformSet
-    from plugins.finetune.continued_pretraining import TARGETS_FILE
-    from plugins.upstreams.hubert import PRESETS, HubertUpstream
+    from plugins.finetune._pretraining import TARGETS_FILE
+    from plugins.upstreams._hubert_model import PRESETS, HubertUpstream
 
     torch.manual_seed(0)
     upstream = HubertUpstream({**PRESETS["tiny"], "codebook": [10, 8]})

@@ -12,8 +12,9 @@ from sklearn.metrics import average_precision_score
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import PluginManager
 from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, MixedBatchSampler
+from plugins.finetune._tagging import mean_average_precision
 from plugins.finetune.multitask import Multitask, MultitaskParams
-from plugins.finetune.nonspeech import Nonspeech, NonspeechParams, mean_average_precision
+from plugins.finetune.nonspeech import Nonspeech, NonspeechParams
 from plugins.tasks import pc as pc_task
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 from tests.training import test_stable_ft as test_finetune_stable

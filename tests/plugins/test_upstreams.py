@@ -15,7 +15,7 @@ from harness.core.errors import CheckpointError, HarnessError
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
 from harness.models.model_io import load_model, save_model
-from plugins.upstreams import decoar2, fbank, hubert, wav2vec2
+from plugins.upstreams import _decoar2_model, _hubert_model, _wav2vec2_model, decoar2, fbank, hubert, wav2vec2
 
 PLUGINS = {
     "wav2vec2": wav2vec2.Wav2Vec2Plugin,
@@ -65,7 +65,7 @@ def _speechlike(lengths, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
 )
 def test_preset_sizes(family, preset, low, high):
     plugin = PLUGINS[family]()
-    presets = getattr(type(plugin), "presets", None) or decoar2.PRESETS
+    presets = {"wav2vec2": _wav2vec2_model, "hubert": _hubert_model, "decoar2": _decoar2_model}[family].PRESETS
     with torch.device("meta"):
         model = plugin.from_config(presets[preset])
     n = sum(p.numel() for p in model.parameters())
@@ -74,9 +74,9 @@ def test_preset_sizes(family, preset, low, high):
 
 
 def test_decoar2_small_is_the_demo_shape():
-    cfg = decoar2.PRESETS["small"]
+    cfg = _decoar2_model.PRESETS["small"]
     with torch.device("meta"):
-        model = decoar2.Decoar2Upstream(cfg)
+        model = _decoar2_model.Decoar2Upstream(cfg)
     assert model.post_extract_proj.in_features == 160 and model.hidden_size == 192
     assert model.num_hidden_states == 5 and model.frame_shift == pytest.approx(0.02)
     assert cfg["do_stable_layer_norm"] is True
@@ -127,7 +127,7 @@ def test_padded_batch_equals_single_utterances(tiny_models, family):
 
 
 def test_normalize_uses_valid_samples_only():
-    cfg = {**wav2vec2.PRESETS["tiny"], "normalize": True, "feat_extract_norm": "layer"}
+    cfg = {**_wav2vec2_model.PRESETS["tiny"], "normalize": True, "feat_extract_norm": "layer"}
     model = wav2vec2.Wav2Vec2Plugin().from_config(cfg).eval()
     wavs, lengths = _speechlike([9000, 16000])
     wavs[0] *= 7.0  # scale does not matter once normalised
@@ -260,7 +260,7 @@ def test_transformers_folders(tmp_path: Path):
     (pytorch_model.bin with weight_g/weight_v) load safely too; a folder of another family is refused."""
     from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
 
-    arch = {k: v for k, v in wav2vec2.PRESETS["tiny"].items() if k != "normalize"}
+    arch = {k: v for k, v in _wav2vec2_model.PRESETS["tiny"].items() if k != "normalize"}
     torch.manual_seed(0)
     hf = Wav2Vec2Model(Wav2Vec2Config(**arch, mask_time_prob=0.05)).eval()  # has masked_spec_embed
     hf.save_pretrained(tmp_path / "hf")

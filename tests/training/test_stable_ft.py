@@ -19,7 +19,8 @@ from harness.core.registry import PluginManager
 from harness.data.batching import FixedBatchSampler
 from harness.data.waveforms import WaveformSet
 from harness.training.loop import fit
-from harness.training.stable_ft import StableFineTuning, StableFTParams, resolve_task, task_batch, train_config
+from harness.training.stable_ft import StableFineTuning, task_batch
+from harness.training.stable_ft_params import StableFTParams, resolve_task, train_config
 from plugins.finetune.supervised import Supervised, SupervisedParams
 from plugins.tasks import pc as pc_task
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx

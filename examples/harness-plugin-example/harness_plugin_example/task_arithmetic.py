@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from harness import hookimpl
 from harness.api import MergePlugin, PluginParams
+
+if TYPE_CHECKING:  # torch is imported where a merge runs: `harness plugins` stays quick
+    import torch
 
 
 class TaskArithmeticParams(PluginParams):
@@ -19,6 +22,8 @@ class TaskArithmetic(MergePlugin[TaskArithmeticParams]):
 
     def merge_tensor(self, name: str, base: torch.Tensor, finetuned: list[torch.Tensor],
                      params: TaskArithmeticParams, state: None) -> torch.Tensor:
+        import torch
+
         delta = torch.stack([t.to(torch.float32) - base.to(torch.float32) for t in finetuned]).sum(0)
         return (base.to(torch.float32) + params.scale * delta).to(base.dtype)
 

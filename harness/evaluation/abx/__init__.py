@@ -27,8 +27,11 @@ euclidean distances use the raw features.
 Speed: all token pairs any requested condition needs are collected first, deduplicated and aligned
 in chunks by one vectorised DTW over anti-diagonals (a Python loop over the diagonal index only);
 the triplet counts of a block of tokens come from sorted searches, so no Python loop runs per pair
-or per triplet. Unlike libri-light's defaults, nothing is subsampled (its ``max_size_group`` and
-``max_x_across`` trade exactness for time).
+or per triplet. Distances and DTW run on the device given (``device``: a GPU when the stage has
+one) or, on the CPU, on ``threads`` worker threads at once (every core by default), each aligning
+its own chunks on one intra-op thread; the scores are the same on every path. Unlike libri-light's
+defaults, nothing is subsampled (its ``max_size_group`` and ``max_x_across`` trade exactness for
+time).
 
 Modules: :mod:`.items` (item files), :mod:`.dtw` (frame distances, DTW), :mod:`.score` (the
 conditions' error rates).

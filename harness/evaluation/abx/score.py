@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from harness.core.errors import HarnessError
-from harness.core.threads import torch_threads
+from harness.core.threads import available_cores, torch_threads
 from harness.evaluation.abx.dtw import dtw_both, frame_distances, librilight_normalize
 from harness.evaluation.abx.items import Item, frame_range
 
@@ -47,6 +48,7 @@ def _build_tokens(
     frame_shift: float,
     distance: str,
     librilight_compat: bool,
+    device: torch.device,
 ) -> _Tokens:
     missing = sorted({it.file for it in items if it.file not in features})
     if missing:
@@ -84,7 +86,7 @@ def _build_tokens(
     speaker, speakers = _index([it.speaker for it in kept])
     context, contexts = _index([it.context for it in kept])
     return _Tokens(
-        torch.cat(chunks),
+        torch.cat(chunks).to(device),
         np.array(starts),
         np.array(lengths),
         phone,
@@ -103,7 +105,13 @@ class _PairTable:
     DENSE_MAX = 6000
 
     def __init__(
-        self, tokens: _Tokens, blocks: list[tuple[np.ndarray, np.ndarray]], distance: str, exact: bool, budget: int
+        self,
+        tokens: _Tokens,
+        blocks: list[tuple[np.ndarray, np.ndarray]],
+        distance: str,
+        exact: bool,
+        budget: int,
+        threads: int = 1,
     ):
         n_tok = len(tokens.start)
         self.n_tokens = n_tok
@@ -128,18 +136,31 @@ class _PairTable:
         dim = tokens.frames.shape[1]
         # chunks never mix x lengths; within one, y lengths ascend, so the last pair is the widest
         starts = np.concatenate([[0], np.flatnonzero(np.diff(lx_s)) + 1, [len(order)]]).astype(np.int64)
+        # with threads, chunks small enough that every thread gets several and they finish together
+        cap = max(64, -(-len(order) // (4 * threads))) if threads > 1 else len(order)
+        chunks = []
         for g0, g1 in zip(starts[:-1], starts[1:], strict=True):
             n, m_max = int(lx_s[g0]), int(ly_s[g1 - 1])
             per_pair = n * m_max * (dim if exact else 1) + (n + m_max) * dim + 8 * n * m_max
-            size = max(1, budget // per_pair)
-            for i in range(int(g0), int(g1), size):
-                chunk = order[i : min(i + size, int(g1))]
-                m = int(ly[chunk[-1]])
-                fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
-                dist = frame_distances(fx, fy, distance, exact)
-                cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
-                fwd[chunk] = (cost / len_xy).numpy()
-                bwd[chunk] = (cost / len_yx).numpy()
+            size = max(1, min(budget // per_pair, cap))
+            chunks += [order[i : min(i + size, int(g1))] for i in range(int(g0), int(g1), size)]
+
+        def align(chunk: np.ndarray) -> None:
+            n, m = int(lx[chunk[0]]), int(ly[chunk[-1]])
+            fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
+            dist = frame_distances(fx, fy, distance, exact)
+            cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
+            fwd[chunk] = (cost / len_xy).cpu().numpy()
+            bwd[chunk] = (cost / len_yx).cpu().numpy()
+
+        if threads > 1 and tokens.frames.device.type == "cpu":
+            # one chunk per thread at a time, each on one intra-op thread: torch releases the GIL
+            # inside every operation, and the many small operations of a DTW run best unthreaded
+            with torch_threads(1), ThreadPoolExecutor(threads) as pool:
+                list(pool.map(align, chunks))
+        else:
+            for chunk in chunks:
+                align(chunk)
         self.dense: np.ndarray | None = None
         if n_tok <= self.DENSE_MAX:
             self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
@@ -150,9 +171,10 @@ class _PairTable:
 
     @staticmethod
     def _gather(tokens: _Tokens, which: np.ndarray, width: int) -> torch.Tensor:
-        start = torch.from_numpy(tokens.start[which])
-        length = torch.from_numpy(tokens.length[which])
-        offs = torch.arange(width).view(1, -1)
+        dev = tokens.frames.device
+        start = torch.from_numpy(tokens.start[which]).to(dev)
+        length = torch.from_numpy(tokens.length[which]).to(dev)
+        offs = torch.arange(width, device=dev).view(1, -1)
         idx = start.view(-1, 1) + torch.minimum(offs, (length - 1).view(-1, 1))
         return tokens.frames[idx]
 
@@ -345,14 +367,17 @@ def abx(
     context: Sequence[str] = CONTEXT_MODES,
     distance: str = "angular",
     librilight_compat: bool = False,
-    budget: int = 1 << 24,
-    threads: int | None = 1,
+    budget: int | None = None,
+    threads: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[ABXScore]:
     """ABX error rates (fractions) of ``features`` (file id -> frames T×D) on ``items``.
 
     One result per requested (speaker, context) condition, in the order speaker × context.
-    ``budget`` bounds the floats of one DTW chunk (memory); ``threads``: intra-op threads for the
-    computation (one by default: its operations are many and small, see :mod:`harness.core.threads`).
+    ``device``: where frame distances and DTW run (the scores agree to 1e-6 on every device).
+    ``threads``: on the CPU, how many chunks of pairs are aligned at once, each on one intra-op
+    thread (None: every core this process may use). ``budget`` bounds the floats of one DTW chunk
+    (memory; None: 2**24 on the CPU, 2**27 on an accelerator).
     """
     for value, allowed, what in ((speaker, SPEAKER_MODES, "speaker"), (context, CONTEXT_MODES, "context")):
         bad = [v for v in value if v not in allowed]
@@ -362,13 +387,19 @@ def abx(
         raise HarnessError(f"ABX distance {distance!r} is not one of {', '.join(DISTANCES)}.")
     if not frame_shift > 0:
         raise HarnessError(f"the frame shift must be a positive number of seconds (got {frame_shift}).")
-    with torch.no_grad(), torch_threads(threads):
-        tokens = _build_tokens(features, items, frame_shift, distance, librilight_compat)
+    device = torch.device(device)
+    threads = available_cores() if threads is None else threads
+    if threads < 1:
+        raise HarnessError(f"ABX threads must be at least 1 (got {threads}).")
+    if budget is None:
+        budget = 1 << 24 if device.type == "cpu" else 1 << 27
+    with torch.no_grad(), torch_threads(1):
+        tokens = _build_tokens(features, items, frame_shift, distance, librilight_compat, device)
         conditions = [(s, c) for s in speaker for c in context]
         # the pairs of the any-context conditions include those of the within-context ones
         pair_context = "any" if "any" in context else "within"
         blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
-        table = _PairTable(tokens, blocks, distance, librilight_compat, budget)
+        table = _PairTable(tokens, blocks, distance, librilight_compat, budget, threads)
         scores = [_condition(tokens, table, s, c) for s, c in conditions]
     for result in scores:
         result.n_items, result.left_out = len(items), len(items) - len(tokens.start)

@@ -1,4 +1,5 @@
-"""The default executor: one stage at a time in this process, in dependency order."""
+"""The default executor: one stage at a time in this process, in dependency order, or with
+``jobs`` > 1 independent stages at once in worker processes (:mod:`.overlap`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import torch
 
+from harness.core.errors import HarnessError
 from harness.core.plan import Stage
 from harness.core.registry import PluginManager
 from harness.models.model_io import model_device
 from harness.pipeline.execute import Outcome, execute_stage
 from harness.pipeline.executors.base import Executor, ProgressFn, StartFn
+from harness.pipeline.executors.overlap import run_overlapped
 
 
 class LocalExecutor(Executor):
@@ -19,12 +22,19 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, plugins: PluginManager | None = None, device: str | torch.device = "auto"):
+    def __init__(self, plugins: PluginManager | None = None, device: str | torch.device = "auto", jobs: int = 1):
+        if jobs < 1:
+            raise HarnessError(f"--jobs must be at least 1 (got {jobs}).")
         self.plugins = plugins
         self.device = model_device(device)
+        self.jobs = jobs
 
     def execute(self, stages: list[Stage], done: set[str], output: Path, on_start: StartFn,
                 on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn) -> None:
+        if self.jobs > 1:
+            run_overlapped(stages, done, output, on_start, on_finish, on_progress, jobs=self.jobs,
+                           plugins=self.plugins, device=self.device)
+            return
         finished = set(done)
         for stage in stages:
             if not set(stage.inputs.values()) <= finished:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from harness.api import sounds
 
@@ -35,6 +34,7 @@ class Nuisance:
 
 def reverb(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) -> np.ndarray:
     """Convolve with an exponentially decaying noise tail (RT60 drawn from ``cfg.rt60``), same length."""
+    from scipy import signal  # on use: registering plugins must not load scipy
     rt60 = rng.uniform(*cfg.rt60)
     n = max(2, int(min(rt60, 1.0) * sr))
     t = np.arange(n) / sr
@@ -47,6 +47,7 @@ def reverb(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) ->
 
 def equalise(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int) -> np.ndarray:
     """A random smooth frequency response: gains of ±``cfg.eq_db`` dB at the band edges (linear-phase FIR)."""
+    from scipy import signal  # on use: registering plugins must not load scipy
     freqs = np.array([f for f in EQ_FREQS if f < sr / 2] + [sr / 2])
     gains = 10 ** (rng.uniform(-cfg.eq_db, cfg.eq_db, len(freqs)) / 20)
     taps = signal.firwin2(129, freqs, gains, fs=sr)
@@ -64,6 +65,7 @@ def add_noise(wav: np.ndarray, rng: np.random.Generator, cfg: Nuisance, sr: int)
 def voice_quality(wav: np.ndarray, tilt_db: float, drive: float, sr: int) -> np.ndarray:
     """Part of a speaking style, not nuisance: a spectral tilt (a shelf of ``tilt_db`` dB above
     about 1 kHz: positive is a tenser, brighter voice) and soft saturation (``drive`` > 0)."""
+    from scipy import signal  # on use: registering plugins must not load scipy
     x = wav.astype(np.float64)
     if tilt_db:
         freqs = np.array([0.0, 700.0, 1500.0, sr / 2])

@@ -1,0 +1,102 @@
+"""How a probe trains and on which rows: :class:`ProbeParams` (what a downstream entry may set)
+resolved against a protocol table into :class:`ProbeSettings`; the train/dev/test rows of a task
+(:func:`task_splits`, :func:`fold_splits`). Imports no torch, so downstream plugins declare their
+parameters and protocols without loading the probe itself (:mod:`harness.evaluation.probe`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from harness.core.interfaces import PluginParams
+from harness.core.manifest import PreparedCorpus
+
+if TYPE_CHECKING:
+    from harness.training.loop import TrainConfig
+
+__all__ = ["CacheMode", "ProbeParams", "ProbeSettings", "fold_splits", "resolve_settings", "task_splits"]
+
+CacheMode = Literal["auto", "off"]
+
+
+@dataclass
+class ProbeSettings:
+    """How one probe trains (the plugin's protocol resolved to numbers)."""
+
+    steps: int
+    lr: float
+    batch_size: int
+    accumulate: int = 1
+    eval_every: int | None = None
+    eval_batch_size: int = 32
+    max_grad_norm: float | None = 1.0
+    cache: CacheMode = "auto"
+    max_frame_gb: float = 4.0
+    upstream_batch_seconds: float = 60.0
+    dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
+    max_folds: int | None = None
+
+    def train_config(self) -> TrainConfig:
+        from harness.training.loop import TrainConfig  # torch: loaded when a probe trains
+
+        return TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            accumulate=self.accumulate,
+            eval_every=self.eval_every,
+            max_grad_norm=self.max_grad_norm,
+            checkpoint_minutes=None,
+        )
+
+
+class ProbeParams(PluginParams):
+    """Parameters every probe downstream accepts: the protocol and overrides of its numbers.
+
+    ``protocol: superb`` is s3prl's setting for the task (steps, learning rate, batch, head sizes);
+    ``embedded`` (default) is scaled down so that the embedded corpus evaluates in seconds on a CPU.
+    ``cache: off`` runs the upstream on every batch (s3prl's way; for comparisons).
+    """
+
+    protocol: Literal["embedded", "superb"] = "embedded"
+    steps: int | None = Field(None, ge=1, description="optimizer steps (None: the protocol's)")
+    lr: float | None = Field(None, gt=0, allow_inf_nan=False, description="learning rate (None: the protocol's)")
+    batch_size: int | None = Field(None, ge=1, description="utterances per batch (None: the protocol's)")
+    eval_every: int | None = Field(None, ge=1, description="dev evaluation period in steps (None: the protocol's)")
+    cache: CacheMode = "auto"
+    max_frame_gb: float = Field(4.0, gt=0, allow_inf_nan=False)
+
+
+def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
+    """The protocol's settings with the overrides ``params`` sets."""
+    base = protocols[params.protocol]
+    changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb}
+    for name in ("steps", "lr", "batch_size", "eval_every"):
+        value = getattr(params, name)
+        if value is not None:
+            changes[name] = value
+    known = {f.name for f in fields(ProbeSettings)}
+    return ProbeSettings(**{**{k: getattr(base, k) for k in known}, **changes})
+
+
+def task_splits(corpus: PreparedCorpus, task: str) -> dict[str, list[dict[str, Any]]]:
+    """The rows playing train/dev/test for ``task`` (the corpus's ``task_splits`` or the defaults)."""
+    return {role: corpus.utterances(corpus.split_for(task, role)) for role in ("train", "dev", "test")}
+
+
+def fold_splits(
+    rows: list[dict[str, Any]], fold: Any, dev_ratio: float, seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Test = the rows of ``fold``; dev = a seeded ``dev_ratio`` of the others; train = the rest."""
+    test = [r for r in rows if r.get("fold") == fold]
+    rest = [r for r in rows if r.get("fold") != fold]
+    perm = np.random.default_rng([seed, 7]).permutation(len(rest))
+    n_dev = max(1, int(round(dev_ratio * len(rest))))
+    dev_idx = set(perm[:n_dev].tolist())
+    return {
+        "train": [r for i, r in enumerate(rest) if i not in dev_idx],
+        "dev": [r for i, r in enumerate(rest) if i in dev_idx],
+        "test": test,
+    }

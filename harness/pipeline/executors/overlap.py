@@ -1,0 +1,145 @@
+"""Independent stages at once on one machine, each in a worker process of its own.
+
+Processes, not threads: :func:`~harness.pipeline.execute.execute_stage` seeds the global random
+generators (Python, NumPy, torch) at the start of a stage and the stage draws from them as it runs;
+two stages on threads of one process would interleave their draws and their results would depend
+on timing. A spawned worker process has its own generators, so a stage gives the same artifacts as
+in a sequential run. Workers are started with ``spawn`` (no copy of the driver's threads or CUDA
+state) and reused from stage to stage.
+
+Resources: at most ``jobs`` stages run at once; each worker runs torch on ``cores // jobs``
+threads; a stage whose kind uses the accelerator holds it while it runs when the device is CUDA
+(one such stage at a time); evaluate stages that share a feature cache (one model on one corpus)
+run one after the other. The driver alone starts stages, hears their progress (a queue the
+workers write to) and receives their outcomes, so it alone writes the results store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from harness.core.plan import Stage
+from harness.core.registry import PluginManager
+from harness.core.stage_kinds import ACCELERATOR_KINDS, StageKind
+from harness.core.threads import available_cores
+from harness.pipeline.execute import Outcome, execute_stage
+from harness.pipeline.executors.base import ProgressFn, StartFn
+
+_progress_queue: Any = None  # the worker's end of the driver's progress queue
+
+
+def _init_worker(progress: Any, threads: int) -> None:
+    global _progress_queue
+    import torch
+
+    _progress_queue = progress
+    torch.set_num_threads(threads)
+
+
+def _run_stage(stage: Stage, output: Path, plugins: PluginManager | None, device: Any) -> Outcome:
+    def report(step: int, total: int, info: dict[str, Any]) -> None:
+        _progress_queue.put((stage.key, step, total, info))
+
+    return execute_stage(stage, output, report, plugins, device=device)
+
+
+def _feature_cache(stage: Stage) -> tuple[str, str] | None:
+    """The (model, corpus) feature cache an evaluate stage fills, if any.
+
+    Stages sharing one run one after the other, in plan order as in a sequential run: the first
+    fills the cache with hidden states computed in its own batches and the next reads them, so the
+    features (float16-rounded, batch-dependent in their last bits) are those of a sequential run.
+    """
+    if stage.kind != StageKind.EVALUATE:
+        return None
+    return stage.inputs.get("model", ""), stage.inputs.get("corpus", "")
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` concurrent stages: the cores shared out, at least one."""
+    return max(1, available_cores() // jobs)
+
+
+def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: StartFn,
+                   on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn, *, jobs: int,
+                   plugins: PluginManager | None, device: Any) -> None:
+    """Run ``stages`` (dependency order) up to ``jobs`` at a time; stages whose inputs failed never start."""
+    finished = set(done)
+    dead: set[str] = set()  # failed, or blocked behind a failure
+    holds_gpu = getattr(device, "type", "cpu") == "cuda"
+    by_key = {s.key: s for s in stages}
+    pending = list(stages)
+    running: dict[Future, Stage] = {}
+    context = multiprocessing.get_context("spawn")
+    progress = context.Queue()
+    stopping = False
+
+    def drain() -> None:
+        while True:
+            try:
+                key, step, total, info = progress.get_nowait()
+            except queue.Empty:
+                return
+            if key in by_key:
+                on_progress(by_key[key], step, total, info)
+
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(progress, worker_threads(jobs))) as pool:
+        try:
+            while pending or running:
+                gpu_busy = holds_gpu and any(s.kind in ACCELERATOR_KINDS for s in running.values())
+                caches_in_use = {_feature_cache(s) for s in running.values()} - {None}
+                for stage in list(pending):
+                    if stopping or len(running) >= jobs:
+                        break
+                    inputs = set(stage.inputs.values())
+                    if inputs & dead:
+                        pending.remove(stage)  # never started: the driver reports it as blocked
+                        dead.add(stage.key)
+                        continue
+                    if not inputs <= finished:
+                        continue
+                    cache = _feature_cache(stage)
+                    if cache is not None:
+                        if cache in caches_in_use:
+                            continue
+                        caches_in_use.add(cache)
+                    if holds_gpu and stage.kind in ACCELERATOR_KINDS:
+                        if gpu_busy:
+                            continue
+                        gpu_busy = True
+                    pending.remove(stage)
+                    on_start(stage)
+                    running[pool.submit(_run_stage, stage, output, plugins, device)] = stage
+                if not running:
+                    return  # what is left waits on stages that will not finish
+                completed, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                for future in completed:
+                    stage = running.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # the worker process died (killed, out of memory)
+                        now = time.time()
+                        outcome = Outcome(stage.key, "failed", now, now, "",
+                                          error=f"the worker process running this stage died ({exc}); run again")
+                        stopping = True  # the pool is broken: nothing more can start
+                    if outcome.status == "done":
+                        finished.add(stage.key)
+                    else:
+                        dead.add(stage.key)
+                    if not on_finish(stage, outcome):
+                        stopping = True
+                if stopping:
+                    pending.clear()  # let the running stages finish and be recorded, start nothing new
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            drain()

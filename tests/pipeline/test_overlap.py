@@ -1,0 +1,94 @@
+"""`harness run --jobs N`: independent stages at once in worker processes, with the results of a
+sequential run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.core.errors import HarnessError
+from harness.core.plan import build_plan
+from harness.core.recipe import load_recipe
+from harness.core.store import Store
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.executors.overlap import worker_threads
+from harness.pipeline.run import run_plan
+from tests.core_helpers import toy_manager, write_recipe
+
+
+def _run(path: Path, output: Path, jobs: int):
+    manager = toy_manager()
+    plan = build_plan(load_recipe(path, manager, output=output), manager)
+    return plan, run_plan(plan, output, LocalExecutor(manager, device="cpu", jobs=jobs))
+
+
+def _artifacts(output: Path, keys) -> dict[str, bytes]:
+    """Every file of every stage's artifact folder; outcome.json without its times and host."""
+    out = {}
+    for key in keys:
+        for path in sorted((output / key).rglob("*")):
+            if not path.is_file():
+                continue
+            rel = str(path.relative_to(output))
+            if path.name == "outcome.json":
+                outcome = json.loads(path.read_text())
+                out[rel] = json.dumps({k: v for k, v in outcome.items() if k not in ("started", "ended", "host")},
+                                      sort_keys=True).encode()
+            else:
+                out[rel] = path.read_bytes()
+    return out
+
+
+def _metrics(output: Path) -> dict[tuple[str, str], float]:
+    with Store(output, readonly=True) as store:
+        return {(m.stage, m.full_name): m.value for m in store.metrics()}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("overlap")
+    path = write_recipe(tmp)
+    plan, sequential = _run(path, tmp / "seq", jobs=1)
+    _, overlapped = _run(path, tmp / "par", jobs=2)
+    return plan, tmp, sequential, overlapped
+
+
+def test_overlapped_run_gives_byte_identical_artifacts_and_metrics(two_runs):
+    plan, tmp, sequential, overlapped = two_runs
+    assert sequential.ok and overlapped.ok
+    assert sorted(overlapped.ran) == sorted(sequential.ran) == sorted(plan.stages)
+    seq, par = _artifacts(tmp / "seq", plan.stages), _artifacts(tmp / "par", plan.stages)
+    assert seq.keys() == par.keys() and len(seq) > len(plan.stages)
+    assert [name for name in seq if seq[name] != par[name]] == []
+    assert _metrics(tmp / "par") == _metrics(tmp / "seq") != {}
+
+
+def test_stages_ran_in_worker_processes_and_a_rerun_runs_nothing(two_runs):
+    plan, tmp, _, _ = two_runs
+    with Store(tmp / "par", readonly=True) as store:
+        rows = store.stages()
+    assert {r.status for r in rows} == {"done"} and len(rows) == len(plan.stages)
+    _, again = _run(write_recipe(tmp), tmp / "par", jobs=2)
+    assert again.ran == [] and again.ok
+
+
+def test_jobs_must_be_positive_and_share_the_cores():
+    with pytest.raises(HarnessError, match=r"--jobs must be at least 1 \(got 0\)"):
+        LocalExecutor(device="cpu", jobs=0)
+    assert worker_threads(1) >= worker_threads(2) >= 1
+    assert worker_threads(10_000) == 1
+
+
+def test_run_command_rejects_zero_jobs(tmp_path, capsys):
+    path = write_recipe(tmp_path)
+    assert main(["run", str(path), "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1 (got 0)." in capsys.readouterr().err
+
+
+def test_jobs_with_the_ray_executor_is_refused(tmp_path, capsys):
+    path = write_recipe(tmp_path)
+    assert main(["run", str(path), "--executor", "ray", "--jobs", "2"]) == 2
+    assert "--jobs is for the local executor" in capsys.readouterr().err
