@@ -18,10 +18,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from harness.core.errors import HarnessError
 from harness.evaluation.abx import CONTEXT_MODES, DISTANCES, SPEAKER_MODES, abx, read_item_file
+from harness.models.model_io import model_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,15 +81,6 @@ def _check_npy_size(path: Path) -> None:
                            "write the features again.")
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise HarnessError(f"--device {name!r} is not a torch device; give cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError(f"--device {name} asks for CUDA, which this machine does not have; give --device cpu.")
-    return device
-
 
 def run(args: argparse.Namespace) -> int:
     items = read_item_file(args.item)
@@ -102,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         distance=args.distance,
         librilight_compat=args.librilight_compat,
         threads=args.threads,
-        device=_device(args.device),
+        device=model_device(args.device),
     )
     if results and results[0].left_out_note:
         logging.getLogger("harness.cli.abx").info("ABX: %s", results[0].left_out_note)

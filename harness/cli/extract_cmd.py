@@ -30,6 +30,7 @@ from harness.core.params import parse_key_values, validate_params
 from harness.core.registry import PluginManager, default_manager
 from harness.data import audio
 from harness.models.inference import batched_forward, length_sorted_batches
+from harness.models.model_io import model_device
 
 log = logging.getLogger("harness.extract")
 
@@ -111,17 +112,6 @@ class _LazyAudio(Sequence):
         return audio.load(self.paths[i])
 
 
-def _device(text: str) -> torch.device:
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise HarnessError(f"--device {text!r} is not a device; use auto, cpu or cuda.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError(f"--device {text} was asked for but no CUDA GPU is available; use --device cpu.")
-    return device
-
 
 def family_of(checkpoint: Path | None, plugins: PluginManager) -> str:
     """The upstream plugin of a checkpoint folder: ``upstream.json``'s family, or the plugin whose
@@ -162,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_seconds <= 0:
         raise HarnessError(f"--max-seconds must be positive (got {args.max_seconds}).")
     files = audio_files(args.audio_dir)
-    device = _device(args.device)
+    device = model_device(args.device)
     report = audio.check_files(files, level="header", what="audio files")
     lengths = [
         int(np.ceil(report.good[str(p)].frames * audio.SAMPLE_RATE / report.good[str(p)].sample_rate))

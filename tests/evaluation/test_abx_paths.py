@@ -81,7 +81,7 @@ def test_abx_command_threads_and_device(clustered, capsys):
         REFERENCE[(False, "angular")], abs=1e-6
     )
     assert main([*args, "--device", "nonsense"]) == 2
-    assert "--device 'nonsense' is not a torch device" in capsys.readouterr().err
+    assert "--device 'nonsense' is not a device; use auto, cpu, cuda or cuda:N." in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main([*args, "--device", "cuda"]) == 2
-        assert "asks for CUDA, which this machine does not have" in capsys.readouterr().err
+        assert "--device cuda asks for a CUDA GPU, but torch sees none" in capsys.readouterr().err
