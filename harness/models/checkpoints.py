@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
+import json
 import pickletools
 import re
 import zipfile
@@ -363,6 +364,20 @@ def tensors_only(state: Any, where: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{where} does not hold a state dict (found {type(state).__name__}).")
     return {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def read_config_object(path: Path, holds: str) -> dict[str, Any]:
+    """The JSON object in a model's config file; one sentence when it is not JSON or not an object
+    (``holds`` says what the object should hold, e.g. "of config fields")."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the model folder is damaged.") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(raw).__name__}, not an object {holds}; the model folder is damaged."
+        )
+    return raw
 
 
 def load_weights_file(path: Path) -> dict[str, torch.Tensor]:

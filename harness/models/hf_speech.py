@@ -35,7 +35,13 @@ from harness.core.hub import missing_checkpoint
 from harness.core.interfaces import UpstreamPlugin
 from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.seeding import seeded
-from harness.models.checkpoints import check_keys, load_torch_checkpoint, load_weights_file, tensors_only
+from harness.models.checkpoints import (
+    check_keys,
+    load_torch_checkpoint,
+    load_weights_file,
+    read_config_object,
+    tensors_only,
+)
 from harness.models.fairseq import (
     checkpoint_configs,
     detect_family,
@@ -307,15 +313,7 @@ class SpeechTransformerPlugin(UpstreamPlugin[SP]):
     # ---------------------------------------------------------------- transformers folders
 
     def _load_hf_folder(self, folder: Path) -> SpeechTransformer:
-        try:
-            raw = json.loads((folder / "config.json").read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{folder / 'config.json'} is not valid JSON ({exc}).") from None
-        if not isinstance(raw, dict):
-            raise CheckpointError(
-                f"{folder / 'config.json'} holds a JSON {type(raw).__name__}, not an object of config fields; "
-                "the folder is damaged."
-            )
+        raw = read_config_object(folder / "config.json", "of config fields")
         model_type = raw.get("model_type")
         if model_type != self.hf_model_type:
             raise CheckpointError(

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from harness.core.errors import CheckpointError
 from harness.core.model_types import UpstreamModel
-from harness.models.checkpoints import check_keys
+from harness.models.checkpoints import check_keys, read_config_object
 from harness.models.model_io import CONFIG, WEIGHTS
 
 # --------------------------------------------------------------------------- padding
@@ -138,15 +137,7 @@ def load_own_model(
 ) -> UpstreamModel:
     """A model saved by :func:`harness.models.model_io.save_model`, checked to be of ``family``."""
     config_path, weights = own_model_files(path)  # type: ignore[misc]
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the model folder is damaged.") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(
-            f"{config_path} holds a JSON {type(meta).__name__}, not an object with family and config; "
-            "the model folder is damaged."
-        )
+    meta = read_config_object(config_path, "with family and config")
     found = meta.get("family")
     if found != family:
         raise CheckpointError(
