@@ -12,7 +12,7 @@ import torch
 from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.evaluation.abx import Item, abx, dtw_batch, dtw_both, frame_range, read_item_file, write_item_file
-from tests.downstream_helpers import clustered_features, librilight_abx
+from tests.downstream_helpers import librilight_abx
 
 
 def _unit(deg: float) -> list[float]:
@@ -88,14 +88,6 @@ def test_item_file_round_trip_and_errors(tmp_path):
         read_item_file(tmp_path / "bad.item")
     with pytest.raises(HarnessError, match="no features"):
         abx({}, items, 0.02)
-
-
-@pytest.fixture(scope="module")
-def clustered(tmp_path_factory):
-    root = tmp_path_factory.mktemp("abx")
-    feats, items = clustered_features(root / "feats", n_files=20, dim=12, seed=1)
-    write_item_file(root / "x.item", items)
-    return root, feats, items
 
 
 def test_identical_to_librilight_with_compat(clustered):

@@ -11,9 +11,8 @@ import torch
 
 from harness.cli import main
 from harness.core.errors import HarnessError
-from harness.evaluation.abx import abx, dtw_both, write_item_file
+from harness.evaluation.abx import abx, dtw_both
 from harness.evaluation.abx import score as abx_score
-from tests.downstream_helpers import clustered_features
 
 # clustered_features(n_files=20, dim=12, seed=1), all four conditions, scored by the previous
 # single-threaded CPU implementation: (librilight_compat, distance) -> scores
@@ -25,14 +24,6 @@ REFERENCE = {
 }
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.fixture(scope="module")
-def clustered(tmp_path_factory):
-    root = tmp_path_factory.mktemp("abx_paths")
-    feats, items = clustered_features(root / "feats", n_files=20, dim=12, seed=1)
-    write_item_file(root / "x.item", items)
-    return root, feats, items
 
 
 @pytest.mark.parametrize("device", DEVICES)
