@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: setup setup-test demo test lint clean
+.PHONY: setup setup-test demo evidence test lint clean
 
 # what the demo needs: torch and the harness with its own dependencies
 setup: $(VENV)/.installed
@@ -32,6 +32,15 @@ demo: setup
 	# the main table, which README.md quotes between its demo-leaderboard markers (tests/test_readme_demo.py)
 	mkdir -p docs
 	awk '/^\| upstream \| model \| seeds/{p=1} p && !/^\|/{exit} p' runs/demo/leaderboard.md > docs/demo_leaderboard.md
+
+# the demo over three seeds, into runs/demo (seed 0's stages are the demo's): the tables and the
+# comparisons README.md quotes between its evidence-leaderboard markers
+evidence: setup
+	$(VENV)/bin/harness run recipes/demo_evidence.yaml
+	$(VENV)/bin/harness leaderboard runs/demo --format md --out runs/demo/leaderboard.md
+	mkdir -p docs
+	awk '/^\| upstream \| model \| seeds/{p=1} /^## ABX/{exit} p' runs/demo/leaderboard.md > docs/demo_evidence.md
+	cat docs/demo_evidence.md
 
 test: setup-test
 	# pytest exits 5 when it collected no tests: that is a failure too

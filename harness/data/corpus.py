@@ -13,6 +13,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -174,13 +175,19 @@ class LocalCorpusParams(PluginParams):
 class CorpusRows:
     """What a corpus read or generated: the rows of each split (in split order) and what the
     prepared corpus adds to them. See :func:`write_prepared` for ``vocab``, ``task_splits`` and
-    ``extra_meta``; an ABX item file ``<split>.item`` is written for each of ``abx_splits``."""
+    ``extra_meta``; an ABX item file ``<split>.item`` is written for each of ``abx_splits``, over the
+    rows of that split and of the splits ``abx_extra_splits`` names for it."""
 
     splits: dict[str, list[dict[str, Any]]]
     vocab: dict[str, list[str]] | None = None
     task_splits: dict[str, dict[str, str]] | None = None
     extra_meta: dict[str, Any] | None = None
     abx_splits: tuple[str, ...] = ()
+    abx_extra_splits: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
+
+    def abx_rows(self, split: str) -> list[dict[str, Any]]:
+        """The rows the item file of ``split`` covers."""
+        return [r for s in (split, *self.abx_extra_splits.get(split, ())) for r in self.splits[s]]
 
 
 def write_corpus(out_dir: Path, corpus: str, found: CorpusRows) -> None:
@@ -190,7 +197,7 @@ def write_corpus(out_dir: Path, corpus: str, found: CorpusRows) -> None:
     if found.abx_splits:
         extra_meta["abx_items"] = {split: f"{split}.item" for split in found.abx_splits}
         extra_meta["abx_item_counts"] = {
-            split: write_abx_items(out_dir / f"{split}.item", found.splits[split]) for split in found.abx_splits
+            split: write_abx_items(out_dir / f"{split}.item", found.abx_rows(split)) for split in found.abx_splits
         }
     write_prepared(out_dir, corpus, found.splits, vocab=found.vocab, task_splits=found.task_splits,
                    extra_meta=extra_meta)  # fmt: skip

@@ -17,6 +17,13 @@ Feature sources, chosen per task: ``pooled`` (cached per-layer time means; tasks
 upstream runs on every batch: the fallback past the budget, and ``cache: off``). On a CPU, heads
 under 2 M parameters train on one thread, the upstream in the loop included (see
 :mod:`harness.core.threads`).
+
+On CUDA, cached features (pooled means and frames, of every split the probe trains and evaluates on)
+are copied to device memory once, as stored (float16 frames), and each batch is gathered, layer-normed
+and padded there (:class:`_DeviceFrames`), when they take at most :data:`RESIDENT_SHARE` of the device's
+free memory; past that, batches are built on the host and moved one at a time. Both give the same
+numbers. The stage's metrics extra records ``steps_per_second`` (optimizer steps over the time spent
+outside dev evaluation) and ``features_on`` (``device`` or ``host``).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
 from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
 from harness.models.featurizer import WeightedSum, layer_norm
+from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
 from harness.training.specaug import spec_augment
 
@@ -98,6 +106,8 @@ class _Raw:
 
 #: heads below this many parameters train on one CPU thread (see :mod:`harness.core.threads`)
 SMALL_HEAD = 2_000_000
+#: cached features go to the accelerator when they take at most this share of its free memory
+RESIDENT_SHARE = 0.5
 
 
 def _to(raw: _Raw, device: torch.device) -> _Raw:
@@ -118,6 +128,43 @@ def _pad_states(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return out, lengths
 
 
+class _DeviceFrames:
+    """One split's cached frames in device memory (stored dtype, items end to end on the time axis);
+    a batch is gathered, layer-normed and zero-padded there, equal to :func:`_pad_states` on the host."""
+
+    def __init__(self, store: FrameStore, device: torch.device):
+        first = store.entries[0][0]
+        dtype = self.dtype(store)
+        self.lengths = torch.tensor(store.lengths, dtype=torch.long)
+        starts = torch.cumsum(self.lengths, 0) - self.lengths
+        self.frames = torch.empty(first.shape[0], int(self.lengths.sum()), first.shape[2], dtype=dtype, device=device)
+        for (arr, start, n), at in zip(store.entries, starts.tolist(), strict=True):
+            item = torch.from_numpy(np.ascontiguousarray(arr[:, start : start + n]))
+            self.frames[:, at : at + n].copy_(item.to(dtype))
+        self.starts = starts.to(device)
+        self.device = device
+
+    def gather(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-normed L×B×Tmax×D states of ``indices`` (zero-padded) on the device, and their lengths."""
+        lengths = self.lengths[indices]
+        idx = torch.tensor(indices, device=self.device)
+        n = lengths.to(self.device).view(-1, 1)
+        t = torch.arange(int(lengths.max()), device=self.device).view(1, -1)
+        positions = self.starts[idx].view(-1, 1) + torch.minimum(t, (n - 1).clamp(min=0))
+        states = layer_norm(self.frames[:, positions])
+        return states.masked_fill((t >= n).unsqueeze(-1), 0.0), lengths
+
+    @staticmethod
+    def dtype(store: FrameStore) -> torch.dtype:
+        """float16 as stored; float32 for all when any shard needed it (values past the float16 range)."""
+        return torch.float16 if all(arr.dtype == np.float16 for arr, _, _ in store.entries) else torch.float32
+
+    @classmethod
+    def nbytes(cls, store: FrameStore) -> int:
+        size = torch.empty((), dtype=cls.dtype(store)).element_size()
+        return sum(size * arr.shape[0] * n * arr.shape[2] for arr, _, n in store.entries)
+
+
 class _Source:
     """Raw batches of one split's rows from the cache or from the upstream."""
 
@@ -128,6 +175,7 @@ class _Source:
         self.data = data
         self.device = device
         self.audio_seconds = 0.0  # audio sent through the upstream by this source
+        self.resident: _DeviceFrames | None = None  # frames held in device memory (see to_device)
         if kind == "upstream":
             self.waves = WaveformSet(rows)
             self.waves_rate = float(upstream.sample_rate)
@@ -142,7 +190,10 @@ class _Source:
         if self.kind == "pooled":
             return _Raw(rows, pooled=self.data[indices])
         if self.kind == "frames":
-            states, lengths = _pad_states([self.data.states(i) for i in indices])
+            if self.resident is not None:
+                states, lengths = self.resident.gather(indices)
+            else:
+                states, lengths = _pad_states([self.data.states(i) for i in indices])
             return _Raw(rows, states=states, lengths=lengths)
         batch = self.waves.collate(indices)
         self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
@@ -155,6 +206,19 @@ class _Source:
             return _Raw(rows, pooled=torch.stack([pooled_means(s) for s in per_item]))
         states, lengths = _pad_states([to_frame_dtype(torch.stack(s)).float() for s in per_item])
         return _Raw(rows, states=states, lengths=lengths)
+
+    def device_bytes(self) -> int:
+        """Bytes the cached features of this split take in device memory (0: none to move)."""
+        if self.kind == "pooled":
+            return self.data.numel() * self.data.element_size()
+        return _DeviceFrames.nbytes(self.data) if self.kind == "frames" and len(self.data) else 0
+
+    def to_device(self, device: torch.device) -> None:
+        """Hold the cached features in ``device`` memory; batches are then gathered there."""
+        if self.kind == "pooled":
+            self.data = self.data.to(device)
+        elif self.kind == "frames" and len(self.data):
+            self.resident = _DeviceFrames(self.data, device)
 
     def eval_batches(self, size: int) -> list[list[int]]:
         order = np.argsort(np.asarray(self.lengths), kind="stable")
@@ -196,8 +260,12 @@ def run_probe(
     seed: int,
     ctx: StageContext | None = None,
     name: str | None = None,
+    resident: bool | None = None,
 ) -> ProbeResult:
-    """Train on ``splits["train"]``, select on ``splits["dev"]``, report on ``splits["test"]``."""
+    """Train on ``splits["train"]``, select on ``splits["dev"]``, report on ``splits["test"]``.
+
+    ``resident``: hold the cached features in device memory (True), never (False), or on CUDA when
+    they fit :data:`RESIDENT_SHARE` of its free memory (None)."""
     for role in ("train", "dev", "test"):
         if not splits.get(role):
             raise CorpusError(f"{task.name}: the {role} split has no utterances; the corpus must provide one.")
@@ -207,6 +275,10 @@ def run_probe(
         p.requires_grad_(False)
     started = time.monotonic()
     sources = {role: _source(task, rows, cache, settings, upstream, device) for role, rows in splits.items()}
+    on_device = _hold_on_device(list(sources.values()), device, resident)
+    if on_device:
+        for src in sources.values():
+            src.to_device(device)
     feature_seconds = time.monotonic() - started
     seed_torch(seed)
     model = ProbeModel(task, upstream.num_hidden_states, upstream.hidden_size).to(device)
@@ -219,8 +291,14 @@ def run_probe(
     def loss_fn(raw: _Raw) -> torch.Tensor:
         return model.loss(_to(raw, device))
 
+    eval_seconds = 0.0  # time in dev evaluation, left out of the training rate
+
     def dev_eval() -> dict[str, float]:
-        return task.aggregate(_predict(model, sources["dev"], settings, device))
+        nonlocal eval_seconds
+        begun = time.monotonic()
+        metrics = task.aggregate(_predict(model, sources["dev"], settings, device))
+        eval_seconds += time.monotonic() - begun
+        return metrics
 
     small = device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_HEAD
     with torch_threads(1 if small else None):
@@ -236,6 +314,11 @@ def run_probe(
             name=name or f"probe-{task.name}",
         )
         records = _predict(model, sources["test"], settings, device)
+    step_seconds = result.seconds - eval_seconds
+    rate = result.steps_done / step_seconds if result.seconds > 0 and step_seconds > 0 else None
+    if ctx is not None and rate is not None:
+        ctx.log(f"{name or 'probe-' + task.name}: {result.steps_done} steps at {rate:.1f} steps/s "
+                f"(features {'in device memory' if on_device else 'moved per batch'})")
     return ProbeResult(
         metrics=task.aggregate(records),
         records=records,
@@ -246,9 +329,26 @@ def run_probe(
         extra={
             "feature_seconds": feature_seconds,
             "train_seconds": result.seconds,
+            "steps_per_second": rate,
+            "features_on": "device" if on_device else "host",
             "loop_audio_seconds": sum(src.audio_seconds for src in sources.values()),
         },
     )
+
+
+def _hold_on_device(sources: list[_Source], device: torch.device, resident: bool | None) -> bool:
+    """Whether the cached features of ``sources`` go to ``device`` memory (see :func:`run_probe`)."""
+    need = sum(src.device_bytes() for src in sources)
+    if resident is not None or need == 0:
+        return bool(resident) and need > 0
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > RESIDENT_SHARE * free:
+        log.info("cached features (%.2f GB) exceed %.0f %% of free device memory: moving them per batch",
+                 need / 1e9, 100 * RESIDENT_SHARE)
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- splits and folds
@@ -281,6 +381,8 @@ def probe_corpus(
     """Train and test a probe for ``task`` on ``corpus`` (fold by fold when the corpus has folds and
     the task uses them)."""
     corpus.require(task.label_fields, f"downstream {task.name!r}")
+    if settings.compile:
+        compile_module(upstream)
     cache = cache or feature_cache_for(upstream, ctx, settings)
     directions = dict(task.metrics)
     folds = corpus.meta.get("folds") if getattr(task, "use_folds", False) else None

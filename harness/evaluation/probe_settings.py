@@ -38,6 +38,7 @@ class ProbeSettings:
     upstream_batch_seconds: float = 60.0
     dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
     max_folds: int | None = None
+    compile: bool = False  # run the upstream through torch.compile while extracting
 
     def train_config(self) -> TrainConfig:
         from harness.training.loop import TrainConfig  # torch: loaded when a probe trains
@@ -67,12 +68,15 @@ class ProbeParams(PluginParams):
     eval_every: int | None = Field(None, ge=1, description="dev evaluation period in steps (None: the protocol's)")
     cache: CacheMode = "auto"
     max_frame_gb: float = Field(4.0, gt=0, allow_inf_nan=False)
+    # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
+    compile: bool = Field(False, exclude_if=lambda on: not on,
+                          description="run the upstream through torch.compile while extracting features")
 
 
 def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
     """The protocol's settings with the overrides ``params`` sets."""
     base = protocols[params.protocol]
-    changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb}
+    changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb, "compile": params.compile}
     for name in ("steps", "lr", "batch_size", "eval_every"):
         value = getattr(params, name)
         if value is not None:

@@ -60,6 +60,7 @@ from harness.models.speech_encoder import (
     own_model_files,
     run_encoder,
 )
+from harness.models.upstream_speed import resolve_pos_conv
 
 log = logging.getLogger("harness.models.hf_speech")
 
@@ -124,6 +125,7 @@ class SpeechTransformer(UpstreamModel):
         self.frame_shift = math.prod(self._strides) / self.sample_rate
         self._layerdrop = float(hf.config.layerdrop)
         self._checkpointing = False
+        self.pos_conv_mode = "auto"  # see harness.models.upstream_speed.resolve_pos_conv
         # transformers' learned mask embedding (fairseq's ``mask_emb``): unused by this forward, kept so
         # that a saved or merged model holds every weight of its transformers counterpart. A buffer, so
         # that training leaves it alone; drawn from its own generator, so presets' weights do not move.
@@ -143,6 +145,12 @@ class SpeechTransformer(UpstreamModel):
 
     def set_layerdrop(self, probability: float) -> None:
         self._layerdrop = float(probability)
+
+    def set_positional_conv(self, mode: str) -> None:
+        """The positional convolution's form: ``auto`` (FFT on CUDA, the convolution elsewhere), ``conv``
+        or ``fft`` (:mod:`harness.models.upstream_speed`)."""
+        resolve_pos_conv(mode, torch.device("cpu"))  # refuses an unknown mode
+        self.pos_conv_mode = mode
 
     @property
     def receptive_field(self) -> int:
@@ -201,6 +209,7 @@ class SpeechTransformer(UpstreamModel):
             stable_layer_norm=bool(self.hf_config.do_stable_layer_norm),
             layerdrop=self._layerdrop,
             gradient_checkpointing=self._checkpointing,
+            pos_conv=resolve_pos_conv(self.pos_conv_mode, x.device),
         )
         return UpstreamOutput(hidden_states=hidden, lengths=n_frames)
 

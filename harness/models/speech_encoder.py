@@ -23,6 +23,7 @@ from harness.core.errors import CheckpointError
 from harness.core.model_types import UpstreamModel
 from harness.models.checkpoints import check_keys, read_config_object
 from harness.models.model_io import CONFIG, WEIGHTS
+from harness.models.upstream_speed import positional_embedding
 
 # --------------------------------------------------------------------------- padding
 
@@ -88,6 +89,7 @@ def run_encoder(
     stable_layer_norm: bool,
     layerdrop: float = 0.0,
     gradient_checkpointing: bool = False,
+    pos_conv: str = "conv",
 ) -> list[torch.Tensor]:
     """Hidden states of a wav2vec 2.0 encoder: the input of each layer, then the final output.
 
@@ -95,11 +97,13 @@ def run_encoder(
     before the positional convolution (as fairseq does) and in every returned hidden state, so the
     valid frames do not depend on what else is in the batch. Post-LN encoders (``layer_norm_first``
     False) normalise after adding the positional embedding; pre-LN ones normalise the last output.
+    ``pos_conv`` (``conv`` or ``fft``) is the form of the positional convolution
+    (:func:`harness.models.upstream_speed.positional_embedding`).
     """
     keep = mask[..., None]
     x = x.masked_fill(~keep, 0.0)
     attn = _attention_mask(config, x, mask)
-    x = x + encoder.pos_conv_embed(x)
+    x = x + positional_embedding(encoder.pos_conv_embed, x, pos_conv)
     if not stable_layer_norm:
         x = encoder.layer_norm(x)
     x = encoder.dropout(x)

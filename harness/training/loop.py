@@ -31,6 +31,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,9 @@ class TrainConfig:
     max_bad_steps: int = 10  # non-finite losses in a row before the stage stops
     checkpoint_minutes: float | None = 10.0  # also checkpoint by wall-clock time (needs a ctx)
     betas: tuple[float, float] = (0.9, 0.999)
+    # collate the next step's batches on a background thread (pinned on CUDA) while this step runs; the
+    # batches and their order are unchanged, so it is left out of the checkpoint's config check
+    prefetch: bool = field(default=False, repr=False)
 
 
 @dataclass
@@ -149,7 +153,9 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise StageError("the model handed to training has no parameters; there is nothing to train.")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    # one fused kernel for all parameters on CUDA (same update rule); the CPU keeps the plain loop, as before
+    fused = all(p.is_cuda for g in groups for p in g["params"]) or None
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -187,6 +193,54 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 class _NonFinite(Exception):
     pass
+
+
+def pin_batch(batch: Any) -> Any:
+    """``batch`` with every CPU tensor inside (dicts, lists, tuples, dataclasses) in pinned memory."""
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory() if batch.device.type == "cpu" else batch
+    if isinstance(batch, dict):
+        return {k: pin_batch(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(pin_batch(v) for v in batch)
+    if hasattr(batch, "__dataclass_fields__"):
+        for name in batch.__dataclass_fields__:
+            setattr(batch, name, pin_batch(getattr(batch, name)))
+    return batch
+
+
+class _Prefetcher:
+    """Hands out each optimizer step's index batches with their collated batches, collating the next
+    step's on a background thread meanwhile (and pinning them when ``pin``).
+
+    Drawing ahead moves the sampler one step further than training has got; :attr:`state` is the
+    sampler's state after the batches handed out, which is what a checkpoint keeps.
+    """
+
+    def __init__(self, batches: Iterator[list[int]], collate: Callable[[list[int]], Any], sampler: Any,
+                 per_step: int, pin: bool):
+        self.batches, self.collate, self.sampler = batches, collate, sampler
+        self.per_step, self.pin = per_step, pin
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-collate")
+        self.state = sampler.state_dict()
+        self.ahead: list[tuple[list[int], Future]] | None = None
+
+    def _work(self, indices: list[int]) -> Any:
+        batch = self.collate(indices)
+        return pin_batch(batch) if self.pin else batch
+
+    def _draw(self) -> list[tuple[list[int], Future]]:
+        drawn = [next(self.batches) for _ in range(self.per_step)]
+        return [(indices, self.pool.submit(self._work, indices)) for indices in drawn]
+
+    def take(self) -> list[tuple[list[int], Future]]:
+        current = self.ahead if self.ahead is not None else self._draw()
+        self.state = self.sampler.state_dict()
+        self.ahead = self._draw()
+        return current
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -264,6 +318,7 @@ class _Trainer:
         self._other_keys: dict[str, Any] = {}
         self._last_ckpt_time = time.monotonic()
         self.curve = _Curve(ctx, name)
+        self.prefetcher: _Prefetcher | None = None
 
     # ------------------------------------------------------------ messages and checkpoints
 
@@ -282,7 +337,7 @@ class _Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.prefetcher.state if self.prefetcher is not None else self.sampler.state_dict(),
             "rng": rng_state(),
             "best_metrics": self.best_metrics,
             "best_step": self.best_step,
@@ -400,14 +455,17 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def _forward_backward(self, micro: list[list[int]]) -> float:
-        """Accumulate gradients over ``micro`` (each split into ``self.split`` parts); the mean loss."""
+    def _forward_backward(self, micro: list[list[int]], ready: list[Future] | None = None) -> float:
+        """Accumulate gradients over ``micro`` (each split into ``self.split`` parts); the mean loss.
+        ``ready`` holds each batch already collated (used while batches are not split)."""
         total = 0.0
-        for indices in micro:
+        for k, indices in enumerate(micro):
             for part in _split(indices, self.split):
                 weight = len(part) / len(indices) / len(micro)
+                whole = ready is not None and len(part) == len(indices)
+                batch = ready[k].result() if whole else self.collate(part)
                 with self._autocast():
-                    loss = self.loss_fn(self.collate(part))
+                    loss = self.loss_fn(batch)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise _NonFinite(value)
@@ -418,11 +476,11 @@ class _Trainer:
                 total += value * weight
         return total
 
-    def _accumulate(self, micro: list[list[int]]) -> float:
+    def _accumulate(self, micro: list[list[int]], ready: list[Future] | None = None) -> float:
         """Forward/backward with out-of-memory recovery: halve the batch and redo the step."""
         while True:
             try:
-                return self._forward_backward(micro)
+                return self._forward_backward(micro, ready)
             except torch.OutOfMemoryError:
                 self.optimizer.zero_grad(set_to_none=True)
                 if torch.cuda.is_available():
@@ -457,12 +515,17 @@ class _Trainer:
         return True
 
     def train_step(self, batches: Iterator[list[int]]) -> float | None:
-        micro = [next(batches) for _ in range(self.cfg.accumulate)]
+        ready = None
+        if self.prefetcher is not None:
+            drawn = self.prefetcher.take()
+            micro, ready = [indices for indices, _ in drawn], [future for _, future in drawn]
+        else:
+            micro = [next(batches) for _ in range(self.cfg.accumulate)]
         factor = lr_factor(self.cfg.schedule, self.step, self.cfg.steps, self.cfg.warmup_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * factor
         try:
-            loss = self._accumulate(micro)
+            loss = self._accumulate(micro, ready)
             ok = self._optimizer_step()
             bad = None if ok else "the gradient norm is not finite"
         except _NonFinite as exc:
@@ -490,6 +553,17 @@ class _Trainer:
             return done
         self.model.train()
         batches = _cycle(self.sampler)
+        if self.cfg.prefetch:
+            self.prefetcher = _Prefetcher(batches, self.collate, self.sampler, self.cfg.accumulate,
+                                          pin=self.device.type == "cuda")
+        try:
+            return self._run(batches, started)
+        finally:
+            if self.prefetcher is not None:
+                self.prefetcher.close()
+                self.prefetcher = None
+
+    def _run(self, batches: Iterator[list[int]], started: float) -> FitResult:
         cfg = self.cfg
         window_start, window_steps, window_loss, window_n = time.monotonic(), 0, 0.0, 0
         while self.step < cfg.steps:

@@ -17,6 +17,7 @@ registered task such as ``pc``, else a downstream's task); no task name is known
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.stage import StageContext
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import WaveBatch, WaveformSet
+from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
 from harness.training.stable_ft_params import StableFTParams, split_rows, train_config
 
@@ -44,6 +46,8 @@ class StableFineTuning:
         self.params = params
         upstream.set_layerdrop(0.0)
         upstream.set_gradient_checkpointing(params.gradient_checkpointing)
+        if params.compile:
+            compile_module(upstream)
         cnn = upstream.downsampling_module() if params.freeze_cnn else None
         frozen = {id(p) for p in cnn.parameters()} if cnn is not None else set()
         for p in upstream.parameters():
@@ -127,5 +131,5 @@ def finetune_on_task(
         return task_metrics_on_waveforms(stable.forward, head, task, dev, params.batch_seconds, device)
 
     sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
-    return fit(stable.model, loss_fn, sampler, train.collate, train_config(params), ctx, evaluate, primary,
-               stable.before_step)
+    cfg = replace(train_config(params), prefetch=True)  # the next batch is read and padded meanwhile
+    return fit(stable.model, loss_fn, sampler, train.collate, cfg, ctx, evaluate, primary, stable.before_step)

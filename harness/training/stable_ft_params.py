@@ -43,6 +43,9 @@ class StableFTParams(PluginParams):
     amp: bool = Field(True, description="mixed precision on CUDA")
     gradient_checkpointing: bool = False
     max_seconds: float | None = Field(None, gt=0, description="use only the first seconds of each utterance")
+    # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
+    compile: bool = Field(False, exclude_if=lambda on: not on,
+                          description="run the upstream through torch.compile (faster steps after a warm-up)")
 
 
 def train_config(params: StableFTParams) -> TrainConfig:

@@ -1,8 +1,10 @@
 """The embedded speech corpus: espeak-ng speech with every label the downstream tasks need.
 
 Each utterance is a spoken-language-understanding command in the style of Audio SNIPS (intent,
-slots, text; templates in ``plugins/corpora/data/sf_grammar.json``), said by one speaker in one
-speaking style, with phone alignments from espeak's phoneme events.
+slots, text; templates in ``plugins/corpora/data/<grammar>.json``: ``sf_grammar``, sentences of five
+to twelve words, or ``sf_commands``, short commands with a small slot vocabulary on which a small
+slot-filling probe learns), said by one speaker in one speaking style, with phone alignments from
+espeak's phoneme events.
 
 **Phones.** The inventory is the 39 ARPAbet phones of the CMU dictionary plus ``sil`` (40 in all:
 aa ae ah ao aw ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th uh uw v w y z zh
@@ -38,7 +40,9 @@ of leading and trailing silence is always added. The defaults were tuned so that
 ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filling is tested
 (``task_splits: {"sf": {"test": "test_unseen"}}``) as Audio SNIPS does. Every row has a ``fold``
 (speaker index modulo ``n_folds``) for emotion recognition by folds of speakers. ``dev.item`` and
-``test.item`` are libri-light ABX item files built from the alignments.
+``test.item`` are libri-light ABX item files built from the alignments; with ``abx_unseen: true``
+``test.item`` also covers ``test_unseen`` (more voices and more utterances per voice, so more
+phone contrasts within one context; ABX trains nothing, so every held-out utterance may serve).
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
@@ -53,7 +57,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -90,12 +94,16 @@ class SyntheticParams(PluginParams):
     """Size, speakers, splits and nuisance of the embedded corpus (see the module docstring)."""
 
     seed: int = 0
+    grammar: Literal["sf_grammar", "sf_commands"] = Field(
+        "sf_grammar", description="sentence templates: SNIPS-like sentences, or short commands (plugins/corpora/data)"
+    )
     n_utterances: int = Field(400, ge=8, description="utterances over all splits")
     n_speakers: int = Field(24, ge=2, description="voices shared by train/dev/test")
     n_unseen_speakers: int = Field(4, ge=1, description="held-out voices of the test_unseen split")
     n_folds: int = Field(4, ge=2, description="emotion folds (by speaker)")
     dev_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    abx_unseen: bool = Field(False, description="the ABX test item file also holds the test_unseen split")
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
     speed_perturb: float = Field(0.05, ge=0, lt=0.5)
@@ -175,7 +183,7 @@ def _draw_plan(p: SyntheticParams) -> list[Spec]:
     specs = []
     for i in range(p.n_utterances):
         spk = speakers[i % len(speakers)]
-        sentence = text.sample_sentence(rng)
+        sentence = text.sample_sentence(rng, name=p.grammar)
         style = STYLES[style_of[i]]
         jitter = rng.standard_normal(len(STYLE_JITTER)) * np.array(STYLE_JITTER) * p.style_jitter
         pitch_jitter = rng.uniform(-1, 1) * (0.0 if p.clean else p.pitch_jitter)
@@ -266,12 +274,13 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
                 "phones": sorted(phonemap.INVENTORY),
                 "speakers": sorted({r["speaker"] for r in splits["train"]}),
                 "emotions": sorted(STYLES),
-                "intents": text.intents(),
-                "slot_types": text.slot_types(),
+                "intents": text.intents(params.grammar),
+                "slot_types": text.slot_types(params.grammar),
             },
             task_splits={"sf": {"test": "test_unseen"}},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
             abx_splits=("dev", "test"),
+            abx_extra_splits={"test": ("test_unseen",)} if params.abx_unseen else {},
         )
         write_corpus(out_dir, self.name, found)
 

@@ -68,7 +68,7 @@ class SpeechRecognitionTask(CTCTask):
 
 class SpeechRecognition(ProbedDownstream[ASRParams]):
     name = "asr"
-    version = "1"
+    version = "2"
     summary = "Speech recognition: character CTC, BiLSTM head; WER"
     order = 20
     label_fields = ("text",)

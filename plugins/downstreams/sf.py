@@ -107,7 +107,7 @@ class SlotFillingTask(CTCTask):
 
 class SlotFilling(ProbedDownstream[SFParams]):
     name = "sf"
-    version = "1"
+    version = "2"
     summary = "Slot filling: CTC over characters and slot markers, BiLSTM head; slot-type F1, slot-value CER"
     order = 50
     label_fields = ("text", "slots")

@@ -221,3 +221,22 @@ def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
     rows2 = generate(params, two, workers=2)
     assert rows1 == rows2
     assert tree_hashes(one) == tree_hashes(two)
+
+
+def test_commands_grammar_gives_short_sentences_with_their_own_slots_in_order():
+    from plugins.corpora._synth import text
+
+    specs = make_plan(SyntheticParams(n_utterances=300, grammar="sf_commands"))
+    default = make_plan(SyntheticParams(n_utterances=300))
+    assert max(len(s.text.split()) for s in specs) <= 7 < max(len(s.text.split()) for s in default)
+    assert {s.intent for s in specs} == set(text.intents("sf_commands")) == set(text.intents())
+    values = text.grammar("sf_commands")["slots"]
+    for spec in specs:
+        assert spec.slots, spec.text  # every command carries at least one slot
+        pos = 0
+        for slot_type, value in spec.slots:
+            assert value in values[slot_type]
+            found = f" {spec.text} ".find(f" {value} ", pos)
+            assert found >= 0, (spec.text, spec.slots)
+            pos = found + len(value)
+    assert len(text.words("sf_commands")) < len(text.words()) / 2

@@ -89,7 +89,7 @@ def test_html_is_one_self_contained_page_with_tables_and_plots(page):
     parser = _Collect()
     parser.feed(text)
     assert parser.stack == []
-    assert parser.tables == {"results": 4, "compare": 2, "abx": 4}
+    assert parser.tables == {"results": 4, "compare": 2, "compare-finetuned": 1, "abx": 4}
     assert len(parser.images) == 3 and all(s.startswith("data:image/svg+xml;base64,") for s in parser.images)
     assert parser.external == []
     assert "SUPERB score against α" in text and "Learned layer weights" in text

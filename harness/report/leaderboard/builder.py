@@ -7,7 +7,8 @@ score. A value is the mean over seeds with a 95 % percentile bootstrap interval 
 pre-trained model of its upstream (labels ``finetune == "none"``) on the same items and seeds: a
 paired permutation test over items, the paired-bootstrap interval of the difference, and a paired
 t-test over seeds from 3 seeds on. A difference is marked significant when the item test gives
-p < 0.05 and, with 3 seeds or more, the seed test does too.
+p < 0.05 and, with 3 seeds or more, the seed test does too. A merge with 0 < α < 1 (Speech-FT) is compared
+the same way with its fully fine-tuned model (Stable-FT, α = 1, see :func:`finetuned_pairs`).
 
 Cross-validated results (items carrying a ``fold``) are valued as the mean of their folds' own
 values, and resampled within each fold.
@@ -107,6 +108,29 @@ def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
         return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
 
     return dict(sorted(rows.items(), key=order))
+
+
+def _without_alpha(params: Any) -> Any:
+    return {k: v for k, v in params.items() if k != "alpha"} if isinstance(params, dict) else params
+
+
+def finetuned_pairs(rows: dict[tuple, Row]) -> dict[tuple, tuple]:
+    """Each merge with 0 < α < 1 (Speech-FT) -> the row of its fully fine-tuned model (Stable-FT, α = 1): the
+    same upstream, fine-tuning and merge entry with α = 1 (its other swept parameters equal), or else the
+    unmerged fine-tuned model of that upstream and fine-tuning. Rows without such a sibling are left out."""
+    stable = [(k, r) for k, r in rows.items()
+              if not r.baseline and r.alpha is not None and math.isclose(r.alpha, 1.0)]
+    out: dict[tuple, tuple] = {}
+    for key, row in rows.items():
+        if row.baseline or row.alpha is None or not 0.0 < row.alpha < 1.0:
+            continue
+        same = [k for k, r in stable if (r.upstream, r.finetune) == (row.upstream, row.finetune)]
+        merged = [k for k in same if rows[k].merge == row.merge
+                  and _without_alpha(rows[k].merge_params) == _without_alpha(row.merge_params)]
+        unmerged = [k for k in same if not rows[k].merge]
+        if merged or unmerged:
+            out[key] = (merged or unmerged)[0]
+    return out
 
 
 FOLD_SEP = "#fold="
@@ -237,8 +261,12 @@ class _Builder:
                         row.cells[col.key].covers = self.score_coverage(key)
         baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
         pairs = {k: baselines[r.upstream] for k, r in ordered.items() if not r.baseline and r.upstream in baselines}
+        stable = finetuned_pairs(ordered)
         for col in columns:
-            self.compare_column(ordered, pairs, col)
+            for key, cmp in self.compare_column(pairs, col).items():
+                ordered[key].cells[col.key].vs_baseline = cmp
+            for key, cmp in self.compare_column(stable, col).items():
+                ordered[key].cells[col.key].vs_finetuned = cmp
         for key, row in ordered.items():
             for col in columns:
                 if col.task == "abx":
@@ -460,8 +488,9 @@ class _Builder:
 
     # -------------------------------------------------------------- comparisons
 
-    def compare_column(self, rows: dict[tuple, Row], pairs: dict[tuple, tuple], col: Column) -> None:
-        """Each model against its upstream's pre-trained model: paired bootstrap, permutation and seed tests."""
+    def compare_column(self, pairs: dict[tuple, tuple], col: Column) -> dict[tuple, Comparison]:
+        """Each model (key) against its baseline (value: the pre-trained or the fully fine-tuned model) in one
+        column: paired bootstrap, permutation and seed tests, for the models both have a cell of."""
         s = self.settings
         pending: dict[tuple, list[tuple[tuple, Any, Any]]] = {}  # permutation batches
         results: dict[tuple, dict[str, Any]] = {}
@@ -497,12 +526,13 @@ class _Builder:
                                             s.n_permutations, s.seed)
             for (key, _, _), test in zip(batch, tests, strict=True):
                 results[key]["p_items"] = test.pvalue
+        out: dict[tuple, Comparison] = {}
         for key, r in results.items():
             tests = [p for p in (r["p_items"], r["p_seeds"]) if p is not None]
             better = r["delta"] < 0 if col.direction == "lower" else r["delta"] > 0
-            rows[key].cells[col.key].vs_baseline = Comparison(
-                r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
-                bool(tests) and all(p < s.threshold for p in tests), better)
+            out[key] = Comparison(r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
+                                  bool(tests) and all(p < s.threshold for p in tests), better)
+        return out
 
     def aligned(self, data: _Data, base: _Data) -> tuple[dict, dict] | None:
         """Both models' stats on their shared items and seeds, or None when they cannot be paired."""

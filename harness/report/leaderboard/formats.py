@@ -8,7 +8,7 @@ import json
 import math
 
 from harness.evaluation.scoring import coverage_text
-from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard
+from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
 
@@ -66,20 +66,9 @@ def render_markdown(lb: Leaderboard) -> str:
     rows = [[r.upstream, r.model, str(len(r.seeds))] + [fmt_cell(r.cells.get(c.key)) for c in lb.columns]
             for r in lb.rows]
     out += _md_table(header, rows, 2)
-    compared = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
-    if compared:
-        out += ["", "## Against the pre-trained model", "", text["compare"], ""]
-        header = ["upstream", "model"]
-        for c in lb.columns:
-            header += [f"{c.label} Δ {c.arrow}", "p"]
-        rows = []
-        for r in compared:
-            line = [r.upstream, r.model]
-            for c in lb.columns:
-                cmp = r.cells[c.key].vs_baseline if c.key in r.cells else None
-                line += [fmt_delta(cmp), fmt_pvalues(cmp)]
-            rows.append(line)
-        out += _md_table(header, rows, 2)
+    for title, field, sentence in (("Against the pre-trained model", "vs_baseline", text["compare"]),
+                                   ("Against the fully fine-tuned model (α = 1)", "vs_finetuned", text["finetuned"])):
+        out += _md_compare(lb, title, field, sentence)
     abx = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
     if abx:
         out += ["", "## ABX: delta-value standard deviation", "", text["abx"], ""]
@@ -97,9 +86,34 @@ def render_markdown(lb: Leaderboard) -> str:
     return "\n".join(out) + "\n"
 
 
+def _comparison(row: Row, key: str, field: str) -> Comparison | None:
+    """A row's comparison in one column: ``field`` is ``vs_baseline`` or ``vs_finetuned``."""
+    cell = row.cells.get(key)
+    return getattr(cell, field) if cell is not None else None
+
+
+def _md_compare(lb: Leaderboard, title: str, field: str, sentence: str) -> list[str]:
+    """A section of Δ and p per column for the rows with a ``field`` comparison (none: no section)."""
+    compared = [r for r in lb.rows if any(getattr(c, field) for c in r.cells.values())]
+    if not compared:
+        return []
+    header = ["upstream", "model"]
+    for c in lb.columns:
+        header += [f"{c.label} Δ {c.arrow}", "p"]
+    rows = []
+    for r in compared:
+        line = [r.upstream, r.model]
+        for c in lb.columns:
+            cmp = _comparison(r, c.key, field)
+            line += [fmt_delta(cmp), fmt_pvalues(cmp)]
+        rows.append(line)
+    return ["", f"## {title}", "", sentence, "", *_md_table(header, rows, 2)]
+
+
 CSV_FIELDS = ("upstream", "model", "finetune", "merge", "alpha", "seeds", "column", "direction", "mean",
               "ci_low", "ci_high", "interval", "n_items", "per_seed", "delta", "delta_low", "delta_high",
-              "p_items", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std")
+              "p_items", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std",
+              "ft_delta", "ft_delta_low", "ft_delta_high", "ft_p_items", "ft_p_seeds", "ft_significant")
 
 
 def render_csv(lb: Leaderboard) -> str:
@@ -116,7 +130,7 @@ def render_csv(lb: Leaderboard) -> str:
             cell = r.cells.get(c.key)
             if cell is None:
                 continue
-            cmp, spread = cell.vs_baseline, r.abx.get(c.key)
+            cmp, spread, ft = cell.vs_baseline, r.abx.get(c.key), cell.vs_finetuned
             writer.writerow({
                 "upstream": r.upstream, "model": r.model, "finetune": r.finetune, "merge": r.merge,
                 "alpha": num(r.alpha), "seeds": " ".join(map(str, r.seeds)), "column": c.key,
@@ -129,6 +143,9 @@ def render_csv(lb: Leaderboard) -> str:
                 "p_seeds": num(cmp.p_seeds) if cmp else "", "significant": str(cmp.significant) if cmp else "",
                 "delta_value_std": num(spread.delta_value_std) if spread else "",
                 "paired_delta_value_std": num(spread.paired_delta_value_std) if spread else "",
+                "ft_delta": num(ft.delta) if ft else "", "ft_delta_low": num(ft.low) if ft else "",
+                "ft_delta_high": num(ft.high) if ft else "", "ft_p_items": num(ft.p_items) if ft else "",
+                "ft_p_seeds": num(ft.p_seeds) if ft else "", "ft_significant": str(ft.significant) if ft else "",
             })
     return buf.getvalue()
 

@@ -157,8 +157,8 @@ def _best(lb: Leaderboard, col: Column) -> float | None:
     return best if sum(math.isclose(v, best, abs_tol=1e-12) for v in values) == 1 else None
 
 
-def _cmp_text(cmp: Comparison) -> str:
-    text = f"Δ vs pre-trained {fmt(cmp.delta, sign=True)}"
+def _cmp_text(cmp: Comparison, against: str = "pre-trained") -> str:
+    text = f"Δ vs {against} {fmt(cmp.delta, sign=True)}"
     if cmp.low is not None and cmp.high is not None:
         text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
     if cmp.p_items is not None:
@@ -190,7 +190,7 @@ def _value_td(cell: Cell | None, best: float | None) -> str:
             f'<span class="v">{fmt(cell.mean)}</span>{mark}{ci}{_e(coverage_text(cell.covers))}</td>')
 
 
-def _delta_td(cmp: Comparison | None) -> str:
+def _delta_td(cmp: Comparison | None, against: str = "pre-trained") -> str:
     if cmp is None:
         return '<td data-v="">–</td>'
     cls = ("better" if cmp.better else "worse") + (" sig" if cmp.significant else "")
@@ -204,7 +204,7 @@ def _delta_td(cmp: Comparison | None) -> str:
         ps.append(f"seeds p {fmt_p(cmp.p_seeds)}")
     mark = "*" if cmp.significant else ""
     lines = "".join(f'<span class="ci">{_e(x)}</span>' for x in (ci, *ps) if x)
-    return (f'<td data-v="{_num_attr(cmp.delta)}" title="{_e(_cmp_text(cmp))}">'
+    return (f'<td data-v="{_num_attr(cmp.delta)}" title="{_e(_cmp_text(cmp, against))}">'
             f'<span class="v {cls}">{fmt(cmp.delta, sign=True)}{mark}</span>{lines}</td>')
 
 
@@ -251,19 +251,22 @@ def results_table(lb: Leaderboard) -> str:
     return _table("results", head, body)
 
 
-def compare_table(lb: Leaderboard) -> str | None:
-    rows = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
+def compare_table(lb: Leaderboard, field: str = "vs_baseline") -> str | None:
+    """The Δ table of every row with a ``field`` comparison: ``vs_baseline`` (against the pre-trained model)
+    or ``vs_finetuned`` (against the fully fine-tuned one); None when no row has one."""
+    rows = [r for r in lb.rows if any(getattr(c, field) for c in r.cells.values())]
     if not rows:
         return None
     head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
     columns = _columns(lb)
     head += "".join(_metric_th(c, "\u00a0Δ") for c in columns)
+    against, table_id = ("pre-trained", "compare") if field == "vs_baseline" else ("α = 1", "compare-finetuned")
     body = []
     for r in rows:
         tds = _label_tds(r) + "".join(
-            _delta_td(r.cells[c.key].vs_baseline if c.key in r.cells else None) for c in columns)
+            _delta_td(getattr(r.cells[c.key], field) if c.key in r.cells else None, against) for c in columns)
         body.append(f"<tr>{tds}</tr>")
-    return _table("compare", head, body)
+    return _table(table_id, head, body)
 
 
 def abx_table(lb: Leaderboard) -> str | None:
@@ -306,6 +309,11 @@ def render_html(lb: Leaderboard) -> str:
     if compare:
         sections.append(_section("Against the pre-trained model",
                                  compare + f'<p class="legend">{_e(text["compare"])}</p>', "compare-section"))
+    finetuned = compare_table(lb, "vs_finetuned")
+    if finetuned:
+        sections.append(_section("Against the fully fine-tuned model (α = 1)",
+                                 finetuned + f'<p class="legend">{_e(text["finetuned"])}</p>',
+                                 "compare-finetuned-section"))
     abx = abx_table(lb)
     if abx:
         sections.append(_section("ABX: delta-value standard deviation",
@@ -323,7 +331,8 @@ def render_html(lb: Leaderboard) -> str:
     if lb.notes:
         items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))
-    method = "".join(f"<p>{_e(text[k])}</p>" for k in ("values", "superb", "compare", "abx"))
+    explained = ["values", "superb", "compare", *(["finetuned"] if finetuned else []), "abx"]
+    method = "".join(f"<p>{_e(text[k])}</p>" for k in explained)
     sections.append(f'<details class="method"><summary>How these numbers are computed</summary>{method}</details>')
     ref = f" · SUPERB reference <b>{_e(lb.reference)}</b>" if lb.reference else ""
     subtitle = f"<code>{_e(lb.source)}</code> · {len(lb.rows)} models · {_e(seeds_text(lb))}{ref}"

@@ -1,4 +1,5 @@
-"""The leaderboard's view model: settings, columns, rows of cells and their comparisons with the baseline."""
+"""The leaderboard's view model: settings, columns, rows of cells and their comparisons with the baseline
+and, for merges with 0 < α < 1, with the fully fine-tuned model."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class Column:
 
 @dataclass
 class Comparison:
-    """Model − baseline on the shared items and seeds."""
+    """Model − baseline (the pre-trained or the fully fine-tuned model) on the shared items and seeds."""
 
     delta: float
     low: float | None
@@ -66,6 +67,7 @@ class Cell:
     n_items: int | None
     vs_baseline: Comparison | None = None
     covers: tuple[int, int] | None = None  # a partial SUPERB score: (tasks scored, tasks of the reference)
+    vs_finetuned: Comparison | None = None  # a merge with 0 < α < 1 against its α = 1 model (Stable-FT)
 
 
 @dataclass

@@ -34,6 +34,9 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
                     f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
                     "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
                     f"{s.threshold:g} in every test that applies."),
+        "finetuned": ("Speech-FT against Stable-FT: each merge with 0 < α < 1 against the fully fine-tuned model "
+                      "(α = 1) of the same upstream, fine-tuning and merge entry (or the unmerged fine-tuned model), "
+                      "on the same items and seeds; Δ = model − fully fine-tuned, interval and p as above."),
         "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
                 "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
                 "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "

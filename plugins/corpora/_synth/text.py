@@ -1,4 +1,8 @@
-"""Sentences with intents and slots from the project's templates (``plugins/corpora/data/sf_grammar.json``)."""
+"""Sentences with intents and slots from the project's templates (``plugins/corpora/data/<grammar>.json``).
+
+Grammars: ``sf_grammar`` (SNIPS-like sentences of five to twelve words, the default) and ``sf_commands``
+(short commands with a small slot vocabulary, on which a small slot-filling probe learns).
+"""
 
 from __future__ import annotations
 
@@ -21,25 +25,29 @@ class Sentence:
     slots: tuple[tuple[str, str], ...]  # (slot_type, value) in order of appearance
 
 
-@lru_cache(maxsize=1)
-def grammar() -> dict[str, Any]:
-    """The templates and slot values shipped with the package."""
-    path = resources.files("plugins.corpora").joinpath("data", "sf_grammar.json")
+GRAMMARS = ("sf_grammar", "sf_commands")
+DEFAULT_GRAMMAR = "sf_grammar"
+
+
+@lru_cache(maxsize=len(GRAMMARS))
+def grammar(name: str = DEFAULT_GRAMMAR) -> dict[str, Any]:
+    """The templates and slot values of one grammar shipped with the package."""
+    path = resources.files("plugins.corpora").joinpath("data", f"{name}.json")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def intents() -> list[str]:
-    return sorted(grammar()["intents"])
+def intents(name: str = DEFAULT_GRAMMAR) -> list[str]:
+    return sorted(grammar(name)["intents"])
 
 
-def slot_types() -> list[str]:
-    return sorted(grammar()["slots"])
+def slot_types(name: str = DEFAULT_GRAMMAR) -> list[str]:
+    return sorted(grammar(name)["slots"])
 
 
-def sample_sentence(rng: np.random.Generator, intent: str | None = None) -> Sentence:
-    """One sentence: a random intent (or the given one), template and slot values."""
-    g = grammar()
-    intent = intent or intents()[int(rng.integers(len(g["intents"])))]
+def sample_sentence(rng: np.random.Generator, intent: str | None = None, name: str = DEFAULT_GRAMMAR) -> Sentence:
+    """One sentence of grammar ``name``: a random intent (or the given one), template and slot values."""
+    g = grammar(name)
+    intent = intent or intents(name)[int(rng.integers(len(g["intents"])))]
     templates = g["intents"][intent]
     template = templates[int(rng.integers(len(templates)))]
     slots: list[tuple[str, str]] = []
@@ -54,9 +62,9 @@ def sample_sentence(rng: np.random.Generator, intent: str | None = None) -> Sent
     return Sentence(text, intent, tuple(slots))
 
 
-def words() -> list[str]:
-    """Every word the templates can produce, sorted."""
-    g = grammar()
+def words(name: str = DEFAULT_GRAMMAR) -> list[str]:
+    """Every word the templates of grammar ``name`` can produce, sorted."""
+    g = grammar(name)
     out: set[str] = set()
     for templates in g["intents"].values():
         for t in templates:

@@ -1,0 +1,205 @@
+"""Upstream speed: forward+backward and extraction of a HuBERT preset, TFLOP/s and MFU per path.
+
+Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); cuDNN autotuning (CUDA);
+torch.compile (CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are counted
+once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the plain convolution path (the
+model's nominal work), so that every path is rated against the same work. MFU divides by the
+device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a".
+The fine-tuning rate is the training loop (:func:`harness.training.loop.fit`, batches collated from
+waveforms, prefetched as in the stage) in audio seconds per second, against the raw model rate.
+
+    .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --seconds 8 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.data.batching import DynamicBatchSampler
+from harness.data.waveforms import pad_waves
+from harness.training.loop import TrainConfig, fit
+from plugins.upstreams.hubert import HubertParams, HubertPlugin
+
+#: peak dense TFLOP/s by (device-name fragment, precision); fp32 is the non-tensor-core rate
+PEAK_TFLOPS = {("H100", "bf16"): 989.0, ("H100", "fp32"): 67.0, ("H200", "bf16"): 989.0, ("H200", "fp32"): 67.0}
+
+
+def peak_tflops(device: torch.device, precision: str) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for (frag, p), v in PEAK_TFLOPS.items() if frag in name and p == precision), None)
+
+
+def _batches(seconds_per_batch: float, steps: int, seed: int = 0) -> list[list[np.ndarray]]:
+    """``steps`` dynamic batches of ≤ ``seconds_per_batch`` padded seconds, items of 2–6 s."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.uniform(2.0, 6.0, size=max(4 * steps, int(steps * seconds_per_batch / 2) + 4))
+    waves = [rng.standard_normal(int(s * 16000)).astype(np.float32) * 0.1 for s in lengths]
+    sampler = DynamicBatchSampler(lengths, seconds_per_batch, seed=seed)
+    return [[waves[i] for i in b] for b in list(sampler)[:steps]]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _loss(model, wavs, lengths) -> torch.Tensor:
+    return model(wavs, lengths).hidden_states[-1].float().square().mean()
+
+
+def _run(model, batches, device, train: bool, bf16: bool) -> float:
+    """Seconds for one pass over ``batches`` (after a warm-up pass, so every shape is seen once)."""
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    padded = [tuple(t.to(device) for t in pad_waves(b)) for b in batches]
+
+    def step(wavs, lengths):
+        with cast:
+            if train:
+                _loss(model, wavs, lengths).backward()
+            else:
+                with torch.no_grad():
+                    model(wavs, lengths)
+
+    for wavs, lengths in padded:
+        step(wavs, lengths)
+    _sync(device)
+    start = time.perf_counter()
+    for wavs, lengths in padded:
+        step(wavs, lengths)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _flops(model, batches, device, train: bool) -> float:
+    model.set_positional_conv("conv")
+    total = 0.0
+    for b in batches:
+        wavs, lengths = (t.to(device) for t in pad_waves(b))
+        with FlopCounterMode(display=False) as counter:
+            if train:
+                _loss(model, wavs, lengths).backward()
+            else:
+                with torch.no_grad():
+                    model(wavs, lengths)
+        total += counter.get_total_flops()
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def _finetune_rate(model, batches, device, bf16: bool) -> float:
+    """Audio seconds per second of the training loop on these batches (collate + prefetch + AdamW)."""
+    waves = [w for b in batches for w in b]
+    sizes = [len(b) for b in batches]
+    groups = np.split(np.arange(len(waves)), np.cumsum(sizes)[:-1])
+
+    class Fixed:
+        def __init__(self):
+            self.epoch, self.position = 0, 0
+
+        def __len__(self):
+            return len(groups)
+
+        def __iter__(self):
+            while self.position < len(groups):
+                self.position += 1
+                yield groups[self.position - 1].tolist()
+            self.epoch, self.position = self.epoch + 1, 0
+
+        def state_dict(self):
+            return {"epoch": self.epoch, "position": self.position}
+
+        def load_state_dict(self, state):
+            self.epoch, self.position = state["epoch"], state["position"]
+
+    def collate(indices):
+        return pad_waves([waves[i] for i in indices])
+
+    def loss_fn(batch):
+        wavs, lengths = (t.to(device, non_blocking=True) for t in batch)
+        return _loss(model, wavs, lengths)
+
+    model.feature_extractor.requires_grad_(False)
+    cfg = TrainConfig(steps=len(groups), lr=1e-5, amp=bf16, prefetch=True, checkpoint_minutes=None)
+    fit(model, loss_fn, Fixed(), collate, TrainConfig(steps=1, lr=1e-5, amp=bf16, checkpoint_minutes=None))
+    _sync(device)
+    start = time.perf_counter()
+    fit(model, loss_fn, Fixed(), collate, cfg)
+    _sync(device)
+    model.feature_extractor.requires_grad_(True)
+    return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
+
+
+def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
+            *, compile: bool | None = None) -> list[dict[str, Any]]:
+    """One row per (work, path): seconds, audio s/s, TFLOP/s, MFU, ratio to fp32; then the fine-tuning
+    stage's rate against the raw model rate. ``compile`` (default: on CUDA only) adds compiled rows."""
+    device = torch.device(device)
+    compile = device.type == "cuda" if compile is None else compile
+    model = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
+    model.feature_extractor.requires_grad_(False)  # as in stable fine-tuning: the CNN stays frozen
+    batches = _batches(seconds_per_batch, steps)
+    audio = sum(len(w) for b in batches for w in b) / 16000
+    paths = [("fp32", False, "conv", False), ("bf16", True, "conv", False), ("fp32+fft", False, "fft", False),
+             ("bf16+fft", True, "fft", False)]
+    if device.type == "cuda":
+        paths += [("bf16+cudnn_benchmark", True, "conv", True)]
+    rows: list[dict[str, Any]] = []
+    for work, train in (("forward+backward", True), ("extraction", False)):
+        model.train(train)
+        flops = _flops(model, batches, device, train)
+        base = None
+        for name, bf16, pos, autotune in paths + ([("bf16+fft+compile", True, "fft", False)] if compile else []):
+            model.set_positional_conv(pos)
+            if name.endswith("compile"):
+                model.compile(dynamic=True)
+            with torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
+                                            deterministic=torch.backends.cudnn.deterministic,
+                                            allow_tf32=torch.backends.cudnn.allow_tf32):
+                seconds = _run(model, batches, device, train, bf16)
+            model.zero_grad(set_to_none=True)
+            tflops = flops / seconds / 1e12
+            peak = peak_tflops(device, "bf16" if bf16 else "fp32")
+            base = base or seconds
+            rows.append({"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
+                         "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds})
+    model.set_positional_conv("auto")
+    bf16 = device.type == "cuda"
+    model.train()
+    raw = audio / _run(model, batches, device, True, bf16)  # measured now, under the stage's settings
+    model.zero_grad(set_to_none=True)
+    stage = _finetune_rate(model, batches, device, bf16)
+    rows.append({"work": "fine-tuning stage loop", "path": "bf16+auto" if bf16 else "fp32+auto",
+                 "audio_s_per_s": stage, "raw_audio_s_per_s": raw, "ratio_to_raw": stage / raw})
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    parser.add_argument("--seconds", type=float, default=8.0, help="padded seconds of audio per batch")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; HuBERT {args.preset}; {args.seconds:g} s batches × {args.steps}")
+    for row in measure(device, args.preset, args.seconds, args.steps, compile=args.compile):
+        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Faster formulations of the upstream's costly parts, each equal to the plain path.
+
+- :func:`positional_embedding`: the wav2vec 2.0 positional convolution (grouped, kernel 128,
+  weight-normed) either as transformers computes it (``conv``) or through the FFT (``fft``,
+  :func:`grouped_conv1d_fft`). The FFT form runs in float32 whatever the autocast dtype, so it
+  matches the fp32 convolution to about 1e-6 (measured: ``tests/models/test_upstream_speed.py``);
+  under bf16 autocast it is *more* precise than the bf16 convolution it replaces, which itself
+  differs from fp32 by about 1e-2 relative (bf16's 8-bit mantissa).
+- :func:`resolve_pos_conv`: which form a model uses. ``auto`` picks ``fft`` on CUDA only: there the
+  direct grouped convolution runs cuDNN's generic implicit-GEMM kernels (64 % of a HuBERT Base step on
+  an H200, see issue 15), while the FFT form does ``O(T log T)`` work per channel and a 48×48 mixing
+  per frequency and group (about 60× fewer multiply-adds at 5-second items). On the CPU ``auto`` keeps
+  the convolution, so that every CPU number stays as it was.
+- :func:`compile_module`: the opt-in ``compile: true`` (``torch.compile`` in place, dynamic shapes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("harness.models.upstream_speed")
+
+PosConvMode = Literal["auto", "conv", "fft"]
+POS_CONV_MODES: tuple[str, ...] = ("auto", "conv", "fft")
+
+
+def resolve_pos_conv(mode: str, device: torch.device) -> str:
+    """The concrete form (``conv`` or ``fft``) of ``mode`` on ``device`` (see the module docstring)."""
+    if mode not in POS_CONV_MODES:
+        raise ValueError(f"unknown positional-convolution mode {mode!r}; use one of {', '.join(POS_CONV_MODES)}")
+    if mode == "auto":
+        return "fft" if device.type == "cuda" else "conv"
+    return mode
+
+
+def grouped_conv1d_fft(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, groups: int
+) -> torch.Tensor:
+    """``F.conv1d(x, weight, bias, padding=padding, groups=groups)`` computed through the real FFT, in float32.
+
+    ``x`` is B×C×T, ``weight`` C_out×(C/groups)×K. A cross-correlation of the zero-padded input with
+    the kernel is the inverse FFT of ``X · conj(W)`` over ``n = T + 2·padding`` points: every output
+    position reads at most ``n`` samples, so the circular product never wraps into valid outputs.
+    """
+    batch, channels, frames = x.shape
+    out_channels, per_group, kernel = weight.shape
+    n = frames + 2 * padding
+    n_out = n - kernel + 1
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf = torch.fft.rfft(F.pad(x.float(), (padding, padding)), n=n)  # B×C×F
+        wf = torch.fft.rfft(weight.float(), n=n).conj()  # O×Cg×F
+        xf = xf.view(batch, groups, per_group, -1)
+        wf = wf.view(groups, out_channels // groups, per_group, -1)
+        yf = torch.einsum("bgcf,gocf->bgof", xf, wf).reshape(batch, out_channels, -1)
+        y = torch.fft.irfft(yf, n=n)[..., :n_out]
+        if bias is not None:
+            y = y + bias.float()[None, :, None]
+    return y
+
+
+def positional_embedding(module: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """transformers' ``Wav2Vec2PositionalConvEmbedding`` forward on B×T×D ``x``: conv, same-padding trim,
+    activation; ``mode`` ``fft`` swaps the convolution for :func:`grouped_conv1d_fft`."""
+    if mode == "conv":
+        return module(x)
+    conv = module.conv
+    h = grouped_conv1d_fft(x.transpose(1, 2), conv.weight, conv.bias, int(conv.padding[0]), int(conv.groups))
+    if torch.is_autocast_enabled(x.device.type):  # what the autocast convolution would hand on
+        h = h.to(torch.get_autocast_dtype(x.device.type))
+    else:
+        h = h.to(x.dtype)
+    h = module.padding(h)
+    return module.activation(h).transpose(1, 2)
+
+
+def compile_module(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` compiled in place by ``torch.compile`` (dynamic shapes: batches vary in size and
+    length); its parameters and state-dict names are unchanged."""
+    module.compile(dynamic=True)
+    log.info("compiled %s with torch.compile (the first batches of each new shape are slower)",
+             type(module).__name__)
+    return module

@@ -1,0 +1,84 @@
+"""Cached features held in device memory (the CUDA path), forced on the CPU: the same batches, metrics
+and layer weights as batches built on the host and moved one at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.core.manifest import PreparedCorpus
+from harness.core.params import validate_params
+from harness.core.registry import PluginManager
+from harness.evaluation import probe
+from harness.evaluation.probe import _DeviceFrames, _hold_on_device, _pad_states, _Source, feature_cache_for, run_probe
+from harness.evaluation.probe_settings import task_splits
+from harness.models.feature_cache import FrameStore
+from tests.downstream_helpers import FakeUpstream, make_ctx, make_tiny_corpus
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return PreparedCorpus(make_tiny_corpus(tmp_path_factory.mktemp("tones")))
+
+
+def _store(rng: np.random.Generator, lengths: list[int], wide: bool = False) -> FrameStore:
+    """Two shards (the second float32 when ``wide``), items at offsets inside them."""
+    half = len(lengths) // 2
+    entries = []
+    for part, dtype in ((lengths[:half], np.float16), (lengths[half:], np.float32 if wide else np.float16)):
+        arr = (rng.normal(size=(3, sum(part) + 5, 8)) * 4 + 1).astype(dtype)
+        start = 5
+        for n in part:
+            entries.append((arr, start, n))
+            start += n
+    return FrameStore(entries)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_gathered_batches_equal_the_host_batches_bit_for_bit(wide):
+    store = _store(np.random.default_rng(0), [7, 3, 11, 1, 6, 9], wide)
+    frames = _DeviceFrames(store, torch.device("cpu"))
+    assert frames.frames.dtype == (torch.float32 if wide else torch.float16)
+    assert _DeviceFrames.nbytes(store) == frames.frames.numel() * frames.frames.element_size()
+    for indices in ([0, 1, 2, 3, 4, 5], [2, 3], [5, 0, 4], [3]):
+        states, lengths = frames.gather(indices)
+        ref_states, ref_lengths = _pad_states([store.states(i) for i in indices])
+        assert torch.equal(lengths, ref_lengths)
+        assert states.shape == ref_states.shape and torch.equal(states, ref_states)
+
+
+@pytest.mark.parametrize("name", ["pr", "sf", "sid"])
+def test_probe_with_features_in_device_memory_gives_the_same_numbers(tiny, tmp_path, name):
+    plugin = PluginManager().create("downstream", name)
+    params = validate_params(plugin.Params, {"steps": 12, "eval_every": 6}, name)
+    task, settings = plugin.make_task(tiny, params), plugin.settings(params)
+    upstream = FakeUpstream()
+    cache = feature_cache_for(upstream, make_ctx(tmp_path), settings)
+    splits = task_splits(tiny, task.name)
+    host = run_probe(task, upstream, splits, settings, cache, seed=0, resident=False)
+    held = run_probe(task, upstream, splits, settings, cache, seed=0, resident=True)
+    assert (host.extra["features_on"], held.extra["features_on"]) == ("host", "device")
+    assert held.source == host.source == ("pooled" if name == "sid" else "frames")
+    assert held.metrics == host.metrics and held.dev_metrics == host.dev_metrics
+    assert held.records == host.records and held.layer_weights == host.layer_weights
+    assert held.fit.history == host.fit.history
+    assert held.extra["steps_per_second"] > 0 and held.fit.steps_done == 12
+
+
+def _pooled_source(nbytes: int) -> _Source:
+    data = torch.zeros(nbytes // 4)
+    return _Source([{"id": str(i), "duration": 1.0} for i in range(len(data))], "pooled", None, data, None)
+
+
+def test_features_go_to_cuda_only_within_the_share_of_free_memory(monkeypatch):
+    sources = [_pooled_source(4000), _pooled_source(2000)]  # 6,000 bytes in all
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (13_000, 80_000))
+    assert probe.RESIDENT_SHARE == 0.5
+    assert _hold_on_device(sources, cuda, None)  # 6,000 <= 0.5 * 13,000
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (11_000, 80_000))
+    assert not _hold_on_device(sources, cuda, None)  # past the share: per-batch transfer
+    assert _hold_on_device(sources, cuda, True) and not _hold_on_device(sources, cuda, False)
+    assert not _hold_on_device(sources, torch.device("cpu"), None)  # the host path on the CPU by default
+    assert not _hold_on_device([], cuda, True)  # nothing cached (features from the upstream): nothing to move

@@ -1,0 +1,90 @@
+"""`--jobs 2` on the real plugins: probes (PR on frames, SID on pooled means) and ABX of two models, the
+evaluate stages of one model sharing a frame cache, give the metrics of a sequential run."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.core.plan import Plan, build_plan
+from harness.core.recipe import load_recipe
+from harness.core.registry import default_manager
+from harness.core.store import Store
+from harness.pipeline.executors.local import LocalExecutor
+from harness.pipeline.run import RunSummary, run_plan
+
+RECIPE = """\
+name: overlap
+output: {output}
+seeds: [0]
+corpora:
+  speech: {{plugin: synthetic, n_utterances: 24, n_speakers: 4, n_unseen_speakers: 1}}
+upstreams:
+  hub: {{plugin: hubert, preset: tiny}}
+  w2v: {{plugin: wav2vec2, preset: tiny}}
+downstreams:
+  pr: {{plugin: pr, corpus: speech, steps: 12, eval_every: 6}}
+  sid: {{plugin: sid, corpus: speech, steps: 12, eval_every: 6}}
+  abx: {{plugin: abx, corpus: speech}}
+"""
+
+
+def _plan(tmp: Path, name: str) -> tuple[Plan, Path]:
+    output = tmp / name
+    path = tmp / f"{name}.yaml"
+    path.write_text(textwrap.dedent(RECIPE).format(output=output))
+    manager = default_manager()
+    return build_plan(load_recipe(path, manager), manager), output
+
+
+def _run(plan: Plan, output: Path, jobs: int) -> RunSummary:
+    return run_plan(plan, output, LocalExecutor(default_manager(), device="cpu", jobs=jobs))
+
+
+def _metrics(output: Path) -> dict[tuple[str, str], float]:
+    with Store(output, readonly=True) as store:
+        titles = {s.key: s.name for s in store.stages()}
+        return {(titles[m.stage], m.full_name): m.value for m in store.metrics()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("overlap_real")
+    plan, seq_out = _plan(tmp, "seq")
+    sequential = _run(plan, seq_out, jobs=1)
+    par_plan, par_out = _plan(tmp, "par")
+    assert par_plan.stages.keys() == plan.stages.keys()
+    par_out.mkdir()
+    for stage in plan.stages.values():  # the prepared corpus is shared: the overlapped run adopts it
+        if stage.kind == "prepare":
+            shutil.copytree(seq_out / stage.key, par_out / stage.key)
+    overlapped = _run(par_plan, par_out, jobs=2)
+    return plan, seq_out, par_out, sequential, overlapped
+
+
+def test_overlapped_probes_and_abx_equal_the_sequential_run(runs):
+    plan, seq_out, par_out, sequential, overlapped = runs
+    assert sequential.ok and overlapped.ok
+    evaluates = {k for k, s in plan.stages.items() if s.kind == "evaluate"}
+    assert len(evaluates) == 6 and evaluates <= set(overlapped.ran)
+    seq, par = _metrics(seq_out), _metrics(par_out)
+    tasks = {name.split(".")[0] for _, name in seq}
+    assert {"pr", "sid", "abx", "superb"} <= tasks
+    assert par == seq
+
+
+def test_stages_of_two_models_overlapped_and_those_sharing_a_cache_did_not(runs):
+    plan, _, par_out, _, _ = runs
+    with Store(par_out, readonly=True) as store:
+        rows = [r for r in store.stages(kind="evaluate")]
+    spans = {r.key: (r.started, r.ended, plan.stages[r.key].inputs["model"]) for r in rows}
+
+    def overlap(a: str, b: str) -> bool:
+        return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+
+    pairs = [(a, b) for a in spans for b in spans if a < b and overlap(a, b)]
+    assert pairs, "no two evaluate stages ran at once"
+    assert all(spans[a][2] != spans[b][2] for a, b in pairs)  # one model's stages share a cache: one at a time

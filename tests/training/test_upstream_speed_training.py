@@ -1,0 +1,120 @@
+"""Upstream training's faster paths against today's: prefetched batches, fused AdamW, opt-in compile."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from harness.core.plan import stage_key
+from harness.data.batching import DynamicBatchSampler
+from harness.training.loop import TrainConfig, _make_optimizer, _Prefetcher, fit
+from harness.training.stable_ft import StableFineTuning
+from plugins.finetune.supervised import SupervisedParams
+from plugins.upstreams.hubert import HubertParams, HubertPlugin
+from tests.finetune_helpers import TinyUpstream
+
+
+class Regression:
+    """Items of varying length; a batch is their zero-padded inputs and targets."""
+
+    def __init__(self, n: int = 40):
+        g = torch.Generator().manual_seed(0)
+        self.lengths = [1 + (7 * i) % 9 for i in range(n)]
+        self.x = [torch.randn(k, 4, generator=g) for k in self.lengths]
+        self.y = torch.randn(n, generator=g)
+        self.collated: list[list[int]] = []
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        self.collated.append(list(indices))
+        return {"x": torch.stack([self.x[i].sum(0) for i in indices]), "y": self.y[indices]}
+
+
+def _train(prefetch: bool, accumulate: int = 1) -> tuple[nn.Module, list[list[int]]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Tanh(), nn.Linear(8, 1))
+    data = Regression()
+    sampler = DynamicBatchSampler(data.lengths, 20, seed=5)
+    cfg = TrainConfig(steps=17, lr=1e-2, accumulate=accumulate, prefetch=prefetch)
+    fit(model, lambda b: (model(b["x"]).squeeze(-1) - b["y"]).pow(2).mean(), sampler, data.collate, cfg)
+    return model, data.collated
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_prefetched_batches_are_todays_in_the_same_order(accumulate):
+    plain, plain_batches = _train(False, accumulate)
+    ahead, ahead_batches = _train(True, accumulate)
+    steps = 17 * accumulate
+    assert ahead_batches[:steps] == plain_batches  # plus the one step drawn ahead and never used
+    assert len(ahead_batches) == steps + accumulate
+    for a, b in zip(ahead.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_prefetcher_checkpoints_the_position_of_the_batches_handed_out():
+    sampler = DynamicBatchSampler([1.0] * 10, 2.0, seed=1)  # five batches an epoch
+
+    def forever():
+        while True:
+            yield from sampler
+
+    prefetcher = _Prefetcher(forever(), lambda idx: idx, sampler, per_step=1, pin=False)
+    try:
+        for step in range(7):
+            prefetcher.take()
+            assert prefetcher.state["epoch"] * 5 + prefetcher.state["position"] == step + 1
+    finally:
+        prefetcher.close()
+
+
+def test_fused_adamw_only_on_cuda_and_same_update_rule():
+    model = nn.Linear(6, 3)
+    optimizer = _make_optimizer(model, TrainConfig(steps=1, lr=1e-3))
+    assert not optimizer.defaults["fused"]  # CPU: the plain loop, as before
+    torch.manual_seed(1)
+    weights = [p.detach().clone() for p in model.parameters()]
+    grads = [torch.randn_like(w) for w in weights]
+    results = []
+    for fused in (False, True):  # the fused kernel also exists on the CPU: compare the maths there
+        params = [nn.Parameter(w.clone()) for w in weights]
+        opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1, fused=fused)
+        for _ in range(3):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        results.append(params)
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_compile_is_off_by_default_and_keeps_existing_stage_keys():
+    off = SupervisedParams(task="pr")
+    assert "compile" not in off.model_dump(mode="json")
+    on = SupervisedParams(task="pr", compile=True)
+    assert on.model_dump(mode="json")["compile"] is True
+    key = lambda p: stage_key("finetune", "supervised", "1", p.model_dump(mode="json"), {}, 0)  # noqa: E731
+    assert key(off) == key(SupervisedParams(task="pr", compile=False)) != key(on)
+
+
+def test_compile_reaches_the_upstream():
+    upstream = TinyUpstream()
+    StableFineTuning(upstream, nn.Linear(16, 2), SupervisedParams(task="pr", steps=10))
+    assert upstream._compiled_call_impl is None
+    StableFineTuning(upstream, nn.Linear(16, 2), SupervisedParams(task="pr", steps=10, compile=True))
+    assert upstream._compiled_call_impl is not None
+
+
+@pytest.mark.skipif(not os.environ.get("HARNESS_TEST_COMPILE"),
+                    reason="torch.compile of the tiny HuBERT takes about 50 s on 2 CPU cores; "
+                           "set HARNESS_TEST_COMPILE=1 to run it")
+def test_compiled_tiny_hubert_equals_eager():
+    model = HubertPlugin().build(HubertParams(preset="tiny"), seed=0)
+    wavs, lengths = torch.randn(2, 16000), torch.tensor([16000, 12000])
+    with torch.no_grad():
+        eager = model(wavs, lengths)
+        model.compile(dynamic=True)
+        compiled = model(wavs, lengths)
+    for a, b in zip(compiled.hidden_states, eager.hidden_states, strict=True):
+        assert (a - b).abs().max() < 1e-5
