@@ -240,3 +240,29 @@ def test_commands_grammar_gives_short_sentences_with_their_own_slots_in_order():
             assert found >= 0, (spec.text, spec.slots)
             pos = found + len(value)
     assert len(text.words("sf_commands")) < len(text.words()) / 2
+
+
+def test_a_render_server_child_imports_nothing(tmp_path):
+    """Each utterance renders in a freshly forked child of a server: whatever the render imports on
+    first use must already be loaded in the server, or every child pays for it again (about 1 s for
+    scipy.signal, 50 times the render itself)."""
+    script = f"""
+import sys
+from pathlib import Path
+from plugins.corpora._synth import server
+from plugins.corpora._synth.espeak import Espeak
+from plugins.corpora._synth.render import render
+from plugins.corpora.synthetic import SyntheticParams, make_plan, noise_config
+server.preload()
+engine = Espeak()
+engine.preload()
+params = SyntheticParams(n_utterances=8)
+spec = make_plan(params)[0]
+(Path({str(tmp_path)!r}) / "wav" / spec.split).mkdir(parents=True)
+before = set(sys.modules)
+render(engine, spec, {str(tmp_path)!r}, noise_config(params))
+print(sorted(set(sys.modules) - before))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"

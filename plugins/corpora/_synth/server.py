@@ -10,6 +10,7 @@ processes.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import selectors
@@ -53,6 +54,17 @@ def _read(stream: BinaryIO) -> Any:
     return None if body is None else pickle.loads(body)  # our own process's bytes
 
 
+#: modules a render needs that load on first use; imported once by the server so that no forked
+#: child pays for them (scipy.signal alone takes about a second, 50 times the render itself)
+PRELOADED = ("scipy.signal",)
+
+
+def preload() -> None:
+    """Import :data:`PRELOADED` into this process."""
+    for name in PRELOADED:
+        importlib.import_module(name)
+
+
 def serve() -> None:
     """Server loop: read (index, spec, out_dir, cfg), answer (index, "ok", row) or (index, "error", text)."""
     from plugins.corpora._synth.espeak import Espeak
@@ -60,6 +72,7 @@ def serve() -> None:
 
     reply_fd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
+    preload()
     engine = Espeak()
     engine.preload()
     requests = sys.stdin.buffer
