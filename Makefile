@@ -26,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed examples/harness-plugin-example/setu
 	touch $@
 
 demo: setup
-	$(VENV)/bin/harness run recipes/demo.yaml
+	$(VENV)/bin/harness run recipes/demo.yaml --jobs 2
 	$(VENV)/bin/harness leaderboard runs/demo --format md --out runs/demo/leaderboard.md
 	cat runs/demo/leaderboard.md
 	# the main table, which README.md quotes between its demo-leaderboard markers (tests/test_readme_demo.py)
@@ -36,7 +36,7 @@ demo: setup
 # the demo over three seeds, into runs/demo (seed 0's stages are the demo's): the tables and the
 # comparisons README.md quotes between its evidence-leaderboard markers
 evidence: setup
-	$(VENV)/bin/harness run recipes/demo_evidence.yaml
+	$(VENV)/bin/harness run recipes/demo_evidence.yaml --jobs 2
 	$(VENV)/bin/harness leaderboard runs/demo --format md --out runs/demo/leaderboard.md
 	mkdir -p docs
 	awk '/^\| upstream \| model \| seeds/{p=1} /^## ABX/{exit} p' runs/demo/leaderboard.md > docs/demo_evidence.md

@@ -13,6 +13,7 @@ from harness.core.errors import HarnessError
 from harness.core.plan import build_plan
 from harness.core.recipe import load_recipe
 from harness.core.store import Store
+from harness.core.threads import available_cores
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import worker_threads
 from harness.pipeline.run import run_plan
@@ -75,11 +76,10 @@ def test_stages_ran_in_worker_processes_and_a_rerun_runs_nothing(two_runs):
     assert again.ran == [] and again.ok
 
 
-def test_jobs_must_be_positive_and_share_the_cores():
+def test_jobs_must_be_positive_and_workers_get_a_sequential_stage_s_threads():
     with pytest.raises(HarnessError, match=r"--jobs must be at least 1 \(got 0\)"):
         LocalExecutor(device="cpu", jobs=0)
-    assert worker_threads(1) >= worker_threads(2) >= 1
-    assert worker_threads(10_000) == 1
+    assert worker_threads(1) == worker_threads(2) == worker_threads(10_000) == available_cores()
 
 
 def test_run_command_rejects_zero_jobs(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""`--jobs 2` on the real plugins: probes (PR on frames, SID on pooled means) and ABX of two models, the
-evaluate stages of one model sharing a frame cache, give the metrics of a sequential run."""
+"""`--jobs 2` on the real plugins: fine-tuning, probes (PR on frames, SID on pooled means) and ABX of
+two models, the evaluate stages of one model sharing a frame cache, give the weights and metrics of a
+sequential run."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ corpora:
 upstreams:
   hub: {{plugin: hubert, preset: tiny}}
   w2v: {{plugin: wav2vec2, preset: tiny}}
+finetune:
+  pr: {{plugin: supervised, task: pr, corpus: speech, steps: 3, batch_seconds: 4}}
 downstreams:
   pr: {{plugin: pr, corpus: speech, steps: 12, eval_every: 6}}
   sid: {{plugin: sid, corpus: speech, steps: 12, eval_every: 6}}
@@ -69,11 +72,24 @@ def test_overlapped_probes_and_abx_equal_the_sequential_run(runs):
     plan, seq_out, par_out, sequential, overlapped = runs
     assert sequential.ok and overlapped.ok
     evaluates = {k for k, s in plan.stages.items() if s.kind == "evaluate"}
-    assert len(evaluates) == 6 and evaluates <= set(overlapped.ran)
+    assert len(evaluates) == 12 and evaluates <= set(overlapped.ran)
     seq, par = _metrics(seq_out), _metrics(par_out)
     tasks = {name.split(".")[0] for _, name in seq}
     assert {"pr", "sid", "abx", "superb"} <= tasks
     assert par == seq
+
+
+def test_overlapped_fine_tuning_writes_the_sequential_weights_bit_for_bit(runs):
+    """Each worker runs torch on as many threads as a sequential stage: on fewer, matrix products sum
+    in another order and the weights drift from the sequential run's in their last bits."""
+    plan, seq_out, par_out, _, _ = runs
+    finetunes = [k for k, s in plan.stages.items() if s.kind == "finetune"]
+    assert len(finetunes) == 2
+    for key in finetunes:
+        files = sorted(p.relative_to(seq_out / key) for p in (seq_out / key).rglob("*.safetensors"))
+        assert files
+        for rel in files:
+            assert (par_out / key / rel).read_bytes() == (seq_out / key / rel).read_bytes(), rel
 
 
 def test_stages_of_two_models_overlapped_and_those_sharing_a_cache_did_not(runs):
