@@ -18,7 +18,20 @@ from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.run import run_plan
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-PAPER = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name not in ("demo.yaml", "pretrain_tiny.yaml"))
+EMBEDDED = ("demo.yaml", "demo_evidence.yaml", "pretrain_tiny.yaml")
+PAPER = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name not in EMBEDDED)
+
+
+def test_the_evidence_recipe_is_the_demo_over_three_seeds_sharing_seed_0s_stages():
+    manager = default_manager()
+    demo = build_plan(load_recipe(RECIPES / "demo.yaml", manager), manager)
+    evidence = build_plan(load_recipe(RECIPES / "demo_evidence.yaml", manager), manager)
+    assert set(demo.stages) < set(evidence.stages)  # running it after the demo reuses every demo stage
+    assert demo.recipe.output == evidence.recipe.output
+    seeded = [s for s in evidence.stages.values() if s.kind in ("finetune", "evaluate", "score")]
+    assert {s.seed for s in seeded} == {0, 1, 2}
+    assert {s.key for s in seeded if s.seed == 0} <= set(demo.stages)
+    assert len(seeded) == 3 * len([s for s in demo.stages.values() if s.kind in ("finetune", "evaluate", "score")])
 
 
 def test_the_paper_recipes_are_all_there():
