@@ -1,4 +1,4 @@
-"""Everything issue 15 measures, in one run on whatever device this machine has (CUDA when present).
+"""The whole machine in one run, on whatever device it has (CUDA when present): upstream, ABX, probes, demo.
 
 1. Upstream: TFLOP/s and MFU of HuBERT forward+backward and extraction per path, and the fine-tuning
    stage's rate against the raw model rate (``measure`` of ``bench_upstream_speed.py``).
