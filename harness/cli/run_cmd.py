@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-cpus", type=int,
                         help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="with the local executor: run up to N independent stages at once, in worker "
-                             "processes sharing the cores; one at a time holds a CUDA GPU (default 1)")
+                        help="with the local executor: run up to N independent stages at once, each in a worker "
+                             "process on the threads a sequential run gives it (identical results); one at a "
+                             "time holds a CUDA GPU (default 1)")
     parser.add_argument("--heartbeat", type=float, default=HEARTBEAT_S, metavar="SECONDS",
                         help="when the output is not a terminal (a batch job's log), print each running stage's "
                              f"step, rate and ETA every SECONDS (default {HEARTBEAT_S:g}; 0: never)")
