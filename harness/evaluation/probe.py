@@ -270,6 +270,7 @@ def run_probe(
         if not splits.get(role):
             raise CorpusError(f"{task.name}: the {role} split has no utterances; the corpus must provide one.")
     device = ctx.device if ctx is not None else torch.device("cpu")
+    name = name or f"probe-{task.name}"
     upstream.eval()
     for p in upstream.parameters():
         p.requires_grad_(False)
@@ -311,13 +312,13 @@ def run_probe(
             ctx=ctx,
             evaluate=dev_eval,
             primary=(task.primary_metric, task.metrics[task.primary_metric]),
-            name=name or f"probe-{task.name}",
+            name=name,
         )
         records = _predict(model, sources["test"], settings, device)
     step_seconds = result.seconds - eval_seconds
     rate = result.steps_done / step_seconds if result.seconds > 0 and step_seconds > 0 else None
     if ctx is not None and rate is not None:
-        ctx.log(f"{name or 'probe-' + task.name}: {result.steps_done} steps at {rate:.1f} steps/s "
+        ctx.log(f"{name}: {result.steps_done} steps at {rate:.1f} steps/s "
                 f"(features {'in device memory' if on_device else 'moved per batch'})")
     return ProbeResult(
         metrics=task.aggregate(records),
