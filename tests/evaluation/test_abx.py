@@ -117,9 +117,9 @@ def test_abx_command(clustered, capsys):
 
 
 def test_large_sets_use_sorted_pair_keys_with_the_same_result(clustered, monkeypatch):
-    from harness.evaluation.abx import score
+    from harness.evaluation.abx import pair_table
 
     _, feats, items = clustered
     dense = [r.score for r in abx(feats, items, 0.02)]
-    monkeypatch.setattr(score._PairTable, "DENSE_MAX", 0)
+    monkeypatch.setattr(pair_table.PairTable, "DENSE_MAX", 0)
     assert [r.score for r in abx(feats, items, 0.02)] == dense

@@ -11,8 +11,7 @@ import torch
 
 from harness.cli import main
 from harness.core.errors import HarnessError
-from harness.evaluation.abx import abx, dtw_both
-from harness.evaluation.abx import score as abx_score
+from harness.evaluation.abx import abx, dtw_both, pair_table
 
 # clustered_features(n_files=20, dim=12, seed=1), all four conditions, scored by the previous
 # single-threaded CPU implementation: (librilight_compat, distance) -> scores
@@ -37,7 +36,7 @@ def test_scores_equal_the_single_threaded_reference(clustered, compat, distance,
 
 def test_threads_and_small_chunks_give_identical_scores_with_sorted_pair_keys(clustered, monkeypatch):
     _, feats, items = clustered
-    monkeypatch.setattr(abx_score._PairTable, "DENSE_MAX", 0)  # the keyed table, filled by threads
+    monkeypatch.setattr(pair_table.PairTable, "DENSE_MAX", 0)  # the keyed table, filled by threads
     one = abx(feats, items, 0.02, threads=1)
     # a tiny budget: one pair per chunk, so every pair is aligned alone
     two = abx(feats, items, 0.02, threads=2, budget=1)

@@ -42,7 +42,26 @@ def frame_distances(x: torch.Tensor, y: torch.Tensor, distance: str, exact: bool
     with _full_fp32(x.device):
         if distance == "angular":
             return torch.clamp(torch.bmm(x, y.transpose(1, 2)), -1, 1).acos() / math.pi
-        return torch.cdist(x, y)
+        return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def cross_products(x: torch.Tensor, y: torch.Tensor, distance: str) -> torch.Tensor:
+    """Every frame of ``x`` (N×D) against every frame of ``y`` (M×D), before the final transform:
+    dot products for angular (see :func:`finish_distances`), Euclidean distances otherwise.
+
+    One matrix product instead of a small one per pair: the tokens of a chunk of pairs repeat, so
+    their frames are multiplied once. Euclidean distances are summed from differences (the
+    product form loses digits to cancellation).
+    """
+    with _full_fp32(x.device):
+        if distance == "angular":
+            return x @ y.T
+        return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def finish_distances(products: torch.Tensor, distance: str) -> torch.Tensor:
+    """Angular distances (in [0, 1]) from dot products of unit rows; Euclidean ones pass through."""
+    return torch.clamp(products, -1, 1).acos() / math.pi if distance == "angular" else products
 
 
 @contextlib.contextmanager

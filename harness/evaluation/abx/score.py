@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,8 +12,9 @@ import torch
 
 from harness.core.errors import HarnessError
 from harness.core.threads import available_cores, torch_threads
-from harness.evaluation.abx.dtw import dtw_both, frame_distances, librilight_normalize
+from harness.evaluation.abx.dtw import librilight_normalize
 from harness.evaluation.abx.items import Item, frame_range
+from harness.evaluation.abx.pair_table import PairTable, TokenFrames
 
 log = logging.getLogger("harness.evaluation.abx")
 
@@ -98,97 +98,6 @@ def _build_tokens(
     )
 
 
-class _PairTable:
-    """DTW distances of token pairs in both orientations, each unordered pair aligned once
-    (in length-sorted chunks); a dense matrix for small sets, sorted keys otherwise."""
-
-    DENSE_MAX = 6000
-
-    def __init__(
-        self,
-        tokens: _Tokens,
-        blocks: list[tuple[np.ndarray, np.ndarray]],
-        distance: str,
-        exact: bool,
-        budget: int,
-        threads: int = 1,
-    ):
-        n_tok = len(tokens.start)
-        self.n_tokens = n_tok
-        if n_tok <= self.DENSE_MAX:  # mark the needed pairs in a matrix: no sorting, no duplicates
-            mask = np.zeros((n_tok, n_tok), dtype=bool)
-            for rows, cols in blocks:
-                mask[np.ix_(rows, cols)] = True
-            x, y = np.nonzero(np.triu(mask | mask.T, 1))
-            keys = x * n_tok + y
-        else:
-            pairs = [np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2) for r, c in blocks]
-            flat = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
-            lo, hi = flat.min(axis=1), flat.max(axis=1)
-            keys = np.sort((lo * n_tok + hi)[lo != hi])
-            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-            x, y = keys // n_tok, keys % n_tok
-        fwd = np.empty(len(keys), dtype=np.float32)
-        bwd = np.empty(len(keys), dtype=np.float32)
-        lx, ly = tokens.length[x], tokens.length[y]
-        order = np.lexsort((ly, lx))  # by x length, then y length
-        lx_s, ly_s = lx[order], ly[order]
-        dim = tokens.frames.shape[1]
-        # chunks never mix x lengths; within one, y lengths ascend, so the last pair is the widest
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(lx_s)) + 1, [len(order)]]).astype(np.int64)
-        # with threads, chunks small enough that every thread gets several and they finish together
-        cap = max(64, -(-len(order) // (4 * threads))) if threads > 1 else len(order)
-        chunks = []
-        for g0, g1 in zip(starts[:-1], starts[1:], strict=True):
-            n, m_max = int(lx_s[g0]), int(ly_s[g1 - 1])
-            per_pair = n * m_max * (dim if exact else 1) + (n + m_max) * dim + 8 * n * m_max
-            size = max(1, min(budget // per_pair, cap))
-            chunks += [order[i : min(i + size, int(g1))] for i in range(int(g0), int(g1), size)]
-
-        def align(chunk: np.ndarray) -> None:
-            n, m = int(lx[chunk[0]]), int(ly[chunk[-1]])
-            fx, fy = self._gather(tokens, x[chunk], n), self._gather(tokens, y[chunk], m)
-            dist = frame_distances(fx, fy, distance, exact)
-            cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[chunk]), torch.from_numpy(ly[chunk]))
-            fwd[chunk] = (cost / len_xy).cpu().numpy()
-            bwd[chunk] = (cost / len_yx).cpu().numpy()
-
-        if threads > 1 and tokens.frames.device.type == "cpu":
-            # one chunk per thread at a time, each on one intra-op thread: torch releases the GIL
-            # inside every operation, and the many small operations of a DTW run best unthreaded
-            with torch_threads(1), ThreadPoolExecutor(threads) as pool:
-                list(pool.map(align, chunks))
-        else:
-            for chunk in chunks:
-                align(chunk)
-        self.dense: np.ndarray | None = None
-        if n_tok <= self.DENSE_MAX:
-            self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
-            self.dense[x, y] = fwd
-            self.dense[y, x] = bwd
-        else:
-            self.keys, self.fwd, self.bwd = keys, fwd, bwd
-
-    @staticmethod
-    def _gather(tokens: _Tokens, which: np.ndarray, width: int) -> torch.Tensor:
-        dev = tokens.frames.device
-        start = torch.from_numpy(tokens.start[which]).to(dev)
-        length = torch.from_numpy(tokens.length[which]).to(dev)
-        offs = torch.arange(width, device=dev).view(1, -1)
-        idx = start.view(-1, 1) + torch.minimum(offs, (length - 1).view(-1, 1))
-        return tokens.frames[idx]
-
-    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """DTW(x[i], y[j]) (x's frames as rows) as a len(x)×len(y) matrix; 0 where x[i] == y[j]."""
-        if self.dense is not None:
-            return self.dense[np.ix_(x, y)]
-        xx, yy = np.broadcast_arrays(x[:, None], y[None, :])
-        lo, hi = np.minimum(xx, yy), np.maximum(xx, yy)
-        pos = np.searchsorted(self.keys, lo * self.n_tokens + hi).clip(0, max(len(self.keys) - 1, 0))
-        out = np.where(xx <= yy, self.fwd[pos], self.bwd[pos]) if len(self.keys) else np.zeros(xx.shape)
-        return np.where(xx == yy, 0.0, out).astype(np.float32)
-
-
 def _counts(va: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
     """For each row r and column j: #{k: va[r,k] < vb[r,j]} + 1/2 #{k: va[r,k] == vb[r,j]}.
 
@@ -205,7 +114,7 @@ def _one_hot(ids: np.ndarray, n: int) -> torch.Tensor:
     return out
 
 
-def _block_within(members: np.ndarray, tokens: _Tokens, table: _PairTable):
+def _block_within(members: np.ndarray, tokens: _Tokens, table: PairTable):
     """Cells of one within-speaker block (one speaker, one context or all): (a, b, num, den)."""
     ph = tokens.phone[members]
     uniq, local = np.unique(ph, return_inverse=True)
@@ -231,7 +140,7 @@ def _block_within(members: np.ndarray, tokens: _Tokens, table: _PairTable):
     return uniq[a.numpy()], uniq[b.numpy()], num[a, b].numpy(), den[a, b].numpy(), None
 
 
-def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: _PairTable):
+def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: PairTable):
     """Cells of one across-speaker block: A, B from ``members`` (one speaker), X from ``others``."""
     ph = tokens.phone[members]
     uniq, local = np.unique(ph, return_inverse=True)
@@ -321,7 +230,7 @@ def _needed_blocks(tokens: _Tokens, speaker: str, context: str) -> list[tuple[np
     return out
 
 
-def _condition(tokens: _Tokens, table: _PairTable, speaker: str, context: str) -> ABXScore:
+def _condition(tokens: _Tokens, table: PairTable, speaker: str, context: str) -> ABXScore:
     blocks = _blocks(tokens, context)
     cells = []  # (s, a, b, inner, error)
     by_ctx: dict[int, list[np.ndarray]] = {}
@@ -399,7 +308,8 @@ def abx(
         # the pairs of the any-context conditions include those of the within-context ones
         pair_context = "any" if "any" in context else "within"
         blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
-        table = _PairTable(tokens, blocks, distance, librilight_compat, budget, threads)
+        frames = TokenFrames(tokens.frames, tokens.start, tokens.length)
+        table = PairTable(frames, blocks, distance, librilight_compat, budget, threads)
         scores = [_condition(tokens, table, s, c) for s, c in conditions]
     for result in scores:
         result.n_items, result.left_out = len(items), len(items) - len(tokens.start)

@@ -1,0 +1,65 @@
+"""The tiled pair table: one product per tile of tokens gives every pair's DTW distance, in the
+orientation asked for, as computing each pair from its own frames does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.evaluation.abx import abx, dtw_batch, frame_distances, librilight_normalize
+from harness.evaluation.abx.pair_table import PairTable, TokenFrames
+
+
+def _tokens(seed: int = 2, n_tokens: int = 60) -> TokenFrames:
+    """Tokens of many lengths (pairs are swapped both ways) whose frames repeat (DTW ties)."""
+    rng = np.random.default_rng(seed)
+    length = rng.integers(1, 9, n_tokens)
+    start = np.concatenate([[0], np.cumsum(length)[:-1]])
+    frames = librilight_normalize(torch.from_numpy(rng.integers(0, 2, (int(length.sum()), 2)).astype(np.float32)))
+    return TokenFrames(frames, start, length)
+
+
+def _alone(tokens: TokenFrames, a: int, b: int, distance: str) -> float:
+    """DTW of one pair from its own frames, ``a`` as rows."""
+    fa = tokens.frames[tokens.start[a] : tokens.start[a] + tokens.length[a]].unsqueeze(0)
+    fb = tokens.frames[tokens.start[b] : tokens.start[b] + tokens.length[b]].unsqueeze(0)
+    dist = frame_distances(fa, fb, distance, exact=False)
+    return dtw_batch(dist, torch.tensor([tokens.length[a]]), torch.tensor([tokens.length[b]])).item()
+
+
+@pytest.mark.parametrize("distance", ["angular", "euclidean"])
+@pytest.mark.parametrize("dense_max", [6000, 0])  # the dense matrix and the sorted keys
+def test_every_pair_both_ways_equals_the_pair_aligned_alone(distance, dense_max, monkeypatch):
+    monkeypatch.setattr(PairTable, "DENSE_MAX", dense_max)
+    tokens = _tokens()
+    everything = np.arange(len(tokens.start))
+    table = PairTable(tokens, [(everything, everything)], distance, exact=False, budget=4000)
+    got = table.lookup(everything, everything)
+    want = np.array([[_alone(tokens, a, b, distance) if a != b else 0.0 for b in everything] for a in everything])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # DTW's path length breaks ties by orientation; some pairs are aligned with the other token as
+    # rows (the shorter one), and their two directions differ
+    longer_first = tokens.length[:, None] > tokens.length[None, :]
+    assert (np.triu(longer_first, 1) & (np.abs(want - want.T) > 1e-6)).any()
+
+
+def test_sparse_pairs_give_the_same_distances_from_a_tile_product_or_one_by_one(monkeypatch):
+    tokens = _tokens(seed=1)
+    rng = np.random.default_rng(2)
+    blocks = [(rng.choice(60, 3, replace=False), rng.choice(60, 3, replace=False)) for _ in range(5)]
+    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", float("inf"))  # every tile one product, however sparse
+    tiled = PairTable(tokens, blocks, "angular", exact=False, budget=1 << 20)
+    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", 0)  # no tile is dense enough: every pair alone
+    alone = PairTable(tokens, blocks, "angular", exact=False, budget=1 << 20)
+    for rows, cols in blocks:
+        np.testing.assert_allclose(tiled.lookup(rows, cols), alone.lookup(rows, cols), atol=1e-6)
+
+
+@pytest.mark.parametrize("distance", ["angular", "euclidean"])
+def test_scores_with_tiles_equal_scores_pair_by_pair(clustered, distance, monkeypatch):
+    _, feats, items = clustered
+    tiled = abx(feats, items, 0.02, distance=distance)
+    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", 0)
+    alone = abx(feats, items, 0.02, distance=distance)
+    assert [r.score for r in tiled] == pytest.approx([r.score for r in alone], abs=1e-6)
