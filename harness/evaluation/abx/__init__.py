@@ -24,17 +24,21 @@ order (elementwise products summed over the feature axis) so that DTW costs agre
 Otherwise angular distances use a unit-normalised matrix product (null frames: as above) and
 euclidean distances use the raw features.
 
-Speed: all token pairs any requested condition needs are collected first, deduplicated and aligned
-in chunks by one vectorised DTW over anti-diagonals (a Python loop over the diagonal index only);
-the triplet counts of a block of tokens come from sorted searches, so no Python loop runs per pair
-or per triplet. Distances and DTW run on the device given (``device``: a GPU when the stage has
-one) or, on the CPU, on ``threads`` worker threads at once (every core by default), each aligning
-its own chunks on one intra-op thread; the scores are the same on every path. Unlike libri-light's
-defaults, nothing is subsampled (its ``max_size_group`` and ``max_x_across`` trade exactness for
-time).
+Speed: all token pairs any requested condition needs are collected first and deduplicated, each
+unordered pair to be aligned once, the shorter token as rows. Tokens of one length form a tile whose
+frames meet the frames of every token they pair with in one matrix product (where that product
+would be mostly waste, as for sparse within-context pairs, each pair's distances are computed from
+its own frames); the pairs' blocks are picked from it and aligned in chunks by one vectorised DTW
+over anti-diagonals (a Python loop over the diagonal index only). The triplet counts of a block of
+tokens come from sorted searches, so no Python loop runs per pair or per triplet. Distances and DTW
+run on the device given (``device``: a GPU when the stage has one) or, on the CPU, on ``threads``
+worker threads at once (every core by default), each taking whole tiles on one intra-op thread.
+Tiles and chunks are cut by size alone, so the scores do not depend on the thread count; across
+devices, and against each pair computed alone, they agree to 1e-6. Unlike libri-light's defaults,
+nothing is subsampled (its ``max_size_group`` and ``max_x_across`` trade exactness for time).
 
-Modules: :mod:`.items` (item files), :mod:`.dtw` (frame distances, DTW), :mod:`.score` (the
-conditions' error rates).
+Modules: :mod:`.items` (item files), :mod:`.dtw` (frame distances, DTW), :mod:`.pair_table` (the
+pairs' DTW distances, in tiles), :mod:`.score` (the conditions' error rates).
 """
 
 from harness.evaluation.abx.dtw import dtw_batch, dtw_both, frame_distances, librilight_normalize

@@ -42,7 +42,7 @@ class PairTable:
     keys otherwise."""
 
     DENSE_MAX = 6000
-    PAIRS_PER_CHUNK = 4096
+    PAIRS_PER_CHUNK = 16384
     PRODUCT_WASTE = 4  # a tile's product may hold this many times the frame blocks its pairs need
 
     def __init__(
@@ -150,7 +150,9 @@ class PairTable:
     def _chunk_size(self, n: int, m: int) -> int:
         dim = self.tokens.frames.shape[1]
         per_pair = n * m * (dim + 8) + (n + m) * dim if self.exact else 11 * n * m
-        return max(1, min(self.budget // per_pair, self.PAIRS_PER_CHUNK))
+        # on the CPU, chunks that stay in cache; an accelerator takes the budget (fewer launches)
+        cap = self.PAIRS_PER_CHUNK if self.tokens.frames.device.type == "cpu" else self.budget
+        return max(1, min(self.budget // per_pair, cap))
 
     def _tile_products(self, x: np.ndarray, y: np.ndarray, n: int) -> _TileProducts | None:
         """The tile's x frames against the frames of every y token it pairs with, or None where

@@ -284,9 +284,10 @@ def abx(
 
     One result per requested (speaker, context) condition, in the order speaker × context.
     ``device``: where frame distances and DTW run (the scores agree to 1e-6 on every device).
-    ``threads``: on the CPU, how many chunks of pairs are aligned at once, each on one intra-op
-    thread (None: every core this process may use). ``budget`` bounds the floats of one DTW chunk
-    (memory; None: 2**24 on the CPU, 2**27 on an accelerator).
+    ``threads``: on the CPU, how many tiles of pairs are aligned at once, each on one intra-op
+    thread (None: every core this process may use); the scores do not depend on it. ``budget``
+    bounds the floats of one DTW chunk, and four times those of a tile's product (memory; None:
+    2**24 on the CPU, 2**27 on an accelerator).
     """
     for value, allowed, what in ((speaker, SPEAKER_MODES, "speaker"), (context, CONTEXT_MODES, "context")):
         bad = [v for v in value if v not in allowed]
