@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from harness.core.threads import available_cores, torch_threads  # noqa: E402
 from harness.evaluation.abx import abx, read_item_file, write_item_file  # noqa: E402
-from harness.evaluation.abx.pair_table import PairTable  # noqa: E402
+from harness.evaluation.abx.pair_table import PairAligner  # noqa: E402
 from tests.downstream_helpers import clustered_features, librilight_abx  # noqa: E402
 
-TILE_WASTE = PairTable.PRODUCT_WASTE
+TILE_WASTE = PairAligner.PRODUCT_WASTE
 
 
 def corpus_features(corpus_dir: Path, upstream: str, layer: int, out: Path):
@@ -105,13 +105,13 @@ def main() -> None:
     paths.append((f"ours, {cores} threads, pair by pair [default]", {"librilight_compat": False, "waste": 0}))
     results = {}
     for name, kwargs in paths:
-        PairTable.PRODUCT_WASTE = kwargs.pop("waste", TILE_WASTE)
+        PairAligner.PRODUCT_WASTE = kwargs.pop("waste", TILE_WASTE)
         start = time.perf_counter()
         ours = abx(feats, items, shift, **{"librilight_compat": True, **kwargs})
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         results[name] = (time.perf_counter() - start, {f"{r.speaker}-{r.context}": r.score for r in ours})
-    PairTable.PRODUCT_WASTE = TILE_WASTE
+    PairAligner.PRODUCT_WASTE = TILE_WASTE
     fast = fastabx_scores(tmp / "feats", tmp / "x.item", shift)
     if fast is not None:
         results["fastabx (CUDA if present)"] = fast

@@ -1,5 +1,6 @@
-"""The tiled pair table: one product per tile of tokens gives every pair's DTW distance, in the
-orientation asked for, as computing each pair from its own frames does."""
+"""Token-pair DTW distances: one product per tile of tokens gives every pair's distance, in the
+orientation asked for, as computing each pair from its own frames does; so does aligning block by
+block (large sets), and the scores agree."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from harness.evaluation.abx import abx, dtw_batch, frame_distances, librilight_normalize
-from harness.evaluation.abx.pair_table import PairTable, TokenFrames
+from harness.evaluation.abx import score as abx_score
+from harness.evaluation.abx.pair_table import BlockDistances, PairAligner, PairTable, TokenFrames
 
 
 def _tokens(seed: int = 2, n_tokens: int = 60) -> TokenFrames:
@@ -34,10 +36,16 @@ def test_every_pair_both_ways_equals_the_pair_aligned_alone(distance, dense_max,
     monkeypatch.setattr(PairTable, "DENSE_MAX", dense_max)
     tokens = _tokens()
     everything = np.arange(len(tokens.start))
-    table = PairTable(tokens, [(everything, everything)], distance, exact=False, budget=4000)
-    got = table.lookup(everything, everything)
+    aligner = PairAligner(tokens, distance, exact=False, budget=4000)
+    got = PairTable(aligner, [(everything, everything)]).lookup(everything, everything)
     want = np.array([[_alone(tokens, a, b, distance) if a != b else 0.0 for b in everything] for a in everything])
     np.testing.assert_allclose(got, want, atol=1e-6)
+    # block by block: the same distances, for overlapping, disjoint and repeated token sets
+    blocks = BlockDistances(aligner)
+    np.testing.assert_allclose(blocks.lookup(everything, everything), want, atol=1e-6)
+    a, b = np.array([5, 3, 3, 40]), np.array([7, 3, 59, 12, 5])
+    np.testing.assert_allclose(blocks.lookup(a, b), want[np.ix_(a, b)], atol=1e-6)
+    np.testing.assert_allclose(blocks.lookup(a[:2], b[2:]), want[np.ix_(a[:2], b[2:])], atol=1e-6)
     # DTW's path length breaks ties by orientation; some pairs are aligned with the other token as
     # rows (the shorter one), and their two directions differ
     longer_first = tokens.length[:, None] > tokens.length[None, :]
@@ -48,10 +56,11 @@ def test_sparse_pairs_give_the_same_distances_from_a_tile_product_or_one_by_one(
     tokens = _tokens(seed=1)
     rng = np.random.default_rng(2)
     blocks = [(rng.choice(60, 3, replace=False), rng.choice(60, 3, replace=False)) for _ in range(5)]
-    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", float("inf"))  # every tile one product, however sparse
-    tiled = PairTable(tokens, blocks, "angular", exact=False, budget=1 << 20)
-    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", 0)  # no tile is dense enough: every pair alone
-    alone = PairTable(tokens, blocks, "angular", exact=False, budget=1 << 20)
+    aligner = PairAligner(tokens, "angular", exact=False, budget=1 << 20)
+    monkeypatch.setattr(PairAligner, "PRODUCT_WASTE", float("inf"))  # every tile one product, however sparse
+    tiled = PairTable(aligner, blocks)
+    monkeypatch.setattr(PairAligner, "PRODUCT_WASTE", 0)  # no tile is dense enough: every pair alone
+    alone = PairTable(aligner, blocks)
     for rows, cols in blocks:
         np.testing.assert_allclose(tiled.lookup(rows, cols), alone.lookup(rows, cols), atol=1e-6)
 
@@ -60,6 +69,19 @@ def test_sparse_pairs_give_the_same_distances_from_a_tile_product_or_one_by_one(
 def test_scores_with_tiles_equal_scores_pair_by_pair(clustered, distance, monkeypatch):
     _, feats, items = clustered
     tiled = abx(feats, items, 0.02, distance=distance)
-    monkeypatch.setattr(PairTable, "PRODUCT_WASTE", 0)
+    monkeypatch.setattr(PairAligner, "PRODUCT_WASTE", 0)
     alone = abx(feats, items, 0.02, distance=distance)
     assert [r.score for r in tiled] == pytest.approx([r.score for r in alone], abs=1e-6)
+
+
+def test_large_sets_are_aligned_block_by_block_with_the_same_scores(clustered, monkeypatch, caplog):
+    _, feats, items = clustered
+    at_once = abx(feats, items, 0.02)
+    monkeypatch.setattr(abx_score, "TABLE_MAX_PAIRS", 0)
+    with caplog.at_level("INFO", logger="harness.evaluation.abx"):
+        by_block = abx(feats, items, 0.02, threads=2)
+    assert "aligning them block by block" in caplog.text
+    assert [r.score for r in by_block] == pytest.approx([r.score for r in at_once], abs=1e-6)
+    for block, once in zip(by_block, at_once, strict=True):
+        assert [pair[:2] for pair in block.pairs] == [pair[:2] for pair in once.pairs]
+        assert [pair[2] for pair in block.pairs] == pytest.approx([pair[2] for pair in once.pairs], abs=1e-6)

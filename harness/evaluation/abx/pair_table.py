@@ -8,6 +8,7 @@ are cut by sizes alone, never by the thread count, so the scores do not depend o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,115 +38,110 @@ class TokenFrames:
         return start.view(-1, 1) + torch.minimum(torch.arange(width, device=dev).view(1, -1), last.view(-1, 1))
 
 
-class PairTable:
-    """DTW distances of token pairs in both orientations; a dense matrix for small sets, sorted
-    keys otherwise."""
+class PairAligner:
+    """DTW distances of given token pairs, both orientations from one alignment each."""
 
-    DENSE_MAX = 6000
     PAIRS_PER_CHUNK = 16384
     PRODUCT_WASTE = 4  # a tile's product may hold this many times the frame blocks its pairs need
+    SLICE_PAIRS = 1 << 22  # pairs aligned at once by :meth:`matrix`
 
-    def __init__(
-        self,
-        tokens: TokenFrames,
-        blocks: list[tuple[np.ndarray, np.ndarray]],
-        distance: str,
-        exact: bool,
-        budget: int,
-        threads: int = 1,
-    ):
-        n_tok = len(tokens.start)
-        self.n_tokens = n_tok
-        self.tokens, self.distance, self.exact, self.budget = tokens, distance, exact, budget
-        if n_tok <= self.DENSE_MAX:  # mark the needed pairs in a matrix: no sorting, no duplicates
-            mask = np.zeros((n_tok, n_tok), dtype=bool)
-            for rows, cols in blocks:
-                mask[np.ix_(rows, cols)] = True
-            x, y = np.nonzero(np.triu(mask | mask.T, 1))
-            keys = x * n_tok + y
-        else:
-            pairs = [np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2) for r, c in blocks]
-            flat = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
-            lo, hi = flat.min(axis=1), flat.max(axis=1)
-            keys = np.sort((lo * n_tok + hi)[lo != hi])
-            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-            x, y = keys // n_tok, keys % n_tok
+    def __init__(self, tokens: TokenFrames, distance: str, exact: bool, budget: int, threads: int = 1):
+        self.tokens, self.distance, self.exact, self.budget, self.threads = tokens, distance, exact, budget, threads
         # each pair aligned with the shorter token as rows (ties: the earlier one), so a tile of
         # rows meets only the tokens after it in (length, index) order: half of all products
-        rank = np.empty(n_tok, dtype=np.int64)
-        rank[np.lexsort((np.arange(n_tok), tokens.length))] = np.arange(n_tok)
-        self._swapped = rank[x] > rank[y]
-        self._x, self._y = np.where(self._swapped, y, x), np.where(self._swapped, x, y)
-        self._fwd = np.empty(len(keys), dtype=np.float32)
-        self._bwd = np.empty(len(keys), dtype=np.float32)
-        tiles = self._tiles()
-        if threads > 1 and tokens.frames.device.type == "cpu":
+        n_tok = len(tokens.start)
+        self._rank = np.empty(n_tok, dtype=np.int64)
+        self._rank[np.lexsort((np.arange(n_tok), tokens.length))] = np.arange(n_tok)
+
+    def align(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """DTW(x[i], y[i]) with x's frames as rows, and with y's frames as rows (x[i] != y[i])."""
+        swapped = self._rank[x] > self._rank[y]
+        rows, cols = np.where(swapped, y, x), np.where(swapped, x, y)
+        fwd = np.empty(len(x), dtype=np.float32)
+        bwd = np.empty(len(x), dtype=np.float32)
+
+        def run(pairs: np.ndarray) -> None:
+            for at, cost, len_rc, len_cr in self._align_tile(rows[pairs], cols[pairs]):
+                # the caller's orientation (x as rows) is the transposed one where swapped
+                flip = torch.from_numpy(swapped[pairs[at]]).to(cost.device)
+                fwd[pairs[at]] = (cost / torch.where(flip, len_cr, len_rc)).cpu().numpy()
+                bwd[pairs[at]] = (cost / torch.where(flip, len_rc, len_cr)).cpu().numpy()
+
+        tiles = self._tiles(rows, cols)
+        if self.threads > 1 and self.tokens.frames.device.type == "cpu":
             # one tile per thread at a time, each on one intra-op thread: torch releases the GIL
             # inside every operation, and the many small operations of a DTW run best unthreaded
-            with torch_threads(1), ThreadPoolExecutor(threads) as pool:
-                list(pool.map(self._align_tile, tiles))
+            with torch_threads(1), ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(run, tiles))
         else:
             for tile in tiles:
-                self._align_tile(tile)
-        self.dense: np.ndarray | None = None
-        if n_tok <= self.DENSE_MAX:
-            self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
-            self.dense[x, y] = self._fwd
-            self.dense[y, x] = self._bwd
-        else:
-            self.keys, self.fwd, self.bwd = keys, self._fwd, self._bwd
+                run(tile)
+        return fwd, bwd
 
-    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """DTW(x[i], y[j]) (x's frames as rows) as a len(x)×len(y) matrix; 0 where x[i] == y[j]."""
-        if self.dense is not None:
-            return self.dense[np.ix_(x, y)]
-        xx, yy = np.broadcast_arrays(x[:, None], y[None, :])
-        lo, hi = np.minimum(xx, yy), np.maximum(xx, yy)
-        pos = np.searchsorted(self.keys, lo * self.n_tokens + hi).clip(0, max(len(self.keys) - 1, 0))
-        out = np.where(xx <= yy, self.fwd[pos], self.bwd[pos]) if len(self.keys) else np.zeros(xx.shape)
-        return np.where(xx == yy, 0.0, out).astype(np.float32)
+    def matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """DTW(a[i], b[j]) (a's frames as rows) as a len(a)×len(b) matrix; 0 where a[i] == b[j].
+        Computed in slices of at most :attr:`SLICE_PAIRS` pairs; within a slice every unordered
+        pair is aligned once."""
+        if not len(a) or not len(b):
+            return np.zeros((len(a), len(b)), dtype=np.float32)
+        ua, ia = np.unique(a, return_inverse=True)
+        ub, ib = np.unique(b, return_inverse=True)
+        step = max(1, self.SLICE_PAIRS // max(1, len(ub)))
+        out = np.concatenate([self._product(ua[i : i + step], ub) for i in range(0, len(ua), step)])
+        return out[np.ix_(ia.reshape(-1), ib.reshape(-1))]
 
-    def _tiles(self) -> list[np.ndarray]:
+    def _product(self, ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
+        """DTW(ua[i], ub[j]) for sorted distinct token ids: each unordered pair aligned once."""
+        xx, yy = (g.reshape(-1) for g in np.meshgrid(ua, ub, indexing="ij"))
+        if not len(np.intersect1d(ua, ub, assume_unique=True)):  # disjoint: every pair is distinct
+            return self.align(xx, yy)[0].reshape(len(ua), len(ub))
+        n_tok = len(self.tokens.start)
+        off = xx != yy
+        lo, hi = np.minimum(xx[off], yy[off]), np.maximum(xx[off], yy[off])
+        keys, inv = np.unique(lo * n_tok + hi, return_inverse=True)
+        fwd, bwd = self.align(keys // n_tok, keys % n_tok)
+        out = np.zeros(len(xx), dtype=np.float32)
+        out[off] = np.where(xx[off] < yy[off], fwd[inv], bwd[inv])
+        return out.reshape(len(ua), len(ub))
+
+    def _tiles(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
         """Pair indices per tile: x tokens of one length, as many as keep the tile's product within
         a quarter of the budget, their pairs sorted by y length."""
-        if not len(self._x):
+        if not len(x):
             return []
         length = self.tokens.length
-        ly = length[self._y]
-        total_frames = int(length.sum())
+        ly = length[y]
+        y_frames = int(length[np.unique(y)].sum())
         # x tokens in (length, index) order, cut into runs of one length sized for the product
-        x_tokens = np.unique(self._x)
+        x_tokens = np.unique(x)
         x_tokens = x_tokens[np.lexsort((x_tokens, length[x_tokens]))]
         rows = length[x_tokens]
         run_start = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
         run_of = np.repeat(np.arange(len(run_start)), np.diff(np.append(run_start, len(rows))))
-        per_tile = np.maximum(1, (self.budget // 4) // (rows * total_frames))  # x tokens per tile
+        per_tile = np.maximum(1, (self.budget // 4) // (rows * y_frames))  # x tokens per tile
         within = (np.arange(len(rows)) - run_start[run_of]) // per_tile
-        tile_of = np.zeros(self.n_tokens, dtype=np.int64)
+        tile_of = np.zeros(len(length), dtype=np.int64)
         tile_of[x_tokens] = run_of * (len(rows) + 1) + within  # ordered by run, then by tile in it
-        which = tile_of[self._x]
+        which = tile_of[x]
         order = np.lexsort((ly, which))
         return np.split(order, np.flatnonzero(np.diff(which[order])) + 1)
 
-    def _align_tile(self, pairs: np.ndarray) -> None:
-        x, y = self._x[pairs], self._y[pairs]
+    def _align_tile(self, x: np.ndarray, y: np.ndarray) -> Iterator[tuple[slice, torch.Tensor, ...]]:
+        """Per chunk of the tile's pairs (x of one length, y lengths ascending): its slice, the DTW
+        costs and the path lengths with x as rows and with y as rows."""
         lx, ly = self.tokens.length[x], self.tokens.length[y]
         n = int(lx[0])
         products = None if self.exact else self._tile_products(x, y, n)
         size = self._chunk_size(n, int(ly[-1]))
-        for lo in range(0, len(pairs), size):
-            hi = min(lo + size, len(pairs))
-            m = int(ly[hi - 1])  # y lengths ascend: the chunk's last pair is its widest
+        for lo in range(0, len(x), size):
+            at = slice(lo, min(lo + size, len(x)))
+            m = int(ly[at.stop - 1])  # y lengths ascend: the chunk's last pair is its widest
             if products is None:
-                fx, fy = self.tokens.gather(x[lo:hi], n), self.tokens.gather(y[lo:hi], m)
+                fx, fy = self.tokens.gather(x[at], n), self.tokens.gather(y[at], m)
                 dist = frame_distances(fx, fy, self.distance, self.exact)
             else:
-                dist = products.pick(x[lo:hi], y[lo:hi], ly[lo:hi], n, m)
-            cost, len_xy, len_yx = dtw_both(dist, torch.from_numpy(lx[lo:hi]), torch.from_numpy(ly[lo:hi]))
-            # the key's orientation (lower index as rows) is the transposed one where swapped
-            swapped = torch.from_numpy(self._swapped[pairs[lo:hi]]).to(cost.device)
-            self._fwd[pairs[lo:hi]] = (cost / torch.where(swapped, len_yx, len_xy)).cpu().numpy()
-            self._bwd[pairs[lo:hi]] = (cost / torch.where(swapped, len_xy, len_yx)).cpu().numpy()
+                dist = products.pick(x[at], y[at], ly[at], n, m)
+            yield (at, *dtw_both(dist, torch.from_numpy(lx[at]), torch.from_numpy(ly[at])))
 
     def _chunk_size(self, n: int, m: int) -> int:
         dim = self.tokens.frames.shape[1]
@@ -168,6 +164,60 @@ class PairTable:
         rows = self.tokens.gather(ux, n).reshape(-1, dim)
         matrix = cross_products(rows, self.tokens.frames[cols.to(self.tokens.frames.device)], self.distance)
         return _TileProducts(matrix, ux, uy, col_start, self.distance)
+
+
+class PairTable:
+    """Every pair the blocks need, each unordered pair aligned once up front: a dense matrix for
+    small sets, sorted keys otherwise."""
+
+    DENSE_MAX = 6000
+
+    def __init__(self, aligner: PairAligner, blocks: list[tuple[np.ndarray, np.ndarray]]):
+        n_tok = len(aligner.tokens.start)
+        self.n_tokens = n_tok
+        if n_tok <= self.DENSE_MAX:  # mark the needed pairs in a matrix: no sorting, no duplicates
+            mask = np.zeros((n_tok, n_tok), dtype=bool)
+            for rows, cols in blocks:
+                mask[np.ix_(rows, cols)] = True
+            x, y = np.nonzero(np.triu(mask | mask.T, 1))
+            keys = x * n_tok + y
+        else:
+            pairs = [np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2) for r, c in blocks]
+            flat = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+            lo, hi = flat.min(axis=1), flat.max(axis=1)
+            keys = np.sort((lo * n_tok + hi)[lo != hi])
+            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+            x, y = keys // n_tok, keys % n_tok
+        fwd, bwd = aligner.align(x, y)
+        self.dense: np.ndarray | None = None
+        if n_tok <= self.DENSE_MAX:
+            self.dense = np.zeros((n_tok, n_tok), dtype=np.float32)
+            self.dense[x, y] = fwd
+            self.dense[y, x] = bwd
+        else:
+            self.keys, self.fwd, self.bwd = keys, fwd, bwd
+
+    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """DTW(x[i], y[j]) (x's frames as rows) as a len(x)×len(y) matrix; 0 where x[i] == y[j]."""
+        if self.dense is not None:
+            return self.dense[np.ix_(x, y)]
+        xx, yy = np.broadcast_arrays(x[:, None], y[None, :])
+        lo, hi = np.minimum(xx, yy), np.maximum(xx, yy)
+        pos = np.searchsorted(self.keys, lo * self.n_tokens + hi).clip(0, max(len(self.keys) - 1, 0))
+        out = np.where(xx <= yy, self.fwd[pos], self.bwd[pos]) if len(self.keys) else np.zeros(xx.shape)
+        return np.where(xx == yy, 0.0, out).astype(np.float32)
+
+
+class BlockDistances:
+    """The pairs of one block at a time, aligned when asked for (memory bounded by the largest
+    block; a pair needed by several blocks is aligned again for each)."""
+
+    def __init__(self, aligner: PairAligner):
+        self.aligner = aligner
+
+    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """As :meth:`PairTable.lookup`."""
+        return self.aligner.matrix(x, y)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,17 @@ from harness.core.errors import HarnessError
 from harness.core.threads import available_cores, torch_threads
 from harness.evaluation.abx.dtw import librilight_normalize
 from harness.evaluation.abx.items import Item, frame_range
-from harness.evaluation.abx.pair_table import PairTable, TokenFrames
+from harness.evaluation.abx.pair_table import BlockDistances, PairAligner, PairTable, TokenFrames
 
 log = logging.getLogger("harness.evaluation.abx")
 
 SPEAKER_MODES = ("within", "across")
+#: token pairs (counted per block, repeats included) aligned all at once up front, beyond which they
+#: are aligned block by block as conditions need them (memory bounded, about 2.6x slower:
+#: ``benchmarks/bench_abx_blocks.py``); None: as many as take at most a quarter of the memory
+#: available, at :data:`BYTES_PER_PAIR`
+TABLE_MAX_PAIRS: int | None = None
+BYTES_PER_PAIR = 48  # measured about 41 at the peak of the sorted-key table
 CONTEXT_MODES = ("within", "any")
 DISTANCES = ("angular", "euclidean")
 
@@ -114,7 +120,7 @@ def _one_hot(ids: np.ndarray, n: int) -> torch.Tensor:
     return out
 
 
-def _block_within(members: np.ndarray, tokens: _Tokens, table: PairTable):
+def _block_within(members: np.ndarray, tokens: _Tokens, table: PairTable | BlockDistances):
     """Cells of one within-speaker block (one speaker, one context or all): (a, b, num, den)."""
     ph = tokens.phone[members]
     uniq, local = np.unique(ph, return_inverse=True)
@@ -140,7 +146,7 @@ def _block_within(members: np.ndarray, tokens: _Tokens, table: PairTable):
     return uniq[a.numpy()], uniq[b.numpy()], num[a, b].numpy(), den[a, b].numpy(), None
 
 
-def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: PairTable):
+def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: PairTable | BlockDistances):
     """Cells of one across-speaker block: A, B from ``members`` (one speaker), X from ``others``."""
     ph = tokens.phone[members]
     uniq, local = np.unique(ph, return_inverse=True)
@@ -230,7 +236,7 @@ def _needed_blocks(tokens: _Tokens, speaker: str, context: str) -> list[tuple[np
     return out
 
 
-def _condition(tokens: _Tokens, table: PairTable, speaker: str, context: str) -> ABXScore:
+def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str, context: str) -> ABXScore:
     blocks = _blocks(tokens, context)
     cells = []  # (s, a, b, inner, error)
     by_ctx: dict[int, list[np.ndarray]] = {}
@@ -259,6 +265,18 @@ def _condition(tokens: _Tokens, table: PairTable, speaker: str, context: str) ->
         (tokens.phones[int(a)], tokens.phones[int(b)], float(e)) for (a, b), e in zip(pair[0], errors, strict=True)
     ]
     return ABXScore(speaker, context, float(errors.mean()), pairs, len(table_))
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (Linux's MemAvailable; 8 GiB where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
 
 
 def _group_mean(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +328,17 @@ def abx(
         pair_context = "any" if "any" in context else "within"
         blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
         frames = TokenFrames(tokens.frames, tokens.start, tokens.length)
-        table = PairTable(frames, blocks, distance, librilight_compat, budget, threads)
+        aligner = PairAligner(frames, distance, librilight_compat, budget, threads)
+        n_pairs = sum(len(rows) * len(cols) for rows, cols in blocks)
+        max_pairs = TABLE_MAX_PAIRS if TABLE_MAX_PAIRS is not None else _available_memory() // (4 * BYTES_PER_PAIR)
+        if n_pairs <= max_pairs:
+            table: PairTable | BlockDistances = PairTable(aligner, blocks)
+        else:
+            log.info(
+                "ABX: %.2g token pairs over %d tokens; aligning them block by block (memory bounded, "
+                "pairs shared by blocks aligned again)", n_pairs, len(tokens.start)
+            )
+            table = BlockDistances(aligner)
         scores = [_condition(tokens, table, s, c) for s, c in conditions]
     for result in scores:
         result.n_items, result.left_out = len(items), len(items) - len(tokens.start)
