@@ -36,8 +36,9 @@ worker threads at once (every core by default), each taking whole tiles on one i
 Tiles and chunks are cut by size alone, so the scores do not depend on the thread count; across
 devices, and against each pair computed alone, they agree to 1e-6. When the pairs would take more
 than a quarter of the available memory (real-size item files with the any-context conditions), they
-are aligned block by block as each condition needs them instead: memory bounded by the largest
-block (a speaker's tokens against the other speakers'), at about 2.5 times the time. Unlike libri-light's defaults,
+are aligned block by block as each condition needs them instead (across speakers in any context,
+one pair of speakers at a time, each pair aligned once for both): memory bounded by the largest
+block, at about 1.6 times the time. Unlike libri-light's defaults,
 nothing is subsampled (its ``max_size_group`` and ``max_x_across`` trade exactness for time).
 
 Modules: :mod:`.items` (item files), :mod:`.dtw` (frame distances, DTW), :mod:`.pair_table` (the

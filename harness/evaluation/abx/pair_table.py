@@ -90,12 +90,19 @@ class PairAligner:
         out = np.concatenate([self._product(ua[i : i + step], ub) for i in range(0, len(ua), step)])
         return out[np.ix_(ia.reshape(-1), ib.reshape(-1))]
 
+    def both(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For disjoint token sets: DTW(a[i], b[j]) with a's frames as rows and with b's frames as
+        rows, two len(a)×len(b) matrices from one alignment per pair."""
+        xx, yy = (g.reshape(-1) for g in np.meshgrid(a, b, indexing="ij"))
+        fwd, bwd = self.align(xx, yy)
+        return fwd.reshape(len(a), len(b)), bwd.reshape(len(a), len(b))
+
     def _product(self, ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
         """DTW(ua[i], ub[j]) for sorted distinct token ids: each unordered pair aligned once."""
-        xx, yy = (g.reshape(-1) for g in np.meshgrid(ua, ub, indexing="ij"))
         if not len(np.intersect1d(ua, ub, assume_unique=True)):  # disjoint: every pair is distinct
-            return self.align(xx, yy)[0].reshape(len(ua), len(ub))
+            return self.both(ua, ub)[0]
         n_tok = len(self.tokens.start)
+        xx, yy = (g.reshape(-1) for g in np.meshgrid(ua, ub, indexing="ij"))
         off = xx != yy
         lo, hi = np.minimum(xx[off], yy[off]), np.maximum(xx[off], yy[off])
         keys, inv = np.unique(lo * n_tok + hi, return_inverse=True)
@@ -210,7 +217,8 @@ class PairTable:
 
 class BlockDistances:
     """The pairs of one block at a time, aligned when asked for (memory bounded by the largest
-    block; a pair needed by several blocks is aligned again for each)."""
+    block; a pair needed by several blocks is aligned again for each, except across speakers in any
+    context, where each pair of speakers is aligned once for both: see ``score._across_any``)."""
 
     def __init__(self, aligner: PairAligner):
         self.aligner = aligner

@@ -3,8 +3,9 @@ and the triplet counts of each cell averaged into one score per condition."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ log = logging.getLogger("harness.evaluation.abx")
 
 SPEAKER_MODES = ("within", "across")
 #: token pairs (counted per block, repeats included) aligned all at once up front, beyond which they
-#: are aligned block by block as conditions need them (memory bounded, about 2.6x slower:
+#: are aligned block by block as conditions need them (memory bounded, about 1.6x slower:
 #: ``benchmarks/bench_abx_blocks.py``); None: as many as take at most a quarter of the memory
 #: available, at :data:`BYTES_PER_PAIR`
 TABLE_MAX_PAIRS: int | None = None
@@ -146,18 +147,24 @@ def _block_within(members: np.ndarray, tokens: _Tokens, table: PairTable | Block
     return uniq[a.numpy()], uniq[b.numpy()], num[a, b].numpy(), den[a, b].numpy(), None
 
 
-def _block_across(members: np.ndarray, others: np.ndarray, tokens: _Tokens, table: PairTable | BlockDistances):
-    """Cells of one across-speaker block: A, B from ``members`` (one speaker), X from ``others``."""
+def _block_across(
+    members: np.ndarray, others: np.ndarray, tokens: _Tokens, distances: Callable[[np.ndarray], np.ndarray]
+):
+    """Cells of one across-speaker block: A, B from ``members`` (one speaker), X from ``others``.
+
+    ``distances(keep)``: DTW(others[keep][i], members[j]) (X's frames as rows), for the X tokens
+    whose phone the block has. Rows are counted one by one, so X may come in parts (by speaker)."""
     ph = tokens.phone[members]
     uniq, local = np.unique(ph, return_inverse=True)
     if len(uniq) < 2:
         return None
     pos = {int(p): i for i, p in enumerate(uniq)}
-    others = others[np.isin(tokens.phone[others], uniq)]
+    keep = np.isin(tokens.phone[others], uniq)
+    others = others[keep]
     if len(others) == 0:
         return None
     xl = np.array([pos[int(p)] for p in tokens.phone[others]])
-    dist = torch.from_numpy(table.lookup(others, members))  # [X, Y]
+    dist = torch.from_numpy(distances(keep))  # [X, Y]
     same = torch.from_numpy(xl[:, None] == local[None, :])
     va = torch.where(same, dist, torch.tensor(float("inf")))
     s = _counts(va, dist)
@@ -239,21 +246,27 @@ def _needed_blocks(tokens: _Tokens, speaker: str, context: str) -> list[tuple[np
 def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str, context: str) -> ABXScore:
     blocks = _blocks(tokens, context)
     cells = []  # (s, a, b, inner, error)
+
+    def add(c: int, s: int, res) -> None:  # type: ignore[no-untyped-def]
+        if res is None:
+            return
+        a, b, num, den, sx = res
+        inner = np.full(len(a), c) if sx is None else c * (len(tokens.speakers) + 1) + sx
+        cells.append(np.stack([np.full(len(a), s), a, b, inner, 1.0 - num / den], axis=1))
+
+    if speaker == "across" and context == "any" and isinstance(table, BlockDistances):
+        for s, res in _across_any(blocks, tokens, table):
+            add(-1, s, res)
     by_ctx: dict[int, list[np.ndarray]] = {}
     for (c, _), members in blocks.items():
         by_ctx.setdefault(c, []).append(members)
     for (c, s), members in blocks.items():
         if speaker == "within":
-            res = _block_within(members, tokens, table)
-        else:
-            others = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
-            res = _block_across(members, np.concatenate(others), tokens, table) if others else None
-        if res is None:
-            continue
-        a, b, num, den, sx = res
-        inner = np.full(len(a), c) if sx is None else c * (len(tokens.speakers) + 1) + sx
-        err = 1.0 - num / den
-        cells.append(np.stack([np.full(len(a), s), a, b, inner, err], axis=1))
+            add(c, s, _block_within(members, tokens, table))
+        elif not (context == "any" and isinstance(table, BlockDistances)):
+            parts = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
+            others = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            add(c, s, _block_across(members, others, tokens, _looked_up(table, others, members)))
     if not cells:
         return ABXScore(speaker, context, float("nan"))
     table_ = np.concatenate(cells)
@@ -265,6 +278,22 @@ def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str,
         (tokens.phones[int(a)], tokens.phones[int(b)], float(e)) for (a, b), e in zip(pair[0], errors, strict=True)
     ]
     return ABXScore(speaker, context, float(errors.mean()), pairs, len(table_))
+
+
+def _looked_up(table: PairTable | BlockDistances, others: np.ndarray, members: np.ndarray):
+    """``distances`` for :func:`_block_across`: the rows of ``others`` it keeps against ``members``."""
+    return lambda keep: table.lookup(others[keep], members)
+
+
+def _across_any(blocks: dict[tuple[int, int], np.ndarray], tokens: _Tokens, table: BlockDistances):
+    """Across speakers in any context, one pair of speakers at a time: their tokens are aligned once
+    and serve both blocks (X from either speaker). Yields (block speaker, its cells with X from one
+    other speaker)."""
+    members = {s: m for (_, s), m in blocks.items()}
+    for s, t in itertools.combinations(sorted(members), 2):
+        s_rows, t_rows = table.aligner.both(members[s], members[t])  # [s tokens, t tokens]
+        yield t, _block_across(members[t], members[s], tokens, lambda keep, d=s_rows: d[keep])
+        yield s, _block_across(members[s], members[t], tokens, lambda keep, d=t_rows.T: d[keep])
 
 
 def _available_memory() -> int:
