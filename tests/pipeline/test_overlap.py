@@ -79,7 +79,7 @@ def test_stages_ran_in_worker_processes_and_a_rerun_runs_nothing(two_runs):
 def test_jobs_must_be_positive_and_workers_get_a_sequential_stage_s_threads():
     with pytest.raises(HarnessError, match=r"--jobs must be at least 1 \(got 0\)"):
         LocalExecutor(device="cpu", jobs=0)
-    assert worker_threads(1) == worker_threads(2) == worker_threads(10_000) == available_cores()
+    assert worker_threads() == available_cores()
 
 
 def test_run_command_rejects_zero_jobs(tmp_path, capsys):

@@ -1,9 +1,11 @@
-"""The DTW distances of every token pair that an ABX score needs, each unordered pair aligned once.
+"""The DTW distances of the token pairs an ABX score needs.
 
-Pairs are gathered in tiles: tokens of one length as rows (x) against the frames of every token they
-pair with (y). A tile's frame distances are one matrix product, from which each pair's block is
-picked; its pairs are then aligned in chunks sorted by y length (little padding). Tiles and chunks
-are cut by sizes alone, never by the thread count, so the scores do not depend on the cores used.
+:class:`PairAligner` aligns given pairs. They are gathered in tiles: tokens of one length as rows
+(x) against the frames of every token they pair with (y). A tile's frame distances are one matrix
+product, from which each pair's block is picked; its pairs are then aligned in chunks sorted by y
+length (little padding). Tiles and chunks are cut by sizes alone, never by the thread count, so the
+scores do not depend on the cores used. :class:`PairTable` aligns every needed pair once up front;
+:class:`BlockDistances` aligns one block's pairs when asked (memory bounded, for large sets).
 """
 
 from __future__ import annotations
@@ -29,13 +31,11 @@ class TokenFrames:
 
     def gather(self, which: np.ndarray, width: int) -> torch.Tensor:
         """Frames of tokens ``which`` as len(which)×width×D, each padded with its last frame."""
-        return self.frames[self._frame_index(which, width)]
-
-    def _frame_index(self, which: np.ndarray, width: int) -> torch.Tensor:
         dev = self.frames.device
         start = torch.from_numpy(self.start[which]).to(dev)
         last = torch.from_numpy(self.length[which] - 1).to(dev)
-        return start.view(-1, 1) + torch.minimum(torch.arange(width, device=dev).view(1, -1), last.view(-1, 1))
+        offsets = torch.minimum(torch.arange(width, device=dev).view(1, -1), last.view(-1, 1))
+        return self.frames[start.view(-1, 1) + offsets]
 
 
 class PairAligner:

@@ -247,7 +247,7 @@ def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str,
     blocks = _blocks(tokens, context)
     cells = []  # (s, a, b, inner, error)
 
-    def add(c: int, s: int, res) -> None:  # type: ignore[no-untyped-def]
+    def add(c: int, s: int, res: tuple | None) -> None:
         if res is None:
             return
         a, b, num, den, sx = res
@@ -257,13 +257,14 @@ def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str,
     if speaker == "across" and context == "any" and isinstance(table, BlockDistances):
         for s, res in _across_any(blocks, tokens, table):
             add(-1, s, res)
-    by_ctx: dict[int, list[np.ndarray]] = {}
-    for (c, _), members in blocks.items():
-        by_ctx.setdefault(c, []).append(members)
-    for (c, s), members in blocks.items():
-        if speaker == "within":
-            add(c, s, _block_within(members, tokens, table))
-        elif not (context == "any" and isinstance(table, BlockDistances)):
+    else:
+        by_ctx: dict[int, list[np.ndarray]] = {}
+        for (c, _), members in blocks.items():
+            by_ctx.setdefault(c, []).append(members)
+        for (c, s), members in blocks.items():
+            if speaker == "within":
+                add(c, s, _block_within(members, tokens, table))
+                continue
             parts = [m for m in by_ctx[c] if tokens.speaker[m[0]] != s]
             others = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             add(c, s, _block_across(members, others, tokens, _looked_up(table, others, members)))
@@ -364,8 +365,8 @@ def abx(
             table: PairTable | BlockDistances = PairTable(aligner, blocks)
         else:
             log.info(
-                "ABX: %.2g token pairs over %d tokens; aligning them block by block (memory bounded, "
-                "pairs shared by blocks aligned again)", n_pairs, len(tokens.start)
+                "ABX: %.2g token pairs over %d tokens, more than a quarter of the free memory holds; "
+                "aligning them block by block", n_pairs, len(tokens.start)
             )
             table = BlockDistances(aligner)
         scores = [_condition(tokens, table, s, c) for s, c in conditions]

@@ -62,8 +62,8 @@ def _feature_cache(stage: Stage) -> tuple[str, str] | None:
     return stage.inputs.get("model", ""), stage.inputs.get("corpus", "")
 
 
-def worker_threads(jobs: int) -> int:
-    """Torch threads of each of ``jobs`` concurrent stages: as many as a sequential run gives a stage.
+def worker_threads() -> int:
+    """Torch threads of each concurrent stage, however many run: as many as a sequential run gives.
 
     Not the cores shared out: a matrix product's sums are split by thread, so a stage on fewer threads
     rounds differently, and a fine-tuning run drifts from the sequential one (measured on the demo:
@@ -71,7 +71,6 @@ def worker_threads(jobs: int) -> int:
     the small stages this overlaps use few threads well anyway (the demo on 2 cores: 401 s sequential,
     274 s with ``--jobs 2`` either way).
     """
-    del jobs  # the same count whatever the number of workers
     return available_cores()
 
 
@@ -99,7 +98,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                 on_progress(by_key[key], step, total, info)
 
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(progress, worker_threads(jobs))) as pool:
+                             initargs=(progress, worker_threads())) as pool:
         try:
             while pending or running:
                 gpu_busy = holds_gpu and any(s.kind in ACCELERATOR_KINDS for s in running.values())
