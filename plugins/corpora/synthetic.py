@@ -43,6 +43,11 @@ ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filli
 ``test.item`` are libri-light ABX item files built from the alignments; with ``abx_unseen: true``
 ``test.item`` also covers ``test_unseen`` (more voices and more utterances per voice, so more
 phone contrasts within one context; ABX trains nothing, so every held-out utterance may serve).
+With ``abx_words: N`` every voice also says N lists of the fifteen hVd words (heed, hid, hayed, ...
+hoyed; :data:`HVD_WORDS`) in the ``abx_words`` split, which no task uses and ``test.item`` covers:
+fifteen vowels in the one context /h _ d/, each said N times by each voice, where sentences rarely
+repeat a context within one speaker. They are drawn from their own random stream, so every other
+utterance is the same with or without them.
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
@@ -88,6 +93,12 @@ STYLES: dict[str, tuple[float, float, float, float, float, float, float]] = {
 #: per-utterance jitter (standard deviation) of each style dimension at style_jitter = 1
 STYLE_JITTER = (0.05, 2.5, 8.0, 10.0, 0.6, 1.0, 0.4)
 SPLITS = ("train", "dev", "test", "test_unseen")
+#: the ABX word lists' split (``abx_words``): in no task's splits, only in the test item file
+WORDS_SPLIT = "abx_words"
+#: the hVd words: fifteen vowels between /h/ and /d/ (espeak en-us says them as hh V d, a pause
+#: between words, so each list gives fifteen vowel items in one context and no other item)
+HVD_WORDS = ("heed", "hid", "hayed", "head", "had", "hod", "hawed", "hoed", "hood", "who'd", "hud", "heard",
+             "hide", "how'd", "hoyed")
 
 
 class SyntheticParams(PluginParams):
@@ -104,6 +115,11 @@ class SyntheticParams(PluginParams):
     dev_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     abx_unseen: bool = Field(False, description="the ABX test item file also holds the test_unseen split")
+    abx_words: int = Field(
+        0, ge=0, exclude_if=lambda n: n == 0,
+        description="lists of the 15 hVd words each voice says in an extra split, added to the ABX test "
+        "item file (vowel contrasts within one context, each word once per list)",
+    )
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
     speed_perturb: float = Field(0.05, ge=0, lt=0.5)
@@ -151,7 +167,7 @@ def make_plan(p: SyntheticParams) -> list[Spec]:
     and the log says so. Plans that fill every split are never changed.
     """
     specs = _draw_plan(p)
-    if {s.split for s in specs} != set(SPLITS):
+    if {s.split for s in specs} - {WORDS_SPLIT} != set(SPLITS):
         seen = max(2, min(p.n_speakers, p.n_utterances // 3 - 1))
         log.info("synthetic: %d utterances are too few for %d + %d voices; using %d + 1 so that every split "
                  "gets utterances.", p.n_utterances, p.n_speakers, p.n_unseen_speakers, seen)
@@ -214,6 +230,33 @@ def _draw_plan(p: SyntheticParams) -> list[Spec]:
                 drive=float(max(0.0, style[6] + jitter[6])) if style[6] else 0.0,
             )
         )
+    return specs + _word_lists(p, speakers)
+
+
+def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
+    """``abx_words`` lists of the hVd words per voice, in the neutral style, each list in its own
+    order; drawn from a stream of their own, so the other utterances stay as they are."""
+    rng = np.random.default_rng([p.seed, 20240917, 2])
+    rate, pitch, pitch_range, volume, wordgap, _, _ = STYLES["neutral"]
+    specs = []
+    for spk in speakers:
+        for k in range(p.abx_words):
+            words = [HVD_WORDS[i] for i in rng.permutation(len(HVD_WORDS))]
+            speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)
+            voice = Voice(
+                name=f"en-us+{spk.voice}",
+                rate=int(np.clip(round(175 * spk.rate * rate / spk.tract), 80, 400)),
+                pitch=int(np.clip(round(spk.pitch + pitch), 0, 100)),
+                range=int(pitch_range), volume=int(volume), wordgap=int(wordgap),
+            )  # fmt: skip
+            specs.append(
+                Spec(
+                    id=f"{spk.name}-words{k:02d}", split=WORDS_SPLIT, speaker=spk.name, fold=spk.index % p.n_folds,
+                    emotion="neutral", text=", ".join(words) + ".", intent="", slots=(), voice=voice,
+                    seed=int(rng.integers(2**31 - 1)), speed=float(speed * spk.tract),
+                    pad=(float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.05, 0.3))), tilt_db=0.0, drive=0.0,
+                )  # fmt: skip
+            )
     return specs
 
 
@@ -267,7 +310,8 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
         rows = generate(params, out_dir, ctx)
         splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         for row in rows:
-            splits[row.pop("split")].append(row)
+            splits.setdefault(row.pop("split"), []).append(row)
+        extra = (("test_unseen",) if params.abx_unseen else ()) + ((WORDS_SPLIT,) if params.abx_words else ())
         found = CorpusRows(
             splits,
             vocab={
@@ -280,7 +324,7 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
             task_splits={"sf": {"test": "test_unseen"}},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
             abx_splits=("dev", "test"),
-            abx_extra_splits={"test": ("test_unseen",)} if params.abx_unseen else {},
+            abx_extra_splits={"test": extra} if extra else {},
         )
         write_corpus(out_dir, self.name, found)
 

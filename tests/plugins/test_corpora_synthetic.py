@@ -266,3 +266,38 @@ print(sorted(set(sys.modules) - before))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_hvd_word_lists_add_a_split_and_leave_every_other_utterance_as_it_was():
+    from plugins.corpora.synthetic import HVD_WORDS, WORDS_SPLIT
+
+    params = SyntheticParams(n_utterances=60, n_speakers=4, n_unseen_speakers=1)
+    plain, with_words = make_plan(params), make_plan(params.model_copy(update={"abx_words": 2}))
+    assert with_words[: len(plain)] == plain
+    words = with_words[len(plain) :]
+    assert {s.split for s in words} == {WORDS_SPLIT}
+    assert Counter(s.speaker for s in words) == {f"s{i:02d}": 2 for i in range(1, 5)} | {"u01": 2}
+    for spec in words:
+        assert sorted(spec.text.rstrip(".").split(", ")) == sorted(HVD_WORDS)
+    assert len({s.text for s in words}) == len(words)  # each list in its own order
+    # off by default, and then not part of the corpus's parameters (stage keys stay as they were)
+    assert "abx_words" not in params.model_dump()
+    assert params.model_copy(update={"abx_words": 2}).model_dump()["abx_words"] == 2
+
+
+def test_hvd_word_lists_give_vowel_items_in_one_context_to_the_test_item_file(tmp_path):
+    from harness.evaluation.abx import read_item_file
+    from plugins.corpora.synthetic import HVD_WORDS, SyntheticCorpus
+    from tests.corpus_fixtures import prepare_for_tests
+
+    params = SyntheticParams(n_utterances=24, n_speakers=3, n_unseen_speakers=1, abx_words=1, clean=True)
+    root = prepare_for_tests(SyntheticCorpus(), params, tmp_path / "c")
+    corpus = PreparedCorpus(root)
+    lists = corpus.utterances("abx_words")
+    assert len(lists) == 4
+    items = [it for it in read_item_file(root / "test.item") if it.file in {r["id"] for r in lists}]
+    # espeak says each word as hh V d between pauses: one vowel item per word, all in /h _ d/
+    assert len(items) == 4 * len(HVD_WORDS)
+    assert {(it.prev, it.next) for it in items} == {("hh", "d")}
+    assert len({it.phone for it in items}) == len(HVD_WORDS)
+    assert not any(r["id"] in {x["id"] for x in lists} for r in corpus.utterances("test"))
