@@ -43,11 +43,13 @@ ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filli
 ``test.item`` are libri-light ABX item files built from the alignments; with ``abx_unseen: true``
 ``test.item`` also covers ``test_unseen`` (more voices and more utterances per voice, so more
 phone contrasts within one context; ABX trains nothing, so every held-out utterance may serve).
-With ``abx_words: N`` every voice also says N lists of the fifteen hVd words (heed, hid, hayed, ...
-hoyed; :data:`HVD_WORDS`) in the ``abx_words`` split, which no task uses and ``test.item`` covers:
-fifteen vowels in the one context /h _ d/, each said N times by each voice, where sentences rarely
-repeat a context within one speaker. They are drawn from their own random stream, so every other
-utterance is the same with or without them.
+With ``abx_words: N`` every voice (or ``abx_word_voices`` of them) also says N lists of the fifteen
+hVd words (heed, hid, hayed, ... hoyed; :data:`HVD_WORDS`) in the ``abx_words`` split, which no task
+uses and ``test.item`` covers: fifteen vowels in the one context /h _ d/, each said N times by each
+of those voices, where sentences rarely repeat a context within one speaker. Isolated vowels are
+long (ABX's cost grows with the product of two tokens' frames), hence the choice of voices. The
+lists are drawn from their own random stream, so every other utterance is the same with or without
+them.
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
@@ -97,6 +99,9 @@ SPLITS = ("train", "dev", "test", "test_unseen")
 WORDS_SPLIT = "abx_words"
 #: the hVd words: fifteen vowels between /h/ and /d/ (espeak en-us says them as hh V d, a pause
 #: between words, so each list gives fifteen vowel items in one context and no other item)
+#: the lists are read faster than neutral speech: isolated vowels are long, and ABX's cost grows
+#: with the product of two tokens' frames
+WORD_LIST_RATE = 1.4
 HVD_WORDS = ("heed", "hid", "hayed", "head", "had", "hod", "hawed", "hoed", "hood", "who'd", "hud", "heard",
              "hide", "how'd", "hoyed")
 
@@ -119,6 +124,10 @@ class SyntheticParams(PluginParams):
         0, ge=0, exclude_if=lambda n: n == 0,
         description="lists of the 15 hVd words each voice says in an extra split, added to the ABX test "
         "item file (vowel contrasts within one context, each word once per list)",
+    )
+    abx_word_voices: int | None = Field(
+        None, ge=2, exclude_if=lambda n: n is None,
+        description="how many voices say the hVd lists, spread evenly over all voices (default: every voice)",
     )
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
@@ -234,18 +243,21 @@ def _draw_plan(p: SyntheticParams) -> list[Spec]:
 
 
 def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
-    """``abx_words`` lists of the hVd words per voice, in the neutral style, each list in its own
-    order; drawn from a stream of their own, so the other utterances stay as they are."""
+    """``abx_words`` lists of the hVd words per voice (every voice, or ``abx_word_voices`` of them
+    spread evenly), in the neutral style, each list in its own order; drawn from a stream of their
+    own, so the other utterances stay as they are."""
     rng = np.random.default_rng([p.seed, 20240917, 2])
     rate, pitch, pitch_range, volume, wordgap, _, _ = STYLES["neutral"]
+    voices = len(speakers) if p.abx_word_voices is None else min(p.abx_word_voices, len(speakers))
+    chosen = sorted({int(round(i)) for i in np.linspace(0, len(speakers) - 1, voices)})
     specs = []
-    for spk in speakers:
+    for spk in (speakers[i] for i in chosen) if p.abx_words else ():
         for k in range(p.abx_words):
             words = [HVD_WORDS[i] for i in rng.permutation(len(HVD_WORDS))]
             speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)
             voice = Voice(
                 name=f"en-us+{spk.voice}",
-                rate=int(np.clip(round(175 * spk.rate * rate / spk.tract), 80, 400)),
+                rate=int(np.clip(round(175 * spk.rate * rate * WORD_LIST_RATE / spk.tract), 80, 400)),
                 pitch=int(np.clip(round(spk.pitch + pitch), 0, 100)),
                 range=int(pitch_range), volume=int(volume), wordgap=int(wordgap),
             )  # fmt: skip

@@ -280,8 +280,11 @@ def test_hvd_word_lists_add_a_split_and_leave_every_other_utterance_as_it_was():
     for spec in words:
         assert sorted(spec.text.rstrip(".").split(", ")) == sorted(HVD_WORDS)
     assert len({s.text for s in words}) == len(words)  # each list in its own order
+    # some voices only, spread evenly over all of them (the last is an unseen voice)
+    some = make_plan(params.model_copy(update={"abx_words": 1, "abx_word_voices": 3}))[len(plain) :]
+    assert [s.speaker for s in some] == ["s01", "s03", "u01"]
     # off by default, and then not part of the corpus's parameters (stage keys stay as they were)
-    assert "abx_words" not in params.model_dump()
+    assert not {"abx_words", "abx_word_voices"} & set(params.model_dump())
     assert params.model_copy(update={"abx_words": 2}).model_dump()["abx_words"] == 2
 
 
