@@ -97,11 +97,11 @@ STYLE_JITTER = (0.05, 2.5, 8.0, 10.0, 0.6, 1.0, 0.4)
 SPLITS = ("train", "dev", "test", "test_unseen")
 #: the ABX word lists' split (``abx_words``): in no task's splits, only in the test item file
 WORDS_SPLIT = "abx_words"
-#: the hVd words: fifteen vowels between /h/ and /d/ (espeak en-us says them as hh V d, a pause
-#: between words, so each list gives fifteen vowel items in one context and no other item)
 #: the lists are read faster than neutral speech: isolated vowels are long, and ABX's cost grows
 #: with the product of two tokens' frames
 WORD_LIST_RATE = 1.4
+#: the hVd words: fifteen vowels between /h/ and /d/ (espeak en-us says them as hh V d, a pause
+#: between words, so each list gives fifteen vowel items in one context and no other item)
 HVD_WORDS = ("heed", "hid", "hayed", "head", "had", "hod", "hawed", "hoed", "hood", "who'd", "hud", "heard",
              "hide", "how'd", "hoyed")
 
@@ -251,7 +251,7 @@ def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
     voices = len(speakers) if p.abx_word_voices is None else min(p.abx_word_voices, len(speakers))
     chosen = sorted({int(round(i)) for i in np.linspace(0, len(speakers) - 1, voices)})
     specs = []
-    for spk in (speakers[i] for i in chosen) if p.abx_words else ():
+    for spk in (speakers[i] for i in chosen):
         for k in range(p.abx_words):
             words = [HVD_WORDS[i] for i in rng.permutation(len(HVD_WORDS))]
             speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)

@@ -133,7 +133,9 @@ class PairAligner:
         order = np.lexsort((ly, which))
         return np.split(order, np.flatnonzero(np.diff(which[order])) + 1)
 
-    def _align_tile(self, x: np.ndarray, y: np.ndarray) -> Iterator[tuple[slice, torch.Tensor, ...]]:
+    def _align_tile(
+        self, x: np.ndarray, y: np.ndarray
+    ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per chunk of the tile's pairs (x of one length, y lengths ascending): its slice, the DTW
         costs and the path lengths with x as rows and with y as rows."""
         lx, ly = self.tokens.length[x], self.tokens.length[y]

@@ -20,14 +20,14 @@ from harness.evaluation.abx.pair_table import BlockDistances, PairAligner, PairT
 log = logging.getLogger("harness.evaluation.abx")
 
 SPEAKER_MODES = ("within", "across")
+CONTEXT_MODES = ("within", "any")
+DISTANCES = ("angular", "euclidean")
 #: token pairs (counted per block, repeats included) aligned all at once up front, beyond which they
 #: are aligned block by block as conditions need them (memory bounded, about 1.6x slower:
 #: ``benchmarks/bench_abx_blocks.py``); None: as many as take at most a quarter of the memory
 #: available, at :data:`BYTES_PER_PAIR`
 TABLE_MAX_PAIRS: int | None = None
 BYTES_PER_PAIR = 48  # measured about 41 at the peak of the sorted-key table
-CONTEXT_MODES = ("within", "any")
-DISTANCES = ("angular", "euclidean")
 
 
 @dataclass
