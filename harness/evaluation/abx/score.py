@@ -30,11 +30,10 @@ TABLE_MAX_PAIRS: int | None = None
 BYTES_PER_PAIR = 48  # measured about 41 at the peak of the sorted-key table
 
 
-@dataclass
-class _Tokens:
-    frames: torch.Tensor  # F×D (normalised as the distance needs)
-    start: np.ndarray  # per token, into frames
-    length: np.ndarray
+@dataclass(frozen=True)
+class _Tokens(TokenFrames):
+    """The kept items' frames (normalised as the distance needs) with their labels as ids."""
+
     phone: np.ndarray  # ids
     speaker: np.ndarray
     context: np.ndarray
@@ -357,8 +356,7 @@ def abx(
         # the pairs of the any-context conditions include those of the within-context ones
         pair_context = "any" if "any" in context else "within"
         blocks = [b for s in speaker for b in _needed_blocks(tokens, s, pair_context)]
-        frames = TokenFrames(tokens.frames, tokens.start, tokens.length)
-        aligner = PairAligner(frames, distance, librilight_compat, budget, threads)
+        aligner = PairAligner(tokens, distance, librilight_compat, budget, threads)
         n_pairs = sum(len(rows) * len(cols) for rows, cols in blocks)
         max_pairs = TABLE_MAX_PAIRS if TABLE_MAX_PAIRS is not None else _available_memory() // (4 * BYTES_PER_PAIR)
         if n_pairs <= max_pairs:
