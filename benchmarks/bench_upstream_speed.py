@@ -1,9 +1,11 @@
 """Upstream speed: forward+backward and extraction of a HuBERT preset, TFLOP/s and MFU per path.
 
-Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); cuDNN autotuning (CUDA);
-torch.compile (CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are counted
-once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the plain convolution path (the
-model's nominal work), so that every path is rated against the same work. MFU divides by the
+Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
+frames only (``attention=packed``); cuDNN autotuning (CUDA); torch.compile of the ``auto`` settings
+(CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are counted once per batch
+by ``torch.utils.flop_counter.FlopCounterMode`` on the packed convolution path: the useful work, padding
+excluded, so that every path is rated against the same work and the padded paths' wasted products
+count against them (the header prints how much more the padded path computes). MFU divides by the
 device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a".
 The fine-tuning rate is the training loop (:func:`harness.training.loop.fit`, batches collated from
 waveforms, prefetched as in the stage) in audio seconds per second, against the raw model rate.
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import pad_waves
@@ -79,12 +81,28 @@ def _run(model, batches, device, train: bool, bf16: bool) -> float:
     return time.perf_counter() - start
 
 
-def _flops(model, batches, device, train: bool) -> float:
+def _cpu_attention_formulas() -> dict[Any, Any]:
+    """FLOP formulas for the CPU's flash attention kernels, which ``FlopCounterMode`` leaves uncounted
+    (its formulas cover the CUDA kernels): the same counts as for those."""
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+
+
+def _flops(model, batches, device, train: bool, attention: str) -> float:
     model.set_positional_conv("conv")
+    model.set_attention(attention)
     total = 0.0
     for b in batches:
         wavs, lengths = (t.to(device) for t in pad_waves(b))
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
             if train:
                 _loss(model, wavs, lengths).backward()
             else:
@@ -146,32 +164,46 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
     compile = device.type == "cuda" if compile is None else compile
     model = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
     model.feature_extractor.requires_grad_(False)  # as in stable fine-tuning: the CNN stays frozen
+    model.set_layerdrop(0.0)  # every pass does the same work: no layer skipped at random
     batches = _batches(seconds_per_batch, steps)
     audio = sum(len(w) for b in batches for w in b) / 16000
-    paths = [("fp32", False, "conv", False), ("bf16", True, "conv", False), ("fp32+fft", False, "fft", False),
-             ("bf16+fft", True, "fft", False)]
+    paths = [("fp32", False, "conv", "padded", False), ("bf16", True, "conv", "padded", False),
+             ("fp32+fft", False, "fft", "padded", False), ("bf16+fft", True, "fft", "padded", False),
+             ("fp32+packed", False, "conv", "packed", False), ("bf16+packed", True, "conv", "packed", False),
+             ("bf16+fft+packed", True, "fft", "packed", False)]
     if device.type == "cuda":
-        paths += [("bf16+cudnn_benchmark", True, "conv", True)]
+        paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True)]
+    if compile:
+        paths += [("bf16+auto+compile", True, "auto", "auto", False)]
     rows: list[dict[str, Any]] = []
     for work, train in (("forward+backward", True), ("extraction", False)):
         model.train(train)
-        flops = _flops(model, batches, device, train)
+        flops = _flops(model, batches, device, train, "packed")
+        padded_flops = _flops(model, batches, device, train, "padded")
+        print(f"{work}: {flops / 1e12:.4g} TFLOP of useful work over {len(batches)} batches; "
+              f"the padded path computes {padded_flops / flops:.3f}× that")
         base = None
-        for name, bf16, pos, autotune in paths + ([("bf16+fft+compile", True, "fft", False)] if compile else []):
+        for name, bf16, pos, attention, autotune in paths:
             model.set_positional_conv(pos)
-            if name.endswith("compile"):
-                model.compile(dynamic=True)
-            with torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
-                                            deterministic=torch.backends.cudnn.deterministic,
-                                            allow_tf32=torch.backends.cudnn.allow_tf32):
-                seconds = _run(model, batches, device, train, bf16)
-            model.zero_grad(set_to_none=True)
+            model.set_attention(attention)
+            runner = torch.compile(model, dynamic=True) if name.endswith("compile") else model
+            try:
+                with torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
+                                                deterministic=torch.backends.cudnn.deterministic,
+                                                allow_tf32=torch.backends.cudnn.allow_tf32):
+                    seconds = _run(runner, batches, device, train, bf16)
+            except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
+                rows.append({"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"})
+                continue
+            finally:
+                model.zero_grad(set_to_none=True)
             tflops = flops / seconds / 1e12
             peak = peak_tflops(device, "bf16" if bf16 else "fp32")
             base = base or seconds
             rows.append({"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
                          "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds})
     model.set_positional_conv("auto")
+    model.set_attention("auto")
     bf16 = device.type == "cuda"
     model.train()
     raw = audio / _run(model, batches, device, True, bf16)  # measured now, under the stage's settings

@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "seeded": "harness.core.seeding",
     **dict.fromkeys(["FeatureCache", "to_frame_dtype"], "harness.models.feature_cache"),
     "batched_forward": "harness.models.inference",
+    "resolve_attention": "harness.models.packed_encoder",
     # -- merges: the task-arithmetic family (linear, TIES and sequential are configurations of it)
     "TensorSource": "harness.core.interfaces",
     **dict.fromkeys(["TaskVectorMerge", "TaskVectorMergePlugin", "TrimThresholds", "interpolation_shortcut"],
@@ -165,6 +166,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.models.feature_cache import FeatureCache, to_frame_dtype  # noqa: F401
     from harness.models.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin  # noqa: F401
     from harness.models.inference import batched_forward  # noqa: F401
+    from harness.models.packed_encoder import resolve_attention  # noqa: F401
     from harness.models.sources import ENCODER_SHAPES, ENCODER_TRAINING, SourceParams, preset_configs  # noqa: F401
     from harness.models.speech_encoder import (  # noqa: F401
         frame_mask,

@@ -50,6 +50,7 @@ from harness.models.fairseq import (
     map_wav2vec2_state,
     unwrap_finetuned,
 )
+from harness.models.packed_encoder import resolve_attention
 from harness.models.sources import SourceParams
 from harness.models.speech_encoder import (
     build_checked,
@@ -126,6 +127,7 @@ class SpeechTransformer(UpstreamModel):
         self._layerdrop = float(hf.config.layerdrop)
         self._checkpointing = False
         self.pos_conv_mode = "auto"  # see harness.models.upstream_speed.resolve_pos_conv
+        self.attention_mode = "auto"  # see harness.models.packed_encoder.resolve_attention
         # transformers' learned mask embedding (fairseq's ``mask_emb``): unused by this forward, kept so
         # that a saved or merged model holds every weight of its transformers counterpart. A buffer, so
         # that training leaves it alone; drawn from its own generator, so presets' weights do not move.
@@ -151,6 +153,12 @@ class SpeechTransformer(UpstreamModel):
         or ``fft`` (:mod:`harness.models.upstream_speed`)."""
         resolve_pos_conv(mode, torch.device("cpu"))  # refuses an unknown mode
         self.pos_conv_mode = mode
+
+    def set_attention(self, mode: str) -> None:
+        """How the layers treat padding: ``auto`` (packed on CUDA, padded elsewhere), ``padded`` or
+        ``packed`` (:mod:`harness.models.packed_encoder`)."""
+        resolve_attention(mode, torch.device("cpu"))  # refuses an unknown mode
+        self.attention_mode = mode
 
     @property
     def receptive_field(self) -> int:
@@ -210,6 +218,7 @@ class SpeechTransformer(UpstreamModel):
             layerdrop=self._layerdrop,
             gradient_checkpointing=self._checkpointing,
             pos_conv=resolve_pos_conv(self.pos_conv_mode, x.device),
+            attention=resolve_attention(self.attention_mode, x.device),
         )
         return UpstreamOutput(hidden_states=hidden, lengths=n_frames)
 

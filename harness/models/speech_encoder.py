@@ -23,6 +23,7 @@ from harness.core.errors import CheckpointError
 from harness.core.model_types import UpstreamModel
 from harness.models.checkpoints import check_keys, read_config_object
 from harness.models.model_io import CONFIG, WEIGHTS
+from harness.models.packed_encoder import Packing, packed_layer
 from harness.models.upstream_speed import positional_embedding
 
 # --------------------------------------------------------------------------- padding
@@ -90,6 +91,7 @@ def run_encoder(
     layerdrop: float = 0.0,
     gradient_checkpointing: bool = False,
     pos_conv: str = "conv",
+    attention: str = "padded",
 ) -> list[torch.Tensor]:
     """Hidden states of a wav2vec 2.0 encoder: the input of each layer, then the final output.
 
@@ -98,7 +100,9 @@ def run_encoder(
     valid frames do not depend on what else is in the batch. Post-LN encoders (``layer_norm_first``
     False) normalise after adding the positional embedding; pre-LN ones normalise the last output.
     ``pos_conv`` (``conv`` or ``fft``) is the form of the positional convolution
-    (:func:`harness.models.upstream_speed.positional_embedding`).
+    (:func:`harness.models.upstream_speed.positional_embedding`); ``attention`` (``padded`` or
+    ``packed``) whether the layers run on the padded batch with a mask or on the valid frames only
+    (:mod:`harness.models.packed_encoder`; a batch without padding always runs padded, mask-free).
     """
     keep = mask[..., None]
     x = x.masked_fill(~keep, 0.0)
@@ -107,19 +111,26 @@ def run_encoder(
     if not stable_layer_norm:
         x = encoder.layer_norm(x)
     x = encoder.dropout(x)
+    packing = Packing.from_mask(mask) if attention == "packed" and attn is not None else None
+    if packing is not None:
+        x = packing.pack(x)
     hidden = []
     training = encoder.training
     for layer in encoder.layers:
         hidden.append(x)
         if training and layerdrop > 0.0 and float(torch.rand(())) < layerdrop:
             continue
+        args = (layer, x, attn) if packing is None else (layer, x, packing, stable_layer_norm)
+        run_layer = _call_layer if packing is None else packed_layer
         if gradient_checkpointing and training and torch.is_grad_enabled():
-            x = checkpoint(_call_layer, layer, x, attn, use_reentrant=False)
+            x = checkpoint(run_layer, *args, use_reentrant=False)
         else:
-            x = _call_layer(layer, x, attn)
+            x = run_layer(*args)
     if stable_layer_norm:
         x = encoder.layer_norm(x)
     hidden.append(x)
+    if packing is not None:
+        return [packing.unpack(h) for h in hidden]
     return [h.masked_fill(~keep, 0.0) for h in hidden]
 
 

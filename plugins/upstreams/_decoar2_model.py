@@ -31,6 +31,7 @@ from harness.api import (
     load_torch_checkpoint,
     own_model_files,
     reduce_frames,
+    resolve_attention,
     run_encoder,
     seeded,
     tensors_only,
@@ -108,6 +109,7 @@ class Decoar2Upstream(UpstreamModel):
         self.frame_shift = self.fbank.hop_length * factor / self.sample_rate
         self._layerdrop = float(cfg["layerdrop"])
         self._checkpointing = False
+        self.attention_mode = "auto"  # see harness.models.packed_encoder.resolve_attention
 
     def _init_weights(self) -> None:
         """fairseq's initialisation of this encoder: N(0, 0.02) linear weights, zero biases, and the
@@ -137,6 +139,11 @@ class Decoar2Upstream(UpstreamModel):
     def set_layerdrop(self, probability: float) -> None:
         self._layerdrop = float(probability)
 
+    def set_attention(self, mode: str) -> None:
+        """How the layers treat padding: ``auto``, ``padded`` or ``packed`` (as the wav2vec 2.0 upstreams)."""
+        resolve_attention(mode, torch.device("cpu"))  # refuses an unknown mode
+        self.attention_mode = mode
+
     def frame_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
         factor = int(self._config["reduce_factor"])
         return torch.div(self.fbank.num_frames(wav_lengths) + factor - 1, factor, rounding_mode="floor")
@@ -155,6 +162,7 @@ class Decoar2Upstream(UpstreamModel):
             stable_layer_norm=bool(self._config["do_stable_layer_norm"]),
             layerdrop=self._layerdrop,
             gradient_checkpointing=self._checkpointing,
+            attention=resolve_attention(self.attention_mode, x.device),
         )
         return UpstreamOutput(hidden_states=hidden, lengths=n)
 

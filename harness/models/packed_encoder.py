@@ -1,0 +1,128 @@
+"""The encoder's layers on the valid frames only (``attention: packed``), equal to the padded path.
+
+The padded path runs every layer on all B×T frames and hands SDPA a padding mask: the padding's
+share of every matrix product is spent for nothing, and on CUDA the mask rules out the flash
+kernels. The packed path gathers the N valid frames into one N×D sequence (:class:`Packing`), so
+that projections, feed-forward and layer norms run on N rows, and attention runs within each
+utterance:
+
+- on CUDA as one variable-length (jagged nested tensor) SDPA call, which dispatches to the flash or
+  memory-efficient kernels without a mask, attention dropout included;
+- elsewhere as one plain SDPA call per utterance: on the CPU, jagged SDPA falls back to a slower
+  path (measured about 2× the padded step on the tiny preset), while the loop beats the padded
+  step by the padding's share (``benchmarks/bench_upstream_speed.py``).
+
+The layer forwards below are transformers' ``Wav2Vec2EncoderLayer`` (post-LN) and
+``Wav2Vec2EncoderLayerStableLayerNorm`` (pre-LN) written on N×D rows with the same modules; the
+tests hold them equal to transformers' own forward on padded batches. In training, dropout draws
+its masks over N×D instead of B×T×D values, so a packed run is equal in distribution, not bit for
+bit, to a padded one; ``auto`` therefore keeps the padded path on the CPU, so that every CPU result
+stays as it was, and packs on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+
+def _drop_fx_tracing_notice(record: logging.LogRecord) -> bool:
+    """False for torch's one-time ``is_fx_tracing`` notice, which building a jagged tensor triggers and
+    which says nothing about this use."""
+    return not record.getMessage().startswith("is_fx_tracing will return true")
+
+
+logging.getLogger("torch.fx._symbolic_trace").addFilter(_drop_fx_tracing_notice)
+
+AttentionMode = Literal["auto", "padded", "packed"]
+ATTENTION_MODES: tuple[str, ...] = ("auto", "padded", "packed")
+
+
+def resolve_attention(mode: str, device: torch.device) -> str:
+    """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device`` (see the module docstring)."""
+    if mode not in ATTENTION_MODES:
+        raise ValueError(f"unknown attention mode {mode!r}; use one of {', '.join(ATTENTION_MODES)}")
+    if mode == "auto":
+        return "packed" if device.type == "cuda" else "padded"
+    return mode
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Where the valid frames of a padded B×T batch sit once gathered into N rows."""
+
+    index: torch.Tensor  # N positions in the flattened B·T frames
+    offsets: torch.Tensor  # B+1 cumulative frame counts: utterance i is rows offsets[i]:offsets[i+1]
+    bounds: tuple[int, ...]  # the same offsets as Python ints (one device sync, here)
+    batch: int
+    frames: int
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> Packing:
+        """The packing of a B×T mask that is True on the valid frames (valid frames come first)."""
+        lengths = mask.sum(dim=1)
+        offsets = F.pad(lengths.cumsum(0), (1, 0))
+        index = mask.reshape(-1).nonzero().squeeze(1)
+        return cls(index, offsets, tuple(offsets.tolist()), mask.shape[0], mask.shape[1])
+
+    @property
+    def max_length(self) -> int:
+        return max((b - a for a, b in zip(self.bounds[:-1], self.bounds[1:])), default=0)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """B×T×D -> N×D: the valid frames, utterance after utterance."""
+        return x.reshape(self.batch * self.frames, -1).index_select(0, self.index)
+
+    def unpack(self, rows: torch.Tensor) -> torch.Tensor:
+        """N×D -> B×T×D with zeros on the padding (differentiable)."""
+        out = rows.new_zeros(self.batch * self.frames, rows.shape[-1])
+        return out.index_copy(0, self.index, rows).view(self.batch, self.frames, -1)
+
+
+def attention_within_utterances(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: Packing, dropout: float, scale: float,
+    *, nested: bool,
+) -> torch.Tensor:
+    """Softmax attention of N×H×d rows, each utterance attending to itself only; N×H×d out.
+
+    ``nested``: one jagged-nested-tensor SDPA call (CUDA's flash/efficient kernels); otherwise one
+    SDPA call per utterance."""
+    if nested:
+        def jagged(t: torch.Tensor) -> torch.Tensor:
+            return torch.nested.nested_tensor_from_jagged(
+                t, packing.offsets, max_seqlen=packing.max_length
+            ).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(jagged(q), jagged(k), jagged(v), dropout_p=dropout, scale=scale)
+        return out.transpose(1, 2).values()
+    q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # 1×H×N×d: 4-D, for the CPU's flash kernel
+    pieces = [
+        F.scaled_dot_product_attention(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], dropout_p=dropout, scale=scale)
+        for a, b in zip(packing.bounds[:-1], packing.bounds[1:])
+    ]
+    return torch.cat(pieces, dim=2)[0].transpose(0, 1)
+
+
+def packed_self_attention(attention: torch.nn.Module, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+    """transformers' ``Wav2Vec2Attention`` on N×D packed rows."""
+    rows, width = x.shape
+    heads = attention.num_heads
+    q, k, v = (proj(x).view(rows, heads, -1) for proj in (attention.q_proj, attention.k_proj, attention.v_proj))
+    dropout = attention.dropout if attention.training else 0.0
+    out = attention_within_utterances(q, k, v, packing, dropout, attention.scaling, nested=x.is_cuda)
+    return attention.out_proj(out.reshape(rows, width))
+
+
+def packed_layer(layer: torch.nn.Module, x: torch.Tensor, packing: Packing, stable_layer_norm: bool) -> torch.Tensor:
+    """One transformers encoder layer (pre-LN when ``stable_layer_norm``, else post-LN) on N×D rows."""
+    if stable_layer_norm:
+        h = x + layer.dropout(packed_self_attention(layer.attention, layer.layer_norm(x), packing))
+        h = h + layer.feed_forward(layer.final_layer_norm(h))
+        adapter = getattr(layer, "adapter_layer", None)
+        return h if adapter is None else h + adapter(h)
+    h = layer.layer_norm(x + layer.dropout(packed_self_attention(layer.attention, x, packing)))
+    return layer.final_layer_norm(h + layer.feed_forward(h))
