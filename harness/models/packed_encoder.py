@@ -29,6 +29,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from harness.models.upstream_speed import resolve_auto
+
 
 def _drop_fx_tracing_notice(record: logging.LogRecord) -> bool:
     """False for torch's one-time ``is_fx_tracing`` notice, which building a jagged tensor triggers and
@@ -44,11 +46,7 @@ ATTENTION_MODES: tuple[str, ...] = ("auto", "padded", "packed")
 
 def resolve_attention(mode: str, device: torch.device) -> str:
     """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device`` (see the module docstring)."""
-    if mode not in ATTENTION_MODES:
-        raise ValueError(f"unknown attention mode {mode!r}; use one of {', '.join(ATTENTION_MODES)}")
-    if mode == "auto":
-        return "packed" if device.type == "cuda" else "padded"
-    return mode
+    return resolve_auto("attention", mode, ATTENTION_MODES, device, cuda="packed", other="padded")
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,19 @@ PosConvMode = Literal["auto", "conv", "fft"]
 POS_CONV_MODES: tuple[str, ...] = ("auto", "conv", "fft")
 
 
+def resolve_auto(what: str, mode: str, modes: tuple[str, ...], device: torch.device, *, cuda: str, other: str) -> str:
+    """``mode`` itself, or for ``auto`` the ``cuda`` choice on a CUDA device and ``other`` elsewhere;
+    a mode not in ``modes`` raises one sentence naming ``what`` and the modes."""
+    if mode not in modes:
+        raise ValueError(f"unknown {what} mode {mode!r}; use one of {', '.join(modes)}")
+    if mode == "auto":
+        return cuda if device.type == "cuda" else other
+    return mode
+
+
 def resolve_pos_conv(mode: str, device: torch.device) -> str:
     """The concrete form (``conv`` or ``fft``) of ``mode`` on ``device`` (see the module docstring)."""
-    if mode not in POS_CONV_MODES:
-        raise ValueError(f"unknown positional-convolution mode {mode!r}; use one of {', '.join(POS_CONV_MODES)}")
-    if mode == "auto":
-        return "fft" if device.type == "cuda" else "conv"
-    return mode
+    return resolve_auto("positional-convolution", mode, POS_CONV_MODES, device, cuda="fft", other="conv")
 
 
 def grouped_conv1d_fft(
