@@ -161,6 +161,10 @@ class Task(ABC):
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
         """Corpus-level metrics from per-item records (e.g. PER = summed edits / summed length)."""
 
+    def length_key(self, row: dict[str, Any]) -> float:
+        """What sorted batches order utterances by (``sorted_batches``): here the audio's duration."""
+        return float(row["duration"])
+
 
 @dataclass
 class EvalResult:

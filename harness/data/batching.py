@@ -138,6 +138,48 @@ class FixedBatchSampler(_EpochSampler):
         return (self.n_items + self.batch_size - 1) // self.batch_size
 
 
+class SortedSliceSampler(_EpochSampler):
+    """s3prl's bucketing for its CTC tasks (``downstream/ctc``, ``bucketing: True``): windows of
+    ``batch_size`` neighbours in an order sorted by ``keys``, descending (the label lengths there).
+
+    An epoch has one window per item: every start position once, in a seeded random order; a start
+    too close to the end is moved back so the window stays full. Where ``durations`` are given, a
+    window whose first item is longer than ``half_batch_seconds`` keeps only its first half (s3prl's
+    300,000 samples at 16 kHz). Batches hold utterances of similar length, so they carry little
+    padding.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[float],
+        batch_size: int,
+        seed: int,
+        durations: Sequence[float] | None = None,
+        half_batch_seconds: float = 300_000 / 16_000,
+    ):
+        super().__init__(seed, shuffle=True)
+        if batch_size < 1:
+            raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
+        self.order = sorted(range(len(keys)), key=lambda i: -float(keys[i]))  # stable: ties keep item order
+        self.batch_size = int(batch_size)
+        self.durations = None if durations is None else [float(d) for d in durations]
+        self.half_batch_seconds = float(half_batch_seconds)
+
+    def window(self, start: int) -> list[int]:
+        """The batch of the window that starts at ``start`` of the sorted order."""
+        start = max(0, min(len(self.order) - self.batch_size, start))
+        batch = self.order[start : start + self.batch_size]
+        if self.durations is not None and len(batch) > 1 and self.durations[batch[0]] > self.half_batch_seconds:
+            batch = batch[: len(batch) // 2]
+        return batch
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        return [self.window(start) for start in _rng(self.seed, 4, epoch).permutation(len(self.order)).tolist()]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 def padding_fraction(lengths: Sequence[float], batches: Sequence[Sequence[int]]) -> float:
     """Share of a padded batch that is padding, over all ``batches``: 1 - real / (items × longest)."""
     lengths = np.asarray(lengths, dtype=np.float64)

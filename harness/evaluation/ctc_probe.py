@@ -3,7 +3,9 @@
 SUPERB (s3prl ``downstream/asr/config.yaml`` and ``downstream/ctc/snips.yaml``): projector to
 1024, a 2-layer bidirectional LSTM of 1024 units with dropout 0.2, a linear layer to the tokens and
 the CTC blank; Adam at 1e-4, batch 32, 200,000 steps, dev every 2,000, gradient clipping 1;
-SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`).
+SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`); batches
+are windows of neighbours in label-length order (``bucketing: True`` in ``snips.yaml``;
+:class:`harness.data.batching.SortedSliceSampler`).
 
 ``protocol: embedded``: projector 64, two BiLSTM layers of 64 over pairs of concatenated frames
 (``downsample: 2``, s3prl's ``concat`` style), 600 steps of 16 at 3e-3, dev every 200, no
@@ -23,7 +25,7 @@ from harness.core.interfaces import SpecAugSettings
 from harness.evaluation.probe_settings import ProbeParams, ProbeSettings
 
 CTC_PROTOCOLS = {
-    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000),
+    "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=2000, sorted_batches=True),
     "embedded": ProbeSettings(steps=600, lr=3e-3, batch_size=16, eval_every=200),
 }
 #: projector width, BiLSTM widths, frames concatenated per step

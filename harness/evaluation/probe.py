@@ -45,7 +45,7 @@ from harness.core.model_types import UpstreamModel
 from harness.core.seeding import seed_torch
 from harness.core.stage import StageContext
 from harness.core.threads import torch_threads
-from harness.data.batching import FixedBatchSampler
+from harness.data.batching import FixedBatchSampler, SortedSliceSampler
 from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
 from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
@@ -251,6 +251,18 @@ def _predict(model: ProbeModel, source: _Source, settings: ProbeSettings, device
     return records
 
 
+def train_sampler(
+    task: Task, rows: list[dict[str, Any]], settings: ProbeSettings, seed: int
+) -> FixedBatchSampler | SortedSliceSampler:
+    """The probe's training batches: windows of neighbours in the task's length order where the
+    settings ask for sorted batches (s3prl's CTC bucketing), otherwise random batches."""
+    if settings.sorted_batches:
+        keys = [task.length_key(row) for row in rows]
+        durations = [float(row["duration"]) for row in rows]
+        return SortedSliceSampler(keys, settings.batch_size, seed=seed, durations=durations)
+    return FixedBatchSampler(len(rows), settings.batch_size, seed=seed)
+
+
 def run_probe(
     task: Task,
     upstream: UpstreamModel,
@@ -284,7 +296,7 @@ def run_probe(
     seed_torch(seed)
     model = ProbeModel(task, upstream.num_hidden_states, upstream.hidden_size).to(device)
     train = sources["train"]
-    sampler = FixedBatchSampler(len(train.rows), settings.batch_size, seed=seed)
+    sampler = train_sampler(task, train.rows, settings, seed)
 
     def collate(indices: list[int]) -> _Raw:
         return train(indices, task.pooled)

@@ -39,6 +39,7 @@ class ProbeSettings:
     dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
     max_folds: int | None = None
     compile: bool = False  # run the upstream through torch.compile while extracting
+    sorted_batches: bool = False  # windows of neighbours in target-length order (SortedSliceSampler)
 
     def train_config(self) -> TrainConfig:
         from harness.training.loop import TrainConfig  # torch: loaded when a probe trains
@@ -71,13 +72,17 @@ class ProbeParams(PluginParams):
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
     compile: bool = Field(False, exclude_if=lambda on: not on,
                           description="run the upstream through torch.compile while extracting features")
+    sorted_batches: bool | None = Field(
+        None, exclude_if=lambda value: value is None,
+        description="train on windows of neighbours in target-length order, s3prl's bucketing "
+                    "(None: the protocol's; on for the CTC tasks under superb)")
 
 
 def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
     """The protocol's settings with the overrides ``params`` sets."""
     base = protocols[params.protocol]
     changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb, "compile": params.compile}
-    for name in ("steps", "lr", "batch_size", "eval_every"):
+    for name in ("steps", "lr", "batch_size", "eval_every", "sorted_batches"):
         value = getattr(params, name)
         if value is not None:
             changes[name] = value

@@ -123,6 +123,10 @@ class CTCTask(Task):
     def target(self, row: dict[str, Any]) -> list[int]:
         """Token ids of the reference (no blank)."""
 
+    def length_key(self, row: dict[str, Any]) -> float:
+        """The reference's token count: s3prl sorts its CTC corpora by label length."""
+        return float(len(self.target(row)))
+
     @abstractmethod
     def render(self, ids: list[int]) -> Any:
         """What the metric compares (a phone list, a string)."""

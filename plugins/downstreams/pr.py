@@ -3,9 +3,11 @@
 SUPERB (s3prl ``downstream/ctc/libriphone.yaml``): projector to 256 then a linear layer
 (``FrameLevel``) to the phones plus the CTC blank, no nonlinearity, so the head is linear; CTC loss
 with ``zero_infinity``; Adam at 1e-2, batch 16 with 2 accumulated (32 per step), 100,000 steps,
-dev every 1,000, gradient clipping 1; best on dev PER. PER = phone edits summed over the set over
-the summed reference length. Targets are the corpus's phone sequence without silence (``sil``):
-SUPERB's LibriSpeech phone transcriptions have no silence token either.
+dev every 1,000, gradient clipping 1; batches are windows of neighbours in label-length order
+(``bucketing: True``; :class:`harness.data.batching.SortedSliceSampler`); best on dev PER.
+PER = phone edits summed over the set over the summed reference length. Targets are the corpus's
+phone sequence without silence (``sil``): SUPERB's LibriSpeech phone transcriptions have no silence
+token either.
 
 ``protocol: embedded`` keeps the head and learning rate and trains 200 steps of 16 utterances,
 dev every 50 (the embedded corpus has a few hundred short utterances; more steps overfit it).
@@ -30,7 +32,8 @@ from harness.api import (
 SILENCES = frozenset({"sil", "sp", "spn", "h#", "pau", "epi"})
 
 PROTOCOLS = {
-    "superb": ProbeSettings(steps=100_000, lr=1e-2, batch_size=16, accumulate=2, eval_every=1000),
+    "superb": ProbeSettings(steps=100_000, lr=1e-2, batch_size=16, accumulate=2, eval_every=1000,
+                            sorted_batches=True),
     "embedded": ProbeSettings(steps=200, lr=1e-2, batch_size=16, eval_every=50),
 }
 

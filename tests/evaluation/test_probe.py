@@ -214,3 +214,40 @@ def test_every_probed_downstream_keeps_its_predictions(evaluated, tiny):
     for fold in er.extra["folds"]:
         mine = [p for p in er.predictions if p["fold"] == fold["fold"]]
         assert 100.0 * sum(p["ref"] == p["hyp"] for p in mine) / len(mine) == pytest.approx(fold["acc"])
+
+
+def test_ctc_probes_under_superb_train_on_sorted_windows_as_s3prl_buckets(tiny):
+    from harness.data.batching import FixedBatchSampler, SortedSliceSampler
+    from harness.evaluation.probe import train_sampler
+
+    pm = PluginManager()
+    rows = tiny.utterances(tiny.split_for("pr", "train"))
+
+    def sampler(name: str, params: dict):
+        plugin = pm.create("downstream", name)
+        parsed = validate_params(plugin.Params, params, name)
+        task = plugin.make_task(tiny, parsed)
+        return task, train_sampler(task, rows, plugin.settings(parsed), seed=0)
+
+    for name in ("pr", "sf", "asr"):
+        task, chosen = sampler(name, {"protocol": "superb"})
+        assert isinstance(chosen, SortedSliceSampler), name
+        lengths = [len(task.target(rows[i])) for i in chosen.order]  # label lengths, longest first
+        assert lengths == sorted(lengths, reverse=True) and lengths[0] > lengths[-1]
+        assert isinstance(sampler(name, {})[1], FixedBatchSampler)  # embedded: random batches
+    _, sid = sampler("sid", {"protocol": "superb"})
+    assert isinstance(sid, FixedBatchSampler)  # s3prl shuffles its utterance-level tasks
+    _, forced = sampler("sid", {"sorted_batches": True})
+    assert [rows[i]["duration"] for i in forced.order] == sorted((r["duration"] for r in rows), reverse=True)
+    # left unset, the new field stays out of the dumped parameters, so existing stage keys do not move
+    plugin = pm.create("downstream", "pr")
+    assert "sorted_batches" not in validate_params(plugin.Params, {}, "pr").model_dump()
+    assert validate_params(plugin.Params, {"sorted_batches": False}, "pr").model_dump()["sorted_batches"] is False
+
+
+def test_a_probe_trains_on_sorted_windows_end_to_end(tiny, tmp_path):
+    pm = PluginManager()
+    plugin = pm.create("downstream", "pr")
+    params = validate_params(plugin.Params, {"protocol": "superb", "steps": 4, "eval_every": 2}, "pr")
+    result = plugin.evaluate(FakeUpstream(), tiny, params, make_ctx(tmp_path))
+    assert result.extra["steps"] == 4 and result.metrics["per"] >= 0.0
