@@ -1,4 +1,4 @@
-"""The encoder's layers on the valid frames only (``attention: packed``), equal to the padded path.
+"""The encoder's layers on the valid frames only (attention mode ``packed``), equal to the padded path.
 
 The padded path runs every layer on all B×T frames and hands SDPA a padding mask: the padding's
 share of every matrix product is spent for nothing, and on CUDA the mask rules out the flash
@@ -9,8 +9,8 @@ utterance:
 - on CUDA as one variable-length (jagged nested tensor) SDPA call, which dispatches to the flash or
   memory-efficient kernels without a mask, attention dropout included;
 - elsewhere as one plain SDPA call per utterance: on the CPU, jagged SDPA falls back to a slower
-  path (measured about 2× the padded step on the tiny preset), while the loop beats the padded
-  step by the padding's share (``benchmarks/bench_upstream_speed.py``).
+  path (about 2× the padded step on the tiny preset), while the loop gains what the padding cost
+  (HuBERT Base, 6 utterances of 2–6 s with 33 % padding, 2 threads: 5.1 s a step against 6.9 s).
 
 The layer forwards below are transformers' ``Wav2Vec2EncoderLayer`` (post-LN) and
 ``Wav2Vec2EncoderLayerStableLayerNorm`` (pre-LN) written on N×D rows with the same modules; the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +39,6 @@ def _drop_fx_tracing_notice(record: logging.LogRecord) -> bool:
 
 logging.getLogger("torch.fx._symbolic_trace").addFilter(_drop_fx_tracing_notice)
 
-AttentionMode = Literal["auto", "padded", "packed"]
 ATTENTION_MODES: tuple[str, ...] = ("auto", "padded", "packed")
 
 

@@ -106,12 +106,12 @@ def run_encoder(
     """
     keep = mask[..., None]
     x = x.masked_fill(~keep, 0.0)
-    attn = _attention_mask(config, x, mask)
+    packing = Packing.from_mask(mask) if attention == "packed" and not bool(mask.all()) else None
+    attn = _attention_mask(config, x, mask) if packing is None else None
     x = x + positional_embedding(encoder.pos_conv_embed, x, pos_conv)
     if not stable_layer_norm:
         x = encoder.layer_norm(x)
     x = encoder.dropout(x)
-    packing = Packing.from_mask(mask) if attention == "packed" and attn is not None else None
     if packing is not None:
         x = packing.pack(x)
     hidden = []

@@ -17,14 +17,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 log = logging.getLogger("harness.models.upstream_speed")
 
-PosConvMode = Literal["auto", "conv", "fft"]
 POS_CONV_MODES: tuple[str, ...] = ("auto", "conv", "fft")
 
 
