@@ -180,6 +180,40 @@ class SortedSliceSampler(_EpochSampler):
         return len(self.order)
 
 
+class SortedBucketSampler(_EpochSampler):
+    """s3prl's bucketing for its ASR recipe (``downstream/asr/dataset.py``): the items sorted by
+    ``keys`` (audio length there), descending, cut into consecutive buckets of ``batch_size``, the
+    buckets in a seeded random order each epoch.
+
+    A full bucket whose longest key exceeds ``half_above`` becomes two batches of half the size; a
+    last, partial bucket is kept when it holds at least two items. s3prl's keys are sample counts
+    and its threshold is 2,000 samples, so every LibriSpeech bucket is halved there: its "batch 32"
+    trains on 16 utterances a step.
+    """
+
+    def __init__(self, keys: Sequence[float], batch_size: int, seed: int, half_above: float | None = None):
+        super().__init__(seed, shuffle=True)
+        if batch_size < 1:
+            raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
+        order = sorted(range(len(keys)), key=lambda i: -float(keys[i]))  # stable: ties keep item order
+        self.batches: list[list[int]] = []
+        for start in range(0, len(order), batch_size):
+            bucket = order[start : start + batch_size]
+            if len(bucket) < batch_size:
+                if len(bucket) > 1:
+                    self.batches.append(bucket)
+            elif batch_size >= 2 and half_above is not None and float(keys[bucket[0]]) > half_above:
+                self.batches += [bucket[: batch_size // 2], bucket[batch_size // 2 :]]
+            else:
+                self.batches.append(bucket)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        return [self.batches[i] for i in _rng(self.seed, 5, epoch).permutation(len(self.batches)).tolist()]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def padding_fraction(lengths: Sequence[float], batches: Sequence[Sequence[int]]) -> float:
     """Share of a padded batch that is padding, over all ``batches``: 1 - real / (items × longest)."""
     lengths = np.asarray(lengths, dtype=np.float64)

@@ -45,7 +45,7 @@ from harness.core.model_types import UpstreamModel
 from harness.core.seeding import seed_torch
 from harness.core.stage import StageContext
 from harness.core.threads import torch_threads
-from harness.data.batching import FixedBatchSampler, SortedSliceSampler
+from harness.data.batching import FixedBatchSampler, SortedBucketSampler, SortedSliceSampler
 from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
 from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
@@ -251,14 +251,21 @@ def _predict(model: ProbeModel, source: _Source, settings: ProbeSettings, device
     return records
 
 
+#: s3prl's ASR halves a bucket whose longest utterance exceeds 2,000 samples (all of them, in effect)
+ASR_HALF_BUCKET_SECONDS = 2000 / 16000
+
+
 def train_sampler(
     task: Task, rows: list[dict[str, Any]], settings: ProbeSettings, seed: int
-) -> FixedBatchSampler | SortedSliceSampler:
-    """The probe's training batches: windows of neighbours in the task's length order where the
-    settings ask for sorted batches (s3prl's CTC bucketing), otherwise random batches."""
+) -> FixedBatchSampler | SortedSliceSampler | SortedBucketSampler:
+    """The probe's training batches: s3prl's bucketing where the settings ask for sorted batches
+    (windows of neighbours in the task's length order, as its CTC tasks, or fixed buckets by audio
+    length, as its ASR), otherwise random batches."""
+    durations = [float(row["duration"]) for row in rows]
+    if settings.sorted_batches and settings.bucketing == "buckets":
+        return SortedBucketSampler(durations, settings.batch_size, seed=seed, half_above=ASR_HALF_BUCKET_SECONDS)
     if settings.sorted_batches:
         keys = [task.length_key(row) for row in rows]
-        durations = [float(row["duration"]) for row in rows]
         return SortedSliceSampler(keys, settings.batch_size, seed=seed, durations=durations)
     return FixedBatchSampler(len(rows), settings.batch_size, seed=seed)
 

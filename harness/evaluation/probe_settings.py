@@ -39,7 +39,8 @@ class ProbeSettings:
     dev_ratio: float = 0.2  # folds: share of the non-test rows held out for dev
     max_folds: int | None = None
     compile: bool = False  # run the upstream through torch.compile while extracting
-    sorted_batches: bool = False  # windows of neighbours in target-length order (SortedSliceSampler)
+    sorted_batches: bool = False  # s3prl's bucketing instead of random batches
+    bucketing: Literal["windows", "buckets"] = "windows"  # its CTC tasks' windows, or its ASR's buckets
 
     def train_config(self) -> TrainConfig:
         from harness.training.loop import TrainConfig  # torch: loaded when a probe trains

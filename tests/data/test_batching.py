@@ -55,3 +55,19 @@ def test_sorted_windows_carry_far_less_padding_than_random_batches():
     random_batches = list(FixedBatchSampler(len(durations), 16, seed=0))
     assert padding_fraction(durations, sorted_batches) < 0.05
     assert padding_fraction(durations, random_batches) > 0.3
+
+
+def test_asr_buckets_are_fixed_cuts_of_the_sorted_order_halved_when_long():
+    from harness.data.batching import SortedBucketSampler
+
+    durations = [1.0, 6.0, 3.0, 5.0, 2.0, 4.0, 0.5, 7.0, 0.1]  # descending: 7, 1, 3, 5, 2, 4, 0, 6, 8
+    sampler = SortedBucketSampler(durations, batch_size=4, seed=0, half_above=4.5)
+    # buckets [7, 1, 3, 5] (longest 7 s > 4.5: halved), [2, 4, 0, 6] (3 s: whole), [8] (alone: dropped)
+    assert sorted(sampler.batches) == sorted([[7, 1], [3, 5], [2, 4, 0, 6]])
+    assert len(sampler) == 3
+    epoch = list(sampler)
+    assert sorted(epoch) == sorted(sampler.batches)
+    assert list(SortedBucketSampler(durations, 4, seed=0, half_above=4.5)) == epoch
+    # s3prl's threshold of 2,000 samples halves every bucket; a partial last bucket of two stays whole
+    every = SortedBucketSampler(durations[:6], 4, seed=0, half_above=2000 / 16000)
+    assert sorted(len(b) for b in every.batches) == [2, 2, 2]

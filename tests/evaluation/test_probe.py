@@ -217,7 +217,7 @@ def test_every_probed_downstream_keeps_its_predictions(evaluated, tiny):
 
 
 def test_ctc_probes_under_superb_train_on_sorted_windows_as_s3prl_buckets(tiny):
-    from harness.data.batching import FixedBatchSampler, SortedSliceSampler
+    from harness.data.batching import FixedBatchSampler, SortedBucketSampler, SortedSliceSampler
     from harness.evaluation.probe import train_sampler
 
     pm = PluginManager()
@@ -229,11 +229,17 @@ def test_ctc_probes_under_superb_train_on_sorted_windows_as_s3prl_buckets(tiny):
         task = plugin.make_task(tiny, parsed)
         return task, train_sampler(task, rows, plugin.settings(parsed), seed=0)
 
-    for name in ("pr", "sf", "asr"):
+    for name in ("pr", "sf"):
         task, chosen = sampler(name, {"protocol": "superb"})
         assert isinstance(chosen, SortedSliceSampler), name
         lengths = [len(task.target(rows[i])) for i in chosen.order]  # label lengths, longest first
         assert lengths == sorted(lengths, reverse=True) and lengths[0] > lengths[-1]
+    _, asr = sampler("asr", {"protocol": "superb", "batch_size": 8})  # s3prl's ASR: buckets by audio length
+    assert isinstance(asr, SortedBucketSampler)
+    assert [len(b) for b in asr.batches] == [4] * 6  # 24 utterances: 3 buckets of 8, each halved
+    by_duration = sorted(range(len(rows)), key=lambda i: -rows[i]["duration"])
+    assert [i for b in asr.batches for i in b] == by_duration
+    for name in ("pr", "sf", "asr"):
         assert isinstance(sampler(name, {})[1], FixedBatchSampler)  # embedded: random batches
     _, sid = sampler("sid", {"protocol": "superb"})
     assert isinstance(sid, FixedBatchSampler)  # s3prl shuffles its utterance-level tasks
