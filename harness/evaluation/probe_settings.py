@@ -75,8 +75,8 @@ class ProbeParams(PluginParams):
                           description="run the upstream through torch.compile while extracting features")
     sorted_batches: bool | None = Field(
         None, exclude_if=lambda value: value is None,
-        description="train on windows of neighbours in target-length order, s3prl's bucketing "
-                    "(None: the protocol's; on for the CTC tasks under superb)")
+        description="train on s3prl's length-sorted buckets instead of random batches "
+                    "(None: the protocol's; on for PR, SF and ASR under superb)")
 
 
 def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
