@@ -3,9 +3,9 @@
 SUPERB (s3prl ``downstream/asr/config.yaml`` and ``downstream/ctc/snips.yaml``): projector to
 1024, a 2-layer bidirectional LSTM of 1024 units with dropout 0.2, a linear layer to the tokens and
 the CTC blank; Adam at 1e-4, batch 32, 200,000 steps, dev every 2,000, gradient clipping 1;
-SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`); batches
-are windows of neighbours in label-length order (``bucketing: True`` in ``snips.yaml``;
-:class:`harness.data.batching.SortedSliceSampler`).
+SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`); SF's
+batches are windows of neighbours in label-length order (``bucketing: True`` in ``snips.yaml``;
+:class:`harness.data.batching.SortedSliceSampler`), ASR's those of s3prl's ASR recipe (``asr``).
 
 ``protocol: embedded``: projector 64, two BiLSTM layers of 64 over pairs of concatenated frames
 (``downsample: 2``, s3prl's ``concat`` style), 600 steps of 16 at 3e-3, dev every 200, no

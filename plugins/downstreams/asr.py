@@ -14,7 +14,7 @@ batch 32 as s3prl buckets it (sorted by audio length, cut into buckets of 32, ea
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
 character CTC to emerge) are in :mod:`harness.evaluation.ctc_probe`, shared with ``sf``; only the
-superb batches differ (:data:`PROTOCOLS`).
+sorted batches differ (:data:`PROTOCOLS`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from harness.api import (
 )
 
 UNK = "<unk>"
-#: the CTC protocols, with s3prl's ASR bucketing under superb (fixed buckets by audio length, halved)
-PROTOCOLS = {**CTC_PROTOCOLS, "superb": replace(CTC_PROTOCOLS["superb"], bucketing="buckets")}
+#: the CTC protocols with s3prl's ASR bucketing (fixed buckets by audio length, halved) wherever
+#: batches are sorted: under superb, or with ``sorted_batches: true``
+PROTOCOLS = {name: replace(settings, bucketing="buckets") for name, settings in CTC_PROTOCOLS.items()}
 
 
 class ASRParams(CTCProbeParams):
