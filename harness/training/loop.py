@@ -30,6 +30,7 @@ import math
 import re
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,8 +70,9 @@ class TrainConfig:
     max_bad_steps: int = 10  # non-finite losses in a row before the stage stops
     checkpoint_minutes: float | None = 10.0  # also checkpoint by wall-clock time (needs a ctx)
     betas: tuple[float, float] = (0.9, 0.999)
-    # collate the next step's batches on a background thread (pinned on CUDA) while this step runs; the
-    # batches and their order are unchanged, so it is left out of the checkpoint's config check
+    # collate the next steps' batches on background threads (pinned on CUDA) while this step runs
+    # (:func:`prefetch_depth` steps); the batches and their order are unchanged, so it is left out of
+    # the checkpoint's config check
     prefetch: bool = field(default=False, repr=False)
 
 
@@ -209,34 +211,50 @@ def pin_batch(batch: Any) -> Any:
     return batch
 
 
+#: steps collated ahead on a GPU, on as many threads: one thread reads and pads FLAC at about 3,000 to
+#: 3,700 audio seconds a second (``benchmarks/bench_prefetch.py`` on a 2-core machine), below what
+#: HuBERT Base trains at on an H200 (3,200 s/s measured at 14.5 % MFU, so about 7,700 at the 35 % aimed at)
+CUDA_PREFETCH_STEPS = 4
+
+
+def prefetch_depth(device: torch.device) -> int:
+    """Steps whose batches are read and padded ahead while a step runs: one on the CPU, where reading
+    competes with the step for the cores, :data:`CUDA_PREFETCH_STEPS` with a GPU."""
+    return CUDA_PREFETCH_STEPS if device.type == "cuda" else 1
+
+
 class _Prefetcher:
     """Hands out each optimizer step's index batches with their collated batches, collating the next
-    step's on a background thread meanwhile (and pinning them when ``pin``).
+    ``depth`` steps' on ``depth`` background threads meanwhile (and pinning them when ``pin``).
 
-    Drawing ahead moves the sampler one step further than training has got; :attr:`state` is the
-    sampler's state after the batches handed out, which is what a checkpoint keeps.
+    Threads, not processes: decoding (libsndfile, soxr) and padding (numpy) release the GIL, so the
+    threads read in parallel (two threads deliver 1.3–1.5× one on a 2-core machine,
+    ``benchmarks/bench_prefetch.py``), and a collated batch needs no pickling. Drawing ahead moves the
+    sampler further than training has got; :attr:`state` is the sampler's state after the batches
+    handed out, which is what a checkpoint keeps.
     """
 
     def __init__(self, batches: Iterator[list[int]], collate: Callable[[list[int]], Any], sampler: Any,
-                 per_step: int, pin: bool):
+                 per_step: int, pin: bool, depth: int = 1):
         self.batches, self.collate, self.sampler = batches, collate, sampler
-        self.per_step, self.pin = per_step, pin
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-collate")
+        self.per_step, self.pin, self.depth = per_step, pin, max(1, int(depth))
+        self.pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="harness-collate")
         self.state = sampler.state_dict()
-        self.ahead: list[tuple[list[int], Future]] | None = None
+        self.ahead: deque[tuple[list[tuple[list[int], Future]], dict]] = deque()
 
     def _work(self, indices: list[int]) -> Any:
         batch = self.collate(indices)
         return pin_batch(batch) if self.pin else batch
 
-    def _draw(self) -> list[tuple[list[int], Future]]:
+    def _draw(self) -> tuple[list[tuple[list[int], Future]], dict]:
+        """One step's batches, submitted for collation, and the sampler's state once they are drawn."""
         drawn = [next(self.batches) for _ in range(self.per_step)]
-        return [(indices, self.pool.submit(self._work, indices)) for indices in drawn]
+        return [(indices, self.pool.submit(self._work, indices)) for indices in drawn], self.sampler.state_dict()
 
     def take(self) -> list[tuple[list[int], Future]]:
-        current = self.ahead if self.ahead is not None else self._draw()
-        self.state = self.sampler.state_dict()
-        self.ahead = self._draw()
+        current, self.state = self.ahead.popleft() if self.ahead else self._draw()
+        while len(self.ahead) < self.depth:
+            self.ahead.append(self._draw())
         return current
 
     def close(self) -> None:
@@ -555,7 +573,7 @@ class _Trainer:
         batches = _cycle(self.sampler)
         if self.cfg.prefetch:
             self.prefetcher = _Prefetcher(batches, self.collate, self.sampler, self.cfg.accumulate,
-                                          pin=self.device.type == "cuda")
+                                          pin=self.device.type == "cuda", depth=prefetch_depth(self.device))
         try:
             return self._run(batches, started)
         finally:

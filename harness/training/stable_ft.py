@@ -131,5 +131,5 @@ def finetune_on_task(
         return task_metrics_on_waveforms(stable.forward, head, task, dev, params.batch_seconds, device)
 
     sampler = DynamicBatchSampler(train.lengths, params.batch_seconds, ctx.seed, max_items=params.max_items)
-    cfg = replace(train_config(params), prefetch=True)  # the next batch is read and padded meanwhile
+    cfg = replace(train_config(params), prefetch=True)  # later steps' batches are read and padded meanwhile
     return fit(stable.model, loss_fn, sampler, train.collate, cfg, ctx, evaluate, primary, stable.before_step)

@@ -3,7 +3,7 @@ so registering the plugin does not load torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -102,8 +102,8 @@ def run(
 
     chosen = tasks[names.index(select)]
     primary = (f"{select}.{chosen.primary_metric}", chosen.metrics[chosen.primary_metric])
-    result = fit(stable.model, loss_fn, mixed, collate, train_config(params), ctx, evaluate, primary,
-                 stable.before_step)  # fmt: skip
+    cfg = replace(train_config(params), prefetch=True)  # later steps' batches are read meanwhile
+    result = fit(stable.model, loss_fn, mixed, collate, cfg, ctx, evaluate, primary, stable.before_step)
     ctx.log(
         f"multitask fine-tuning on {', '.join(names)}: best dev {result.best_metrics} at step {result.best_step}"
     )

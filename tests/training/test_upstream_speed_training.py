@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from harness.core.plan import stage_key
 from harness.data.batching import DynamicBatchSampler
+from harness.training import loop
 from harness.training.loop import TrainConfig, _make_optimizer, _Prefetcher, fit
 from harness.training.stable_ft import StableFineTuning
 from plugins.finetune.supervised import SupervisedParams
@@ -33,6 +35,7 @@ class Regression:
 
 
 def _train(prefetch: bool, accumulate: int = 1) -> tuple[nn.Module, list[list[int]]]:
+    """A model trained 17 steps, and the batches its collate saw (in the order it saw them)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Tanh(), nn.Linear(8, 1))
     data = Regression()
@@ -42,29 +45,40 @@ def _train(prefetch: bool, accumulate: int = 1) -> tuple[nn.Module, list[list[in
     return model, data.collated
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_prefetched_batches_are_todays_in_the_same_order(accumulate):
+@pytest.mark.parametrize(("accumulate", "depth"), [(1, 1), (2, 1), (1, 3), (2, 3)])
+def test_prefetched_batches_are_todays_in_the_same_order(accumulate, depth, monkeypatch):
     plain, plain_batches = _train(False, accumulate)
+    monkeypatch.setattr(loop, "prefetch_depth", lambda device: depth)
     ahead, ahead_batches = _train(True, accumulate)
     steps = 17 * accumulate
-    assert ahead_batches[:steps] == plain_batches  # plus the one step drawn ahead and never used
-    assert len(ahead_batches) == steps + accumulate
+    assert len(ahead_batches) == steps + depth * accumulate  # plus the steps drawn ahead, never used
+    if depth == 1:
+        assert ahead_batches[:steps] == plain_batches
+    else:  # several threads collate in any order: every batch trained on was collated
+        assert not Counter(map(tuple, plain_batches)) - Counter(map(tuple, ahead_batches))
     for a, b in zip(ahead.state_dict().values(), plain.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+        assert torch.equal(a, b)  # the same batches in the same order, hence the same weights
 
 
-def test_prefetcher_checkpoints_the_position_of_the_batches_handed_out():
+@pytest.mark.parametrize("depth", [1, 3])
+def test_prefetcher_hands_out_batches_in_order_and_checkpoints_their_position(depth):
     sampler = DynamicBatchSampler([1.0] * 10, 2.0, seed=1)  # five batches an epoch
+    reference = DynamicBatchSampler([1.0] * 10, 2.0, seed=1)
 
-    def forever():
+    def forever(s):
         while True:
-            yield from sampler
+            yield from s
 
-    prefetcher = _Prefetcher(forever(), lambda idx: idx, sampler, per_step=1, pin=False)
+    expected = forever(reference)
+    prefetcher = _Prefetcher(forever(sampler), lambda idx: [i * 10 for i in idx], sampler, per_step=1,
+                             pin=False, depth=depth)
     try:
-        for step in range(7):
-            prefetcher.take()
+        for step in range(12):
+            [(indices, future)] = prefetcher.take()
+            assert indices == next(expected)
+            assert future.result() == [i * 10 for i in indices]
             assert prefetcher.state["epoch"] * 5 + prefetcher.state["position"] == step + 1
+        assert len(prefetcher.ahead) == depth  # the next ``depth`` steps are being collated
     finally:
         prefetcher.close()
 
