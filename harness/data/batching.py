@@ -27,6 +27,17 @@ def _rng(seed: int, stream: int, epoch: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed) % 2**63, stream, int(epoch)])
 
 
+def _check_batch_size(batch_size: int) -> int:
+    if batch_size < 1:
+        raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
+    return int(batch_size)
+
+
+def _longest_first(keys: Sequence[float]) -> list[int]:
+    """Item indices by descending key; a stable sort, so ties keep the items' order (as s3prl's)."""
+    return sorted(range(len(keys)), key=lambda i: -float(keys[i]))
+
+
 class _EpochSampler:
     """Epoch/position bookkeeping shared by both samplers; subclasses give the epoch's batches."""
 
@@ -124,10 +135,8 @@ class FixedBatchSampler(_EpochSampler):
 
     def __init__(self, n_items: int, batch_size: int, seed: int, shuffle: bool = True):
         super().__init__(seed, shuffle)
-        if batch_size < 1:
-            raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
         self.n_items = int(n_items)
-        self.batch_size = int(batch_size)
+        self.batch_size = _check_batch_size(batch_size)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         n = self.n_items
@@ -158,10 +167,8 @@ class SortedSliceSampler(_EpochSampler):
         half_batch_seconds: float = 300_000 / 16_000,
     ):
         super().__init__(seed, shuffle=True)
-        if batch_size < 1:
-            raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
-        self.order = sorted(range(len(keys)), key=lambda i: -float(keys[i]))  # stable: ties keep item order
-        self.batch_size = int(batch_size)
+        self.order = _longest_first(keys)
+        self.batch_size = _check_batch_size(batch_size)
         self.durations = None if durations is None else [float(d) for d in durations]
         self.half_batch_seconds = float(half_batch_seconds)
 
@@ -193,9 +200,8 @@ class SortedBucketSampler(_EpochSampler):
 
     def __init__(self, keys: Sequence[float], batch_size: int, seed: int, half_above: float | None = None):
         super().__init__(seed, shuffle=True)
-        if batch_size < 1:
-            raise StageError(f"the batch size must be at least 1 (got {batch_size}).")
-        order = sorted(range(len(keys)), key=lambda i: -float(keys[i]))  # stable: ties keep item order
+        batch_size = _check_batch_size(batch_size)
+        order = _longest_first(keys)
         self.batches: list[list[int]] = []
         for start in range(0, len(order), batch_size):
             bucket = order[start : start + batch_size]
