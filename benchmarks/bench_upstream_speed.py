@@ -3,8 +3,8 @@
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
 frames only (``attention=packed``); cuDNN autotuning (CUDA); torch.compile of the ``auto`` settings
 (CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are counted once per batch
-by ``torch.utils.flop_counter.FlopCounterMode`` on the packed convolution path: the useful work, padding
-excluded, so that every path is rated against the same work and the padded paths' wasted products
+by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the plain convolution): the
+useful work, padding excluded, so that every path is rated against the same work and the padded paths' wasted products
 count against them (the header prints how much more the padded path computes). MFU divides by the
 device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a".
 The fine-tuning rate is the training loop (:func:`harness.training.loop.fit`, batches collated from
