@@ -40,13 +40,24 @@ def peak_tflops(device: torch.device, precision: str) -> float | None:
     return next((v for (frag, p), v in PEAK_TFLOPS.items() if frag in name and p == precision), None)
 
 
-def _batches(seconds_per_batch: float, steps: int, seed: int = 0) -> list[list[np.ndarray]]:
-    """``steps`` dynamic batches of ≤ ``seconds_per_batch`` padded seconds, items of 2–6 s."""
+def _batches(seconds_per_batch: float, steps: int, seed: int = 0, random: bool = False) -> list[list[np.ndarray]]:
+    """``steps`` batches of ≤ ``seconds_per_batch`` padded seconds, items of 2–6 s: the project's
+    length-sorted dynamic batches, or with ``random`` items in random order (much more padding)."""
     rng = np.random.default_rng(seed)
     lengths = rng.uniform(2.0, 6.0, size=max(4 * steps, int(steps * seconds_per_batch / 2) + 4))
     waves = [rng.standard_normal(int(s * 16000)).astype(np.float32) * 0.1 for s in lengths]
-    sampler = DynamicBatchSampler(lengths, seconds_per_batch, seed=seed)
-    return [[waves[i] for i in b] for b in list(sampler)[:steps]]
+    if not random:
+        sampler = DynamicBatchSampler(lengths, seconds_per_batch, seed=seed)
+        return [[waves[i] for i in b] for b in list(sampler)[:steps]]
+    batches: list[list[np.ndarray]] = []
+    current: list[np.ndarray] = []
+    for i in rng.permutation(len(waves)).tolist():
+        longest = max([len(waves[i])] + [len(w) for w in current])
+        if current and (len(current) + 1) * longest > seconds_per_batch * 16000:
+            batches.append(current)
+            current = []
+        current.append(waves[i])
+    return (batches + [current])[:steps]
 
 
 def _sync(device: torch.device) -> None:
@@ -157,7 +168,7 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
 
 
 def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
-            *, compile: bool | None = None) -> list[dict[str, Any]]:
+            *, compile: bool | None = None, random_batches: bool = False) -> list[dict[str, Any]]:
     """One row per (work, path): seconds, audio s/s, TFLOP/s, MFU, ratio to fp32; then the fine-tuning
     stage's rate against the raw model rate. ``compile`` (default: on CUDA only) adds compiled rows."""
     device = torch.device(device)
@@ -165,7 +176,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
     model = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
     model.feature_extractor.requires_grad_(False)  # as in stable fine-tuning: the CNN stays frozen
     model.set_layerdrop(0.0)  # every pass does the same work: no layer skipped at random
-    batches = _batches(seconds_per_batch, steps)
+    batches = _batches(seconds_per_batch, steps, random=random_batches)
     audio = sum(len(w) for b in batches for w in b) / 16000
     paths = [("fp32", False, "conv", "padded", False), ("bf16", True, "conv", "padded", False),
              ("fp32+fft", False, "fft", "padded", False), ("bf16+fft", True, "fft", "padded", False),
@@ -230,11 +241,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="padded seconds of audio per batch")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--random-batches", action="store_true",
+                        help="items in random order instead of length-sorted batches (more padding)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; HuBERT {args.preset}; {args.seconds:g} s batches × {args.steps}")
-    for row in measure(device, args.preset, args.seconds, args.steps, compile=args.compile):
+    for row in measure(device, args.preset, args.seconds, args.steps, compile=args.compile,
+                       random_batches=args.random_batches):
         print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
 
 
