@@ -51,7 +51,8 @@ def test_prefetched_batches_are_todays_in_the_same_order(accumulate, depth, monk
     monkeypatch.setattr(loop, "prefetch_depth", lambda device: depth)
     ahead, ahead_batches = _train(True, accumulate)
     steps = 17 * accumulate
-    assert len(ahead_batches) == steps + depth * accumulate  # plus the steps drawn ahead, never used
+    # plus at most the steps drawn ahead and never used (those not started when training ends are cancelled)
+    assert steps <= len(ahead_batches) <= steps + depth * accumulate
     if depth == 1:
         assert ahead_batches[:steps] == plain_batches
     else:  # several threads collate in any order: every batch trained on was collated
