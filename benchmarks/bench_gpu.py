@@ -68,7 +68,7 @@ def upstream_section(device: torch.device, preset: str, batch_seconds: float, st
         print(f"not available ({exc})")
         return
     for row in measure(device, preset, batch_seconds, steps):
-        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
 
 
 # --------------------------------------------------------------------------- 2. ABX

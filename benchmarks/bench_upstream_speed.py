@@ -1,14 +1,15 @@
 """Upstream speed: forward+backward and extraction of a HuBERT preset, TFLOP/s and MFU per path.
 
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
-frames only (``attention=packed``); cuDNN autotuning (CUDA); torch.compile of the ``auto`` settings
-(CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are counted once per batch
-by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the plain convolution): the
-useful work, padding excluded, so that every path is rated against the same work and the padded paths' wasted products
-count against them (the header prints how much more the padded path computes). MFU divides by the
-device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a".
-The fine-tuning rate is the training loop (:func:`harness.training.loop.fit`, batches collated from
-waveforms, prefetched as in the stage) in audio seconds per second, against the raw model rate.
+frames only (``attention=packed``); cuDNN autotuning and fp32 on TF32 tensor cores (CUDA); torch.compile
+of the ``auto`` settings (CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are
+counted once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the
+plain convolution): the useful work, padding excluded, so that every path is rated against the same work
+and the padded paths' wasted products count against them (the header prints how much more the padded
+path computes). MFU divides by the device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`);
+unknown devices and CPUs: "n/a". The fine-tuning rate is the training loop
+(:func:`harness.training.loop.fit`, batches collated from waveforms, prefetched as in the stage) in audio
+seconds per second, against the raw model rate.
 
     .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --seconds 8 --steps 3
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,8 @@ from harness.training.loop import TrainConfig, fit
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
 
 #: peak dense TFLOP/s by (device-name fragment, precision); fp32 is the non-tensor-core rate
-PEAK_TFLOPS = {("H100", "bf16"): 989.0, ("H100", "fp32"): 67.0, ("H200", "bf16"): 989.0, ("H200", "fp32"): 67.0}
+PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
+               for precision, value in (("bf16", 989.0), ("tf32", 494.0), ("fp32", 67.0))}
 
 
 def peak_tflops(device: torch.device, precision: str) -> float | None:
@@ -63,6 +66,17 @@ def _batches(seconds_per_batch: float, steps: int, seed: int = 0, random: bool =
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _matmul_precision(precision: str) -> Iterator[None]:
+    """fp32 matmuls on TF32 tensor cores for ``tf32`` paths (CUDA), full fp32 otherwise."""
+    before = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
 
 
 def _loss(model, wavs, lengths) -> torch.Tensor:
@@ -168,9 +182,11 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
 
 
 def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
-            *, compile: bool | None = None, random_batches: bool = False) -> list[dict[str, Any]]:
-    """One row per (work, path): seconds, audio s/s, TFLOP/s, MFU, ratio to fp32; then the fine-tuning
-    stage's rate against the raw model rate. ``compile`` (default: on CUDA only) adds compiled rows."""
+            *, compile: bool | None = None, random_batches: bool = False,
+            only: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
+    """One row per (work, path), yielded as each is measured: seconds, audio s/s, TFLOP/s, MFU, ratio to
+    the first path timed; then the fine-tuning stage's rate against the raw model rate. ``compile``
+    (default: on CUDA only) adds compiled rows; ``only`` keeps the named paths (and drops the stage row)."""
     device = torch.device(device)
     compile = device.type == "cuda" if compile is None else compile
     model = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
@@ -183,10 +199,15 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
              ("fp32+packed", False, "conv", "packed", False), ("bf16+packed", True, "conv", "packed", False),
              ("bf16+fft+packed", True, "fft", "packed", False)]
     if device.type == "cuda":
-        paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True)]
+        paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True),
+                  ("tf32+packed", False, "conv", "packed", False)]
     if compile:
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
-    rows: list[dict[str, Any]] = []
+    if only is not None:
+        unknown = set(only) - {p[0] for p in paths}
+        if unknown:
+            raise ValueError(f"unknown paths {sorted(unknown)}; choose from {[p[0] for p in paths]}")
+        paths = [p for p in paths if p[0] in only]
     for work, train in (("forward+backward", True), ("extraction", False)):
         model.train(train)
         padded_flops = _flops(model, batches, device, train, "padded")
@@ -203,21 +224,25 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             model.set_positional_conv(pos)
             model.set_attention(attention)
             runner = torch.compile(model, dynamic=True) if name.endswith("compile") else model
+            precision = "bf16" if bf16 else "tf32" if name.startswith("tf32") else "fp32"
+            cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
+                                               deterministic=torch.backends.cudnn.deterministic,
+                                               allow_tf32=torch.backends.cudnn.allow_tf32)
             try:
-                with torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
-                                                deterministic=torch.backends.cudnn.deterministic,
-                                                allow_tf32=torch.backends.cudnn.allow_tf32):
+                with cudnn, _matmul_precision(precision):
                     seconds = _run(runner, batches, device, train, bf16)
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
-                rows.append({"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"})
+                yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
                 continue
             finally:
                 model.zero_grad(set_to_none=True)
             tflops = flops / seconds / 1e12
-            peak = peak_tflops(device, "bf16" if bf16 else "fp32")
+            peak = peak_tflops(device, precision)
             base = base or seconds
-            rows.append({"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
-                         "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds})
+            yield {"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
+                   "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds}
+    if only is not None:
+        return
     model.set_positional_conv("auto")
     model.set_attention("auto")
     bf16 = device.type == "cuda"
@@ -225,9 +250,8 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
     raw = audio / _run(model, batches, device, True, bf16)  # measured now, under the stage's settings
     model.zero_grad(set_to_none=True)
     stage = _finetune_rate(model, batches, device, bf16)
-    rows.append({"work": "fine-tuning stage loop", "path": "bf16+auto" if bf16 else "fp32+auto",
-                 "audio_s_per_s": stage, "raw_audio_s_per_s": raw, "ratio_to_raw": stage / raw})
-    return rows
+    yield {"work": "fine-tuning stage loop", "path": "bf16+auto" if bf16 else "fp32+auto",
+           "audio_s_per_s": stage, "raw_audio_s_per_s": raw, "ratio_to_raw": stage / raw}
 
 
 def _fmt(value: Any) -> str:
@@ -243,13 +267,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--random-batches", action="store_true",
                         help="items in random order instead of length-sorted batches (more padding)")
+    parser.add_argument("--paths", nargs="+", default=None, help="only these paths (e.g. bf16 bf16+auto+compile)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; HuBERT {args.preset}; {args.seconds:g} s batches × {args.steps}")
     for row in measure(device, args.preset, args.seconds, args.steps, compile=args.compile,
-                       random_batches=args.random_batches):
-        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+                       random_batches=args.random_batches, only=args.paths):
+        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
 
 
 if __name__ == "__main__":
