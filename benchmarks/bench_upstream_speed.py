@@ -200,7 +200,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
              ("bf16+fft+packed", True, "fft", "packed", False)]
     if device.type == "cuda":
         paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True),
-                  ("tf32+packed", False, "conv", "packed", False)]
+                  ("tf32+fft", False, "fft", "padded", False)]
     if compile:
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
     if only is not None:

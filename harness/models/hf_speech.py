@@ -155,8 +155,8 @@ class SpeechTransformer(UpstreamModel):
         self.pos_conv_mode = mode
 
     def set_attention(self, mode: str) -> None:
-        """How the layers treat padding: ``auto`` (packed on CUDA, padded elsewhere), ``padded`` or
-        ``packed`` (:mod:`harness.models.packed_encoder`)."""
+        """How the layers treat padding: ``auto`` (the padded path), ``padded`` or ``packed``
+        (:mod:`harness.models.packed_encoder`)."""
         resolve_attention(mode, torch.device("cpu"))  # refuses an unknown mode
         self.attention_mode = mode
 

@@ -1,28 +1,25 @@
 """The encoder's layers on the valid frames only (attention mode ``packed``), equal to the padded path.
 
 The padded path runs every layer on all B×T frames and hands SDPA a padding mask: the padding's
-share of every matrix product is spent for nothing, and on CUDA the mask rules out the flash
-kernels. The packed path gathers the N valid frames into one N×D sequence (:class:`Packing`), so
-that projections, feed-forward and layer norms run on N rows, and attention runs within each
-utterance:
+share of every matrix product is spent for nothing. The packed path gathers the N valid frames into
+one N×D sequence (:class:`Packing`), so that projections, feed-forward and layer norms run on N rows,
+and attention runs within each utterance, one plain SDPA call per utterance.
 
-- on CUDA as one variable-length (jagged nested tensor) SDPA call, which dispatches to the flash or
-  memory-efficient kernels without a mask, attention dropout included;
-- elsewhere as one plain SDPA call per utterance: on the CPU, jagged SDPA falls back to a slower
-  path (about 2× the padded step on the tiny preset), while the loop gains what the padding cost
-  (HuBERT Base, 6 utterances of 2–6 s with 33 % padding, 2 threads: 5.1 s a step against 6.9 s).
+Where it pays: on the CPU, with batches that carry padding (HuBERT Base, 6 utterances of 2–6 s with
+33 % padding, 2 threads: 5.1 s a step against 6.9 s). Where it does not: on an H200 (torch 2.11,
+HuBERT Base, 160-second batches with 2.6 % padding) the packed layers ran 3.5× slower than the padded
+ones, forward+backward and extraction alike, with torch's jagged nested-tensor SDPA, which took its
+math fallback; so ``auto`` is the padded path on every device and ``packed`` is opt-in.
 
 The layer forwards below are transformers' ``Wav2Vec2EncoderLayer`` (post-LN) and
 ``Wav2Vec2EncoderLayerStableLayerNorm`` (pre-LN) written on N×D rows with the same modules; the
 tests hold them equal to transformers' own forward on padded batches. In training, dropout draws
 its masks over N×D instead of B×T×D values, so a packed run is equal in distribution, not bit for
-bit, to a padded one; ``auto`` therefore keeps the padded path on the CPU, so that every CPU result
-stays as it was, and packs on CUDA.
+bit, to a padded one.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -30,21 +27,13 @@ import torch.nn.functional as F
 
 from harness.models.upstream_speed import resolve_auto
 
-
-def _drop_fx_tracing_notice(record: logging.LogRecord) -> bool:
-    """False for torch's one-time ``is_fx_tracing`` notice, which building a jagged tensor triggers and
-    which says nothing about this use."""
-    return not record.getMessage().startswith("is_fx_tracing will return true")
-
-
-logging.getLogger("torch.fx._symbolic_trace").addFilter(_drop_fx_tracing_notice)
-
 ATTENTION_MODES: tuple[str, ...] = ("auto", "padded", "packed")
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device`` (see the module docstring)."""
-    return resolve_auto("attention", mode, ATTENTION_MODES, device, cuda="packed", other="padded")
+    """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device``: ``auto`` is ``padded``
+    everywhere (see the module docstring); ``device`` is taken for the other ``auto`` modes' sake."""
+    return resolve_auto("attention", mode, ATTENTION_MODES, device, cuda="padded", other="padded")
 
 
 @dataclass(frozen=True)
@@ -52,22 +41,16 @@ class Packing:
     """Where the valid frames of a padded B×T batch sit once gathered into N rows."""
 
     index: torch.Tensor  # N positions in the flattened B·T frames
-    offsets: torch.Tensor  # B+1 cumulative frame counts: utterance i is rows offsets[i]:offsets[i+1]
-    bounds: tuple[int, ...]  # the same offsets as Python ints (one device sync, here)
+    bounds: tuple[int, ...]  # B+1 cumulative frame counts: utterance i is rows bounds[i]:bounds[i+1]
     batch: int
     frames: int
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> Packing:
         """The packing of a B×T mask that is True on the valid frames (valid frames come first)."""
-        lengths = mask.sum(dim=1)
-        offsets = F.pad(lengths.cumsum(0), (1, 0))
+        bounds = F.pad(mask.sum(dim=1).cumsum(0), (1, 0))
         index = mask.reshape(-1).nonzero().squeeze(1)
-        return cls(index, offsets, tuple(offsets.tolist()), mask.shape[0], mask.shape[1])
-
-    @property
-    def max_length(self) -> int:
-        return max((b - a for a, b in zip(self.bounds[:-1], self.bounds[1:])), default=0)
+        return cls(index, tuple(bounds.tolist()), mask.shape[0], mask.shape[1])  # one device sync
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """B×T×D -> N×D: the valid frames, utterance after utterance."""
@@ -80,21 +63,10 @@ class Packing:
 
 
 def attention_within_utterances(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: Packing, dropout: float, scale: float,
-    *, nested: bool,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: Packing, dropout: float, scale: float
 ) -> torch.Tensor:
-    """Softmax attention of N×H×d rows, each utterance attending to itself only; N×H×d out.
-
-    ``nested``: one jagged-nested-tensor SDPA call (CUDA's flash/efficient kernels); otherwise one
-    SDPA call per utterance."""
-    if nested:
-        def jagged(t: torch.Tensor) -> torch.Tensor:
-            return torch.nested.nested_tensor_from_jagged(
-                t, packing.offsets, max_seqlen=packing.max_length
-            ).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(jagged(q), jagged(k), jagged(v), dropout_p=dropout, scale=scale)
-        return out.transpose(1, 2).values()
+    """Softmax attention of N×H×d rows, each utterance attending to itself only (one SDPA call per
+    utterance, without a mask); N×H×d out."""
     q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # 1×H×N×d: 4-D, for the CPU's flash kernel
     pieces = [
         F.scaled_dot_product_attention(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], dropout_p=dropout, scale=scale)
@@ -109,7 +81,7 @@ def packed_self_attention(attention: torch.nn.Module, x: torch.Tensor, packing: 
     heads = attention.num_heads
     q, k, v = (proj(x).view(rows, heads, -1) for proj in (attention.q_proj, attention.k_proj, attention.v_proj))
     dropout = attention.dropout if attention.training else 0.0
-    out = attention_within_utterances(q, k, v, packing, dropout, attention.scaling, nested=x.is_cuda)
+    out = attention_within_utterances(q, k, v, packing, dropout, attention.scaling)
     return attention.out_proj(out.reshape(rows, width))
 
 

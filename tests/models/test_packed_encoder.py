@@ -82,17 +82,15 @@ def test_packed_gradients_equal_the_padded_ones(checkpointing, device):
         assert (got - want).abs().max() <= 1e-4 * want.abs().max() + 1e-6, name
 
 
-@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # the CPU's fallback for jagged SDPA
-def test_jagged_kernel_equals_one_call_per_utterance():
+def test_each_utterance_attends_to_itself_only():
     g = torch.Generator().manual_seed(5)
     mask = torch.arange(9)[None, :] < torch.tensor([9, 4, 0, 7])[:, None]  # an empty utterance too
     packing = Packing.from_mask(mask)
-    assert packing.bounds == (0, 9, 13, 13, 20) and packing.max_length == 9
+    assert packing.bounds == (0, 9, 13, 13, 20)
     q, k, v = (torch.randn(20, 3, 8, generator=g) for _ in range(3))
-    loop = attention_within_utterances(q, k, v, packing, 0.0, 0.3, nested=False)
-    jagged = attention_within_utterances(q, k, v, packing, 0.0, 0.3, nested=True)
-    assert torch.allclose(loop, jagged, atol=1e-6)
-    for a, b in [(0, 9), (9, 13), (13, 20)]:  # each utterance attends to itself only
+    loop = attention_within_utterances(q, k, v, packing, 0.0, 0.3)
+    assert loop.shape == (20, 3, 8)
+    for a, b in [(0, 9), (9, 13), (13, 20)]:
         alone = torch.softmax(q[a:b].transpose(0, 1) @ k[a:b].permute(1, 2, 0) * 0.3, -1) @ v[a:b].transpose(0, 1)
         assert torch.allclose(loop[a:b], alone.transpose(0, 1), atol=1e-6)
 
@@ -106,7 +104,8 @@ def test_packing_round_trip_and_modes():
     assert torch.equal(rows[5:7], x[1, :2])
     assert torch.equal(packing.unpack(rows), x * mask[..., None])
     assert resolve_attention("auto", torch.device("cpu")) == "padded"
-    assert resolve_attention("auto", torch.device("cuda")) == "packed"
+    assert resolve_attention("auto", torch.device("cuda")) == "padded"  # packed measured 3.5x slower on an H200
+    assert resolve_attention("packed", torch.device("cpu")) == "packed"
     with pytest.raises(ValueError, match="unknown attention mode 'flash'"):
         _model("hubert").set_attention("flash")
 

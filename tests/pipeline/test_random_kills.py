@@ -26,7 +26,8 @@ def _run_in_process(path: Path):
     manager = toy_manager()
     recipe = load_recipe(path, manager)
     plan = build_plan(recipe, manager)
-    return plan, run_plan(plan, recipe.output, LocalExecutor(manager))
+    # on the CPU: the run is forked, and a forked child cannot use CUDA once the test process has
+    return plan, run_plan(plan, recipe.output, LocalExecutor(manager, device="cpu"))
 
 
 def _artifacts(out: Path) -> dict[str, bytes]:

@@ -24,7 +24,7 @@ def toy_run(tmp_path_factory):
     path = write_recipe(tmp)
     recipe = load_recipe(path, manager)
     plan = build_plan(recipe, manager)
-    assert run_plan(plan, recipe.output, LocalExecutor(manager)).ok
+    assert run_plan(plan, recipe.output, LocalExecutor(manager, device="cpu")).ok  # the device recorded below
     return path, recipe.output, plan
 
 
