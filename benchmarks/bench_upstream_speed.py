@@ -2,7 +2,7 @@
 
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
 frames only (``attention=packed``); cuDNN autotuning and fp32 on TF32 tensor cores (CUDA); torch.compile
-of the ``auto`` settings (CUDA by default: it takes about a minute to compile on a small CPU). FLOPs are
+of the ``auto`` settings' layers (CUDA by default: about 20 s to compile on a small CPU). FLOPs are
 counted once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the
 plain convolution): the useful work, padding excluded, so that every path is rated against the same work
 and the padded paths' wasted products count against them (the header prints how much more the padded
@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import pad_waves
+from harness.models.upstream_speed import compile_module, compile_regions
 from harness.training.loop import TrainConfig, fit
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
 
@@ -66,6 +67,17 @@ def _batches(seconds_per_batch: float, steps: int, seed: int = 0, random: bool =
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _compiled(model: torch.nn.Module) -> Iterator[None]:
+    """The model as ``compile: true`` runs it (:func:`compile_module`), back to eager afterwards."""
+    compile_module(model)
+    try:
+        yield
+    finally:
+        for region in compile_regions(model):
+            region._compiled_call_impl = None  # the rows after this one run eager again
 
 
 @contextlib.contextmanager
@@ -223,14 +235,14 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
         for name, bf16, pos, attention, autotune in paths:
             model.set_positional_conv(pos)
             model.set_attention(attention)
-            runner = torch.compile(model, dynamic=True) if name.endswith("compile") else model
+            compiled = _compiled(model) if name.endswith("compile") else contextlib.nullcontext()
             precision = "bf16" if bf16 else "tf32" if name.startswith("tf32") else "fp32"
             cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
                                                deterministic=torch.backends.cudnn.deterministic,
                                                allow_tf32=torch.backends.cudnn.allow_tf32)
             try:
-                with cudnn, _matmul_precision(precision):
-                    seconds = _run(runner, batches, device, train, bf16)
+                with cudnn, _matmul_precision(precision), compiled:
+                    seconds = _run(model, batches, device, train, bf16)
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
                 yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
                 continue
