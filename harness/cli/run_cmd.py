@@ -30,8 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="with --executor ray and no --address: CPUs of the local Ray instance (default: all)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="with the local executor: run up to N independent stages at once, each in a worker "
-                             "process on the threads a sequential run gives it (identical results); one at a "
-                             "time holds a CUDA GPU (default 1)")
+                             "process on the threads a sequential run gives it (identical results); "
+                             "--gpu-jobs of them at a time on a CUDA GPU (default 1)")
+    parser.add_argument("--gpu-jobs", type=int, default=1, metavar="N",
+                        help="with --jobs and a CUDA GPU: up to N fine-tuning and evaluation stages share the GPU "
+                             "at once, each with its own memory (default 1: a stage holds the GPU; raise it for "
+                             "small models)")
     parser.add_argument("--heartbeat", type=float, default=HEARTBEAT_S, metavar="SECONDS",
                         help="when the output is not a terminal (a batch job's log), print each running stage's "
                              f"step, rate and ETA every SECONDS (default {HEARTBEAT_S:g}; 0: never)")
@@ -42,14 +46,15 @@ def make_executor(args: argparse.Namespace) -> Executor:
     """The executor ``args`` ask for; a bad ``--device`` (or a GPU that is not there) is a HarnessError."""
     device = getattr(args, "device", "auto")
     if args.executor == "ray":
-        if getattr(args, "jobs", 1) != 1:
-            raise HarnessError("--jobs is for the local executor; with --executor ray, stages overlap as their "
-                               "declared resources allow (drop --jobs).")
+        for attr, flag in (("jobs", "--jobs"), ("gpu_jobs", "--gpu-jobs")):
+            if getattr(args, attr, 1) != 1:
+                raise HarnessError(f"{flag} is for the local executor; with --executor ray, stages overlap as "
+                                   f"their declared resources allow (drop {flag}).")
         from harness.pipeline.executors.ray import RayExecutor
 
         return RayExecutor(address=args.address, num_cpus=getattr(args, "num_cpus", None),
                            max_retries=getattr(args, "max_retries", 3), device=device)
-    return LocalExecutor(device=device, jobs=getattr(args, "jobs", 1))
+    return LocalExecutor(device=device, jobs=getattr(args, "jobs", 1), gpu_jobs=getattr(args, "gpu_jobs", 1))
 
 
 def run(args: argparse.Namespace) -> int:

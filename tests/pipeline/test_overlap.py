@@ -10,12 +10,12 @@ import pytest
 
 from harness.cli import main
 from harness.core.errors import HarnessError
-from harness.core.plan import build_plan
+from harness.core.plan import Stage, build_plan
 from harness.core.recipe import load_recipe
 from harness.core.store import Store
 from harness.core.threads import available_cores
 from harness.pipeline.executors.local import LocalExecutor
-from harness.pipeline.executors.overlap import worker_threads
+from harness.pipeline.executors.overlap import admits, worker_threads
 from harness.pipeline.run import run_plan
 from tests.core_helpers import toy_manager, write_recipe
 
@@ -82,13 +82,38 @@ def test_jobs_must_be_positive_and_workers_get_a_sequential_stage_s_threads():
     assert worker_threads() == available_cores()
 
 
-def test_run_command_rejects_zero_jobs(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--jobs", "--gpu-jobs"])
+def test_run_command_rejects_zero_jobs(tmp_path, capsys, flag):
     path = write_recipe(tmp_path)
-    assert main(["run", str(path), "--jobs", "0"]) == 2
-    assert "--jobs must be at least 1 (got 0)." in capsys.readouterr().err
+    assert main(["run", str(path), flag, "0"]) == 2
+    assert f"{flag} must be at least 1 (got 0)." in capsys.readouterr().err
 
 
-def test_jobs_with_the_ray_executor_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--jobs", "--gpu-jobs"])
+def test_jobs_with_the_ray_executor_is_refused(tmp_path, capsys, flag):
     path = write_recipe(tmp_path)
-    assert main(["run", str(path), "--executor", "ray", "--jobs", "2"]) == 2
-    assert "--jobs is for the local executor" in capsys.readouterr().err
+    assert main(["run", str(path), "--executor", "ray", flag, "2"]) == 2
+    assert f"{flag} is for the local executor" in capsys.readouterr().err
+
+
+def _stage(key: str, kind: str, model: str = "", corpus: str = "") -> Stage:
+    inputs = {"model": model, "corpus": corpus} if kind == "evaluate" else {}
+    return Stage(key, kind, "p", "1", {}, inputs, 0)
+
+
+def test_admission_counts_gpu_slots_and_keeps_a_feature_cache_to_one_stage():
+    ft, merge = _stage("ft", "finetune"), _stage("merge", "merge")
+    ev_a, ev_a2 = _stage("a", "evaluate", "m1", "c"), _stage("a2", "evaluate", "m1", "c")
+    ev_b = _stage("b", "evaluate", "m2", "c")
+    # one slot (the default): a stage on the GPU holds it; CPU stages start beside it
+    assert not admits(ev_b, [ft], accelerator_slots=1)
+    assert admits(merge, [ft], accelerator_slots=1)
+    # more slots: accelerator stages share the GPU up to that many
+    assert admits(ev_b, [ft, merge], accelerator_slots=2)
+    assert not admits(ev_b, [ft, ev_a], accelerator_slots=2)
+    # no CUDA device: no slots to count
+    assert admits(ev_b, [ft, ev_a], accelerator_slots=None)
+    # stages that fill one feature cache never run together, however many slots
+    assert not admits(ev_a2, [ev_a], accelerator_slots=4)
+    assert not admits(ev_a2, [ev_a], accelerator_slots=None)
+    assert admits(ev_b, [ev_a], accelerator_slots=4)

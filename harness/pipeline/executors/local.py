@@ -22,18 +22,20 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, plugins: PluginManager | None = None, device: str | torch.device = "auto", jobs: int = 1):
-        if jobs < 1:
-            raise HarnessError(f"--jobs must be at least 1 (got {jobs}).")
+    def __init__(self, plugins: PluginManager | None = None, device: str | torch.device = "auto", jobs: int = 1,
+                 gpu_jobs: int = 1):
+        for flag, value in (("--jobs", jobs), ("--gpu-jobs", gpu_jobs)):
+            if value < 1:
+                raise HarnessError(f"{flag} must be at least 1 (got {value}).")
         self.plugins = plugins
         self.device = model_device(device)
-        self.jobs = jobs
+        self.jobs, self.gpu_jobs = jobs, gpu_jobs
 
     def execute(self, stages: list[Stage], done: set[str], output: Path, on_start: StartFn,
                 on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn) -> None:
         if self.jobs > 1:
             run_overlapped(stages, done, output, on_start, on_finish, on_progress, jobs=self.jobs,
-                           plugins=self.plugins, device=self.device)
+                           plugins=self.plugins, device=self.device, gpu_jobs=self.gpu_jobs)
             return
         finished = set(done)
         for stage in stages:

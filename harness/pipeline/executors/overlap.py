@@ -8,9 +8,10 @@ in a sequential run. Workers are started with ``spawn`` (no copy of the driver's
 state) and reused from stage to stage.
 
 Resources: at most ``jobs`` stages run at once; each worker runs torch on as many threads as a
-sequential run gives a stage (see :func:`worker_threads`); a stage whose kind uses the accelerator
-holds it while it runs when the device is CUDA (one such stage at a time); evaluate stages that
-share a feature cache (one model on one corpus) run one after the other. The driver alone starts
+sequential run gives a stage (see :func:`worker_threads`); when the device is CUDA, at most
+``gpu_jobs`` stages whose kind uses the accelerator run at once (default one: a stage holds the GPU;
+more let small models' stages share it, each worker with its own CUDA memory); evaluate stages that
+share a feature cache (one model on one corpus) run one after the other (see :func:`admits`). The driver alone starts
 stages, hears their progress (a queue the workers write to) and receives their outcomes, so it
 alone writes the results store.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,19 @@ def _feature_cache(stage: Stage) -> tuple[str, str] | None:
     return stage.inputs.get("model", ""), stage.inputs.get("corpus", "")
 
 
+def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None) -> bool:
+    """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: none of them
+    fills the same feature cache, and with ``accelerator_slots`` (a CUDA device) fewer than that many
+    stages on the accelerator run when ``stage`` would join them."""
+    running = list(running)
+    cache = _feature_cache(stage)
+    if cache is not None and any(_feature_cache(s) == cache for s in running):
+        return False
+    if accelerator_slots is not None and stage.kind in ACCELERATOR_KINDS:
+        return sum(s.kind in ACCELERATOR_KINDS for s in running) < accelerator_slots
+    return True
+
+
 def worker_threads() -> int:
     """Torch threads of each concurrent stage, however many run: as many as a sequential run gives.
 
@@ -76,11 +90,12 @@ def worker_threads() -> int:
 
 def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: StartFn,
                    on_finish: Callable[[Stage, Outcome], bool], on_progress: ProgressFn, *, jobs: int,
-                   plugins: PluginManager | None, device: Any) -> None:
-    """Run ``stages`` (dependency order) up to ``jobs`` at a time; stages whose inputs failed never start."""
+                   plugins: PluginManager | None, device: Any, gpu_jobs: int = 1) -> None:
+    """Run ``stages`` (dependency order) up to ``jobs`` at a time, at most ``gpu_jobs`` of them on a CUDA
+    device; stages whose inputs failed never start."""
     finished = set(done)
     dead: set[str] = set()  # failed, or blocked behind a failure
-    holds_gpu = getattr(device, "type", "cpu") == "cuda"
+    slots = gpu_jobs if getattr(device, "type", "cpu") == "cuda" else None
     by_key = {s.key: s for s in stages}
     pending = list(stages)
     running: dict[Future, Stage] = {}
@@ -101,8 +116,6 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                              initargs=(progress, worker_threads())) as pool:
         try:
             while pending or running:
-                gpu_busy = holds_gpu and any(s.kind in ACCELERATOR_KINDS for s in running.values())
-                caches_in_use = {_feature_cache(s) for s in running.values()} - {None}
                 for stage in list(pending):
                     if stopping or len(running) >= jobs:
                         break
@@ -111,17 +124,8 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                         pending.remove(stage)  # never started: the driver reports it as blocked
                         dead.add(stage.key)
                         continue
-                    if not inputs <= finished:
+                    if not inputs <= finished or not admits(stage, running.values(), slots):
                         continue
-                    cache = _feature_cache(stage)
-                    if cache is not None:
-                        if cache in caches_in_use:
-                            continue
-                        caches_in_use.add(cache)
-                    if holds_gpu and stage.kind in ACCELERATOR_KINDS:
-                        if gpu_busy:
-                            continue
-                        gpu_busy = True
                     pending.remove(stage)
                     on_start(stage)
                     running[pool.submit(_run_stage, stage, output, plugins, device)] = stage
