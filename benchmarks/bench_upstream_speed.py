@@ -95,8 +95,9 @@ def _loss(model, wavs, lengths) -> torch.Tensor:
     return model(wavs, lengths).hidden_states[-1].float().square().mean()
 
 
-def _run(model, batches, device, train: bool, bf16: bool) -> float:
-    """Seconds for one pass over ``batches`` (after a warm-up pass, so every shape is seen once)."""
+def _run(model, batches, device, train: bool, bf16: bool) -> tuple[float, float]:
+    """Seconds of a first pass over ``batches`` (every shape seen once: compilation, autotuning) and of
+    the pass after it."""
     cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     padded = [tuple(t.to(device) for t in pad_waves(b)) for b in batches]
 
@@ -108,14 +109,14 @@ def _run(model, batches, device, train: bool, bf16: bool) -> float:
                 with torch.no_grad():
                     model(wavs, lengths)
 
-    for wavs, lengths in padded:
-        step(wavs, lengths)
-    _sync(device)
-    start = time.perf_counter()
-    for wavs, lengths in padded:
-        step(wavs, lengths)
-    _sync(device)
-    return time.perf_counter() - start
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        for wavs, lengths in padded:
+            step(wavs, lengths)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
 
 
 def _cpu_attention_formulas() -> dict[Any, Any]:
@@ -242,7 +243,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
                                                allow_tf32=torch.backends.cudnn.allow_tf32)
             try:
                 with cudnn, _matmul_precision(precision), compiled:
-                    seconds = _run(model, batches, device, train, bf16)
+                    first, seconds = _run(model, batches, device, train, bf16)
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
                 yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
                 continue
@@ -252,14 +253,15 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             peak = peak_tflops(device, precision)
             base = base or seconds
             yield {"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
-                   "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds}
+                   "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds,
+                   "first_pass_s": first}
     if only is not None:
         return
     model.set_positional_conv("auto")
     model.set_attention("auto")
     bf16 = device.type == "cuda"
     model.train()
-    raw = audio / _run(model, batches, device, True, bf16)  # measured now, under the stage's settings
+    raw = audio / _run(model, batches, device, True, bf16)[1]  # measured now, under the stage's settings
     model.zero_grad(set_to_none=True)
     stage = _finetune_rate(model, batches, device, bf16)
     yield {"work": "fine-tuning stage loop", "path": "bf16+auto" if bf16 else "fp32+auto",
