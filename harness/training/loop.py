@@ -194,7 +194,15 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class _NonFinite(Exception):
-    pass
+    """A step's loss or gradient norm is not finite; the message says which."""
+
+
+@dataclass(frozen=True)
+class _PartLoss:
+    """One accumulated part's loss (a device scalar, read at the step's sync) and its weight in the mean."""
+
+    value: torch.Tensor
+    weight: float
 
 
 def pin_batch(batch: Any) -> Any:
@@ -473,10 +481,11 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def _forward_backward(self, micro: list[list[int]], ready: list[Future] | None = None) -> float:
-        """Accumulate gradients over ``micro`` (each split into ``self.split`` parts); the mean loss.
+    def _forward_backward(self, micro: list[list[int]], ready: list[Future] | None = None) -> list[_PartLoss]:
+        """Accumulate gradients over ``micro`` (each split into ``self.split`` parts); each part's loss
+        (still on the device: read with the gradient norm, in the step's one sync) and weight.
         ``ready`` holds each batch already collated (used while batches are not split)."""
-        total = 0.0
+        losses = []
         for k, indices in enumerate(micro):
             for part in _split(indices, self.split):
                 weight = len(part) / len(indices) / len(micro)
@@ -484,17 +493,14 @@ class _Trainer:
                 batch = ready[k].result() if whole else self.collate(part)
                 with self._autocast():
                     loss = self.loss_fn(batch)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise _NonFinite(value)
                 if not loss.requires_grad:
                     raise StageError("the training loss does not depend on any trainable parameter.")
                 scaled = loss.float() * weight
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-                total += value * weight
-        return total
+                losses.append(_PartLoss(loss.detach(), weight))
+        return losses
 
-    def _accumulate(self, micro: list[list[int]], ready: list[Future] | None = None) -> float:
+    def _accumulate(self, micro: list[list[int]], ready: list[Future] | None = None) -> list[_PartLoss]:
         """Forward/backward with out-of-memory recovery: halve the batch and redo the step."""
         while True:
             try:
@@ -515,22 +521,32 @@ class _Trainer:
                     f"{self.split} parts whose gradients are accumulated; no data is skipped)"
                 )
 
-    def _optimizer_step(self) -> bool:
+    def _optimizer_step(self, losses: list[_PartLoss]) -> float:
+        """Clip and step. The parts' losses and the gradient norm are read in one device sync, after the
+        backward passes: a non-finite loss raises :class:`_NonFinite`, a non-finite norm too (the step
+        is skipped; its gradients are dropped by the caller). The step's mean loss."""
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if not params:
-            return True
-        if self.scaler is not None:
+        if self.scaler is not None and params:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        device = losses[0].value.device
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm).to(device) if params else torch.zeros((), device=device)
+        *values, norm_value = torch.stack([part.value.float() for part in losses] + [norm.float()]).tolist()
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            if self.scaler is not None and params:
+                self.scaler.update()  # the unscaled gradients are not finite either: the scale drops
+            raise _NonFinite(f"the loss is {bad}")
+        if not params:
+            return sum(v * part.weight for v, part in zip(values, losses, strict=True))
         if self.scaler is not None:  # the scaler skips steps with inf gradients and recalibrates
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            return True
-        if not math.isfinite(norm):
-            return False
-        self.optimizer.step()
-        return True
+        elif not math.isfinite(norm_value):
+            raise _NonFinite("the gradient norm is not finite")
+        else:
+            self.optimizer.step()
+        return sum(v * part.weight for v, part in zip(values, losses, strict=True))
 
     def train_step(self, batches: Iterator[list[int]]) -> float | None:
         ready = None
@@ -543,11 +559,9 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * factor
         try:
-            loss = self._accumulate(micro, ready)
-            ok = self._optimizer_step()
-            bad = None if ok else "the gradient norm is not finite"
+            loss, bad = self._optimizer_step(self._accumulate(micro, ready)), None
         except _NonFinite as exc:
-            loss, bad = None, f"the loss is {exc.args[0]}"
+            loss, bad = None, exc.args[0]
         self.optimizer.zero_grad(set_to_none=True)
         if bad is None:
             self.bad_in_row = 0

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import harness
 from harness.core.errors import StageError
 from harness.core.stage import StageContext
 from harness.data.batching import DynamicBatchSampler, FixedBatchSampler, padding_fraction
 from harness.training.loop import TrainConfig, fit, lr_factor
+
+HARNESS = Path(harness.__file__).parent
 
 
 def make_ctx(tmp_path) -> StageContext:
@@ -226,3 +231,33 @@ def test_repeated_runs_in_one_stage_resume_in_call_order(tmp_path):
     assert "training run 'probe' had already finished; reusing its weights" in ctx.messages
     assert "resumed training run 'probe#1' at step 3 of 6" in ctx.messages
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the harness's reads of tensor values back to Python (on CUDA each one waits for the GPU;
+    torch's own, such as the CPU optimizers' step counters, are not the harness's to count)."""
+
+    READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__, torch.Tensor.__bool__}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        caller = Path(sys._getframe(1).f_code.co_filename)
+        self.count += func in self.READS and caller.is_relative_to(HARNESS)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_a_step_reads_its_losses_and_gradient_norm_back_once(accumulate):
+    """One device sync a step, however many batches it accumulates: the losses and the gradient norm
+    are read together after the backward passes, and the step's mean loss is unchanged."""
+    p = Problem()
+    reads = _HostReads()
+    steps = 4
+    cfg = TrainConfig(steps=steps, lr=0.05, accumulate=accumulate, checkpoint_minutes=None)
+    with reads:
+        res = fit(p.model, p.loss, FixedBatchSampler(48, 4, seed=0), p.collate, cfg)
+    assert res.steps_done == steps and res.skipped_steps == 0
+    assert reads.count == steps
