@@ -89,6 +89,13 @@ def test_run_command_rejects_zero_jobs(tmp_path, capsys, flag):
     assert f"{flag} must be at least 1 (got 0)." in capsys.readouterr().err
 
 
+def test_more_gpu_jobs_than_jobs_is_refused(tmp_path, capsys):
+    path = write_recipe(tmp_path)
+    assert main(["run", str(path), "--jobs", "2", "--gpu-jobs", "3"]) == 2
+    assert "--gpu-jobs 3 is more than --jobs 2, the stages that run at once; raise --jobs to at least 3." \
+        in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag", ["--jobs", "--gpu-jobs"])
 def test_jobs_with_the_ray_executor_is_refused(tmp_path, capsys, flag):
     path = write_recipe(tmp_path)

@@ -27,6 +27,9 @@ class LocalExecutor(Executor):
         for flag, value in (("--jobs", jobs), ("--gpu-jobs", gpu_jobs)):
             if value < 1:
                 raise HarnessError(f"{flag} must be at least 1 (got {value}).")
+        if gpu_jobs > jobs:
+            raise HarnessError(f"--gpu-jobs {gpu_jobs} is more than --jobs {jobs}, the stages that run at once; "
+                               f"raise --jobs to at least {gpu_jobs}.")
         self.plugins = plugins
         self.device = model_device(device)
         self.jobs, self.gpu_jobs = jobs, gpu_jobs
