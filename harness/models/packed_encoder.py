@@ -31,8 +31,8 @@ ATTENTION_MODES: tuple[str, ...] = ("auto", "padded", "packed")
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device``: ``auto`` is ``padded``
-    everywhere (see the module docstring); ``device`` is taken for the other ``auto`` modes' sake."""
+    """The concrete path (``padded`` or ``packed``) of ``mode`` on ``device``: ``auto`` is ``padded`` on
+    every device (see the module docstring)."""
     return resolve_auto("attention", mode, ATTENTION_MODES, device, cuda="padded", other="padded")
 
 

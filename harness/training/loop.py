@@ -535,16 +535,14 @@ class _Trainer:
         bad = next((v for v in values if not math.isfinite(v)), None)
         if bad is not None:
             if self.scaler is not None and params:
-                self.scaler.update()  # the unscaled gradients are not finite either: the scale drops
+                self.scaler.update()  # closes the unscale_ above; non-finite gradients lower the scale
             raise _NonFinite(f"the loss is {bad}")
-        if not params:
-            return sum(v * part.weight for v, part in zip(values, losses, strict=True))
-        if self.scaler is not None:  # the scaler skips steps with inf gradients and recalibrates
+        if self.scaler is not None and params:  # the scaler skips steps with inf gradients and recalibrates
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        elif not math.isfinite(norm_value):
+        elif params and not math.isfinite(norm_value):
             raise _NonFinite("the gradient norm is not finite")
-        else:
+        elif params:
             self.optimizer.step()
         return sum(v * part.weight for v, part in zip(values, losses, strict=True))
 

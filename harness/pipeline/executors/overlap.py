@@ -10,10 +10,10 @@ state) and reused from stage to stage.
 Resources: at most ``jobs`` stages run at once; each worker runs torch on as many threads as a
 sequential run gives a stage (see :func:`worker_threads`); when the device is CUDA, at most
 ``gpu_jobs`` stages whose kind uses the accelerator run at once (default one: a stage holds the GPU;
-more let small models' stages share it, each worker with its own CUDA memory); evaluate stages that
-share a feature cache (one model on one corpus) run one after the other (see :func:`admits`). The driver alone starts
-stages, hears their progress (a queue the workers write to) and receives their outcomes, so it
-alone writes the results store.
+more let small models' stages share it, each worker with its own CUDA memory); evaluate stages
+that share a feature cache (one model on one corpus) run one after the other (:func:`admits`).
+The driver alone starts stages, hears their progress (a queue the workers write to) and receives
+their outcomes, so it alone writes the results store.
 """
 
 from __future__ import annotations
