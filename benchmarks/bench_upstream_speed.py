@@ -2,7 +2,7 @@
 
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
 frames only (``attention=packed``); cuDNN autotuning and fp32 on TF32 tensor cores (CUDA); torch.compile
-of the ``auto`` settings' layers (CUDA by default: about 20 s to compile on a small CPU). FLOPs are
+of the ``auto`` settings' layers (CUDA by default; the whole model when ``--paths`` names it). FLOPs are
 counted once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the
 plain convolution): the useful work, padding excluded, so that every path is rated against the same work
 and the padded paths' wasted products count against them (the header prints how much more the padded
@@ -39,6 +39,8 @@ PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
 
 #: the name of the fine-tuning stage loop's row for ``--paths``
 STAGE_LOOP = "stage-loop"
+#: the whole model compiled (not what ``compile: true`` does), timed only when ``--paths`` names it
+WHOLE_COMPILE = "bf16+auto+compile-whole"
 
 
 def peak_tflops(device: torch.device, precision: str) -> float | None:
@@ -74,13 +76,18 @@ def _sync(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def _compiled(model: torch.nn.Module) -> Iterator[None]:
-    """The model as ``compile: true`` runs it (:func:`compile_module`), back to eager afterwards."""
-    compile_module(model)
+def _compiled(model: torch.nn.Module, whole: bool) -> Iterator[None]:
+    """The model as ``compile: true`` runs it (:func:`compile_module`), or compiled whole (the
+    comparison), back to eager afterwards."""
+    regions = [model] if whole else compile_regions(model)
+    if whole:
+        model.compile(dynamic=True)
+    else:
+        compile_module(model)
     try:
         yield
     finally:
-        for region in compile_regions(model):
+        for region in regions:
             region._compiled_call_impl = None  # the rows after this one run eager again
 
 
@@ -228,6 +235,8 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
                   ("tf32+fft", False, "fft", "padded", False)]
     if compile:
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
+    if only is not None and WHOLE_COMPILE in only:  # minutes to compile at Base size: only when named
+        paths += [(WHOLE_COMPILE, True, "auto", "auto", False)]
     if only is not None:
         names = [p[0] for p in paths] + [STAGE_LOOP]
         unknown = set(only) - set(names)
@@ -249,7 +258,8 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
         for name, bf16, pos, attention, autotune in paths:
             model.set_positional_conv(pos)
             model.set_attention(attention)
-            compiled = _compiled(model) if name.endswith("compile") else contextlib.nullcontext()
+            compiled = (_compiled(model, whole=name == WHOLE_COMPILE) if "compile" in name
+                        else contextlib.nullcontext())
             precision = "bf16" if bf16 else "tf32" if name.startswith("tf32") else "fp32"
             cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
                                                deterministic=torch.backends.cudnn.deterministic,
