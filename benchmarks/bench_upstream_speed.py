@@ -35,8 +35,6 @@ from plugins.upstreams.hubert import HubertParams, HubertPlugin
 #: peak dense TFLOP/s by (device-name fragment, precision); fp32 is the non-tensor-core rate
 PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
                for precision, value in (("bf16", 989.0), ("tf32", 494.0), ("fp32", 67.0))}
-
-
 #: the name of the fine-tuning stage loop's row for ``--paths``
 STAGE_LOOP = "stage-loop"
 #: the whole model compiled (not what ``compile: true`` does), timed only when ``--paths`` names it
@@ -209,7 +207,7 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
     # which a stage of thousands of steps pays once
     extra = seconds(2) - seconds(1)
     model.feature_extractor.requires_grad_(True)
-    return sum(len(w) for w in waves) / 16000 / extra
+    return sum(len(w) for w in waves) / 16000 / extra if extra > 0 else float("nan")  # nan: lost in the noise
 
 
 def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
