@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from profile_breakdown import profile_pass
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from harness.data.batching import DynamicBatchSampler
@@ -104,25 +106,32 @@ def _loss(model, wavs, lengths) -> torch.Tensor:
     return model(wavs, lengths).hidden_states[-1].float().square().mean()
 
 
+def _one_pass(model, batches, device, train: bool, bf16: bool) -> Callable[[], None]:
+    """A pass over ``batches`` (forward+backward or extraction), waveforms already on ``device``."""
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    # the lengths stay on the host, as in the stages
+    padded = [(wavs.to(device), lengths) for wavs, lengths in map(pad_waves, batches)]
+
+    def run() -> None:
+        for wavs, lengths in padded:
+            with cast:
+                if train:
+                    _loss(model, wavs, lengths).backward()
+                else:
+                    with torch.no_grad():
+                        model(wavs, lengths)
+
+    return run
+
+
 def _run(model, batches, device, train: bool, bf16: bool) -> tuple[float, float]:
     """Seconds of a first pass over ``batches`` (every shape seen once: compilation, autotuning) and of
     the pass after it."""
-    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    padded = [tuple(t.to(device) for t in pad_waves(b)) for b in batches]
-
-    def step(wavs, lengths):
-        with cast:
-            if train:
-                _loss(model, wavs, lengths).backward()
-            else:
-                with torch.no_grad():
-                    model(wavs, lengths)
-
+    run = _one_pass(model, batches, device, train, bf16)
     times = []
     for _ in range(2):
         start = time.perf_counter()
-        for wavs, lengths in padded:
-            step(wavs, lengths)
+        run()
         _sync(device)
         times.append(time.perf_counter() - start)
     return times[0], times[1]
@@ -148,7 +157,8 @@ def _flops(model, batches, device, train: bool, attention: str) -> float:
     model.set_attention(attention)
     total = 0.0
     for b in batches:
-        wavs, lengths = (t.to(device) for t in pad_waves(b))
+        wavs, lengths = pad_waves(b)
+        wavs = wavs.to(device)
         with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
             if train:
                 _loss(model, wavs, lengths).backward()
@@ -190,8 +200,8 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
         return pad_waves([waves[i] for i in indices])
 
     def loss_fn(batch):
-        wavs, lengths = (t.to(device, non_blocking=True) for t in batch)
-        return _loss(model, wavs, lengths)
+        wavs, lengths = batch
+        return _loss(model, wavs.to(device, non_blocking=True), lengths)
 
     def seconds(epochs: int) -> float:
         cfg = TrainConfig(steps=epochs * len(groups), lr=1e-5, amp=bf16, prefetch=True, checkpoint_minutes=None)
@@ -210,20 +220,20 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
     return sum(len(w) for w in waves) / 16000 / extra if extra > 0 else float("nan")  # nan: lost in the noise
 
 
-def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
-            *, compile: bool | None = None, random_batches: bool = False,
-            only: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
-    """One row per (work, path), yielded as each is measured: seconds, audio s/s, TFLOP/s, MFU, ratio to
-    the first path timed; then the fine-tuning stage's rate against the raw model rate. ``compile``
-    (default: on CUDA only) adds compiled rows; ``only`` keeps the named paths (the stage row is named
-    :data:`STAGE_LOOP`)."""
-    device = torch.device(device)
-    compile = device.type == "cuda" if compile is None else compile
+def _model(device: torch.device, preset: str) -> torch.nn.Module:
     model = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
     model.feature_extractor.requires_grad_(False)  # as in stable fine-tuning: the CNN stays frozen
     model.set_layerdrop(0.0)  # every pass does the same work: no layer skipped at random
-    batches = _batches(seconds_per_batch, steps, random=random_batches)
-    audio = sum(len(w) for b in batches for w in b) / 16000
+    return model
+
+
+#: one timed path: (name, bf16 autocast, positional convolution, attention, cuDNN autotuning)
+Path_ = tuple[str, bool, str, str, bool]
+
+
+def _paths(device: torch.device, compile: bool, only: Collection[str] | None) -> list[Path_]:
+    """The paths this device can time (``compile``: with the compiled one), or the ``only`` ones among them
+    and :data:`WHOLE_COMPILE`; an unknown name raises one sentence listing the known ones."""
     paths = [("fp32", False, "conv", "padded", False), ("bf16", True, "conv", "padded", False),
              ("fp32+fft", False, "fft", "padded", False), ("bf16+fft", True, "fft", "padded", False),
              ("fp32+packed", False, "conv", "packed", False), ("bf16+packed", True, "conv", "packed", False),
@@ -235,12 +245,47 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
     if only is not None and WHOLE_COMPILE in only:  # minutes to compile at Base size: only when named
         paths += [(WHOLE_COMPILE, True, "auto", "auto", False)]
-    if only is not None:
-        names = [p[0] for p in paths] + [STAGE_LOOP]
-        unknown = set(only) - set(names)
-        if unknown:
-            raise ValueError(f"unknown paths {sorted(unknown)}; choose from {names}")
-        paths = [p for p in paths if p[0] in only]
+    if only is None:
+        return paths
+    names = [p[0] for p in paths] + [STAGE_LOOP]
+    unknown = set(only) - set(names)
+    if unknown:
+        raise ValueError(f"unknown paths {sorted(unknown)}; choose from {names}")
+    return [p for p in paths if p[0] in only]
+
+
+@contextlib.contextmanager
+def _path_settings(model: torch.nn.Module, path: Path_) -> Iterator[None]:
+    """``model`` set up for ``path``: its positional convolution, attention, matmul precision, cuDNN
+    autotuning, compilation (undone afterwards)."""
+    name, bf16, pos, attention, autotune = path
+    model.set_positional_conv(pos)
+    model.set_attention(attention)
+    compiled = _compiled(model, whole=name == WHOLE_COMPILE) if "compile" in name else contextlib.nullcontext()
+    cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
+                                       deterministic=torch.backends.cudnn.deterministic,
+                                       allow_tf32=torch.backends.cudnn.allow_tf32)
+    with cudnn, _matmul_precision(_precision(path)), compiled:
+        yield
+
+
+def _precision(path: Path_) -> str:
+    return "bf16" if path[1] else "tf32" if path[0].startswith("tf32") else "fp32"
+
+
+def measure(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int,
+            *, compile: bool | None = None, random_batches: bool = False,
+            only: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
+    """One row per (work, path), yielded as each is measured: seconds, audio s/s, TFLOP/s, MFU, ratio to
+    the first path timed; then the fine-tuning stage's rate against the raw model rate. ``compile``
+    (default: on CUDA only) adds compiled rows; ``only`` keeps the named paths (the stage row is named
+    :data:`STAGE_LOOP`)."""
+    device = torch.device(device)
+    compile = device.type == "cuda" if compile is None else compile
+    model = _model(device, preset)
+    batches = _batches(seconds_per_batch, steps, random=random_batches)
+    audio = sum(len(w) for b in batches for w in b) / 16000
+    paths = _paths(device, compile, only)
     for work, train in (("forward+backward", True), ("extraction", False)):
         model.train(train)
         padded_flops = _flops(model, batches, device, train, "padded")
@@ -253,17 +298,10 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
         print(f"{work}: {flops / 1e12:.4g} TFLOP of useful work over {len(batches)} batches; "
               f"the padded path computes {padded_flops / flops:.3f}× that")
         base = None
-        for name, bf16, pos, attention, autotune in paths:
-            model.set_positional_conv(pos)
-            model.set_attention(attention)
-            compiled = (_compiled(model, whole=name == WHOLE_COMPILE) if "compile" in name
-                        else contextlib.nullcontext())
-            precision = "bf16" if bf16 else "tf32" if name.startswith("tf32") else "fp32"
-            cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
-                                               deterministic=torch.backends.cudnn.deterministic,
-                                               allow_tf32=torch.backends.cudnn.allow_tf32)
+        for path in paths:
+            name, bf16 = path[:2]
             try:
-                with cudnn, _matmul_precision(precision), compiled:
+                with _path_settings(model, path):
                     first, seconds = _run(model, batches, device, train, bf16)
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
                 yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
@@ -271,7 +309,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             finally:
                 model.zero_grad(set_to_none=True)
             tflops = flops / seconds / 1e12
-            peak = peak_tflops(device, precision)
+            peak = peak_tflops(device, _precision(path))
             base = base or seconds
             yield {"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
                    "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds,
@@ -289,6 +327,22 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
            "audio_s_per_s": stage, "raw_audio_s_per_s": raw, "ratio_to_raw": stage / raw}
 
 
+def profile(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int, path_name: str,
+            *, train: bool = True, trace: Path | None = None) -> str:
+    """Where the time of one pass of ``path_name`` goes (:mod:`profile_breakdown`), after a pass that
+    warms it up (compilation, autotuning)."""
+    device = torch.device(device)
+    model = _model(device, preset).train(train)
+    batches = _batches(seconds_per_batch, steps)
+    (path,) = _paths(device, "compile" in path_name, [path_name])
+    with _path_settings(model, path):
+        run = _one_pass(model, batches, device, train, path[1])
+        run()
+        breakdown = profile_pass(run, device, trace)
+    work = "forward+backward" if train else "extraction"
+    return f"profile of {work}, path {path_name}, {len(batches)} batches:\n{breakdown.format(per=len(batches))}"
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -304,10 +358,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="items in random order instead of length-sorted batches (more padding)")
     parser.add_argument("--paths", nargs="+", default=None,
                         help=f"only these paths (e.g. bf16 bf16+auto+compile {STAGE_LOOP})")
+    parser.add_argument("--profile", metavar="PATH", default=None,
+                        help="instead of timing: where one pass of this path's time goes, by kind of work")
+    parser.add_argument("--profile-work", choices=["train", "extract"], default="train")
+    parser.add_argument("--trace", type=Path, default=None, help="--profile: also write a Chrome trace here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; HuBERT {args.preset}; {args.seconds:g} s batches × {args.steps}")
+    if args.profile:
+        print(profile(device, args.preset, args.seconds, args.steps, args.profile,
+                      train=args.profile_work == "train", trace=args.trace))
+        return
     for row in measure(device, args.preset, args.seconds, args.steps, compile=args.compile,
                        random_batches=args.random_batches, only=args.paths):
         print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)

@@ -42,7 +42,10 @@ class UpstreamModel(torch.nn.Module, ABC):
 
     @abstractmethod
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
-        """``wavs`` is B×S float32 zero-padded, ``wav_lengths`` the valid samples (B,)."""
+        """``wavs`` is B×S float32 zero-padded, ``wav_lengths`` the valid samples (B,), on the host or on
+        ``wavs``' device; the output's ``lengths`` are on ``wavs``' device. The built-in upstreams take
+        every decision that depends on the lengths from a host copy, so that with host lengths their
+        forward never waits for the device."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

@@ -27,7 +27,9 @@ class WaveBatch:
     rows: list[dict[str, Any]]
 
     def to(self, device: torch.device) -> WaveBatch:
-        return WaveBatch(self.wavs.to(device, non_blocking=True), self.wav_lengths.to(device), self.rows)
+        """The waveforms on ``device``; the lengths stay on the host, where the upstreams read them
+        without waiting for the device (:meth:`harness.core.model_types.UpstreamModel.forward`)."""
+        return WaveBatch(self.wavs.to(device, non_blocking=True), self.wav_lengths.cpu(), self.rows)
 
 
 def pad_waves(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -199,7 +199,7 @@ class _Source:
         self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
         with torch.no_grad():
             self.upstream.eval()
-            out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths.to(self.device))
+            out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths)
         frames = out.lengths.cpu().tolist()
         per_item = [[h[j, : frames[j]].float().cpu() for h in out.hidden_states] for j in range(len(indices))]
         if pooled:  # the same per-layer means the cache holds

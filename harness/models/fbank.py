@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from harness.models.speech_encoder import frame_mask, masked_norm_stats
+from harness.models.upstream_speed import autocast_off
 
 Window = Literal["povey", "hamming", "hanning"]
 
@@ -92,7 +93,7 @@ class KaldiFbank(torch.nn.Module):
         return n.clamp(min=0)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device_type=wavs.device.type, enabled=False):
+        with autocast_off(wavs.device):
             x = wavs.float()
             if x.shape[1] < self.win_length:
                 x = torch.nn.functional.pad(x, (0, self.win_length - x.shape[1]))
@@ -106,7 +107,7 @@ class KaldiFbank(torch.nn.Module):
             power = spec.real.square() + spec.imag.square()
             mel = power @ self.mel_banks.T
             feats = mel.clamp(min=_EPS).log()
-        n = self.num_frames(lengths.to(wavs.device)).clamp(max=feats.shape[1])
+        n = self.num_frames(lengths.to(wavs.device, non_blocking=True)).clamp(max=feats.shape[1])
         return feats, n
 
 

@@ -176,22 +176,25 @@ class SpeechTransformer(UpstreamModel):
 
     # ---------------------------------------------------------------- forward
 
-    def _cnn(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _cnn(self, wavs: torch.Tensor, host_lengths: torch.Tensor) -> torch.Tensor:
         x = wavs[:, None, :]
-        n = lengths
+        n = host_lengths
         for layer, k, s in zip(self.feature_extractor.conv_layers, self._kernels, self._strides):
             x = layer.conv(x)
             n = torch.div(n - k, s, rounding_mode="floor") + 1
             norm = getattr(layer, "layer_norm", None)
             if isinstance(norm, torch.nn.GroupNorm):
-                x = _masked_group_norm(x, n, norm)
+                x = _masked_group_norm(x, n.tolist(), norm)
             elif norm is not None:
                 x = norm(x.transpose(1, 2)).transpose(1, 2)
             x = layer.activation(x)
         return x
 
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
-        lengths = wav_lengths.to(wavs.device).long()
+        """Lengths given on the host (as :meth:`WaveBatch.to` leaves them) make the forward read nothing
+        back from the device; lengths on the device are read once."""
+        host_lengths = wav_lengths.long().cpu()
+        lengths = host_lengths.to(wavs.device, non_blocking=True)
         if wavs.shape[1] < self.receptive_field:  # too short for one frame: those get 0 frames
             wavs = F.pad(wavs, (0, self.receptive_field - wavs.shape[1]))
         if self.normalize:
@@ -199,16 +202,17 @@ class SpeechTransformer(UpstreamModel):
         else:
             wavs = wavs * frame_mask(lengths, wavs.shape[1])
         if self._checkpointing and self.training and torch.is_grad_enabled():
-            feats = checkpoint(self._cnn, wavs, lengths, use_reentrant=False)
+            feats = checkpoint(self._cnn, wavs, host_lengths, use_reentrant=False)
         else:
-            feats = self._cnn(wavs, lengths)
+            feats = self._cnn(wavs, host_lengths)
         x = feats.transpose(1, 2)
         proj = self.feature_projection
         norm = getattr(proj, "layer_norm", None)
         if norm is not None and getattr(self.hf_config, "feat_proj_layer_norm", True):
             x = norm(x)
         x = proj.dropout(proj.projection(x))
-        n_frames = self.frame_lengths(lengths).clamp(max=x.shape[1])
+        host_frames = self.frame_lengths(host_lengths).clamp(max=x.shape[1])
+        n_frames = host_frames.to(x.device, non_blocking=True)
         hidden = run_encoder(
             self.encoder,
             x,
@@ -219,15 +223,16 @@ class SpeechTransformer(UpstreamModel):
             gradient_checkpointing=self._checkpointing,
             pos_conv=resolve_pos_conv(self.pos_conv_mode, x.device),
             attention=resolve_attention(self.attention_mode, x.device),
+            frame_counts=host_frames.tolist(),
         )
         return UpstreamOutput(hidden_states=hidden, lengths=n_frames)
 
 
-def _masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+def _masked_group_norm(x: torch.Tensor, lengths: list[int], norm: torch.nn.GroupNorm) -> torch.Tensor:
     """The first CNN block's group norm (one channel per group, statistics over time) with each
-    utterance's statistics taken over its valid frames only, as for the utterance alone."""
+    utterance's statistics taken over its ``lengths`` valid frames only, as for the utterance alone."""
     frames = x.shape[-1]
-    counts = lengths.clamp(min=1, max=frames).tolist()
+    counts = [min(max(int(n), 1), frames) for n in lengths]
     if all(n == frames for n in counts):
         return norm(x)
     stats = [torch.var_mean(x[i, :, :n].float(), dim=-1, unbiased=False) for i, n in enumerate(counts)]

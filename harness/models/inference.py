@@ -89,7 +89,7 @@ def _run(
     x, lengths = pad_batch(items)
     try:
         with torch.no_grad():
-            out = model(x.to(device), lengths.to(device))
+            out = model(x.to(device), lengths)  # lengths stay on the host: no device sync
     except torch.cuda.OutOfMemoryError:
         if len(index) == 1:
             raise StageError(

@@ -20,6 +20,7 @@ bit, to a padded one.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -47,10 +48,18 @@ class Packing:
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> Packing:
-        """The packing of a B×T mask that is True on the valid frames (valid frames come first)."""
-        bounds = F.pad(mask.sum(dim=1).cumsum(0), (1, 0))
-        index = mask.reshape(-1).nonzero().squeeze(1)
-        return cls(index, tuple(bounds.tolist()), mask.shape[0], mask.shape[1])  # one device sync
+        """The packing of a B×T mask that is True on the valid frames (valid frames come first); reads
+        the counts back from the mask's device (one sync on a GPU)."""
+        return cls.from_counts(mask.sum(dim=1).tolist(), mask.shape[1], mask.device)
+
+    @classmethod
+    def from_counts(cls, counts: list[int], frames: int, device: torch.device) -> Packing:
+        """The packing of utterances of ``counts`` valid frames (host integers) padded to ``frames``:
+        built on the host and copied without waiting for the device."""
+        counts = [min(max(int(n), 0), frames) for n in counts]
+        bounds = (0, *itertools.accumulate(counts))
+        index = torch.cat([torch.arange(n) + i * frames for i, n in enumerate(counts)]) if counts else torch.zeros(0)
+        return cls(index.long().to(device, non_blocking=True), bounds, len(counts), frames)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """B×T×D -> N×D: the valid frames, utterance after utterance."""

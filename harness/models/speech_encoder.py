@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,25 @@ def normalize_waveforms(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 
 # --------------------------------------------------------------------------- encoder
 
 
-def _attention_mask(config: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    if bool(mask.all()):
+def _attention_mask(
+    config: Any, x: torch.Tensor, mask: torch.Tensor, all_valid: bool | None = None
+) -> torch.Tensor | None:
+    """The layers' padding mask for the attention kernel ``config`` selects, or None without padding
+    (``all_valid``: known on the host; else read from ``mask``, a device sync on a GPU).
+
+    SDPA gets a B×1×1×T boolean mask and eager attention an additive one, built here without reading
+    the mask back (transformers' ``create_bidirectional_mask`` checks it on the host); other kernels
+    take transformers' mask."""
+    if all_valid if all_valid is not None else bool(mask.all()):
         return None
-    try:  # transformers >= 4.53 builds the mask for whichever attention kernel the config selects
-        from transformers.masking_utils import create_bidirectional_mask
-    except ImportError:  # pragma: no cover - older transformers take an additive 4D mask
-        return (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+    keys = mask[:, None, None, :]
+    kernel = getattr(config, "_attn_implementation", None) or "eager"
+    if kernel == "sdpa":
+        return keys
+    if kernel == "eager":
+        return (~keys).to(x.dtype) * torch.finfo(x.dtype).min
+    from transformers.masking_utils import create_bidirectional_mask
+
     return create_bidirectional_mask(config=config, inputs_embeds=x, attention_mask=mask)
 
 
@@ -92,6 +104,7 @@ def run_encoder(
     gradient_checkpointing: bool = False,
     pos_conv: str = "conv",
     attention: str = "padded",
+    frame_counts: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Hidden states of a wav2vec 2.0 encoder: the input of each layer, then the final output.
 
@@ -103,11 +116,18 @@ def run_encoder(
     (:func:`harness.models.upstream_speed.positional_embedding`); ``attention`` (``padded`` or
     ``packed``) whether the layers run on the padded batch with a mask or on the valid frames only
     (:mod:`harness.models.packed_encoder`; a batch without padding always runs padded, mask-free).
+    ``frame_counts``, the valid frames of each utterance on the host, spare the encoder every read of
+    the mask back from the device (each one a sync that stalls a GPU's queue of kernels).
     """
     keep = mask[..., None]
     x = x.masked_fill(~keep, 0.0)
-    packing = Packing.from_mask(mask) if attention == "packed" and not bool(mask.all()) else None
-    attn = _attention_mask(config, x, mask) if packing is None else None
+    frames = mask.shape[1]
+    all_valid = bool(mask.all()) if frame_counts is None else all(int(n) >= frames for n in frame_counts)
+    packing = None
+    if attention == "packed" and not all_valid:
+        counts = mask.sum(dim=1).tolist() if frame_counts is None else list(frame_counts)
+        packing = Packing.from_counts(counts, frames, x.device)
+    attn = _attention_mask(config, x, mask, all_valid) if packing is None else None
     x = x + positional_embedding(encoder.pos_conv_embed, x, pos_conv)
     if not stable_layer_norm:
         x = encoder.layer_norm(x)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -56,7 +57,7 @@ def grouped_conv1d_fft(
     out_channels, per_group, kernel = weight.shape
     n = frames + 2 * padding
     n_out = n - kernel + 1
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_off(x.device):
         xf = torch.fft.rfft(F.pad(x.float(), (padding, padding)), n=n)  # B×C×F
         wf = torch.fft.rfft(weight.float(), n=n).conj()  # O×Cg×F
         xf = xf.view(batch, groups, per_group, -1)
@@ -66,6 +67,13 @@ def grouped_conv1d_fft(
         if bias is not None:
             y = y + bias.float()[None, :, None]
     return y
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``; nothing to switch off where it has none (``meta``)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def positional_embedding(module: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:

@@ -163,6 +163,7 @@ class Decoar2Upstream(UpstreamModel):
             layerdrop=self._layerdrop,
             gradient_checkpointing=self._checkpointing,
             attention=resolve_attention(self.attention_mode, x.device),
+            frame_counts=self.frame_lengths(wav_lengths.long().cpu()).clamp(max=x.shape[1]).tolist(),
         )
         return UpstreamOutput(hidden_states=hidden, lengths=n)
 
