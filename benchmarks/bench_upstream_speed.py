@@ -1,17 +1,20 @@
 """Upstream speed: forward+backward and extraction of a HuBERT preset, TFLOP/s and MFU per path.
 
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
-frames only (``attention=packed``); cuDNN autotuning and fp32 on TF32 tensor cores (CUDA); torch.compile
-of the ``auto`` settings' layers (CUDA by default; the whole model when ``--paths`` names it). FLOPs are
+frames only (``attention=packed``); cuDNN autotuning, alone and with the batches padded to the stages'
+half-second buckets, and fp32 on TF32 tensor cores (CUDA); torch.compile of the ``auto`` settings' layers
+(CUDA by default; the whole model when ``--paths`` names it). FLOPs are
 counted once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the
 plain convolution): the useful work, padding excluded, so that every path is rated against the same work
 and the padded paths' wasted products count against them (the header prints how much more the padded
 path computes). MFU divides by the device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`);
 unknown devices and CPUs: "n/a". The fine-tuning rate is the training loop
 (:func:`harness.training.loop.fit`, batches collated from waveforms, prefetched as in the stage) in audio
-seconds per second, against the raw model rate.
+seconds per second, against the raw model rate. ``--profile PATH`` instead profiles one pass of a path
+and prints where its time goes by kind of work (:mod:`profile_breakdown`).
 
     .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --seconds 8 --steps 3
+    .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --profile bf16 --trace /tmp/bf16.json
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from profile_breakdown import profile_pass
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from harness.data.batching import DynamicBatchSampler
-from harness.data.waveforms import pad_waves
+from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, pad_waves
 from harness.models.upstream_speed import compile_module, compile_regions
 from harness.training.loop import TrainConfig, fit
 from plugins.upstreams.hubert import HubertParams, HubertPlugin
@@ -39,6 +42,8 @@ PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
                for precision, value in (("bf16", 989.0), ("tf32", 494.0), ("fp32", 67.0))}
 #: the name of the fine-tuning stage loop's row for ``--paths``
 STAGE_LOOP = "stage-loop"
+#: cuDNN autotuning with batches padded to whole buckets, as ``cudnn_autotune: true`` trains
+BUCKETED = "bf16+cudnn_benchmark+buckets"
 #: the whole model compiled (not what ``compile: true`` does), timed only when ``--paths`` names it
 WHOLE_COMPILE = "bf16+auto+compile-whole"
 
@@ -106,11 +111,12 @@ def _loss(model, wavs, lengths) -> torch.Tensor:
     return model(wavs, lengths).hidden_states[-1].float().square().mean()
 
 
-def _one_pass(model, batches, device, train: bool, bf16: bool) -> Callable[[], None]:
-    """A pass over ``batches`` (forward+backward or extraction), waveforms already on ``device``."""
+def _one_pass(model, batches, device, train: bool, bf16: bool, multiple: int = 1) -> Callable[[], None]:
+    """A pass over ``batches`` (forward+backward or extraction), waveforms already on ``device`` and
+    padded to a ``multiple`` of samples."""
     cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     # the lengths stay on the host, as in the stages
-    padded = [(wavs.to(device), lengths) for wavs, lengths in map(pad_waves, batches)]
+    padded = [(wavs.to(device), lengths) for wavs, lengths in (pad_waves(b, multiple) for b in batches)]
 
     def run() -> None:
         for wavs, lengths in padded:
@@ -124,10 +130,10 @@ def _one_pass(model, batches, device, train: bool, bf16: bool) -> Callable[[], N
     return run
 
 
-def _run(model, batches, device, train: bool, bf16: bool) -> tuple[float, float]:
+def _run(model, batches, device, train: bool, bf16: bool, multiple: int = 1) -> tuple[float, float]:
     """Seconds of a first pass over ``batches`` (every shape seen once: compilation, autotuning) and of
     the pass after it."""
-    run = _one_pass(model, batches, device, train, bf16)
+    run = _one_pass(model, batches, device, train, bf16, multiple)
     times = []
     for _ in range(2):
         start = time.perf_counter()
@@ -240,6 +246,7 @@ def _paths(device: torch.device, compile: bool, only: Collection[str] | None) ->
              ("bf16+fft+packed", True, "fft", "packed", False)]
     if device.type == "cuda":
         paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True),
+                  (BUCKETED, True, "conv", "padded", True),
                   ("tf32+fft", False, "fft", "padded", False)]
     if compile:
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
@@ -267,6 +274,11 @@ def _path_settings(model: torch.nn.Module, path: Path_) -> Iterator[None]:
                                        allow_tf32=torch.backends.cudnn.allow_tf32)
     with cudnn, _matmul_precision(_precision(path)), compiled:
         yield
+
+
+def _multiple(path: Path_) -> int:
+    """Samples the path pads each batch's length to a multiple of (the stages' autotuning buckets)."""
+    return int(AUTOTUNE_BUCKET_SECONDS * 16000) if path[0] == BUCKETED else 1
 
 
 def _precision(path: Path_) -> str:
@@ -302,7 +314,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             name, bf16 = path[:2]
             try:
                 with _path_settings(model, path):
-                    first, seconds = _run(model, batches, device, train, bf16)
+                    first, seconds = _run(model, batches, device, train, bf16, _multiple(path))
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
                 yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
                 continue
@@ -336,7 +348,7 @@ def profile(device: str | torch.device, preset: str, seconds_per_batch: float, s
     batches = _batches(seconds_per_batch, steps)
     (path,) = _paths(device, "compile" in path_name, [path_name])
     with _path_settings(model, path):
-        run = _one_pass(model, batches, device, train, path[1])
+        run = _one_pass(model, batches, device, train, path[1], _multiple(path))
         run()
         breakdown = profile_pass(run, device, trace)
     work = "forward+backward" if train else "extraction"

@@ -42,8 +42,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["KMeans", "mfcc_frames", "sample_rows"], "harness.training.pseudo_labels"),
     **dict.fromkeys(["StableFTParams", "pick_corpus", "resolve_task", "split_rows", "train_config"],
                     "harness.training.stable_ft_params"),
-    **dict.fromkeys(["StableFineTuning", "finetune_on_task", "task_batch", "task_metrics_on_waveforms"],
-                    "harness.training.stable_ft"),
+    **dict.fromkeys(["StableFineTuning", "finetune_on_task", "task_batch", "task_metrics_on_waveforms",
+                     "training_waveforms"], "harness.training.stable_ft"),
     # -- tasks: frame labels from time alignments
     **dict.fromkeys(["IGNORE_LABEL", "frame_labels"], "harness.data.alignment"),
     # -- upstreams: the wav2vec 2.0 family, checkpoints, FBank, padding and pooling, seeded presets
@@ -183,6 +183,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         finetune_on_task,
         task_batch,
         task_metrics_on_waveforms,
+        training_waveforms,
     )
     from harness.training.stable_ft_params import (  # noqa: F401
         StableFTParams,

@@ -32,10 +32,17 @@ class WaveBatch:
         return WaveBatch(self.wavs.to(device, non_blocking=True), self.wav_lengths.cpu(), self.rows)
 
 
-def pad_waves(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack 1-d float arrays into a zero-padded B×S tensor and their lengths."""
+#: with cuDNN autotuning, batches are padded up to a whole number of these, so that their shapes repeat
+#: and each shape is autotuned once (at most 0.5 s of padding per utterance)
+AUTOTUNE_BUCKET_SECONDS = 0.5
+
+
+def pad_waves(waves: list[np.ndarray], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack 1-d float arrays into a zero-padded B×S tensor (S rounded up to a ``multiple`` of samples)
+    and their lengths."""
     lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
-    out = torch.zeros(len(waves), int(lengths.max()) if len(waves) else 0)
+    longest = int(lengths.max()) if len(waves) else 0
+    out = torch.zeros(len(waves), -(-longest // multiple) * multiple)
     for i, w in enumerate(waves):
         out[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
     return out, lengths
@@ -44,8 +51,10 @@ def pad_waves(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 class WaveformSet:
     """The utterances ``rows`` of one split; ``max_seconds`` keeps only the first seconds of each."""
 
-    def __init__(self, rows: list[dict[str, Any]], max_seconds: float | None = None, cache_hours: float = 2.0):
+    def __init__(self, rows: list[dict[str, Any]], max_seconds: float | None = None, cache_hours: float = 2.0,
+                 pad_multiple: int = 1):
         self.rows = rows
+        self.pad_multiple = pad_multiple  # collated batches' length is a multiple of these samples
         self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
         durations = [float(r["duration"]) for r in rows]
         self.lengths = [min(d, max_seconds) if max_seconds else d for d in durations]
@@ -65,7 +74,7 @@ class WaveformSet:
         return wav
 
     def collate(self, indices: list[int]) -> WaveBatch:
-        wavs, lengths = pad_waves([self.wave(i) for i in indices])
+        wavs, lengths = pad_waves([self.wave(i) for i in indices], self.pad_multiple)
         return WaveBatch(wavs, lengths, [self.rows[i] for i in indices])
 
     def batches(self, max_seconds: float) -> list[list[int]]:

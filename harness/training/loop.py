@@ -74,6 +74,10 @@ class TrainConfig:
     # (:func:`prefetch_depth` steps); the batches and their order are unchanged, so it is left out of
     # the checkpoint's config check
     prefetch: bool = field(default=False, repr=False)
+    # CUDA only: cuDNN autotuning (``torch.backends.cudnn.benchmark``) while training; it pays when the
+    # batches' shapes repeat (:data:`harness.data.waveforms.AUTOTUNE_BUCKET_SECONDS`). Left out of the
+    # checkpoint's config check: the stage key already tells runs with it from runs without
+    cudnn_autotune: bool = field(default=False, repr=False)
 
 
 @dataclass
@@ -587,11 +591,20 @@ class _Trainer:
             self.prefetcher = _Prefetcher(batches, self.collate, self.sampler, self.cfg.accumulate,
                                           pin=self.device.type == "cuda", depth=prefetch_depth(self.device))
         try:
-            return self._run(batches, started)
+            with self._cudnn():
+                return self._run(batches, started)
         finally:
             if self.prefetcher is not None:
                 self.prefetcher.close()
                 self.prefetcher = None
+
+    def _cudnn(self) -> contextlib.AbstractContextManager:
+        """cuDNN autotuning on for this run when the config asks for it on a CUDA device."""
+        if not (self.cfg.cudnn_autotune and self.device.type == "cuda"):
+            return contextlib.nullcontext()
+        backends = torch.backends.cudnn
+        return backends.flags(enabled=backends.enabled, benchmark=True, deterministic=backends.deterministic,
+                              allow_tf32=backends.allow_tf32)
 
     def _run(self, batches: Iterator[list[int]], started: float) -> FitResult:
         cfg = self.cfg

@@ -28,10 +28,18 @@ from harness.core.manifest import PreparedCorpus
 from harness.core.model_types import UpstreamModel, UpstreamOutput
 from harness.core.stage import StageContext
 from harness.data.batching import DynamicBatchSampler
-from harness.data.waveforms import WaveBatch, WaveformSet
+from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, SAMPLE_RATE, WaveBatch, WaveformSet
 from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
 from harness.training.stable_ft_params import StableFTParams, split_rows, train_config
+
+
+def training_waveforms(rows: list[dict[str, Any]], params: StableFTParams, device: torch.device) -> WaveformSet:
+    """A fine-tuning split's waveforms: the first ``max_seconds`` of each, and with cuDNN autotuning on
+    CUDA, batches padded up to whole :data:`AUTOTUNE_BUCKET_SECONDS` so that their shapes repeat."""
+    autotuned = params.cudnn_autotune and device.type == "cuda"
+    bucket = int(AUTOTUNE_BUCKET_SECONDS * SAMPLE_RATE) if autotuned else 1
+    return WaveformSet(rows, params.max_seconds, pad_multiple=bucket)
 
 
 class StableFineTuning:
@@ -116,8 +124,8 @@ def finetune_on_task(
     """Stable fine-tuning of ``upstream`` with ``task``'s head and loss on ``corpus`` (train split,
     best on ``dev`` by ``primary``); ``split_name`` picks the corpus's task splits."""
     device = ctx.device
-    train = WaveformSet(split_rows(corpus, split_name, "train"), params.max_seconds)
-    dev = WaveformSet(split_rows(corpus, split_name, "dev", params.dev_items), params.max_seconds)
+    train = training_waveforms(split_rows(corpus, split_name, "train"), params, device)
+    dev = training_waveforms(split_rows(corpus, split_name, "dev", params.dev_items), params, device)
     head = task.build_head(upstream.hidden_size)
     stable = StableFineTuning(upstream, head, params)
     stable.model.to(device)

@@ -46,6 +46,8 @@ class StableFTParams(PluginParams):
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
     compile: bool = Field(False, exclude_if=lambda on: not on,
                           description="run the upstream through torch.compile (faster steps after a warm-up)")
+    cudnn_autotune: bool = Field(False, exclude_if=lambda on: not on,
+                                 description="CUDA: cuDNN autotuning, batches padded up to whole half-seconds")
 
 
 def train_config(params: StableFTParams) -> TrainConfig:
@@ -63,6 +65,7 @@ def train_config(params: StableFTParams) -> TrainConfig:
         eval_every=params.eval_every,
         checkpoint_every=params.checkpoint_every,
         amp=params.amp,
+        cudnn_autotune=params.cudnn_autotune,
     )
 
 

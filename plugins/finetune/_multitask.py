@@ -29,6 +29,7 @@ from harness.api import (
     task_batch,
     task_metrics_on_waveforms,
     train_config,
+    training_waveforms,
 )
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ def run(
         corpus = pick_corpus(corpora, spec.corpus, f"multitask task {spec.task}")
         task = resolve_task(upstream, corpus, spec.task, spec.task_params, ctx)
         tasks.append(task)
-        train_sets.append(WaveformSet(split_rows(corpus, spec.task, "train"), params.max_seconds))
-        dev_sets.append(WaveformSet(split_rows(corpus, spec.task, "dev", params.dev_items), params.max_seconds))
+        train_sets.append(training_waveforms(split_rows(corpus, spec.task, "train"), params, device))
+        dev_sets.append(training_waveforms(split_rows(corpus, spec.task, "dev", params.dev_items), params, device))
         seconds = spec.batch_seconds or default_seconds
         samplers.append(
             DynamicBatchSampler(train_sets[-1].lengths, seconds, ctx.seed + k, max_items=spec.max_items)
@@ -79,15 +80,17 @@ def run(
                 parts.append((k, len(rows), len(rows) + len(local)))
                 waves += [train_sets[k].wave(i) for i in local]
                 rows += [train_sets[k].rows[i] for i in local]
-        wavs, lengths = pad_waves(waves)
+        wavs, lengths = pad_waves(waves, train_sets[0].pad_multiple)
         return MixedBatch(WaveBatch(wavs, lengths, rows), parts)
 
     def loss_fn(batch: MixedBatch) -> torch.Tensor:
         waves = batch.waves.to(device)
         out = stable.forward(waves.wavs, waves.wav_lengths)
         total = stable.penalty()
+        frames = upstream.frame_lengths(waves.wav_lengths)  # on the host: no wait for the device
         for k, a, b in batch.parts:
-            states = [h[a:b, : int(out.lengths[a:b].max())] for h in out.hidden_states[-1:]]
+            longest = min(int(frames[a:b].max()), out.hidden_states[-1].shape[1])
+            states = [h[a:b, :longest] for h in out.hidden_states[-1:]]
             sub = type(out)(hidden_states=states, lengths=out.lengths[a:b])
             total = total + params.tasks[k].weight * tasks[k].loss(heads[f"t{k}"], task_batch(sub, waves.rows[a:b]))
         return total

@@ -28,6 +28,7 @@ from harness.api import (
     sample_rows,
     split_rows,
     train_config,
+    training_waveforms,
 )
 
 if TYPE_CHECKING:
@@ -147,8 +148,8 @@ def run(
     rows = [r for split in params.splits for r in corpus.utterances(split)]
     if not rows:
         raise StageError(f"corpus {corpus.name!r} has no utterances in {', '.join(params.splits)}.")
-    train = WaveformSet(rows, params.max_seconds)
-    dev = WaveformSet(split_rows(corpus, "pretraining", "dev", params.dev_items), params.max_seconds)
+    train = training_waveforms(rows, params, device)
+    dev = training_waveforms(split_rows(corpus, "pretraining", "dev", params.dev_items), params, device)
     upstream.to(device)
     targets = load_or_compute_targets(upstream, WaveformSet(rows + dev.rows, params.max_seconds), params, ctx)
     head = nn.Linear(upstream.hidden_size, targets.n_units)
