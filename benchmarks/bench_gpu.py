@@ -7,7 +7,8 @@
    (``bench_abx.py``'s features and fastabx call); scores and ratios.
 3. Probes: PR (frames) and SID (pooled means) optimizer steps per second under the SUPERB protocol's
    batch, accumulation and learning rate, on random cached features of the preset's dimensions; the
-   features moved per batch (the host path) against held in device memory (the CUDA default).
+   features moved per batch (the host path) against held in device memory (the CUDA default); and the
+   PR probe on the fly (``cache: off``: the preset's HuBERT run on every batch of random audio files).
 4. ``--demo``: ``harness run recipes/demo.yaml`` sequential against ``--jobs N``, into two temporary
    output folders that share one prepared corpus; wall times and whether the metrics are identical.
 
@@ -206,6 +207,35 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
         print(f"{name}: batch {settings.batch_size} x accumulate {settings.accumulate}, lr {settings.lr:g}: "
               f"{per_batch:8.2f} steps/s moved per batch, {held:8.2f} steps/s in device memory "
               f"({held / per_batch:.2f}x)")
+        if name == "pr":
+            on_the_fly_probe(device, preset, task, splits, settings, held)
+
+
+def on_the_fly_probe(device: torch.device, preset: str, task: Any, splits: dict[str, list[dict[str, Any]]],
+                     settings: Any, cached_rate: float) -> None:
+    """The PR probe with ``cache: off``: the frozen upstream (the HuBERT preset, fp32 as extraction runs)
+    on every batch of random waveforms written as WAV files, against the cached features' rate."""
+    import soundfile as sf
+
+    from plugins.upstreams.hubert import HubertParams, HubertPlugin
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_audio_"))
+    rng = np.random.default_rng(2)
+    try:
+        for split_rows in splits.values():
+            for row in split_rows:
+                row["path"] = str(tmp / f"{row['id']}.wav")
+                sf.write(row["path"], (0.1 * rng.standard_normal(int(row["duration"] * 16000))).astype(np.float32),
+                         16000, subtype="FLOAT")
+        upstream = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
+        result = run_probe(task, upstream, splits, type(settings)(**{**settings.__dict__, "cache": "off"}),
+                           _RandomCache(1, 1, 1), seed=0, ctx=_device_ctx(device))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rate = result.extra["steps_per_second"]
+    audio = settings.steps * settings.batch_size * settings.accumulate * float(splits["train"][0]["duration"])
+    print(f"pr on the fly (HuBERT {preset} run on every batch): {rate:8.2f} steps/s, about "
+          f"{audio / (settings.steps / rate):.0f} audio s/s ({rate / cached_rate:.3f}x the cached features' rate)")
 
 
 def _device_ctx(device: torch.device):  # noqa: ANN202 - a stage context on its own folders
