@@ -4,8 +4,9 @@ Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); t
 frames only (``attention=packed``); cuDNN autotuning, alone and with the batches padded to the stages'
 half-second buckets, and fp32 on TF32 tensor cores (CUDA); torch.compile of the ``auto`` settings' layers
 (CUDA by default; the whole model when ``--paths`` names it). FLOPs are
-counted once per batch by ``torch.utils.flop_counter.FlopCounterMode`` on the packed layers (with the
-plain convolution): the useful work, padding excluded, so that every path is rated against the same work
+counted once per batch on the packed layers with the plain convolution (:mod:`flop_count`: torch's
+counter, grouped convolutions' weight gradient corrected, on a shape-only copy of the model): the
+useful work, padding excluded, so that every path is rated against the same work
 and the padded paths' wasted products count against them (the header prints how much more the padded
 path computes). MFU divides by the device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`);
 unknown devices and CPUs: "n/a". The fine-tuning rate is the training loop
@@ -28,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from flop_count import count_flops, shape_only_copy
 from profile_breakdown import profile_pass
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, pad_waves
@@ -143,37 +144,22 @@ def _run(model, batches, device, train: bool, bf16: bool, multiple: int = 1) -> 
     return times[0], times[1]
 
 
-def _cpu_attention_formulas() -> dict[Any, Any]:
-    """FLOP formulas for the CPU's flash attention kernels, which ``FlopCounterMode`` leaves uncounted
-    (its formulas cover the CUDA kernels): the same counts as for those."""
-    aten = torch.ops.aten
-
-    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query, key, value)
-
-    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_backward_flop_count(grad_out, query, key, value)
-
-    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
-            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
-
-
-def _flops(model, batches, device, train: bool, attention: str) -> float:
-    model.set_positional_conv("conv")
-    model.set_attention(attention)
-    total = 0.0
+def _flops(model, batches, train: bool, attention: str) -> float:
+    """The useful work of a pass over ``batches`` with the plain convolution and ``attention``, counted
+    on a shape-only copy of ``model`` (:mod:`flop_count`)."""
+    meta = shape_only_copy(model).train(train)
+    meta.set_positional_conv("conv")
+    meta.set_attention(attention)
+    total = 0
     for b in batches:
         wavs, lengths = pad_waves(b)
-        wavs = wavs.to(device)
-        with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
-            if train:
-                _loss(model, wavs, lengths).backward()
-            else:
-                with torch.no_grad():
-                    model(wavs, lengths)
-        total += counter.get_total_flops()
-    model.zero_grad(set_to_none=True)
-    return total
+        wavs = wavs.to("meta")
+        if train:
+            total += count_flops(lambda: _loss(meta, wavs, lengths).backward())  # noqa: B023 - called at once
+        else:
+            with torch.no_grad():
+                total += count_flops(lambda: meta(wavs, lengths))  # noqa: B023 - called at once
+    return float(total)
 
 
 def _finetune_rate(model, batches, device, bf16: bool) -> float:
@@ -300,9 +286,9 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
     paths = _paths(device, compile, only)
     for work, train in (("forward+backward", True), ("extraction", False)):
         model.train(train)
-        padded_flops = _flops(model, batches, device, train, "padded")
+        padded_flops = _flops(model, batches, train, "padded")
         try:
-            flops = _flops(model, batches, device, train, "packed")
+            flops = _flops(model, batches, train, "packed")
         except Exception as exc:  # the counter lacks a formula for this torch's variable-length kernel
             print(f"{work}: counting the packed path failed ({type(exc).__name__}: {str(exc)[:120]}); "
                   "every path is rated against the padded path's work")

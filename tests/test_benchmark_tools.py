@@ -1,0 +1,108 @@
+"""The benchmarks' tools: the FLOP count (grouped convolutions corrected, counted on a shape-only copy)
+and the profile breakdown (kernel names sorted into kinds of work, one profiled pass)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from flop_count import count_flops, shape_only_copy  # noqa: E402
+from profile_breakdown import category, profile_pass  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+
+def test_a_grouped_convolution_backward_counts_the_products_it_does():
+    conv = torch.nn.Conv1d(32, 32, kernel_size=8, groups=4, padding=4)
+    x = torch.randn(2, 32, 50, requires_grad=True)
+    out_frames = 51  # 50 + 2·4 - 8 + 1
+    forward = 2 * 2 * 32 * out_frames * (32 // 4) * 8  # 2 · batch · C_out · frames · C_in/groups · kernel
+    assert count_flops(lambda: conv(x)) == forward
+    assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward  # input and weight gradients
+    with FlopCounterMode(display=False) as torch_counter:  # torch's own formula: 4 × the weight gradient
+        conv(x).sum().backward()
+    assert torch_counter.get_total_flops() == 2 * forward + 4 * forward
+
+
+def test_an_ungrouped_convolution_counts_as_torch_counts_it():
+    conv = torch.nn.Conv1d(8, 16, kernel_size=3, stride=2)
+    x = torch.randn(3, 8, 40, requires_grad=True)
+    with FlopCounterMode(display=False) as torch_counter:
+        conv(x).sum().backward()
+    assert count_flops(lambda: conv(x).sum().backward()) == torch_counter.get_total_flops()
+
+
+def test_the_shape_only_copy_counts_what_the_model_computes():
+    from plugins.upstreams.hubert import HubertParams, HubertPlugin
+
+    model = HubertPlugin().build(HubertParams(preset="tiny"), seed=0).train()
+    model.set_attention("packed")
+    wavs, lengths = torch.randn(3, 16000), torch.tensor([16000, 9000, 12000])
+    meta = shape_only_copy(model)
+    assert meta.attention_mode == "packed" and next(meta.parameters()).device.type == "meta"
+    on_cpu = count_flops(lambda: model(wavs, lengths).hidden_states[-1].sum().backward())
+    on_meta = count_flops(lambda: meta(wavs.to("meta"), lengths).hidden_states[-1].sum().backward())
+    assert on_meta == on_cpu > 0
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    # CUDA kernels as the profiler names them (torch 2.11, H200)
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1", "matmul"),
+    ("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_TNT", "matmul"),
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nwc", "convolution"),
+    ("void cudnn::cnn::implicit_convolve_sgemm<float, float, 1024, 5, 5, 3, 3, 3, 1, false>", "convolution"),
+    ("fmha_cutlassF_bf16_aligned_64x64_rf_sm80(PyTorchMemEffAttention::AttentionKernel)", "attention"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>", "attention"),
+    ("void vector_fft_r2c<float, 512u, 8u>(float*, float2*)", "fft"),
+    ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16, float>", "normalization"),
+    ("void at::native::(anonymous namespace)::GammaBetaBackwardCUDAKernel<float, float>", "normalization"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>", "copy/cast"),
+    ("Memcpy HtoD (Pageable -> Device)", "copy/cast"),
+    ("void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor>", "optimizer"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"),
+    # CPU operators
+    ("aten::addmm", "matmul"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+    ("aten::mkldnn_convolution", "convolution"),
+    ("aten::native_layer_norm_backward", "normalization"),
+    ("aten::_to_copy", "copy/cast"),
+    ("aten::bernoulli_", "elementwise"),
+])
+def test_kernels_and_operators_are_sorted_into_kinds_of_work(name, kind):
+    assert category(name) == kind
+
+
+def test_a_matmul_heavy_pass_is_mostly_matmul_and_the_parts_add_up():
+    a = torch.randn(384, 384)
+
+    def run() -> None:
+        for _ in range(20):
+            (a @ a).relu_()
+
+    breakdown = profile_pass(run, torch.device("cpu"))
+    assert max(breakdown.by_category, key=breakdown.by_category.get) == "matmul"
+    assert breakdown.by_category["matmul"] > 0.6 * breakdown.busy
+    assert sum(breakdown.by_category.values()) == pytest.approx(breakdown.busy)
+    assert sum(sec for _, sec, _ in breakdown.top) == pytest.approx(breakdown.busy)
+    assert dict((name, calls) for name, _, calls in breakdown.top)["aten::mm"] == 20
+    assert 0.0 <= breakdown.idle_share < 1.0
+    table = breakdown.format(per=20)
+    assert "matmul" in table and "aten::mm" in table and "operators" in table
+
+
+def test_the_readme_quotes_hubert_bases_useful_work_per_audio_second():
+    """README: 33.2 (forward+backward) and 14.5 (extraction) TFLOP per thousand audio seconds, for the
+    upstream benchmark's eight 160-second batches."""
+    from bench_upstream_speed import _batches, _flops, _model
+
+    model = _model(torch.device("cpu"), "base")
+    batches = _batches(160.0, 8)
+    audio = sum(len(w) for b in batches for w in b) / 16000
+    train = _flops(model, batches, True, "packed") / audio / 1e9
+    extraction = _flops(model, batches, False, "packed") / audio / 1e9
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"useful work is {train:.1f} TFLOP per thousand audio seconds" in readme
+    assert f"forward+backward and {extraction:.1f} for extraction" in readme
