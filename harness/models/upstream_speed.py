@@ -83,7 +83,8 @@ def positional_embedding(module: torch.nn.Module, x: torch.Tensor, mode: str) ->
         return module(x)
     conv = module.conv
     h = grouped_conv1d_fft(x.transpose(1, 2), conv.weight, conv.bias, int(conv.padding[0]), int(conv.groups))
-    if torch.is_autocast_enabled(x.device.type):  # what the autocast convolution would hand on
+    cast = torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type)
+    if cast:  # what the autocast convolution would hand on
         h = h.to(torch.get_autocast_dtype(x.device.type))
     else:
         h = h.to(x.dtype)

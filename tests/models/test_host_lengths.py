@@ -46,6 +46,13 @@ def test_the_forward_reads_nothing_back_from_the_device(plugin, attention, train
         sum(h.sum() for h in out.hidden_states).backward()  # the backward pass reads nothing either
 
 
+def test_the_fft_positional_convolution_reads_nothing_back_either():
+    model = _model("hubert").train().to("meta")
+    model.set_positional_conv("fft")
+    out = model(torch.zeros(len(LENGTHS), max(LENGTHS), device="meta"), torch.tensor(LENGTHS))
+    sum(h.sum() for h in out.hidden_states).backward()
+
+
 def test_lengths_on_the_device_are_read_back_which_the_detector_catches():
     model = _model("hubert").eval().to("meta")
     with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
