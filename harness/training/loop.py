@@ -600,7 +600,11 @@ class _Trainer:
 
     def _cudnn(self) -> contextlib.AbstractContextManager:
         """cuDNN autotuning on for this run when the config asks for it on a CUDA device."""
-        if not (self.cfg.cudnn_autotune and self.device.type == "cuda"):
+        if not self.cfg.cudnn_autotune:
+            return contextlib.nullcontext()
+        if self.device.type != "cuda":
+            self.say(f"cudnn_autotune: cuDNN runs on CUDA devices only; "
+                     f"this run on {self.device.type} trains without it")
             return contextlib.nullcontext()
         backends = torch.backends.cudnn
         return backends.flags(enabled=backends.enabled, benchmark=True, deterministic=backends.deterministic,

@@ -66,6 +66,18 @@ def test_autotuning_is_off_by_default_and_keeps_stage_keys_and_checkpoints_as_th
     assert repr(TrainConfig(steps=3, lr=1.0, cudnn_autotune=True)) == repr(TrainConfig(steps=3, lr=1.0))
 
 
+def test_autotuning_asked_for_on_the_cpu_says_it_does_nothing_there(caplog):
+    from harness.data.batching import DynamicBatchSampler
+    from harness.training.loop import fit
+
+    model = torch.nn.Linear(4, 1)
+    cfg = TrainConfig(steps=1, lr=1e-3, checkpoint_minutes=None, cudnn_autotune=True)
+    with caplog.at_level("INFO"):
+        fit(model, lambda b: model(b).square().mean(), DynamicBatchSampler([1.0] * 2, 2.0, seed=0),
+            lambda idx: torch.randn(len(idx), 4), cfg)
+    assert "cudnn_autotune: cuDNN runs on CUDA devices only; this run on cpu trains without it" in caplog.text
+
+
 @pytest.mark.parametrize("autotune", [False, True])
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="cuDNN needs a CUDA device")
 def test_cudnn_autotunes_during_an_autotuned_run_only(autotune):
