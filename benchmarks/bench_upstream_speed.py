@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from flop_count import count_flops, shape_only_copy
+from flop_count import count_flops, flops_by_category, shape_only_copy
 from profile_breakdown import profile_pass
 
 from harness.data.batching import DynamicBatchSampler
@@ -328,7 +328,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
 def profile(device: str | torch.device, preset: str, seconds_per_batch: float, steps: int, path_name: str,
             *, train: bool = True, trace: Path | None = None) -> str:
     """Where the time of one pass of ``path_name`` goes (:mod:`profile_breakdown`), after a pass that
-    warms it up (compilation, autotuning)."""
+    warms it up (compilation, autotuning), with the FLOPs each kind of work does and their rate."""
     device = torch.device(device)
     model = _model(device, preset).train(train)
     batches = _batches(seconds_per_batch, steps)
@@ -337,6 +337,10 @@ def profile(device: str | torch.device, preset: str, seconds_per_batch: float, s
         run = _one_pass(model, batches, device, train, path[1], _multiple(path))
         run()
         breakdown = profile_pass(run, device, trace)
+    # the FLOPs this path does, by kind: the same pass again, eager, on the same device, so that each
+    # operator lands in the category of the kernel that ran it (a shape-only copy would decompose attention)
+    breakdown.flops = flops_by_category(_one_pass(model, batches, device, train, path[1], _multiple(path)))
+    model.zero_grad(set_to_none=True)
     work = "forward+backward" if train else "extraction"
     return f"profile of {work}, path {path_name}, {len(batches)} batches:\n{breakdown.format(per=len(batches))}"
 

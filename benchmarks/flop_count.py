@@ -58,6 +58,19 @@ def count_flops(run: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
+def flops_by_category(run: Callable[[], Any]) -> dict[str, float]:
+    """FLOPs of ``run()`` by kind of work (:func:`profile_breakdown.category` of each operator)."""
+    from profile_breakdown import category
+
+    with FlopCounterMode(display=False, custom_mapping=FORMULAS) as counter:
+        run()
+    out: dict[str, float] = {}
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        kind = category(str(op).replace(".", "::", 1))  # aten.mm.default -> aten::mm.default, as profiled
+        out[kind] = out.get(kind, 0.0) + float(flops)
+    return out
+
+
 def shape_only_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` on the ``meta`` device, its settings (attention mode, frozen parts) kept."""
     return copy.deepcopy(model).to("meta")

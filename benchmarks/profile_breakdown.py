@@ -51,6 +51,8 @@ class Breakdown:
     launches: int = 0
     syncs: int = 0
     cuda: bool = False
+    #: FLOPs the pass does, by the same categories (:func:`flop_count.flops_by_category`), when counted
+    flops: dict[str, float] = field(default_factory=dict)
 
     @property
     def idle_share(self) -> float:
@@ -58,16 +60,21 @@ class Breakdown:
         return max(0.0, 1.0 - self.busy / self.wall) if self.wall > 0 else 0.0
 
     def format(self, per: int = 1, top: int = 15) -> str:
-        """A table of categories and of the ``top`` busiest kernels; counts divided by ``per`` (steps)."""
+        """A table of categories (with the FLOPs done and their rate, where counted) and of the ``top``
+        busiest kernels; counts divided by ``per`` (steps)."""
         if self.cuda:
             counts = f"{self.launches / per:.0f} kernels, {self.syncs / per:.1f} host waits for the device"
         else:
             counts = f"{self.launches / per:.0f} operators"
         lines = [f"wall {self.wall:.4g} s, device busy {self.busy:.4g} s, idle {100 * self.idle_share:.1f} %; "
                  f"per step: {counts}"]
-        lines.append(f"  {'category':<14}{'seconds':>10}{'share':>8}")
+        lines.append(f"  {'category':<14}{'seconds':>10}{'share':>8}{'TFLOP':>10}{'TFLOP/s':>10}")
         for cat, sec in sorted(self.by_category.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {cat:<14}{sec:>10.4g}{100 * sec / self.busy if self.busy else 0:>7.1f}%")
+            share = 100 * sec / self.busy if self.busy else 0.0
+            flops = self.flops.get(cat, 0.0)
+            rate = f"{flops / sec / 1e12:>10.4g}" if flops else f"{'':>10}"
+            done = f"{flops / 1e12:>10.4g}" if flops else f"{'':>10}"
+            lines.append(f"  {cat:<14}{sec:>10.4g}{share:>7.1f}%{done}{rate}")
         lines.append(f"  {'kernel or operator':<72}{'seconds':>10}{'calls':>8}")
         for name, sec, calls in self.top[:top]:
             short = name if len(name) <= 70 else name[:67] + "..."

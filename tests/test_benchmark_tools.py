@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from flop_count import count_flops, shape_only_copy  # noqa: E402
+from flop_count import count_flops, flops_by_category, shape_only_copy  # noqa: E402
 from profile_breakdown import category, profile_pass  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -33,6 +33,23 @@ def test_an_ungrouped_convolution_counts_as_torch_counts_it():
     with FlopCounterMode(display=False) as torch_counter:
         conv(x).sum().backward()
     assert count_flops(lambda: conv(x).sum().backward()) == torch_counter.get_total_flops()
+
+
+def test_flops_are_sorted_into_the_profile_categories_and_rated_against_their_time():
+    a, conv, x = torch.randn(64, 32), torch.nn.Conv1d(4, 8, 3), torch.randn(2, 4, 20)
+
+    def run() -> None:
+        for _ in range(10):
+            (a @ a.T).relu_()
+        conv(x)
+
+    flops = flops_by_category(run)
+    assert flops == {"matmul": 10 * 2 * 64 * 32 * 64, "convolution": 2 * 2 * 8 * 18 * 4 * 3}
+    breakdown = profile_pass(run, torch.device("cpu"))
+    breakdown.flops = flops
+    row = next(line for line in breakdown.format().splitlines() if line.strip().startswith("matmul"))
+    rate = flops["matmul"] / breakdown.by_category["matmul"] / 1e12
+    assert row.split()[-1] == f"{rate:.4g}" and row.split()[-2] == f"{flops['matmul'] / 1e12:.4g}"
 
 
 def test_the_shape_only_copy_counts_what_the_model_computes():
