@@ -4,7 +4,9 @@
 (CUDA kernels, copies and fills on a GPU; the ATen operators' own time on the CPU) by category (matrix
 products, attention, convolutions, FFT, normalisation, copies and casts, optimizer, other element-wise
 work), the busiest kernels, how much of the wall time the device sat idle, kernel launches, and the
-host waits for the device (stream and device synchronisations, blocking copies).
+host waits for the device (stream and device synchronisations, blocking copies). Given the FLOPs of
+each category (:func:`flop_count.flops_by_category` of the same pass), its table also shows the rate
+each kind of work reaches, which tells a slow kernel from a heavy one.
 """
 
 from __future__ import annotations
