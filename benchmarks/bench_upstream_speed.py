@@ -3,16 +3,16 @@
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
 frames only (``attention=packed``); cuDNN autotuning, alone and with the batches padded to the stages'
 half-second buckets, and fp32 on TF32 tensor cores (CUDA); torch.compile of the ``auto`` settings' layers
-(CUDA by default; the whole model when ``--paths`` names it). FLOPs are
-counted once per batch on the packed layers with the plain convolution (:mod:`flop_count`: torch's
-counter, grouped convolutions' weight gradient corrected, on a shape-only copy of the model): the
-useful work, padding excluded, so that every path is rated against the same work
-and the padded paths' wasted products count against them (the header prints how much more the padded
-path computes). MFU divides by the device's peak dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`);
-unknown devices and CPUs: "n/a". The fine-tuning rate is the training loop
-(:func:`harness.training.loop.fit`, batches collated from waveforms, prefetched as in the stage) in audio
-seconds per second, against the raw model rate. ``--profile PATH`` instead profiles one pass of a path
-and prints where its time goes by kind of work (:mod:`profile_breakdown`).
+(CUDA by default; the whole model when ``--paths`` names it). FLOPs are counted once per batch on the
+packed layers with the plain convolution (:mod:`flop_count`: torch's counter, grouped convolutions'
+weight gradient corrected, on a shape-only copy of the model): the useful work, padding excluded, so
+that every path is rated against the same work and the padded paths' wasted products count against
+them (the header prints how much more the padded path computes). MFU divides by the device's peak
+dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a". The fine-tuning
+rate is the training loop (:func:`harness.training.loop.fit`, batches collated from waveforms,
+prefetched as in the stage) in audio seconds per second, against the raw model rate. ``--profile PATH``
+instead profiles one pass of a path and prints where its time goes by kind of work, with the FLOPs each
+kind does (:mod:`profile_breakdown`).
 
     .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --seconds 8 --steps 3
     .venv/bin/python benchmarks/bench_upstream_speed.py --preset tiny --profile bf16 --trace /tmp/bf16.json
