@@ -284,7 +284,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
     batches = _batches(seconds_per_batch, steps, random=random_batches)
     audio = sum(len(w) for b in batches for w in b) / 16000
     paths = _paths(device, compile, only)
-    for work, train in (("forward+backward", True), ("extraction", False)):
+    for work, train in (("forward+backward", True), ("extraction", False)) if paths else ():
         model.train(train)
         padded_flops = _flops(model, batches, train, "padded")
         try:
