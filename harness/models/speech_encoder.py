@@ -125,8 +125,8 @@ def run_encoder(
     all_valid = bool(mask.all()) if frame_counts is None else all(int(n) >= frames for n in frame_counts)
     packing = None
     if attention == "packed" and not all_valid:
-        counts = mask.sum(dim=1).tolist() if frame_counts is None else list(frame_counts)
-        packing = Packing.from_counts(counts, frames, x.device)
+        packing = (Packing.from_mask(mask) if frame_counts is None
+                   else Packing.from_counts(list(frame_counts), frames, x.device))
     attn = _attention_mask(config, x, mask, all_valid) if packing is None else None
     x = x + positional_embedding(encoder.pos_conv_embed, x, pos_conv)
     if not stable_layer_norm:
