@@ -13,6 +13,7 @@ from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store
 from harness.evaluation.scoring import coverage, coverage_text
+from harness.report.stage_times import StageTimes, stage_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help='{"results": metric rows, "models": provenance per model, "recipes": their texts}')
     parser.add_argument("--failed", action="store_true", help="show failed stages with their errors")
+    parser.add_argument("--times", action="store_true",
+                        help="where the time went: stage time by kind and plugin, stages at a time, the longest")
     parser.set_defaults(func=run)
 
 
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from harness.report.provenance import provenance
 
-        print(json.dumps({"results": rows, **provenance(args.output)}, indent=2, ensure_ascii=False))
+        print(json.dumps({"results": rows, **provenance(args.output), "times": stage_times(stages).as_dict()},
+                         indent=2, ensure_ascii=False))
         return 0
     console = Console(highlight=False)
     by_status: dict[str, int] = {}
@@ -90,8 +94,30 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(r["stage"][:8], str(r["upstream"]), str(r["model"]), str(r["seed"]), r["metric"],
                       f"{r['value']:.2f}")
     console.print(table)
+    if args.times:
+        print_times(stage_times(stages), console)
     if args.failed:
         for s in stages:
             if s.status == "failed":
                 console.print(f"[red]{s.key[:8]} {s.name}[/]\n{s.error}")
     return 0
+
+
+def print_times(times: StageTimes, console: Console) -> None:
+    """Stage time by kind and plugin with its share, the busy wall time and the longest stages."""
+    table = Table(title="stage time by kind and plugin")
+    for col in ("kind", "plugin", "stages", "seconds", "share"):
+        table.add_column(col, justify="left" if col in ("kind", "plugin") else "right")
+    for k in times.by_kind:
+        share = k.seconds / times.stage_seconds if times.stage_seconds else 0.0
+        table.add_row(k.kind, k.plugin, str(k.stages), f"{k.seconds:.1f}", f"{share:.0%}")
+    console.print(table)
+    console.print(f"stage time {times.stage_seconds:.1f} s in {times.busy_seconds:.1f} s of wall time with a stage "
+                  f"running: {times.concurrency:.2f} stages at a time on average"
+                  + (f"; {times.untimed} stages without a finished time" if times.untimed else ""))
+    longest = Table(title="longest stages")
+    for col in ("stage", "kind", "name", "seconds"):
+        longest.add_column(col, justify="right" if col == "seconds" else "left")
+    for s in times.longest:
+        longest.add_row(s.key[:8], s.kind, s.name, f"{s.seconds:.1f}")
+    console.print(longest)
