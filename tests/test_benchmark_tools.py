@@ -124,3 +124,45 @@ def test_the_readme_quotes_hubert_bases_useful_work_per_audio_second():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"useful work is {train:.1f} TFLOP per thousand audio seconds" in readme
     assert f"forward+backward and {extraction:.1f} for extraction" in readme
+
+
+def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
+    """benchmarks/gpu_session.sh runs only where a GPU is lent: what it names must still exist when it does."""
+    import re
+    import shlex
+    import subprocess
+
+    from bench_upstream_speed import STAGE_LOOP, _paths
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    bench = re.search(r'^B="([^"]+)"$', text, re.M).group(1)
+    text = text.replace("$B ", bench + " ")
+    words = shlex.split(" ".join(line.split("#")[0] for line in text.splitlines()))
+    for path in {w for w in words if re.fullmatch(r"(tests|benchmarks|recipes)/\S+\.(py|yaml)", w)}:
+        assert (root / path).is_file(), path
+    known = {p[0] for p in _paths(torch.device("cuda"), compile=True, only=None)} | {STAGE_LOOP}
+    timed = set()
+    for at in (i for i, w in enumerate(words) if w == "--paths"):
+        rest = words[at + 1:]
+        timed |= set(rest[:next(i for i, w in enumerate(rest) if w.startswith(("-", ">")))])
+    assert STAGE_LOOP in timed and "bf16+auto+compile" in timed and timed <= known, timed - known
+    # on each command line, every flag after a tool's name is one that tool defines
+    cli = root / "harness" / "cli"
+    sources = {"bench_upstream_speed.py": [root / "benchmarks" / "bench_upstream_speed.py"],
+               "bench_gpu.py": [root / "benchmarks" / "bench_gpu.py"],
+               "run": [cli / "run_cmd.py", cli / "common.py"], "results": [cli / "results_cmd.py"]}
+    checked = 0
+    for line in text.splitlines():
+        line_words = shlex.split(line.split("#")[0].split(">")[0])
+        at = next((i for i, w in enumerate(line_words) if Path(w).name in sources
+                   and (w.endswith(".py") or line_words[i - 1] == "harness")), None)
+        if at is None:
+            continue
+        defined = "".join(f.read_text() for f in sources[Path(line_words[at]).name])
+        for flag in (w.split("=")[0] for w in line_words[at + 1:] if w.startswith("--")):
+            assert f'"{flag}"' in defined, f"{flag} is not a flag of {line_words[at]}"
+            checked += 1
+    assert checked >= 12

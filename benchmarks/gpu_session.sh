@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every GPU measurement in one call of under ten minutes, each part written into $OUT as it finishes:
+# where a bf16 training step's time goes (profile by kind of work, with FLOP rates), the upstream paths
+# at Base size (TFLOP/s and MFU), the fine-tuning stage loop against the raw rate, the three-seed demo
+# overlapped on the GPU, the probes' steps per second (cached and on the fly), then the GPU-only tests.
+#
+#   OUT=gpu-results WHEELS=path/to/py-wheels bash benchmarks/gpu_session.sh
+#
+# WHEELS: a folder of wheels for what the GPU image lacks (shared/DESIGN.md lists them), installed with
+# --no-index; leave it unset where they are installed already. Each part has its own time limit, so a
+# slow part costs its limit and the rest still run.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-results}
+DEMO_OUT=${DEMO_OUT:-/tmp/gpu-session-demo}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+t0=$(date +%s)
+stamp() { echo "== $1 at +$(( $(date +%s) - t0 )) s" | tee -a "$OUT/timeline.txt"; }
+if [ -n "${WHEELS:-}" ]; then
+  python -m pip install -q --no-index --find-links "$WHEELS" pydantic soundfile soxr espeakng-loader \
+    kaldi-native-fbank jiwer editdistance cffi 2>&1 | tail -2
+fi
+python -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -2
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+
+B="python benchmarks/bench_upstream_speed.py --preset base --seconds 160"
+stamp "profile of training"
+timeout 55 $B --steps 4 --profile bf16+fft > "$OUT/profile_train.txt" 2>&1
+stamp "profile of extraction (rc $?)"
+timeout 35 $B --steps 4 --profile bf16+fft --profile-work extract > "$OUT/profile_extract.txt" 2>&1
+stamp "stage loop (rc $?)"
+timeout 40 $B --steps 8 --paths stage-loop > "$OUT/stage_loop.txt" 2>&1
+stamp "upstream paths (rc $?)"
+# one call, so the useful work is counted once; rows print as measured, compile (the slowest) last
+timeout 160 $B --steps 8 --paths fp32+fft bf16 bf16+fft bf16+cudnn_benchmark bf16+cudnn_benchmark+buckets \
+  tf32+fft bf16+auto+compile > "$OUT/upstream.txt" 2>&1
+stamp "three-seed demo, overlapped (rc $?)"
+rm -rf "$DEMO_OUT"
+s=$(date +%s)
+timeout 120 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device cuda --jobs 8 --gpu-jobs 6 \
+  --heartbeat 0 > "$OUT/demo.txt" 2>&1
+echo "demo_evidence, 3 seeds, --jobs 8 --gpu-jobs 6: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
+timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times > "$OUT/demo_times.txt" 2>&1
+stamp "probes (rc $?)"
+timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
+  > "$OUT/probes.txt" 2>&1
+stamp "tests (rc $?)"
+timeout 60 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
+  tests/models/test_host_lengths.py tests/training/test_autotune_buckets.py tests/models/test_packed_encoder.py \
+  tests/models/test_upstream_speed.py tests/test_benchmark_tools.py -k "not readme" > "$OUT/pytest.txt" 2>&1
+stamp "end (rc $?)"
+tail -3 "$OUT/pytest.txt"
+cat "$OUT/profile_train.txt" "$OUT/stage_loop.txt" "$OUT/upstream.txt" "$OUT/demo_times.txt"
+tail -2 "$OUT/demo.txt"
