@@ -12,7 +12,8 @@ from harness.core.hub import hub_hint
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.progress import HEARTBEAT_S
-from harness.pipeline.run import run_plan
+from harness.pipeline.run import RunSummary, run_plan
+from harness.report.stage_times import busy_seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
                            f"{fix}.")
     summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console,
                        heartbeat_s=args.heartbeat)
-    console.print(f"{len(summary.ran)} stage(s) ran, {len(summary.cached)} cached, {len(summary.failed)} failed, "
-                  f"{len(summary.blocked)} not run; results in {recipe.output}")
+    console.print(f"{len(summary.ran)} stage(s) ran{_timing(summary)}, {len(summary.cached)} cached, "
+                  f"{len(summary.failed)} failed, {len(summary.blocked)} not run; results in {recipe.output}")
     if summary.stopped:
         console.print("stopped cleanly after a checkpoint; rerun the same command to resume.")
     if summary.failed:
@@ -86,3 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if summary.ok:
         return 0
     return 2 if summary.only_user_errors else 1  # 2: every failure is the input's to fix, as for the CLI's own
+
+
+def _timing(summary: RunSummary) -> str:
+    """The last line's timing of a run that ran stages: the wall time with a stage running, the stages'
+    summed duration (failed ones included) and their ratio, how many ran at once on average."""
+    if not summary.intervals:
+        return ""
+    busy = busy_seconds(summary.intervals)
+    at_once = f", {summary.stage_seconds / busy:.2f} at a time" if busy > 0 else ""
+    return f" in {busy:.1f} s ({summary.stage_seconds:.1f} s of stage time{at_once})"

@@ -35,6 +35,12 @@ class RunSummary:
     stopped: dict[str, str] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
     user_errors: set[str] = field(default_factory=set)  # failed keys whose error the user can fix
+    intervals: list[tuple[float, float]] = field(default_factory=list)  # (started, ended) of each stage run
+
+    @property
+    def stage_seconds(self) -> float:
+        """The summed duration of the stages this run ran (done or failed)."""
+        return sum(end - start for start, end in self.intervals)
 
     @property
     def only_user_errors(self) -> bool:
@@ -142,6 +148,7 @@ def _run_locked(plan: Plan, output: Path, executor: Executor, keep_going: bool, 
 
             def on_finish(stage: Stage, outcome: Outcome) -> bool:
                 running.pop(stage.key, None)
+                summary.intervals.append((outcome.started, outcome.ended))
                 _record(store, stage, outcome, versions, commit)
                 progress.finish(stage.key)
                 if outcome.status == "done":

@@ -4,11 +4,13 @@ sequential run."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from harness.cli.run_cmd import _timing
 from harness.core.errors import HarnessError
 from harness.core.plan import Stage, build_plan
 from harness.core.recipe import load_recipe
@@ -16,7 +18,8 @@ from harness.core.store import Store
 from harness.core.threads import available_cores
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import admits, worker_threads
-from harness.pipeline.run import run_plan
+from harness.pipeline.run import RunSummary, run_plan
+from harness.report.stage_times import busy_seconds
 from tests.core_helpers import toy_manager, write_recipe
 
 
@@ -124,3 +127,25 @@ def test_admission_counts_gpu_slots_and_keeps_a_feature_cache_to_one_stage():
     assert not admits(ev_a2, [ev_a], accelerator_slots=4)
     assert not admits(ev_a2, [ev_a], accelerator_slots=None)
     assert admits(ev_b, [ev_a], accelerator_slots=4)
+
+
+def test_the_summary_times_the_stages_it_ran_as_the_store_does(two_runs):
+    plan, tmp, sequential, overlapped = two_runs
+    for summary, folder in ((sequential, "seq"), (overlapped, "par")):
+        with Store(tmp / folder, readonly=True) as store:
+            durations = sorted(r.duration for r in store.stages())
+        assert sorted(end - start for start, end in summary.intervals) == pytest.approx(durations)
+        assert summary.stage_seconds == pytest.approx(sum(durations))
+    # one stage at a time: the wall time with a stage running is the stage time
+    assert busy_seconds(sequential.intervals) == pytest.approx(sequential.stage_seconds)
+
+
+def test_the_run_line_says_the_wall_time_and_stages_at_a_time(tmp_path, capsys, toy_cli):
+    summary = RunSummary(ran=["a", "b", "c"], intervals=[(0.0, 10.0), (2.0, 8.0), (10.0, 14.0)])
+    assert _timing(summary) == " in 14.0 s (20.0 s of stage time, 1.43 at a time)"
+    assert _timing(RunSummary()) == ""
+    path = write_recipe(tmp_path)
+    assert main(["run", str(path), "--device", "cpu", "--heartbeat", "0"]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "stage(s) ran" in x)
+    assert re.fullmatch(r"\d+ stage\(s\) ran in [\d.]+ s \([\d.]+ s of stage time, 1.00 at a time\), 0 cached, "
+                        r"0 failed, 0 not run; results in .*", line), line
