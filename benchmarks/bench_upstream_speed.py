@@ -2,7 +2,8 @@
 
 Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); the layers on the valid
 frames only (``attention=packed``); cuDNN autotuning, alone and with the batches padded to the stages'
-half-second buckets, and fp32 on TF32 tensor cores (CUDA); torch.compile of the ``auto`` settings' layers
+half-second buckets, and fp32 on TF32 tensor cores (CUDA); the CNN as time-major matrix products
+(``+cnn_gemm``, :mod:`harness.models.feature_conv`); torch.compile of the ``auto`` settings' layers
 (CUDA by default; the whole model when ``--paths`` names it). FLOPs are counted once per batch on the
 packed layers with the plain convolution (:mod:`flop_count`: torch's counter, grouped convolutions'
 weight gradient corrected, on a shape-only copy of the model): the useful work, padding excluded, so
@@ -43,6 +44,8 @@ PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
                for precision, value in (("bf16", 989.0), ("tf32", 494.0), ("fp32", 67.0))}
 #: the name of the fine-tuning stage loop's row for ``--paths``
 STAGE_LOOP = "stage-loop"
+#: the suffix of the paths whose CNN runs as matrix products (``set_feature_conv("gemm")``)
+CNN_GEMM = "+cnn_gemm"
 #: cuDNN autotuning with batches padded to whole buckets, as ``cudnn_autotune: true`` trains
 BUCKETED = "bf16+cudnn_benchmark+buckets"
 #: the whole model compiled (not what ``compile: true`` does), timed only when ``--paths`` names it
@@ -229,7 +232,9 @@ def _paths(device: torch.device, compile: bool, only: Collection[str] | None) ->
     paths = [("fp32", False, "conv", "padded", False), ("bf16", True, "conv", "padded", False),
              ("fp32+fft", False, "fft", "padded", False), ("bf16+fft", True, "fft", "padded", False),
              ("fp32+packed", False, "conv", "packed", False), ("bf16+packed", True, "conv", "packed", False),
-             ("bf16+fft+packed", True, "fft", "packed", False)]
+             ("bf16+fft+packed", True, "fft", "packed", False),
+             ("fp32+fft" + CNN_GEMM, False, "fft", "padded", False),
+             ("bf16+fft" + CNN_GEMM, True, "fft", "padded", False)]
     if device.type == "cuda":
         paths += [("bf16+cudnn_benchmark", True, "conv", "padded", True),
                   (BUCKETED, True, "conv", "padded", True),
@@ -254,12 +259,16 @@ def _path_settings(model: torch.nn.Module, path: Path_) -> Iterator[None]:
     name, bf16, pos, attention, autotune = path
     model.set_positional_conv(pos)
     model.set_attention(attention)
+    model.set_feature_conv("gemm" if name.endswith(CNN_GEMM) else "conv")
     compiled = _compiled(model, whole=name == WHOLE_COMPILE) if "compile" in name else contextlib.nullcontext()
     cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
                                        deterministic=torch.backends.cudnn.deterministic,
                                        allow_tf32=torch.backends.cudnn.allow_tf32)
-    with cudnn, _matmul_precision(_precision(path)), compiled:
-        yield
+    try:
+        with cudnn, _matmul_precision(_precision(path)), compiled:
+            yield
+    finally:
+        model.set_feature_conv("conv")  # the FLOP count of the next work counts the convolutions
 
 
 def _multiple(path: Path_) -> int:

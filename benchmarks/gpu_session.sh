@@ -28,13 +28,13 @@ B="python benchmarks/bench_upstream_speed.py --preset base --seconds 160"
 stamp "profile of training"
 timeout 55 $B --steps 4 --profile bf16+fft > "$OUT/profile_train.txt" 2>&1
 stamp "profile of extraction (rc $?)"
-timeout 35 $B --steps 4 --profile bf16+fft --profile-work extract > "$OUT/profile_extract.txt" 2>&1
+timeout 30 $B --steps 4 --profile bf16+fft --profile-work extract > "$OUT/profile_extract.txt" 2>&1
 stamp "stage loop (rc $?)"
 timeout 40 $B --steps 8 --paths stage-loop > "$OUT/stage_loop.txt" 2>&1
 stamp "upstream paths (rc $?)"
 # one call, so the useful work is counted once; rows print as measured, compile (the slowest) last
-timeout 160 $B --steps 8 --paths fp32+fft bf16 bf16+fft bf16+cudnn_benchmark bf16+cudnn_benchmark+buckets \
-  tf32+fft bf16+auto+compile > "$OUT/upstream.txt" 2>&1
+timeout 175 $B --steps 8 --paths fp32+fft bf16 bf16+fft bf16+cudnn_benchmark bf16+cudnn_benchmark+buckets \
+  tf32+fft fp32+fft+cnn_gemm bf16+fft+cnn_gemm bf16+auto+compile > "$OUT/upstream.txt" 2>&1
 stamp "three-seed demo, overlapped (rc $?)"
 rm -rf "$DEMO_OUT"
 s=$(date +%s)
@@ -46,9 +46,10 @@ stamp "probes (rc $?)"
 timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
   > "$OUT/probes.txt" 2>&1
 stamp "tests (rc $?)"
-timeout 60 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
+timeout 50 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
   tests/models/test_host_lengths.py tests/training/test_autotune_buckets.py tests/models/test_packed_encoder.py \
-  tests/models/test_upstream_speed.py tests/test_benchmark_tools.py -k "not readme" > "$OUT/pytest.txt" 2>&1
+  tests/models/test_upstream_speed.py tests/models/test_feature_conv.py tests/test_benchmark_tools.py \
+  -k "not readme" > "$OUT/pytest.txt" 2>&1
 stamp "end (rc $?)"
 tail -3 "$OUT/pytest.txt"
 cat "$OUT/profile_train.txt" "$OUT/stage_loop.txt" "$OUT/upstream.txt" "$OUT/demo_times.txt"

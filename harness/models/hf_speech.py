@@ -50,6 +50,7 @@ from harness.models.fairseq import (
     map_wav2vec2_state,
     unwrap_finetuned,
 )
+from harness.models.feature_conv import check_feature_conv, cnn_time_major
 from harness.models.packed_encoder import resolve_attention
 from harness.models.sources import SourceParams
 from harness.models.speech_encoder import (
@@ -128,6 +129,7 @@ class SpeechTransformer(UpstreamModel):
         self._checkpointing = False
         self.pos_conv_mode = "auto"  # see harness.models.upstream_speed.resolve_pos_conv
         self.attention_mode = "auto"  # see harness.models.packed_encoder.resolve_attention
+        self.feature_conv_mode = "conv"  # see harness.models.feature_conv
         # transformers' learned mask embedding (fairseq's ``mask_emb``): unused by this forward, kept so
         # that a saved or merged model holds every weight of its transformers counterpart. A buffer, so
         # that training leaves it alone; drawn from its own generator, so presets' weights do not move.
@@ -153,6 +155,11 @@ class SpeechTransformer(UpstreamModel):
         or ``fft`` (:mod:`harness.models.upstream_speed`)."""
         resolve_pos_conv(mode, torch.device("cpu"))  # refuses an unknown mode
         self.pos_conv_mode = mode
+
+    def set_feature_conv(self, mode: str) -> None:
+        """The CNN feature encoder's form: ``conv`` (transformers', the default) or ``gemm`` (time-major
+        matrix products, :mod:`harness.models.feature_conv`)."""
+        self.feature_conv_mode = check_feature_conv(mode)
 
     def set_attention(self, mode: str) -> None:
         """How the layers treat padding: ``auto`` (the padded path), ``padded`` or ``packed``
@@ -190,6 +197,12 @@ class SpeechTransformer(UpstreamModel):
             x = layer.activation(x)
         return x
 
+    def _features(self, wavs: torch.Tensor, host_lengths: torch.Tensor) -> torch.Tensor:
+        """The CNN's frames, B×T×C, in the form :meth:`set_feature_conv` chose."""
+        if self.feature_conv_mode == "gemm":
+            return cnn_time_major(self.feature_extractor.conv_layers, self._strides, wavs, host_lengths.tolist())
+        return self._cnn(wavs, host_lengths).transpose(1, 2)
+
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
         """Lengths given on the host (as :meth:`WaveBatch.to` leaves them) make the forward read nothing
         back from the device; lengths on the device are read once."""
@@ -202,10 +215,9 @@ class SpeechTransformer(UpstreamModel):
         else:
             wavs = wavs * frame_mask(lengths, wavs.shape[1])
         if self._checkpointing and self.training and torch.is_grad_enabled():
-            feats = checkpoint(self._cnn, wavs, host_lengths, use_reentrant=False)
+            x = checkpoint(self._features, wavs, host_lengths, use_reentrant=False)
         else:
-            feats = self._cnn(wavs, host_lengths)
-        x = feats.transpose(1, 2)
+            x = self._features(wavs, host_lengths)
         proj = self.feature_projection
         norm = getattr(proj, "layer_norm", None)
         if norm is not None and getattr(self.hf_config, "feat_proj_layer_norm", True):
