@@ -41,6 +41,7 @@ s=$(date +%s)
 timeout 120 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device cuda --jobs 8 --gpu-jobs 6 \
   --heartbeat 0 > "$OUT/demo.txt" 2>&1
 echo "demo_evidence, 3 seeds, --jobs 8 --gpu-jobs 6: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
+pkill -f "harness run" 2>/dev/null; pkill -f "multiprocessing.spawn" 2>/dev/null  # workers a timeout left behind
 timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times > "$OUT/demo_times.txt" 2>&1
 stamp "probes (rc $?)"
 timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
