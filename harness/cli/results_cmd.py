@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("results", help="print what the results store of an output folder holds")
     parser.add_argument("output", type=Path, help="the output folder of a run")
     parser.add_argument("--json", action="store_true",
-                        help='{"results": metric rows, "models": provenance per model, "recipes": their texts}')
+                        help='{"results": metric rows, "models": provenance per model, "recipes": their texts, '
+                             '"times": stage times}')
     parser.add_argument("--failed", action="store_true", help="show failed stages with their errors")
     parser.add_argument("--times", action="store_true",
                         help="where the time went: stage time by kind and plugin, stages at a time, the longest")
