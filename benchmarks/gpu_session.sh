@@ -49,7 +49,8 @@ timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --pr
 stamp "tests (rc $?)"
 timeout 50 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
   tests/models/test_host_lengths.py tests/training/test_autotune_buckets.py tests/models/test_packed_encoder.py \
-  tests/models/test_upstream_speed.py tests/models/test_feature_conv.py tests/test_benchmark_tools.py \
+  tests/models/test_upstream_speed.py tests/models/test_feature_conv.py tests/models/test_extraction_precision.py \
+  tests/test_benchmark_tools.py \
   -k "not readme" > "$OUT/pytest.txt" 2>&1
 stamp "end (rc $?)"
 tail -3 "$OUT/pytest.txt"

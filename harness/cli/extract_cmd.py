@@ -29,7 +29,7 @@ from harness.core.outdir import make_output_dir
 from harness.core.params import parse_key_values, validate_params
 from harness.core.registry import PluginManager, default_manager
 from harness.data import audio
-from harness.models.inference import batched_forward, length_sorted_batches
+from harness.models.inference import batched_forward, effective_precision, length_sorted_batches
 from harness.models.model_io import model_device
 
 log = logging.getLogger("harness.extract")
@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed for presets (default 0)")
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                        help="CUDA: fp32 (default, s3prl's), tf32 (fp32 on TF32 tensor cores) or bf16 (autocast); "
+                             "the CPU extracts in fp32")
     parser.set_defaults(func=run)
 
 
@@ -186,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     written = 0
     frames = 0
     for i, hidden in batched_forward(
-        model, _LazyAudio(files), batches=batches, layers=layers, device=device
+        model, _LazyAudio(files), batches=batches, layers=layers, device=device, precision=args.precision
     ):
         array = (torch.stack(hidden) if layer is None else hidden[0]).numpy().astype(np.float32, copy=False)
         np.save(args.out / f"{files[i].stem}.npy", array)
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 "upstream": args.upstream,
                 "source": _source(args),
                 "layer": args.layer,
+                "precision": effective_precision(args.precision, device),
                 "hidden_size": model.hidden_size,
                 "num_hidden_states": model.num_hidden_states,
                 "frame_shift": model.frame_shift,

@@ -50,6 +50,7 @@ from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
 from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
 from harness.models.featurizer import WeightedSum, layer_norm
+from harness.models.inference import effective_precision, extraction_precision
 from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
 from harness.training.specaug import spec_augment
@@ -168,8 +169,10 @@ class _DeviceFrames:
 class _Source:
     """Raw batches of one split's rows from the cache or from the upstream."""
 
-    def __init__(self, rows: list[dict[str, Any]], kind: str, upstream: UpstreamModel, data: Any, device):
+    def __init__(self, rows: list[dict[str, Any]], kind: str, upstream: UpstreamModel, data: Any, device,
+                 precision: str = "fp32"):
         self.rows = rows
+        self.precision = precision  # of the upstream run on the fly
         self.kind = kind
         self.upstream = upstream
         self.data = data
@@ -197,7 +200,7 @@ class _Source:
             return _Raw(rows, states=states, lengths=lengths)
         batch = self.waves.collate(indices)
         self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
-        with torch.no_grad():
+        with torch.no_grad(), extraction_precision(self.precision, self.device):
             self.upstream.eval()
             out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths)
         frames = out.lengths.cpu().tolist()
@@ -229,13 +232,13 @@ def _source(
     task: Task, rows: list[dict[str, Any]], cache: FeatureCache, settings: ProbeSettings, upstream, device
 ) -> _Source:
     if settings.cache == "off":
-        return _Source(rows, "upstream", upstream, None, device)
+        return _Source(rows, "upstream", upstream, None, device, settings.extract_precision)
     if task.pooled:
         return _Source(rows, "pooled", upstream, cache.pooled(rows), device)
     store: FrameStore | None = cache.frames(rows)
     if store is None:
         log.info("frame cache over its %.1f GB budget: running the upstream on the fly", settings.max_frame_gb)
-        return _Source(rows, "upstream", upstream, None, device)
+        return _Source(rows, "upstream", upstream, None, device, settings.extract_precision)
     return _Source(rows, "frames", upstream, store, device)
 
 
@@ -375,18 +378,22 @@ def _hold_on_device(sources: list[_Source], device: torch.device, resident: bool
 
 
 def feature_cache_for(upstream: UpstreamModel, ctx: StageContext, settings: ProbeSettings) -> FeatureCache:
-    """The cache shared by every downstream of this model on this corpus (private without stage keys)."""
+    """The cache shared by every downstream of this model on this corpus (private without stage keys), one
+    per extraction precision."""
     keys = ctx.input_keys
+    precision = effective_precision(settings.extract_precision, ctx.device)
+    below = () if precision == "fp32" else (precision,)  # features of another precision are kept apart
     if "model" in keys and "corpus" in keys:
-        root = ctx.cache_dir("features", keys["model"], keys["corpus"])
+        root = ctx.cache_dir("features", keys["model"], keys["corpus"], *below)
     else:
-        root = ctx.work_dir / "features"
+        root = ctx.work_dir.joinpath("features", *below)
     return FeatureCache(
         upstream,
         root,
         max_frame_bytes=settings.max_frame_gb * 1e9,
         batch_seconds=settings.upstream_batch_seconds,
         device=ctx.device,
+        precision=precision,
     )
 
 
@@ -403,6 +410,9 @@ def probe_corpus(
     corpus.require(task.label_fields, f"downstream {task.name!r}")
     if settings.compile:
         compile_module(upstream)
+    if effective_precision(settings.extract_precision, ctx.device) != settings.extract_precision:
+        ctx.log(f"extract_precision: {settings.extract_precision} applies on CUDA only; "
+                f"this run on {ctx.device.type} extracts features in fp32")
     cache = cache or feature_cache_for(upstream, ctx, settings)
     directions = dict(task.metrics)
     folds = corpus.meta.get("folds") if getattr(task, "use_folds", False) else None

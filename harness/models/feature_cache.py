@@ -80,8 +80,10 @@ class FeatureCache:
         max_frame_bytes: float = 4e9,
         batch_seconds: float = 60.0,
         device: torch.device | None = None,
+        precision: str = "fp32",
     ):
         self.upstream = upstream
+        self.precision = precision  # see harness.models.inference.extraction_precision
         self.root = Path(root) if root is not None else None
         self.max_frame_bytes = max_frame_bytes
         self.batch_seconds = batch_seconds
@@ -124,7 +126,8 @@ class FeatureCache:
         small = device.type == "cpu" and sum(p.numel() for p in self.upstream.parameters()) < SMALL_UPSTREAM
         with torch_threads(1 if small else None):
             yield from batched_forward(
-                self.upstream, wavs, max_seconds=self.batch_seconds, lengths=lengths, device=self.device
+                self.upstream, wavs, max_seconds=self.batch_seconds, lengths=lengths, device=self.device,
+                precision=self.precision,
             )
 
     def estimate_frame_bytes(self, rows: list[dict[str, Any]]) -> int:

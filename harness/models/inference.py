@@ -1,6 +1,8 @@
 """Running an upstream over many waveforms: length-sorted dynamic batches, outputs trimmed per item.
 
-Used by ``harness extract`` and by anything that caches hidden states. Batches come from
+Used by ``harness extract`` and by anything that caches hidden states. Extraction runs in float32,
+as s3prl's does, unless a CUDA run asks for ``tf32`` (float32 on TF32 tensor cores) or ``bf16``
+(autocast) through :func:`extraction_precision`. Batches come from
 :class:`harness.data.batching.DynamicBatchSampler` without shuffling: items sorted by length and packed
 while ``items × longest`` stays within ``max_seconds`` of audio, so little of each batch is padding
 (``benchmarks/bench_extract.py`` measures the gain over fixed-size batches).
@@ -8,6 +10,7 @@ while ``items × longest`` stays within ``max_seconds`` of audio, so little of e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -21,6 +24,31 @@ from harness.data.batching import DynamicBatchSampler, FixedBatchSampler
 log = logging.getLogger("harness.models.inference")
 
 SAMPLE_RATE = 16000
+
+def effective_precision(precision: str, device: torch.device | str | None) -> str:
+    """``precision`` where it applies (CUDA), ``fp32`` elsewhere."""
+    return precision if device is not None and torch.device(device).type == "cuda" else "fp32"
+
+
+@contextlib.contextmanager
+def extraction_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """The upstream's forward in ``precision`` on ``device``: ``bf16`` under autocast, ``tf32`` with the
+    float32 matrix products on TF32 tensor cores (cuDNN's convolutions use them by default already),
+    ``fp32`` (and anything on the CPU) as it is. The matmul precision is restored afterwards."""
+    precision = effective_precision(precision, device)
+    if precision == "bf16":
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            yield
+    elif precision == "tf32":
+        matmul = torch.backends.cuda.matmul
+        before = matmul.fp32_precision
+        matmul.fp32_precision = "tf32"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+    else:
+        yield
 
 
 def length_sorted_batches(
@@ -53,14 +81,15 @@ def batched_forward(
     lengths: Sequence[int] | None = None,
     layers: Sequence[int] | None = None,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> Iterator[tuple[int, list[torch.Tensor]]]:
     """Yield ``(index, hidden states)`` for every waveform, batch by batch.
 
     Each hidden state is a T×D float32 CPU tensor holding only the item's valid frames; ``layers``
     picks some (default: all). ``wavs`` may be a lazy sequence (items are read when their batch
     runs); give ``lengths`` (samples) then, so batching does not read them all first. ``batches``
-    overrides the length-sorted packing. On a CUDA out-of-memory error a batch is split in two
-    and retried (logged), never skipped.
+    overrides the length-sorted packing. ``precision``: see :func:`extraction_precision`. On a CUDA
+    out-of-memory error a batch is split in two and retried (logged), never skipped.
     """
     if batches is None:
         if lengths is None:
@@ -74,7 +103,7 @@ def batched_forward(
     try:
         for batch in batches:
             items = [wavs[i] for i in batch]
-            yield from _run(model, list(batch), items, layers, device)
+            yield from _run(model, list(batch), items, layers, device, precision)
     finally:
         model.train(was_training)
 
@@ -85,10 +114,11 @@ def _run(
     items: list[np.ndarray | torch.Tensor],
     layers: Sequence[int] | None,
     device: torch.device,
+    precision: str = "fp32",
 ) -> Iterator[tuple[int, list[torch.Tensor]]]:
     x, lengths = pad_batch(items)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), extraction_precision(precision, device):
             out = model(x.to(device), lengths)  # lengths stay on the host: no device sync
     except torch.cuda.OutOfMemoryError:
         if len(index) == 1:
@@ -99,8 +129,8 @@ def _run(
         torch.cuda.empty_cache()
         half = len(index) // 2
         log.warning("out of GPU memory on a batch of %d; splitting it in two.", len(index))
-        yield from _run(model, index[:half], items[:half], layers, device)
-        yield from _run(model, index[half:], items[half:], layers, device)
+        yield from _run(model, index[:half], items[:half], layers, device, precision)
+        yield from _run(model, index[half:], items[half:], layers, device, precision)
         return
     chosen = out.hidden_states if layers is None else [out.hidden_states[i] for i in layers]
     frames = out.lengths.cpu().tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,17 @@ def test_one_layer_and_preset(capsys, audio_dir, model_dir, tmp_path):
     last, three = np.load(tmp_path / "last" / "b.npy"), np.load(tmp_path / "three" / "b.npy")
     assert last.ndim == 2 and last.shape[1] == 96
     np.testing.assert_allclose(last, three, atol=1e-6)  # preset seed 0 == the saved seed-0 model
+    assert json.loads((tmp_path / "last" / "extract.json").read_text())["precision"] == "fp32"
+
+
+def test_a_cuda_precision_asked_on_the_cpu_extracts_in_fp32(capsys, audio_dir, tmp_path):
+    argv = ["--upstream", "hubert", "--preset", "tiny", "--audio-dir", str(audio_dir), "--layer", "-1",
+            "--device", "cpu"]
+    assert _run(capsys, *argv, "--out", str(tmp_path / "fp32"))[0] == 0
+    assert _run(capsys, *argv, "--out", str(tmp_path / "bf16"), "--precision", "bf16")[0] == 0
+    assert json.loads((tmp_path / "bf16" / "extract.json").read_text())["precision"] == "fp32"
+    for name in ("a", "b", "c"):
+        assert np.array_equal(np.load(tmp_path / "fp32" / f"{name}.npy"), np.load(tmp_path / "bf16" / f"{name}.npy"))
 
 
 def test_fbank_needs_no_source(capsys, audio_dir, tmp_path):
