@@ -67,7 +67,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
     **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
-    **dict.fromkeys(["ProbeParams", "ProbeSettings", "task_splits"], "harness.evaluation.probe_settings"),
+    **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
+                    "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
     "feature_cache_for": "harness.evaluation.probe",
     **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS"], "harness.evaluation.ctc_probe"),
@@ -150,7 +151,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         wer_stats,
     )
     from harness.evaluation.probe import feature_cache_for  # noqa: F401
-    from harness.evaluation.probe_settings import ProbeParams, ProbeSettings, task_splits  # noqa: F401
+    from harness.evaluation.probe_settings import ExtractPrecision, ProbeParams, ProbeSettings, task_splits  # noqa: F401
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
     from harness.merging.task_vectors import (  # noqa: F401

@@ -382,6 +382,9 @@ def feature_cache_for(upstream: UpstreamModel, ctx: StageContext, settings: Prob
     per extraction precision."""
     keys = ctx.input_keys
     precision = effective_precision(settings.extract_precision, ctx.device)
+    if precision != settings.extract_precision:
+        ctx.log(f"extract_precision: {settings.extract_precision} applies on CUDA only; "
+                f"this run on {ctx.device.type} extracts features in fp32")
     below = () if precision == "fp32" else (precision,)  # features of another precision are kept apart
     if "model" in keys and "corpus" in keys:
         root = ctx.cache_dir("features", keys["model"], keys["corpus"], *below)
@@ -410,9 +413,6 @@ def probe_corpus(
     corpus.require(task.label_fields, f"downstream {task.name!r}")
     if settings.compile:
         compile_module(upstream)
-    if effective_precision(settings.extract_precision, ctx.device) != settings.extract_precision:
-        ctx.log(f"extract_precision: {settings.extract_precision} applies on CUDA only; "
-                f"this run on {ctx.device.type} extracts features in fp32")
     cache = cache or feature_cache_for(upstream, ctx, settings)
     directions = dict(task.metrics)
     folds = corpus.meta.get("folds") if getattr(task, "use_folds", False) else None

@@ -6,7 +6,7 @@ parameters and protocols without loading the probe itself (:mod:`harness.evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["CacheMode", "ProbeParams", "ProbeSettings", "fold_splits", "resolve_settings", "task_splits"]
 
 CacheMode = Literal["auto", "off"]
+#: a downstream's ``extract_precision`` (:func:`harness.models.inference.extraction_precision`); left out of
+#: the dumped parameters (and so of the stage key) while ``fp32``
+ExtractPrecision = Annotated[Literal["fp32", "tf32", "bf16"], Field(
+    exclude_if=lambda value: value == "fp32",
+    description="CUDA: features extracted in fp32 (s3prl's), tf32 (fp32 on TF32 tensor cores) or bf16 "
+                "(autocast: 2.6× faster HuBERT Base extraction on an H200, features at bf16 precision); "
+                "the CPU extracts in fp32")]
 
 
 @dataclass
@@ -74,11 +81,7 @@ class ProbeParams(PluginParams):
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
     compile: bool = Field(False, exclude_if=lambda on: not on,
                           description="run the upstream through torch.compile while extracting features")
-    extract_precision: Literal["fp32", "tf32", "bf16"] = Field(
-        "fp32", exclude_if=lambda value: value == "fp32",
-        description="CUDA: features extracted in fp32 (s3prl's), tf32 (fp32 on TF32 tensor cores) or bf16 "
-                    "(autocast: 2.6× faster HuBERT Base extraction on an H200, features at bf16 precision); "
-                    "the CPU extracts in fp32")
+    extract_precision: ExtractPrecision = "fp32"
     sorted_batches: bool | None = Field(
         None, exclude_if=lambda value: value is None,
         description="train on s3prl's length-sorted buckets instead of random batches "

@@ -31,7 +31,8 @@ DEFAULT_MAX_FRAME_GB = 4.0
 
 @dataclass
 class FrameCacheProjection:
-    """The frame caches of one upstream on one corpus (one cache per model built from the upstream)."""
+    """The frame caches of one upstream on one corpus (one cache per model built from the upstream, and per
+    ``extract_precision`` the model's downstreams extract in on CUDA)."""
 
     upstream: str
     corpus: str
@@ -92,7 +93,8 @@ def project_frame_caches(plan: Plan, output: Path, plugins: PluginManager) -> li
             continue
         root = _root_upstream(plan, stage.inputs["model"])
         group = groups.setdefault((root.key, stage.inputs["corpus"]), {"models": set(), "stages": []})
-        group["models"].add(stage.inputs["model"])
+        # features extracted in another precision (on CUDA) are a cache of their own
+        group["models"].add((stage.inputs["model"], stage.params.get("extract_precision", "fp32")))
         group["stages"].append(stage)
     out = []
     arch: dict[str, tuple[Any, str | None]] = {}

@@ -27,6 +27,7 @@ from harness.api import (
     CorpusError,
     DownstreamPlugin,
     EvalResult,
+    ExtractPrecision,
     HarnessError,
     PluginParams,
     PreparedCorpus,
@@ -57,6 +58,7 @@ class ABXParams(PluginParams):
     protocol: Literal["embedded", "full"] = "embedded"
     max_files: int | None = None
     max_frame_gb: float = 4.0
+    extract_precision: ExtractPrecision = "fp32"
 
     def files_cap(self) -> int | None:
         """``max_files`` if set; else 24 files per item file for ``embedded``, all for ``full``."""
@@ -86,7 +88,8 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
         n_layers = upstream.num_hidden_states
         if params.layer != "all" and not -n_layers <= params.layer < n_layers:
             raise HarnessError(f"abx layer {params.layer} does not exist: the upstream has {n_layers} hidden states.")
-        settings = ProbeSettings(steps=1, lr=1.0, batch_size=1, max_frame_gb=params.max_frame_gb)
+        settings = ProbeSettings(steps=1, lr=1.0, batch_size=1, max_frame_gb=params.max_frame_gb,
+                                 extract_precision=params.extract_precision)
         cache = feature_cache_for(upstream, ctx, settings)
         upstream.eval()
 
@@ -183,7 +186,7 @@ def _features(
         return {r["id"]: store.states(i) for i, r in enumerate(rows)}
     out = {}
     wavs = [audio.load_utterance(r) for r in rows]
-    for i, states in batched_forward(upstream, wavs, max_seconds=60.0):
+    for i, states in batched_forward(upstream, wavs, max_seconds=60.0, precision=cache.precision):
         out[rows[i]["id"]] = to_frame_dtype(torch.stack(states)).float()
     return out
 

@@ -52,14 +52,16 @@ def test_tf32_switches_the_matmul_precision_for_the_forward_only():
         assert matmul.fp32_precision == before
 
 
-def test_the_parameter_keeps_stage_keys_and_refuses_other_values():
-    plugin = PluginManager().create("downstream", "pr")
-    assert "extract_precision" not in validate_params(plugin.Params, {}, "pr").model_dump()  # keys unchanged
-    params = validate_params(plugin.Params, {"extract_precision": "bf16"}, "pr")
+@pytest.mark.parametrize("downstream", ["pr", "abx"])
+def test_the_parameter_keeps_stage_keys_and_refuses_other_values(downstream):
+    plugin = PluginManager().create("downstream", downstream)
+    assert "extract_precision" not in validate_params(plugin.Params, {}, downstream).model_dump()  # keys unchanged
+    params = validate_params(plugin.Params, {"extract_precision": "bf16"}, downstream)
     assert params.model_dump()["extract_precision"] == "bf16"
-    assert resolve_settings(params, PROTOCOLS).extract_precision == "bf16"
+    if downstream == "pr":
+        assert resolve_settings(params, PROTOCOLS).extract_precision == "bf16"
     with pytest.raises(Exception, match="extract_precision"):
-        validate_params(plugin.Params, {"extract_precision": "fp16"}, "pr")
+        validate_params(plugin.Params, {"extract_precision": "fp16"}, downstream)
 
 
 def test_features_of_another_precision_have_a_cache_of_their_own(tmp_path):
@@ -71,6 +73,9 @@ def test_features_of_another_precision_have_a_cache_of_their_own(tmp_path):
         cache = feature_cache_for(model, ctx, dataclasses.replace(settings, extract_precision=precision))
         roots[device, precision] = cache.root
         assert cache.precision == effective_precision(precision, ctx.device)
+        ignored = device == "cpu" and precision != "fp32"
+        assert ctx.messages == ([f"extract_precision: {precision} applies on CUDA only; this run on cpu extracts "
+                                 "features in fp32"] if ignored else [])
     shared = tmp_path / "cache" / "features" / "m" / "c"
     assert roots["cpu", "fp32"] == roots["cpu", "bf16"] == roots["cuda", "fp32"] == shared  # the CPU ignores it
     assert roots["cuda", "bf16"] == shared / "bf16" and roots["cuda", "tf32"] == shared / "tf32"

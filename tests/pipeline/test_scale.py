@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -60,6 +61,10 @@ def test_size_is_frames_times_layers_times_dim_times_two_per_model(tmp_path, fra
     text = io.StringIO()
     Console(file=text, width=200).print(frame_cache_table([proj]))
     assert human_bytes(proj.bytes_per_model) in text.getvalue() and "1 stage(s)" in text.getvalue()
+    # a second downstream of one model, extracting in another precision, fills a cache of its own
+    plan.stages["bf16"] = dataclasses.replace(ev, key="bf16", params={**ev.params, "extract_precision": "bf16"})
+    (proj,) = project_frame_caches(plan, output, frame_reading_toy)
+    assert proj.models == 4 and proj.total_bytes == 4 * proj.bytes_per_model
 
 
 def test_pooled_downstreams_project_nothing(tmp_path):
