@@ -46,9 +46,10 @@ def test_the_forward_reads_nothing_back_from_the_device(plugin, attention, train
         sum(h.sum() for h in out.hidden_states).backward()  # the backward pass reads nothing either
 
 
-def test_the_fft_positional_convolution_reads_nothing_back_either():
+@pytest.mark.parametrize(("setter", "mode"), [("set_positional_conv", "fft"), ("set_feature_conv", "gemm")])
+def test_the_faster_forms_read_nothing_back_either(setter, mode):
     model = _model("hubert").train().to("meta")
-    model.set_positional_conv("fft")
+    getattr(model, setter)(mode)  # the FFT positional convolution; the CNN as matrix products
     out = model(torch.zeros(len(LENGTHS), max(LENGTHS), device="meta"), torch.tensor(LENGTHS))
     sum(h.sum() for h in out.hidden_states).backward()
 
