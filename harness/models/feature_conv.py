@@ -2,8 +2,8 @@
 
 ``conv`` is transformers' form: channel-major B×C×T tensors through ``conv1d``. ``gemm`` keeps the
 signal time-major (B×T×C) and computes each strided convolution as a few matrix products over a
-*view* of its input, with no unfolded copy: with stride ``s``, the input reshaped to rows of ``s``
-consecutive frames (B·T/s × s·C, a view) holds in row ``t`` exactly the frames that taps
+*view* of its input, with no unfolded copy (at most a plain one, to whole rows): with stride ``s``, the
+input reshaped to rows of ``s`` consecutive frames (B·T/s × s·C) holds in row ``t`` exactly the frames that taps
 ``0..s-1`` of output ``t`` read; taps ``s..2s-1`` read row ``t+1``. So a kernel of ``k ≤ 2s`` taps
 is two products, of that view and of its first ``(k-s)·C`` columns (a strided view a GEMM reads
 as it is), summed with a shift of one row. The group norm (statistics over time per utterance) and
@@ -48,6 +48,8 @@ def strided_conv_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     groups = -(-kernel // stride)
     rows = out + groups - 1  # rows of the view the products need
     need = rows * stride
+    # the view needs whole rows: an input that is not (most batches) is padded or trimmed first, the one
+    # copy of it this makes being small beside the products
     x = F.pad(x, (0, 0, 0, need - frames)) if need > frames else x[:, :need]
     flat = x.reshape(batch * rows, stride * channels)
     taps = weight.permute(2, 1, 0)  # k×C_in×C_out: tap-major, as the view's columns are laid out
