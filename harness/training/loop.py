@@ -244,7 +244,7 @@ class _Prefetcher:
     ``benchmarks/bench_prefetch.py``), and a collated batch needs no pickling. Each collating thread
     runs torch on one intra-op thread: with the default, its padding and pinning copies started
     OpenMP teams of their own beside the training step's, and on 2 cores a tiny HuBERT's training
-    loop took 40–47 ms a step against 27–29 ms with one thread (the step alone: 23–28 ms).
+    loop took 40–47 ms a step against 27–29 ms with one thread (the step alone: 23–27 ms).
 
     Drawing ahead moves the sampler further than training has got; :attr:`state` is the sampler's
     state after the batches handed out, which is what a checkpoint keeps.
