@@ -13,7 +13,7 @@ from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.progress import HEARTBEAT_S
 from harness.pipeline.run import RunSummary, run_plan
-from harness.report.stage_times import busy_seconds
+from harness.report.stage_times import StageTimes, busy_seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,6 +94,6 @@ def _timing(summary: RunSummary) -> str:
     summed duration (failed ones included) and their ratio, how many ran at once on average."""
     if not summary.intervals:
         return ""
-    busy = busy_seconds(summary.intervals)
-    at_once = f", {summary.stage_seconds / busy:.2f} at a time" if busy > 0 else ""
-    return f" in {busy:.1f} s ({summary.stage_seconds:.1f} s of stage time{at_once})"
+    times = StageTimes(summary.stage_seconds, busy_seconds(summary.intervals))
+    at_once = f", {times.concurrency:.2f} at a time" if times.busy_seconds > 0 else ""
+    return f" in {times.busy_seconds:.1f} s ({times.stage_seconds:.1f} s of stage time{at_once})"
