@@ -35,3 +35,29 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+#: Environment variables that set how OpenMP threads wait: a user's own choice is left alone.
+_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+@contextlib.contextmanager
+def passive_openmp_waits() -> Iterator[None]:
+    """Processes started in the block make their OpenMP threads sleep when idle instead of spinning.
+
+    For processes sharing the cores (stages at once, each on all of them). By default an idle OpenMP
+    thread spins for a while before sleeping, which pays when the cores are its own; when two
+    processes each run a team as large as the machine, the spinning threads hold the cores the other
+    team's working threads wait for. Measured on 2 cores, two tiny HuBERT training loops side by
+    side took 2,330–2,430 ms a step with spinning and 43–46 ms with passive waits (alone: 24–28 ms).
+    The runtime reads the setting when it loads, so it goes into the environment the processes
+    inherit, and the driver's own is restored after.
+    """
+    if any(name in os.environ for name in _WAIT_SETTINGS):
+        yield
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)

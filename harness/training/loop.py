@@ -241,16 +241,26 @@ class _Prefetcher:
 
     Threads, not processes: decoding (libsndfile, soxr) and padding (numpy) release the GIL, so the
     threads read in parallel (two threads deliver 1.3–1.5× one on a 2-core machine,
-    ``benchmarks/bench_prefetch.py``), and a collated batch needs no pickling. Drawing ahead moves the
-    sampler further than training has got; :attr:`state` is the sampler's state after the batches
-    handed out, which is what a checkpoint keeps.
+    ``benchmarks/bench_prefetch.py``), and a collated batch needs no pickling. Each collating thread
+    runs torch on one intra-op thread: with the default, its padding and pinning copies started
+    OpenMP teams of their own beside the training step's, and on 2 cores a tiny HuBERT's training
+    loop took 40–47 ms a step against 27–29 ms with one thread (the step alone: 23–28 ms). Stages at
+    once need passive OpenMP waits then (:func:`~harness.core.threads.passive_openmp_waits`): the
+    collators' extra threads had been what made two stages' spinning teams back off.
+
+    Drawing ahead moves the sampler further than training has got; :attr:`state` is the sampler's
+    state after the batches handed out, which is what a checkpoint keeps.
     """
 
     def __init__(self, batches: Iterator[list[int]], collate: Callable[[list[int]], Any], sampler: Any,
                  per_step: int, pin: bool, depth: int = 1):
         self.batches, self.collate, self.sampler = batches, collate, sampler
         self.per_step, self.pin, self.depth = per_step, pin, max(1, int(depth))
-        self.pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="harness-collate")
+        # torch's thread count is per thread, and a thread takes the last count set when it first runs an
+        # operation: this thread's is fixed now, before the collating threads set theirs to one
+        self.main_threads = torch.get_num_threads()
+        self.pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="harness-collate",
+                                       initializer=torch.set_num_threads, initargs=(1,))
         self.state = sampler.state_dict()
         self.ahead: deque[tuple[list[tuple[list[int], Future]], dict]] = deque()
 
@@ -271,6 +281,7 @@ class _Prefetcher:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self.main_threads)  # the count threads started later take, as before
 
 
 # --------------------------------------------------------------------------- the loop

@@ -4,7 +4,9 @@ sequential run."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ from harness.core.errors import HarnessError
 from harness.core.plan import Stage, build_plan
 from harness.core.recipe import load_recipe
 from harness.core.store import Store
-from harness.core.threads import available_cores
+from harness.core.threads import available_cores, passive_openmp_waits
+from harness.pipeline.executors import overlap
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import admits, worker_threads
 from harness.pipeline.run import RunSummary, run_plan
@@ -51,12 +54,29 @@ def _metrics(output: Path) -> dict[tuple[str, str], float]:
         return {(m.stage, m.full_name): m.value for m in store.metrics()}
 
 
+_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+_worker_waits: list[str | None] = []  # OMP_WAIT_POLICY as the overlapped run's worker processes saw it
+
+
+class _AskingPool(ProcessPoolExecutor):
+    """The overlapped run's pool, which asks one of its workers for its wait policy before closing."""
+
+    def __exit__(self, *exc):
+        _worker_waits.append(self.submit(os.getenv, "OMP_WAIT_POLICY").result())
+        return super().__exit__(*exc)
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("overlap")
     path = write_recipe(tmp)
     plan, sequential = _run(path, tmp / "seq", jobs=1)
-    _, overlapped = _run(path, tmp / "par", jobs=2)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _WAIT_SETTINGS:
+            patch.delenv(name, raising=False)
+        patch.setattr(overlap, "ProcessPoolExecutor", _AskingPool)
+        _, overlapped = _run(path, tmp / "par", jobs=2)
+        assert "OMP_WAIT_POLICY" not in os.environ  # the driver's own environment is back
     return plan, tmp, sequential, overlapped
 
 
@@ -77,6 +97,25 @@ def test_stages_ran_in_worker_processes_and_a_rerun_runs_nothing(two_runs):
     assert {r.status for r in rows} == {"done"} and len(rows) == len(plan.stages)
     _, again = _run(write_recipe(tmp), tmp / "par", jobs=2)
     assert again.ran == [] and again.ok
+
+
+def test_overlapped_workers_wait_passively_on_the_shared_cores(two_runs):
+    assert _worker_waits == ["PASSIVE"]
+
+
+def test_passive_waits_last_for_the_block_and_a_user_s_own_setting_stands(monkeypatch):
+    for name in _WAIT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError), passive_openmp_waits():
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        raise RuntimeError
+    assert "OMP_WAIT_POLICY" not in os.environ
+    for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "100000")):
+        monkeypatch.setenv(name, value)
+        with passive_openmp_waits():
+            assert os.environ.get("OMP_WAIT_POLICY") == (value if name == "OMP_WAIT_POLICY" else None)
+        assert os.environ[name] == value
+        monkeypatch.delenv(name)
 
 
 def test_jobs_must_be_positive_and_workers_get_a_sequential_stage_s_threads():

@@ -85,6 +85,35 @@ def test_prefetcher_hands_out_batches_in_order_and_checkpoints_their_position(de
         prefetcher.close()
 
 
+def test_collating_threads_run_torch_on_one_thread_and_the_step_keeps_its_threads():
+    """Two OpenMP teams on two cores slowed the loop 1.5× (see _Prefetcher); the step's own count stays."""
+    import threading
+
+    before = torch.get_num_threads()
+    seen: dict[str, int] = {}
+
+    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
+        seen["collate"] = torch.get_num_threads()
+        return {"x": torch.randn(len(indices), 4), "y": torch.randn(len(indices))}
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        seen["step"] = torch.get_num_threads()
+        return (model(batch["x"]).squeeze(-1) - batch["y"]).pow(2).mean()
+
+    torch.set_num_threads(2)
+    try:
+        model = nn.Linear(4, 1)
+        sampler = DynamicBatchSampler([1.0] * 8, 2.0, seed=0)
+        fit(model, loss_fn, sampler, collate, TrainConfig(steps=3, lr=1e-2, prefetch=True))
+        later = []  # a thread started after training takes the count set before it, not the collators' one
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert seen == {"collate": 1, "step": 2} and torch.get_num_threads() == 2 and later == [2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_fused_adamw_only_on_cuda_and_same_update_rule():
     model = nn.Linear(6, 3)
     optimizer = _make_optimizer(model, TrainConfig(steps=1, lr=1e-3))

@@ -29,7 +29,7 @@ from typing import Any
 from harness.core.plan import Stage
 from harness.core.registry import PluginManager
 from harness.core.stage_kinds import ACCELERATOR_KINDS, StageKind
-from harness.core.threads import available_cores
+from harness.core.threads import available_cores, passive_openmp_waits
 from harness.pipeline.execute import Outcome, execute_stage
 from harness.pipeline.executors.base import ProgressFn, StartFn
 
@@ -112,8 +112,8 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
             if key in by_key:
                 on_progress(by_key[key], step, total, info)
 
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(progress, worker_threads())) as pool:
+    with passive_openmp_waits(), ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                                     initargs=(progress, worker_threads())) as pool:
         try:
             while pending or running:
                 for stage in list(pending):
