@@ -36,11 +36,62 @@ def test_the_evidence_recipe_is_the_demo_over_three_seeds_sharing_seed_0s_stages
 
 def test_the_paper_recipes_are_all_there():
     assert set(PAPER) >= {"speech_ft_supervised.yaml", "alpha_sweep.yaml", "multitask.yaml", "upstreams.yaml",
-                          "continued_pretraining.yaml", "nonspeech_audioset.yaml", "timit_asr.yaml"}
+                          "continued_pretraining.yaml", "nonspeech_audioset.yaml", "timit_asr.yaml",
+                          "ablations.yaml"}
 
 
 DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3", "AUDIOSET",
              "CHECKPOINTS")
+
+
+def _tuning_of_models(name: str, monkeypatch) -> dict[str, tuple[dict, float]]:
+    """Each evaluated model's label -> (its fine-tuning stage's parameters, its merge's alpha) in a
+    shipped recipe (merges of one model only; alpha 1 unmerged)."""
+    for var in DATA_VARS:
+        monkeypatch.delenv(var, raising=False)
+    manager = default_manager()
+    plan = build_plan(load_recipe(RECIPES / name, manager, allow_unset=True), manager)
+    out = {}
+    for stage in plan.stages.values():
+        if stage.kind != "evaluate" or stage.labels["model"] == "pre-trained":
+            continue
+        model = plan.stages[stage.inputs["model"]]
+        alpha = 1.0
+        if model.kind == "merge":
+            alpha = model.params.get("alpha", 1.0)
+            model = plan.stages[next(v for k, v in model.inputs.items() if k != "base")]
+        assert model.kind == "finetune"
+        out[stage.labels["model"]] = (model.params, alpha)
+    return out
+
+
+def test_the_ablation_recipe_trains_and_merges_as_tables_7_8_and_10_need(monkeypatch):
+    models = _tuning_of_models("ablations.yaml", monkeypatch)
+    stable, regular = {"beta": 0.1, "freeze_cnn": True}, {"beta": 0.0, "freeze_cnn": False}
+
+    def check(label: str, tuning: dict, alpha: float, l2: float = 0.0) -> None:
+        params, merged_at = models.pop(label)
+        assert {k: params[k] for k in tuning} == tuning and params["l2_lambda"] == l2 and merged_at == alpha, label
+
+    for task in ("pc_timit", "sid_vox"):
+        check(f"{task} · speech_ft alpha=0.25", stable, 0.25)      # Speech-FT (Tables 7, 8)
+        for lam in (0.0001, 0.001, 0.01):                           # regularization instead (Table 7)
+            check(f"{task}_l2[l2_lambda={lam}] (Stable-FT + L2)", stable, 1.0, lam)
+    check("pc_timit_regular · without_stable_ft alpha=0.25", regular, 0.25)  # Table 8
+    check("sid_vox_regular · regular alpha=0.25", regular, 0.25)
+    check("sid_vox · speech_ft alpha=1.0", stable, 1.0)            # Table 10: stable against regular
+    check("sid_vox_regular · regular alpha=1.0", regular, 1.0)
+    check("er_cremad (Stable-FT)", stable, 1.0)
+    check("er_cremad_regular (regular FT)", regular, 1.0)
+    check("pc_timit · speech_ft alpha=1.0", stable, 1.0)           # Stable-FT, as in Table 1
+    assert models == {}
+
+
+def test_the_multitask_recipe_has_table_5_s_single_task_speech_ft(monkeypatch):
+    models = _tuning_of_models("multitask.yaml", monkeypatch)
+    assert models["pr · single_task alpha=0.25"][0]["task"] == "pr"
+    assert models["sid · single_task alpha=0.25"][0]["task"] == "sid"
+    assert not any(label.endswith("(Stable-FT)") for label in models)  # each single task only as Speech-FT
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -83,6 +83,21 @@ def stage_key(kind: str, plugin: str, version: str, params: dict, inputs: dict[s
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _kind_of_tuning(variant: Variant) -> str:
+    """How an unmerged fine-tuned model was trained, in the paper's words: Stable-FT (head alone first,
+    CNN frozen), regular FT (neither), else fine-tuned (one of the two, or a scenario without them);
+    "+ L2" with a penalty towards θ0 (the paper's regularization baseline)."""
+    params = variant.params
+    beta, frozen = getattr(params, "beta", None), getattr(params, "freeze_cnn", None)
+    if beta is None or frozen is None:
+        kind = "fine-tuned"
+    elif beta > 0 and frozen:
+        kind = "Stable-FT"
+    else:
+        kind = "regular FT" if beta == 0 and not frozen else "fine-tuned"
+    return kind + (" + L2" if getattr(params, "l2_lambda", 0) > 0 else "")
+
+
 def _dump(params: Any) -> dict[str, Any]:
     return params.model_dump(mode="json") if params is not None else {}
 
@@ -184,7 +199,7 @@ class Planner:
                 applicable = [m for m in each_merges if name in m.structural.get("each", [name])]
                 if not applicable:
                     models.append(_Model(ft_key, {**base_labels, "finetune": ft_label, "merge": "",
-                                                  "alpha": 1.0, "model": f"{ft_label} (Stable-FT)"}))
+                                                  "alpha": 1.0, "model": f"{ft_label} ({_kind_of_tuning(variant)})"}))
                 for merge in applicable:
                     for mv in merge.variants:
                         key = self.merge(merge, mv, theta0, [ft_key], {**base_labels, "finetune": ft_label})

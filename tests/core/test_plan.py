@@ -7,8 +7,8 @@ import types
 import pytest
 
 from harness import hookimpl
-from harness.core.plan import build_plan
-from harness.core.recipe import load_recipe
+from harness.core.plan import _kind_of_tuning, build_plan
+from harness.core.recipe import Variant, load_recipe
 from harness.core.registry import PluginManager
 from tests import toy_plugins
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
@@ -104,7 +104,7 @@ def test_group_and_chain_merges(tmp_path, manager):
     assert second.inputs["base"] == first.key
     assert plan.stages[second.inputs["models.0"]].inputs["model"] == first.key
     models = {s.labels["model"] for s in plan.stages.values() if s.kind == "score"}
-    assert models == {"pre-trained", "ft (Stable-FT)", "ft2 (Stable-FT)", "ft+ft2 · avg", "ft+ft2 · seq"}
+    assert models == {"pre-trained", "ft (fine-tuned)", "ft2 (fine-tuned)", "ft+ft2 · avg", "ft+ft2 · seq"}
 
 
 def test_a_measured_reference_adds_the_upstream_marked_as_baseline_under_its_name(tmp_path):
@@ -133,3 +133,15 @@ def test_a_measured_reference_adds_the_upstream_marked_as_baseline_under_its_nam
     without = PluginManager(modules=[(toy_plugins, "toy-tests", "0.0")], entry_points=False)
     plan = build_plan(load_recipe(write_recipe(tmp_path / "b", TOY_RECIPE, table="measured"), without), without)
     assert {s.labels["upstream"] for s in plan.stages.values() if s.kind == "upstream"} == {"small"}
+
+
+@pytest.mark.parametrize(("params", "label"), [
+    ({"beta": 0.1, "freeze_cnn": True, "l2_lambda": 0.0}, "Stable-FT"),
+    ({"beta": 0.0, "freeze_cnn": False, "l2_lambda": 0.0}, "regular FT"),
+    ({"beta": 0.1, "freeze_cnn": True, "l2_lambda": 0.01}, "Stable-FT + L2"),
+    ({"beta": 0.0, "freeze_cnn": True}, "fine-tuned"),   # one of stable fine-tuning's two parts
+    ({"beta": 0.1, "freeze_cnn": False}, "fine-tuned"),
+    ({"steps": 10}, "fine-tuned"),                      # a scenario without them
+])
+def test_an_unmerged_model_is_labelled_by_how_it_was_trained(params, label):
+    assert _kind_of_tuning(Variant(types.SimpleNamespace(**params), {})) == label
