@@ -71,12 +71,14 @@ def run(args: argparse.Namespace) -> int:
 
 def frame_cache_table(caches: list[FrameCacheProjection]) -> Table:
     """Projected float16 frame caches, and the stages that will run the upstream on the fly instead."""
-    table = Table(title="frame cache (float16 hidden states), projected")
+    reasons = list(dict.fromkeys(c.unknown for c in caches if c.unknown))  # each once, in table order
+    caption = "unknown: " + "; ".join(reasons) + "." if reasons else None
+    table = Table(title="frame cache (float16 hidden states), projected", caption=caption, caption_justify="left")
     for col in ("upstream", "corpus", "models", "per model", "total", "on the fly (past max_frame_gb)"):
         table.add_column(col, justify="right" if col in ("models", "per model", "total") else "left")
     for c in caches:
         per_model = human_bytes(c.bytes_per_model) if c.bytes_per_model is not None else "unknown"
-        total = human_bytes(c.total_bytes) if c.total_bytes is not None else (c.unknown or "unknown")
+        total = human_bytes(c.total_bytes) if c.total_bytes is not None else "unknown"
         fly = f"{len(c.on_the_fly)} stage(s)" if c.on_the_fly else "none"
         table.add_row(c.upstream, c.corpus, str(c.models), per_model, total, fly)
     return table

@@ -39,6 +39,12 @@ def test_size_is_unknown_until_the_corpus_is_prepared(tmp_path, frame_reading_to
     assert (proj.upstream, proj.corpus, proj.models) == ("small", "nums", 3)  # θ0, two merges
     assert proj.bytes_per_model is None and proj.total_bytes is None
     assert proj.unknown == "prepare nums has not run yet (sizes come from its durations)"
+    text = io.StringIO()
+    Console(file=text, width=200).print(frame_cache_table([proj, dataclasses.replace(proj, corpus="other")]))
+    rows = [line for line in text.getvalue().splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and all(line.count("unknown") == 2 for line in rows)
+    assert text.getvalue().count("prepare nums has not run yet") == 1  # the reason once, under the table
+    assert "unknown: prepare nums has not run yet (sizes come from its durations)." in text.getvalue()
 
 
 def test_size_is_frames_times_layers_times_dim_times_two_per_model(tmp_path, frame_reading_toy):
