@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_upstream_speed import _batches, _finetune_rate, _model  # noqa: E402
 
-from harness.core.threads import available_cores  # noqa: E402
+from harness.core.threads import OPENMP_WAIT_SETTINGS, available_cores  # noqa: E402
 
 _POLICIES = {"spinning (default)": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -36,7 +36,7 @@ def _child(seconds_per_batch: float, steps: int) -> None:
 
 def _rates(processes: int, env: dict[str, str], seconds_per_batch: float, steps: int) -> list[float]:
     """Each process's rate when ``processes`` of them train at once."""
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    base = {k: v for k, v in os.environ.items() if k not in OPENMP_WAIT_SETTINGS}
     command = [sys.executable, __file__, "--child", "--seconds", str(seconds_per_batch), "--steps", str(steps)]
     running = [subprocess.Popen(command, env={**base, **env}, stdout=subprocess.PIPE, text=True)
                for _ in range(processes)]

@@ -17,7 +17,7 @@ from harness.core.errors import HarnessError
 from harness.core.plan import Stage, build_plan
 from harness.core.recipe import load_recipe
 from harness.core.store import Store
-from harness.core.threads import available_cores, passive_openmp_waits
+from harness.core.threads import OPENMP_WAIT_SETTINGS, available_cores, passive_openmp_waits
 from harness.pipeline.executors import overlap
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import admits, worker_threads
@@ -54,7 +54,6 @@ def _metrics(output: Path) -> dict[tuple[str, str], float]:
         return {(m.stage, m.full_name): m.value for m in store.metrics()}
 
 
-_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _worker_waits: list[str | None] = []  # OMP_WAIT_POLICY as the overlapped run's worker processes saw it
 
 
@@ -72,7 +71,7 @@ def two_runs(tmp_path_factory):
     path = write_recipe(tmp)
     plan, sequential = _run(path, tmp / "seq", jobs=1)
     with pytest.MonkeyPatch.context() as patch:
-        for name in _WAIT_SETTINGS:
+        for name in OPENMP_WAIT_SETTINGS:
             patch.delenv(name, raising=False)
         patch.setattr(overlap, "ProcessPoolExecutor", _AskingPool)
         _, overlapped = _run(path, tmp / "par", jobs=2)
@@ -104,7 +103,7 @@ def test_overlapped_workers_wait_passively_on_the_shared_cores(two_runs):
 
 
 def test_passive_waits_last_for_the_block_and_a_user_s_own_setting_stands(monkeypatch):
-    for name in _WAIT_SETTINGS:
+    for name in OPENMP_WAIT_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError), passive_openmp_waits():
         assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
