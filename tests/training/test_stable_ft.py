@@ -136,6 +136,27 @@ def test_regular_ablation_trains_everything_from_step_0_and_l2_keeps_weights_nea
     assert distance(held) < 0.5 * distance(free)
 
 
+def test_the_l2_penalty_and_its_gradient_equal_autograd_of_the_plain_sum():
+    torch.manual_seed(0)
+    params = [torch.randn(*shape, requires_grad=True) for shape in ((7, 5), (5,), (3, 4, 2))]
+    anchor = [p.detach() + 0.1 * torch.randn_like(p) for p in params]
+    upstream = TinyUpstream()
+    stable = StableFineTuning(upstream, nn.Linear(1, 1), StableFTParams(l2_lambda=0.3, beta=0.0))
+    stable.trainable, stable.anchor = params, anchor
+    value = stable.penalty()
+    value.backward()
+    ours = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    reference = 0.3 * sum((p - a).pow(2).sum() for p, a in zip(params, anchor, strict=True))
+    reference.backward()
+    assert torch.allclose(value, reference, rtol=1e-6)
+    for got, want in zip(ours, [p.grad for p in params], strict=True):
+        assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)
+    stable.upstream_training = False  # the head-only steps: no penalty
+    assert stable.penalty() == 0.0
+
+
 def test_supervised_plugin_on_a_downstream_task_and_on_pc(corpus, tmp_path):
     manager = PluginManager(modules=[(sys.modules[__name__], "tests", "0"), (pc_task, "harness", "0")],
                             entry_points=False)
