@@ -136,9 +136,11 @@ def test_regular_ablation_trains_everything_from_step_0_and_l2_keeps_weights_nea
     assert distance(held) < 0.5 * distance(free)
 
 
-def test_the_l2_penalty_and_its_gradient_equal_autograd_of_the_plain_sum():
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_the_l2_penalty_and_its_gradient_equal_autograd_of_the_plain_sum(device):
     torch.manual_seed(0)
-    params = [torch.randn(*shape, requires_grad=True) for shape in ((7, 5), (5,), (3, 4, 2))]
+    params = [torch.randn(*shape, device=device, requires_grad=True) for shape in ((7, 5), (5,), (3, 4, 2))]
     anchor = [p.detach() + 0.1 * torch.randn_like(p) for p in params]
     upstream = TinyUpstream()
     stable = StableFineTuning(upstream, nn.Linear(1, 1), StableFTParams(l2_lambda=0.3, beta=0.0))
