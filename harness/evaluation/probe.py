@@ -22,7 +22,10 @@ On CUDA, cached features (pooled means and frames, of every split the probe trai
 are copied to device memory once, as stored (float16 frames), and each batch is gathered, layer-normed
 and padded there (:class:`_DeviceFrames`), when they take at most :data:`RESIDENT_SHARE` of the device's
 free memory; past that, batches are built on the host and moved one at a time. Both give the same
-numbers. The stage's metrics extra records ``steps_per_second`` (optimizer steps over the time spent
+numbers. Batches built on the host from cached frames (per-item layer norm and padding) are built
+on a background thread a step ahead of training (the fine-tuning loop's prefetcher; same batches,
+same order, same numbers): on the 2-core CPU the demo's SF probe took 20.5–22.4 s instead of
+25.4–26.3 s. The stage's metrics extra records ``steps_per_second`` (optimizer steps over the time spent
 outside dev evaluation) and ``features_on`` (``device`` or ``host``).
 """
 
@@ -330,7 +333,7 @@ def run_probe(
             loss_fn,
             sampler,
             collate,
-            settings.train_config(),
+            replace(settings.train_config(), prefetch=train.kind == "frames" and train.resident is None),
             ctx=ctx,
             evaluate=dev_eval,
             primary=(task.primary_metric, task.metrics[task.primary_metric]),

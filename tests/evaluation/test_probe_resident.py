@@ -3,6 +3,8 @@ and layer weights as batches built on the host and moved one at a time."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,33 @@ def test_probe_with_features_in_device_memory_gives_the_same_numbers(tiny, tmp_p
     assert held.records == host.records and held.layer_weights == host.layer_weights
     assert held.fit.history == host.fit.history
     assert held.extra["steps_per_second"] > 0 and held.fit.steps_done == 12
+
+
+@pytest.mark.parametrize("name", ["pr", "sf", "sid"])
+def test_host_batches_of_cached_frames_are_built_a_step_ahead_with_the_same_numbers(tiny, tmp_path, name,
+                                                                                     monkeypatch):
+    plugin = PluginManager().create("downstream", name)
+    params = validate_params(plugin.Params, {"steps": 12, "eval_every": 6}, name)
+    task, settings = plugin.make_task(tiny, params), plugin.settings(params)
+    upstream = FakeUpstream()
+    cache = feature_cache_for(upstream, make_ctx(tmp_path), settings)
+    splits = task_splits(tiny, task.name)
+    real_fit, prefetched = probe.fit, []
+
+    def fit(model, loss_fn, sampler, collate, config, **kwargs):
+        prefetched.append(config.prefetch)
+        return real_fit(model, loss_fn, sampler, collate, replace(config, prefetch=force or config.prefetch), **kwargs)
+
+    monkeypatch.setattr(probe, "fit", fit)
+    force = False
+    runs = [run_probe(task, upstream, splits, settings, cache, seed=0, resident=where) for where in (False, True)]
+    force = True  # what it would give: with batches built ahead on every path
+    ahead = [run_probe(task, upstream, splits, settings, cache, seed=0, resident=where) for where in (False, True)]
+    # built ahead exactly where batches come from cached frames on the host (pooled means are an index)
+    assert prefetched[:2] == [name != "sid", False]
+    for got, want in zip(runs + ahead[1:], [ahead[0]] * 3, strict=True):
+        assert got.metrics == want.metrics and got.records == want.records
+        assert got.layer_weights == want.layer_weights and got.fit.history == want.fit.history
 
 
 def _pooled_source(nbytes: int) -> _Source:
