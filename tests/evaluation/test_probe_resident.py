@@ -50,14 +50,19 @@ def test_gathered_batches_equal_the_host_batches_bit_for_bit(wide):
         assert states.shape == ref_states.shape and torch.equal(states, ref_states)
 
 
-@pytest.mark.parametrize("name", ["pr", "sf", "sid"])
-def test_probe_with_features_in_device_memory_gives_the_same_numbers(tiny, tmp_path, name):
+def _probe_inputs(corpus: PreparedCorpus, tmp_path, name: str) -> tuple:
+    """run_probe's task, upstream, splits, settings and feature cache for downstream ``name`` (12 steps)."""
     plugin = PluginManager().create("downstream", name)
     params = validate_params(plugin.Params, {"steps": 12, "eval_every": 6}, name)
-    task, settings = plugin.make_task(tiny, params), plugin.settings(params)
+    task, settings = plugin.make_task(corpus, params), plugin.settings(params)
     upstream = FakeUpstream()
     cache = feature_cache_for(upstream, make_ctx(tmp_path), settings)
-    splits = task_splits(tiny, task.name)
+    return task, upstream, task_splits(corpus, task.name), settings, cache
+
+
+@pytest.mark.parametrize("name", ["pr", "sf", "sid"])
+def test_probe_with_features_in_device_memory_gives_the_same_numbers(tiny, tmp_path, name):
+    task, upstream, splits, settings, cache = _probe_inputs(tiny, tmp_path, name)
     host = run_probe(task, upstream, splits, settings, cache, seed=0, resident=False)
     held = run_probe(task, upstream, splits, settings, cache, seed=0, resident=True)
     assert (host.extra["features_on"], held.extra["features_on"]) == ("host", "device")
@@ -71,12 +76,7 @@ def test_probe_with_features_in_device_memory_gives_the_same_numbers(tiny, tmp_p
 @pytest.mark.parametrize("name", ["pr", "sf", "sid"])
 def test_host_batches_of_cached_frames_are_built_a_step_ahead_with_the_same_numbers(tiny, tmp_path, name,
                                                                                      monkeypatch):
-    plugin = PluginManager().create("downstream", name)
-    params = validate_params(plugin.Params, {"steps": 12, "eval_every": 6}, name)
-    task, settings = plugin.make_task(tiny, params), plugin.settings(params)
-    upstream = FakeUpstream()
-    cache = feature_cache_for(upstream, make_ctx(tmp_path), settings)
-    splits = task_splits(tiny, task.name)
+    task, upstream, splits, settings, cache = _probe_inputs(tiny, tmp_path, name)
     real_fit, prefetched = probe.fit, []
 
     def fit(model, loss_fn, sampler, collate, config, **kwargs):
