@@ -84,18 +84,11 @@ def stage_key(kind: str, plugin: str, version: str, params: dict, inputs: dict[s
 
 
 def _kind_of_tuning(variant: Variant) -> str:
-    """How an unmerged fine-tuned model was trained, in the paper's words: Stable-FT (head alone first,
-    CNN frozen), regular FT (neither), else fine-tuned (one of the two, or a scenario without them);
-    "+ L2" with a penalty towards θ0 (the paper's regularization baseline)."""
-    params = variant.params
-    beta, frozen = getattr(params, "beta", None), getattr(params, "freeze_cnn", None)
-    if beta is None or frozen is None:
-        kind = "fine-tuned"
-    elif beta > 0 and frozen:
-        kind = "Stable-FT"
-    else:
-        kind = "regular FT" if beta == 0 and not frozen else "fine-tuned"
-    return kind + (" + L2" if getattr(params, "l2_lambda", 0) > 0 else "")
+    """How an unmerged fine-tuned model is labelled: its Params' ``tuning_label()`` where they define
+    one (stable fine-tuning's knobs do: :class:`~harness.training.stable_ft_params.StableFTParams`),
+    else "fine-tuned"."""
+    label = getattr(variant.params, "tuning_label", None)
+    return label() if callable(label) else "fine-tuned"
 
 
 def _dump(params: Any) -> dict[str, Any]:

@@ -49,6 +49,16 @@ class StableFTParams(PluginParams):
     cudnn_autotune: bool = Field(False, exclude_if=lambda on: not on,
                                  description="CUDA: cuDNN autotuning, batches padded up to whole half-seconds")
 
+    def tuning_label(self) -> str:
+        """How a model fine-tuned with these settings is labelled unmerged, in the paper's words:
+        Stable-FT (head alone first, CNN frozen), regular FT (neither), else fine-tuned (one of the
+        two); "+ L2" with the penalty towards θ0 (the paper's regularization baseline)."""
+        if self.beta > 0 and self.freeze_cnn:
+            kind = "Stable-FT"
+        else:
+            kind = "regular FT" if self.beta == 0 and not self.freeze_cnn else "fine-tuned"
+        return kind + (" + L2" if self.l2_lambda > 0 else "")
+
 
 def train_config(params: StableFTParams) -> TrainConfig:
     """The training loop's configuration from the scenario's parameters."""

@@ -10,6 +10,7 @@ from harness import hookimpl
 from harness.core.plan import _kind_of_tuning, build_plan
 from harness.core.recipe import Variant, load_recipe
 from harness.core.registry import PluginManager
+from harness.training.stable_ft_params import StableFTParams
 from tests import toy_plugins
 from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
 
@@ -136,12 +137,16 @@ def test_a_measured_reference_adds_the_upstream_marked_as_baseline_under_its_nam
 
 
 @pytest.mark.parametrize(("params", "label"), [
-    ({"beta": 0.1, "freeze_cnn": True, "l2_lambda": 0.0}, "Stable-FT"),
-    ({"beta": 0.0, "freeze_cnn": False, "l2_lambda": 0.0}, "regular FT"),
+    ({"beta": 0.1, "freeze_cnn": True}, "Stable-FT"),
+    ({"beta": 0.0, "freeze_cnn": False}, "regular FT"),
     ({"beta": 0.1, "freeze_cnn": True, "l2_lambda": 0.01}, "Stable-FT + L2"),
+    ({"beta": 0.0, "freeze_cnn": False, "l2_lambda": 0.01}, "regular FT + L2"),
     ({"beta": 0.0, "freeze_cnn": True}, "fine-tuned"),   # one of stable fine-tuning's two parts
     ({"beta": 0.1, "freeze_cnn": False}, "fine-tuned"),
-    ({"steps": 10}, "fine-tuned"),                      # a scenario without them
 ])
 def test_an_unmerged_model_is_labelled_by_how_it_was_trained(params, label):
-    assert _kind_of_tuning(Variant(types.SimpleNamespace(**params), {})) == label
+    assert _kind_of_tuning(Variant(StableFTParams(**params), {})) == label
+
+
+def test_a_scenario_without_stable_fine_tuning_s_knobs_labels_its_models_fine_tuned():
+    assert _kind_of_tuning(Variant(types.SimpleNamespace(beta=0.1, freeze_cnn=True), {})) == "fine-tuned"
