@@ -46,7 +46,7 @@ DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3"
 
 def _tuning_of_models(name: str, monkeypatch) -> dict[str, tuple[dict, float]]:
     """Each evaluated model's label -> (its fine-tuning stage's parameters, its merge's alpha) in a
-    shipped recipe (merges of one model only; alpha 1 unmerged)."""
+    shipped recipe (alpha 1 unmerged; for a merge of several models, the first one's parameters)."""
     for var in DATA_VARS:
         monkeypatch.delenv(var, raising=False)
     manager = default_manager()
