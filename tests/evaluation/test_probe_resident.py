@@ -3,6 +3,7 @@ and layer weights as batches built on the host and moved one at a time."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +14,17 @@ from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
 from harness.evaluation import probe
-from harness.evaluation.probe import _DeviceFrames, _hold_on_device, _pad_states, _Source, feature_cache_for, run_probe
+from harness.evaluation.probe import (
+    _DeviceFrames,
+    _hold_on_device,
+    _pad_states,
+    _pad_stored,
+    _Raw,
+    _Source,
+    _to,
+    feature_cache_for,
+    run_probe,
+)
 from harness.evaluation.probe_settings import task_splits
 from harness.models.feature_cache import FrameStore
 from tests.downstream_helpers import FakeUpstream, make_ctx, make_tiny_corpus
@@ -48,6 +59,43 @@ def test_gathered_batches_equal_the_host_batches_bit_for_bit(wide):
         ref_states, ref_lengths = _pad_states([store.states(i) for i in indices])
         assert torch.equal(lengths, ref_lengths)
         assert states.shape == ref_states.shape and torch.equal(states, ref_states)
+
+
+def test_a_read_only_single_layer_cache_is_copied_to_the_device_without_a_warning():
+    arr = np.arange(2 * 5 * 4, dtype=np.float16).reshape(1, 10, 4)
+    arr.flags.writeable = False  # as a memory-mapped shard opened for reading
+    store = FrameStore([(arr, 0, 6), (arr, 6, 4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = _DeviceFrames(store, torch.device("cpu"))
+    assert torch.equal(frames.frames, torch.from_numpy(arr.copy()))
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_host_batches_padded_as_stored_and_normed_where_the_probe_trains_equal_the_host_normed_ones(wide):
+    store = _store(np.random.default_rng(1), [7, 3, 11, 1, 6, 9], wide)
+    for indices in ([0, 1, 2, 3, 4, 5], [2, 3], [5, 0, 4], [3]):
+        states, lengths = _pad_stored(store, indices)
+        assert states.dtype == (torch.float32 if wide and max(indices) >= 3 else torch.float16)
+        moved = _to(_Raw([], states=states, lengths=lengths, unnormed=True), torch.device("cpu"))
+        ref_states, ref_lengths = _pad_states([store.states(i) for i in indices])
+        assert torch.equal(moved.lengths, ref_lengths) and torch.equal(moved.states, ref_states)
+
+
+@pytest.mark.parametrize("name", ["pr", "sf"])
+def test_a_probe_norming_host_batches_on_its_device_gives_the_same_numbers(tiny, tmp_path, name, monkeypatch):
+    task, upstream, splits, settings, cache = _probe_inputs(tiny, tmp_path, name)
+    on_host = run_probe(task, upstream, splits, settings, cache, seed=0, resident=False)
+    real_init = _Source.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.norm_on_device = True  # as on an accelerator
+
+    monkeypatch.setattr(_Source, "__init__", init)
+    on_device = run_probe(task, upstream, splits, settings, cache, seed=0, resident=False)
+    assert on_device.metrics == on_host.metrics and on_device.records == on_host.records
+    assert on_device.layer_weights == on_host.layer_weights and on_device.fit.history == on_host.fit.history
 
 
 def _probe_inputs(corpus: PreparedCorpus, tmp_path, name: str) -> tuple:
