@@ -20,7 +20,7 @@ from harness.core.store import Store
 from harness.core.threads import OPENMP_WAIT_SETTINGS, available_cores, passive_openmp_waits
 from harness.pipeline.executors import overlap
 from harness.pipeline.executors.local import LocalExecutor
-from harness.pipeline.executors.overlap import admits, worker_threads
+from harness.pipeline.executors.overlap import admits, by_dependents, worker_threads
 from harness.pipeline.run import RunSummary, run_plan
 from harness.report.stage_times import busy_seconds
 from tests.core_helpers import toy_manager, write_recipe
@@ -165,6 +165,32 @@ def test_admission_counts_gpu_slots_and_keeps_a_feature_cache_to_one_stage():
     assert not admits(ev_a2, [ev_a], accelerator_slots=4)
     assert not admits(ev_a2, [ev_a], accelerator_slots=None)
     assert admits(ev_b, [ev_a], accelerator_slots=4)
+
+
+def _needs(stage: Stage, *keys: str) -> Stage:
+    stage.inputs.update({f"in{i}": key for i, key in enumerate(keys)})
+    return stage
+
+
+def test_stages_that_more_stages_wait_on_start_first_and_a_feature_cache_keeps_plan_order():
+    load = _stage("load", "upstream")
+    ev_pre = _needs(_stage("ev_pre", "evaluate", "load", "c"), "load")
+    ev_pre2 = _needs(_stage("ev_pre2", "evaluate", "load", "c"), "load")  # the same cache as ev_pre
+    ft = _needs(_stage("ft", "finetune"), "load")
+    merge = _needs(_stage("merge", "merge"), "ft", "load")
+    ev_ft = _needs(_stage("ev_ft", "evaluate", "merge", "c"), "merge")
+    score_pre = _needs(_stage("score_pre", "score"), "ev_pre2")  # ev_pre2 now has more waiting on it
+    score_ft = _needs(_stage("score_ft", "score"), "ev_ft")
+    plan = [load, ev_pre, ev_pre2, ft, merge, ev_ft, score_pre, score_ft]
+    order = [s.key for s in by_dependents(plan)]
+    # load (7 wait on it), ft (3), merge (2), then the evaluations (1 each) and the scores
+    assert order[:3] == ["load", "ft", "merge"]
+    # ev_pre2 outranks ev_pre, but they share a cache: the first in plan order takes the first place
+    assert order.index("ev_pre") < order.index("ev_pre2")
+    assert sorted(order) == sorted(s.key for s in plan)
+    # equals keep plan order; a plan with no dependencies is left as it is
+    singles = [_stage(k, "evaluate", f"model {k}", "c") for k in "xyz"]
+    assert by_dependents(singles) == singles
 
 
 def test_the_summary_times_the_stages_it_ran_as_the_store_does(two_runs):

@@ -12,6 +12,10 @@ sequential run gives a stage (see :func:`worker_threads`); when the device is CU
 ``gpu_jobs`` stages whose kind uses the accelerator run at once (default one: a stage holds the GPU;
 more let small models' stages share it, each worker with its own CUDA memory); evaluate stages
 that share a feature cache (one model on one corpus) run one after the other (:func:`admits`).
+
+Order: of the stages ready to start, those the most other stages wait on go first (:func:`by_dependents`),
+so a model's fine-tuning starts before the evaluations of models that are already there, and what the
+fine-tuned models need next is not left waiting behind work nothing waits on.
 The driver alone starts stages, hears their progress (a queue the workers write to) and receives
 their outcomes, so it alone writes the results store.
 """
@@ -76,6 +80,28 @@ def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None
     return True
 
 
+def by_dependents(stages: list[Stage]) -> list[Stage]:
+    """``stages`` (dependency order) by how many of them wait on each, directly or not (most first),
+    keeping their order among equals. A stage sharing a feature cache with another keeps its place
+    after it: they fill and read the cache in plan order (see :func:`_feature_cache`)."""
+    children: dict[str, list[str]] = {s.key: [] for s in stages}
+    for s in stages:
+        for key in set(s.inputs.values()) & children.keys():
+            children[key].append(s.key)
+    below: dict[str, set[str]] = {}
+    for s in reversed(stages):  # inputs come first, so a stage's dependents are counted before it
+        below[s.key] = set().union(*([{c} | below[c] for c in children[s.key]] or [set()]))
+    order = sorted(range(len(stages)), key=lambda i: -len(below[stages[i].key]))
+    ranked = [stages[i] for i in order]
+    # stages of one feature cache take the places their group holds, in plan order
+    groups: dict[tuple[str, str], list[Stage]] = {}
+    for s in stages:
+        if (cache := _feature_cache(s)) is not None:
+            groups.setdefault(cache, []).append(s)
+    taken = {cache: iter(members) for cache, members in groups.items()}
+    return [next(taken[c]) if (c := _feature_cache(s)) is not None else s for s in ranked]
+
+
 def worker_threads() -> int:
     """Torch threads of each concurrent stage, however many run: as many as a sequential run gives.
 
@@ -97,7 +123,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
     dead: set[str] = set()  # failed, or blocked behind a failure
     slots = gpu_jobs if getattr(device, "type", "cpu") == "cuda" else None
     by_key = {s.key: s for s in stages}
-    pending = list(stages)
+    pending = by_dependents(stages)
     running: dict[Future, Stage] = {}
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
