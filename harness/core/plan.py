@@ -259,8 +259,11 @@ class Planner:
         for seed in recipe.seeds:
             reference_evals: dict[str, str] = {}
             cells: list[tuple[_Model, dict[str, str]]] = []
-            for up_name in upstream_names:
-                for model in self.models(up_name, seed):
+            for up_rank, up_name in enumerate(upstream_names):
+                for model_rank, model in enumerate(self.models(up_name, seed)):
+                    # where the model stands in the recipe: the leaderboard's row order, whatever order
+                    # the stages ran in (see harness.report.leaderboard.builder.model_rows)
+                    model.labels = {**model.labels, "rank": [up_rank, model_rank]}
                     if recipe.limit is not None:  # its own leaderboard row, marked
                         model.labels = {**model.labels, "limit": recipe.limit,
                                         "model": f"{model.labels['model']} [limit {recipe.limit}]"}

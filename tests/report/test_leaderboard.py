@@ -360,3 +360,25 @@ def test_output_path_is_checked(tmp_path, three_seeds, capsys):
 
 def test_path_type_is_kept_in_the_source_field(board, three_seeds):
     assert Path(board.source) == three_seeds.output
+
+
+def _evaluated(upstream: str, finetune: str, alpha: float, rank: list[int] | None) -> StageRow:
+    tags = {"upstream": upstream, "finetune": finetune, "merge": "", "alpha": alpha, "seed": 0,
+            "model": "pre-trained" if finetune == "none" else f"{finetune} a={alpha}"}
+    if rank is not None:
+        tags["rank"] = rank
+    return StageRow("k", "evaluate", "pr", "", {}, {}, tags, "done", 0, 1, 1, None, None, {}, None, [])
+
+
+def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
+    from harness.report.leaderboard.builder import model_rows
+
+    planned = [("hubert", "none", 0.0), ("hubert", "pr", 0.25), ("hubert", "sid", 0.25), ("fbank", "none", 0.0)]
+    ranks = [[0, 0], [0, 1], [0, 2], [1, 0]]
+    started = [3, 2, 0, 1]  # overlapped stages start out of plan order: fbank and sid first
+    stages = [_evaluated(*planned[i], ranks[i]) for i in started]
+    table = [(r.upstream, r.finetune) for r in model_rows(stages).values()]
+    assert table == [(u, f) for u, f, _ in planned]
+    # a store written before ranks were recorded keeps the order the stages started in
+    unranked = [(r.upstream, r.finetune) for r in model_rows([_evaluated(*planned[i], None) for i in started]).values()]
+    assert unranked == [("fbank", "none"), ("hubert", "none"), ("hubert", "sid"), ("hubert", "pr")]

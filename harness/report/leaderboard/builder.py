@@ -85,7 +85,9 @@ def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
     rows: dict[tuple, Row] = {}
     ft_order: dict[str, int] = {}
     up_order: dict[str, int] = {}
-    for stage in stages:
+    # upstreams and fine-tunings in recipe order (the planner's ``rank`` label), not in the order their
+    # stages happened to start (stages stored without one keep that order, after the ranked ones)
+    for stage in sorted(stages, key=lambda s: tuple(s.labels.get("rank") or (math.inf, math.inf))):
         labels = stage.labels
         key = _row_key(labels)
         up_order.setdefault(key[0], len(up_order))
