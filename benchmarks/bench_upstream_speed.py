@@ -44,6 +44,8 @@ PEAK_TFLOPS = {(gpu, precision): value for gpu in ("H100", "H200")
                for precision, value in (("bf16", 989.0), ("tf32", 494.0), ("fp32", 67.0))}
 #: the name of the fine-tuning stage loop's row for ``--paths``
 STAGE_LOOP = "stage-loop"
+#: the rows that take a training step apart, one piece more per row, for ``--paths``
+STAGE_PARTS = "stage-parts"
 #: the suffix of the paths whose CNN runs as matrix products (``set_feature_conv("gemm")``)
 CNN_GEMM = "+cnn_gemm"
 #: cuDNN autotuning with batches padded to whole buckets, as ``cudnn_autotune: true`` trains
@@ -167,9 +169,9 @@ def _flops(model, batches, train: bool, attention: str) -> float:
     return float(total)
 
 
-def _finetune_rate(model, batches, device, bf16: bool) -> float:
-    """Audio seconds per second of the training loop on these batches (collate + prefetch + AdamW), in
-    steady state."""
+def _finetune_rate(model, batches, device, bf16: bool, prefetch: bool = True) -> float:
+    """Audio seconds per second of the training loop on these batches (collate, ``prefetch`` as in the
+    stage, AdamW), in steady state."""
     waves = [w for b in batches for w in b]
     sizes = [len(b) for b in batches]
     groups = np.split(np.arange(len(waves)), np.cumsum(sizes)[:-1])
@@ -201,7 +203,7 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
         return _loss(model, wavs.to(device, non_blocking=True), lengths)
 
     def seconds(epochs: int) -> float:
-        cfg = TrainConfig(steps=epochs * len(groups), lr=1e-5, amp=bf16, prefetch=True, checkpoint_minutes=None)
+        cfg = TrainConfig(steps=epochs * len(groups), lr=1e-5, amp=bf16, prefetch=prefetch, checkpoint_minutes=None)
         _sync(device)
         start = time.perf_counter()
         fit(model, loss_fn, Fixed(), collate, cfg)
@@ -217,6 +219,51 @@ def _finetune_rate(model, batches, device, bf16: bool) -> float:
     extra = min(times[1] - times[0], times[2] - times[1])
     model.feature_extractor.requires_grad_(True)
     return sum(len(w) for w in waves) / 16000 / extra if extra > 0 else float("nan")  # nan: lost in the noise
+
+
+def _step_parts(model, batches, device, bf16: bool) -> Iterator[dict[str, Any]]:
+    """A training step built up a piece a row (forward+backward with fresh gradients; + clipping and
+    AdamW as the loop makes them; + the loop's one read of the loss and norm; + the waveforms moved from
+    pinned memory each step), each row's second pass timed, with the host's time to queue it; then the
+    loop itself (:func:`_finetune_rate`) with and without its reading threads."""
+    audio = sum(len(w) for b in batches for w in b) / 16000
+    padded = [pad_waves(b) for b in batches]
+    on_device = [(w.to(device), n) for w, n in padded]
+    pinned = [w.pin_memory() if device.type == "cuda" else w for w, _ in padded]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda" or None)
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def one_pass(step: bool, sync: bool, moved: bool) -> tuple[float, float]:
+        host = 0.0
+        _sync(device)
+        start = time.perf_counter()
+        for (wavs, lengths), host_wavs in zip(on_device, pinned, strict=True):
+            queued = time.perf_counter()
+            if moved:
+                wavs = host_wavs.to(device, non_blocking=True)
+            with cast:
+                loss = _loss(model, wavs, lengths)
+            loss.backward()
+            if step:
+                norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+                if sync:
+                    torch.stack([loss.detach(), norm]).tolist()
+                optimizer.step()
+            model.zero_grad(set_to_none=True)
+            host += time.perf_counter() - queued
+        _sync(device)
+        return time.perf_counter() - start, host
+
+    for name, flags in (("forward+backward", (False, False, False)), ("+ clip and AdamW", (True, False, False)),
+                        ("+ one read a step", (True, True, False)), ("+ waveforms moved", (True, True, True))):
+        one_pass(*flags)
+        seconds, host = one_pass(*flags)
+        yield {"work": STAGE_PARTS, "path": name, "audio_s_per_s": audio / seconds,
+               "ms_per_step": 1000 * seconds / len(batches), "host_ms_per_step": 1000 * host / len(batches)}
+    for prefetch in (True, False):
+        yield {"work": STAGE_PARTS, "path": f"fit, prefetch={prefetch}",
+               "audio_s_per_s": _finetune_rate(model, batches, device, bf16, prefetch)}
 
 
 def _model(device: torch.device, preset: str) -> torch.nn.Module:
@@ -249,7 +296,7 @@ def _paths(device: torch.device, compile: bool, only: Collection[str] | None) ->
         paths += [(WHOLE_COMPILE, True, "auto", "auto", False)]
     if only is None:
         return paths
-    names = [p[0] for p in paths] + [STAGE_LOOP]
+    names = [p[0] for p in paths] + [STAGE_LOOP, STAGE_PARTS]
     unknown = set(only) - set(names)
     if unknown:
         raise ValueError(f"unknown paths {sorted(unknown)}; choose from {names}")
@@ -325,12 +372,16 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             yield {"work": work, "path": name, "seconds": seconds, "audio_s_per_s": audio / seconds,
                    "tflops": tflops, "mfu": tflops / peak if peak else "n/a", "speedup": base / seconds,
                    "first_pass_s": first}
-    if only is not None and STAGE_LOOP not in only:
+    if only is not None and STAGE_LOOP not in only and STAGE_PARTS not in only:
         return
     model.set_positional_conv("auto")
     model.set_attention("auto")
     bf16 = device.type == "cuda"
     model.train()
+    if only is not None and STAGE_PARTS in only:
+        yield from _step_parts(model, batches, device, bf16)
+        if STAGE_LOOP not in only:
+            return
     raw = audio / _run(model, batches, device, True, bf16)[1]  # measured now, under the stage's settings
     model.zero_grad(set_to_none=True)
     stage = _finetune_rate(model, batches, device, bf16)

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call of under ten minutes, each part written into $OUT as it finishes:
 # where a bf16 training step's time goes (profile by kind of work, with FLOP rates), the upstream paths
-# at Base size (TFLOP/s and MFU), the fine-tuning stage loop against the raw rate, the three-seed demo
-# overlapped on the GPU, the probes' steps per second (cached and on the fly), then the GPU-only tests.
+# at Base size (TFLOP/s and MFU), the fine-tuning stage loop against the raw rate and taken apart a piece
+# a row (stage-parts), the three-seed demo overlapped on the GPU, the probes' steps per second (cached
+# and on the fly), then the GPU-only tests.
 #
 #   OUT=gpu-results WHEELS=path/to/py-wheels bash benchmarks/gpu_session.sh
 #
 # WHEELS: a folder of wheels for what the GPU image lacks (shared/DESIGN.md lists them), installed with
 # --no-index; leave it unset where they are installed already. Each part has its own time limit, so a
-# slow part costs its limit and the rest still run.
+# slow part costs its limit and the rest still run. It writes eight files (as many as the device tool
+# brings back) and prints the most telling ones last, where a truncated output keeps them.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -22,15 +24,15 @@ if [ -n "${WHEELS:-}" ]; then
     kaldi-native-fbank jiwer editdistance cffi 2>&1 | tail -2
 fi
 python -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -2
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/timeline.txt"
 
 B="python benchmarks/bench_upstream_speed.py --preset base --seconds 160"
 stamp "profile of training"
-timeout 55 $B --steps 4 --profile bf16+fft > "$OUT/profile_train.txt" 2>&1
+timeout 55 $B --steps 4 --profile bf16+fft > "$OUT/profiles.txt" 2>&1
 stamp "profile of extraction (rc $?)"
-timeout 30 $B --steps 4 --profile bf16+fft --profile-work extract > "$OUT/profile_extract.txt" 2>&1
+timeout 30 $B --steps 4 --profile bf16+fft --profile-work extract >> "$OUT/profiles.txt" 2>&1
 stamp "stage loop (rc $?)"
-timeout 40 $B --steps 8 --paths stage-loop > "$OUT/stage_loop.txt" 2>&1
+timeout 60 $B --steps 8 --paths stage-loop stage-parts > "$OUT/stage_loop.txt" 2>&1
 stamp "upstream paths (rc $?)"
 # one call, so the useful work is counted once; rows print as measured, compile (the slowest) last
 timeout 175 $B --steps 8 --paths fp32+fft bf16 bf16+fft bf16+cudnn_benchmark bf16+cudnn_benchmark+buckets \
@@ -39,10 +41,10 @@ stamp "three-seed demo, overlapped (rc $?)"
 rm -rf "$DEMO_OUT"
 s=$(date +%s)
 timeout 120 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device cuda --jobs 8 --gpu-jobs 6 \
-  --heartbeat 0 > "$OUT/demo.txt" 2>&1
+  --heartbeat 0 >> "$OUT/demo.txt" 2>&1  # appending: workers left running must not write over the next line
 echo "demo_evidence, 3 seeds, --jobs 8 --gpu-jobs 6: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
 pkill -f "harness run" 2>/dev/null; pkill -f "multiprocessing.spawn" 2>/dev/null  # workers a timeout left behind
-timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times > "$OUT/demo_times.txt" 2>&1
+timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times 2>&1 | grep -A40 "stage time by kind" > "$OUT/demo_times.txt"
 stamp "probes (rc $?)"
 timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
   > "$OUT/probes.txt" 2>&1
@@ -53,6 +55,8 @@ timeout 50 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_devic
   tests/test_benchmark_tools.py \
   -k "not readme" > "$OUT/pytest.txt" 2>&1
 stamp "end (rc $?)"
-tail -3 "$OUT/pytest.txt"
-cat "$OUT/profile_train.txt" "$OUT/stage_loop.txt" "$OUT/upstream.txt" "$OUT/demo_times.txt"
+grep -v Warn "$OUT/profiles.txt" | grep -B2 -A10 "^wall"
+cat "$OUT/demo_times.txt"
 tail -2 "$OUT/demo.txt"
+cat "$OUT/probes.txt" "$OUT/stage_loop.txt" "$OUT/upstream.txt"
+tail -3 "$OUT/pytest.txt"

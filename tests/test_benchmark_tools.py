@@ -133,7 +133,7 @@ def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
     import shlex
     import subprocess
 
-    from bench_upstream_speed import STAGE_LOOP, _paths
+    from bench_upstream_speed import STAGE_LOOP, STAGE_PARTS, _paths
 
     root = Path(__file__).resolve().parents[1]
     script = root / "benchmarks" / "gpu_session.sh"
@@ -144,12 +144,12 @@ def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
     words = shlex.split(" ".join(line.split("#")[0] for line in text.splitlines()))
     for path in {w for w in words if re.fullmatch(r"(tests|benchmarks|recipes)/\S+\.(py|yaml)", w)}:
         assert (root / path).is_file(), path
-    known = {p[0] for p in _paths(torch.device("cuda"), compile=True, only=None)} | {STAGE_LOOP}
+    known = {p[0] for p in _paths(torch.device("cuda"), compile=True, only=None)} | {STAGE_LOOP, STAGE_PARTS}
     timed = set()
     for at in (i for i, w in enumerate(words) if w == "--paths"):
         rest = words[at + 1:]
         timed |= set(rest[:next(i for i, w in enumerate(rest) if w.startswith(("-", ">")))])
-    assert STAGE_LOOP in timed and "bf16+auto+compile" in timed and timed <= known, timed - known
+    assert {STAGE_LOOP, STAGE_PARTS, "bf16+auto+compile"} <= timed <= known, timed - known
     # on each command line, every flag after a tool's name is one that tool defines
     cli = root / "harness" / "cli"
     sources = {"bench_upstream_speed.py": [root / "benchmarks" / "bench_upstream_speed.py"],
