@@ -24,11 +24,11 @@ and padded there (:class:`_DeviceFrames`), when they take at most :data:`RESIDEN
 free memory; past that, batches are built on the host and moved one at a time. Both give the same
 numbers. Batches built on the host from cached frames are padded there and layer-normed where the
 probe trains: on the host for a CPU probe, on the accelerator otherwise, so half the bytes (float16)
-cross to it and the host does no arithmetic. They are built
-on a background thread a step ahead of training (the fine-tuning loop's prefetcher; same batches,
-same order, same numbers): on the 2-core CPU the demo's SF probe took 20.5–22.4 s instead of
-25.4–26.3 s. The stage's metrics extra records ``steps_per_second`` (optimizer steps over the time spent
-outside dev evaluation) and ``features_on`` (``device`` or ``host``).
+cross to it and the host does no arithmetic. They are built on a background thread a step ahead of
+training (the fine-tuning loop's prefetcher; same batches, same order, same numbers): on the 2-core
+CPU the demo's SF probe took 20.5–22.4 s instead of 25.4–26.3 s. The stage's metrics extra records
+``steps_per_second`` (optimizer steps over the time spent outside dev evaluation) and ``features_on``
+(``device`` or ``host``).
 """
 
 from __future__ import annotations

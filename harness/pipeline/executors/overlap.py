@@ -12,12 +12,12 @@ sequential run gives a stage (see :func:`worker_threads`); when the device is CU
 ``gpu_jobs`` stages whose kind uses the accelerator run at once (default one: a stage holds the GPU;
 more let small models' stages share it, each worker with its own CUDA memory); evaluate stages
 that share a feature cache (one model on one corpus) run one after the other (:func:`admits`).
+The driver alone starts stages, hears their progress (a queue the workers write to) and receives
+their outcomes, so it alone writes the results store.
 
 Order: of the stages ready to start, those the most other stages wait on go first (:func:`by_dependents`),
 so a model's fine-tuning starts before the evaluations of models that are already there, and what the
 fine-tuned models need next is not left waiting behind work nothing waits on.
-The driver alone starts stages, hears their progress (a queue the workers write to) and receives
-their outcomes, so it alone writes the results store.
 """
 
 from __future__ import annotations
