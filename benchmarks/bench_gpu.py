@@ -209,7 +209,8 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
               f"{per_batch:8.2f} steps/s moved per batch, {held:8.2f} steps/s in device memory "
               f"({held / per_batch:.2f}x)")
         if name == "pr":
-            on_the_fly_probe(device, preset, task, splits, settings, held)
+            quarter = type(settings)(**{**settings.__dict__, "steps": max(4, steps // 4)})
+            on_the_fly_probe(device, preset, task, splits, quarter, held)
 
 
 def on_the_fly_probe(device: torch.device, preset: str, task: Any, splits: dict[str, list[dict[str, Any]]],

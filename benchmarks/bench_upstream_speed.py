@@ -217,7 +217,6 @@ def _finetune_rate(model, batches, device, bf16: bool, prefetch: bool = True) ->
     # one is at the mercy of one slow pass
     times = [seconds(n) for n in (1, 2, 3)]
     extra = min(times[1] - times[0], times[2] - times[1])
-    model.feature_extractor.requires_grad_(True)
     return sum(len(w) for w in waves) / 16000 / extra if extra > 0 else float("nan")  # nan: lost in the noise
 
 

@@ -46,7 +46,7 @@ echo "demo_evidence, 3 seeds, --jobs 8 --gpu-jobs 6: rc $? in $(( $(date +%s) - 
 pkill -f "harness run" 2>/dev/null; pkill -f "multiprocessing.spawn" 2>/dev/null  # workers a timeout left behind
 timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times 2>&1 | grep -A40 "stage time by kind" > "$OUT/demo_times.txt"
 stamp "probes (rc $?)"
-timeout 55 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
+timeout 90 python benchmarks/bench_gpu.py --preset base --skip upstream abx --probe-steps 100 --probe-seconds 12 \
   > "$OUT/probes.txt" 2>&1
 stamp "tests (rc $?)"
 timeout 50 python -m pytest -q -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
