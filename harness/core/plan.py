@@ -229,12 +229,13 @@ class Planner:
     def evaluations(self, model: _Model, seed: int) -> dict[str, str]:
         """Evaluate stages of one model, by downstream entry name."""
         out = {}
-        for name, entry in self.recipe.entries["downstreams"].items():
+        for rank, (name, entry) in enumerate(self.recipe.entries["downstreams"].items()):
             variant = entry.variants[0]
             corpus = self.corpus(entry.corpus_refs[0])
             out[name] = self.add(StageKind.EVALUATE, entry.plugin, _dump(variant.params),
                                  {"model": model.key, "corpus": corpus}, seed,
                                  {**model.labels, "downstream": name, "task": entry.plugin,
+                                  "rank": [*model.labels.get("rank", []), rank],
                                   "title": f"evaluate {name} on {model.labels['model']} "
                                            f"({model.labels['upstream']}, seed {seed})"})
         return out
@@ -261,8 +262,9 @@ class Planner:
             cells: list[tuple[_Model, dict[str, str]]] = []
             for up_rank, up_name in enumerate(upstream_names):
                 for model_rank, model in enumerate(self.models(up_name, seed)):
-                    # where the model stands in the recipe: the leaderboard's row order, whatever order
-                    # the stages ran in (see harness.report.leaderboard.builder.model_rows)
+                    # where the model stands in the recipe (its evaluations add the downstream's place):
+                    # the leaderboard's row and column order, whatever order the stages ran in (see
+                    # harness.report.leaderboard.builder.in_recipe_order)
                     model.labels = {**model.labels, "rank": [up_rank, model_rank]}
                     if recipe.limit is not None:  # its own leaderboard row, marked
                         model.labels = {**model.labels, "limit": recipe.limit,

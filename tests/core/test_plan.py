@@ -150,3 +150,19 @@ def test_an_unmerged_model_is_labelled_by_how_it_was_trained(params, label):
 
 def test_a_scenario_without_stable_fine_tuning_s_knobs_labels_its_models_fine_tuned():
     assert _kind_of_tuning(Variant(types.SimpleNamespace(beta=0.1, freeze_cnn=True), {})) == "fine-tuned"
+
+
+def test_models_and_their_evaluations_carry_their_place_in_the_recipe(tmp_path, manager):
+    entry = "  ev: {{plugin: toy_eval, corpus: nums}}"
+    text = TOY_RECIPE.replace(entry, entry + "\n  ev2: {{plugin: toy_eval, corpus: nums, scale: 2.0}}")
+    plan = plan_for(tmp_path, manager, text)
+    ranks = {(s.kind, s.labels["model"], s.labels.get("downstream")): s.labels["rank"]
+             for s in plan.stages.values() if s.kind in ("evaluate", "score")}
+    # the pre-trained model, then the merges in the order the recipe lists their alphas (alpha 0 is the
+    # pre-trained model again, one stage, so its place is taken)
+    models = sorted({k[1] for k in ranks}, key=lambda m: ranks[("score", m, None)])
+    assert [ranks[("score", m, None)] for m in models] == [[0, 0], [0, 2], [0, 3]]
+    assert models[0] == "pre-trained" and "0.25" in models[1]
+    for m in models:
+        assert ranks[("evaluate", m, "ev")] == [*ranks[("score", m, None)], 0]
+        assert ranks[("evaluate", m, "ev2")] == [*ranks[("score", m, None)], 1]

@@ -371,7 +371,7 @@ def _evaluated(upstream: str, finetune: str, alpha: float, rank: list[int] | Non
 
 
 def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
-    from harness.report.leaderboard.builder import model_rows
+    from harness.report.leaderboard.builder import in_recipe_order, model_rows
 
     planned = [("hubert", "none", 0.0), ("hubert", "pr", 0.25), ("hubert", "sid", 0.25), ("fbank", "none", 0.0)]
     ranks = [[0, 0], [0, 1], [0, 2], [1, 0]]
@@ -379,6 +379,11 @@ def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
     stages = [_evaluated(*planned[i], ranks[i]) for i in started]
     table = [(r.upstream, r.finetune) for r in model_rows(stages).values()]
     assert table == [(u, f) for u, f, _ in planned]
+    # a model's evaluations by the downstream's place in the recipe (the leaderboard's column order)
+    evals = [_evaluated("hubert", "none", 0.0, [0, 0, d]) for d in (2, 0, 1)]
+    for ev, name in zip(evals, ("sf", "pr", "sid"), strict=True):
+        ev.labels["downstream"] = name
+    assert [s.labels["downstream"] for s in in_recipe_order(evals)] == ["pr", "sid", "sf"]
     # a store written before ranks were recorded keeps the order the stages started in
     unranked = [(r.upstream, r.finetune) for r in model_rows([_evaluated(*planned[i], None) for i in started]).values()]
     assert unranked == [("fbank", "none"), ("hubert", "none"), ("hubert", "sid"), ("hubert", "pr")]

@@ -79,15 +79,19 @@ def row_key(labels: dict[str, Any]) -> tuple:
     return _row_key(labels)
 
 
+def in_recipe_order(stages: list[StageRow]) -> list[StageRow]:
+    """``stages`` by the planner's ``rank`` label (upstream, model, downstream: where each stands in the
+    recipe), not in the order they happened to start; stages stored without one keep that order, last."""
+    return sorted(stages, key=lambda s: tuple(s.labels.get("rank") or (math.inf,)))
+
+
 def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
     """The leaderboard's rows (no cells yet) of the models that ``stages`` (evaluate and score stages) measured,
     in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
     rows: dict[tuple, Row] = {}
     ft_order: dict[str, int] = {}
     up_order: dict[str, int] = {}
-    # upstreams and fine-tunings in recipe order (the planner's ``rank`` label), not in the order their
-    # stages happened to start (stages stored without one keep that order, after the ranked ones)
-    for stage in sorted(stages, key=lambda s: tuple(s.labels.get("rank") or (math.inf, math.inf))):
+    for stage in in_recipe_order(stages):  # upstreams and fine-tunings in recipe order
         labels = stage.labels
         key = _row_key(labels)
         up_order.setdefault(key[0], len(up_order))
@@ -284,7 +288,7 @@ class _Builder:
     def columns(self) -> list[Column]:
         found: dict[str, Column] = {}
         first: dict[str, int] = {}
-        for stage in self.evals:
+        for stage in in_recipe_order(self.evals):  # two entries of one task: in recipe order
             downstream = str(stage.labels["downstream"])
             task = str(stage.labels.get("task") or stage.plugin)
             first.setdefault(downstream, len(first))
