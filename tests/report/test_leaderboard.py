@@ -387,3 +387,6 @@ def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
     # a store written before ranks were recorded keeps the order the stages started in
     unranked = [(r.upstream, r.finetune) for r in model_rows([_evaluated(*planned[i], None) for i in started]).values()]
     assert unranked == [("fbank", "none"), ("hubert", "none"), ("hubert", "sid"), ("hubert", "pr")]
+    # and so does one where new stages joined old ones: old rows do not move below the new
+    mixed = [_evaluated(*planned[i], None if i != 0 else ranks[0]) for i in started]
+    assert [(r.upstream, r.finetune) for r in model_rows(mixed).values()] == unranked

@@ -81,8 +81,11 @@ def row_key(labels: dict[str, Any]) -> tuple:
 
 def in_recipe_order(stages: list[StageRow]) -> list[StageRow]:
     """``stages`` by the planner's ``rank`` label (upstream, model, downstream: where each stands in the
-    recipe), not in the order they happened to start; stages stored without one keep that order, last."""
-    return sorted(stages, key=lambda s: tuple(s.labels.get("rank") or (math.inf,)))
+    recipe), not in the order they happened to start. Where any was stored without one (a store older
+    than the label), all keep the order they started in, as before."""
+    if any("rank" not in s.labels for s in stages):
+        return list(stages)
+    return sorted(stages, key=lambda s: tuple(s.labels["rank"]))
 
 
 def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
