@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -194,14 +195,14 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
         ("sid", SpeakerTask([f"spk{k}" for k in range(SID_SPEAKERS)]), SID_PROTOCOLS),
     ):
         base = protocols["superb"]
-        settings = type(base)(**{**base.__dict__, "steps": steps, "eval_every": None})
+        settings = replace(base, steps=steps, eval_every=None)
         rng = np.random.default_rng(1)
         splits = {"train": _probe_rows(name, n_train, rng, frames), "dev": _probe_rows(name, 8, rng, frames),
                   "test": _probe_rows(name, 8, rng, frames)}
         rates = {}
         # the accelerator's default first; batches built on the host are the slow path: a quarter of the steps
         for label, resident, n in (("in device memory", True, steps), ("moved per batch", False, max(4, steps // 4))):
-            result = run_probe(task, _Dims(layers, dim), splits, type(settings)(**{**settings.__dict__, "steps": n}),
+            result = run_probe(task, _Dims(layers, dim), splits, replace(settings, steps=n),
                                _RandomCache(layers, dim, frames), seed=0, resident=resident, ctx=_device_ctx(device))
             rates[label] = result.extra["steps_per_second"]
         per_batch, held = rates["moved per batch"], rates["in device memory"]
@@ -209,8 +210,7 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
               f"{per_batch:8.2f} steps/s moved per batch, {held:8.2f} steps/s in device memory "
               f"({held / per_batch:.2f}x)")
         if name == "pr":
-            quarter = type(settings)(**{**settings.__dict__, "steps": max(4, steps // 4)})
-            on_the_fly_probe(device, preset, task, splits, quarter, held)
+            on_the_fly_probe(device, preset, task, splits, replace(settings, steps=max(4, steps // 4)), held)
 
 
 def on_the_fly_probe(device: torch.device, preset: str, task: Any, splits: dict[str, list[dict[str, Any]]],
@@ -230,7 +230,7 @@ def on_the_fly_probe(device: torch.device, preset: str, task: Any, splits: dict[
                 sf.write(row["path"], (0.1 * rng.standard_normal(int(row["duration"] * 16000))).astype(np.float32),
                          16000, subtype="FLOAT")
         upstream = HubertPlugin().build(HubertParams(preset=preset), seed=0).to(device)
-        result = run_probe(task, upstream, splits, type(settings)(**{**settings.__dict__, "cache": "off"}),
+        result = run_probe(task, upstream, splits, replace(settings, cache="off"),
                            _RandomCache(1, 1, 1), seed=0, ctx=_device_ctx(device))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

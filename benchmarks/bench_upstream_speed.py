@@ -11,7 +11,8 @@ that every path is rated against the same work and the padded paths' wasted prod
 them (the header prints how much more the padded path computes). MFU divides by the device's peak
 dense TFLOP/s of the precision (:data:`PEAK_TFLOPS`); unknown devices and CPUs: "n/a". The fine-tuning
 rate is the training loop (:func:`harness.training.loop.fit`, batches collated from waveforms,
-prefetched as in the stage) in audio seconds per second, against the raw model rate. ``--profile PATH``
+prefetched as in the stage) in audio seconds per second, against the raw model rate; ``--paths
+stage-parts`` builds a step up a piece a row to show where the loop gains or loses. ``--profile PATH``
 instead profiles one pass of a path and prints where its time goes by kind of work, with the FLOPs each
 kind does (:mod:`profile_breakdown`).
 
