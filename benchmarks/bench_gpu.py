@@ -196,12 +196,13 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
     ):
         base = protocols["superb"]
         settings = replace(base, steps=steps, eval_every=None)
+        slow_steps = max(4, steps // 4)  # the slow paths (host batches, the upstream on the fly): fewer steps
         rng = np.random.default_rng(1)
         splits = {"train": _probe_rows(name, n_train, rng, frames), "dev": _probe_rows(name, 8, rng, frames),
                   "test": _probe_rows(name, 8, rng, frames)}
         rates = {}
-        # the accelerator's default first; batches built on the host are the slow path: a quarter of the steps
-        for label, resident, n in (("in device memory", True, steps), ("moved per batch", False, max(4, steps // 4))):
+        # the accelerator's default first, then batches built on the host
+        for label, resident, n in (("in device memory", True, steps), ("moved per batch", False, slow_steps)):
             result = run_probe(task, _Dims(layers, dim), splits, replace(settings, steps=n),
                                _RandomCache(layers, dim, frames), seed=0, resident=resident, ctx=_device_ctx(device))
             rates[label] = result.extra["steps_per_second"]
@@ -210,7 +211,7 @@ def probe_section(device: torch.device, preset: str, steps: int, utterance_secon
               f"{per_batch:8.2f} steps/s moved per batch, {held:8.2f} steps/s in device memory "
               f"({held / per_batch:.2f}x)")
         if name == "pr":
-            on_the_fly_probe(device, preset, task, splits, replace(settings, steps=max(4, steps // 4)), held)
+            on_the_fly_probe(device, preset, task, splits, replace(settings, steps=slow_steps), held)
 
 
 def on_the_fly_probe(device: torch.device, preset: str, task: Any, splits: dict[str, list[dict[str, Any]]],
