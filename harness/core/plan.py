@@ -144,8 +144,11 @@ class Planner:
         params = _dump(variant.params)
         if "corpus" in entry.structural:
             params = {**params, "corpus": entry.structural["corpus"]}
+        # its place among the plan's fine-tunings: the curves figure's panel order, whatever order they ran in
+        rank = sum(stage.kind == StageKind.FINETUNE for stage in self.stages.values())
         return self.add(StageKind.FINETUNE, entry.plugin, params, inputs, seed,
-                        {**labels, "title": f"finetune {entry.name} ({labels.get('upstream')}, seed {seed})"})
+                        {**labels, "rank": [rank],
+                         "title": f"finetune {entry.name} ({labels.get('upstream')}, seed {seed})"})
 
     def merge(self, entry: Entry, variant: Variant, base: str, models: list[str], labels: dict) -> str:
         plugin = self.plugins.create("merge", entry.plugin)

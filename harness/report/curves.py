@@ -16,6 +16,7 @@ import matplotlib
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store
 from harness.report import plots
+from harness.report.stage_order import in_recipe_order
 
 
 @dataclass
@@ -53,7 +54,7 @@ def finetune_curves(output: Path) -> list[Curve]:
     with Store(output, readonly=True) as store:
         stages = store.stages(kind=StageKind.FINETUNE, status="done")
     out = []
-    for stage in stages:
+    for stage in in_recipe_order(stages):  # panels in plan order, as a sequential run starts them
         files = sorted((output / stage.key / "curves").glob("*.jsonl"))
         base = f"{stage.labels.get('upstream', '')} · {stage.labels.get('finetune', stage.plugin)} " \
                f"(seed {stage.labels.get('seed', 0)})"

@@ -35,3 +35,33 @@ def test_the_html_page_plots_each_fine_tunings_curve(tmp_path):
     section = re.search(r'<section id="curves-section">.*?</section>', page, re.S).group(0)
     svg = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", section).group(1)).decode()
     assert "small · ft (seed 0)" in svg and "dev per" in svg
+
+
+def test_panels_follow_the_plan_whatever_order_the_fine_tunings_started_in(tmp_path):
+    import sqlite3
+
+    from harness.core.store import DB_NAME
+    from tests.core_helpers import TOY_RECIPE
+
+    manager = toy_manager()
+    text = TOY_RECIPE.replace("seeds: [0]", "seeds: [0, 1]").replace(
+        "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}",
+        "  ft: {{plugin: toy_ft, corpus: nums, steps: 3}}\n  ft2: {{plugin: toy_ft, corpus: nums, steps: 4}}")
+    recipe = load_recipe(write_recipe(tmp_path, text), manager)
+    plan = build_plan(recipe, manager)
+    assert run_plan(plan, recipe.output, LocalExecutor(manager)).ok
+    finetunes = [s for s in plan.stages.values() if s.kind == "finetune"]
+    planned = [f"small · {s.labels['finetune']} (seed {s.seed})" for s in finetunes]
+    assert planned == ["small · ft (seed 0)", "small · ft2 (seed 0)", "small · ft (seed 1)", "small · ft2 (seed 1)"]
+    for stage in finetunes:
+        folder = recipe.output / stage.key / "curves"
+        folder.mkdir()
+        (folder / "train.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "lr": 0.1}) + "\n")
+    with sqlite3.connect(recipe.output / DB_NAME) as db:  # as overlapped stages may start: last planned first
+        for i, stage in enumerate(finetunes):
+            db.execute("UPDATE stages SET started = ? WHERE key = ?", (100.0 - i, stage.key))
+    assert [c.label for c in finetune_curves(recipe.output)] == planned
+    with sqlite3.connect(recipe.output / DB_NAME) as db:  # a store from before the label: start order
+        for stage in finetunes:
+            db.execute("UPDATE stages SET labels = json_remove(labels, '$.rank') WHERE key = ?", (stage.key,))
+    assert [c.label for c in finetune_curves(recipe.output)] == planned[::-1]

@@ -51,6 +51,7 @@ from harness.report.leaderboard.model import (
     Row,
     Settings,
 )
+from harness.report.stage_order import in_recipe_order
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,6 @@ def _close(a: float, b: float) -> bool:
 def row_key(labels: dict[str, Any]) -> tuple:
     """The identity of a leaderboard row (a model over its seeds) from a stage's labels."""
     return _row_key(labels)
-
-
-def in_recipe_order(stages: list[StageRow]) -> list[StageRow]:
-    """``stages`` by the planner's ``rank`` label (upstream, model, downstream: where each stands in the
-    recipe), not in the order they happened to start. Where any was stored without one (a store older
-    than the label), all keep the order they started in, as before."""
-    if any("rank" not in s.labels for s in stages):
-        return list(stages)
-    return sorted(stages, key=lambda s: tuple(s.labels["rank"]))
 
 
 def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
