@@ -26,7 +26,9 @@ numbers. Batches built on the host from cached frames are padded there and layer
 probe trains: on the host for a CPU probe, on the accelerator otherwise, so half the bytes (float16)
 cross to it and the host does no arithmetic. They are built on a background thread a step ahead of
 training (the fine-tuning loop's prefetcher; same batches, same order, same numbers): on the 2-core
-CPU the demo's SF probe took 20.5–22.4 s instead of 25.4–26.3 s. The stage's metrics extra records
+CPU the demo's SF probe took 20.5–22.4 s instead of 25.4–26.3 s. Batches of the upstream run on the fly
+never visit the host: its hidden states are rounded as the cache stores them, layer-normed and padded on
+the upstream's device (:func:`_as_cached`). The stage's metrics extra records
 ``steps_per_second`` (optimizer steps over the time spent outside dev evaluation) and ``features_on``
 (``device`` or ``host``).
 """
@@ -53,7 +55,7 @@ from harness.core.threads import torch_threads
 from harness.data.batching import FixedBatchSampler, SortedBucketSampler, SortedSliceSampler
 from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
-from harness.models.feature_cache import FeatureCache, FrameStore, pooled_means, to_frame_dtype
+from harness.models.feature_cache import FP16_MAX, FeatureCache, FrameStore
 from harness.models.featurizer import WeightedSum, layer_norm
 from harness.models.inference import effective_precision, extraction_precision
 from harness.models.upstream_speed import compile_module
@@ -151,6 +153,26 @@ def _pad_stored(store: FrameStore, indices: list[int]) -> tuple[torch.Tensor, to
     return torch.from_numpy(out), lengths
 
 
+def _as_cached(rows: list[dict[str, Any]], hidden: Sequence[torch.Tensor], lengths: torch.Tensor,
+               pooled: bool) -> _Raw:
+    """A batch of the upstream's padded B×T×D ``hidden`` states, valid for ``lengths`` frames, as the
+    cache hands it out, computed where the states are (no round trip to the host): the per-layer time
+    means of the layer-normed frames, or the frames rounded as stored (float16, float32 for an utterance
+    with a value past its range), layer-normed and zero-padded (L×B×Tmax×D). Equal to doing it utterance
+    by utterance, since the layer norm is per frame."""
+    n_max = int(lengths.max())
+    states = torch.stack([h[:, :n_max] for h in hidden]).float()
+    n = lengths.to(states.device)
+    pad = (torch.arange(n_max, device=states.device).view(1, -1) >= n.view(-1, 1)).view(1, len(rows), n_max, 1)
+    if pooled:  # the same per-layer means the cache holds (pooled_means), one utterance at a time
+        normed = layer_norm(states)
+        return _Raw(rows, pooled=torch.stack([normed[:, j, :k].mean(dim=1) for j, k in enumerate(lengths.tolist())]))
+    peak = states.abs().masked_fill(pad, 0.0).amax(dim=(0, 2, 3))
+    fits = (peak < FP16_MAX).view(1, -1, 1, 1)
+    stored = torch.where(fits, states.half().float(), states)
+    return _Raw(rows, states=layer_norm(stored).masked_fill(pad, 0.0), lengths=lengths.long())
+
+
 class _DeviceFrames:
     """One split's cached frames in device memory (stored dtype, items end to end on the time axis);
     a batch is gathered, layer-normed and zero-padded there, equal to :func:`_pad_states` on the host."""
@@ -232,12 +254,7 @@ class _Source:
         with torch.no_grad(), extraction_precision(self.precision, self.device):
             self.upstream.eval()
             out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths)
-        frames = out.lengths.cpu().tolist()
-        per_item = [[h[j, : frames[j]].float().cpu() for h in out.hidden_states] for j in range(len(indices))]
-        if pooled:  # the same per-layer means the cache holds
-            return _Raw(rows, pooled=torch.stack([pooled_means(s) for s in per_item]))
-        states, lengths = _pad_states([to_frame_dtype(torch.stack(s)).float() for s in per_item])
-        return _Raw(rows, states=states, lengths=lengths)
+            return _as_cached(rows, out.hidden_states, out.lengths.cpu(), pooled)
 
     def device_bytes(self) -> int:
         """Bytes the cached features of this split take in device memory (0: none to move)."""

@@ -159,3 +159,39 @@ def test_features_go_to_cuda_only_within_the_share_of_free_memory(monkeypatch):
     assert _hold_on_device(sources, cuda, True) and not _hold_on_device(sources, cuda, False)
     assert not _hold_on_device(sources, torch.device("cpu"), None)  # the host path on the CPU by default
     assert not _hold_on_device([], cuda, True)  # nothing cached (features from the upstream): nothing to move
+
+
+def _per_utterance(hidden: list[torch.Tensor], lengths: list[int], pooled: bool):
+    """The on-the-fly batch built utterance by utterance on the host, as the cache builds it."""
+    from harness.models.feature_cache import pooled_means, to_frame_dtype
+
+    items = [[h[j, :n].float().cpu() for h in hidden] for j, n in enumerate(lengths)]
+    if pooled:
+        return torch.stack([pooled_means(s) for s in items])
+    return _pad_states([to_frame_dtype(torch.stack(s)).float() for s in items])
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_on_the_fly_batches_equal_those_built_utterance_by_utterance(pooled):
+    from harness.evaluation.probe import _as_cached
+
+    g = torch.Generator().manual_seed(3)
+    lengths = [9, 4, 1, 7]
+    hidden = [torch.randn(4, 11, 6, generator=g) * 3 + 1 for _ in range(3)]  # padded past the longest
+    hidden[1][3, 2, 4] = 7e4  # past float16: that utterance stays float32, the others are rounded
+    for h in hidden:
+        h[:, 9:] = 123.0  # beyond every utterance: never read
+    raw = _as_cached([{"id": str(j)} for j in range(4)], hidden, torch.tensor(lengths), pooled)
+    want = _per_utterance(hidden, lengths, pooled)
+    if pooled:
+        assert torch.equal(raw.pooled, want)
+        return
+    states, want_lengths = want
+    assert torch.equal(raw.lengths, want_lengths) and raw.states.shape == states.shape
+    assert torch.equal(raw.states, states)
+    from harness.models.featurizer import layer_norm
+
+    unrounded = layer_norm(torch.stack([h[:, :9] for h in hidden]))
+    assert not torch.equal(raw.states[:, 0], unrounded[:, 0])  # rounded to float16 as stored...
+    assert torch.equal(raw.states[:, 3, :7], unrounded[:, 3, :7])  # ...but the one past its range is not
+    assert raw.states[:, 2, 1:].abs().sum() == 0  # padding is zero
