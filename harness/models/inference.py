@@ -133,6 +133,13 @@ def _run(
         yield from _run(model, index[half:], items[half:], layers, device, precision)
         return
     chosen = out.hidden_states if layers is None else [out.hidden_states[i] for i in layers]
-    frames = out.lengths.cpu().tolist()
-    for j, i in enumerate(index):
-        yield i, [h[j, : frames[j]].float().cpu() for h in chosen]
+    per_item = trimmed(chosen, out.lengths.cpu().tolist(), batch_copy=device.type != "cpu")
+    yield from zip(index, per_item, strict=True)
+
+
+def trimmed(hidden: Sequence[torch.Tensor], frames: list[int], batch_copy: bool) -> list[list[torch.Tensor]]:
+    """Per item, its valid frames of each padded B×T×D hidden state as float32 CPU tensors. ``batch_copy``
+    (an accelerator's states): the batch crosses to the host in one copy, not one per item and layer."""
+    if batch_copy:
+        hidden = torch.stack([h[:, : max(frames, default=0)].float() for h in hidden]).cpu().unbind(0)
+    return [[h[j, :n].float().cpu() for h in hidden] for j, n in enumerate(frames)]

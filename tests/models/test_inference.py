@@ -41,3 +41,15 @@ def test_batched_forward_matches_single_utterances():
         assert [h.shape for h in seen[i]] == [(n, 96), (n, 96)]
         for got, want in zip(seen[i], (ref.hidden_states[0][0], ref.hidden_states[-1][0])):
             assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+
+
+def test_an_accelerator_batch_crossing_in_one_copy_trims_each_item_as_the_per_item_copies_do():
+    from harness.models.inference import trimmed
+
+    g = torch.Generator().manual_seed(0)
+    hidden = [torch.randn(3, 7, 4, generator=g).to(torch.bfloat16) for _ in range(2)]  # as under autocast
+    frames = [5, 0, 3]  # one utterance too short for a frame; none fills the padded 7
+    one_copy, per_copy = trimmed(hidden, frames, batch_copy=True), trimmed(hidden, frames, batch_copy=False)
+    assert [[t.shape for t in item] for item in one_copy] == [[(5, 4)] * 2, [(0, 4)] * 2, [(3, 4)] * 2]
+    for a, b in zip(one_copy, per_copy, strict=True):
+        assert all(x.dtype == torch.float32 and torch.equal(x, y) for x, y in zip(a, b, strict=True))
