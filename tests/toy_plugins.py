@@ -157,6 +157,11 @@ class ToyChain(ToyMerge):
 
 class ToyEvalParams(PluginParams):
     scale: float = 1.0
+    # a stage that fills a feature cache: it appends (key, event, time) lines to ``timeline`` as it starts,
+    # says it filled the cache after ``fill_seconds`` and ends ``train_seconds`` later
+    timeline: str | None = None
+    fill_seconds: float = 0.0
+    train_seconds: float = 0.0
 
 
 class ToyEval(DownstreamPlugin):
@@ -167,6 +172,8 @@ class ToyEval(DownstreamPlugin):
     Params = ToyEvalParams
 
     def evaluate(self, upstream: ToyModel, corpus: Any, params: ToyEvalParams, ctx: Any) -> EvalResult:
+        if params.timeline:
+            _timed_fill(Path(params.timeline), params, ctx)
         rows = corpus.utterances("test")
         wavs = torch.zeros(len(rows), upstream.width, device=ctx.device)  # the model runs where the runner put it
         upstream(wavs, torch.full((len(rows),), upstream.width, device=ctx.device))
@@ -176,6 +183,19 @@ class ToyEval(DownstreamPlugin):
         acc = 100.0 * sum(correct) / len(correct)
         predictions = [{"id": r["id"], "ref": "yes", "hyp": "yes" if c else "no"} for r, c in zip(rows, correct)]
         return EvalResult({"acc": acc}, {"acc": "higher"}, len(rows), items, [0.5, 0.5], predictions=predictions)
+
+
+def _timed_fill(timeline: Path, params: ToyEvalParams, ctx: Any) -> None:
+    def mark(event: str) -> None:
+        with open(timeline, "a") as f:
+            f.write(f"{ctx.key} {event} {time.time()!r}\n")
+
+    mark("start")
+    time.sleep(params.fill_seconds)
+    mark("filled")
+    ctx.cache_filled()
+    time.sleep(params.train_seconds)
+    mark("end")
 
 
 @hookimpl

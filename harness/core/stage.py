@@ -45,6 +45,7 @@ class StageContext:
     input_keys: dict[str, str] = field(default_factory=dict)
     device: torch.device = field(default_factory=_cpu)
     on_progress: Callable[[int, int, dict[str, Any]], None] | None = None
+    on_cache_filled: Callable[[], None] | None = None
     messages: list[str] = field(default_factory=list)
 
     # ---------------------------------------------------------------- checkpoints
@@ -85,6 +86,13 @@ class StageContext:
         """Report progress inside the stage (shown beside the stage bar)."""
         if self.on_progress is not None:
             self.on_progress(step, total, info)
+
+    def cache_filled(self) -> None:
+        """Say that this stage will add nothing more to the shared feature cache it reads (see
+        :meth:`cache_dir`): the stages after it on the same cache may start while it goes on. A stage
+        that never says so keeps them waiting until it ends. Saying it more than once is harmless."""
+        if self.on_cache_filled is not None:
+            self.on_cache_filled()
 
     def log(self, message: str) -> None:
         """A line worth keeping (a skipped NaN step, a halved batch); stored with the stage."""

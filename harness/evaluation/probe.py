@@ -344,6 +344,8 @@ def run_probe(
         p.requires_grad_(False)
     started = time.monotonic()
     sources = {role: _source(task, rows, cache, settings, upstream, device) for role, rows in splits.items()}
+    if ctx is not None:  # every feature this probe reads is in the cache now (folds: all of them are)
+        ctx.cache_filled()
     on_device = _hold_on_device(list(sources.values()), device, resident)
     if on_device:
         for src in sources.values():

@@ -70,12 +70,13 @@ def read_outcome(output: Path, key: str) -> Outcome | None:
 
 def execute_stage(stage: Stage, output: str | Path,
                   on_progress: Callable[[int, int, dict[str, Any]], None] | None = None,
-                  plugins: PluginManager | None = None, device: torch.device | None = None) -> Outcome:
+                  plugins: PluginManager | None = None, device: torch.device | None = None,
+                  on_cache_filled: Callable[[], None] | None = None) -> Outcome:
     """Run ``stage`` with its inputs' artifacts under ``output``; never raises for stage failures.
 
     ``device`` is the accelerator the executor resolved (:func:`~harness.models.model_io.model_device`;
     default ``auto``); the stage gets it as ``ctx.device`` when its kind is in :data:`ACCELERATOR_KINDS`,
-    the CPU otherwise.
+    the CPU otherwise. ``on_cache_filled`` hears :meth:`StageContext.cache_filled`.
     """
     output = Path(output)
     final = artifact_dir(output, stage.key)
@@ -92,7 +93,7 @@ def execute_stage(stage: Stage, output: str | Path,
         key=stage.key, out_dir=tmp, work_dir=output / WORK / stage.key, cache_root=output / CACHE,
         seed=stage.seed, plugins=plugins, input_keys=dict(stage.inputs),
         device=stage_device(stage.kind, model_device() if device is None else device),
-        on_progress=on_progress,
+        on_progress=on_progress, on_cache_filled=on_cache_filled,
     )
     inputs = {role: artifact_dir(output, key) for role, key in stage.inputs.items()}
     try:

@@ -94,14 +94,19 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
         upstream.eval()
 
         notes: dict[str, str] = {}  # item file role -> its left-out note, said once per stage
+        select_on = "dev" if "dev" in files else "test"
+        items = {role: _items(corpus, files[role], params.files_cap())
+                 for role in dict.fromkeys([select_on, "test"] if params.layer == "all" else ["test"])}
+        for role_items in items.values():  # into the cache, in the order they are scored
+            cache.frames(_rows(corpus, role_items))
+        ctx.cache_filled()
 
         def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
-            items = _items(corpus, files[role], params.files_cap())
-            feats = _features(upstream, corpus, items, cache)
+            feats = _features(upstream, corpus, items[role], cache)
             scores = {
                 layer: abx(
                     {uid: states[layer] for uid, states in feats.items()},
-                    items,
+                    items[role],
                     upstream.frame_shift,
                     params.speaker,
                     params.context,
@@ -119,7 +124,6 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
 
         extra: dict[str, Any] = {"frame_shift": upstream.frame_shift}
         if params.layer == "all":
-            select_on = "dev" if "dev" in files else "test"
             dev = score(select_on, list(range(n_layers)))
             extra["selected_on"] = select_on
             extra["layers"] = {
@@ -167,6 +171,17 @@ def _items(corpus: PreparedCorpus, name: str, max_files: int | None) -> list[Ite
     return items
 
 
+def _rows(corpus: PreparedCorpus, items: list[Item]) -> list[dict[str, Any]]:
+    """The corpus rows of the files ``items`` name, in corpus order."""
+    wanted = {it.file for it in items}
+    rows = [r for split in corpus.splits for r in corpus.utterances(split) if r["id"] in wanted]
+    found = {r["id"] for r in rows}
+    if wanted - found:
+        missing = sorted(wanted - found)
+        raise CorpusError(f"ABX item file names utterance {missing[0]!r}, which no split of {corpus.name!r} has.")
+    return rows
+
+
 def _features(
     upstream: UpstreamModel, corpus: PreparedCorpus, items: list[Item], cache: FeatureCache
 ) -> dict[str, torch.Tensor]:
@@ -175,12 +190,7 @@ def _features(
 
     from harness.api import batched_forward, to_frame_dtype
 
-    wanted = {it.file for it in items}
-    rows = [r for split in corpus.splits for r in corpus.utterances(split) if r["id"] in wanted]
-    found = {r["id"] for r in rows}
-    if wanted - found:
-        missing = sorted(wanted - found)
-        raise CorpusError(f"ABX item file names utterance {missing[0]!r}, which no split of {corpus.name!r} has.")
+    rows = _rows(corpus, items)
     store = cache.frames(rows)
     if store is not None:
         return {r["id"]: store.states(i) for i, r in enumerate(rows)}

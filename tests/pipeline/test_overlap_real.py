@@ -1,6 +1,6 @@
 """`--jobs 2` on the real plugins: fine-tuning, probes (PR on frames, SID on pooled means) and ABX of
-two models, the evaluate stages of one model sharing a frame cache, give the weights and metrics of a
-sequential run."""
+two models, the evaluate stages of one model sharing a frame cache (filled in turn, then read side by
+side), give the weights and metrics of a sequential run."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def test_overlapped_fine_tuning_writes_the_sequential_weights_bit_for_bit(runs):
             assert (par_out / key / rel).read_bytes() == (seq_out / key / rel).read_bytes(), rel
 
 
-def test_stages_of_two_models_overlapped_and_those_sharing_a_cache_did_not(runs):
+def test_evaluate_stages_overlapped(runs):
+    """Of two models, and of one model once the stages before it filled their shared cache (the order of
+    filling is tested on timed toy stages in test_overlap.py; the equal metrics above are its purpose)."""
     plan, _, par_out, _, _ = runs
     with Store(par_out, readonly=True) as store:
         rows = [r for r in store.stages(kind="evaluate")]
@@ -102,5 +104,4 @@ def test_stages_of_two_models_overlapped_and_those_sharing_a_cache_did_not(runs)
         return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
 
     pairs = [(a, b) for a in spans for b in spans if a < b and overlap(a, b)]
-    assert pairs, "no two evaluate stages ran at once"
-    assert all(spans[a][2] != spans[b][2] for a, b in pairs)  # one model's stages share a cache: one at a time
+    assert any(spans[a][2] != spans[b][2] for a, b in pairs), "no two models' evaluate stages ran at once"

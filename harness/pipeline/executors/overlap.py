@@ -11,7 +11,9 @@ Resources: at most ``jobs`` stages run at once; each worker runs torch on as man
 sequential run gives a stage (see :func:`worker_threads`); when the device is CUDA, at most
 ``gpu_jobs`` stages whose kind uses the accelerator run at once (default one: a stage holds the GPU;
 more let small models' stages share it, each worker with its own CUDA memory); evaluate stages
-that share a feature cache (one model on one corpus) run one after the other (:func:`admits`).
+that share a feature cache (one model on one corpus) fill it one after the other, in plan order: each
+starts once those before it have said they will add nothing more to it (a probe, once its features are
+there; ABX, once both of its item files' are), and then they train side by side (:func:`admits`).
 The driver alone starts stages, hears their progress (a queue the workers write to) and receives
 their outcomes, so it alone writes the results store.
 
@@ -48,33 +50,45 @@ def _init_worker(progress: Any, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+#: what a worker puts on the progress queue, in place of a step, when its stage has filled its feature cache
+CACHE_FILLED = "cache filled"
+
+
 def _run_stage(stage: Stage, output: Path, plugins: PluginManager | None, device: Any) -> Outcome:
     def report(step: int, total: int, info: dict[str, Any]) -> None:
         _progress_queue.put((stage.key, step, total, info))
 
-    return execute_stage(stage, output, report, plugins, device=device)
+    def filled() -> None:
+        _progress_queue.put((stage.key, CACHE_FILLED, 0, {}))
+
+    return execute_stage(stage, output, report, plugins, device=device, on_cache_filled=filled)
 
 
 def _feature_cache(stage: Stage) -> tuple[str, str] | None:
     """The (model, corpus) feature cache an evaluate stage fills, if any.
 
-    Stages sharing one run one after the other, in plan order as in a sequential run: the first
-    fills the cache with hidden states computed in its own batches and the next reads them, so the
-    features (float16-rounded, batch-dependent in their last bits) are those of a sequential run.
+    Stages sharing one fill it one after the other, in plan order as in a sequential run: the first
+    fills the cache with hidden states computed in its own batches and the next reads them and adds
+    what it lacks, so the features (float16-rounded, batch-dependent in their last bits) are those of a
+    sequential run.
     """
     if stage.kind != StageKind.EVALUATE:
         return None
     return stage.inputs.get("model", ""), stage.inputs.get("corpus", "")
 
 
-def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None) -> bool:
-    """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: none of them
-    fills the same feature cache, and with ``accelerator_slots`` (a CUDA device) fewer than that many
-    stages on the accelerator run when ``stage`` would join them."""
+def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None,
+           cache_ready: Callable[[Stage], bool] | None = None) -> bool:
+    """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: its feature cache
+    is its to fill (``cache_ready(stage)``: every stage before it on that cache has ended or said it
+    filled its part; without it, no running stage is on that cache), and with ``accelerator_slots`` (a
+    CUDA device) fewer than that many stages on the accelerator run when ``stage`` would join them."""
     running = list(running)
     cache = _feature_cache(stage)
-    if cache is not None and any(_feature_cache(s) == cache for s in running):
-        return False
+    if cache is not None:
+        ready = cache_ready(stage) if cache_ready is not None else all(_feature_cache(s) != cache for s in running)
+        if not ready:
+            return False
     if accelerator_slots is not None and stage.kind in ACCELERATOR_KINDS:
         return sum(s.kind in ACCELERATOR_KINDS for s in running) < accelerator_slots
     return True
@@ -125,6 +139,17 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
     by_key = {s.key: s for s in stages}
     pending = by_dependents(stages)
     running: dict[Future, Stage] = {}
+    filled: set[str] = set(done)  # stages that will add nothing more to their feature cache
+    earlier: dict[str, list[str]] = {}  # evaluate stage -> those before it on its feature cache (plan order)
+    sharers: dict[tuple[str, str], list[str]] = {}
+    for s in stages:
+        if (cache := _feature_cache(s)) is not None:
+            earlier[s.key] = list(sharers.setdefault(cache, []))
+            sharers[cache].append(s.key)
+
+    def cache_ready(stage: Stage) -> bool:
+        return all(key in filled for key in earlier.get(stage.key, ()))
+
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
     stopping = False
@@ -135,7 +160,9 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                 key, step, total, info = progress.get_nowait()
             except queue.Empty:
                 return
-            if key in by_key:
+            if step == CACHE_FILLED:
+                filled.add(key)
+            elif key in by_key:
                 on_progress(by_key[key], step, total, info)
 
     with passive_openmp_waits(), ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
@@ -149,8 +176,9 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                     if inputs & dead:
                         pending.remove(stage)  # never started: the driver reports it as blocked
                         dead.add(stage.key)
+                        filled.add(stage.key)
                         continue
-                    if not inputs <= finished or not admits(stage, running.values(), slots):
+                    if not inputs <= finished or not admits(stage, running.values(), slots, cache_ready):
                         continue
                     pending.remove(stage)
                     on_start(stage)
@@ -161,6 +189,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                 drain()
                 for future in completed:
                     stage = running.pop(future)
+                    filled.add(stage.key)  # ended, whatever its outcome: it adds nothing more
                     try:
                         outcome = future.result()
                     except Exception as exc:  # the worker process died (killed, out of memory)
