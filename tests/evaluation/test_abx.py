@@ -123,3 +123,18 @@ def test_large_sets_use_sorted_pair_keys_with_the_same_result(clustered, monkeyp
     dense = [r.score for r in abx(feats, items, 0.02)]
     monkeypatch.setattr(pair_table.PairTable, "DENSE_MAX", 0)
     assert [r.score for r in abx(feats, items, 0.02)] == dense
+
+
+@pytest.mark.parametrize("high", [30, 2**40])  # small codes; codes past int64, where rows are compared
+def test_cells_are_averaged_per_distinct_key_as_a_row_wise_unique_does(high):
+    from harness.evaluation.abx.score import _group_mean
+
+    rng = np.random.default_rng(high)
+    keys = np.stack([rng.integers(-1, high, 3000) for _ in range(4)], axis=1).astype(float)
+    keys[1500:] = keys[:1500]  # repeated rows
+    values = rng.random(3000)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    got_keys, got_means = _group_mean(keys, values)
+    assert np.array_equal(got_keys, uniq)
+    assert np.array_equal(got_means, np.bincount(inv, weights=values) / np.bincount(inv))

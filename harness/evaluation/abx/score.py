@@ -309,7 +309,20 @@ def _available_memory() -> int:
 
 
 def _group_mean(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    """The distinct rows of ``keys`` (integers held as floats) in lexicographic order, and the mean of
+    ``values`` over each. The rows are grouped by one integer code each (column by column in mixed
+    radix, so codes sort as the rows do): a row-wise ``np.unique(axis=0)`` took 40 % of the scoring."""
+    ints = keys.astype(np.int64)
+    low = ints.min(axis=0, initial=0)
+    span = ints.max(axis=0, initial=0) - low + 1
+    if np.prod(span.astype(float)) < 2.0**62:
+        code = np.zeros(len(ints), dtype=np.int64)
+        for column in range(ints.shape[1]):
+            code = code * span[column] + (ints[:, column] - low[column])
+        _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+        uniq = keys[first]
+    else:  # too many combinations for one integer: compare the rows themselves
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     sums = np.bincount(inv, weights=values)
     return uniq, sums / np.bincount(inv)
