@@ -85,3 +85,24 @@ def test_large_sets_are_aligned_block_by_block_with_the_same_scores(clustered, m
     for block, once in zip(by_block, at_once, strict=True):
         assert [pair[:2] for pair in block.pairs] == [pair[:2] for pair in once.pairs]
         assert [pair[2] for pair in block.pairs] == pytest.approx([pair[2] for pair in once.pairs], abs=1e-6)
+
+
+@pytest.mark.parametrize("budget", [1 << 10, 1 << 16, 1 << 24])  # many small tiles to one per length
+def test_tiles_take_every_pair_once_x_of_one_length_in_order_and_y_lengths_ascending(budget):
+    tokens = _tokens(n_tokens=80)
+    rng = np.random.default_rng(budget)
+    x, y = rng.integers(0, 80, 3000), rng.integers(0, 80, 3000)
+    tiles = PairAligner(tokens, "angular", False, budget)._tiles(x, y)
+    assert np.array_equal(np.sort(np.concatenate(tiles)), np.arange(3000))
+    length = tokens.length
+    y_frames = int(length[np.unique(y)].sum())
+    last = (-1, -1)
+    for tile in tiles:
+        assert len(set(length[x[tile]])) == 1  # one x length: one product shape
+        ly = length[y[tile]]
+        assert np.all(np.diff(ly) >= 0) and all(np.all(np.diff(tile[ly == v]) > 0) for v in np.unique(ly))
+        members = np.unique(x[tile])
+        assert len(members) <= max(1, (budget // 4) // (int(length[x[tile[0]]]) * y_frames))
+        first = (int(length[members[0]]), int(members[0]))  # tiles in (x length, token) order
+        assert first > last
+        last = (int(length[members[-1]]), int(members[-1]))

@@ -118,20 +118,24 @@ class PairAligner:
             return []
         length = self.tokens.length
         ly = length[y]
-        y_frames = int(length[np.unique(y)].sum())
+        # token ids are few: their sets come from counts, not from sorting the pairs
+        y_frames = int(length[np.flatnonzero(np.bincount(y, minlength=len(length)))].sum())
         # x tokens in (length, index) order, cut into runs of one length sized for the product
-        x_tokens = np.unique(x)
+        x_tokens = np.flatnonzero(np.bincount(x, minlength=len(length)))
         x_tokens = x_tokens[np.lexsort((x_tokens, length[x_tokens]))]
         rows = length[x_tokens]
         run_start = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
         run_of = np.repeat(np.arange(len(run_start)), np.diff(np.append(run_start, len(rows))))
         per_tile = np.maximum(1, (self.budget // 4) // (rows * y_frames))  # x tokens per tile
         within = (np.arange(len(rows)) - run_start[run_of]) // per_tile
+        # tiles numbered in order (by run, then by tile in it); pairs sorted by (tile, y length) with one
+        # stable sort of a combined key
+        tile_ids, tile_rank = np.unique(run_of * (len(rows) + 1) + within, return_inverse=True)
         tile_of = np.zeros(len(length), dtype=np.int64)
-        tile_of[x_tokens] = run_of * (len(rows) + 1) + within  # ordered by run, then by tile in it
+        tile_of[x_tokens] = tile_rank.reshape(-1)
         which = tile_of[x]
-        order = np.lexsort((ly, which))
-        return np.split(order, np.flatnonzero(np.diff(which[order])) + 1)
+        order = np.argsort(which * (int(ly.max()) + 1) + ly, kind="stable")
+        return np.split(order, np.cumsum(np.bincount(which, minlength=len(tile_ids)))[:-1])
 
     def _align_tile(
         self, x: np.ndarray, y: np.ndarray
