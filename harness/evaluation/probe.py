@@ -251,9 +251,10 @@ class _Source:
             return _Raw(rows, states=states, lengths=lengths)
         batch = self.waves.collate(indices)
         self.audio_seconds += float(batch.wav_lengths.sum()) / self.waves_rate
-        with torch.no_grad(), extraction_precision(self.precision, self.device):
-            self.upstream.eval()
-            out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths)
+        with torch.no_grad():
+            with extraction_precision(self.precision, self.device):
+                self.upstream.eval()
+                out = self.upstream(batch.wavs.to(self.device), batch.wav_lengths)
             return _as_cached(rows, out.hidden_states, out.lengths.cpu(), pooled)
 
     def device_bytes(self) -> int:
