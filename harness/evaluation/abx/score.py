@@ -261,6 +261,9 @@ def _condition(tokens: _Tokens, table: PairTable | BlockDistances, speaker: str,
         for (c, _), members in blocks.items():
             by_ctx.setdefault(c, []).append(members)
         for (c, s), members in blocks.items():
+            phones = tokens.phone[members]
+            if (phones == phones[0]).all():  # one phone (most blocks within one context): no cell
+                continue
             if speaker == "within":
                 add(c, s, _block_within(members, tokens, table))
                 continue
