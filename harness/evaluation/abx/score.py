@@ -314,7 +314,8 @@ def _available_memory() -> int:
 def _group_mean(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of ``keys`` (integers held as floats) in lexicographic order, and the mean of
     ``values`` over each. The rows are grouped by one integer code each (column by column in mixed
-    radix, so codes sort as the rows do): a row-wise ``np.unique(axis=0)`` took 40 % of the scoring."""
+    radix, so codes sort as the rows do): a row-wise ``np.unique(axis=0)`` took 7.6 of the 19.3 s the
+    demo's six ABX stages spent scoring conditions on 2 cores."""
     ints = keys.astype(np.int64)
     low = ints.min(axis=0, initial=0)
     span = ints.max(axis=0, initial=0) - low + 1
