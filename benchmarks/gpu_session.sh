@@ -36,9 +36,9 @@ timeout 100 python benchmarks/bench_gpu.py --preset base --skip upstream abx --p
 stamp "three-seed demo, overlapped (rc $?)"
 rm -rf "$DEMO_OUT"
 s=$(date +%s)
-timeout 140 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device cuda --jobs 8 --gpu-jobs 6 \
+timeout 140 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device cuda --jobs 12 --gpu-jobs 10 \
   --heartbeat 0 >> "$OUT/demo.txt" 2>&1  # appending: workers left running must not write over the next line
-echo "demo_evidence, 3 seeds, --jobs 8 --gpu-jobs 6: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
+echo "demo_evidence, 3 seeds, --jobs 12 --gpu-jobs 10: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
 pkill -f "harness run" 2>/dev/null; pkill -f "multiprocessing.spawn" 2>/dev/null  # workers a timeout left behind
 timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times 2>&1 | grep -A40 "stage time by kind" > "$OUT/demo_times.txt"
 stamp "upstream: the default path against compiled layers (rc $?)"
