@@ -167,10 +167,10 @@ def _as_cached(rows: list[dict[str, Any]], hidden: Sequence[torch.Tensor], lengt
     if pooled:  # the same per-layer means the cache holds (pooled_means), one utterance at a time
         normed = layer_norm(states)
         return _Raw(rows, pooled=torch.stack([normed[:, j, :k].mean(dim=1) for j, k in enumerate(lengths.tolist())]))
-    peak = states.abs().masked_fill(pad, 0.0).amax(dim=(0, 2, 3))
-    fits = (peak < FP16_MAX).view(1, -1, 1, 1)
-    stored = torch.where(fits, states.half().float(), states)
-    return _Raw(rows, states=layer_norm(stored).masked_fill(pad, 0.0), lengths=lengths.long())
+    fits = states.abs().masked_fill(pad, 0.0).amax(dim=(0, 2, 3)) < FP16_MAX
+    rounded = states.half().float()
+    stored = rounded if bool(fits.all()) else torch.where(fits.view(1, -1, 1, 1), rounded, states)
+    return _Raw(rows, states=layer_norm(stored).masked_fill_(pad, 0.0), lengths=lengths.long())
 
 
 class _DeviceFrames:
