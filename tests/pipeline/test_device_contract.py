@@ -321,7 +321,7 @@ def ray_worker(tmp_path, monkeypatch):
     module = sys.modules[run_stage_task.__module__]
     calls: list[Any] = []
 
-    def fake_execute(st, output, on_progress=None, plugins=None, device=None):
+    def fake_execute(st, output, on_progress=None, plugins=None, device=None, on_cache_filled=None):
         calls.append(device)
         return Outcome(st.key, "done", 0.0, 0.0, "here")
 

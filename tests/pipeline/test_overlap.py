@@ -23,7 +23,8 @@ from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import admits, by_dependents, worker_threads
 from harness.pipeline.run import RunSummary, run_plan
 from harness.report.stage_times import busy_seconds
-from tests.core_helpers import TOY_RECIPE, toy_manager, write_recipe
+from tests.cache_turn_helpers import assert_filled_in_turn_then_side_by_side, timed_fill_recipe
+from tests.core_helpers import toy_manager, write_recipe
 
 
 def _run(path: Path, output: Path, jobs: int):
@@ -181,29 +182,10 @@ def test_a_stage_on_a_feature_cache_waits_until_those_before_it_filled_it():
 
 
 def test_stages_on_one_cache_fill_it_in_plan_order_and_then_run_side_by_side(tmp_path):
-    timeline = tmp_path / "timeline.txt"
-    entry = "  ev: {{plugin: toy_eval, corpus: nums}}"
-    evals = "\n".join(f"  ev{i}: {{{{plugin: toy_eval, corpus: nums, scale: {i}, timeline: {timeline}, "
-                      f"fill_seconds: 0.3, train_seconds: 1.5}}}}" for i in (1, 2, 3))
-    path = write_recipe(tmp_path, TOY_RECIPE.replace(entry, evals))
+    path, timeline = timed_fill_recipe(tmp_path)
     plan, summary = _run(path, tmp_path / "out", jobs=3)
     assert summary.ok
-    events: dict[str, dict[str, float]] = {}
-    for line in timeline.read_text().splitlines():
-        key, event, when = line.split()
-        events.setdefault(key, {})[event] = float(when)
-    by_model: dict[str, list[str]] = {}
-    for stage in plan.stages.values():  # plan order
-        if stage.kind == "evaluate":
-            by_model.setdefault(stage.inputs["model"], []).append(stage.key)
-    assert len(by_model) == 3 and all(len(keys) == 3 for keys in by_model.values())
-    side_by_side = 0
-    for keys in by_model.values():
-        for i, later in enumerate(keys):
-            for earlier in keys[:i]:
-                assert events[later]["start"] > events[earlier]["filled"]  # filled one after the other
-                side_by_side += events[later]["start"] < events[earlier]["end"]
-    assert side_by_side  # and trained at once
+    assert_filled_in_turn_then_side_by_side(plan, timeline)
 
 
 def _needs(stage: Stage, *keys: str) -> Stage:

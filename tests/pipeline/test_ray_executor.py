@@ -21,6 +21,7 @@ from harness.core.store import Store  # noqa: E402
 from harness.pipeline.executors.local import LocalExecutor  # noqa: E402
 from harness.pipeline.executors.ray import RayExecutor  # noqa: E402
 from harness.pipeline.run import run_plan  # noqa: E402
+from tests.cache_turn_helpers import assert_filled_in_turn_then_side_by_side, timed_fill_recipe  # noqa: E402
 from tests.core_helpers import TOY_RECIPE, write_recipe  # noqa: E402
 from tests.ray_helpers import no_plugins_manager, toy_only_manager  # noqa: E402
 
@@ -151,6 +152,13 @@ def test_independent_stages_overlap_in_time(ray_run):
     overlap = min(ft.ended, ft2.ended) - max(ft.started, ft2.started)
     # each takes about 6 × 1 s; run one after the other they would not overlap at all
     assert overlap > 1.0, (ft.started, ft.ended, ft2.started, ft2.ended)
+
+
+def test_stages_on_one_feature_cache_are_submitted_in_their_turn_to_fill_it(ray_instance, manager, tmp_path):
+    path, timeline = timed_fill_recipe(tmp_path, fine_tune=False)  # one model: its stages meet 2 free CPUs
+    plan, summary = run(path, manager, Hooked(), tmp_path / "out")
+    assert summary.ok
+    assert_filled_in_turn_then_side_by_side(plan, timeline, models=1)
 
 
 def test_progress_and_the_store_say_where_each_stage_ran(ray_run):

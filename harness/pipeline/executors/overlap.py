@@ -34,10 +34,11 @@ from typing import Any
 
 from harness.core.plan import Stage
 from harness.core.registry import PluginManager
-from harness.core.stage_kinds import ACCELERATOR_KINDS, StageKind
+from harness.core.stage_kinds import ACCELERATOR_KINDS
 from harness.core.threads import available_cores, passive_openmp_waits
 from harness.pipeline.execute import Outcome, execute_stage
 from harness.pipeline.executors.base import ProgressFn, StartFn
+from harness.pipeline.executors.cache_turns import CacheTurns, feature_cache
 
 _progress_queue: Any = None  # the worker's end of the driver's progress queue
 
@@ -64,19 +65,6 @@ def _run_stage(stage: Stage, output: Path, plugins: PluginManager | None, device
     return execute_stage(stage, output, report, plugins, device=device, on_cache_filled=filled)
 
 
-def _feature_cache(stage: Stage) -> tuple[str, str] | None:
-    """The (model, corpus) feature cache an evaluate stage fills, if any.
-
-    Stages sharing one fill it one after the other, in plan order as in a sequential run: the first
-    fills the cache with hidden states computed in its own batches and the next reads them and adds
-    what it lacks, so the features (float16-rounded, batch-dependent in their last bits) are those of a
-    sequential run.
-    """
-    if stage.kind != StageKind.EVALUATE:
-        return None
-    return stage.inputs.get("model", ""), stage.inputs.get("corpus", "")
-
-
 def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None,
            cache_ready: Callable[[Stage], bool] | None = None) -> bool:
     """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: its feature cache
@@ -84,9 +72,9 @@ def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None
     filled its part; without it, no running stage is on that cache), and with ``accelerator_slots`` (a
     CUDA device) fewer than that many stages on the accelerator run when ``stage`` would join them."""
     running = list(running)
-    cache = _feature_cache(stage)
+    cache = feature_cache(stage)
     if cache is not None:
-        ready = cache_ready(stage) if cache_ready is not None else all(_feature_cache(s) != cache for s in running)
+        ready = cache_ready(stage) if cache_ready is not None else all(feature_cache(s) != cache for s in running)
         if not ready:
             return False
     if accelerator_slots is not None and stage.kind in ACCELERATOR_KINDS:
@@ -97,7 +85,7 @@ def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None
 def by_dependents(stages: list[Stage]) -> list[Stage]:
     """``stages`` (dependency order) by how many of them wait on each, directly or not (most first),
     keeping their order among equals. A stage sharing a feature cache with another keeps its place
-    after it: they fill and read the cache in plan order (see :func:`_feature_cache`)."""
+    after it: they fill the cache in plan order (see :mod:`harness.pipeline.executors.cache_turns`)."""
     children: dict[str, list[str]] = {s.key: [] for s in stages}
     for s in stages:
         for key in set(s.inputs.values()) & children.keys():
@@ -110,10 +98,10 @@ def by_dependents(stages: list[Stage]) -> list[Stage]:
     # stages of one feature cache take the places their group holds, in plan order
     groups: dict[tuple[str, str], list[Stage]] = {}
     for s in stages:
-        if (cache := _feature_cache(s)) is not None:
+        if (cache := feature_cache(s)) is not None:
             groups.setdefault(cache, []).append(s)
     taken = {cache: iter(members) for cache, members in groups.items()}
-    return [next(taken[c]) if (c := _feature_cache(s)) is not None else s for s in ranked]
+    return [next(taken[c]) if (c := feature_cache(s)) is not None else s for s in ranked]
 
 
 def worker_threads() -> int:
@@ -139,17 +127,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
     by_key = {s.key: s for s in stages}
     pending = by_dependents(stages)
     running: dict[Future, Stage] = {}
-    filled: set[str] = set(done)  # stages that will add nothing more to their feature cache
-    earlier: dict[str, list[str]] = {}  # evaluate stage -> those before it on its feature cache (plan order)
-    sharers: dict[tuple[str, str], list[str]] = {}
-    for s in stages:
-        if (cache := _feature_cache(s)) is not None:
-            earlier[s.key] = list(sharers.setdefault(cache, []))
-            sharers[cache].append(s.key)
-
-    def cache_ready(stage: Stage) -> bool:
-        return all(key in filled for key in earlier.get(stage.key, ()))
-
+    turns = CacheTurns(stages, done)
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
     stopping = False
@@ -161,7 +139,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
             except queue.Empty:
                 return
             if step == CACHE_FILLED:
-                filled.add(key)
+                turns.mark_filled(key)
             elif key in by_key:
                 on_progress(by_key[key], step, total, info)
 
@@ -176,9 +154,9 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                     if inputs & dead:
                         pending.remove(stage)  # never started: the driver reports it as blocked
                         dead.add(stage.key)
-                        filled.add(stage.key)
+                        turns.mark_filled(stage.key)
                         continue
-                    if not inputs <= finished or not admits(stage, running.values(), slots, cache_ready):
+                    if not inputs <= finished or not admits(stage, running.values(), slots, turns.ready):
                         continue
                     pending.remove(stage)
                     on_start(stage)
@@ -189,7 +167,7 @@ def run_overlapped(stages: list[Stage], done: set[str], output: Path, on_start: 
                 drain()
                 for future in completed:
                     stage = running.pop(future)
-                    filled.add(stage.key)  # ended, whatever its outcome: it adds nothing more
+                    turns.mark_filled(stage.key)  # ended, whatever its outcome: it adds nothing more
                     try:
                         outcome = future.result()
                     except Exception as exc:  # the worker process died (killed, out of memory)

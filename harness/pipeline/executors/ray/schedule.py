@@ -1,5 +1,7 @@
 """One run on Ray: submit the stages whose inputs are done, forward their events, collect their
-outcomes, and submit again a stage whose worker died."""
+outcomes, and submit again a stage whose worker died. Evaluate stages of one model on one corpus are
+submitted in their turn to fill its feature cache (:mod:`harness.pipeline.executors.cache_turns`): once
+those before them say they filled it, so each computes its features once and as a sequential run does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from harness.core.errors import HarnessError
 from harness.core.plan import Stage
 from harness.pipeline.execute import Outcome
 from harness.pipeline.executors.base import ProgressFn, StartFn
+from harness.pipeline.executors.cache_turns import CacheTurns
 from harness.pipeline.executors.ray.worker import PluginsFactory, run_stage_task
 
 log = logging.getLogger("harness.pipeline.executors.ray")
@@ -50,6 +53,7 @@ class Schedule:
         self.pending = list(stages)
         self.by_key = {s.key: s for s in stages}
         self.finished = set(done)
+        self.turns = CacheTurns(stages, done)
         self.output = str(output)
         self.options = options
         self.marker = marker
@@ -81,7 +85,8 @@ class Schedule:
         try:
             while True:
                 if submitting:
-                    for stage in [s for s in self.pending if set(s.inputs.values()) <= self.finished]:
+                    for stage in [s for s in self.pending
+                                  if set(s.inputs.values()) <= self.finished and self.turns.ready(s)]:
                         self.pending.remove(stage)
                         self.submit(stage)
                 if not self.inflight:
@@ -94,6 +99,7 @@ class Schedule:
                     if outcome is None:  # submitted again after its worker died
                         continue
                     stage = task.stage
+                    self.turns.mark_filled(stage.key)  # ended: the next stage on its cache may go
                     if stage.key not in self.announced:  # it finished before its start event arrived
                         self.announced.add(stage.key)
                         on_start(stage)
@@ -130,6 +136,9 @@ class Schedule:
             return
         for event in events:
             key = event[1]
+            if event[0] == "filled":
+                self.turns.mark_filled(key)
+                continue
             stage = self.by_key.get(key)
             if stage is None or key in self.closed:
                 continue

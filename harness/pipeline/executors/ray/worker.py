@@ -82,7 +82,8 @@ def stage_input_paths(stages: list[Stage], plugins: PluginManager) -> dict[str, 
 
 
 def post(events: Any, event: tuple) -> None:
-    """Send a start or progress event to the driver; progress is a nicety, so a lost queue never fails a stage."""
+    """Send a start, progress or cache-filled event to the driver; a lost queue never fails a stage (the
+    driver then lets a stage's feature cache go to the next one when the stage ends)."""
     try:
         events.put_nowait(event)
     except Exception as exc:
@@ -132,4 +133,5 @@ def run_stage_task(stage: Stage, output: str, marker: str, token: str, plugins_f
     except HarnessError as exc:
         now = time.time()
         return Outcome(stage.key, "failed", now, now, host, error=str(exc), user_error=True)
-    return execute_stage(stage, output, _Reporter(events, stage.key), plugins, device=resolved)
+    return execute_stage(stage, output, _Reporter(events, stage.key), plugins, device=resolved,
+                         on_cache_filled=lambda: post(events, ("filled", stage.key)))
