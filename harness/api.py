@@ -56,7 +56,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["frame_mask", "load_exact", "load_own_model", "mean_pool", "own_model_files", "run_encoder"],
                     "harness.models.speech_encoder"),
     "seeded": "harness.core.seeding",
-    **dict.fromkeys(["FeatureCache", "to_frame_dtype"], "harness.models.feature_cache"),
+    **dict.fromkeys(["FeatureCache", "FrameStore", "to_frame_dtype"], "harness.models.feature_cache"),
     "batched_forward": "harness.models.inference",
     "resolve_attention": "harness.models.packed_encoder",
     # -- merges: the task-arithmetic family (linear, TIES and sequential are configurations of it)
@@ -164,7 +164,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.models.deferred import DeferredUpstreamPlugin  # noqa: F401
     from harness.models.fairseq import checkpoint_configs, detect_family, encoder_key  # noqa: F401
     from harness.models.fbank import KaldiFbank, add_deltas, reduce_frames, utterance_cmvn  # noqa: F401
-    from harness.models.feature_cache import FeatureCache, to_frame_dtype  # noqa: F401
+    from harness.models.feature_cache import FeatureCache, FrameStore, to_frame_dtype  # noqa: F401
     from harness.models.hf_speech import PretrainingHead, SpeechTransformer, SpeechTransformerPlugin  # noqa: F401
     from harness.models.inference import batched_forward  # noqa: F401
     from harness.models.packed_encoder import resolve_attention  # noqa: F401

@@ -39,7 +39,7 @@ from harness.api import (
 if TYPE_CHECKING:  # these load torch: the functions that run ABX import them, registration does not
     import torch
 
-    from harness.api import ABXScore, FeatureCache, Item, UpstreamModel
+    from harness.api import ABXScore, FrameStore, Item, UpstreamModel
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
 #: aligns every pair of tokens, so time grows with the square of the item count)
@@ -97,12 +97,12 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
         select_on = "dev" if "dev" in files else "test"
         items = {role: _items(corpus, files[role], params.files_cap())
                  for role in dict.fromkeys([select_on, "test"] if params.layer == "all" else ["test"])}
-        for role_items in items.values():  # into the cache, in the order they are scored
-            cache.frames(_rows(corpus, role_items))
+        rows = {role: _rows(corpus, role_items) for role, role_items in items.items()}
+        stores = {role: cache.frames(role_rows) for role, role_rows in rows.items()}  # filled in scoring order
         ctx.cache_filled()
 
         def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
-            feats = _features(upstream, corpus, items[role], cache)
+            feats = _features(upstream, rows[role], stores[role], cache.precision)
             scores = {
                 layer: abx(
                     {uid: states[layer] for uid, states in feats.items()},
@@ -183,20 +183,19 @@ def _rows(corpus: PreparedCorpus, items: list[Item]) -> list[dict[str, Any]]:
 
 
 def _features(
-    upstream: UpstreamModel, corpus: PreparedCorpus, items: list[Item], cache: FeatureCache
+    upstream: UpstreamModel, rows: list[dict[str, Any]], store: FrameStore | None, precision: str
 ) -> dict[str, torch.Tensor]:
-    """Per utterance the L×T×D hidden states (float16 values) of the files the items name."""
+    """Per utterance the L×T×D hidden states (float16 values) of ``rows``: from the frame cache's ``store``,
+    or from the upstream where the frames were past the cache's budget."""
     import torch
 
     from harness.api import batched_forward, to_frame_dtype
 
-    rows = _rows(corpus, items)
-    store = cache.frames(rows)
     if store is not None:
         return {r["id"]: store.states(i) for i, r in enumerate(rows)}
     out = {}
     wavs = [audio.load_utterance(r) for r in rows]
-    for i, states in batched_forward(upstream, wavs, max_seconds=60.0, precision=cache.precision):
+    for i, states in batched_forward(upstream, wavs, max_seconds=60.0, precision=precision):
         out[rows[i]["id"]] = to_frame_dtype(torch.stack(states)).float()
     return out
 

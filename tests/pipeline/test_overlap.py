@@ -19,6 +19,7 @@ from harness.core.recipe import load_recipe
 from harness.core.store import Store
 from harness.core.threads import OPENMP_WAIT_SETTINGS, available_cores, passive_openmp_waits
 from harness.pipeline.executors import overlap
+from harness.pipeline.executors.cache_turns import CacheTurns
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.executors.overlap import admits, by_dependents, worker_threads
 from harness.pipeline.run import RunSummary, run_plan
@@ -150,35 +151,38 @@ def _stage(key: str, kind: str, model: str = "", corpus: str = "") -> Stage:
     return Stage(key, kind, "p", "1", {}, inputs, 0)
 
 
-def test_admission_counts_gpu_slots_and_keeps_a_feature_cache_to_one_stage():
+def test_admission_counts_gpu_slots_and_gives_a_feature_cache_to_one_stage_at_a_time():
     ft, merge = _stage("ft", "finetune"), _stage("merge", "merge")
     ev_a, ev_a2 = _stage("a", "evaluate", "m1", "c"), _stage("a2", "evaluate", "m1", "c")
     ev_b = _stage("b", "evaluate", "m2", "c")
+    turns = CacheTurns([ft, merge, ev_a, ev_a2, ev_b])
     # one slot (the default): a stage on the GPU holds it; CPU stages start beside it
-    assert not admits(ev_b, [ft], accelerator_slots=1)
-    assert admits(merge, [ft], accelerator_slots=1)
+    assert not admits(ev_b, [ft], 1, turns.ready)
+    assert admits(merge, [ft], 1, turns.ready)
     # more slots: accelerator stages share the GPU up to that many
-    assert admits(ev_b, [ft, merge], accelerator_slots=2)
-    assert not admits(ev_b, [ft, ev_a], accelerator_slots=2)
+    assert admits(ev_b, [ft, merge], 2, turns.ready)
+    assert not admits(ev_b, [ft, ev_a], 2, turns.ready)
     # no CUDA device: no slots to count
-    assert admits(ev_b, [ft, ev_a], accelerator_slots=None)
-    # stages that fill one feature cache never run together, however many slots
-    assert not admits(ev_a2, [ev_a], accelerator_slots=4)
-    assert not admits(ev_a2, [ev_a], accelerator_slots=None)
-    assert admits(ev_b, [ev_a], accelerator_slots=4)
+    assert admits(ev_b, [ft, ev_a], None, turns.ready)
+    # a stage on a feature cache waits until those before it (plan order) filled it, however many slots
+    assert not admits(ev_a2, [ev_a], 4, turns.ready)
+    assert not admits(ev_a2, [ev_a], None, turns.ready)
+    assert admits(ev_b, [ev_a], 4, turns.ready)  # another model's cache
+    turns.mark_filled("a")  # a said it will add nothing more: a2 starts beside it
+    assert admits(ev_a2, [ev_a], 4, turns.ready)
+    assert not admits(ev_a2, [ev_a], 1, turns.ready)  # the GPU slots still count
 
 
-def test_a_stage_on_a_feature_cache_waits_until_those_before_it_filled_it():
-    ev_a, ev_a2 = _stage("a", "evaluate", "m1", "c"), _stage("a2", "evaluate", "m1", "c")
-    filled: set[str] = set()
-
-    def ready(stage: Stage) -> bool:
-        return stage.key != "a2" or "a" in filled
-
-    assert not admits(ev_a2, [ev_a], accelerator_slots=4, cache_ready=ready)
-    filled.add("a")  # a said it will add nothing more to the cache: a2 starts beside it
-    assert admits(ev_a2, [ev_a], accelerator_slots=4, cache_ready=ready)
-    assert not admits(ev_a2, [ev_a], accelerator_slots=1, cache_ready=ready)  # the GPU slots still count
+def test_turns_on_a_cache_follow_the_plan_and_done_stages_have_had_theirs():
+    a1, a2, a3 = (_stage(k, "evaluate", "m1", "c") for k in ("a1", "a2", "a3"))
+    turns = CacheTurns([a1, a2, a3])
+    assert [turns.ready(s) for s in (a1, a2, a3)] == [True, False, False]
+    turns.mark_filled("a2")  # out of turn: a3 still waits for a1
+    assert not turns.ready(a3)
+    turns.mark_filled("a1")
+    assert turns.ready(a3)
+    assert CacheTurns([a1, a2, a3], done={"a1", "a2"}).ready(a3)  # finished in an earlier run
+    assert CacheTurns([_stage("ft", "finetune")]).ready(_stage("ft", "finetune"))  # no cache, no turn
 
 
 def test_stages_on_one_cache_fill_it_in_plan_order_and_then_run_side_by_side(tmp_path):

@@ -29,7 +29,7 @@ class CacheTurns:
     """The fill order of ``stages`` (plan order) on their feature caches; ``done`` stages have had theirs."""
 
     def __init__(self, stages: Iterable[Stage], done: Iterable[str] = ()):
-        self.filled: set[str] = set(done)
+        self._filled: set[str] = set(done)
         self._before: dict[str, list[str]] = {}
         sharers: dict[tuple[str, str], list[str]] = {}
         for stage in stages:
@@ -39,8 +39,8 @@ class CacheTurns:
 
     def ready(self, stage: Stage) -> bool:
         """Whether every stage before ``stage`` on its feature cache has filled its part (True off a cache)."""
-        return all(key in self.filled for key in self._before.get(stage.key, ()))
+        return all(key in self._filled for key in self._before.get(stage.key, ()))
 
     def mark_filled(self, key: str) -> None:
         """Stage ``key`` said it filled its part, or ended (whatever its outcome), or will never run."""
-        self.filled.add(key)
+        self._filled.add(key)

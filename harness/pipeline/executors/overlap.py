@@ -66,17 +66,13 @@ def _run_stage(stage: Stage, output: Path, plugins: PluginManager | None, device
 
 
 def admits(stage: Stage, running: Iterable[Stage], accelerator_slots: int | None,
-           cache_ready: Callable[[Stage], bool] | None = None) -> bool:
-    """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: its feature cache
-    is its to fill (``cache_ready(stage)``: every stage before it on that cache has ended or said it
-    filled its part; without it, no running stage is on that cache), and with ``accelerator_slots`` (a
-    CUDA device) fewer than that many stages on the accelerator run when ``stage`` would join them."""
+           cache_ready: Callable[[Stage], bool]) -> bool:
+    """Whether ``stage`` (its inputs finished) may start beside the ``running`` stages: it is its turn on
+    its feature cache (``cache_ready``, :meth:`CacheTurns.ready`), and with ``accelerator_slots`` (a CUDA
+    device) fewer than that many stages on the accelerator run when ``stage`` would join them."""
     running = list(running)
-    cache = feature_cache(stage)
-    if cache is not None:
-        ready = cache_ready(stage) if cache_ready is not None else all(feature_cache(s) != cache for s in running)
-        if not ready:
-            return False
+    if not cache_ready(stage):
+        return False
     if accelerator_slots is not None and stage.kind in ACCELERATOR_KINDS:
         return sum(s.kind in ACCELERATOR_KINDS for s in running) < accelerator_slots
     return True
