@@ -220,6 +220,34 @@ class SortedBucketSampler(_EpochSampler):
         return len(self.batches)
 
 
+class BalancedBatchSampler(_EpochSampler):
+    """Class-balanced batches drawn with replacement, as s3prl's keyword spotting trains
+    (``WeightedRandomSampler`` over every item, weight ``1 / count`` of its class, ``drop_last``).
+
+    An epoch draws as many items as there are (each class equally likely, the items of a class
+    equally likely within it) in ``batch_size`` batches; a last, partial batch is dropped.
+    """
+
+    def __init__(self, classes: Sequence[str], batch_size: int, seed: int):
+        super().__init__(seed, shuffle=True)
+        self.batch_size = _check_batch_size(batch_size)
+        if len(classes) < self.batch_size:
+            raise StageError(f"balanced batches of {self.batch_size} need at least that many items "
+                             f"(got {len(classes)}); lower the batch size.")
+        names, index, counts = np.unique(np.asarray(classes, dtype=str), return_inverse=True, return_counts=True)
+        weights = 1.0 / counts[index]
+        self.probabilities = weights / weights.sum()
+        self.classes = [str(n) for n in names]
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        n = len(self.probabilities)
+        draws = _rng(self.seed, 6, epoch).choice(n, size=n, replace=True, p=self.probabilities).tolist()
+        return [draws[i : i + self.batch_size] for i in range(0, n - self.batch_size + 1, self.batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.probabilities) // self.batch_size
+
+
 def padding_fraction(lengths: Sequence[float], batches: Sequence[Sequence[int]]) -> float:
     """Share of a padded batch that is padding, over all ``batches``: 1 - real / (items × longest)."""
     lengths = np.asarray(lengths, dtype=np.float64)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -22,7 +22,7 @@ from pydantic import Field
 from harness.core.errors import CorpusError
 from harness.core.interfaces import CorpusPlugin, InputPath, PluginParams
 from harness.core.manifest import write_json, write_jsonl
-from harness.core.params import with_absolute_inputs
+from harness.core.params import input_paths, with_absolute_inputs
 from harness.core.stage import StageContext
 from harness.data import audio
 from harness.data.phones import SIL
@@ -30,10 +30,10 @@ from harness.data.phones import SIL
 log = logging.getLogger("harness.corpora")
 
 #: manifest fields that are labels (``label_fields`` in meta.json lists those present)
-LABEL_FIELDS = ("speaker", "text", "phones", "emotion", "fold", "intent", "slots", "tags")
+LABEL_FIELDS = ("speaker", "text", "phones", "emotion", "fold", "intent", "slots", "tags", "keyword")
 #: label field -> vocabulary key in vocab.json
 VOCAB_KEYS = {"phones": "phones", "speaker": "speakers", "emotion": "emotions", "intent": "intents",
-              "slots": "slot_types", "tags": "tags"}  # fmt: skip
+              "slots": "slot_types", "tags": "tags", "keyword": "keywords"}  # fmt: skip
 
 ABX_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 
@@ -85,6 +85,8 @@ def vocabularies(rows: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
                 bucket.update(s[0] for s in value)
             elif field == "tags":
                 bucket.update(value)
+            elif isinstance(value, list):  # an intent of several slots
+                bucket.add(" / ".join(str(v) for v in value))
             else:
                 bucket.add(str(value))
     return {k: sorted(v) for k, v in sorted(seen.items())}
@@ -223,16 +225,21 @@ class LocalCorpus(CorpusPlugin[LP]):
     def prepare(self, params: LP, out_dir: Path, ctx: StageContext) -> None:
         params = with_absolute_inputs(params)  # a relative root is read from the working directory
         found = self.read_splits(params, out_dir)
-        check_inside_root(found.splits, Path(params.root), out_dir, self.name)
+        roots = [path for path in input_paths(params).values() if path.is_dir()]
+        check_inside_root(found.splits, roots, out_dir, self.name)
         found.splits = {split: self.check_split(rows, out_dir, params) for split, rows in found.splits.items()}
         write_corpus(out_dir, self.name, found)
 
 
-def check_inside_root(splits: dict[str, list[dict[str, Any]]], root: Path, out_dir: Path, corpus: str) -> None:
-    """Refuse rows whose audio lies outside the corpus root (and the prepared folder): a split list naming
+def check_inside_root(
+    splits: dict[str, list[dict[str, Any]]], roots: Sequence[Path], out_dir: Path, corpus: str
+) -> None:
+    """Refuse rows whose audio lies outside the corpus's input folders (``root``, and any other folder
+    its parameters name, such as a separate test set) and the prepared folder: a split list naming
     ``../../elsewhere/x.wav`` or an absolute path. Checked on the paths as written (``..`` removed, links
     not followed), so a root whose audio folders are symbolic links stays usable."""
-    bases = [os.path.normpath(os.path.abspath(b)) for b in (root, out_dir)]
+    bases = [os.path.normpath(os.path.abspath(b)) for b in (*roots, out_dir)]
+    root = " or ".join(str(r) for r in roots)
     for split, rows in splits.items():
         for row in rows:
             given = str(row["path"])

@@ -45,16 +45,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.core.errors import CorpusError
+from harness.core.errors import CorpusError, StageError
 from harness.core.interfaces import Batch, EvalResult, Task
 from harness.core.manifest import PreparedCorpus
 from harness.core.model_types import UpstreamModel
 from harness.core.seeding import seed_torch
 from harness.core.stage import StageContext
 from harness.core.threads import torch_threads
-from harness.data.batching import FixedBatchSampler, SortedBucketSampler, SortedSliceSampler
+from harness.data.batching import BalancedBatchSampler, FixedBatchSampler, SortedBucketSampler, SortedSliceSampler
 from harness.data.waveforms import WaveformSet
 from harness.evaluation.probe_settings import ProbeSettings, fold_splits, task_splits
+from harness.evaluation.tasks import UtteranceTask
 from harness.models.feature_cache import FP16_MAX, FeatureCache, FrameStore
 from harness.models.featurizer import WeightedSum, layer_norm
 from harness.models.inference import effective_precision, extraction_precision
@@ -307,10 +308,16 @@ ASR_HALF_BUCKET_SECONDS = 2000 / 16000
 
 def train_sampler(
     task: Task, rows: list[dict[str, Any]], settings: ProbeSettings, seed: int
-) -> FixedBatchSampler | SortedSliceSampler | SortedBucketSampler:
-    """The probe's training batches: s3prl's bucketing where the settings ask for sorted batches
-    (windows of neighbours in the task's length order, as its CTC tasks, or fixed buckets by audio
-    length, as its ASR), otherwise random batches."""
+) -> FixedBatchSampler | SortedSliceSampler | SortedBucketSampler | BalancedBatchSampler:
+    """The probe's training batches: class-balanced draws where the settings ask for them (s3prl's
+    keyword spotting), s3prl's bucketing where they ask for sorted batches (windows of neighbours in
+    the task's length order, as its CTC tasks, or fixed buckets by audio length, as its ASR),
+    otherwise random batches."""
+    if settings.balanced:
+        if not isinstance(task, UtteranceTask):
+            raise StageError(f"{task.name}: balanced batches need a task with one class per utterance; "
+                             "set balanced: false.")
+        return BalancedBatchSampler([task.label_of(row) for row in rows], settings.batch_size, seed=seed)
     durations = [float(row["duration"]) for row in rows]
     if settings.sorted_batches and settings.bucketing == "buckets":
         return SortedBucketSampler(durations, settings.batch_size, seed=seed, half_above=ASR_HALF_BUCKET_SECONDS)

@@ -49,6 +49,7 @@ class ProbeSettings:
     extract_precision: str = "fp32"  # CUDA: fp32, tf32 or bf16 (harness.models.inference.extraction_precision)
     sorted_batches: bool = False  # s3prl's bucketing instead of random batches
     bucketing: Literal["windows", "buckets"] = "windows"  # its CTC tasks' windows, or its ASR's buckets
+    balanced: bool = False  # class-balanced batches drawn with replacement (s3prl's keyword spotting)
 
     def train_config(self) -> TrainConfig:
         from harness.training.loop import TrainConfig  # torch: loaded when a probe trains
@@ -86,6 +87,9 @@ class ProbeParams(PluginParams):
         None, exclude_if=lambda value: value is None,
         description="train on s3prl's length-sorted buckets instead of random batches "
                     "(None: the protocol's; on for PR, SF and ASR under superb)")
+    balanced: bool | None = Field(
+        None, exclude_if=lambda value: value is None,
+        description="train on class-balanced batches drawn with replacement (None: the protocol's; on for KS)")
 
 
 def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:
@@ -93,7 +97,7 @@ def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -
     base = protocols[params.protocol]
     changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb, "compile": params.compile,
                                "extract_precision": params.extract_precision}
-    for name in ("steps", "lr", "batch_size", "eval_every", "sorted_batches"):
+    for name in ("steps", "lr", "batch_size", "eval_every", "sorted_batches", "balanced"):
         value = getattr(params, name)
         if value is not None:
             changes[name] = value

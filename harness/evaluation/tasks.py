@@ -55,11 +55,15 @@ class UtteranceTask(Task):
 
         return UtteranceHead(input_dim, len(self.classes), self.projector_dim)
 
+    def label_of(self, row: dict[str, Any]) -> str:
+        """The class of one utterance (the ``label_field`` value; a subclass may map it)."""
+        return str(row[self.label_field])
+
     def labels(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         import torch
 
         try:
-            return torch.tensor([self.index[str(r[self.label_field])] for r in rows])
+            return torch.tensor([self.index[self.label_of(r)] for r in rows])
         except KeyError as exc:
             raise CorpusError(
                 f"{self.name}: utterance label {exc.args[0]!r} is not among the {len(self.classes)} "
@@ -82,7 +86,7 @@ class UtteranceTask(Task):
         pred = self.logits(head, batch).argmax(dim=-1).cpu().tolist()
         out = []
         for row, p in zip(batch.utterances, pred, strict=True):
-            ref = str(row[self.label_field])
+            ref = self.label_of(row)
             hyp = self.classes[p]
             out.append({"id": row["id"], "ref": ref, "hyp": hyp, "stats": {"acc": [float(ref == hyp), 1.0]}})
         return out

@@ -71,7 +71,7 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.api import CorpusPlugin, CorpusRows, PluginParams, StageContext, write_corpus
-from plugins.corpora._synth import nuisance, phonemap, text
+from plugins.corpora._synth import keywords, nuisance, phonemap, text
 from plugins.corpora._synth.espeak import Voice
 from plugins.corpora._synth.render import Spec
 from plugins.corpora._synth.server import RenderPool
@@ -128,6 +128,11 @@ class SyntheticParams(PluginParams):
     abx_word_voices: int | None = Field(
         None, ge=2, exclude_if=lambda n: n is None,
         description="how many voices say the hVd lists, spread evenly over all voices (default: every voice)",
+    )
+    keywords: int = Field(
+        0, ge=0, exclude_if=lambda n: n == 0,
+        description="rounds of keyword clips per voice for keyword spotting (the ten Speech Commands words, one "
+        "other word and one background clip each) in the splits ks_train, ks_dev and ks_test",
     )
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
@@ -239,7 +244,7 @@ def _draw_plan(p: SyntheticParams) -> list[Spec]:
                 drive=float(max(0.0, style[6] + jitter[6])) if style[6] else 0.0,
             )
         )
-    return specs + _word_lists(p, speakers)
+    return specs + _word_lists(p, speakers) + _keyword_clips(p, speakers)
 
 
 def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
@@ -272,6 +277,45 @@ def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
     return specs
 
 
+def _keyword_clips(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
+    """``keywords`` rounds of isolated words per voice (:mod:`plugins.corpora._synth.keywords`), in the
+    neutral style with each utterance's own pitch and speed nuisance; drawn from a stream of their
+    own, so the other utterances stay as they are. The rounds' silence clips are in
+    :func:`silence_clips`."""
+    rng = np.random.default_rng([p.seed, 20240917, 3])
+    rate, pitch, pitch_range, volume, wordgap, _, _ = STYLES["neutral"]
+    split_of = keywords.voice_splits([s.name for s in speakers if s.seen], [s.name for s in speakers if not s.seen])
+    specs = []
+    for spk in speakers:
+        for k in range(p.keywords):
+            for n, word in enumerate(keywords.round_words(rng)):
+                speed = 1.0 + rng.uniform(-1, 1) * (0.0 if p.clean else p.speed_perturb)
+                pitch_jitter = rng.uniform(-1, 1) * (0.0 if p.clean else p.pitch_jitter)
+                voice = Voice(
+                    name=f"en-us+{spk.voice}",
+                    rate=int(np.clip(round(175 * spk.rate * rate / spk.tract), 80, 400)),
+                    pitch=int(np.clip(round(spk.pitch + pitch + pitch_jitter), 0, 100)),
+                    range=int(pitch_range), volume=int(volume), wordgap=int(wordgap),
+                )  # fmt: skip
+                specs.append(
+                    Spec(
+                        id=f"{spk.name}-kw{k:02d}-{n:02d}", split=split_of[spk.name], speaker=spk.name,
+                        fold=spk.index % p.n_folds, emotion="neutral", text=word, intent="", slots=(), voice=voice,
+                        seed=int(rng.integers(2**31 - 1)), speed=float(speed * spk.tract),
+                        pad=(float(rng.uniform(0.05, 0.4)), float(rng.uniform(0.05, 0.3))),
+                    )  # fmt: skip
+                )
+    return specs
+
+
+def silence_clips(p: SyntheticParams, specs: list[Spec], out_dir: Path) -> list[dict[str, Any]]:
+    """One background clip per voice and keyword round of ``specs``, written now (rows with ``split``)."""
+    rng = np.random.default_rng([p.seed, 20240917, 4])
+    rounds = sorted({(s.id.rsplit("-", 1)[0], s.split, s.speaker) for s in specs if s.split in keywords.SPLITS})
+    return [keywords.write_silence(f"{prefix}-sil", split, speaker, int(rng.integers(2**31 - 1)), out_dir)
+            for prefix, split, speaker in rounds]  # fmt: skip
+
+
 def noise_config(p: SyntheticParams) -> nuisance.Nuisance | None:
     if p.clean:
         return None
@@ -300,6 +344,10 @@ def generate(
     progress = (lambda done, total: ctx.progress(done, total)) if ctx is not None else None
     with RenderPool(workers) as pool:
         rows = list(pool.map([(s, str(out_dir), cfg) for s in specs], on_done=progress))
+    for row in rows:
+        if row["split"] in keywords.SPLITS:
+            row["keyword"] = row["text"]
+    rows += silence_clips(p, specs, out_dir)
     seconds = sum(r["duration"] for r in rows)
     elapsed = time.perf_counter() - start
     log.info(
@@ -316,7 +364,8 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     Params = SyntheticParams
 
     def provided_labels(self, params: SyntheticParams) -> tuple[str, ...]:
-        return ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")
+        labels = ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")
+        return (*labels, "keyword") if params.keywords else labels
 
     def prepare(self, params: SyntheticParams, out_dir: Path, ctx: StageContext) -> None:
         rows = generate(params, out_dir, ctx)
@@ -333,7 +382,9 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
                 "intents": text.intents(params.grammar),
                 "slot_types": text.slot_types(params.grammar),
             },
-            task_splits={"sf": {"test": "test_unseen"}},
+            task_splits={"sf": {"test": "test_unseen"},
+                         **({"ks": dict(zip(("train", "dev", "test"), keywords.SPLITS, strict=True))}
+                            if params.keywords else {})},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
             abx_splits=("dev", "test"),
             abx_extra_splits={"test": extra} if extra else {},

@@ -1,4 +1,4 @@
-"""The example package's downstream (``ic``, intent classification): found through its entry point,
+"""The example package's downstream (``intent``, one intent label): found through its entry point,
 planned from a recipe and evaluated by the harness on the embedded corpus."""
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ corpora:
 upstreams:
   fbank: {plugin: fbank}
 downstreams:
-  ic: {plugin: ic, corpus: speech, protocol: superb}
+  intent: {plugin: intent, corpus: speech, protocol: superb}
 """
 
 
 def test_the_downstream_is_found_with_its_package():
     manager = PluginManager()
-    info = manager.get("downstream", "ic")
+    info = manager.get("downstream", "intent")
     assert info.origin == "harness-plugin-example"
     assert info.module == "harness_plugin_example.intent"
-    plugin = manager.create("downstream", "ic")
+    plugin = manager.create("downstream", "intent")
     assert plugin.Params.__name__ == "ICParams" and plugin.label_fields == ("intent",)
     assert manager.get("downstream", "er").cls.order < plugin.order < manager.get("downstream", "sf").cls.order
 
@@ -42,7 +42,7 @@ def test_a_recipe_plans_an_evaluate_stage_for_it(tmp_path):
     manager = PluginManager()
     plan = build_plan(load_recipe(path, manager, output=tmp_path / "out"), manager)
     (stage,) = [s for s in plan.stages.values() if s.kind == "evaluate"]
-    assert stage.plugin == "ic" and stage.version == "1@harness-plugin-example"
+    assert stage.plugin == "intent" and stage.version == "1@harness-plugin-example"
     assert stage.params["protocol"] == "superb"
 
 
@@ -51,10 +51,10 @@ def evaluated(synthetic_corpus: Path, tmp_path_factory):
     manager = PluginManager()
     upstream_plugin = manager.create("upstream", "fbank")
     upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
-    plugin = manager.create("downstream", "ic")
+    plugin = manager.create("downstream", "intent")
     corpus = PreparedCorpus(synthetic_corpus)
-    params = validate_params(plugin.Params, {"steps": 60, "eval_every": 20}, "ic")
-    ctx = make_ctx(tmp_path_factory.mktemp("ic"))
+    params = validate_params(plugin.Params, {"steps": 60, "eval_every": 20}, "intent")
+    ctx = make_ctx(tmp_path_factory.mktemp("intent"))
     return corpus, upstream, plugin.evaluate(upstream, corpus, params, ctx)
 
 

@@ -1,12 +1,13 @@
-"""Downstream ``ic``: intent classification; projection, mean pooling over valid frames, linear; accuracy.
+"""Downstream ``intent``: one intent label per utterance; projection, mean pooling over valid frames,
+linear; accuracy.
 
-SUPERB classifies intents on Fluent Speech Commands (s3prl ``downstream/fluent_commands/config.yaml``):
+The head is SUPERB's intent-classification head (s3prl ``downstream/fluent_commands/config.yaml``:
 projector to 256, ``UtteranceLevel`` with ``MeanPooling``, a linear classifier, cross-entropy; Adam
-at 1e-4, batch 32, 200,000 steps, dev every 4,000, gradient clipping 1; best on dev accuracy.
-Fluent Speech Commands gives three labels per utterance (action, object, location) and counts an
-utterance right when all three are; a corpus here gives one ``intent`` per utterance (the embedded
-corpus: seven Audio SNIPS intents such as ``play_music``), so the metric is plain accuracy. The
-classes are the corpus's ``intents`` vocabulary, or else the intents of the training split.
+at 1e-4, batch 32, 200,000 steps, dev every 4,000, gradient clipping 1; best on dev accuracy) over
+one ``intent`` label (the embedded corpus: seven Audio SNIPS intents such as ``play_music``), so the
+metric is plain accuracy. The harness's own ``ic`` is SUPERB's task, with Fluent Speech Commands'
+three slots. The classes are the corpus's ``intents`` vocabulary, or else the intents of the
+training split.
 
 ``protocol: embedded``: 200 steps of 32 utterances at 5e-3, dev every 50.
 
@@ -39,14 +40,14 @@ class ICParams(ProbeParams):
 
 
 class IntentTask(UtteranceTask):
-    name = "ic"
+    name = "intent"
     label_field = "intent"
 
 
 class IntentClassification(ProbedDownstream[ICParams]):
-    name = "ic"
+    name = "intent"
     version = "1"
-    summary = "Intent classification: projection, mean pooling, linear; accuracy"
+    summary = "One intent label per utterance: projection, mean pooling, linear; accuracy"
     order = 45  # semantics, beside slot filling
     label_fields = ("intent",)
     protocols = PROTOCOLS
