@@ -37,11 +37,11 @@ def test_the_evidence_recipe_is_the_demo_over_three_seeds_sharing_seed_0s_stages
 def test_the_paper_recipes_are_all_there():
     assert set(PAPER) >= {"speech_ft_supervised.yaml", "alpha_sweep.yaml", "multitask.yaml", "upstreams.yaml",
                           "continued_pretraining.yaml", "nonspeech_audioset.yaml", "timit_asr.yaml",
-                          "ablations.yaml"}
+                          "ablations.yaml", "superb_full.yaml"}
 
 
 DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3", "AUDIOSET",
-             "CHECKPOINTS")
+             "SPEECH_COMMANDS", "SPEECH_COMMANDS_TEST", "FLUENT_COMMANDS", "CHECKPOINTS")
 
 
 def _tuning_of_models(name: str, monkeypatch) -> dict[str, tuple[dict, float]]:

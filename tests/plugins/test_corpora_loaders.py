@@ -292,6 +292,101 @@ def test_crema_d_holds_out_whole_actors(crema_tree, tmp_path):
     assert rows_by_id(corpus)["1001_DFA_ANG_XX"]["emotion"] == "angry"
 
 
+# ----------------------------------------------------------------------------- Speech Commands
+
+
+@pytest.fixture
+def speech_commands_tree(tmp_path) -> Path:
+    root, test_root = tmp_path / "speech_commands_v0.01", tmp_path / "speech_commands_test_set_v0.01"
+    for k in range(24):
+        for word in ("yes", "bed"):
+            wav(root / word / f"{k:08x}_nohash_0.wav", seconds=0.2, seed=k % 5)
+    wav(root / "_background_noise_" / "white_noise.wav", seconds=3.5)
+    for label in ("yes", "_unknown_", "_silence_"):
+        wav(test_root / label / "0c40e715_nohash_0.wav", seconds=0.2)
+    return root
+
+
+def _documented_split(filename: str) -> str:
+    """The dataset README's rule, written out again: SHA-1 of the speaker part, a percentage of 2**27 - 1."""
+    import hashlib
+
+    speaker = filename.split("_nohash_")[0]
+    percentage = (int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2**27) * (100.0 / (2**27 - 1))
+    return "dev" if percentage < 10 else "test" if percentage < 20 else "train"
+
+
+def test_speech_commands_splits_by_speaker_hash_and_reads_the_separate_test_set(speech_commands_tree, tmp_path):
+    from plugins.corpora.speech_commands import SpeechCommands
+
+    test_root = speech_commands_tree.parent / "speech_commands_test_set_v0.01"
+    corpus = prepare(SpeechCommands, speech_commands_tree, tmp_path, test_root=test_root)
+    rows = rows_by_id(corpus)
+    for k in range(24):
+        expected = _documented_split(f"{k:08x}_nohash_0.wav")
+        for word in ("yes", "bed"):
+            row = rows.get(f"{word}-{k:08x}_nohash_0")
+            assert (row["split"] if row else "test") == expected  # the archive's own test part is left out
+            if row:
+                assert row["keyword"] == word and row["speaker"] == f"{k:08x}"
+    silence = sorted((r["start"], r["split"]) for r in rows.values() if r["keyword"] == "_silence_" and "end" in r)
+    assert silence == [(0.0, "dev"), (1.0, "train"), (2.0, "train")]  # whole seconds of the noise file
+    assert {r["keyword"] for r in corpus.utterances("test")} == {"yes", "_unknown_", "_silence_"}
+    assert corpus.meta["label_fields"] == ["keyword", "speaker"]
+
+
+def test_speech_commands_names_a_missing_test_set_or_noise_folder(speech_commands_tree, tmp_path):
+    from plugins.corpora.speech_commands import SpeechCommands
+
+    missing = tmp_path / "no_test_set"
+    with pytest.raises(CorpusError, match=f"expected {missing} \\(the test set folder\\)"):
+        prepare(SpeechCommands, speech_commands_tree, tmp_path, test_root=missing)
+    noise = speech_commands_tree / "_background_noise_"
+    shutil.rmtree(noise)
+    with pytest.raises(CorpusError, match=f"expected {noise} \\(the background noise folder\\)"):
+        prepare(SpeechCommands, speech_commands_tree, tmp_path / "again", test_root=speech_commands_tree.parent)
+
+
+# ----------------------------------------------------------------------------- Fluent Speech Commands
+
+
+@pytest.fixture
+def fluent_tree(tmp_path) -> Path:
+    root = tmp_path / "fluent_speech_commands_dataset"
+    (root / "data").mkdir(parents=True)
+    header = ",path,speakerId,transcription,action,object,location"
+    intents = [("activate", "lights", "kitchen", "Turn on the kitchen lights"),
+               ("deactivate", "music", "none", "Stop the music"), ("increase", "heat", "none", "Heat up")]
+    for split, speaker in (("train", "2BqVo8kVB2Skwgyb"), ("valid", "35v28XaVEns4WXOv"), ("test", "4aGjX3AG5xcxeL7a")):
+        lines = [header]
+        for i, (action, obj, location, text) in enumerate(intents):
+            rel = f"wavs/speakers/{speaker}/{split}-{i}.wav"
+            wav(root / rel, seconds=0.3, seed=i)
+            lines.append(f"{i},{rel},{speaker},{text},{action},{obj},{location}")
+        (root / "data" / f"{split}_data.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_fluent_commands_gives_intents_of_three_slots(fluent_tree, tmp_path):
+    from plugins.corpora.fluent_commands import FluentCommands
+
+    corpus = prepare(FluentCommands, fluent_tree, tmp_path)
+    row = rows_by_id(corpus)["train-0"]
+    assert row["split"] == "train" and row["speaker"] == "2BqVo8kVB2Skwgyb"
+    assert row["intent"] == ["activate", "lights", "kitchen"] and row["text"] == "turn on the kitchen lights"
+    assert [len(corpus.utterances(s)) for s in ("train", "dev", "test")] == [3, 3, 3]
+    assert "deactivate / music / none" in corpus.vocab["intents"]
+
+
+def test_fluent_commands_names_a_missing_column(fluent_tree, tmp_path):
+    from plugins.corpora.fluent_commands import FluentCommands
+
+    listing = fluent_tree / "data" / "valid_data.csv"
+    listing.write_text(listing.read_text().replace(",location", ",place"))
+    with pytest.raises(CorpusError, match="valid_data.csv lacks the column\\(s\\) location; it must have"):
+        prepare(FluentCommands, fluent_tree, tmp_path)
+
+
 # ----------------------------------------------------------------------------- TED-LIUM 3
 
 
@@ -368,6 +463,8 @@ MISSING = [
     ("crema_d.CremaD", "crema_tree", "AudioWAV", "crema_d: expected {path} (the audio folder) but it is missing"),
     ("tedlium.Tedlium", "tedlium_tree", "legacy/test/sph/SpeakerTest_2010.sph",
      "tedlium: expected {path} (the audio of SpeakerTest_2010.stm) but it is missing."),
+    ("fluent_commands.FluentCommands", "fluent_tree", "data/test_data.csv",
+     "fluent_commands: expected {path} (the test list) but it is missing"),
     ("aishell3.Aishell3", "aishell_tree", "test/wav/SSB0009/SSB00090002.wav",
      "aishell3: expected {path} (the audio of SSB00090002) but it is missing; point root at the unpacked "
      "distribution."),

@@ -288,6 +288,27 @@ def test_hvd_word_lists_add_a_split_and_leave_every_other_utterance_as_it_was():
     assert params.model_copy(update={"abx_words": 2}).model_dump()["abx_words"] == 2
 
 
+def test_keyword_clips_add_three_splits_and_leave_every_other_utterance_as_it_was():
+    from plugins.corpora._synth.keywords import COMMANDS, OTHER_WORDS
+
+    params = SyntheticParams(n_utterances=60, n_speakers=7, n_unseen_speakers=2)
+    plain, with_keywords = make_plan(params), make_plan(params.model_copy(update={"keywords": 3}))
+    assert with_keywords[: len(plain)] == plain
+    clips = with_keywords[len(plain) :]
+    split_of = {s.speaker: s.split for s in clips}
+    assert split_of == {**{f"s{i:02d}": "ks_train" for i in range(1, 7)}, "s07": "ks_dev", "u01": "ks_test",
+                        "u02": "ks_test"}
+    rounds: dict[str, list[str]] = {}
+    for spec in clips:
+        rounds.setdefault(spec.id.rsplit("-", 1)[0], []).append(spec.text)
+    assert len(rounds) == 9 * 3
+    for words in rounds.values():  # each round: the ten commands and one other word, in its own order
+        assert sorted(w for w in words if w in COMMANDS) == sorted(COMMANDS)
+        assert len(words) == 11 and sum(w in OTHER_WORDS for w in words) == 1
+    assert len({tuple(w) for w in rounds.values()}) > 1
+    assert "keywords" not in params.model_dump()  # off by default: stage keys stay as they were
+
+
 def test_hvd_word_lists_give_vowel_items_in_one_context_to_the_test_item_file(tmp_path):
     from harness.evaluation.abx import read_item_file
     from plugins.corpora.synthetic import HVD_WORDS, SyntheticCorpus
