@@ -67,6 +67,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
     **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
+    **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "read_trials", "write_trials"],
+                    "harness.evaluation.verification"),
     **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
                     "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
@@ -154,6 +156,13 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.evaluation.probe_settings import ExtractPrecision, ProbeParams, ProbeSettings, task_splits  # noqa: F401
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
+    from harness.evaluation.verification import (  # noqa: F401
+        Trial,
+        all_pairs,
+        equal_error_rate,
+        read_trials,
+        write_trials,
+    )
     from harness.merging.task_vectors import (  # noqa: F401
         TaskVectorMerge,
         TaskVectorMergePlugin,

@@ -40,6 +40,7 @@ class ProbeSettings:
     eval_every: int | None = None
     eval_batch_size: int = 32
     max_grad_norm: float | None = 1.0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
     cache: CacheMode = "auto"
     max_frame_gb: float = 4.0
     upstream_batch_seconds: float = 60.0
@@ -60,6 +61,7 @@ class ProbeSettings:
             accumulate=self.accumulate,
             eval_every=self.eval_every,
             max_grad_norm=self.max_grad_norm,
+            weight_decay=self.weight_decay,
             checkpoint_minutes=None,
         )
 

@@ -382,7 +382,7 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
                 "intents": text.intents(params.grammar),
                 "slot_types": text.slot_types(params.grammar),
             },
-            task_splits={"sf": {"test": "test_unseen"},
+            task_splits={"sf": {"test": "test_unseen"}, "asv": {"test": "test_unseen"},
                          **({"ks": dict(zip(("train", "dev", "test"), keywords.SPLITS, strict=True))}
                             if params.keywords else {})},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
