@@ -105,10 +105,15 @@ class VerificationTask(Task):
         trials = [t for t in listed if t[1] in vectors and t[2] in vectors]
         if not trials:
             trials = all_pairs({r["id"]: r["ref"] for r in records}, self.max_trials)
+        labels = [label for label, _, _ in trials]
+        if len(set(labels)) < 2:
+            kind = "same-speaker" if 1 not in labels else "different-speaker"
+            raise CorpusError(f"asv: the trials over these {len(records)} utterances hold no {kind} pair; the dev "
+                              "and test splits need several utterances of each of several speakers.")
         enrol = np.stack([vectors[a] for _, a, _ in trials])
         test = np.stack([vectors[b] for _, _, b in trials])
         scores = (enrol * test).sum(axis=1)  # cosine: the embeddings have unit length
-        return {"eer": equal_error_rate([label for label, _, _ in trials], scores)}
+        return {"eer": equal_error_rate(labels, scores)}
 
 
 class SpeakerVerification(ProbedDownstream[ASVParams]):
