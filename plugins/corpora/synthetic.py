@@ -38,7 +38,8 @@ of leading and trailing silence is always added. The defaults were tuned so that
 
 **Splits.** ``train``/``dev``/``test`` share the seen speakers (speaker ID, phoneme recognition,
 ASR, ABX, emotion); ``test_unseen`` holds the unseen voices, on which slot filling is tested
-(``task_splits: {"sf": {"test": "test_unseen"}}``) as Audio SNIPS does. Every row has a ``fold``
+(``task_splits: {"sf": {"test": "test_unseen"}}``) as Audio SNIPS does, and speaker verification
+(``asv``) as VoxCeleb1 holds out its test speakers. Every row has a ``fold``
 (speaker index modulo ``n_folds``) for emotion recognition by folds of speakers. ``dev.item`` and
 ``test.item`` are libri-light ABX item files built from the alignments; with ``abx_unseen: true``
 ``test.item`` also covers ``test_unseen`` (more voices and more utterances per voice, so more
@@ -49,7 +50,10 @@ uses and ``test.item`` covers: fifteen vowels in the one context /h _ d/, each s
 of those voices, where sentences rarely repeat a context within one speaker. Isolated vowels are
 long (ABX's cost grows with the product of two tokens' frames), hence the choice of voices. The
 lists are drawn from their own random stream, so every other utterance is the same with or without
-them.
+them. With ``keywords: N`` every voice also says N rounds of isolated keywords in the style of Speech
+Commands (the ten commands and one other word, and a one-second background clip per round;
+:mod:`plugins.corpora._synth.keywords`) in the splits ``ks_train``, ``ks_dev`` and ``ks_test``
+(the unseen voices), for keyword spotting; they too come from a stream of their own.
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
