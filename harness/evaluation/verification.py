@@ -1,10 +1,12 @@
 """Speaker verification scoring: trial lists and the equal error rate (SUPERB ASV).
 
 A trial is ``(label, enrolment id, test id)``, label 1 when both utterances have one speaker. The
-equal error rate is s3prl's (``downstream/sv_voxceleb1/utils.py``): the ROC curve over every
+equal error rate is the one speaker-verification recipes compute with scikit-learn and scipy
+(``roc_curve``, then ``brentq`` on ``1 - x - interp1d(fpr, tpr)(x)``): the ROC curve over every
 distinct score, then the false-positive rate x at which the miss rate 1 − TPR(x) equals x, with
-TPR read off the curve by linear interpolation. It has no per-item statistics: the leaderboard's
-interval for it is over seeds.
+TPR read off the curve by linear interpolation. Written here in numpy (one sort, and the crossing
+solved on its segment) because scikit-learn is not a dependency; the tests compare it with that
+computation. It has no per-item statistics: the leaderboard's interval for it is over seeds.
 """
 
 from __future__ import annotations
