@@ -92,7 +92,7 @@ def test_layout_meta_and_vocab(corpus):
     meta, vocab = corpus.meta, corpus.vocab
     assert meta["corpus"] == "synthetic" and meta["splits"] == ["train", "dev", "test", "test_unseen"]
     assert set(meta["label_fields"]) == {"speaker", "text", "phones", "emotion", "fold", "intent", "slots"}
-    assert meta["task_splits"] == {"sf": {"test": "test_unseen"}} and meta["folds"] == 4
+    assert meta["task_splits"] == {"sf": {"test": "test_unseen"}, "asv": {"test": "test_unseen"}} and meta["folds"] == 4
     assert meta["abx_items"] == {"dev": "dev.item", "test": "test.item"} and meta["sample_rate"] == 16000
     assert corpus.split_for("sf", "test") == "test_unseen" and corpus.split_for("sid", "test") == "test"
     assert vocab["phones"] == sorted([*ARPABET, "sil"]) and vocab["emotions"] == sorted(STYLES)
