@@ -86,6 +86,8 @@ class CorpusPlugin(Plugin[P]):
     """
 
     kind = "corpus"
+    #: label field -> the parameter setting that makes this corpus provide it (the plan-time error names it)
+    label_options: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def prepare(self, params: P, out_dir: Path, ctx: StageContext) -> None:

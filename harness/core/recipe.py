@@ -401,15 +401,19 @@ def _check_labels(entries: dict[str, dict[str, Entry]], plugins: PluginManager, 
             corpus = entries["corpora"].get(ref)
             if not needed or corpus is None:
                 continue
-            provided = getattr(plugins.get("corpus", corpus.plugin).cls(), "provided_labels", None)
+            corpus_cls = plugins.get("corpus", corpus.plugin).cls
+            provided = getattr(corpus_cls(), "provided_labels", None)
             for variant in corpus.variants:
                 have = provided(variant.params) if provided is not None else None
                 missing = [f for f in needed if have is not None and f not in have]
                 if missing:
+                    known = getattr(corpus_cls, "label_options", {})
+                    options = [known[f] for f in missing if f in known]
+                    fix = f"set {' and '.join(options)} on corpus {ref!r}" if options else "pick a corpus that has them"
                     problems.append(loc.error(
                         (entry.section, entry.name, "corpus"),
                         f"downstream {entry.plugin!r} needs the label(s) {', '.join(missing)} but corpus {ref!r} "
-                        f"({corpus.plugin}) has only {', '.join(have or ()) or 'none'}; pick a corpus that has them"))
+                        f"({corpus.plugin}) has only {', '.join(have or ()) or 'none'}; {fix}"))
                     break
 
 

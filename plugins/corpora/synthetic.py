@@ -366,6 +366,7 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     version = "1"
     summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
     Params = SyntheticParams
+    label_options = {"keyword": "keywords: N (N rounds of keyword clips per voice)"}
 
     def provided_labels(self, params: SyntheticParams) -> tuple[str, ...]:
         labels = ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")

@@ -29,6 +29,16 @@ def test_er_on_a_corpus_without_emotions_is_refused_at_plan_time(tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
+def test_a_label_the_embedded_corpus_can_make_is_refused_with_the_setting_that_makes_it(tmp_path, capsys):
+    path = _recipe(tmp_path, "  speech: {plugin: synthetic}\n", "  ks: {plugin: ks, corpus: speech}\n")
+    assert main(["plan", str(path)]) == 2
+    assert ("downstream 'ks' needs the label(s) keyword but corpus 'speech' (synthetic) has only speaker, fold, "
+            "emotion, text, intent, slots, phones; set keywords: N (N rounds of keyword clips per voice) on corpus "
+            "'speech'") in capsys.readouterr().err
+    fixed = _recipe(tmp_path, "  speech: {plugin: synthetic, keywords: 1}\n", "  ks: {plugin: ks, corpus: speech}\n")
+    assert main(["plan", str(fixed)]) == 0, capsys.readouterr().err
+
+
 def test_a_corpus_that_declares_no_labels_is_left_to_the_stage(tmp_path, capsys):
     (tmp_path / "libri").mkdir()
     path = _recipe(tmp_path, "  libri: {plugin: librispeech, root: libri}\n", "  pr: {plugin: pr, corpus: libri}\n")
