@@ -33,13 +33,11 @@ from harness.api import (
     PreparedCorpus,
     ProbeSettings,
     StageContext,
-    audio,
 )
 
 if TYPE_CHECKING:  # these load torch: the functions that run ABX import them, registration does not
-    import torch
 
-    from harness.api import ABXScore, FrameStore, Item, UpstreamModel
+    from harness.api import ABXScore, Item, UpstreamModel
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
 #: aligns every pair of tokens, so time grows with the square of the item count)
@@ -80,7 +78,7 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
     ) -> EvalResult:
         import torch
 
-        from harness.api import abx, feature_cache_for
+        from harness.api import abx, feature_cache_for, utterance_states
 
         files = corpus.meta.get("abx_items") or {}
         if "test" not in files:
@@ -102,7 +100,7 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
         ctx.cache_filled()
 
         def score(role: str, layers: list[int]) -> dict[int, list[ABXScore]]:
-            feats = _features(upstream, rows[role], stores[role], cache.precision)
+            feats = utterance_states(upstream, rows[role], stores[role], cache.precision)
             scores = {
                 layer: abx(
                     {uid: states[layer] for uid, states in feats.items()},
@@ -180,24 +178,6 @@ def _rows(corpus: PreparedCorpus, items: list[Item]) -> list[dict[str, Any]]:
         missing = sorted(wanted - found)
         raise CorpusError(f"ABX item file names utterance {missing[0]!r}, which no split of {corpus.name!r} has.")
     return rows
-
-
-def _features(
-    upstream: UpstreamModel, rows: list[dict[str, Any]], store: FrameStore | None, precision: str
-) -> dict[str, torch.Tensor]:
-    """Per utterance the L×T×D hidden states (float16 values) of ``rows``: from the frame cache's ``store``,
-    or from the upstream where the frames were past the cache's budget."""
-    import torch
-
-    from harness.api import batched_forward, to_frame_dtype
-
-    if store is not None:
-        return {r["id"]: store.states(i) for i, r in enumerate(rows)}
-    out = {}
-    wavs = [audio.load_utterance(r) for r in rows]
-    for i, states in batched_forward(upstream, wavs, max_seconds=60.0, precision=precision):
-        out[rows[i]["id"]] = to_frame_dtype(torch.stack(states)).float()
-    return out
 
 
 @hookimpl
