@@ -71,6 +71,9 @@ SUPERB_SLT2022: Table = {
     "ss.sisdri": (9.2341, 10.4514),
 }
 
+#: metric (without its task) -> its ideal value, for the higher-is-better metrics that are not percentages
+FRACTION_TOPS = {"mtwv": 1.0}
+
 BUILTIN_TABLES: dict[str, Table] = {"superb-2024": SUPERB_2024, "superb-slt2022": SUPERB_SLT2022}
 DEFAULT_TABLE = "superb-2024"
 
@@ -154,14 +157,15 @@ def measured_table(fbank: Mapping[str, float], directions: Mapping[str, str]) ->
 
     ``fbank``: ``task.metric`` -> the ``fbank`` upstream's value on the same corpus and downstreams;
     ``directions``: ``task.metric`` -> "higher"|"lower". Tops: 100 (higher) or 0 (lower), the scale
-    of every percent metric here; a metric where FBank is already ideal cannot be scaled and is left out.
+    of every percent metric here, and 1 for QbE's MTWV (a fraction, as SUPERB reports it); a metric
+    where FBank is already ideal cannot be scaled and is left out.
     """
     table: Table = {}
     for name, value in fbank.items():
         direction = directions.get(name)
         if direction not in ("higher", "lower"):
             raise HarnessError(f"metric {name!r} has no direction (higher or lower); cannot build its top.")
-        top = 100.0 if direction == "higher" else 0.0
+        top = FRACTION_TOPS.get(name.split(".", 1)[-1].lower(), 100.0) if direction == "higher" else 0.0
         if float(value) != top:
             table[name.lower()] = (float(value), top)
     return table

@@ -66,6 +66,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,8 @@ STYLES: dict[str, tuple[float, float, float, float, float, float, float]] = {
 #: per-utterance jitter (standard deviation) of each style dimension at style_jitter = 1
 STYLE_JITTER = (0.05, 2.5, 8.0, 10.0, 0.6, 1.0, 0.4)
 SPLITS = ("train", "dev", "test", "test_unseen")
+#: the spoken queries' splits (``qbe_terms``); their documents are the test split
+QBE_SPLITS = ("qbe_dev", "qbe_test")
 #: the ABX word lists' split (``abx_words``): in no task's splits, only in the test item file
 WORDS_SPLIT = "abx_words"
 #: the lists are read faster than neutral speech: isolated vowels are long, and ABX's cost grows
@@ -137,6 +140,11 @@ class SyntheticParams(PluginParams):
         0, ge=0, exclude_if=lambda n: n == 0,
         description="rounds of keyword clips per voice for keyword spotting (the ten Speech Commands words, one "
         "other word and one background clip each) in the splits ks_train, ks_dev and ks_test",
+    )
+    qbe_terms: int = Field(
+        0, ge=0, exclude_if=lambda n: n == 0,
+        description="spoken queries per query split for query-by-example term detection: words of the test "
+        "sentences said alone by the unseen voices, in qbe_dev and qbe_test (the documents: the test split)",
     )
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
@@ -248,7 +256,7 @@ def _draw_plan(p: SyntheticParams) -> list[Spec]:
                 drive=float(max(0.0, style[6] + jitter[6])) if style[6] else 0.0,
             )
         )
-    return specs + _word_lists(p, speakers) + _keyword_clips(p, speakers)
+    return specs + _word_lists(p, speakers) + _keyword_clips(p, speakers) + _queries(p, speakers, specs)
 
 
 def _word_lists(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
@@ -312,6 +320,28 @@ def _keyword_clips(p: SyntheticParams, speakers: list[Speaker]) -> list[Spec]:
     return specs
 
 
+def _queries(p: SyntheticParams, speakers: list[Speaker], specs: list[Spec]) -> list[Spec]:
+    """``qbe_terms`` spoken queries per query split: the words of three letters or more found in the most
+    test sentences (ties alphabetical), alternately in ``qbe_dev`` and ``qbe_test``, each said alone by
+    one unseen voice in the neutral style."""
+    rng = np.random.default_rng([p.seed, 20240917, 5])
+    found = Counter(w for s in specs if s.split == "test" for w in set(s.text.split()) if len(w) >= 3)
+    words = sorted(found, key=lambda w: (-found[w], w))[: 2 * p.qbe_terms]
+    unseen = [s for s in speakers if not s.seen]
+    rate, pitch, pitch_range, volume, wordgap, _, _ = STYLES["neutral"]
+    out = []
+    for k, word in enumerate(words):
+        spk = unseen[k % len(unseen)]
+        voice = Voice(name=f"en-us+{spk.voice}", rate=int(np.clip(round(175 * spk.rate * rate / spk.tract), 80, 400)),
+                      pitch=int(np.clip(round(spk.pitch + pitch), 0, 100)), range=int(pitch_range),
+                      volume=int(volume), wordgap=int(wordgap))  # fmt: skip
+        out.append(Spec(id=f"{spk.name}-qbe{k:03d}", split=QBE_SPLITS[k % 2], speaker=spk.name,
+                        fold=spk.index % p.n_folds, emotion="neutral", text=word, intent="", slots=(), voice=voice,
+                        seed=int(rng.integers(2**31 - 1)), speed=float(spk.tract),
+                        pad=(float(rng.uniform(0.05, 0.2)), float(rng.uniform(0.05, 0.2)))))  # fmt: skip
+    return out
+
+
 def silence_clips(p: SyntheticParams, specs: list[Spec], out_dir: Path) -> list[dict[str, Any]]:
     """One background clip per voice and keyword round of ``specs``, written now (rows with ``split``)."""
     rng = np.random.default_rng([p.seed, 20240917, 4])
@@ -348,9 +378,12 @@ def generate(
     progress = (lambda done, total: ctx.progress(done, total)) if ctx is not None else None
     with RenderPool(workers) as pool:
         rows = list(pool.map([(s, str(out_dir), cfg) for s in specs], on_done=progress))
+    documents = [r for r in rows if r["split"] == "test"]
     for row in rows:
         if row["split"] in keywords.SPLITS:
             row["keyword"] = row["text"]
+        if row["split"] in QBE_SPLITS:
+            row["occurs_in"] = sorted(d["id"] for d in documents if row["text"] in d["text"].split())
     rows += silence_clips(p, specs, out_dir)
     seconds = sum(r["duration"] for r in rows)
     elapsed = time.perf_counter() - start
@@ -366,11 +399,12 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     version = "1"
     summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
     Params = SyntheticParams
-    label_options = {"keyword": "keywords: N (N rounds of keyword clips per voice)"}
+    label_options = {"keyword": "keywords: N (N rounds of keyword clips per voice)",
+                     "occurs_in": "qbe_terms: N (N spoken queries per query split)"}
 
     def provided_labels(self, params: SyntheticParams) -> tuple[str, ...]:
         labels = ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")
-        return (*labels, "keyword") if params.keywords else labels
+        return labels + ("keyword",) * bool(params.keywords) + ("occurs_in",) * bool(params.qbe_terms)
 
     def prepare(self, params: SyntheticParams, out_dir: Path, ctx: StageContext) -> None:
         rows = generate(params, out_dir, ctx)
@@ -389,7 +423,9 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
             },
             task_splits={"sf": {"test": "test_unseen"}, "asv": {"test": "test_unseen"},
                          **({"ks": dict(zip(("train", "dev", "test"), keywords.SPLITS, strict=True))}
-                            if params.keywords else {})},
+                            if params.keywords else {}),
+                         **({"qbe": {"documents": "test", "dev": QBE_SPLITS[0], "test": QBE_SPLITS[1]}}
+                            if params.qbe_terms else {})},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
             abx_splits=("dev", "test"),
             abx_extra_splits={"test": extra} if extra else {},

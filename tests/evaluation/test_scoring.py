@@ -46,6 +46,8 @@ def test_measured_table_uses_fbank_and_the_ideal_top():
     assert table == {"pr.per": (60.0, 0.0), "sid.acc": (40.0, 100.0)}
     result = superb_score({"pr.per": 30.0, "sid.acc": 70.0}, table)
     assert result.tasks == {"pr": pytest.approx(500.0), "sid": pytest.approx(500.0)}
+    # QbE's MTWV is a fraction (as SUPERB reports it): its ideal is 1
+    assert measured_table({"qbe.mtwv": 0.02}, {"qbe.mtwv": "higher"}) == {"qbe.mtwv": (0.02, 1.0)}
 
 
 def test_custom_yaml_table(tmp_path):
