@@ -70,7 +70,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "read_trials", "write_trials"],
                     "harness.evaluation.verification"),
     "utterance_states": "harness.evaluation.frames",
-    **dict.fromkeys(["QUESST_BETA", "maximum_twv", "query_scores", "standardise"], "harness.evaluation.term_detection"),
+    **dict.fromkeys(["Documents", "QUESST_BETA", "maximum_twv", "query_scores", "standardise"],
+                    "harness.evaluation.term_detection"),
     **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
                     "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
@@ -159,7 +160,13 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.evaluation.probe_settings import ExtractPrecision, ProbeParams, ProbeSettings, task_splits  # noqa: F401
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
-    from harness.evaluation.term_detection import QUESST_BETA, maximum_twv, query_scores, standardise  # noqa: F401
+    from harness.evaluation.term_detection import (  # noqa: F401
+        QUESST_BETA,
+        Documents,
+        maximum_twv,
+        query_scores,
+        standardise,
+    )
     from harness.evaluation.verification import (  # noqa: F401
         Trial,
         all_pairs,

@@ -7,7 +7,10 @@ frame is ``exp(cosine distance) - 1``, min-max normalised along each query frame
 DTW with the asymmetric step pattern (each query frame advances by one; the document by 0, 1 or 2;
 the alignment may start and end anywhere in the document), its cost divided by the query's length;
 the score is minus that cost, standardised over the documents of each query. Queries under five
-frames score 0 everywhere.
+frames score 0 everywhere. A query is matched against all documents of the layer at once: groups of
+documents of similar length, padded, on the stage's device, one tensor step per query frame (the
+recurrence runs along the query, so a document's columns and the documents of a group are computed
+together).
 
 Term-weighted value at threshold θ, over the queries with at least one true document q:
 ``TWV(θ) = 1 - mean_q [P_miss(q, θ) + β · P_fa(q, θ)]``, where a document counts as detected when its
@@ -23,45 +26,85 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 #: QUESST 2014's weight of false alarms against misses
 QUESST_BETA = 12.49
 #: queries shorter than this many frames are not matched (s3prl's rule)
 MIN_QUERY_FRAMES = 5
+#: padded document frames per group (documents × longest); a query's distances to a group take
+#: query frames × this many floats
+GROUP_FRAMES = 2**18
 
 
-def standardise(layers: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each T×D array standardised with the mean and standard deviation of all their frames together."""
-    stacked = np.concatenate(layers)
-    mean, std = stacked.mean(axis=0), np.clip(stacked.std(axis=0, ddof=1), 1e-9, None)
-    return [(x - mean) / std for x in layers]
+def standardise(frames: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each T×D tensor standardised with the mean and (unbiased) standard deviation of all their frames."""
+    stacked = torch.cat(list(frames))
+    mean, std = stacked.mean(dim=0), stacked.std(dim=0).clamp(min=1e-9)
+    return [(x - mean) / std for x in frames]
 
 
-def distances(query: np.ndarray, doc: np.ndarray) -> np.ndarray:
-    """Nq×Nd ``exp(cosine distance) - 1``, each row min-max normalised to [0, 1]."""
-    q = query / np.clip(np.linalg.norm(query, axis=1, keepdims=True), 1e-12, None)
-    d = doc / np.clip(np.linalg.norm(doc, axis=1, keepdims=True), 1e-12, None)
-    dist = np.exp(1.0 - q @ d.T) - 1.0
-    low, high = dist.min(axis=1, keepdims=True), dist.max(axis=1, keepdims=True)
-    return (dist - low) / np.clip(high - low, 1e-9, None)
+class Documents:
+    """The documents of one layer, unit-length frames, in groups of similar length padded on ``device``
+    (sorted by length so that little of a group is padding); :meth:`costs` matches a query against all."""
+
+    def __init__(self, frames: Sequence[torch.Tensor], device: torch.device | str = "cpu"):
+        self.count = len(frames)
+        self.device = torch.device(device)
+        self.groups: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []
+        members: list[int] = []
+        for i in sorted(range(self.count), key=lambda i: len(frames[i])):
+            if members and (len(members) + 1) * len(frames[i]) > GROUP_FRAMES:
+                self._add(frames, members)
+                members = []
+            members.append(i)
+        if members:
+            self._add(frames, members)
+
+    def _add(self, frames: Sequence[torch.Tensor], members: list[int]) -> None:
+        lengths = [len(frames[i]) for i in members]
+        padded = torch.zeros(len(members), max(lengths), frames[members[0]].shape[1], device=self.device)
+        for k, i in enumerate(members):
+            padded[k, : lengths[k]] = F.normalize(frames[i].to(device=self.device, dtype=torch.float32), dim=1)
+        self.groups.append((members, padded, torch.tensor(lengths, device=self.device)))
+
+    def costs(self, query: torch.Tensor) -> torch.Tensor:
+        """The query's subsequence DTW cost against every document (in the documents' order)."""
+        out = torch.empty(self.count, dtype=torch.float64)
+        q = F.normalize(query.to(device=self.device, dtype=torch.float32), dim=1)
+        for members, padded, lengths in self.groups:
+            out[members] = match_costs(q, padded, lengths).double().cpu()
+        return out
 
 
-def subsequence_cost(dist: np.ndarray) -> float:
-    """The cheapest asymmetric DTW path of every query row through any stretch of the document columns,
-    divided by the number of query rows."""
-    cost = dist[0].copy()
-    inf = np.full(2, np.inf)
+def match_costs(query: torch.Tensor, docs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Subsequence DTW costs of one unit-length Nq×D query against C zero-padded unit-length C×M×D documents.
+
+    Distances ``exp(1 - cos) - 1`` (cosine distance as scipy's), each query frame's row min-max
+    normalised over the document's valid frames; the asymmetric recurrence
+    ``g[i, j] = d[i, j] + min(g[i-1, j], g[i-1, j-1], g[i-1, j-2])`` from ``g[0, j] = d[0, j]`` (any start),
+    the cost ``min_j g[Nq-1, j] / Nq`` (any end). Padding columns are never on a path.
+    """
+    dist = torch.exp(1.0 - torch.einsum("nd,cmd->ncm", query, docs)) - 1.0
+    valid = torch.arange(docs.shape[1], device=docs.device)[None, :] < lengths[:, None]
+    low = dist.masked_fill(~valid, torch.inf).amin(dim=2, keepdim=True)
+    high = dist.masked_fill(~valid, -torch.inf).amax(dim=2, keepdim=True)
+    dist = ((dist - low) / (high - low).clamp(min=1e-9)).masked_fill(~valid, torch.inf)
+    blocked = torch.full((docs.shape[0], 2), torch.inf, device=docs.device)
+    cost = dist[0]
     for row in dist[1:]:
-        padded = np.concatenate([inf, cost])  # padded[j + 2] = cost[j]
-        cost = row + np.minimum(np.minimum(padded[2:], padded[1:-1]), padded[:-2])
-    return float(cost.min() / len(dist))
+        shifted = torch.cat([blocked, cost], dim=1)  # shifted[:, j + 2] = cost[:, j]
+        cost = row + torch.minimum(cost, torch.minimum(shifted[:, 1:-1], shifted[:, :-2]))
+    return cost.amin(dim=1) / len(query)
 
 
-def query_scores(query: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndarray:
-    """One query's standardised scores over the documents (0 for a query too short to match)."""
+def query_scores(query: torch.Tensor, docs: Documents) -> np.ndarray:
+    """One query's scores over the documents: minus its DTW costs, standardised over the documents
+    (0 everywhere for a query too short to match)."""
     if len(query) < MIN_QUERY_FRAMES:
-        return np.zeros(len(docs))
-    raw = np.array([-subsequence_cost(distances(query, doc)) for doc in docs])
+        return np.zeros(docs.count)
+    raw = -docs.costs(query).numpy()
     return (raw - raw.mean()) / max(float(raw.std()), 1e-9)
 
 

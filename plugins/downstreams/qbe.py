@@ -86,7 +86,7 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
 
         def score(role: str, layer: int) -> tuple[float, float, np.ndarray]:
             return _score(states["documents"], states[role], rows[role], [r["id"] for r in rows["documents"]],
-                          layer, params.beta)
+                          layer, params.beta, ctx.device)
 
         extra: dict[str, Any] = {}
         if params.layer == "all":
@@ -115,13 +115,13 @@ def _states(upstream: UpstreamModel, rows: list[dict[str, Any]], store: Any, pre
 
 
 def _score(docs: list[Any], queries: list[Any], query_rows: list[dict[str, Any]], doc_ids: list[str],
-           layer: int, beta: float) -> tuple[float, float, np.ndarray]:
+           layer: int, beta: float, device: Any) -> tuple[float, float, np.ndarray]:
     """(MTWV, its threshold, the queries × documents scores) on one layer."""
-    from harness.api import maximum_twv, query_scores, standardise
+    from harness.api import Documents, maximum_twv, query_scores, standardise
 
-    normed = standardise([x[layer].float().numpy() for x in (*queries, *docs)])
-    query_feats, doc_feats = normed[: len(queries)], normed[len(queries):]
-    scores = np.stack([query_scores(q, doc_feats) for q in query_feats])
+    normed = standardise([x[layer].float() for x in (*queries, *docs)])
+    documents = Documents(normed[len(queries):], device)
+    scores = np.stack([query_scores(q, documents) for q in normed[: len(queries)]])
     column = {d: j for j, d in enumerate(doc_ids)}
     truth = np.zeros(scores.shape, dtype=bool)
     for i, row in enumerate(query_rows):

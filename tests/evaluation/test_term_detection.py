@@ -9,15 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from harness.core.errors import CorpusError
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
-from harness.evaluation.term_detection import distances, maximum_twv, query_scores, subsequence_cost
+from harness.evaluation.term_detection import Documents, match_costs, maximum_twv, query_scores
 from tests.downstream_helpers import make_ctx
 
 # ----------------------------------------------------------------------------- DTW
+
+
+def _distances(query: np.ndarray, doc: np.ndarray) -> np.ndarray:
+    """``exp(cosine distance) - 1`` with scipy, each row min-max normalised."""
+    from scipy.spatial.distance import cdist
+
+    dist = np.exp(cdist(query, doc, "cosine")) - 1
+    low, high = dist.min(axis=1, keepdims=True), dist.max(axis=1, keepdims=True)
+    return (dist - low) / np.clip(high - low, 1e-9, None)
 
 
 def _every_path_cost(dist: np.ndarray) -> float:
@@ -32,21 +43,44 @@ def _every_path_cost(dist: np.ndarray) -> float:
     return best / n
 
 
+def _costs(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    return Documents([torch.from_numpy(d) for d in docs]).costs(torch.from_numpy(query)).numpy()
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_subsequence_dtw_is_the_cheapest_asymmetric_path(seed):
-    dist = np.random.default_rng(seed).random((4, 7))
-    assert subsequence_cost(dist) == pytest.approx(_every_path_cost(dist))
+    rng = np.random.default_rng(seed)
+    query = rng.normal(size=(4, 6)).astype(np.float32)
+    docs = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 1, 3, 9)]  # ragged: padded together
+    expected = [_every_path_cost(_distances(query, d)) for d in docs]
+    assert _costs(query, docs) == pytest.approx(expected, abs=1e-5)
+
+
+def test_documents_in_many_groups_give_the_same_costs_in_their_own_order(monkeypatch):
+    rng = np.random.default_rng(7)
+    query = rng.normal(size=(6, 5)).astype(np.float32)
+    docs = [rng.normal(size=(n, 5)).astype(np.float32) for n in rng.integers(8, 40, size=12)]
+    together = _costs(query, docs)
+    assert len(Documents([torch.from_numpy(d) for d in docs]).groups) == 1
+    q = F.normalize(torch.from_numpy(query), dim=1)
+    one_by_one = [match_costs(q, F.normalize(torch.from_numpy(d), dim=1)[None], torch.tensor([len(d)])).item()
+                  for d in docs]
+    assert together == pytest.approx(one_by_one, abs=1e-6)
+    monkeypatch.setattr("harness.evaluation.term_detection.GROUP_FRAMES", 40)  # about one document a group
+    assert len(Documents([torch.from_numpy(d) for d in docs]).groups) >= 6
+    assert _costs(query, docs) == pytest.approx(together, abs=1e-6)
 
 
 def test_a_query_found_inside_a_document_costs_nothing_and_scores_highest():
     rng = np.random.default_rng(0)
-    doc = rng.normal(size=(30, 8))
-    query = doc[11:19] + 0.0
-    assert subsequence_cost(distances(query, doc)) == pytest.approx(0.0, abs=1e-12)
-    others = [rng.normal(size=(25, 8)) for _ in range(5)]
-    scores = query_scores(query, [*others[:2], doc, *others[2:]])
+    doc = rng.normal(size=(30, 8)).astype(np.float32)
+    query = doc[11:19].copy()
+    assert _costs(query, [doc])[0] == pytest.approx(0.0, abs=1e-6)
+    others = [rng.normal(size=(25, 8)).astype(np.float32) for _ in range(5)]
+    documents = Documents([torch.from_numpy(d) for d in [*others[:2], doc, *others[2:]]])
+    scores = query_scores(torch.from_numpy(query), documents)
     assert int(np.argmax(scores)) == 2 and scores.mean() == pytest.approx(0.0, abs=1e-9)
-    assert np.all(query_scores(query[:4], [doc]) == 0)  # under five frames: not matched
+    assert np.all(query_scores(torch.from_numpy(query[:4]), documents) == 0)  # under five frames: not matched
 
 
 # ----------------------------------------------------------------------------- MTWV
