@@ -64,9 +64,10 @@ class Documents:
 
     def _add(self, frames: Sequence[torch.Tensor], members: list[int]) -> None:
         lengths = [len(frames[i]) for i in members]
-        padded = torch.zeros(len(members), max(lengths), frames[members[0]].shape[1], device=self.device)
+        padded = torch.empty(len(members), max(lengths), frames[members[0]].shape[1], device=self.device)
         for k, i in enumerate(members):
             padded[k, : lengths[k]] = F.normalize(frames[i].to(device=self.device, dtype=torch.float32), dim=1)
+            padded[k, lengths[k] :] = padded[k, 0]  # padding repeats a frame: row minima and maxima stay the document's
         self.groups.append((members, padded, torch.tensor(lengths, device=self.device)))
 
     def costs(self, query: torch.Tensor) -> torch.Tensor:
@@ -79,24 +80,29 @@ class Documents:
 
 
 def match_costs(query: torch.Tensor, docs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Subsequence DTW costs of one unit-length Nq×D query against C zero-padded unit-length C×M×D documents.
+    """Subsequence DTW costs of one unit-length Nq×D query against C unit-length C×M×D documents, each
+    padded past its length by repeating one of its own frames.
 
     Distances ``exp(1 - cos) - 1`` (cosine distance as scipy's), each query frame's row min-max
-    normalised over the document's valid frames; the asymmetric recurrence
-    ``g[i, j] = d[i, j] + min(g[i-1, j], g[i-1, j-1], g[i-1, j-2])`` from ``g[0, j] = d[0, j]`` (any start),
-    the cost ``min_j g[Nq-1, j] / Nq`` (any end). Padding columns are never on a path.
+    normalised over the document; the asymmetric recurrence ``g[i, j] = d[i, j] + min(g[i-1, j],
+    g[i-1, j-1], g[i-1, j-2])`` from ``g[0, j] = d[0, j]`` (any start), the cost ``min_j g[Nq-1, j] / Nq``
+    (any end). Padding columns are never on a path. Written in place, a pass at a time: the distance
+    tensor is the largest thing here.
     """
-    dist = torch.exp(1.0 - torch.einsum("nd,cmd->ncm", query, docs)) - 1.0
-    valid = torch.arange(docs.shape[1], device=docs.device)[None, :] < lengths[:, None]
-    low = dist.masked_fill(~valid, torch.inf).amin(dim=2, keepdim=True)
-    high = dist.masked_fill(~valid, -torch.inf).amax(dim=2, keepdim=True)
-    dist = ((dist - low) / (high - low).clamp(min=1e-9)).masked_fill(~valid, torch.inf)
-    blocked = torch.full((docs.shape[0], 2), torch.inf, device=docs.device)
-    cost = dist[0]
+    c, m, _ = docs.shape
+    dist = (query @ docs.reshape(c * m, -1).T).view(len(query), c, m)
+    dist.neg_().add_(1.0).exp_().sub_(1.0)
+    low = dist.amin(dim=2, keepdim=True)
+    dist.sub_(low).div_((dist.amax(dim=2, keepdim=True)).clamp_(min=1e-9))
+    dist.masked_fill_(torch.arange(m, device=docs.device)[None, None, :] >= lengths[None, :, None], torch.inf)
+    step = torch.full((c, m + 2), torch.inf, device=docs.device)  # step[:, j + 2] = g[i-1, j]
+    best = torch.empty(c, m, device=docs.device)
+    step[:, 2:] = dist[0]
     for row in dist[1:]:
-        shifted = torch.cat([blocked, cost], dim=1)  # shifted[:, j + 2] = cost[:, j]
-        cost = row + torch.minimum(cost, torch.minimum(shifted[:, 1:-1], shifted[:, :-2]))
-    return cost.amin(dim=1) / len(query)
+        torch.minimum(step[:, 1:-1], step[:, :-2], out=best)
+        torch.minimum(best, step[:, 2:], out=best)
+        torch.add(best, row, out=step[:, 2:])
+    return step[:, 2:].amin(dim=1) / len(query)
 
 
 def query_scores(query: torch.Tensor, docs: Documents) -> np.ndarray:
