@@ -69,9 +69,9 @@ _EXPORTS: dict[str, str] = {
                     "harness.evaluation.metrics"),
     **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "read_trials", "write_trials"],
                     "harness.evaluation.verification"),
-    "utterance_states": "harness.evaluation.frames",
-    **dict.fromkeys(["Documents", "QUESST_BETA", "maximum_twv", "query_scores", "standardise"],
-                    "harness.evaluation.term_detection"),
+    **dict.fromkeys(["check_layer", "frame_cache", "utterance_states"], "harness.evaluation.frames"),
+    **dict.fromkeys(["Documents", "query_scores", "standardise"], "harness.evaluation.term_detection"),
+    **dict.fromkeys(["QUESST_BETA", "maximum_twv"], "harness.evaluation.twv"),
     **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
                     "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
@@ -149,7 +149,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves  # noqa: F401
     from harness.evaluation.abx import ABXScore, Item, abx, read_item_file  # noqa: F401
     from harness.evaluation.ctc_probe import CTC_PROTOCOLS, CTCProbeParams  # noqa: F401
-    from harness.evaluation.frames import utterance_states  # noqa: F401
+    from harness.evaluation.frames import check_layer, frame_cache, utterance_states  # noqa: F401
     from harness.evaluation.metrics import (  # noqa: F401
         sequence_edits,
         slot_type_f1_item,
@@ -160,13 +160,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.evaluation.probe_settings import ExtractPrecision, ProbeParams, ProbeSettings, task_splits  # noqa: F401
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
-    from harness.evaluation.term_detection import (  # noqa: F401
-        QUESST_BETA,
-        Documents,
-        maximum_twv,
-        query_scores,
-        standardise,
-    )
+    from harness.evaluation.term_detection import Documents, query_scores, standardise  # noqa: F401
+    from harness.evaluation.twv import QUESST_BETA, maximum_twv  # noqa: F401
     from harness.evaluation.verification import (  # noqa: F401
         Trial,
         all_pairs,

@@ -1,5 +1,5 @@
-"""Query-by-example spoken term detection (SUPERB QbE): DTW matching scores and the maximum
-term-weighted value.
+"""Query-by-example spoken term detection (SUPERB QbE): DTW matching scores (the metric is in
+:mod:`harness.evaluation.twv`).
 
 Matching follows s3prl's ``downstream/quesst14_dtw`` defaults: features standardised per dimension
 over every query and document frame of the layer; the distance between a query frame and a document
@@ -11,14 +11,6 @@ frames score 0 everywhere. A query is matched against all documents of the layer
 documents of similar length, padded, on the stage's device, one tensor step per query frame (the
 recurrence runs along the query, so a document's columns and the documents of a group are computed
 together).
-
-Term-weighted value at threshold θ, over the queries with at least one true document q:
-``TWV(θ) = 1 - mean_q [P_miss(q, θ) + β · P_fa(q, θ)]``, where a document counts as detected when its
-score exceeds θ, ``P_miss = 1 - hits / true documents`` and ``P_fa = false alarms / (documents - true
-documents)``; MTWV is its maximum over θ (θ above every score gives 0). β = 12.49 is QUESST 2014's
-(P_target 0.0008, C_miss 100, C_fa 1). This is the definition; the official scorer
-(``score-TWV-Cnxe.sh``) is the reference for numbers to publish, and ``harness`` writes the detections
-in its ``stdlist`` format beside the results for it.
 """
 
 from __future__ import annotations
@@ -29,8 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: QUESST 2014's weight of false alarms against misses
-QUESST_BETA = 12.49
 #: queries shorter than this many frames are not matched (s3prl's rule)
 MIN_QUERY_FRAMES = 5
 #: padded document frames per group (documents × longest); a query's distances to a group take
@@ -112,26 +102,3 @@ def query_scores(query: torch.Tensor, docs: Documents) -> np.ndarray:
         return np.zeros(docs.count)
     raw = -docs.costs(query).numpy()
     return (raw - raw.mean()) / max(float(raw.std()), 1e-9)
-
-
-def maximum_twv(scores: np.ndarray, truth: np.ndarray, beta: float = QUESST_BETA) -> tuple[float, float]:
-    """(MTWV, its threshold) for a queries × documents score matrix and its boolean ground truth."""
-    true_counts = truth.sum(axis=1)
-    keep = true_counts > 0
-    if not keep.any():
-        raise ValueError("no query has a true document")
-    scores, truth, true_counts = scores[keep], truth[keep], true_counts[keep]
-    n_queries, n_docs = scores.shape
-    hit = 1.0 / (n_queries * true_counts)
-    false_alarm = -beta / (n_queries * np.maximum(n_docs - true_counts, 1))
-    gains = np.where(truth, hit[:, None], false_alarm[:, None]).ravel()
-    flat = scores.ravel()
-    order = np.argsort(-flat, kind="stable")
-    flat, running = flat[order], np.cumsum(gains[order])
-    ends = np.r_[np.flatnonzero(np.diff(flat)), len(flat) - 1]  # detections happen a tie at a time
-    best = int(np.argmax(running[ends]))
-    if running[ends][best] <= 0:
-        return 0.0, float(flat[0])
-    k = ends[best]
-    below = flat[k + 1] if k + 1 < len(flat) else flat[k] - 1.0
-    return float(running[k]), float((flat[k] + below) / 2)

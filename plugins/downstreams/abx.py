@@ -28,15 +28,12 @@ from harness.api import (
     DownstreamPlugin,
     EvalResult,
     ExtractPrecision,
-    HarnessError,
     PluginParams,
     PreparedCorpus,
-    ProbeSettings,
     StageContext,
 )
 
 if TYPE_CHECKING:  # these load torch: the functions that run ABX import them, registration does not
-
     from harness.api import ABXScore, Item, UpstreamModel
 
 #: files per item file scored by ``protocol: embedded`` (the across-speaker any-context condition
@@ -78,18 +75,14 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
     ) -> EvalResult:
         import torch
 
-        from harness.api import abx, feature_cache_for, utterance_states
+        from harness.api import abx, check_layer, frame_cache, utterance_states
 
         files = corpus.meta.get("abx_items") or {}
         if "test" not in files:
             raise CorpusError(f"corpus {corpus.name!r} has no ABX item files (meta 'abx_items'); pick one that has.")
         n_layers = upstream.num_hidden_states
-        if params.layer != "all" and not -n_layers <= params.layer < n_layers:
-            raise HarnessError(f"abx layer {params.layer} does not exist: the upstream has {n_layers} hidden states.")
-        settings = ProbeSettings(steps=1, lr=1.0, batch_size=1, max_frame_gb=params.max_frame_gb,
-                                 extract_precision=params.extract_precision)
-        cache = feature_cache_for(upstream, ctx, settings)
-        upstream.eval()
+        check_layer(params.layer, upstream, "abx")
+        cache = frame_cache(upstream, ctx, params.max_frame_gb, params.extract_precision)
 
         notes: dict[str, str] = {}  # item file role -> its left-out note, said once per stage
         select_on = "dev" if "dev" in files else "test"

@@ -32,10 +32,8 @@ from harness.api import (
     DownstreamPlugin,
     EvalResult,
     ExtractPrecision,
-    HarnessError,
     PluginParams,
     PreparedCorpus,
-    ProbeSettings,
     StageContext,
 )
 
@@ -63,7 +61,7 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
 
     def evaluate(self, upstream: UpstreamModel, corpus: PreparedCorpus, params: QbEParams,
                  ctx: StageContext) -> EvalResult:
-        from harness.api import feature_cache_for
+        from harness.api import check_layer, frame_cache
 
         corpus.require(self.label_fields, f"downstream {self.name!r}")
         rows = {role: corpus.utterances(corpus.split_for(self.name, role)) for role in ("documents", "dev", "test")}
@@ -74,12 +72,8 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
                 raise CorpusError(f"qbe: a {role} query of {corpus.name!r} occurs in {unknown[0]!r}, which is not "
                                   "one of its documents; the ground truth and the document split disagree.")
         n_layers = upstream.num_hidden_states
-        if params.layer != "all" and not -n_layers <= params.layer < n_layers:
-            raise HarnessError(f"qbe layer {params.layer} does not exist: the upstream has {n_layers} hidden states.")
-        settings = ProbeSettings(steps=1, lr=1.0, batch_size=1, max_frame_gb=params.max_frame_gb,
-                                 extract_precision=params.extract_precision)
-        cache = feature_cache_for(upstream, ctx, settings)
-        upstream.eval()
+        check_layer(params.layer, upstream, "qbe")
+        cache = frame_cache(upstream, ctx, params.max_frame_gb, params.extract_precision)
         stores = {role: cache.frames(role_rows) for role, role_rows in rows.items()}
         ctx.cache_filled()
         states = {role: _states(upstream, rows[role], stores[role], cache.precision) for role in rows}

@@ -16,7 +16,8 @@ from harness.core.errors import CorpusError
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
-from harness.evaluation.term_detection import Documents, match_costs, maximum_twv, query_scores
+from harness.evaluation.term_detection import Documents, match_costs, query_scores
+from harness.evaluation.twv import maximum_twv
 from tests.downstream_helpers import make_ctx
 
 # ----------------------------------------------------------------------------- DTW
