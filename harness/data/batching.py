@@ -234,10 +234,9 @@ class BalancedBatchSampler(_EpochSampler):
         if len(classes) < self.batch_size:
             raise StageError(f"balanced batches of {self.batch_size} need at least that many items "
                              f"(got {len(classes)}); lower the batch size.")
-        names, index, counts = np.unique(np.asarray(classes, dtype=str), return_inverse=True, return_counts=True)
+        _, index, counts = np.unique(np.asarray(classes, dtype=str), return_inverse=True, return_counts=True)
         weights = 1.0 / counts[index]
         self.probabilities = weights / weights.sum()
-        self.classes = [str(n) for n in names]
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         n = len(self.probabilities)
