@@ -53,7 +53,10 @@ lists are drawn from their own random stream, so every other utterance is the sa
 them. With ``keywords: N`` every voice also says N rounds of isolated keywords in the style of Speech
 Commands (the ten commands and one other word, and a one-second background clip per round;
 :mod:`plugins.corpora._synth.keywords`) in the splits ``ks_train``, ``ks_dev`` and ``ks_test``
-(the unseen voices), for keyword spotting; they too come from a stream of their own.
+(the unseen voices), for keyword spotting; they too come from a stream of their own. With
+``qbe_terms: N`` the unseen voices say 2N words of the test sentences alone (those found in the most
+sentences), N in ``qbe_dev`` and N in ``qbe_test``, each row listing the test sentences its word occurs
+in (``occurs_in``), for query-by-example search over the test split.
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
