@@ -391,3 +391,14 @@ def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
     # and so does one where new stages joined old ones: old rows do not move below the new
     mixed = [_evaluated(*planned[i], None if i != 0 else ranks[0]) for i in started]
     assert [(r.upstream, r.finetune) for r in model_rows(mixed).values()] == unranked
+
+
+def test_fractions_show_four_decimals_and_percentages_two():
+    from harness.report.leaderboard.model import Cell, Column, Comparison
+
+    assert Column("qbe.mtwv", "qbe", "qbe", "mtwv", "higher").digits == 4  # QbE's MTWV is a fraction
+    assert Column("pr.per", "pr", "pr", "per", "lower").digits == 2
+    cmp = Comparison(0.0372, 0.01, 0.06, 0.02, None, 1, True, True, digits=4)
+    cell = Cell(0.08724, 0.05, 0.1, "items", {0: 0.08724}, 10, vs_baseline=cmp, digits=4)
+    assert fmts.fmt_cell(cell) == "0.0872 [0.0500, 0.1000] *"
+    assert fmts.fmt_delta(cmp) == "+0.0372 [+0.0100, +0.0600] *"

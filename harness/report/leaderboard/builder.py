@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,7 @@ class _Builder:
         for key, row in ordered.items():
             for col in columns:
                 if (key, col.key) in self.data:
-                    row.cells[col.key] = self.cell(self.data[(key, col.key)])
+                    row.cells[col.key] = replace(self.cell(self.data[(key, col.key)]), digits=col.digits)
                     if col.key == SUPERB:
                         row.cells[col.key].covers = self.score_coverage(key)
         baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
@@ -265,9 +265,9 @@ class _Builder:
         stable = finetuned_pairs(ordered)
         for col in columns:
             for key, cmp in self.compare_column(pairs, col).items():
-                ordered[key].cells[col.key].vs_baseline = cmp
+                ordered[key].cells[col.key].vs_baseline = replace(cmp, digits=col.digits)
             for key, cmp in self.compare_column(stable, col).items():
-                ordered[key].cells[col.key].vs_finetuned = cmp
+                ordered[key].cells[col.key].vs_finetuned = replace(cmp, digits=col.digits)
         for key, row in ordered.items():
             for col in columns:
                 if col.task == "abx":

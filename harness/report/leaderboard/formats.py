@@ -16,9 +16,9 @@ def fmt_cell(cell: Cell | None) -> str:
     """``mean [low, high]`` with `` *`` when the difference to the baseline is significant."""
     if cell is None:
         return "–"
-    text = fmt(cell.mean)
+    text = fmt(cell.mean, cell.digits)
     if cell.low is not None and cell.high is not None:
-        text += f" [{fmt(cell.low)}, {fmt(cell.high)}]"
+        text += f" [{fmt(cell.low, cell.digits)}, {fmt(cell.high, cell.digits)}]"
     if cell.vs_baseline is not None and cell.vs_baseline.significant:
         text += " *"
     return text + coverage_text(cell.covers)
@@ -27,9 +27,9 @@ def fmt_cell(cell: Cell | None) -> str:
 def fmt_delta(cmp: Comparison | None) -> str:
     if cmp is None:
         return "–"
-    text = fmt(cmp.delta, sign=True)
+    text = fmt(cmp.delta, cmp.digits, sign=True)
     if cmp.low is not None and cmp.high is not None:
-        text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+        text += f" [{fmt(cmp.low, cmp.digits, sign=True)}, {fmt(cmp.high, cmp.digits, sign=True)}]"
     return text + (" *" if cmp.significant else "")
 
 

@@ -158,9 +158,9 @@ def _best(lb: Leaderboard, col: Column) -> float | None:
 
 
 def _cmp_text(cmp: Comparison, against: str = "pre-trained") -> str:
-    text = f"Δ vs {against} {fmt(cmp.delta, sign=True)}"
+    text = f"Δ vs {against} {fmt(cmp.delta, cmp.digits, sign=True)}"
     if cmp.low is not None and cmp.high is not None:
-        text += f" [{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+        text += f" [{fmt(cmp.low, cmp.digits, sign=True)}, {fmt(cmp.high, cmp.digits, sign=True)}]"
     if cmp.p_items is not None:
         text += f", p (items) = {fmt_p(cmp.p_items)}"
     if cmp.p_seeds is not None:
@@ -171,7 +171,7 @@ def _cmp_text(cmp: Comparison, against: str = "pre-trained") -> str:
 def _value_td(cell: Cell | None, best: float | None) -> str:
     if cell is None:
         return '<td data-v="">–</td>'
-    tip = [f"seed {s}: {fmt(v)}" for s, v in cell.per_seed.items()]
+    tip = [f"seed {s}: {fmt(v, cell.digits)}" for s, v in cell.per_seed.items()]
     if cell.interval:
         tip.append(f"interval over {cell.interval}")
     if cell.n_items:
@@ -185,9 +185,9 @@ def _value_td(cell: Cell | None, best: float | None) -> str:
     classes = ' class="best"' if best is not None and math.isclose(cell.mean, best, abs_tol=1e-12) else ""
     ci = ""
     if cell.low is not None and cell.high is not None:
-        ci = f'<span class="ci">{fmt(cell.low)} – {fmt(cell.high)}</span>'
+        ci = f'<span class="ci">{fmt(cell.low, cell.digits)} – {fmt(cell.high, cell.digits)}</span>'
     return (f'<td data-v="{_num_attr(cell.mean)}"{classes} title="{_e(chr(10).join(tip))}">'
-            f'<span class="v">{fmt(cell.mean)}</span>{mark}{ci}{_e(coverage_text(cell.covers))}</td>')
+            f'<span class="v">{fmt(cell.mean, cell.digits)}</span>{mark}{ci}{_e(coverage_text(cell.covers))}</td>')
 
 
 def _delta_td(cmp: Comparison | None, against: str = "pre-trained") -> str:
@@ -196,7 +196,7 @@ def _delta_td(cmp: Comparison | None, against: str = "pre-trained") -> str:
     cls = ("better" if cmp.better else "worse") + (" sig" if cmp.significant else "")
     ci = ""
     if cmp.low is not None and cmp.high is not None:
-        ci = f"[{fmt(cmp.low, sign=True)}, {fmt(cmp.high, sign=True)}]"
+        ci = f"[{fmt(cmp.low, cmp.digits, sign=True)}, {fmt(cmp.high, cmp.digits, sign=True)}]"
     ps = []
     if cmp.p_items is not None:
         ps.append(f"p {fmt_p(cmp.p_items)}")
@@ -205,7 +205,7 @@ def _delta_td(cmp: Comparison | None, against: str = "pre-trained") -> str:
     mark = "*" if cmp.significant else ""
     lines = "".join(f'<span class="ci">{_e(x)}</span>' for x in (ci, *ps) if x)
     return (f'<td data-v="{_num_attr(cmp.delta)}" title="{_e(_cmp_text(cmp, against))}">'
-            f'<span class="v {cls}">{fmt(cmp.delta, sign=True)}{mark}</span>{lines}</td>')
+            f'<span class="v {cls}">{fmt(cmp.delta, cmp.digits, sign=True)}{mark}</span>{lines}</td>')
 
 
 def _th(key: str, label: str, text: bool = False, tip: str = "") -> str:

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.evaluation.scoring import FRACTION_TOPS
+
 #: the key of the SUPERB score's column
 SUPERB = "superb.score"
 #: the ``finetune`` label of a pre-trained model (each upstream's baseline)
@@ -29,6 +31,11 @@ class Column:
     task: str  # plugin name ("superb" for the score)
     metric: str
     direction: str
+
+    @property
+    def digits(self) -> int:
+        """Decimals shown: 2 for percentages and scores, 4 for the fractions SUPERB reports that way (QbE's MTWV)."""
+        return 4 if self.metric.lower() in FRACTION_TOPS else 2
 
     @property
     def label(self) -> str:
@@ -55,6 +62,7 @@ class Comparison:
     n_seeds: int
     significant: bool
     better: bool
+    digits: int = 2  # decimals shown (the column's)
 
 
 @dataclass
@@ -68,6 +76,7 @@ class Cell:
     vs_baseline: Comparison | None = None
     covers: tuple[int, int] | None = None  # a partial SUPERB score: (tasks scored, tasks of the reference)
     vs_finetuned: Comparison | None = None  # a merge with 0 < α < 1 against its α = 1 model (Stable-FT)
+    digits: int = 2  # decimals shown (the column's)
 
 
 @dataclass
