@@ -2,7 +2,8 @@
 # Every GPU measurement still missing, in one call of under ten minutes, each part written into $OUT as
 # it finishes: the fine-tuning stage loop against the raw rate and taken apart a piece a row
 # (stage-parts), the probes' steps per second (PR and SID, cached and on the fly), the three-seed demo
-# overlapped on the GPU, the upstream's default path against compiled layers, then the GPU-only tests.
+# overlapped on the GPU, the upstream's default path against compiled layers, QbE's grouped DTW on the
+# CPU and the GPU, then the GPU-only tests.
 # (`bench_upstream_speed.py --profile bf16+fft` and the full path table were measured on an H200 and are
 # in README.md; run them on their own where a new device needs them.)
 #
@@ -10,8 +11,8 @@
 #
 # WHEELS: a folder of wheels for what the GPU image lacks (shared/DESIGN.md lists them), installed with
 # --no-index; leave it unset where they are installed already. Each part has its own time limit, so a
-# slow part costs its limit and the rest still run. It writes seven files (the device tool brings back
-# eight) and prints the most telling ones last, where a truncated output keeps them.
+# slow part costs its limit and the rest still run. It writes eight files (the device tool brings back
+# nine) and prints the most telling ones last, where a truncated output keeps them.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -44,6 +45,8 @@ timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times 2>&1 | grep -A40 
 stamp "upstream: the default path against compiled layers (rc $?)"
 # one call, so the useful work is counted once; compile (the slowest) last
 timeout 70 $B --steps 8 --paths bf16+fft bf16+fft+cnn_gemm bf16+auto+compile > "$OUT/upstream.txt" 2>&1
+stamp "QbE matching, grouped against one document at a time (rc $?)"
+timeout 45 python benchmarks/bench_qbe.py --queries 20 --documents 400 --dim 768 > "$OUT/qbe.txt" 2>&1
 stamp "tests (rc $?)"
 timeout 90 python -m pytest -p no:cacheprovider -rf tests/pipeline/test_device_contract.py \
   tests/training/test_stable_ft.py tests/evaluation/test_probe_resident.py tests/models/test_host_lengths.py tests/training/test_autotune_buckets.py tests/models/test_packed_encoder.py \
@@ -53,5 +56,5 @@ timeout 90 python -m pytest -p no:cacheprovider -rf tests/pipeline/test_device_c
 stamp "end (rc $?)"
 cat "$OUT/demo_times.txt"
 tail -2 "$OUT/demo.txt"
-cat "$OUT/upstream.txt" "$OUT/probes.txt" "$OUT/stage_loop.txt"
+cat "$OUT/qbe.txt" "$OUT/upstream.txt" "$OUT/probes.txt" "$OUT/stage_loop.txt"
 tail -3 "$OUT/pytest.txt"

@@ -154,6 +154,7 @@ def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
     cli = root / "harness" / "cli"
     sources = {"bench_upstream_speed.py": [root / "benchmarks" / "bench_upstream_speed.py"],
                "bench_gpu.py": [root / "benchmarks" / "bench_gpu.py"],
+               "bench_qbe.py": [root / "benchmarks" / "bench_qbe.py"],
                "run": [cli / "run_cmd.py", cli / "common.py"], "results": [cli / "results_cmd.py"]}
     checked = 0
     for line in text.splitlines():
