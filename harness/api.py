@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
                      "training_waveforms"], "harness.training.stable_ft"),
     # -- tasks: frame labels from time alignments
     **dict.fromkeys(["IGNORE_LABEL", "frame_labels"], "harness.data.alignment"),
+    # -- keyword spotting: the Speech Commands classes
+    **dict.fromkeys(["KEYWORD_COMMANDS", "KEYWORD_SILENCE", "KEYWORD_UNKNOWN"], "harness.data.keywords"),
     # -- upstreams: the wav2vec 2.0 family, checkpoints, FBank, padding and pooling, seeded presets
     **dict.fromkeys(["load_torch_checkpoint", "tensors_only"], "harness.models.checkpoints"),
     **dict.fromkeys(["checkpoint_configs", "detect_family", "encoder_key"], "harness.models.fairseq"),
@@ -145,6 +147,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         stable_fraction,
         write_corpus,
     )
+    from harness.data.keywords import KEYWORD_COMMANDS, KEYWORD_SILENCE, KEYWORD_UNKNOWN  # noqa: F401
     from harness.data.phones import ARPABET, SIL, TIMIT_39, TIMIT_61_TO_39, strip_stress  # noqa: F401
     from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves  # noqa: F401
     from harness.evaluation.abx import ABXScore, Item, abx, read_item_file  # noqa: F401

@@ -25,11 +25,10 @@ import soundfile as sf
 from pydantic import Field
 
 from harness import hookimpl
-from harness.api import CorpusError, CorpusRows, InputPath, LocalCorpus, LocalCorpusParams, require
+from harness.api import KEYWORD_SILENCE, CorpusError, CorpusRows, InputPath, LocalCorpus, LocalCorpusParams, require
 
 NAME = "speech_commands"
 NOISE_DIR = "_background_noise_"
-SILENCE = "_silence_"
 #: the dataset's hash split: the largest count of files per class its README's function assumes
 MAX_FILES_PER_CLASS = 2**27 - 1
 #: one in this many silence segments goes to dev
@@ -78,14 +77,14 @@ class SpeechCommands(LocalCorpus[SpeechCommandsParams]):
             for k in range(count):
                 start = round(k * params.silence_seconds, 4)
                 splits["dev" if k % SILENCE_DEV_EVERY == 0 else "train"].append({
-                    "id": f"{SILENCE}-{noise.stem}-{k:04d}", "path": str(noise), "speaker": NOISE_DIR,
-                    "keyword": SILENCE, "start": start, "end": round(start + params.silence_seconds, 4),
+                    "id": f"{KEYWORD_SILENCE}-{noise.stem}-{k:04d}", "path": str(noise), "speaker": NOISE_DIR,
+                    "keyword": KEYWORD_SILENCE, "start": start, "end": round(start + params.silence_seconds, 4),
                     "duration": round(params.silence_seconds, 4),
                 })  # fmt: skip
         for folder in sorted(p for p in test_root.iterdir() if p.is_dir()):
             splits["test"] += [self.row(folder.name, wav) for wav in sorted(folder.glob("*.wav"))]
         for split, rows in splits.items():
-            if not any(r["keyword"] != SILENCE for r in rows):
+            if not any(r["keyword"] != KEYWORD_SILENCE for r in rows):
                 where = test_root if split == "test" else root
                 raise CorpusError(f"{NAME}: the {split} split has no word recordings; expected files like "
                                   f"{where}/yes/0a7c2a8d_nohash_0.wav.")

@@ -75,9 +75,9 @@ class VoxCeleb1Verification(LocalCorpus[VoxCeleb1VerificationParams]):
         }  # fmt: skip
         development: dict[str, list[dict]] = {}
         for wav in sorted(audio_dir.glob("*/*/*.wav")):
-            rel = wav.relative_to(audio_dir).as_posix()
-            if rel.split("/")[0] not in test_speakers:
-                development.setdefault(rel.split("/")[0], []).append(self.row(audio_dir, rel))
+            row = self.row(audio_dir, wav.relative_to(audio_dir).as_posix())
+            if row["speaker"] not in test_speakers:
+                development.setdefault(row["speaker"], []).append(row)
         if len(development) < 2:
             raise CorpusError(f"{NAME}: found {len(development)} development speakers under {audio_dir}; it needs "
                               "the development set's audio beside the test speakers' (vox1_dev_wav and "

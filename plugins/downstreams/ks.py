@@ -20,12 +20,19 @@ from __future__ import annotations
 from typing import Any
 
 from harness import hookimpl
-from harness.api import PreparedCorpus, ProbedDownstream, ProbeParams, ProbeSettings, Task, UtteranceTask
+from harness.api import (
+    KEYWORD_COMMANDS,
+    KEYWORD_SILENCE,
+    KEYWORD_UNKNOWN,
+    PreparedCorpus,
+    ProbedDownstream,
+    ProbeParams,
+    ProbeSettings,
+    Task,
+    UtteranceTask,
+)
 
-COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-UNKNOWN = "_unknown_"
-SILENCE = "_silence_"
-CLASSES = (*COMMANDS, UNKNOWN, SILENCE)
+CLASSES = (*KEYWORD_COMMANDS, KEYWORD_UNKNOWN, KEYWORD_SILENCE)
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=1e-4, batch_size=32, eval_every=4000, balanced=True),
@@ -43,7 +50,7 @@ class KeywordTask(UtteranceTask):
 
     def label_of(self, row: dict[str, Any]) -> str:
         word = str(row[self.label_field])
-        return word if word in CLASSES else UNKNOWN
+        return word if word in CLASSES else KEYWORD_UNKNOWN
 
 
 class KeywordSpotting(ProbedDownstream[KSParams]):

@@ -289,7 +289,8 @@ def test_hvd_word_lists_add_a_split_and_leave_every_other_utterance_as_it_was():
 
 
 def test_keyword_clips_add_three_splits_and_leave_every_other_utterance_as_it_was():
-    from plugins.corpora._synth.keywords import COMMANDS, OTHER_WORDS
+    from harness.data.keywords import KEYWORD_COMMANDS as COMMANDS
+    from plugins.corpora._synth.keywords import OTHER_WORDS
 
     params = SyntheticParams(n_utterances=60, n_speakers=7, n_unseen_speakers=2)
     plain, with_keywords = make_plan(params), make_plan(params.model_copy(update={"keywords": 3}))

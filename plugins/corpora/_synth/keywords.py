@@ -16,13 +16,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from harness.api import audio, sounds
+from harness.api import KEYWORD_COMMANDS, KEYWORD_SILENCE, audio, sounds
 
-COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 #: Speech Commands v0.01's auxiliary words (``_unknown_`` for keyword spotting)
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one",
                "seven", "sheila", "six", "three", "tree", "two", "wow", "zero")
-SILENCE = "_silence_"
 SPLITS = ("ks_train", "ks_dev", "ks_test")
 #: silence clips' peak level, drawn uniformly (quieter than speech, as a room's background)
 SILENCE_PEAK = (0.02, 0.3)
@@ -37,7 +35,7 @@ def voice_splits(seen: list[str], unseen: list[str]) -> dict[str, str]:
 
 def round_words(rng: np.random.Generator) -> list[str]:
     """One round: the ten commands and one other word, in a random order."""
-    words = [*COMMANDS, OTHER_WORDS[int(rng.integers(len(OTHER_WORDS)))]]
+    words = [*KEYWORD_COMMANDS, OTHER_WORDS[int(rng.integers(len(OTHER_WORDS)))]]
     return [words[i] for i in rng.permutation(len(words))]
 
 
@@ -49,5 +47,5 @@ def write_silence(utt_id: str, split: str, speaker: str, seed: int, out_dir: Pat
     wav = noise * (rng.uniform(*SILENCE_PEAK) / max(float(np.max(np.abs(noise))), 1e-9))
     rel = Path("wav") / split / f"{utt_id}.wav"
     sf.write(str(out_dir / rel), wav.astype(np.float32), sr, subtype="PCM_16")
-    return {"id": utt_id, "path": rel.as_posix(), "duration": 1.0, "speaker": speaker, "keyword": SILENCE,
+    return {"id": utt_id, "path": rel.as_posix(), "duration": 1.0, "speaker": speaker, "keyword": KEYWORD_SILENCE,
             "split": split}
