@@ -77,7 +77,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
                     "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
-    "feature_cache_for": "harness.evaluation.probe",
+    **dict.fromkeys(["feature_cache_for", "probe_corpus"], "harness.evaluation.probe"),
+    **dict.fromkeys(["MEDIANS", "THRESHOLDS", "ErrorCounts", "activity", "decide", "error_counts", "frame_count",
+                     "rttm_lines", "segments", "turn_speakers"], "harness.evaluation.diarization"),
     **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS"], "harness.evaluation.ctc_probe"),
     **dict.fromkeys(["ABXScore", "Item", "abx", "read_item_file"], "harness.evaluation.abx"),
 }
@@ -152,6 +154,18 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves  # noqa: F401
     from harness.evaluation.abx import ABXScore, Item, abx, read_item_file  # noqa: F401
     from harness.evaluation.ctc_probe import CTC_PROTOCOLS, CTCProbeParams  # noqa: F401
+    from harness.evaluation.diarization import (  # noqa: F401
+        MEDIANS,
+        THRESHOLDS,
+        ErrorCounts,
+        activity,
+        decide,
+        error_counts,
+        frame_count,
+        rttm_lines,
+        segments,
+        turn_speakers,
+    )
     from harness.evaluation.frames import check_layer, frame_cache, utterance_states  # noqa: F401
     from harness.evaluation.metrics import (  # noqa: F401
         sequence_edits,
@@ -159,7 +173,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         slot_value_cer_stats,
         wer_stats,
     )
-    from harness.evaluation.probe import feature_cache_for  # noqa: F401
+    from harness.evaluation.probe import feature_cache_for, probe_corpus  # noqa: F401
     from harness.evaluation.probe_settings import ExtractPrecision, ProbeParams, ProbeSettings, task_splits  # noqa: F401
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401

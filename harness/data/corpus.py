@@ -30,7 +30,8 @@ from harness.data.phones import SIL
 log = logging.getLogger("harness.corpora")
 
 #: manifest fields that are labels (``label_fields`` in meta.json lists those present)
-LABEL_FIELDS = ("speaker", "text", "phones", "emotion", "fold", "intent", "slots", "tags", "keyword", "occurs_in")
+LABEL_FIELDS = ("speaker", "text", "phones", "emotion", "fold", "intent", "slots", "tags", "keyword", "occurs_in",
+                "turns")
 #: label field -> vocabulary key in vocab.json
 VOCAB_KEYS = {"phones": "phones", "speaker": "speakers", "emotion": "emotions", "intent": "intents",
               "slots": "slot_types", "tags": "tags", "keyword": "keywords"}  # fmt: skip

@@ -56,7 +56,10 @@ Commands (the ten commands and one other word, and a one-second background clip 
 (the unseen voices), for keyword spotting; they too come from a stream of their own. With
 ``qbe_terms: N`` the unseen voices say 2N words of the test sentences alone (those found in the most
 sentences), N in ``qbe_dev`` and N in ``qbe_test``, each row listing the test sentences its word occurs
-in (``occurs_in``), for query-by-example search over the test split.
+in (``occurs_in``), for query-by-example search over the test split. With ``mixtures: N`` pairs of
+rendered utterances of two voices are added into two-speaker recordings with their speech turns
+(``turns``), for speaker diarization: N in ``sd_train``, N/4 in ``sd_dev`` and ``sd_test`` (unseen
+voices); see :mod:`plugins.corpora._synth.mixtures`.
 
 **Determinism.** The plan (speaker, style, text, seeds) is drawn in one process from ``seed``;
 each utterance is synthesized in a freshly forked child of an espeak render server
@@ -79,7 +82,7 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.api import CorpusPlugin, CorpusRows, PluginParams, StageContext, write_corpus
-from plugins.corpora._synth import keywords, nuisance, phonemap, text
+from plugins.corpora._synth import keywords, mixtures, nuisance, phonemap, text
 from plugins.corpora._synth.espeak import Voice
 from plugins.corpora._synth.render import Spec
 from plugins.corpora._synth.server import RenderPool
@@ -148,6 +151,11 @@ class SyntheticParams(PluginParams):
         0, ge=0, exclude_if=lambda n: n == 0,
         description="spoken queries per query split for query-by-example term detection: words of the test "
         "sentences said alone by the unseen voices, in qbe_dev and qbe_test (the documents: the test split)",
+    )
+    mixtures: int = Field(
+        0, ge=0, exclude_if=lambda n: n == 0,
+        description="two-speaker recordings for speaker diarization, mixed from rendered utterances: N in "
+        "sd_train, N/4 (at least 2) in sd_dev and sd_test (unseen voices)",
     )
     clean: bool = Field(False, description="no nuisance at all")
     style_jitter: float = Field(1.0, ge=0)
@@ -388,6 +396,8 @@ def generate(
         if row["split"] in QBE_SPLITS:
             row["occurs_in"] = sorted(d["id"] for d in documents if row["text"] in d["text"].split())
     rows += silence_clips(p, specs, out_dir)
+    if p.mixtures:
+        rows += mixtures.make_mixtures(p.mixtures, rows, [p.seed, 20240917, 6], out_dir)
     seconds = sum(r["duration"] for r in rows)
     elapsed = time.perf_counter() - start
     log.info(
@@ -403,11 +413,13 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
     summary = "Embedded espeak-ng speech: phones, speakers, styles, intents/slots, text; no data needed"
     Params = SyntheticParams
     label_options = {"keyword": "keywords: N (N rounds of keyword clips per voice)",
-                     "occurs_in": "qbe_terms: N (N spoken queries per query split)"}
+                     "occurs_in": "qbe_terms: N (N spoken queries per query split)",
+                     "turns": "mixtures: N (N two-speaker recordings for diarization)"}
 
     def provided_labels(self, params: SyntheticParams) -> tuple[str, ...]:
         labels = ("speaker", "fold", "emotion", "text", "intent", "slots", "phones")
-        return labels + ("keyword",) * bool(params.keywords) + ("occurs_in",) * bool(params.qbe_terms)
+        return (labels + ("keyword",) * bool(params.keywords) + ("occurs_in",) * bool(params.qbe_terms)
+                + ("turns",) * bool(params.mixtures))
 
     def prepare(self, params: SyntheticParams, out_dir: Path, ctx: StageContext) -> None:
         rows = generate(params, out_dir, ctx)
@@ -428,7 +440,9 @@ class SyntheticCorpus(CorpusPlugin[SyntheticParams]):
                          **({"ks": dict(zip(("train", "dev", "test"), keywords.SPLITS, strict=True))}
                             if params.keywords else {}),
                          **({"qbe": {"documents": "test", "dev": QBE_SPLITS[0], "test": QBE_SPLITS[1]}}
-                            if params.qbe_terms else {})},
+                            if params.qbe_terms else {}),
+                         **({"sd": dict(zip(("train", "dev", "test"), mixtures.SPLITS, strict=True))}
+                            if params.mixtures else {})},
             extra_meta={"folds": params.n_folds, "params": params.model_dump(mode="json")},
             abx_splits=("dev", "test"),
             abx_extra_splits={"test": extra} if extra else {},
