@@ -5,6 +5,7 @@ permutation-invariant loss against loops written out, and the task's choice of p
 from __future__ import annotations
 
 from itertools import permutations
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from scipy.signal import medfilt
 
 from harness.core.errors import CorpusError
 from harness.core.interfaces import Batch
+from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.evaluation.diarization import (
     activity,
@@ -198,3 +200,79 @@ def test_sd_parameters_refuse_even_medians_and_thresholds_outside_zero_one():
         validate_params(SDParams, {"medians": [1, 4]}, "sd")
     with pytest.raises(HarnessError, match="strictly between 0 and 1"):
         validate_params(SDParams, {"thresholds": [0.5, 1.0]}, "sd")
+
+
+# ----------------------------------------------------------------------------- the embedded mixtures, end to end
+
+
+@pytest.fixture(scope="module")
+def mixture_corpus(tmp_path_factory) -> Path:
+    from plugins.corpora.synthetic import SyntheticCorpus, SyntheticParams
+    from tests.corpus_fixtures import prepare_for_tests
+
+    params = SyntheticParams(n_utterances=60, n_speakers=6, n_unseen_speakers=2, mixtures=16)
+    return prepare_for_tests(SyntheticCorpus(), params, tmp_path_factory.mktemp("mixtures"))
+
+
+def test_a_mixture_is_its_two_sources_added_where_its_turns_say(mixture_corpus):
+    from harness.data import audio
+
+    corpus = PreparedCorpus(mixture_corpus)
+    sources = {r["id"]: r for split in ("train", "dev", "test_unseen") for r in corpus.utterances(split)}
+    splits = {role: corpus.utterances(corpus.split_for("sd", role)) for role in ("train", "dev", "test")}
+    assert [len(rows) for rows in splits.values()] == [16, 4, 4]
+    assert {t[0] for r in splits["test"] for t in r["turns"]} <= {"u01", "u02"}
+    for row in splits["train"][:4]:
+        speakers = turn_speakers(row["turns"])
+        assert len(speakers) == 2
+        for speaker in speakers:  # pauses under 0.3 s are bridged
+            own = [t for t in row["turns"] if t[0] == speaker]
+            assert all(b[1] - a[2] >= 0.3 for a, b in zip(own, own[1:], strict=False))
+        mix = audio.load(corpus.root / row["path"], check=False)
+        first_start = {s: min(t[1] for t in row["turns"] if t[0] == s) for s in speakers}
+        # the sources: for each voice, the utterance that, placed where its turns start, best matches the mix
+        columns = []
+        for speaker in speakers:
+            candidates = []
+            for src in (r for r in sources.values() if r["speaker"] == speaker):
+                speech = [p for p in src["phones"] if p[0] != "sil"]
+                wave = audio.load(corpus.root / src["path"], check=False)
+                start = int(round((first_start[speaker] - speech[0][1]) * 16000))
+                for at in (start - 1, start, start + 1):  # turn times are rounded to 0.1 ms, under 2 samples
+                    if at < 0 or at + len(wave) > len(mix) + 1:
+                        continue
+                    column = np.zeros(len(mix))
+                    column[at : at + len(wave)] = wave[: len(mix) - at]
+                    candidates.append((abs(column @ mix) / (np.linalg.norm(column) + 1e-9), column))
+            if candidates:
+                columns.append(max(candidates, key=lambda c: c[0])[1])
+        assert len(columns) == 2, row["id"]
+        basis = np.stack(columns, axis=1)
+        gains, *_ = np.linalg.lstsq(basis, mix, rcond=None)
+        residual = mix - basis @ gains
+        assert np.sqrt(np.mean(residual**2)) < 0.01 * np.sqrt(np.mean(mix**2)), row["id"]
+
+
+def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, tmp_path):
+    from harness.core.registry import PluginManager
+    from tests.downstream_helpers import make_ctx
+
+    manager = PluginManager()
+    upstream_plugin = manager.create("upstream", "fbank")
+    upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
+    plugin = manager.create("downstream", "sd")
+    ctx = make_ctx(tmp_path)
+    params = validate_params(plugin.Params, {"steps": 120, "eval_every": 40}, "sd")
+    result = plugin.evaluate(upstream, PreparedCorpus(mixture_corpus), params, ctx)
+    test_rows = PreparedCorpus(mixture_corpus).utterances("sd_test")
+    assert result.directions == {"der": "lower"} and result.n_items == len(test_rows)
+    assert ratio([item["stats"]["der"] for item in result.items]) == pytest.approx(result.metrics["der"])
+    everything_on = [error_counts(activity(r["turns"], frame_count(r["duration"], 0.01), 0.01, 2),
+                                  np.ones((frame_count(r["duration"], 0.01), 2), dtype=np.int8)) for r in test_rows]
+    baseline = 100 * sum(c.errors for c in everything_on) / sum(c.scored for c in everything_on)
+    assert result.metrics["der"] < baseline, (result.metrics, baseline)
+    assert set(result.extra["postprocess"]) == {"threshold", "median"}
+    hyp = (ctx.out_dir / "sd_test.hyp.rttm").read_text().splitlines()
+    ref = (ctx.out_dir / "sd_test.ref.rttm").read_text().splitlines()
+    assert ref and all(line.startswith("SPEAKER sd_test-") for line in ref + hyp)
+    assert len(ref) == sum(len(r["turns"]) for r in test_rows)

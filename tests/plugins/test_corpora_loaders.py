@@ -444,6 +444,54 @@ def test_aishell3(aishell_tree, tmp_path):
     assert len(corpus.utterances("train")) + len(corpus.utterances("dev")) == 20
 
 
+# ----------------------------------------------------------------------------- Libri2Mix diarization
+
+
+@pytest.fixture
+def librimix_tree(tmp_path) -> Path:
+    """SUPERB's diarization folders under ``data/`` and the mixtures under ``Libri2Mix/`` beside it."""
+    root, mixes = tmp_path / "data", tmp_path / "Libri2Mix"
+    for k, split in enumerate(("train", "dev", "test")):
+        folder = root / split
+        folder.mkdir(parents=True)
+        recs = [f"{split}{n}" for n in range(2)]
+        for n, rec in enumerate(recs):
+            wav(mixes / split / f"{rec}.wav", seconds=1.0, seed=k + n)
+        absolute = f"{recs[0]} {mixes / split / (recs[0] + '.wav')}\n"
+        (folder / "wav.scp").write_text(absolute + f"{recs[1]} {split}/{recs[1]}.wav\n")
+        (folder / "segments").write_text("".join(
+            f"{rec}_{spk} {rec} {start} {end}\n"
+            for rec in recs for spk, start, end in (("b", 0.40, 0.95), ("a", 0.05, 0.60))))
+        (folder / "utt2spk").write_text("".join(f"{rec}_{spk} {split}-{spk}\n" for rec in recs for spk in "ab"))
+    return root
+
+
+def test_librimix_reads_speech_turns_per_recording(librimix_tree, tmp_path):
+    from plugins.corpora.librimix import LibriMix
+
+    corpus = prepare(LibriMix, librimix_tree, tmp_path, audio_root=librimix_tree.parent / "Libri2Mix")
+    rows = rows_by_id(corpus)
+    assert sorted(rows) == ["dev0", "dev1", "test0", "test1", "train0", "train1"]
+    assert rows["test1"]["turns"] == [["test-a", 0.05, 0.6], ["test-b", 0.4, 0.95]]
+    assert rows["dev0"]["duration"] == pytest.approx(1.0) and rows["dev0"]["split"] == "dev"
+    assert corpus.meta["label_fields"] == ["turns"]
+
+
+def test_librimix_asks_for_audio_root_and_refuses_commands(librimix_tree, tmp_path):
+    from plugins.corpora.librimix import LibriMix
+
+    with pytest.raises(CorpusError, match=r"outside root .*; set audio_root to the folder that holds the mixtures"):
+        prepare(LibriMix, librimix_tree, tmp_path / "1")
+    scp = librimix_tree / "dev" / "wav.scp"
+    scp.write_text("dev0 sox in.flac -t wav - |\n")
+    with pytest.raises(CorpusError, match="gives recording 'dev0' as a command; write the mixtures to files"):
+        prepare(LibriMix, librimix_tree, tmp_path / "2", audio_root=librimix_tree.parent / "Libri2Mix")
+    scp.write_text("dev0 dev/dev0.wav\n")
+    (librimix_tree / "dev" / "segments").write_text("nobody dev0 0.1 0.2\n")
+    with pytest.raises(CorpusError, match="line 1 names utterance 'nobody', which utt2spk lacks"):
+        prepare(LibriMix, librimix_tree, tmp_path / "3", audio_root=librimix_tree.parent / "Libri2Mix")
+
+
 # ----------------------------------------------------------------------------- missing pieces
 
 
@@ -465,6 +513,8 @@ MISSING = [
      "tedlium: expected {path} (the audio of SpeakerTest_2010.stm) but it is missing."),
     ("fluent_commands.FluentCommands", "fluent_tree", "data/test_data.csv",
      "fluent_commands: expected {path} (the test list) but it is missing"),
+    ("librimix.LibriMix", "librimix_tree", "test/segments",
+     "librimix: expected {path} (speech segments) but it is missing"),
     ("aishell3.Aishell3", "aishell_tree", "test/wav/SSB0009/SSB00090002.wav",
      "aishell3: expected {path} (the audio of SSB00090002) but it is missing; point root at the unpacked "
      "distribution."),
