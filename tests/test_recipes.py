@@ -41,7 +41,8 @@ def test_the_paper_recipes_are_all_there():
 
 
 DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3", "AUDIOSET",
-             "SPEECH_COMMANDS", "SPEECH_COMMANDS_TEST", "FLUENT_COMMANDS", "QUESST14", "CHECKPOINTS")
+             "SPEECH_COMMANDS", "SPEECH_COMMANDS_TEST", "FLUENT_COMMANDS", "QUESST14", "LIBRIMIX_SD", "LIBRI2MIX",
+             "CHECKPOINTS")
 
 
 def _tuning_of_models(name: str, monkeypatch) -> dict[str, tuple[dict, float]]:
