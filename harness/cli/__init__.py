@@ -62,6 +62,10 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import score_cmd
         return score_cmd
 
+    def der():
+        from harness.cli import der_cmd
+        return der_cmd
+
     def models():
         from harness.cli import models_cmd
         return models_cmd
@@ -71,7 +75,7 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         return export_cmd
 
     return {f.__name__: f for f in (run, plan, results, leaderboard, plugins, prepare, extract, merge, abx, score,
-                                          models, export)}
+                                          der, models, export)}
 
 
 COMMANDS = _commands()

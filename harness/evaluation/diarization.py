@@ -15,6 +15,10 @@ overlap (found with :func:`scipy.optimize.linear_sum_assignment`; md-eval and ds
 way). Overlapped speech is scored and there is no forgiveness collar (SUPERB's setting), so the
 frame DER equals dscore's up to the rounding of turn boundaries to frames.
 
+RTTM files (``SPEAKER`` lines) are read and written here too; :func:`score_recording` scores one
+recording's turns against the reference's, optionally with NIST's no-score collar around every
+reference boundary and without the reference's overlapped speech (``harness der``).
+
 Post-processing (s3prl ``make_rttm.py``): a speaker is active where its posterior exceeds the
 threshold, then a median filter of odd length runs over each speaker's decisions
 (``scipy.signal.medfilt``). SUPERB reports the lowest DER over thresholds 0.3–0.7 and median
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -99,12 +104,16 @@ def best_mapping(reference: np.ndarray, system: np.ndarray) -> list[tuple[int, i
     return list(zip(rows.tolist(), cols.tolist(), strict=True))
 
 
-def error_counts(reference: np.ndarray, system: np.ndarray) -> ErrorCounts:
-    """The errors of ``system`` against ``reference`` activity (``T × S`` each; columns may differ in number)."""
+def error_counts(reference: np.ndarray, system: np.ndarray, scored: np.ndarray | None = None) -> ErrorCounts:
+    """The errors of ``system`` against ``reference`` activity (``T × S`` each; columns may differ in
+    number), over the frames where ``scored`` is true (all by default; the mapping uses those frames only)."""
     n = min(len(reference), len(system))
     reference, system = reference[:n].astype(np.int64), system[:n].astype(np.int64)
+    if scored is not None:
+        keep = np.asarray(scored[:n], dtype=bool)
+        reference, system = reference[keep], system[keep]
     n_ref, n_sys = reference.sum(axis=1), system.sum(axis=1)
-    correct = np.zeros(n, dtype=np.int64)
+    correct = np.zeros(len(reference), dtype=np.int64)
     for r, s in best_mapping(reference, system):
         correct += reference[:, r] & system[:, s]
     return ErrorCounts(
@@ -127,6 +136,58 @@ def segments(active: np.ndarray, frame_seconds: float) -> list[tuple[int, float,
 
 
 def rttm_lines(recording: str, turns: Sequence[Sequence]) -> list[str]:
-    """NIST RTTM ``SPEAKER`` lines of ``turns`` (what dscore and md-eval read)."""
-    return [f"SPEAKER {recording} 1 {float(start):.2f} {float(end) - float(start):.2f} <NA> <NA> {speaker} <NA> <NA>"
+    """NIST RTTM ``SPEAKER`` lines of ``turns`` (what dscore and md-eval read), times to 0.1 ms."""
+    return [f"SPEAKER {recording} 1 {float(start):.4f} {float(end) - float(start):.4f} <NA> <NA> {speaker} <NA> <NA>"
             for speaker, start, end in turns]
+
+
+def read_rttm(path: Path) -> dict[str, list[Turn]]:
+    """Recording -> its turns ``(speaker, start, end)`` from the ``SPEAKER`` lines of an RTTM file
+    (``SPEAKER <file> <channel> <onset> <duration> <NA> <NA> <speaker> ...``; other line types are skipped)."""
+    from harness.core.errors import HarnessError
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise HarnessError(f"cannot read the RTTM file {path} ({exc.strerror or exc}); give an existing file.") \
+            from None
+    out: dict[str, list[Turn]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        try:
+            onset, duration = float(fields[3]), float(fields[4])
+            speaker = fields[7]
+        except (IndexError, ValueError):
+            raise HarnessError(f"{path} line {n} is not 'SPEAKER <file> <channel> <onset> <duration> <NA> <NA> "
+                               "<speaker> ...'; fix that line.") from None
+        if not (np.isfinite(onset) and np.isfinite(duration)) or onset < 0 or duration < 0:
+            raise HarnessError(f"{path} line {n} has a negative or non-finite onset or duration; fix that line.")
+        out.setdefault(fields[1], []).append((speaker, onset, onset + duration))
+    return out
+
+
+def scored_frames(turns: Sequence[Sequence], n_frames: int, frame_seconds: float, collar: float = 0.0,
+                  ignore_overlaps: bool = False) -> np.ndarray:
+    """Which frames count: all but those within ``collar`` seconds of a reference turn's start or end (the
+    NIST no-score zone) and, with ``ignore_overlaps``, those where the reference has several speakers."""
+    keep = np.ones(n_frames, dtype=bool)
+    if collar > 0:
+        for _, start, end in turns:
+            for edge in (float(start), float(end)):
+                keep[max(int(np.rint((edge - collar) / frame_seconds)), 0) : int(np.rint((edge + collar) /
+                                                                                       frame_seconds))] = False
+    if ignore_overlaps:
+        keep &= activity(turns, n_frames, frame_seconds).sum(axis=1) < 2
+    return keep
+
+
+def score_recording(reference: Sequence[Sequence], system: Sequence[Sequence], frame_seconds: float,
+                    collar: float = 0.0, ignore_overlaps: bool = False) -> ErrorCounts:
+    """The errors of ``system`` turns against ``reference`` turns of one recording, on frames of
+    ``frame_seconds`` (both cover the longer of the two)."""
+    end = max((float(t[2]) for t in (*reference, *system)), default=0.0)
+    n = int(np.ceil(end / frame_seconds - 1e-9)) + 1
+    return error_counts(activity(reference, n, frame_seconds), activity(system, n, frame_seconds),
+                        scored_frames(reference, n, frame_seconds, collar, ignore_overlaps))

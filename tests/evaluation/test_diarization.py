@@ -4,6 +4,7 @@ permutation-invariant loss against loops written out, and the task's choice of p
 
 from __future__ import annotations
 
+import json
 from itertools import permutations
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import medfilt
 
+from harness.cli import main
 from harness.core.errors import CorpusError
 from harness.core.interfaces import Batch
 from harness.core.manifest import PreparedCorpus
@@ -22,7 +24,9 @@ from harness.evaluation.diarization import (
     decide,
     error_counts,
     frame_count,
+    read_rttm,
     rttm_lines,
+    score_recording,
     segments,
     turn_speakers,
 )
@@ -103,7 +107,62 @@ def test_segments_give_back_the_activity_and_rttm_lines_read_as_nist_speaker_rec
     active = (rng.random((200, 2)) < 0.5).astype(np.int8)
     turns = [[f"spk{c}", a, b] for c, a, b in segments(active, 0.01)]
     assert np.array_equal(activity(turns, 200, 0.01, n_columns=2), active)
-    assert rttm_lines("rec1", [["spk0", 1.25, 2.5]]) == ["SPEAKER rec1 1 1.25 1.25 <NA> <NA> spk0 <NA> <NA>"]
+    assert rttm_lines("rec1", [["spk0", 1.25, 2.5]]) == ["SPEAKER rec1 1 1.2500 1.2500 <NA> <NA> spk0 <NA> <NA>"]
+
+
+def _rttm(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def test_rttm_files_read_back_their_turns_and_bad_lines_are_named(tmp_path):
+    path = _rttm(tmp_path / "x.rttm", ["SPKR-INFO r1 1 <NA> <NA> <NA> unknown a <NA> <NA>",
+                                        *rttm_lines("r1", [["a", 0.5, 1.75], ["b", 1.0, 2.0]]),
+                                        *rttm_lines("r2", [["a", 0.0, 0.25]])])
+    assert read_rttm(path) == {"r1": [("a", 0.5, 1.75), ("b", 1.0, 2.0)], "r2": [("a", 0.0, 0.25)]}
+    _rttm(path, ["SPEAKER r1 1 0.5 oops <NA> <NA> a <NA> <NA>"])
+    from harness.core.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="line 1 is not 'SPEAKER <file> <channel> <onset> <duration>"):
+        read_rttm(path)
+    _rttm(path, ["SPEAKER r1 1 0.5 -1 <NA> <NA> a <NA> <NA>"])
+    with pytest.raises(HarnessError, match="line 1 has a negative or non-finite onset or duration"):
+        read_rttm(path)
+
+
+def test_a_collar_and_ignored_overlaps_take_frames_out_of_the_score():
+    reference = [("a", 0.0, 1.0), ("b", 0.8, 2.0)]
+    system = [("x", 0.0, 1.2), ("y", 1.2, 2.0)]  # a runs 0.2 s long and b starts 0.4 s late
+    plain = score_recording(reference, system, 0.01)
+    # 2.2 s of reference speech: b missed 0.8-1.2 (0.4 s) and x said 1.0-1.2 where only b speaks (0.2 s)
+    assert (plain.scored, plain.missed, plain.false_alarm, plain.confusion) == (220, 20, 0, 20)
+    collared = score_recording(reference, system, 0.01, collar=0.25)
+    # no-score zones: 0-0.25, 0.55-1.25 and 1.75-2.0 (plus 0.75-1.05 inside them): scored 0.25-0.55 and 1.25-1.75
+    assert (collared.scored, collared.errors) == (80, 0)
+    no_overlap = score_recording(reference, system, 0.01, ignore_overlaps=True)
+    # 0.8-1.0, where both speak (0.4 s of speaker time), is left out, and with it the missed speech
+    assert (no_overlap.scored, no_overlap.missed, no_overlap.false_alarm, no_overlap.confusion) == (180, 0, 0, 20)
+    assert score_recording(reference, [], 0.01).missed == 220
+
+
+def test_harness_der_scores_rttm_files(tmp_path, capsys):
+    ref = _rttm(tmp_path / "ref.rttm", rttm_lines("r1", [["a", 0.0, 1.0], ["b", 0.8, 2.0]])
+                + rttm_lines("r2", [["a", 0.0, 1.0]]))
+    hyp = _rttm(tmp_path / "hyp.rttm", rttm_lines("r1", [["x", 0.0, 1.2], ["y", 1.2, 2.0]])
+                + rttm_lines("r3", [["x", 0.0, 1.0]]))
+    assert main(["der", "--reference", str(ref), "--system", str(hyp), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # r1: 0.2 s missed and 0.2 s confused of 2.2 s; r2 (no system turns): 1 s missed; r3 is not scored
+    assert out["files"] == 2 and out["scored_seconds"] == pytest.approx(3.2)
+    assert out["der"] == pytest.approx(100 * 1.4 / 3.2) and out["missed"] == pytest.approx(100 * 1.2 / 3.2)
+    assert out["confusion"] == pytest.approx(100 * 0.2 / 3.2) and out["false_alarm"] == 0
+    assert main(["der", "--reference", str(ref), "--system", str(hyp), "--per-file"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table] == ["file", "r1", "r2", "OVERALL"]
+    assert main(["der", "--reference", str(tmp_path / "none.rttm"), "--system", str(hyp)]) == 2
+    assert "cannot read the RTTM file" in capsys.readouterr().err
+    assert main(["der", "--reference", str(ref), "--system", str(hyp), "--frame", "0"]) == 2
+    assert "--frame 0.0 is outside" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the head
@@ -253,7 +312,7 @@ def test_a_mixture_is_its_two_sources_added_where_its_turns_say(mixture_corpus):
         assert np.sqrt(np.mean(residual**2)) < 0.01 * np.sqrt(np.mean(mix**2)), row["id"]
 
 
-def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, tmp_path):
+def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, tmp_path, capsys):
     from harness.core.registry import PluginManager
     from tests.downstream_helpers import make_ctx
 
@@ -276,3 +335,7 @@ def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, t
     ref = (ctx.out_dir / "sd_test.ref.rttm").read_text().splitlines()
     assert ref and all(line.startswith("SPEAKER sd_test-") for line in ref + hyp)
     assert len(ref) == sum(len(r["turns"]) for r in test_rows)
+    # the files score to the stage's DER on its 10-ms frames
+    assert main(["der", "--reference", str(ctx.out_dir / "sd_test.ref.rttm"), "--system",
+                 str(ctx.out_dir / "sd_test.hyp.rttm"), "--frame", "0.01", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["der"] == pytest.approx(result.metrics["der"], abs=1e-9)
