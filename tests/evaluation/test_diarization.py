@@ -321,7 +321,7 @@ def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, t
     upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
     plugin = manager.create("downstream", "sd")
     ctx = make_ctx(tmp_path)
-    params = validate_params(plugin.Params, {"steps": 120, "eval_every": 40}, "sd")
+    params = validate_params(plugin.Params, {"steps": 60, "eval_every": 20}, "sd")
     result = plugin.evaluate(upstream, PreparedCorpus(mixture_corpus), params, ctx)
     test_rows = PreparedCorpus(mixture_corpus).utterances("sd_test")
     assert result.directions == {"der": "lower"} and result.n_items == len(test_rows)
