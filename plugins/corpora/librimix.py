@@ -52,10 +52,14 @@ def read_split(folder: Path, audio_root: Path) -> list[dict]:
         if utt not in speaker_of:
             raise CorpusError(f"{NAME}: {folder / 'segments'} line {n} names utterance {utt!r}, which utt2spk lacks.")
         try:
-            turns.setdefault(rec, []).append([speaker_of[utt], float(start), float(end)])
+            begin, finish = float(start), float(end)
         except ValueError:
             raise CorpusError(f"{NAME}: {folder / 'segments'} line {n} has a start or end that is not a number.") \
                 from None
+        if not 0 <= begin < finish:
+            raise CorpusError(f"{NAME}: {folder / 'segments'} line {n} runs from {start} to {end}; a segment starts "
+                              "at 0 or later and ends after it starts.")
+        turns.setdefault(rec, []).append([speaker_of[utt], begin, finish])
     rows = []
     for rec, where in read_table(require(folder / "wav.scp", NAME, "recording paths"), 2):
         where = where.strip()

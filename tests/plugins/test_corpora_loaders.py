@@ -490,6 +490,9 @@ def test_librimix_asks_for_audio_root_and_refuses_commands(librimix_tree, tmp_pa
     (librimix_tree / "dev" / "segments").write_text("nobody dev0 0.1 0.2\n")
     with pytest.raises(CorpusError, match="line 1 names utterance 'nobody', which utt2spk lacks"):
         prepare(LibriMix, librimix_tree, tmp_path / "3", audio_root=librimix_tree.parent / "Libri2Mix")
+    (librimix_tree / "dev" / "segments").write_text("dev0_a dev0 0.6 0.2\n")
+    with pytest.raises(CorpusError, match="line 1 runs from 0.6 to 0.2; a segment starts at 0 or later"):
+        prepare(LibriMix, librimix_tree, tmp_path / "4", audio_root=librimix_tree.parent / "Libri2Mix")
 
 
 # ----------------------------------------------------------------------------- missing pieces
