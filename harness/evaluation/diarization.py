@@ -129,9 +129,8 @@ def segments(active: np.ndarray, frame_seconds: float) -> list[tuple[int, float,
     out = []
     for column in range(active.shape[1]):
         edges = np.diff(np.concatenate([[0], active[:, column].astype(np.int8), [0]]))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        out.extend((column, round(a * frame_seconds, 4), round(b * frame_seconds, 4)) for a, b in zip(starts, ends,
-                                                                                                     strict=True))
+        runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+        out.extend((column, round(a * frame_seconds, 4), round(b * frame_seconds, 4)) for a, b in runs)
     return sorted(out, key=lambda seg: (seg[1], seg[0]))
 
 
@@ -176,8 +175,8 @@ def scored_frames(turns: Sequence[Sequence], n_frames: int, frame_seconds: float
     if collar > 0:
         for _, start, end in turns:
             for edge in (float(start), float(end)):
-                keep[max(int(np.rint((edge - collar) / frame_seconds)), 0) : int(np.rint((edge + collar) /
-                                                                                       frame_seconds))] = False
+                first = max(int(np.rint((edge - collar) / frame_seconds)), 0)
+                keep[first : int(np.rint((edge + collar) / frame_seconds))] = False
     if ignore_overlaps:
         keep &= activity(turns, n_frames, frame_seconds).sum(axis=1) < 2
     return keep
