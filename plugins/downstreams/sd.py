@@ -162,19 +162,19 @@ class DiarizationTask(Task):
         """The lowest DER over the post-processing grid (first in grid order on ties). Each record's
         ``stats`` (``der``: [errors, scored frames]) and ``hyp`` (its turns) are set at that setting, so the
         per-item statistics add up to the reported DER."""
-        best: tuple[float, tuple[float, int], list[ErrorCounts]] | None = None
+        best: tuple[float, tuple[float, int], list[np.ndarray], list[ErrorCounts]] | None = None
         for threshold, median in self.grid:
-            counts = [error_counts(r["reference"], decide(r["posteriors"], threshold, median)) for r in records]
+            decided = [decide(r["posteriors"], threshold, median) for r in records]
+            counts = [error_counts(r["reference"], d) for r, d in zip(records, decided, strict=True)]
             total = sum(counts, ErrorCounts(0, 0, 0, 0))
             der = 100.0 * total.errors / total.scored if total.scored else 0.0
             if best is None or der < best[0]:
-                best = (der, (threshold, median), counts)
+                best = (der, (threshold, median), decided, counts)
         assert best is not None
-        der, (threshold, median), counts = best
-        for record, count in zip(records, counts, strict=True):
+        der, (threshold, median), decided, counts = best
+        for record, active, count in zip(records, decided, counts, strict=True):
             record["stats"] = {"der": [count.errors, count.scored]}
-            turns = segments(decide(record["posteriors"], threshold, median), self.frame_seconds)
-            record["hyp"] = [[f"spk{column}", start, end] for column, start, end in turns]
+            record["hyp"] = [[f"spk{column}", start, end] for column, start, end in segments(active, self.frame_seconds)]
         self.chosen = {"threshold": threshold, "median": median}
         return {"der": der}
 
