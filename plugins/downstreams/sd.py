@@ -174,7 +174,8 @@ class DiarizationTask(Task):
         der, (threshold, median), decided, counts = best
         for record, active, count in zip(records, decided, counts, strict=True):
             record["stats"] = {"der": [count.errors, count.scored]}
-            record["hyp"] = [[f"spk{column}", start, end] for column, start, end in segments(active, self.frame_seconds)]
+            turns = segments(active, self.frame_seconds)
+            record["hyp"] = [[f"spk{column}", start, end] for column, start, end in turns]
         self.chosen = {"threshold": threshold, "median": median}
         return {"der": der}
 
