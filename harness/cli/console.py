@@ -8,6 +8,8 @@ import logging
 from rich.console import Console
 from rich.text import Text
 
+from harness.pipeline.progress import PRINT_LOCK
+
 #: stderr; never hard-wraps what it prints (a terminal wraps long lines itself, a log file keeps them whole)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -24,7 +26,8 @@ class ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.console.print(Text(self.format(record)), soft_wrap=not self.console.is_terminal)
+            with PRINT_LOCK:  # never while the bars stop (see PRINT_LOCK)
+                self.console.print(Text(self.format(record)), soft_wrap=not self.console.is_terminal)
         except Exception:  # a broken log line must not stop the run
             self.handleError(record)
 

@@ -31,6 +31,12 @@ from rich.text import Text
 #: seconds between heartbeat lines when the output is not a terminal
 HEARTBEAT_S = 30.0
 
+#: held while a line is printed above the bars (a log record, a stage's line) and while the bars stop. A line
+#: printed from another thread as they stop would otherwise draw the bars once more after their final newline
+#: (rich redraws a live display after every print that started while it ran), and the next line would be glued
+#: to the last bar. Not taken by rich's own refresh, so there is no lock-order cycle with the display's lock.
+PRINT_LOCK = threading.RLock()
+
 #: columns the bar, counts ("1000/1000"), elapsed time, "eta" and remaining time need, spaces included
 _FIXED_WIDTH = 10 + 1 + 9 + 1 + 7 + 1 + 3 + 1 + 7 + 1
 _SHORT_NAMES = {"steps_per_s": "it/s", "loss": "loss", "lr": "lr"}
@@ -159,11 +165,13 @@ class StageProgress:
         if self._thread is not None:
             self._thread.join()
         if self._progress is not None:
-            self._progress.stop()
+            with PRINT_LOCK:
+                self._progress.stop()
 
     def print(self, markup: str) -> None:
         """A line above the bars (or in the log); never hard-wrapped in a file."""
-        self.console.print(markup, highlight=False, soft_wrap=not self.live)
+        with PRINT_LOCK:
+            self.console.print(markup, highlight=False, soft_wrap=not self.live)
 
     def start(self, key: str, title: str) -> None:
         with self._lock:
@@ -198,5 +206,6 @@ class StageProgress:
             now = time.monotonic()
             with self._lock:
                 lines = [e.heartbeat(now) for e in self._running.values() if now - e.started >= self.heartbeat_s]
-            for line in lines:
-                self.console.print(Text(f"… {line}"), highlight=False, soft_wrap=True)
+            with PRINT_LOCK:
+                for line in lines:
+                    self.console.print(Text(f"… {line}"), highlight=False, soft_wrap=True)

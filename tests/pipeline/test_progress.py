@@ -124,3 +124,44 @@ def test_heartbeat_says_when_no_step_was_reported_and_leaves_out_the_rate_until_
 ])
 def test_extra_fields_are_short(info, text):
     assert format_info(info) == text
+
+
+def test_a_record_printed_while_the_bars_stop_is_not_glued_to_them(monkeypatch):
+    """A log record that starts printing just before the bars stop ends before they do, so rich does not
+    draw them again after their last line and the next record starts a line of its own."""
+    import io
+    import logging
+    import threading
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from harness.cli.console import ConsoleHandler
+    from harness.pipeline.progress import StageProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    handler = ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    entered, proceed = threading.Event(), threading.Event()
+    original = Live.process_renderables
+
+    def paused(self, renderables):  # the record's print has taken the display's hook; hold it there
+        if threading.current_thread().name == "late-record":
+            entered.set()
+            proceed.wait(0.5)
+        return original(self, renderables)
+
+    monkeypatch.setattr(Live, "process_renderables", paused)
+    progress = StageProgress(console, total_stages=1).__enter__()
+    progress.start("k", "evaluate pr")
+    late = threading.Thread(target=handler.emit, name="late-record",
+                            args=(logging.makeLogRecord({"msg": "late record", "levelno": 20}),))
+    late.start()
+    assert entered.wait(5)
+    threading.Timer(0.2, proceed.set).start()
+    progress.__exit__(None, None, None)
+    late.join()
+    handler.emit(logging.makeLogRecord({"msg": "next record", "levelno": 20}))
+    lines = _screen_lines(console.file.getvalue())
+    assert lines[-1] == "next record", lines[-4:]
+    assert not any(BAR in line and "record" in line for line in lines), lines
