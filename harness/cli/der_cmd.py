@@ -42,9 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def rates(counts: ErrorCounts) -> dict[str, float]:
     """DER and its parts in percent of the scored speaker time."""
-    share = 100.0 / counts.scored if counts.scored else 0.0
-    return {"der": counts.errors * share, "missed": counts.missed * share,
-            "false_alarm": counts.false_alarm * share, "confusion": counts.confusion * share}
+    return {"der": counts.percent(counts.errors), "missed": counts.percent(counts.missed),
+            "false_alarm": counts.percent(counts.false_alarm), "confusion": counts.percent(counts.confusion)}
 
 
 def run(args: argparse.Namespace) -> int:

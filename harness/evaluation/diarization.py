@@ -90,6 +90,11 @@ class ErrorCounts:
     def errors(self) -> int:
         return self.missed + self.false_alarm + self.confusion
 
+    def percent(self, frames: int) -> float:
+        """``frames`` in percent of the scored speaker frames (0 where nothing is scored); the DER is
+        ``percent(errors)``."""
+        return 100.0 * frames / self.scored if self.scored else 0.0
+
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(self.scored + other.scored, self.missed + other.missed,
                            self.false_alarm + other.false_alarm, self.confusion + other.confusion)

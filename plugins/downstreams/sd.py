@@ -167,7 +167,7 @@ class DiarizationTask(Task):
             decided = [decide(r["posteriors"], threshold, median) for r in records]
             counts = [error_counts(r["reference"], d) for r, d in zip(records, decided, strict=True)]
             total = sum(counts, ErrorCounts(0, 0, 0, 0))
-            der = 100.0 * total.errors / total.scored if total.scored else 0.0
+            der = total.percent(total.errors)
             if best is None or der < best[0]:
                 best = (der, (threshold, median), decided, counts)
         assert best is not None
