@@ -73,7 +73,7 @@ _EXPORTS: dict[str, str] = {
                     "harness.evaluation.verification"),
     **dict.fromkeys(["check_layer", "frame_cache", "utterance_states"], "harness.evaluation.frames"),
     **dict.fromkeys(["Documents", "query_scores", "standardise"], "harness.evaluation.term_detection"),
-    **dict.fromkeys(["QUESST_BETA", "maximum_twv"], "harness.evaluation.twv"),
+    **dict.fromkeys(["QUESST_BETA", "maximum_twv", "query_gains"], "harness.evaluation.twv"),
     **dict.fromkeys(["ExtractPrecision", "ProbeParams", "ProbeSettings", "task_splits"],
                     "harness.evaluation.probe_settings"),
     "ProbedDownstream": "harness.evaluation.probed_downstream",
@@ -178,7 +178,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.evaluation.probed_downstream import ProbedDownstream  # noqa: F401
     from harness.evaluation.tasks import CTCTask, UtteranceTask, char_vocab  # noqa: F401
     from harness.evaluation.term_detection import Documents, query_scores, standardise  # noqa: F401
-    from harness.evaluation.twv import QUESST_BETA, maximum_twv  # noqa: F401
+    from harness.evaluation.twv import QUESST_BETA, maximum_twv, query_gains  # noqa: F401
     from harness.evaluation.verification import (  # noqa: F401
         Trial,
         all_pairs,

@@ -14,7 +14,7 @@ from harness.core.store import MetricRow, StageRow, Store
 
 TASK_METRICS = {"pr": {"per": "lower"}, "sid": {"acc": "higher"}, "er": {"acc": "higher"},
                 "sf": {"f1": "higher", "cer": "lower"},
-                "abx": {"error": "lower", "within_error": "lower"}}
+                "abx": {"error": "lower", "within_error": "lower"}, "asv": {"eer": "lower"}, "qbe": {"mtwv": "higher"}}
 
 
 def superb_measured(metrics: dict[str, float], fbank: dict[str, float], directions: dict[str, str]) -> float:
@@ -77,9 +77,10 @@ class FakeRun:
     def evaluate(self, labels: dict, downstream: str, task: str, seed: int, qualities: dict[str, float],
                  layer_weights: list[float] | None = None, with_items: bool = True,
                  items: dict[str, list[list[float]]] | None = None, ids: list[str] | None = None,
-                 folds: list[int] | None = None) -> str:
+                 folds: list[int] | None = None, metrics: dict[str, float] | None = None) -> str:
         """One evaluate stage; ``qualities[metric]`` sets the level of the generated items. With
-        ``folds`` (one per item) the stored metric is the mean of the folds' own values."""
+        ``folds`` (one per item) the stored metric is the mean of the folds' own values. ``metrics``
+        gives the stored values of ``items`` that are not ratios (trials, query gains)."""
         key = _key("evaluate", labels, downstream, seed)
         rng = np.random.default_rng(int(key[:8], 16))
         stats = items or {m: make_items(task, m, q, self.n_items, rng) for m, q in qualities.items()}
@@ -99,9 +100,9 @@ class FakeRun:
             pairs = [s for s in pairs if s is not None]
             return 100 * sum(s[0] for s in pairs) / sum(s[1] for s in pairs)
 
-        if folds is None:
+        if metrics is None and folds is None:
             metrics = {m: value(v) for m, v in stats.items()}
-        else:
+        elif metrics is None:
             metrics = {m: float(np.mean([value([p for p, k in zip(v, folds, strict=True) if k == fold])
                                          for fold in sorted(set(folds))])) for m, v in stats.items()}
         directions = {m: TASK_METRICS[task][m] for m in metrics}

@@ -163,6 +163,12 @@ class Task(ABC):
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
         """Corpus-level metrics from per-item records (e.g. PER = summed edits / summed length)."""
 
+    def scored_items(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The per-item results the leaderboard resamples (``{"id", "stats"}``, see
+        :mod:`harness.report.item_stats`): by default one per record, called after :meth:`aggregate`.
+        A task whose metric is over other items (ASV: trials between utterances) returns those."""
+        return [{"id": r["id"], "stats": r["stats"]} for r in records]
+
     def length_key(self, row: dict[str, Any]) -> float:
         """What sorted batches order utterances by (``sorted_batches``): here the audio's duration."""
         return float(row["duration"])

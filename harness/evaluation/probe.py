@@ -474,11 +474,12 @@ def probe_corpus(
     folds = corpus.meta.get("folds") if getattr(task, "use_folds", False) else None
     if not folds:
         res = run_probe(task, upstream, task_splits(corpus, task.name), settings, cache, ctx.seed, ctx)
+        scored = task.scored_items(res.records)
         return EvalResult(
             metrics=res.metrics,
             directions=directions,
-            n_items=len(res.records),
-            items=[{"id": r["id"], "stats": r["stats"]} for r in res.records],
+            n_items=len(scored),
+            items=scored,
             layer_weights=res.layer_weights,
             extra=_extra(res, cache),
             predictions=[_prediction(r) for r in res.records],
@@ -495,7 +496,7 @@ def probe_corpus(
         splits = fold_splits(rows, k, settings.dev_ratio, ctx.seed)
         res = run_probe(task, upstream, splits, settings, cache, ctx.seed, ctx, name=f"probe-{task.name}-fold{k}")
         per_fold.append(res.metrics)
-        items.extend({"id": r["id"], "stats": r["stats"], "fold": k} for r in res.records)
+        items.extend({**item, "fold": k} for item in task.scored_items(res.records))
         predictions.extend({**_prediction(r), "fold": k} for r in res.records)
         weights.append(res.layer_weights)
         extras.append({"fold": k, **res.metrics, "best_step": res.fit.best_step})

@@ -6,7 +6,8 @@ equal error rate is the one speaker-verification recipes compute with scikit-lea
 distinct score, then the false-positive rate x at which the miss rate 1 − TPR(x) equals x, with
 TPR read off the curve by linear interpolation. Written here in numpy (one sort, and the crossing
 solved on its segment) because scikit-learn is not a dependency; the tests compare it with that
-computation. It has no per-item statistics: the leaderboard's interval for it is over seeds.
+computation. :func:`weighted_eer` computes it for many weightings of one trial list at once (each
+trial counted as often as its weight says), which is what a bootstrap over trials needs.
 """
 
 from __future__ import annotations
@@ -23,14 +24,44 @@ Trial = tuple[int, str, str]
 
 def roc_points(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, TPR) at every distinct score taken as the threshold (accept at or above), from (0, 0) to (1, 1)."""
-    y = np.asarray(labels, dtype=np.int64)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
-    y, s = y[order], s[order]
-    ends = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each run of equal scores
-    tps = np.cumsum(y)[ends]
-    fps = (ends + 1) - tps
-    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+    fps, tps = _accepts(np.asarray(labels), np.asarray(scores, dtype=np.float64), np.ones((1, len(labels))))
+    return np.r_[0.0, fps[0] / fps[0, -1]], np.r_[0.0, tps[0] / tps[0, -1]]
+
+
+def _accepts(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted false and true accepts ``[rows × distinct scores]`` at each distinct score as the threshold,
+    from the highest score down."""
+    order = np.argsort(-scores, kind="stable")
+    ends = np.r_[np.flatnonzero(np.diff(scores[order])), len(scores) - 1]  # last index of each run of ties
+    w = weights[:, order]
+    target = labels[order] == 1
+    tps = np.cumsum(np.where(target, w, 0.0), axis=1)[:, ends]
+    fps = np.cumsum(np.where(target, 0.0, w), axis=1)[:, ends]
+    return fps, tps
+
+
+def weighted_eer(labels: Sequence[int], scores: Sequence[float], weights: np.ndarray) -> np.ndarray:
+    """The EER in percent of each row of ``weights`` ``[rows × trials]``: the EER of the trial list in which
+    trial i appears ``weights[r, i]`` times. NaN for a row that keeps trials of one kind only."""
+    y = np.asarray(labels)
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if w.shape[1] != y.size:
+        raise ValueError(f"weights have {w.shape[1]} columns for {y.size} trials")
+    fps, tps = _accepts(y, np.asarray(scores, dtype=np.float64), w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.zeros((w.shape[0], 1))
+        fpr = np.hstack([zero, fps / fps[:, -1:]])
+        tpr = np.hstack([zero, tps / tps[:, -1:]])
+        gap = (1.0 - fpr) - tpr  # decreasing along the curve: positive at (0, 0), negative at (1, 1)
+        rows = np.arange(w.shape[0])
+        k = np.argmax(gap <= 0, axis=1)  # the first point at or past the crossing
+        f0, f1, t0, t1 = fpr[rows, k - 1], fpr[rows, k], tpr[rows, k - 1], tpr[rows, k]
+        slope = (t1 - t0) / (f1 - f0)
+        crossing = (1.0 - t0 + slope * f0) / (1.0 + slope)
+        # on the crossing point itself: its x; on a vertical step (TPR jumps across 1 - x): that x
+        eer = np.where(gap[rows, k] == 0, f1, np.where(f1 == f0, f0, crossing))
+    valid = (fps[:, -1] > 0) & (tps[:, -1] > 0)
+    return np.where(valid, 100.0 * eer, np.nan)
 
 
 def equal_error_rate(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -39,16 +70,7 @@ def equal_error_rate(labels: Sequence[int], scores: Sequence[float]) -> float:
     if y.size == 0 or y.min() == y.max():
         raise CorpusError("speaker verification needs trials of both kinds (same speaker and different "
                           "speakers); the trial list holds only one.")
-    fpr, tpr = roc_points(labels, scores)
-    gap = (1.0 - fpr) - tpr  # decreasing along the curve: positive at (0, 0), negative at (1, 1)
-    k = int(np.flatnonzero(gap <= 0)[0])
-    if gap[k] == 0:
-        return 100.0 * float(fpr[k])
-    f0, f1, t0, t1 = fpr[k - 1], fpr[k], tpr[k - 1], tpr[k]
-    if f1 == f0:  # a vertical step: TPR jumps across 1 - x at this x
-        return 100.0 * float(f0)
-    slope = (t1 - t0) / (f1 - f0)
-    return 100.0 * float((1.0 - t0 + slope * f0) / (1.0 + slope))
+    return float(weighted_eer(y, scores, np.ones((1, y.size)))[0])
 
 
 def all_pairs(speakers: dict[str, str], max_trials: int, seed: int = 0) -> list[Trial]:

@@ -1,12 +1,15 @@
-"""Confidence intervals and paired tests from per-item ratio statistics.
+"""Confidence intervals and paired tests from per-item results.
 
-Every metric the harness reports is a ratio of sums over test items (utterances, ABX phone pairs)::
+Almost every metric the harness reports is a ratio of sums over test items (utterances, ABX phone
+pairs, diarized recordings)::
 
     metric = 100 · Σ_i num_i / Σ_i den_i
 
 (accuracy: [correct, 1]; PER/CER/WER: [edits, reference length]; F1: [2·TP, 2·TP+FP+FN]; ABX: [error, 1]
-per phone pair). A model evaluated with several training seeds on the same test items gives one value
-per seed; the reported value is their mean.
+per phone pair). The two that are not, ASV's EER over trials and QbE's MTWV over queries, are
+resampled the same way through their own item form (:mod:`harness.report.item_stats`). A model
+evaluated with several training seeds on the same test items gives one value per seed; the reported
+value is their mean.
 
 Intervals are percentile bootstrap intervals. A replicate resamples the items with replacement (the
 same draw for every seed, since every seed sees the same test set) and, when there are several
@@ -21,7 +24,8 @@ Paired tests compare a model with a baseline on the same items and seeds:
 - :func:`permutation_test`: under the null hypothesis the two models are exchangeable on each item,
   so each item's pair of results (all seeds together) is swapped with probability ½; two-sided
   p-value as :func:`scipy.stats.permutation_test` defines it (exact enumeration when all swaps fit in
-  the resample budget).
+  the resample budget). Ratio statistics only: an EER's or MTWV's scores are on each model's own
+  scale, so swapping them between models tests nothing; those are compared by paired bootstrap.
 - :func:`seed_ttest`: a paired t-test over seeds (:func:`scipy.stats.ttest_rel`), from 3 seeds on.
 
 scipy.stats.bootstrap and permutation_test take one flat sample; they cannot resample items and seeds
@@ -40,88 +44,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.report.item_stats import GainStats, ItemStats, Resampled, TrialStats, align, from_items, ratio
+
+__all__ = [
+    "GainStats", "ItemStats", "Resampled", "TrialStats", "align", "from_items", "bootstrap_replicates", "observed",
+    "percentile_interval", "bootstrap_ci", "paired_bootstrap", "paired_from_replicates", "permutation_test",
+    "permutation_tests", "seed_ttest", "seed_interval", "delta_value_std", "paired_delta_value_std",
+]
+
 #: combine(per-metric values, each an array [replicates × seeds], the seeds of those columns)
 #: -> array [replicates × seeds]
 Combine = Callable[[dict[str, np.ndarray], tuple[int, ...]], np.ndarray]
 
 #: elements per vectorized chunk of replicates (memory bound, about 16 MB of float64)
 _CHUNK_ELEMENTS = 2_000_000
-
-
-@dataclass(frozen=True)
-class ItemStats:
-    """One metric of one model: per-item ``[num, den]`` for each seed, items aligned across seeds.
-
-    ``num`` and ``den`` are float arrays of shape ``[seeds, items]``; column ``i`` is item ``ids[i]``
-    and row ``s`` is seed ``seeds[s]``.
-    """
-
-    ids: tuple[str, ...]
-    num: np.ndarray
-    den: np.ndarray
-    seeds: tuple[int, ...] = (0,)
-
-    def __post_init__(self) -> None:
-        num = np.atleast_2d(np.asarray(self.num, dtype=float))
-        den = np.atleast_2d(np.asarray(self.den, dtype=float))
-        if num.shape != den.shape or num.shape != (len(self.seeds), len(self.ids)):
-            raise ValueError(f"num {num.shape} and den {den.shape} must be [seeds={len(self.seeds)}, "
-                             f"items={len(self.ids)}]")
-        if len(set(self.ids)) != len(self.ids):
-            raise ValueError("item ids must be unique")
-        object.__setattr__(self, "num", num)
-        object.__setattr__(self, "den", den)
-
-    @classmethod
-    def from_items(cls, runs: Mapping[int, Sequence[Mapping]], metric: str) -> ItemStats:
-        """From per-seed lists of item dicts ``{"id", "stats": {metric: [num, den]}}``.
-
-        Only items present for every seed are kept (in the first seed's order).
-        """
-        if not runs:
-            raise ValueError("no runs given")
-        seeds = tuple(runs)
-        tables = [{str(it["id"]): it["stats"][metric] for it in runs[s] if metric in it.get("stats", {})}
-                  for s in seeds]
-        common = set(tables[0]).intersection(*tables[1:])
-        ids = tuple(i for i in tables[0] if i in common)
-        num = np.array([[float(t[i][0]) for i in ids] for t in tables]).reshape(len(seeds), len(ids))
-        den = np.array([[float(t[i][1]) for i in ids] for t in tables]).reshape(len(seeds), len(ids))
-        return cls(ids, num, den, seeds)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.ids)
-
-    def per_seed(self) -> np.ndarray:
-        """The metric of each seed, 100 · Σnum / Σden."""
-        return _ratio(self.num.sum(axis=1), self.den.sum(axis=1))
-
-    @property
-    def value(self) -> float:
-        """The mean over seeds."""
-        return float(np.mean(self.per_seed()))
-
-    def per_item(self) -> np.ndarray:
-        """Each item's own value in percent, its stats pooled over seeds (Σ_s num / Σ_s den)."""
-        return _ratio(self.num.sum(axis=0), self.den.sum(axis=0))
-
-    def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> ItemStats:
-        pos = {i: k for k, i in enumerate(self.ids)}
-        spos = {s: k for k, s in enumerate(self.seeds)}
-        cols = [pos[i] for i in ids]
-        rows = [spos[s] for s in seeds]
-        return ItemStats(tuple(ids), self.num[np.ix_(rows, cols)], self.den[np.ix_(rows, cols)], tuple(seeds))
-
-
-def align(a: ItemStats, b: ItemStats) -> tuple[ItemStats, ItemStats]:
-    """Restrict two models' stats to the items and seeds they share (in ``a``'s order)."""
-    b_ids = set(b.ids)
-    ids = [i for i in a.ids if i in b_ids]
-    seeds = [s for s in a.seeds if s in set(b.seeds)]
-    if not ids or not seeds:
-        raise ValueError("the two models share no items or no seeds")
-    return a.subset(ids, seeds), b.subset(ids, seeds)
 
 
 @dataclass(frozen=True)
@@ -151,20 +87,14 @@ class PermutationResult:
     exact: bool
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den != 0, 100.0 * num / np.where(den != 0, den, 1.0), np.nan)
+Group = Mapping[str, Resampled]
 
 
-Group = Mapping[str, ItemStats]
+def _as_group(x: Resampled | Group) -> dict[str, Resampled]:
+    return {"value": x} if isinstance(x, Resampled) else dict(x)
 
 
-def _as_group(x: ItemStats | Group) -> dict[str, ItemStats]:
-    return {"value": x} if isinstance(x, ItemStats) else dict(x)
-
-
-def _check_groups(groups: Sequence[dict[str, ItemStats]], combine: Combine | None) -> tuple[list[str], tuple]:
+def _check_groups(groups: Sequence[dict[str, Resampled]], combine: Combine | None) -> tuple[list[str], tuple]:
     names = list(groups[0])
     if combine is None and len(names) != 1:
         raise ValueError("several metrics need a combine function")
@@ -178,13 +108,26 @@ def _check_groups(groups: Sequence[dict[str, ItemStats]], combine: Combine | Non
     return names, seeds
 
 
-def _values(group: dict[str, ItemStats], names: list[str], combine: Combine | None,
-            num: dict[str, np.ndarray], den: dict[str, np.ndarray]) -> np.ndarray:
-    """[replicates × seeds] values from per-metric resampled sums ``num[name]``/``den[name]``."""
-    vals = {name: _ratio(num[name], den[name]) for name in names}
+def _combined(group: dict[str, Resampled], combine: Combine | None, values: dict[str, np.ndarray]) -> np.ndarray:
+    """[replicates × seeds] values of a group from each metric's ``values`` [replicates × seeds]."""
     if combine is None:
-        return vals[names[0]]
-    return np.asarray(combine(vals, group[names[0]].seeds), dtype=float)
+        return next(iter(values.values()))
+    return np.asarray(combine(values, next(iter(group.values())).seeds), dtype=float)
+
+
+def _ratio_values(gs: list[dict[str, Resampled]], counts: np.ndarray, block: np.ndarray) -> list[np.ndarray]:
+    """Every group's ratio values from one product of the draw counts with the groups' stacked
+    ``[num, den]`` columns (much faster than one product per group)."""
+    sums = counts @ block
+    width = sums.shape[1] // len(gs)  # 2·seeds: the group's num columns, then its den columns
+    return [ratio(sums[:, k * width:k * width + width // 2], sums[:, k * width + width // 2:(k + 1) * width])
+            for k in range(len(gs))]
+
+
+def _blocks(gs: list[dict[str, Resampled]], names: list[str]) -> dict[str, np.ndarray]:
+    """Per ratio metric, one contiguous [items × (groups·2·seeds)] matrix of every group's num and den."""
+    return {name: np.ascontiguousarray(np.concatenate([np.concatenate([g[name].num, g[name].den]) for g in gs]).T)
+            for name in names if all(isinstance(g[name], ItemStats) for g in gs)}
 
 
 def _counts(idx: np.ndarray, n: int) -> np.ndarray:
@@ -193,13 +136,13 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=idx.size).reshape(idx.shape).astype(float)
 
 
-def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine | None = None,
+def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine | None = None,
                          n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
     """Bootstrap replicates ``[groups × n_resamples]`` of each group's (seed-mean) value.
 
-    Each group is one model: an :class:`ItemStats` or a mapping of metric name -> ItemStats combined
-    per seed by ``combine(values, seeds)``. All groups share every draw (items per metric, seeds),
-    which makes the replicates of two groups paired.
+    Each group is one model: a metric's :class:`Resampled` results or a mapping of metric name ->
+    results combined per seed by ``combine(values, seeds)``. All groups share every draw (items per
+    metric, seeds), which makes the replicates of two groups paired.
     """
     gs = [_as_group(g) for g in groups]
     names, seeds = _check_groups(gs, combine)
@@ -207,10 +150,7 @@ def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine |
     sizes = {name: gs[0][name].n_items for name in names}
     if min(sizes.values()) == 0:
         raise ValueError("no items to resample")
-    # one contiguous [items × (groups·2·seeds)] matrix per metric: a replicate's sums are then a single
-    # product of its draw counts with it (much faster than gathering each array)
-    blocks = {name: np.ascontiguousarray(np.concatenate([np.concatenate([g[name].num, g[name].den]) for g in gs]).T)
-              for name in names}
+    blocks = _blocks(gs, names)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(sizes.values())))
     out = np.empty((len(gs), n_resamples))
@@ -220,23 +160,19 @@ def bootstrap_replicates(groups: Sequence[ItemStats | Group], combine: Combine |
             weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(float)
         else:
             weights = np.ones((b, 1))
-        sums = {name: _counts(rng.integers(0, n, size=(b, n)), n) @ blocks[name] for name, n in sizes.items()}
+        counts = {name: _counts(rng.integers(0, n, size=(b, n)), n) for name, n in sizes.items()}
+        per_metric = {name: (_ratio_values(gs, counts[name], blocks[name]) if name in blocks
+                             else [g[name].resampled(counts[name]) for g in gs]) for name in names}
         for k, g in enumerate(gs):
-            base = 2 * n_seeds * k
-            num = {name: sums[name][:, base:base + n_seeds] for name in names}  # [b × seeds]
-            den = {name: sums[name][:, base + n_seeds:base + 2 * n_seeds] for name in names}
-            values = _values(g, names, combine, num, den)
+            values = _combined(g, combine, {name: per_metric[name][k] for name in names})
             out[k, start:start + b] = (weights * values).sum(axis=1) / n_seeds
     return out
 
 
-def observed(group: ItemStats | Group, combine: Combine | None = None) -> float:
+def observed(group: Resampled | Group, combine: Combine | None = None) -> float:
     """The seed-mean value of a group computed from its items (what the replicates scatter around)."""
     g = _as_group(group)
-    names = list(g)
-    num = {n: g[n].num.sum(axis=1)[None, :] for n in names}
-    den = {n: g[n].den.sum(axis=1)[None, :] for n in names}
-    return float(np.mean(_values(g, names, combine, num, den)))
+    return float(np.mean(_combined(g, combine, {n: st.per_seed()[None, :] for n, st in g.items()})))
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> Interval:
@@ -304,6 +240,9 @@ def permutation_tests(pairs: Sequence[tuple[ItemStats | Group, ItemStats | Group
     for model, baseline in pairs:
         ga, gb = _as_group(model), _as_group(baseline)
         names, _ = _check_groups([ga, gb], combine)
+        if not all(g[n].permutable for g in (ga, gb) for n in names):
+            raise ValueError("the permutation test swaps ratio statistics between models; compare an EER or "
+                             "MTWV by paired bootstrap")
         prepared.append((ga, gb, names))
     names = prepared[0][2]
     sizes = [prepared[0][0][n].n_items for n in names]
@@ -326,10 +265,10 @@ def permutation_tests(pairs: Sequence[tuple[ItemStats | Group, ItemStats | Group
             lo, width = offsets[k], widths[k] // 2
             sn = {n: c[:, lo:lo + width] for n, c in change.items()}
             sd = {n: c[:, lo + width:lo + 2 * width] for n, c in change.items()}
-            va = _values(ga, names, combine, {n: ga[n].num.sum(axis=1) + sn[n] for n in names},
-                         {n: ga[n].den.sum(axis=1) + sd[n] for n in names})
-            vb = _values(gb, names, combine, {n: gb[n].num.sum(axis=1) - sn[n] for n in names},
-                         {n: gb[n].den.sum(axis=1) - sd[n] for n in names})
+            va = _combined(ga, combine, {n: ratio(ga[n].num.sum(axis=1) + sn[n], ga[n].den.sum(axis=1) + sd[n])
+                                         for n in names})
+            vb = _combined(gb, combine, {n: ratio(gb[n].num.sum(axis=1) - sn[n], gb[n].den.sum(axis=1) - sd[n])
+                                         for n in names})
             out.append(va.mean(axis=1) - vb.mean(axis=1))
         return out
 

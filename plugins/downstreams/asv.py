@@ -14,7 +14,9 @@ checkpoint is chosen by the dev trials' EER, as every other task chooses on dev.
 
 Trials: the corpus's ``<split>.trials`` where it has them (``meta["trials"]``: VoxCeleb1's list),
 otherwise every pair of the split's utterances (at most ``max_trials``, a seeded sample beyond),
-labelled by speaker. The embedded corpus tests on its unseen voices (``test_unseen``).
+labelled by speaker. The embedded corpus tests on its unseen voices (``test_unseen``). The per-item
+results are the trials (label and score), so the leaderboard resamples trials for the EER's interval
+and its paired comparisons.
 
 ``protocol: embedded``: connector 64, statistics of 128, 300 steps of 16 utterances at 2e-3, dev
 every 100.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import Field
 
 from harness import hookimpl
@@ -96,10 +99,19 @@ class VerificationTask(Task):
                 for r, v in zip(batch.utterances, vectors, strict=True)]
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
-        """The EER over the trials among ``records``: the corpus's list for their split (its trials whose
-        two utterances are both there), or else every pair of them."""
-        import numpy as np
+        """The EER over the trials among ``records`` (see :meth:`trial_scores`)."""
+        trials, scores = self.trial_scores(records)
+        return {"eer": equal_error_rate([label for label, _, _ in trials], scores)}
 
+    def scored_items(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One item per trial, its label and score: what a bootstrap of the EER resamples."""
+        trials, scores = self.trial_scores(records)
+        return [{"id": f"{a} {b}", "stats": {"eer": {"target": label, "score": float(s)}}}
+                for (label, a, b), s in zip(trials, scores, strict=True)]
+
+    def trial_scores(self, records: list[dict[str, Any]]) -> tuple[list[Trial], np.ndarray]:
+        """The trials among ``records`` and their cosine scores: the corpus's list for their split (its
+        trials whose two utterances are both there), or else every pair of them."""
         vectors = {r["id"]: r["embedding"] for r in records}
         listed = max(self.trials.values(), key=lambda t: sum(a in vectors for _, a, _ in t), default=[])
         trials = [t for t in listed if t[1] in vectors and t[2] in vectors]
@@ -112,8 +124,7 @@ class VerificationTask(Task):
                               "and test splits need several utterances of each of several speakers.")
         enrol = np.stack([vectors[a] for _, a, _ in trials])
         test = np.stack([vectors[b] for _, _, b in trials])
-        scores = (enrol * test).sum(axis=1)  # cosine: the embeddings have unit length
-        return {"eer": equal_error_rate(labels, scores)}
+        return trials, (enrol * test).sum(axis=1)  # cosine: the embeddings have unit length
 
 
 class SpeakerVerification(ProbedDownstream[ASVParams]):

@@ -12,8 +12,9 @@ two of queries); each query row lists the documents its term occurs in (``occurs
 detections are written to ``<stage>/qbe_test.stdlist.xml`` in the format QUESST's scorer reads (scores
 per query and document, YES above 2 standard deviations, as s3prl writes them).
 
-``layer``: a hidden-state index, or ``all`` (default). The MTWV has no per-item statistics, so its
-leaderboard interval is over seeds.
+``layer``: a hidden-state index, or ``all`` (default). The per-item results are the test queries'
+gains at the candidate thresholds (:func:`harness.evaluation.twv.query_gains`), so the leaderboard
+resamples queries for the MTWV's interval and its paired comparisons.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
         ctx.cache_filled()
         states = {role: _states(upstream, rows[role], stores[role], cache.precision) for role in rows}
 
-        def score(role: str, layer: int) -> tuple[float, float, np.ndarray]:
+        def score(role: str, layer: int) -> tuple[float, float, np.ndarray, np.ndarray]:
             return _score(states["documents"], states[role], rows[role], [r["id"] for r in rows["documents"]],
                           layer, params.beta, ctx.device)
 
@@ -89,7 +90,7 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
             extra["layers"] = {f"layer{k}": {"mtwv": v} for k, v in dev.items()}
         else:
             layer = params.layer % n_layers
-        mtwv, threshold, scores = score("test", layer)
+        mtwv, threshold, scores, truth = score("test", layer)
         extra.update(best_layer=layer, threshold=threshold, beta=params.beta)
         queries, docs = [r["id"] for r in rows["test"]], [r["id"] for r in rows["documents"]]
         write_stdlist(ctx.out_dir / "qbe_test.stdlist.xml", queries, docs, scores)
@@ -97,7 +98,17 @@ class QueryByExample(DownstreamPlugin[QbEParams]):
                         "hyp": [d for d, s in zip(docs, row, strict=True) if s > threshold]}
                        for q, r, row in zip(queries, rows["test"], scores, strict=True)]  # fmt: skip
         return EvalResult(metrics={"mtwv": mtwv}, directions={"mtwv": "higher"}, n_items=len(queries),
-                          items=[{"id": q, "stats": {}} for q in queries], extra=extra, predictions=predictions)
+                          items=_items(queries, scores, truth, params.beta), extra=extra, predictions=predictions)
+
+
+def _items(queries: list[str], scores: np.ndarray, truth: np.ndarray, beta: float) -> list[dict[str, Any]]:
+    """Per test query its gains at the candidate thresholds (none for a query without a true document,
+    which the MTWV leaves out)."""
+    from harness.api import query_gains
+
+    kept, gains = query_gains(scores, truth, beta)
+    stats = {int(q): {"mtwv": {"gains": g.tolist()}} for q, g in zip(kept, gains, strict=True)}
+    return [{"id": q, "stats": stats.get(i, {})} for i, q in enumerate(queries)]
 
 
 def _states(upstream: UpstreamModel, rows: list[dict[str, Any]], store: Any, precision: str) -> list[Any]:
@@ -109,8 +120,8 @@ def _states(upstream: UpstreamModel, rows: list[dict[str, Any]], store: Any, pre
 
 
 def _score(docs: list[Any], queries: list[Any], query_rows: list[dict[str, Any]], doc_ids: list[str],
-           layer: int, beta: float, device: Any) -> tuple[float, float, np.ndarray]:
-    """(MTWV, its threshold, the queries × documents scores) on one layer."""
+           layer: int, beta: float, device: Any) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(MTWV, its threshold, the queries × documents scores and ground truth) on one layer."""
     from harness.api import Documents, maximum_twv, query_scores, standardise
 
     normed = standardise([x[layer].float() for x in (*queries, *docs)])
@@ -123,7 +134,7 @@ def _score(docs: list[Any], queries: list[Any], query_rows: list[dict[str, Any]]
     if not truth.any():
         raise CorpusError("qbe: no query occurs in any document; the ground truth is empty.")
     mtwv, threshold = maximum_twv(scores, truth, beta)
-    return mtwv, threshold, scores
+    return mtwv, threshold, scores, truth
 
 
 def write_stdlist(path: Path, queries: list[str], docs: list[str], scores: np.ndarray) -> None:

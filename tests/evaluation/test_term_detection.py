@@ -18,6 +18,7 @@ from harness.core.params import validate_params
 from harness.core.registry import PluginManager
 from harness.evaluation.term_detection import Documents, match_costs, query_scores
 from harness.evaluation.twv import maximum_twv
+from harness.report.item_stats import from_items
 from tests.downstream_helpers import make_ctx
 
 # ----------------------------------------------------------------------------- DTW
@@ -158,6 +159,18 @@ def test_qbe_picks_a_layer_on_dev_and_writes_the_detections(qbe_run):
     assert [t.get("termid") for t in terms] == [r["id"] for r in corpus.utterances("qbe_test")]
     assert all(len(t.findall("term")) == len(corpus.utterances("test")) for t in terms)
     assert {p["id"] for p in result.predictions} == {r["id"] for r in corpus.utterances("qbe_test")}
+
+
+def test_qbe_items_are_the_queries_gains_and_give_the_mtwv_back(qbe_run):
+    corpus, _, result = qbe_run
+    queries = corpus.utterances("qbe_test")
+    assert [it["id"] for it in result.items] == [r["id"] for r in queries]
+    with_truth = [it for it, r in zip(result.items, queries, strict=True) if r["occurs_in"]]
+    assert all("mtwv" in it["stats"] for it in with_truth)
+    assert all(it["stats"] == {} for it in result.items if it not in with_truth)  # the MTWV leaves them out
+    gains = from_items({0: result.items}, "mtwv")
+    assert gains.n_items == len(with_truth)
+    assert gains.value == pytest.approx(result.metrics["mtwv"], abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- QUESST 2014

@@ -15,6 +15,7 @@ from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
 from harness.evaluation.verification import all_pairs, equal_error_rate, read_trials, write_trials
+from harness.report.item_stats import from_items
 from plugins.downstreams._xvector import SHRINK, XVectorHead
 from tests.downstream_helpers import make_ctx
 
@@ -119,9 +120,17 @@ def test_asv_tests_on_the_unseen_voices_of_the_embedded_corpus(asv_result):
     corpus, result = asv_result
     test_rows = corpus.utterances("test_unseen")
     assert corpus.split_for("asv", "test") == "test_unseen"
-    assert result.directions == {"eer": "lower"} and result.n_items == len(test_rows)
+    n = len(test_rows)
+    assert result.directions == {"eer": "lower"} and result.n_items == n * (n - 1) // 2  # every pair a trial
     assert {p["id"] for p in result.predictions} == {r["id"] for r in test_rows}
-    assert all(item["stats"] == {} for item in result.items)  # no per-item statistics: an EER has none
+    # the per-item results are the trials: their labels follow the speakers, and they give the EER again
+    speaker = {r["id"]: r["speaker"] for r in test_rows}
+    for item in result.items:
+        a, b = item["id"].split()
+        assert item["stats"]["eer"]["target"] == int(speaker[a] == speaker[b])
+    trials = from_items({0: result.items}, "eer")
+    assert trials.n_items == result.n_items
+    assert trials.value == pytest.approx(result.metrics["eer"], abs=1e-9)
     assert 0.0 <= result.metrics["eer"] <= 100.0
     assert result.extra["best_step"] in (20, 40) and set(result.extra["dev"]) == {"eer"}  # chosen on dev EER
 

@@ -144,16 +144,17 @@ def test_markdown_csv_json_and_html_carry_the_second_comparison(board):
 
     rows = list(csv.DictReader(io.StringIO(fmts.render_csv(board))))
     assert tuple(rows[0]) == fmts.CSV_FIELDS
-    assert fmts.CSV_FIELDS[-6:] == ("ft_delta", "ft_delta_low", "ft_delta_high", "ft_p_items", "ft_p_seeds",
-                                    "ft_significant")
+    assert fmts.CSV_FIELDS[-7:] == ("ft_delta", "ft_delta_low", "ft_delta_high", "ft_p_items", "ft_p_items_test",
+                                    "ft_p_seeds", "ft_significant")
     line = next(r for r in rows if r["model"] == SPEECH_FT and r["column"] == "pr.per")
     assert (float(line["ft_delta"]), float(line["ft_delta_low"]), float(line["ft_delta_high"])) == (
         cmp.delta, cmp.low, cmp.high)
     assert float(line["ft_p_items"]) == cmp.p_items and float(line["ft_p_seeds"]) == cmp.p_seeds
+    assert line["ft_p_items_test"] == "permutation"
     assert line["ft_significant"] == str(cmp.significant)
     assert float(line["delta"]) == _row(board, SPEECH_FT).cells["pr.per"].vs_baseline.delta
     stable = next(r for r in rows if r["model"] == STABLE_FT and r["column"] == "pr.per")
-    assert all(stable[f] == "" for f in fmts.CSV_FIELDS[-6:])
+    assert all(stable[f] == "" for f in fmts.CSV_FIELDS[-7:])
 
     data = json.loads(fmts.render_json(board))
     cell = next(r for r in data["rows"] if r["model"] == SPEECH_FT)["cells"]["pr.per"]

@@ -141,10 +141,10 @@ FOLD_SEP = "#fold="
 class _Stats:
     """A metric's per-item stats: all items, and the strata its value averages (folds, or one)."""
 
-    flat: stats.ItemStats
-    strata: dict[str, stats.ItemStats]  # suffix ("" or "#fold=<k>") -> stats
+    flat: stats.Resampled
+    strata: dict[str, stats.Resampled]  # suffix ("" or "#fold=<k>") -> stats
 
-    def group(self, name: str) -> dict[str, stats.ItemStats]:
+    def group(self, name: str) -> dict[str, stats.Resampled]:
         return {name + suffix: st for suffix, st in self.strata.items()}
 
 
@@ -172,9 +172,9 @@ class _Data:
 
     per_seed: dict[int, float]
     n_items: int | None
-    group: dict[str, stats.ItemStats] | None = None  # metric name -> per-item stats over the seeds
+    group: dict[str, stats.Resampled] | None = None  # metric name -> per-item stats over the seeds
     combine: stats.Combine | None = None  # several metrics -> one value (the SUPERB score)
-    flat: stats.ItemStats | None = None  # the metric's items without fold strata (ABX spreads)
+    flat: stats.Resampled | None = None  # the metric's items without fold strata (ABX spreads)
     replicates: np.ndarray | None = None
 
     def signature(self) -> tuple:
@@ -334,7 +334,7 @@ class _Builder:
                 return None
             per_seed[seed] = items
         try:
-            flat = stats.ItemStats.from_items(per_seed, metric)
+            flat = stats.from_items(per_seed, metric)
             folds = {str(it["id"]): it["fold"] for it in next(iter(per_seed.values())) if "fold" in it}
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             self.note(f"{where}: per-item results are malformed ({exc}); intervals use seeds only.")
@@ -347,7 +347,7 @@ class _Builder:
         if max(scored) != flat.n_items:
             self.note(f"{where}: seeds were evaluated on different items; only the {flat.n_items} shared ones "
                       "enter the intervals.")
-        strata: dict[str, stats.ItemStats] = {}
+        strata: dict[str, stats.Resampled] = {}
         if folds and all(i in folds for i in flat.ids):
             # cross-validated results (ER's sessions): the metric is the mean of the folds' own values,
             # and the bootstrap resamples within each fold
@@ -401,7 +401,7 @@ class _Builder:
                 return scoring.coverage(data["tasks"], data["table"])
         return None
 
-    def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.ItemStats] | None:
+    def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.Resampled] | None:
         """Every metric behind a model's scores as ItemStats over seeds (None, with a note, if unusable)."""
         by_name: dict[str, dict[int, str]] = {}  # metric -> seed -> evaluate stage key
         for seed, st in runs.items():
@@ -425,7 +425,7 @@ class _Builder:
                 return None
             if not self.add_scorer(seed, str(st.params.get("reference")), fbank, directions):
                 return None
-        group: dict[str, stats.ItemStats] = {}
+        group: dict[str, stats.Resampled] = {}
         for name, keys in by_name.items():
             st = self.eval_stats(keys, name.split(".", 1)[1], f"{where} ({name})")
             if st is None:
@@ -520,6 +520,9 @@ class _Builder:
             else:
                 paired = stats.paired_bootstrap(model_g, base_g, data.combine, s.level, s.n_resamples, s.seed)
             out.update(delta=paired.delta, low=paired.interval.low, high=paired.interval.high)
+            if not all(g.permutable for g in (*model_g.values(), *base_g.values())):
+                out.update(p_items=paired.pvalue, items_test="bootstrap")  # an EER or MTWV: see stats
+                continue
             batch = (id(data.combine), tuple((n, g.n_items) for n, g in model_g.items()))
             pending.setdefault(batch, []).append((key, model_g, base_g))
         for batch in pending.values():
@@ -532,7 +535,8 @@ class _Builder:
             tests = [p for p in (r["p_items"], r["p_seeds"]) if p is not None]
             better = r["delta"] < 0 if col.direction == "lower" else r["delta"] > 0
             out[key] = Comparison(r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
-                                  bool(tests) and all(p < s.threshold for p in tests), better)
+                                  bool(tests) and all(p < s.threshold for p in tests), better,
+                                  items_test=r.get("items_test", "permutation"))
         return out
 
     def aligned(self, data: _Data, base: _Data) -> tuple[dict, dict] | None:

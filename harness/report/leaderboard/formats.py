@@ -38,7 +38,7 @@ def fmt_pvalues(cmp: Comparison | None) -> str:
         return "–"
     parts = []
     if cmp.p_items is not None:
-        parts.append(fmt_p(cmp.p_items))
+        parts.append(fmt_p(cmp.p_items) + (" (bootstrap)" if cmp.items_test == "bootstrap" else ""))
     if cmp.p_seeds is not None:
         parts.append(f"seeds {fmt_p(cmp.p_seeds)}")
     return " · ".join(parts) or "–"
@@ -112,8 +112,9 @@ def _md_compare(lb: Leaderboard, title: str, field: str, sentence: str) -> list[
 
 CSV_FIELDS = ("upstream", "model", "finetune", "merge", "alpha", "seeds", "column", "direction", "mean",
               "ci_low", "ci_high", "interval", "n_items", "per_seed", "delta", "delta_low", "delta_high",
-              "p_items", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std",
-              "ft_delta", "ft_delta_low", "ft_delta_high", "ft_p_items", "ft_p_seeds", "ft_significant")
+              "p_items", "p_items_test", "p_seeds", "significant", "delta_value_std", "paired_delta_value_std",
+              "ft_delta", "ft_delta_low", "ft_delta_high", "ft_p_items", "ft_p_items_test", "ft_p_seeds",
+              "ft_significant")
 
 
 def render_csv(lb: Leaderboard) -> str:
@@ -140,11 +141,13 @@ def render_csv(lb: Leaderboard) -> str:
                 "per_seed": " ".join(f"{s}:{v!r}" for s, v in cell.per_seed.items()),
                 "delta": num(cmp.delta) if cmp else "", "delta_low": num(cmp.low) if cmp else "",
                 "delta_high": num(cmp.high) if cmp else "", "p_items": num(cmp.p_items) if cmp else "",
+                "p_items_test": cmp.items_test if cmp and cmp.p_items is not None else "",
                 "p_seeds": num(cmp.p_seeds) if cmp else "", "significant": str(cmp.significant) if cmp else "",
                 "delta_value_std": num(spread.delta_value_std) if spread else "",
                 "paired_delta_value_std": num(spread.paired_delta_value_std) if spread else "",
                 "ft_delta": num(ft.delta) if ft else "", "ft_delta_low": num(ft.low) if ft else "",
                 "ft_delta_high": num(ft.high) if ft else "", "ft_p_items": num(ft.p_items) if ft else "",
+                "ft_p_items_test": ft.items_test if ft and ft.p_items is not None else "",
                 "ft_p_seeds": num(ft.p_seeds) if ft else "", "ft_significant": str(ft.significant) if ft else "",
             })
     return buf.getvalue()

@@ -162,7 +162,7 @@ def _cmp_text(cmp: Comparison, against: str = "pre-trained") -> str:
     if cmp.low is not None and cmp.high is not None:
         text += f" [{fmt(cmp.low, cmp.digits, sign=True)}, {fmt(cmp.high, cmp.digits, sign=True)}]"
     if cmp.p_items is not None:
-        text += f", p (items) = {fmt_p(cmp.p_items)}"
+        text += f", p (items, {cmp.items_test}) = {fmt_p(cmp.p_items)}"
     if cmp.p_seeds is not None:
         text += f", p (seeds) = {fmt_p(cmp.p_seeds)}"
     return text

@@ -63,6 +63,9 @@ class Comparison:
     significant: bool
     better: bool
     digits: int = 2  # decimals shown (the column's)
+    #: what gave p_items: "permutation" (ratio metrics) or "bootstrap" (the paired bootstrap's p, for an EER,
+    #: an MTWV and a SUPERB score that includes them)
+    items_test: str = "permutation"
 
 
 @dataclass

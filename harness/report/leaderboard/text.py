@@ -19,6 +19,17 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+#: the legend's addition when some p over items comes from the paired bootstrap
+BOOTSTRAP_P = (" p marked (bootstrap) is the paired bootstrap's (the smallest level at which its interval "
+               "excludes 0): an EER's or MTWV's scores are on each model's own scale, so they are not swapped "
+               "between models.")
+
+
+def _bootstrap_p(lb: Leaderboard) -> bool:
+    return any(cmp is not None and cmp.p_items is not None and cmp.items_test == "bootstrap"
+               for r in lb.rows for c in r.cells.values() for cmp in (c.vs_baseline, c.vs_finetuned))
+
+
 def method_text(lb: Leaderboard) -> dict[str, str]:
     """The sentences that explain the numbers, shared by the markdown and HTML pages."""
     s = lb.settings
@@ -33,7 +44,7 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
         "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
                     f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
                     "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
-                    f"{s.threshold:g} in every test that applies."),
+                    f"{s.threshold:g} in every test that applies." + (BOOTSTRAP_P if _bootstrap_p(lb) else "")),
         "finetuned": ("Speech-FT against Stable-FT: each merge with 0 < α < 1 against the fully fine-tuned model "
                       "(α = 1) of the same upstream, fine-tuning and merge entry (or the unmerged fine-tuned model), "
                       "on the same items and seeds; Δ = model − fully fine-tuned, interval and p as above."),

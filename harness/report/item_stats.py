@@ -1,0 +1,218 @@
+"""One metric of one model over its test items and seeds, in the form the bootstrap resamples.
+
+A bootstrap replicate counts how often each item was drawn; a metric's ``resampled(counts)`` turns
+those counts into its value on each seed. Three kinds cover every metric the harness reports:
+
+- :class:`ItemStats`: a ratio of sums, ``100 · Σ_i num_i / Σ_i den_i`` (accuracy, error rates, F1,
+  ABX, DER), from per-item ``[num, den]``;
+- :class:`TrialStats`: the equal error rate over verification trials (ASV), from each trial's label
+  and score;
+- :class:`GainStats`: a maximum over thresholds of a mean over items (QbE's MTWV), from each query's
+  gain at every candidate threshold.
+
+Items are stored per seed as ``{"id", "stats": {metric: ...}}``; :func:`from_items` reads them, the
+kind following the stored form (a list ``[num, den]``, ``{"target", "score"}``, ``{"gains"}``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.evaluation.verification import weighted_eer
+
+
+class Resampled(ABC):
+    """A metric's per-item results over seeds: ``ids`` (items, aligned across seeds) and ``seeds``."""
+
+    ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+    #: whether two models' results can be swapped item by item (the permutation test): true for ratios of
+    #: sums; an EER or MTWV compares scores on each model's own scale, so they are compared by bootstrap
+    permutable: ClassVar[bool] = False
+
+    @property
+    def n_items(self) -> int:
+        return len(self.ids)
+
+    @abstractmethod
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        """The metric on each seed for each replicate: draw counts ``[b × items]`` -> ``[b × seeds]``."""
+
+    @abstractmethod
+    def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> Resampled:
+        """The same metric on some items and seeds (in the order given)."""
+
+    def per_seed(self) -> np.ndarray:
+        """The metric of each seed over all items."""
+        return self.resampled(np.ones((1, self.n_items)))[0]
+
+    @property
+    def value(self) -> float:
+        """The mean over seeds."""
+        return float(np.mean(self.per_seed()))
+
+    def _positions(self, ids: Sequence[str], seeds: Sequence[int]) -> tuple[list[int], list[int]]:
+        pos = {i: k for k, i in enumerate(self.ids)}
+        spos = {s: k for k, s in enumerate(self.seeds)}
+        return [pos[i] for i in ids], [spos[s] for s in seeds]
+
+    def _check(self, rows: int, cols: int) -> None:
+        if (rows, cols) != (len(self.seeds), len(self.ids)):
+            raise ValueError(f"per-item results are [{rows} × {cols}]; they must be [seeds={len(self.seeds)}, "
+                             f"items={len(self.ids)}]")
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("item ids must be unique")
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """100 · num / den elementwise, NaN where den is 0."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, 100.0 * num / np.where(den != 0, den, 1.0), np.nan)
+
+
+@dataclass(frozen=True)
+class ItemStats(Resampled):
+    """A ratio of sums: per-item ``[num, den]`` for each seed.
+
+    ``num`` and ``den`` are float arrays of shape ``[seeds, items]``; column ``i`` is item ``ids[i]``
+    and row ``s`` is seed ``seeds[s]``.
+    """
+
+    ids: tuple[str, ...]
+    num: np.ndarray
+    den: np.ndarray
+    seeds: tuple[int, ...] = (0,)
+    permutable: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        num = np.atleast_2d(np.asarray(self.num, dtype=float))
+        den = np.atleast_2d(np.asarray(self.den, dtype=float))
+        if num.shape != den.shape:
+            raise ValueError(f"num {num.shape} and den {den.shape} differ in shape")
+        self._check(*num.shape)
+        object.__setattr__(self, "num", num)
+        object.__setattr__(self, "den", den)
+
+    @classmethod
+    def from_items(cls, runs: Mapping[int, Sequence[Mapping]], metric: str) -> ItemStats:
+        """From per-seed lists of item dicts ``{"id", "stats": {metric: [num, den]}}`` (see :func:`from_items`)."""
+        ids, seeds, values = _aligned(runs, metric)
+        num = np.array([[float(v[0]) for v in row] for row in values]).reshape(len(seeds), len(ids))
+        den = np.array([[float(v[1]) for v in row] for row in values]).reshape(len(seeds), len(ids))
+        return cls(ids, num, den, seeds)
+
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        return ratio(counts @ self.num.T, counts @ self.den.T)
+
+    def per_seed(self) -> np.ndarray:
+        """The metric of each seed, 100 · Σnum / Σden."""
+        return ratio(self.num.sum(axis=1), self.den.sum(axis=1))
+
+    def per_item(self) -> np.ndarray:
+        """Each item's own value in percent, its stats pooled over seeds (Σ_s num / Σ_s den)."""
+        return ratio(self.num.sum(axis=0), self.den.sum(axis=0))
+
+    def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> ItemStats:
+        cols, rows = self._positions(ids, seeds)
+        return ItemStats(tuple(ids), self.num[np.ix_(rows, cols)], self.den[np.ix_(rows, cols)], tuple(seeds))
+
+
+@dataclass(frozen=True)
+class TrialStats(Resampled):
+    """The equal error rate (percent) over verification trials: ``targets [items]`` (1: same speaker,
+    one list for every seed) and ``scores [seeds × items]``."""
+
+    ids: tuple[str, ...]
+    targets: np.ndarray
+    scores: np.ndarray
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        targets = np.asarray(self.targets, dtype=np.int64)
+        scores = np.atleast_2d(np.asarray(self.scores, dtype=float))
+        if targets.shape != (scores.shape[1],):
+            raise ValueError(f"{targets.size} trial labels for {scores.shape[1]} scored trials")
+        self._check(*scores.shape)
+        object.__setattr__(self, "targets", targets)
+        object.__setattr__(self, "scores", scores)
+
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        return np.stack([weighted_eer(self.targets, s, counts) for s in self.scores], axis=1)
+
+    def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> TrialStats:
+        cols, rows = self._positions(ids, seeds)
+        return TrialStats(tuple(ids), self.targets[cols], self.scores[np.ix_(rows, cols)], tuple(seeds))
+
+
+@dataclass(frozen=True)
+class GainStats(Resampled):
+    """``max(0, max_k mean_i gains[i, k])``: each item's gain at a seed's candidate thresholds, one
+    ``[items × thresholds]`` array per seed (the thresholds are the seed's own; see
+    :func:`harness.evaluation.twv.query_gains`)."""
+
+    ids: tuple[str, ...]
+    gains: tuple[np.ndarray, ...]
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        gains = tuple(np.asarray(g, dtype=float).reshape(len(self.ids), -1) for g in self.gains)
+        self._check(len(gains), len(self.ids))
+        object.__setattr__(self, "gains", gains)
+
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights = counts / counts.sum(axis=1, keepdims=True)
+        return np.stack([(weights @ g).max(axis=1, initial=0.0) for g in self.gains], axis=1)
+
+    def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> GainStats:
+        cols, rows = self._positions(ids, seeds)
+        return GainStats(tuple(ids), tuple(self.gains[r][cols] for r in rows), tuple(seeds))
+
+
+def from_items(runs: Mapping[int, Sequence[Mapping]], metric: str) -> Resampled:
+    """A metric's per-item results from per-seed lists of item dicts ``{"id", "stats": {metric: ...}}``.
+
+    Only items present for every seed are kept (in the first seed's order). The stored form gives the
+    kind: ``[num, den]`` (:class:`ItemStats`), ``{"target": 0|1, "score": s}`` (:class:`TrialStats`) or
+    ``{"gains": [...]}`` (:class:`GainStats`).
+    """
+    ids, seeds, values = _aligned(runs, metric)
+    first = values[0][0] if ids else [0, 0]
+    if isinstance(first, Mapping) and "score" in first:
+        targets = [int(v["target"]) for v in values[0]]
+        if any([int(v["target"]) for v in row] != targets for row in values[1:]):
+            raise ValueError(f"{metric}: the seeds label the same trials differently")
+        scores = np.array([[float(v["score"]) for v in row] for row in values]).reshape(len(seeds), len(ids))
+        return TrialStats(ids, np.asarray(targets), scores, seeds)
+    if isinstance(first, Mapping) and "gains" in first:
+        return GainStats(ids, tuple(np.array([v["gains"] for v in row], dtype=float) for row in values), seeds)
+    return ItemStats.from_items(runs, metric)
+
+
+def _aligned(runs: Mapping[int, Sequence[Mapping]], metric: str) -> tuple[tuple[str, ...], tuple[int, ...], list]:
+    """(shared item ids in the first seed's order, seeds, per seed the items' stored stats of ``metric``)."""
+    if not runs:
+        raise ValueError("no runs given")
+    seeds = tuple(runs)
+    tables = [{str(it["id"]): it["stats"][metric] for it in runs[s] if metric in it.get("stats", {})}
+              for s in seeds]
+    common = set(tables[0]).intersection(*tables[1:])
+    ids = tuple(i for i in tables[0] if i in common)
+    values: list[Any] = [[t[i] for i in ids] for t in tables]
+    return ids, seeds, values
+
+
+def align(a: Resampled, b: Resampled) -> tuple[Resampled, Resampled]:
+    """Restrict two models' results to the items and seeds they share (in ``a``'s order)."""
+    b_ids = set(b.ids)
+    ids = [i for i in a.ids if i in b_ids]
+    seeds = [s for s in a.seeds if s in set(b.seeds)]
+    if not ids or not seeds:
+        raise ValueError("the two models share no items or no seeds")
+    return a.subset(ids, seeds), b.subset(ids, seeds)
