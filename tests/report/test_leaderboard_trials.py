@@ -14,6 +14,7 @@ from harness.report import leaderboard as lbm
 from harness.report import stats
 from harness.report.item_stats import GainStats, TrialStats
 from harness.report.leaderboard import formats as fmts
+from harness.report.leaderboard.html import render_html
 from harness.report.leaderboard.text import BOOTSTRAP_P
 from tests.leaderboard_helpers import FakeRun, labels, make_items
 
@@ -98,6 +99,8 @@ def test_eer_and_mtwv_comparisons_carry_the_paired_bootstraps_p(run):
     superb = row.cells["superb.score"].vs_baseline
     assert superb.items_test == "bootstrap" and superb.p_items is not None
 
+    page = render_html(board)
+    assert "p (items, bootstrap) = " in page and "(bootstrap)</span>" in page
     markdown = fmts.render_markdown(board)
     assert "(bootstrap)" in markdown and BOOTSTRAP_P.strip() in markdown
     lines = {(r["model"], r["column"]): r for r in csv.DictReader(io.StringIO(fmts.render_csv(board)))}

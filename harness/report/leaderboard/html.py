@@ -199,7 +199,7 @@ def _delta_td(cmp: Comparison | None, against: str = "pre-trained") -> str:
         ci = f"[{fmt(cmp.low, cmp.digits, sign=True)}, {fmt(cmp.high, cmp.digits, sign=True)}]"
     ps = []
     if cmp.p_items is not None:
-        ps.append(f"p {fmt_p(cmp.p_items)}")
+        ps.append(f"p {fmt_p(cmp.p_items)}" + (" (bootstrap)" if cmp.items_test == "bootstrap" else ""))
     if cmp.p_seeds is not None:
         ps.append(f"seeds p {fmt_p(cmp.p_seeds)}")
     mark = "*" if cmp.significant else ""
