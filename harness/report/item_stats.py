@@ -11,7 +11,8 @@ those counts into its value on each seed. Three kinds cover every metric the har
   gain at every candidate threshold.
 
 Items are stored per seed as ``{"id", "stats": {metric: ...}}``; :func:`from_items` reads them, the
-kind following the stored form (a list ``[num, den]``, ``{"target", "score"}``, ``{"gains"}``).
+kind following the stored form (a list ``[num, den]``, ``{"target", "score"[, "group"]}``,
+``{"gains"}``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class Resampled(ABC):
     @abstractmethod
     def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> Resampled:
         """The same metric on some items and seeds (in the order given)."""
+
+    def cluster_codes(self) -> np.ndarray | None:
+        """Each item's cluster as an index ``0..k-1`` when the bootstrap draws clusters of items rather
+        than items (ASV: trials grouped by enrolment speaker), else None."""
+        return None
 
     def per_seed(self) -> np.ndarray:
         """The metric of each seed over all items."""
@@ -126,18 +132,26 @@ class ItemStats(Resampled):
 @dataclass(frozen=True)
 class TrialStats(Resampled):
     """The equal error rate (percent) over verification trials: ``targets [items]`` (1: same speaker,
-    one list for every seed) and ``scores [seeds × items]``."""
+    one list for every seed), ``scores [seeds × items]`` and optionally ``groups [items]``.
+
+    Trials that share a speaker are not independent; with ``groups`` (the enrolment speaker of each
+    trial) the bootstrap draws whole groups, Bolle et al.'s subset bootstrap, whose intervals do not
+    shrink with the number of trials drawn from the same few speakers.
+    """
 
     ids: tuple[str, ...]
     targets: np.ndarray
     scores: np.ndarray
     seeds: tuple[int, ...] = (0,)
+    groups: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         targets = np.asarray(self.targets, dtype=np.int64)
         scores = np.atleast_2d(np.asarray(self.scores, dtype=float))
         if targets.shape != (scores.shape[1],):
             raise ValueError(f"{targets.size} trial labels for {scores.shape[1]} scored trials")
+        if self.groups is not None and len(self.groups) != targets.size:
+            raise ValueError(f"{len(self.groups)} trial groups for {targets.size} trials")
         self._check(*scores.shape)
         object.__setattr__(self, "targets", targets)
         object.__setattr__(self, "scores", scores)
@@ -147,7 +161,14 @@ class TrialStats(Resampled):
 
     def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> TrialStats:
         cols, rows = self._positions(ids, seeds)
-        return TrialStats(tuple(ids), self.targets[cols], self.scores[np.ix_(rows, cols)], tuple(seeds))
+        groups = None if self.groups is None else tuple(self.groups[c] for c in cols)
+        return TrialStats(tuple(ids), self.targets[cols], self.scores[np.ix_(rows, cols)], tuple(seeds), groups)
+
+    def cluster_codes(self) -> np.ndarray | None:
+        if self.groups is None:
+            return None
+        _, codes = np.unique(np.asarray(self.groups, dtype=object).astype(str), return_inverse=True)
+        return codes.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -179,17 +200,19 @@ def from_items(runs: Mapping[int, Sequence[Mapping]], metric: str) -> Resampled:
     """A metric's per-item results from per-seed lists of item dicts ``{"id", "stats": {metric: ...}}``.
 
     Only items present for every seed are kept (in the first seed's order). The stored form gives the
-    kind: ``[num, den]`` (:class:`ItemStats`), ``{"target": 0|1, "score": s}`` (:class:`TrialStats`) or
-    ``{"gains": [...]}`` (:class:`GainStats`).
+    kind: ``[num, den]`` (:class:`ItemStats`), ``{"target": 0|1, "score": s}`` with an optional
+    ``"group"`` (:class:`TrialStats`) or ``{"gains": [...]}`` (:class:`GainStats`).
     """
     ids, seeds, values = _aligned(runs, metric)
     first = values[0][0] if ids else [0, 0]
     if isinstance(first, Mapping) and "score" in first:
         targets = [int(v["target"]) for v in values[0]]
-        if any([int(v["target"]) for v in row] != targets for row in values[1:]):
-            raise ValueError(f"{metric}: the seeds label the same trials differently")
+        groups = tuple(str(v["group"]) for v in values[0]) if "group" in first else None
+        for row in values[1:]:
+            if [int(v["target"]) for v in row] != targets or (groups and tuple(str(v["group"]) for v in row) != groups):
+                raise ValueError(f"{metric}: the seeds label or group the same trials differently")
         scores = np.array([[float(v["score"]) for v in row] for row in values]).reshape(len(seeds), len(ids))
-        return TrialStats(ids, np.asarray(targets), scores, seeds)
+        return TrialStats(ids, np.asarray(targets), scores, seeds, groups)
     if isinstance(first, Mapping) and "gains" in first:
         return GainStats(ids, tuple(np.array([v["gains"] for v in row], dtype=float) for row in values), seeds)
     return ItemStats.from_items(runs, metric)

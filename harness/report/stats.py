@@ -136,13 +136,32 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=idx.size).reshape(idx.shape).astype(float)
 
 
+def _clusters(gs: list[dict[str, Resampled]], name: str) -> np.ndarray | None:
+    """The metric's cluster of each item, which every group must share (None: items are drawn alone)."""
+    codes = gs[0][name].cluster_codes()
+    for g in gs[1:]:
+        other = g[name].cluster_codes()
+        if (codes is None) != (other is None) or (codes is not None and not np.array_equal(codes, other)):
+            raise ValueError(f"metric {name!r}: groups must cluster their items alike")
+    return codes
+
+
+def _draw(rng: np.random.Generator, b: int, n: int, clusters: np.ndarray | None) -> np.ndarray:
+    """Draw counts ``[b × n]``: n items with replacement, or as many clusters as there are, each drawn
+    cluster bringing all its items."""
+    if clusters is None:
+        return _counts(rng.integers(0, n, size=(b, n)), n)
+    k = int(clusters.max()) + 1
+    return _counts(rng.integers(0, k, size=(b, k)), k)[:, clusters]
+
+
 def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine | None = None,
                          n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
     """Bootstrap replicates ``[groups × n_resamples]`` of each group's (seed-mean) value.
 
     Each group is one model: a metric's :class:`Resampled` results or a mapping of metric name ->
-    results combined per seed by ``combine(values, seeds)``. All groups share every draw (items per
-    metric, seeds), which makes the replicates of two groups paired.
+    results combined per seed by ``combine(values, seeds)``. All groups share every draw (items, or
+    clusters of items, per metric; seeds), which makes the replicates of two groups paired.
     """
     gs = [_as_group(g) for g in groups]
     names, seeds = _check_groups(gs, combine)
@@ -151,6 +170,7 @@ def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine |
     if min(sizes.values()) == 0:
         raise ValueError("no items to resample")
     blocks = _blocks(gs, names)
+    clusters = {name: _clusters(gs, name) for name in names}
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(sizes.values())))
     out = np.empty((len(gs), n_resamples))
@@ -160,7 +180,7 @@ def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine |
             weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(float)
         else:
             weights = np.ones((b, 1))
-        counts = {name: _counts(rng.integers(0, n, size=(b, n)), n) for name, n in sizes.items()}
+        counts = {name: _draw(rng, b, n, clusters[name]) for name, n in sizes.items()}
         per_metric = {name: (_ratio_values(gs, counts[name], blocks[name]) if name in blocks
                              else [g[name].resampled(counts[name]) for g in gs]) for name in names}
         for k, g in enumerate(gs):

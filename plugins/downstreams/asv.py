@@ -15,8 +15,9 @@ checkpoint is chosen by the dev trials' EER, as every other task chooses on dev.
 Trials: the corpus's ``<split>.trials`` where it has them (``meta["trials"]``: VoxCeleb1's list),
 otherwise every pair of the split's utterances (at most ``max_trials``, a seeded sample beyond),
 labelled by speaker. The embedded corpus tests on its unseen voices (``test_unseen``). The per-item
-results are the trials (label and score), so the leaderboard resamples trials for the EER's interval
-and its paired comparisons.
+results are the trials (label, score and enrolment speaker), so the leaderboard's interval and paired
+comparisons of the EER resample speakers with all their trials (trials that share a speaker are not
+independent).
 
 ``protocol: embedded``: connector 64, statistics of 128, 300 steps of 16 utterances at 2e-3, dev
 every 100.
@@ -104,9 +105,11 @@ class VerificationTask(Task):
         return {"eer": equal_error_rate([label for label, _, _ in trials], scores)}
 
     def scored_items(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One item per trial, its label and score: what a bootstrap of the EER resamples."""
+        """One item per trial, its label, score and group (the enrolment utterance's speaker): the
+        bootstrap of the EER draws speakers with all their trials."""
         trials, scores = self.trial_scores(records)
-        return [{"id": f"{a} {b}", "stats": {"eer": {"target": label, "score": float(s)}}}
+        speaker = {r["id"]: r["ref"] for r in records}
+        return [{"id": f"{a} {b}", "stats": {"eer": {"target": label, "score": float(s), "group": speaker[a]}}}
                 for (label, a, b), s in zip(trials, scores, strict=True)]
 
     def trial_scores(self, records: list[dict[str, Any]]) -> tuple[list[Trial], np.ndarray]:

@@ -128,6 +128,7 @@ def test_asv_tests_on_the_unseen_voices_of_the_embedded_corpus(asv_result):
     for item in result.items:
         a, b = item["id"].split()
         assert item["stats"]["eer"]["target"] == int(speaker[a] == speaker[b])
+        assert item["stats"]["eer"]["group"] == speaker[a]  # the bootstrap draws enrolment speakers
     trials = from_items({0: result.items}, "eer")
     assert trials.n_items == result.n_items
     assert trials.value == pytest.approx(result.metrics["eer"], abs=1e-9)

@@ -93,7 +93,7 @@ def test_from_items_reads_each_kind_from_its_stored_form_and_aligns_seeds():
     assert isinstance(trials, TrialStats) and trials.ids == ("x y", "x z") and trials.seeds == (0, 5)
     np.testing.assert_array_equal(trials.scores, [[0.9, 0.4], [0.3, 0.1]])
     runs[5][0]["stats"]["eer"]["target"] = 1
-    with pytest.raises(ValueError, match="label the same trials differently"):
+    with pytest.raises(ValueError, match="label or group the same trials differently"):
         from_items(runs, "eer")
     gains = from_items({0: [{"id": "q1", "stats": {"mtwv": {"gains": [0.5, -0.2]}}}, {"id": "q2", "stats": {}}]},
                        "mtwv")
@@ -137,3 +137,47 @@ def test_a_ratio_and_an_eer_resample_jointly_through_a_combination():
     reps = stats.bootstrap_replicates([group, group], combine, n_resamples=300, seed=1)
     np.testing.assert_array_equal(reps[0], reps[1])  # shared draws
     assert np.isfinite(reps).all() and reps[0].std() > 0
+
+
+def _speaker_trials(rng: np.random.Generator, n_speakers: int = 12, per_speaker: int = 30) -> TrialStats:
+    """Trials grouped by enrolment speaker, some speakers much easier to verify than others (the
+    dependence between trials that share a speaker)."""
+    groups = np.repeat([f"spk{k:02d}" for k in range(n_speakers)], per_speaker)
+    targets = (np.arange(groups.size) % 3 == 0).astype(int)
+    separation = rng.uniform(0.0, 4.0, size=n_speakers)
+    scores = rng.normal(size=groups.size) + np.repeat(separation, per_speaker) * targets
+    return TrialStats(tuple(f"t{i}" for i in range(groups.size)), targets, scores[None, :], (0,), tuple(groups))
+
+
+def test_trials_drawn_by_enrolment_speaker_match_scipys_bootstrap_over_speakers():
+    rng = np.random.default_rng(7)
+    trials = _speaker_trials(rng)
+    ours = stats.bootstrap_ci(trials, n_resamples=3000, seed=0)
+    codes = trials.cluster_codes()
+
+    def eer_of(drawn):
+        rows = np.concatenate([np.flatnonzero(codes == c) for c in drawn.astype(int)])
+        return equal_error_rate(trials.targets[rows], trials.scores[0, rows])
+
+    ref = sps.bootstrap((np.arange(12),), eer_of, vectorized=False, n_resamples=3000, method="percentile",
+                        random_state=0).confidence_interval
+    assert ours.low == pytest.approx(ref.low, abs=1.0) and ours.high == pytest.approx(ref.high, abs=1.0)
+    alone = stats.bootstrap_ci(TrialStats(trials.ids, trials.targets, trials.scores), n_resamples=3000, seed=0)
+    assert ours.high - ours.low > 1.5 * (alone.high - alone.low)  # trials drawn alone understate the spread
+
+
+def test_one_trial_per_group_draws_exactly_as_trials_alone():
+    rng = np.random.default_rng(8)
+    plain = _trials(50, rng)
+    grouped = TrialStats(plain.ids, plain.targets, plain.scores, (0,), tuple(f"g{i:03d}" for i in range(50)))
+    np.testing.assert_array_equal(stats.bootstrap_replicates([grouped], n_resamples=200, seed=3),
+                                  stats.bootstrap_replicates([plain], n_resamples=200, seed=3))
+
+
+def test_models_compared_on_trials_must_group_them_alike():
+    rng = np.random.default_rng(9)
+    a = _speaker_trials(rng)
+    regrouped = TrialStats(a.ids, a.targets, a.scores, (0,), tuple(reversed(a.groups)))
+    with pytest.raises(ValueError, match="cluster their items alike"):
+        stats.paired_bootstrap(a, regrouped, n_resamples=10)
+    assert stats.align(a, a)[0].groups == a.groups

@@ -27,8 +27,9 @@ N_TRIALS, N_QUERIES, N_DOCS = 240, 16, 30
 def _trial_items(separation: float, rng: np.random.Generator) -> tuple[list[dict], TrialStats]:
     targets = (np.arange(N_TRIALS) % 4 == 0).astype(int)  # the same trial list for every model
     scores = rng.normal(size=N_TRIALS) + (1.0 + separation) * targets
-    items = [{"target": int(t), "score": float(s)} for t, s in zip(targets, scores, strict=True)]
-    return items, TrialStats(tuple(f"e{i} t{i}" for i in range(N_TRIALS)), targets, scores[None, :])
+    groups = tuple(f"spk{i % 12:02d}" for i in range(N_TRIALS))  # the enrolment speakers
+    items = [{"target": int(t), "score": float(s), "group": g} for t, s, g in zip(targets, scores, groups, strict=True)]
+    return items, TrialStats(tuple(f"e{i} t{i}" for i in range(N_TRIALS)), targets, scores[None, :], (0,), groups)
 
 
 def _query_items(separation: float, rng: np.random.Generator) -> tuple[list[dict], GainStats]:
