@@ -132,7 +132,7 @@ class VerificationTask(Task):
 
 class SpeakerVerification(ProbedDownstream[ASVParams]):
     name = "asv"
-    version = "1"
+    version = "2"
     summary = "Speaker verification: x-vector head, AM-softmax, cosine scoring; EER"
     order = 35
     label_fields = ("speaker",)

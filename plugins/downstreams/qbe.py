@@ -54,7 +54,7 @@ class QbEParams(PluginParams):
 
 class QueryByExample(DownstreamPlugin[QbEParams]):
     name = "qbe"
-    version = "1"
+    version = "2"
     summary = "Query-by-example term detection: subsequence DTW per layer, best layer on dev; MTWV"
     order = 28
     label_fields = ("occurs_in",)
