@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +53,10 @@ class Resampled(ABC):
         than items (ASV: trials grouped by enrolment speaker), else None."""
         return None
 
+    def ungrouped(self) -> Resampled:
+        """The same results with items drawn one by one (for too few clusters to draw)."""
+        return self
+
     def per_seed(self) -> np.ndarray:
         """The metric of each seed over all items."""
         return self.resampled(np.ones((1, self.n_items)))[0]
@@ -73,6 +77,10 @@ class Resampled(ABC):
                              f"items={len(self.ids)}]")
         if len(set(self.ids)) != len(self.ids):
             raise ValueError("item ids must be unique")
+
+
+#: fewer clusters than this cannot be drawn meaningfully (two speakers give three distinct draws)
+MIN_CLUSTERS = 10
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -169,6 +177,9 @@ class TrialStats(Resampled):
             return None
         _, codes = np.unique(np.asarray(self.groups, dtype=object).astype(str), return_inverse=True)
         return codes.astype(np.int64)
+
+    def ungrouped(self) -> TrialStats:
+        return replace(self, groups=None)
 
 
 @dataclass(frozen=True)

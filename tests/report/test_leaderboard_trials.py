@@ -116,3 +116,18 @@ def test_the_bootstrap_legend_appears_only_where_a_p_comes_from_it(tmp_path):
     plain = standard_run(tmp_path / "out", seeds=[0], n_items=20, tasks=("pr",))
     plain.close()
     assert BOOTSTRAP_P.strip() not in fmts.render_markdown(lbm.build(plain.output, SETTINGS))
+
+
+def test_too_few_enrolment_speakers_are_drawn_as_single_trials_with_a_note(tmp_path):
+    fake = FakeRun(tmp_path / "out")
+    rng = np.random.default_rng(1)
+    items, trials = _trial_items(0.0, rng)
+    few = [{**it, "group": f"spk{k % 3}"} for k, it in enumerate(items)]
+    fake.evaluate(labels("tiny", "pre-trained"), "asv", "asv", 0, {}, items={"eer": few}, ids=list(trials.ids),
+                  metrics={"eer": trials.value})
+    fake.close()
+    board = lbm.build(fake.output, SETTINGS)
+    cell = board.rows[0].cells["asv.eer"]
+    alone = stats.bootstrap_ci(trials.ungrouped(), n_resamples=SETTINGS.n_resamples, seed=SETTINGS.seed)
+    assert (cell.low, cell.high) == (pytest.approx(alone.low), pytest.approx(alone.high))
+    assert any("only 3 groups" in n and "too few to draw whole" in n for n in board.notes)

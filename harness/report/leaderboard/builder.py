@@ -39,6 +39,7 @@ from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, MetricRow, StageRow, Store
 from harness.evaluation import scoring
 from harness.report import stats
+from harness.report.item_stats import MIN_CLUSTERS
 from harness.report.leaderboard import superb
 from harness.report.leaderboard.model import (
     BASELINE_FINETUNE,
@@ -342,6 +343,12 @@ class _Builder:
         if flat.n_items == 0:
             self.note(f"{where}: per-item results carry no stats for {metric!r}; intervals use seeds only.")
             return None
+        codes = flat.cluster_codes()
+        if codes is not None and int(codes.max()) + 1 < MIN_CLUSTERS:
+            self.note(f"{where}: the items come from only {int(codes.max()) + 1} groups (ASV: enrolment speakers), "
+                      f"too few to draw whole (at least {MIN_CLUSTERS}); the interval draws items one by one and "
+                      "understates the spread between groups.")
+            flat = flat.ungrouped()
         # ABX items carry only the conditions that apply to them: count those with this metric
         scored = [sum(1 for it in v if metric in it.get("stats", {})) for v in per_seed.values()]
         if max(scored) != flat.n_items:
