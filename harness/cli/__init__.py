@@ -38,6 +38,10 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import leaderboard_cmd
         return leaderboard_cmd
 
+    def compare():
+        from harness.cli import compare_cmd
+        return compare_cmd
+
     def plugins():
         from harness.cli import plugins_cmd
         return plugins_cmd
@@ -74,8 +78,8 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import export_cmd
         return export_cmd
 
-    return {f.__name__: f for f in (run, plan, results, leaderboard, plugins, prepare, extract, merge, abx, score,
-                                          der, models, export)}
+    return {f.__name__: f for f in (run, plan, results, leaderboard, compare, plugins, prepare, extract, merge, abx,
+                                          score, der, models, export)}
 
 
 COMMANDS = _commands()

@@ -49,6 +49,7 @@ from harness.report.leaderboard.model import (
     Column,
     Comparison,
     Leaderboard,
+    Pairwise,
     Row,
     Settings,
 )
@@ -280,6 +281,24 @@ class _Builder:
 
     def rows(self) -> dict[tuple, Row]:
         return model_rows([*self.evals, *self.scores])
+
+    def compare_pair(self, rows: dict[tuple, Row], key: tuple, base_key: tuple) -> list[Pairwise]:
+        """Model ``key`` against model ``base_key`` (two keys of ``rows``) in every column both have: their
+        cells and the paired comparison, as the leaderboard computes them against the pre-trained model."""
+        out = []
+        for col in self.columns():
+            for k in (key, base_key):
+                data = self.score_data(k, rows[k]) if col.key == SUPERB else self.eval_data(k, rows[k], col)
+                if data is not None:
+                    self.data[(k, col.key)] = data
+            present = [k for k in (key, base_key) if (k, col.key) in self.data]
+            self.bootstrap_column(present, col)
+            cmp = self.compare_column({key: base_key}, col).get(key) if len(present) == 2 else None
+            if cmp is None:
+                continue
+            model, base = (replace(self.cell(self.data[(k, col.key)]), digits=col.digits) for k in (key, base_key))
+            out.append(Pairwise(col, model, base, replace(cmp, digits=col.digits)))
+        return out
 
     def columns(self) -> list[Column]:
         found: dict[str, Column] = {}
@@ -578,6 +597,11 @@ def build(output: Path, settings: Settings | None = None, plugins: PluginManager
 
     ``plugins`` (the installed ones by default) give the downstream plugins' column order.
     """
+    return open_store(output, settings, plugins).build()
+
+
+def open_store(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> _Builder:
+    """A builder over the finished evaluations and scores of an output folder (see :func:`build`)."""
     output = Path(output)
     if not (output / DB_NAME).is_file():
         raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
@@ -589,4 +613,4 @@ def build(output: Path, settings: Settings | None = None, plugins: PluginManager
     if not stages:
         raise HarnessError(f"the store in {output} holds no finished evaluate or score stage yet; "
                            "run a recipe to completion first.")
-    return _Builder(output, stages, metrics, settings or Settings(), plugins or default_manager()).build()
+    return _Builder(output, stages, metrics, settings or Settings(), plugins or default_manager())

@@ -107,6 +107,16 @@ class Row:
 
 
 @dataclass
+class Pairwise:
+    """One column of a comparison of two chosen models: both cells and model − baseline."""
+
+    column: Column
+    model: Cell
+    baseline: Cell
+    comparison: Comparison
+
+
+@dataclass
 class Leaderboard:
     source: str
     columns: list[Column]
