@@ -249,4 +249,8 @@ def align(a: Resampled, b: Resampled) -> tuple[Resampled, Resampled]:
     seeds = [s for s in a.seeds if s in set(b.seeds)]
     if not ids or not seeds:
         raise ValueError("the two models share no items or no seeds")
-    return a.subset(ids, seeds), b.subset(ids, seeds)
+    a2, b2 = a.subset(ids, seeds), b.subset(ids, seeds)
+    codes_a, codes_b = a2.cluster_codes(), b2.cluster_codes()
+    if (codes_a is None) != (codes_b is None) or (codes_a is not None and not np.array_equal(codes_a, codes_b)):
+        raise ValueError("the two models group their shared items differently")
+    return a2, b2

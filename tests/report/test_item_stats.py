@@ -180,4 +180,6 @@ def test_models_compared_on_trials_must_group_them_alike():
     regrouped = TrialStats(a.ids, a.targets, a.scores, (0,), tuple(reversed(a.groups)))
     with pytest.raises(ValueError, match="cluster their items alike"):
         stats.paired_bootstrap(a, regrouped, n_resamples=10)
+    with pytest.raises(ValueError, match="group their shared items differently"):
+        stats.align(a, regrouped)
     assert stats.align(a, a)[0].groups == a.groups

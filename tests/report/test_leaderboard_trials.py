@@ -131,3 +131,18 @@ def test_too_few_enrolment_speakers_are_drawn_as_single_trials_with_a_note(tmp_p
     alone = stats.bootstrap_ci(trials.ungrouped(), n_resamples=SETTINGS.n_resamples, seed=SETTINGS.seed)
     assert (cell.low, cell.high) == (pytest.approx(alone.low), pytest.approx(alone.high))
     assert any("only 3 groups" in n and "too few to draw whole" in n for n in board.notes)
+
+
+def test_models_whose_trials_are_grouped_differently_are_not_paired_over_trials(tmp_path):
+    fake = FakeRun(tmp_path / "out")
+    rng = np.random.default_rng(2)
+    for lab, separation in MODELS[:2]:
+        items, trials = _trial_items(separation, rng)
+        if lab["finetune"] != "none":  # another grouping of the same trials
+            items = [{**it, "group": f"other{k % 11}"} for k, it in enumerate(items)]
+        fake.evaluate(lab, "asv", "asv", 0, {}, items={"eer": items}, ids=list(trials.ids),
+                      metrics={"eer": trials.value})
+    fake.close()
+    board = lbm.build(fake.output, SETTINGS)
+    cell = _row(board, "pr (Stable-FT)").cells["asv.eer"]
+    assert cell.interval == "items" and cell.vs_baseline.p_items is None  # a seed comparison only

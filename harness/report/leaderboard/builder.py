@@ -180,9 +180,14 @@ class _Data:
     replicates: np.ndarray | None = None
 
     def signature(self) -> tuple:
-        """Cells with equal signatures share one bootstrap draw (same items, seeds and combination)."""
+        """Cells with equal signatures share one bootstrap draw (same items, clusters, seeds and combination)."""
         assert self.group is not None
-        return id(self.combine), tuple((n, g.ids, g.seeds) for n, g in self.group.items())
+        return id(self.combine), tuple((n, g.ids, g.seeds, _clusters_key(g)) for n, g in self.group.items())
+
+
+def _clusters_key(stats_: stats.Resampled) -> bytes | None:
+    codes = stats_.cluster_codes()
+    return None if codes is None else codes.tobytes()
 
 
 class _Builder:
