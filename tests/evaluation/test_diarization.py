@@ -339,3 +339,21 @@ def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, t
     assert main(["der", "--reference", str(ctx.out_dir / "sd_test.ref.rttm"), "--system",
                  str(ctx.out_dir / "sd_test.hyp.rttm"), "--frame", "0.01", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["der"] == pytest.approx(result.metrics["der"], abs=1e-9)
+
+
+def test_sd_gives_the_same_der_with_the_upstream_run_on_the_fly(mixture_corpus, tmp_path):
+    """Recordings past the frame budget (Libri2Mix at Base size) run the upstream per batch instead."""
+    from harness.core.registry import PluginManager
+    from tests.downstream_helpers import make_ctx
+
+    manager = PluginManager()
+    upstream_plugin = manager.create("upstream", "fbank")
+    upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
+    plugin = manager.create("downstream", "sd")
+    results = {}
+    for mode, extra in (("cached", {}), ("on_the_fly", {"max_frame_gb": 1e-9})):
+        params = validate_params(plugin.Params, {"steps": 20, "eval_every": 10, **extra}, "sd")
+        results[mode] = plugin.evaluate(upstream, PreparedCorpus(mixture_corpus), params, make_ctx(tmp_path / mode))
+    assert (results["cached"].extra["source"], results["on_the_fly"].extra["source"]) == ("frames", "upstream")
+    assert results["on_the_fly"].metrics == results["cached"].metrics
+    assert [i["stats"] for i in results["on_the_fly"].items] == [i["stats"] for i in results["cached"].items]
