@@ -70,6 +70,10 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import der_cmd
         return der_cmd
 
+    def eer():
+        from harness.cli import eer_cmd
+        return eer_cmd
+
     def models():
         from harness.cli import models_cmd
         return models_cmd
@@ -79,7 +83,7 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         return export_cmd
 
     return {f.__name__: f for f in (run, plan, results, leaderboard, compare, plugins, prepare, extract, merge, abx,
-                                          score, der, models, export)}
+                                          score, der, eer, models, export)}
 
 
 COMMANDS = _commands()

@@ -73,6 +73,21 @@ def equal_error_rate(labels: Sequence[int], scores: Sequence[float]) -> float:
     return float(weighted_eer(y, scores, np.ones((1, y.size)))[0])
 
 
+def min_dcf(labels: Sequence[int], scores: Sequence[float], p_target: float = 0.01, c_miss: float = 1.0,
+            c_fa: float = 1.0) -> float:
+    """The minimum normalized detection cost over thresholds (NIST SRE; VoxSRC uses ``p_target`` 0.05):
+    ``min_θ [c_miss · P_miss(θ) · p_target + c_fa · P_fa(θ) · (1 − p_target)]`` divided by the cost of
+    the better of always accepting and always rejecting."""
+    y = np.asarray(labels)
+    if y.size == 0 or y.min() == y.max():
+        raise CorpusError("the detection cost needs trials of both kinds (same speaker and different speakers).")
+    fps, tps = _accepts(y, np.asarray(scores, dtype=np.float64), np.ones((1, y.size)))
+    p_miss = np.r_[1.0, 1.0 - tps[0] / tps[0, -1]]  # with the threshold above every score: all rejected
+    p_fa = np.r_[0.0, fps[0] / fps[0, -1]]
+    cost = c_miss * p_miss * p_target + c_fa * p_fa * (1.0 - p_target)
+    return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
+
+
 def all_pairs(speakers: dict[str, str], max_trials: int, seed: int = 0) -> list[Trial]:
     """Every pair of the utterances (id -> speaker) as a trial, ids in sorted order; a seeded sample of
     ``max_trials`` of them when there are more."""
@@ -91,16 +106,37 @@ def all_pairs(speakers: dict[str, str], max_trials: int, seed: int = 0) -> list[
 
 
 def read_trials(path: Path) -> list[Trial]:
-    """A trial list of ``<0|1> <id> <id>`` lines (the prepared corpus's ``<split>.trials``)."""
+    """A trial list: ``<0|1> <id> <id>`` lines (VoxCeleb's and the prepared corpus's ``<split>.trials``) or
+    ``<id> <id> <target|nontarget>`` lines (Kaldi's)."""
     trials = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise CorpusError(f"{path} line {n} is not '<0|1> <utterance id> <utterance id>'.")
-        trials.append((int(parts[0]), parts[1], parts[2]))
+        if len(parts) == 3 and parts[0] in ("0", "1"):
+            trials.append((int(parts[0]), parts[1], parts[2]))
+        elif len(parts) == 3 and parts[2] in ("target", "nontarget"):
+            trials.append((int(parts[2] == "target"), parts[0], parts[1]))
+        else:
+            raise CorpusError(f"{path} line {n} is neither '<0|1> <utterance id> <utterance id>' nor "
+                              "'<utterance id> <utterance id> <target|nontarget>'.")
     return trials
+
+
+def read_scores(path: Path) -> dict[tuple[str, str], float]:
+    """A system's scores: ``<enrolment id> <test id> <score>`` lines."""
+    scores: dict[tuple[str, str], float] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            scores[(parts[0], parts[1])] = float(parts[2])
+        except ValueError:
+            raise CorpusError(f"{path} line {n} is not '<enrolment id> <test id> <score>'.") from None
+    return scores
 
 
 def write_trials(path: Path, trials: Sequence[Trial]) -> None:

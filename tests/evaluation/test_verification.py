@@ -60,8 +60,10 @@ def test_all_pairs_takes_every_pair_once_or_a_seeded_sample(tmp_path):
     assert len(sample) == 8 and set(sample) <= set(pairs) and sample == all_pairs(speakers, 8, seed=1)
     write_trials(tmp_path / "t.trials", pairs)
     assert read_trials(tmp_path / "t.trials") == pairs
+    (tmp_path / "kaldi.trials").write_text("a b target\na c nontarget\n")
+    assert read_trials(tmp_path / "kaldi.trials") == [(1, "a", "b"), (0, "a", "c")]
     (tmp_path / "bad.trials").write_text("1 a b\nyes a b\n")
-    with pytest.raises(CorpusError, match="bad.trials line 2 is not"):
+    with pytest.raises(CorpusError, match="bad.trials line 2 is neither"):
         read_trials(tmp_path / "bad.trials")
 
 
