@@ -22,6 +22,8 @@ from rich.table import Table
 
 from harness.core.errors import HarnessError
 from harness.report.leaderboard import Settings
+from harness.report.leaderboard.text import adjustment_text
+from harness.report.stats import ADJUSTMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--permutations", type=int, default=Settings.n_permutations,
                         help=f"permutation-test resamples (default {Settings.n_permutations})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
+                        help="adjust p-values for testing many comparisons: holm (family-wise error), bh "
+                             "(Benjamini–Hochberg false discovery rate) or none (default)")
     parser.set_defaults(func=run)
 
 
@@ -46,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resamples < 100 or args.permutations < 100:
         raise HarnessError("--resamples and --permutations must be at least 100; the defaults suit most uses.")
-    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed)
+    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed,
+                        adjust=args.adjust)
     result = compare(args.output, args.model, args.against, settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -67,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"Δ = model − against on shared items and seeds, with its paired-bootstrap interval. p items: "
                   f"paired permutation test ({settings.n_permutations} resamples); † paired bootstrap (EER, MTWV, "
                   f"SUPERB with them). p seeds: paired t-test from 3 seeds. * p < {settings.threshold:g} in every "
-                  "test that applies. `--json` adds each model's interval.")
+                  "test that applies." + adjustment_text(settings.adjust) + " `--json` adds each model's interval.")
     return 0

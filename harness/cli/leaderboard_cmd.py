@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.report.leaderboard import FORMATS, Settings, build, render
+from harness.report.stats import ADJUSTMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,13 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--permutations", type=int, default=Settings.n_permutations,
                         help=f"permutation-test resamples (default {Settings.n_permutations})")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
+                        help="adjust p-values for testing many comparisons: holm (family-wise error), bh "
+                             "(Benjamini–Hochberg false discovery rate) or none (default)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resamples < 100 or args.permutations < 100:
         raise HarnessError("--resamples and --permutations must be at least 100; the defaults suit most uses.")
-    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed)
+    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed,
+                        adjust=args.adjust)
     board = build(args.output, settings)
     text = render(board, args.format)
     if args.format == "json":  # with where each model's numbers came from

@@ -50,6 +50,7 @@ __all__ = [
     "GainStats", "ItemStats", "Resampled", "TrialStats", "align", "from_items", "bootstrap_replicates", "observed",
     "percentile_interval", "bootstrap_ci", "paired_bootstrap", "paired_from_replicates", "permutation_test",
     "permutation_tests", "seed_ttest", "seed_interval", "delta_value_std", "paired_delta_value_std",
+    "ADJUSTMENTS", "adjust_pvalues",
 ]
 
 #: combine(per-metric values, each an array [replicates × seeds], the seeds of those columns)
@@ -333,6 +334,39 @@ def seed_ttest(model: Sequence[float], baseline: Sequence[float]) -> float | Non
     if np.allclose(diff, diff[0], rtol=0, atol=1e-12 * max(1.0, float(np.abs(a).max()))):
         return 1.0 if abs(diff[0]) <= 1e-12 * max(1.0, float(np.abs(a).max())) else 0.0
     return float(sps.ttest_rel(a, b).pvalue)
+
+
+#: corrections for testing many comparisons at once
+ADJUSTMENTS = ("none", "holm", "bh")
+
+
+def adjust_pvalues(pvalues: Sequence[float | None], method: str) -> list[float | None]:
+    """p-values adjusted for testing them all (None entries are no test and stay None).
+
+    ``holm``: Holm's step-down Bonferroni (controls the family-wise error rate): the i-th smallest of m
+    becomes ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``. ``bh``: Benjamini–Hochberg (controls the false
+    discovery rate), :func:`scipy.stats.false_discovery_control`. ``none``: unchanged.
+    """
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"unknown adjustment {method!r}; use one of {', '.join(ADJUSTMENTS)}")
+    present = [k for k, p in enumerate(pvalues) if p is not None]
+    out: list[float | None] = list(pvalues)
+    if method == "none" or not present:
+        return out
+    values = np.array([pvalues[k] for k in present], dtype=float)
+    if method == "bh":
+        from scipy import stats as sps
+
+        adjusted = sps.false_discovery_control(values, method="bh")
+    else:
+        order = np.argsort(values, kind="stable")
+        m = values.size
+        stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * values[order]))
+        adjusted = np.empty(m)
+        adjusted[order] = stepped
+    for k, p in zip(present, adjusted, strict=True):
+        out[k] = float(p)
+    return out
 
 
 def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:

@@ -12,6 +12,7 @@ from harness.cli import main
 from harness.report import leaderboard as lbm
 from harness.report import stats
 from harness.report.leaderboard.pairwise import compare
+from harness.report.leaderboard.text import method_text
 from tests.leaderboard_helpers import FakeRun, standard_run
 
 SETTINGS = lbm.Settings(n_resamples=300, n_permutations=400)
@@ -97,3 +98,27 @@ def test_the_cli_prints_the_table_or_json_and_refuses_unknown_or_ambiguous_label
 def test_a_folder_without_a_store_is_one_sentence(tmp_path: Path, capsys):
     assert main(["compare", str(tmp_path), "a", "--against", "b"]) == 2
     assert "holds no results store" in capsys.readouterr().err
+
+
+def test_adjusted_p_values_are_holm_over_each_table_and_decide_the_marks(run):
+    raw = lbm.build(run.output, SETTINGS)
+    holm = lbm.build(run.output, lbm.Settings(n_resamples=300, n_permutations=400, adjust="holm"))
+    cells = [(r.model, k) for r in raw.rows for k, c in r.cells.items() if c.vs_baseline is not None]
+    assert len(cells) > 3
+
+    def cmp(board, model, key):
+        return next(r for r in board.rows if r.model == model).cells[key].vs_baseline
+
+    for test in ("p_items", "p_seeds"):
+        expected = stats.adjust_pvalues([getattr(cmp(raw, m, k), test) for m, k in cells], "holm")
+        assert [getattr(cmp(holm, m, k), test) for m, k in cells] == pytest.approx(expected)
+    for m, k in cells:
+        adjusted = cmp(holm, m, k)
+        assert adjusted.significant == (adjusted.p_items < 0.05 and adjusted.p_seeds < 0.05)
+        assert adjusted.delta == cmp(raw, m, k).delta
+    assert "Holm-adjusted" in method_text(holm)["compare"] and "adjusted" not in method_text(raw)["compare"]
+    pair = compare(run.output, STABLE_FT, "fbank · pre-trained", lbm.Settings(n_resamples=300, n_permutations=400,
+                                                                                adjust="bh"))
+    plain = compare(run.output, STABLE_FT, "fbank · pre-trained", SETTINGS)
+    expected = stats.adjust_pvalues([p.comparison.p_items for p in plain.columns], "bh")
+    assert [p.comparison.p_items for p in pair.columns] == pytest.approx(expected)

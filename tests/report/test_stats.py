@@ -194,3 +194,16 @@ def test_delta_value_std_is_the_spread_of_per_pair_scores_and_of_their_differenc
     # several seeds: per-pair values pooled over seeds
     two = _stats([[0.0, 0.2], [0.2, 0.6]], np.ones((2, 2)), seeds=(0, 1))
     assert stats.delta_value_std(two) == pytest.approx(np.std([10.0, 40.0], ddof=1))
+
+
+def test_holm_and_benjamini_hochberg_adjust_as_computed_by_hand():
+    p = [0.01, 0.04, None, 0.03, 0.005]
+    # Holm, m = 4: sorted 0.005, 0.01, 0.03, 0.04 -> 4·0.005, 3·0.01, 2·0.03, 1·0.04, then running maxima
+    assert stats.adjust_pvalues(p, "holm") == pytest.approx([0.03, 0.06, None, 0.06, 0.02])
+    # BH: p·m/rank = 0.02, 0.02, 0.04, 0.04, then running minima from the largest
+    assert stats.adjust_pvalues(p, "bh") == pytest.approx([0.02, 0.04, None, 0.04, 0.02])
+    assert stats.adjust_pvalues(p, "none") == p
+    assert stats.adjust_pvalues([0.5, 0.9], "holm") == [1.0, 1.0]  # capped at 1, never below an earlier one
+    assert stats.adjust_pvalues([0.04, 0.01], "holm") == pytest.approx([0.04, 0.02])  # in the given order
+    with pytest.raises(ValueError, match="unknown adjustment"):
+        stats.adjust_pvalues(p, "bonferroni")

@@ -185,6 +185,12 @@ class _Data:
         return id(self.combine), tuple((n, g.ids, g.seeds, _clusters_key(g)) for n, g in self.group.items())
 
 
+def _significant(p_items: float | None, p_seeds: float | None, threshold: float) -> bool:
+    """Marked when every test that applies gives p below the threshold (and one applies)."""
+    tests = [p for p in (p_items, p_seeds) if p is not None]
+    return bool(tests) and all(p < threshold for p in tests)
+
+
 def _clusters_key(stats_: stats.Resampled) -> bytes | None:
     codes = stats_.cluster_codes()
     return None if codes is None else codes.tobytes()
@@ -275,6 +281,10 @@ class _Builder:
                 ordered[key].cells[col.key].vs_baseline = replace(cmp, digits=col.digits)
             for key, cmp in self.compare_column(stable, col).items():
                 ordered[key].cells[col.key].vs_finetuned = replace(cmp, digits=col.digits)
+        for field in ("vs_baseline", "vs_finetuned"):
+            cells = [c for r in ordered.values() for c in r.cells.values() if getattr(c, field) is not None]
+            for cell, cmp in zip(cells, self.adjusted([getattr(c, field) for c in cells]), strict=True):
+                setattr(cell, field, cmp)
         for key, row in ordered.items():
             for col in columns:
                 if col.task == "abx":
@@ -303,7 +313,19 @@ class _Builder:
                 continue
             model, base = (replace(self.cell(self.data[(k, col.key)]), digits=col.digits) for k in (key, base_key))
             out.append(Pairwise(col, model, base, replace(cmp, digits=col.digits)))
-        return out
+        adjusted = self.adjusted([p.comparison for p in out])
+        return [replace(p, comparison=cmp) for p, cmp in zip(out, adjusted, strict=True)]
+
+    def adjusted(self, comparisons: list[Comparison]) -> list[Comparison]:
+        """One table's comparisons with their p-values adjusted for testing them all (``Settings.adjust``;
+        the item tests and the seed tests each as one family) and their marks decided again."""
+        s = self.settings
+        if s.adjust == "none":
+            return comparisons
+        p_items = stats.adjust_pvalues([c.p_items for c in comparisons], s.adjust)
+        p_seeds = stats.adjust_pvalues([c.p_seeds for c in comparisons], s.adjust)
+        return [replace(c, p_items=pi, p_seeds=ps, significant=_significant(pi, ps, s.threshold))
+                for c, pi, ps in zip(comparisons, p_items, p_seeds, strict=True)]
 
     def columns(self) -> list[Column]:
         found: dict[str, Column] = {}
@@ -563,10 +585,9 @@ class _Builder:
                 results[key]["p_items"] = test.pvalue
         out: dict[tuple, Comparison] = {}
         for key, r in results.items():
-            tests = [p for p in (r["p_items"], r["p_seeds"]) if p is not None]
             better = r["delta"] < 0 if col.direction == "lower" else r["delta"] > 0
             out[key] = Comparison(r["delta"], r["low"], r["high"], r["p_items"], r["p_seeds"], r["n_seeds"],
-                                  bool(tests) and all(p < s.threshold for p in tests), better,
+                                  _significant(r["p_items"], r["p_seeds"], s.threshold), better,
                                   items_test=r.get("items_test", "permutation"))
         return out
 

@@ -22,6 +22,8 @@ class Settings:
     n_permutations: int = 5000
     seed: int = 0
     threshold: float = 0.05
+    #: p-values adjusted over each table's comparisons (items and seeds apart): "none", "holm" or "bh"
+    adjust: str = "none"
 
 
 @dataclass

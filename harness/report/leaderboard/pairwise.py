@@ -4,7 +4,7 @@ leaderboard compares a model with its pre-trained model (:mod:`harness.report.le
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,7 @@ class PairComparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "baseline": self.baseline,
-            "settings": {"level": self.settings.level, "n_resamples": self.settings.n_resamples,
-                         "n_permutations": self.settings.n_permutations, "seed": self.settings.seed},
+            "settings": asdict(self.settings),
             "columns": [{"column": p.column.key, "direction": p.column.direction,
                          "model": _cell(p.model), "baseline": _cell(p.baseline),
                          "delta": p.comparison.delta, "delta_low": p.comparison.low, "delta_high": p.comparison.high,

@@ -25,6 +25,15 @@ BOOTSTRAP_P = (" p marked (bootstrap) is the paired bootstrap's (the smallest le
                "between models.")
 
 
+def adjustment_text(adjust: str) -> str:
+    """The legend's sentence on adjusted p-values ("" when they are not adjusted)."""
+    names = {"holm": "Holm-adjusted (family-wise error)", "bh": "Benjamini–Hochberg-adjusted (false discovery rate)"}
+    if adjust not in names:
+        return ""
+    return (f" All p are {names[adjust]} over the comparisons of their table, item tests and seed tests apart; "
+            "* uses the adjusted values.")
+
+
 def _bootstrap_p(lb: Leaderboard) -> bool:
     return any(cmp is not None and cmp.p_items is not None and cmp.items_test == "bootstrap"
                for r in lb.rows for c in r.cells.values() for cmp in (c.vs_baseline, c.vs_finetuned))
@@ -44,7 +53,8 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
         "compare": (f"Δ = model − pre-trained on the same items and seeds, with its {level} paired-bootstrap "
                     f"interval. p: paired permutation test over items ({s.n_permutations} resamples, two-sided), "
                     "and a paired t-test over seeds (\"seeds\") from 3 seeds on; * needs p < "
-                    f"{s.threshold:g} in every test that applies." + (BOOTSTRAP_P if _bootstrap_p(lb) else "")),
+                    f"{s.threshold:g} in every test that applies." + (BOOTSTRAP_P if _bootstrap_p(lb) else "")
+                    + adjustment_text(s.adjust)),
         "finetuned": ("Speech-FT against Stable-FT: each merge with 0 < α < 1 against the fully fine-tuned model "
                       "(α = 1) of the same upstream, fine-tuning and merge entry (or the unmerged fine-tuned model), "
                       "on the same items and seeds; Δ = model − fully fine-tuned, interval and p as above."),
