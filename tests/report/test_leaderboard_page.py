@@ -15,8 +15,9 @@ import pytest
 from harness.report import leaderboard as lbm
 from harness.report import plots
 from harness.report.leaderboard import render
-from harness.report.leaderboard.html import _best, bar_panels, figures, short_label, weight_panels
+from harness.report.leaderboard.html import bar_panels, figures, short_label, weight_panels
 from harness.report.leaderboard.model import SUPERB, Column
+from harness.report.leaderboard.text import best_value
 from tests.leaderboard_helpers import standard_run
 from tests.report.test_leaderboard_browser import _chromium, _console, chromium  # noqa: F401  (fixture)
 
@@ -65,11 +66,11 @@ def test_the_superb_column_follows_the_model_name(board):
 
 def test_only_a_unique_best_is_bold(board):
     col = next(c for c in board.columns if c.key == "pr.per")
-    assert _best(board, col) == min(r.cells["pr.per"].mean for r in board.rows)
+    assert best_value(board, col) == min(r.cells["pr.per"].mean for r in board.rows)
     tied = copy.deepcopy(board)
     for r in tied.rows:
         r.cells["pr.per"] = replace(r.cells["pr.per"], mean=12.5, low=None, high=None)
-    assert _best(tied, col) is None
+    assert best_value(tied, col) is None
     page = render(tied, "html")
     per_cells = re.findall(r'<td data-v="12.5"( class="best")?', page)
     assert per_cells and not any(per_cells)
@@ -78,7 +79,7 @@ def test_only_a_unique_best_is_bold(board):
     best = min(r.cells["pr.per"].mean for r in two.rows)
     for r in two.rows[:2]:
         r.cells["pr.per"] = replace(r.cells["pr.per"], mean=best - 1, low=None, high=None)
-    assert _best(two, col) is None
+    assert best_value(two, col) is None
 
 
 def test_superb_against_alpha_is_the_first_plot(board):

@@ -19,7 +19,7 @@ from harness.evaluation.scoring import coverage_text
 from harness.report import plots
 from harness.report.curves import curves_html
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
+from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text
 
 
 @dataclass
@@ -148,15 +148,6 @@ def _num_attr(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else repr(float(value))
 
 
-def _best(lb: Leaderboard, col: Column) -> float | None:
-    """The column's best value when exactly one row has it; None for a tie (nothing is bolded)."""
-    values = [r.cells[col.key].mean for r in lb.rows if col.key in r.cells and math.isfinite(r.cells[col.key].mean)]
-    if len(values) < 2:
-        return None
-    best = min(values) if col.direction == "lower" else max(values)
-    return best if sum(math.isclose(v, best, abs_tol=1e-12) for v in values) == 1 else None
-
-
 def _cmp_text(cmp: Comparison, against: str = "pre-trained") -> str:
     text = f"Δ vs {against} {fmt(cmp.delta, cmp.digits, sign=True)}"
     if cmp.low is not None and cmp.high is not None:
@@ -241,7 +232,7 @@ def results_table(lb: Leaderboard) -> str:
     rest = [c for c in columns if c.key != SUPERB]
     head = _th("upstream", "Upstream", True) + _th("model", "Model", True)
     head += "".join(_metric_th(c) for c in lead) + _th("seeds", "Seeds") + "".join(_metric_th(c) for c in rest)
-    best = {c.key: _best(lb, c) for c in columns}
+    best = {c.key: best_value(lb, c) for c in columns}
     body = []
     for k, r in enumerate(lb.rows):
         tds = _label_tds(r) + "".join(_value_td(r.cells.get(c.key), best[c.key]) for c in lead)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.report.leaderboard.model import Leaderboard
+from harness.report.leaderboard.model import Column, Leaderboard
 
 
 def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
@@ -71,3 +71,12 @@ def seeds_text(lb: Leaderboard) -> str:
         return "no seeds"
     n = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
     return f"{n} seed{'s' if counts[-1] > 1 else ''}"
+
+
+def best_value(lb: Leaderboard, col: Column) -> float | None:
+    """The column's best value when exactly one row has it; None for a tie (nothing is bolded)."""
+    values = [r.cells[col.key].mean for r in lb.rows if col.key in r.cells and math.isfinite(r.cells[col.key].mean)]
+    if len(values) < 2:
+        return None
+    best = min(values) if col.direction == "lower" else max(values)
+    return best if sum(math.isclose(v, best, abs_tol=1e-12) for v in values) == 1 else None

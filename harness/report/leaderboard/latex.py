@@ -1,0 +1,74 @@
+"""The leaderboard as a LaTeX table for a paper: booktabs rules, the mean over seeds with its interval
+in small type, the column's best in bold, ``*`` where the difference to the pre-trained model is
+significant, and a caption saying how the intervals and tests were made."""
+
+from __future__ import annotations
+
+from harness.report.leaderboard.model import SUPERB, Cell, Column, Leaderboard
+from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text
+
+#: characters LaTeX reads as commands, and the symbols the labels use, in text mode
+_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "·": r"$\cdot$", "α": r"$\alpha$",
+            "β": r"$\beta$", "Δ": r"$\Delta$", "δ": r"$\delta$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
+            "−": "--", "–": "--", "≤": r"$\leq$", "<": r"$<$", ">": r"$>$", "†": r"\dag{}", "×": r"$\times$",
+            "θ": r"$\theta$", "ε": r"$\varepsilon$"}
+
+
+def escape(text: str) -> str:
+    """``text`` typeset as it reads (every special character escaped)."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _num(value: float | None, digits: int) -> str:
+    """A number with a typeset minus sign."""
+    return fmt(value, digits).replace("-", "$-$").replace("–", "--")
+
+
+def _cell(cell: Cell | None, best: float | None) -> str:
+    if cell is None:
+        return "--"
+    value = _num(cell.mean, cell.digits)
+    if best is not None and abs(cell.mean - best) <= 1e-12:
+        value = rf"\textbf{{{value}}}"
+    if cell.vs_baseline is not None and cell.vs_baseline.significant:
+        value += r"$^{*}$"
+    if cell.low is not None and cell.high is not None:
+        value += rf" {{\scriptsize[{_num(cell.low, cell.digits)}, {_num(cell.high, cell.digits)}]}}"
+    return value
+
+
+def _header(col: Column) -> str:
+    return escape(f"{col.label} {col.arrow}")
+
+
+def render_latex(lb: Leaderboard) -> str:
+    """A ``table`` environment (needs ``\\usepackage{booktabs}`` and ``graphicx``) of every model and column."""
+    text = method_text(lb)
+    superb = f" {text['superb']}" if any(c.key == SUPERB for c in lb.columns) else ""
+    caption = f"{text['values']}{superb} Source: {lb.source}; {len(lb.rows)} models, {seeds_text(lb)}."
+    best = {c.key: best_value(lb, c) for c in lb.columns}
+    several = len({r.upstream for r in lb.rows}) > 1
+    lead = ["Upstream", "Model"] if several else ["Model"]
+    lines = [
+        "% harness leaderboard; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
+        *(f"% note: {note}" for note in lb.notes),
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{escape(caption)}}}",
+        r"\label{tab:leaderboard}",
+        r"\resizebox{\linewidth}{!}{%",
+        r"\begin{tabular}{" + "l" * len(lead) + "r" * len(lb.columns) + "}",
+        r"\toprule",
+        " & ".join(lead + [_header(c) for c in lb.columns]) + r" \\",
+        r"\midrule",
+    ]
+    previous = None
+    for row in lb.rows:
+        if several and previous is not None and row.upstream != previous:
+            lines.append(r"\midrule")
+        previous = row.upstream
+        names = [escape(row.upstream), escape(row.model)] if several else [escape(row.model)]
+        lines.append(" & ".join(names + [_cell(row.cells.get(c.key), best[c.key]) for c in lb.columns]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
