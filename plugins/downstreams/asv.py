@@ -14,7 +14,9 @@ checkpoint is chosen by the dev trials' EER, as every other task chooses on dev.
 
 Trials: the corpus's ``<split>.trials`` where it has them (``meta["trials"]``: VoxCeleb1's list),
 otherwise every pair of the split's utterances (at most ``max_trials``, a seeded sample beyond),
-labelled by speaker. The embedded corpus tests on its unseen voices (``test_unseen``). The per-item
+labelled by speaker. The embedded corpus tests on its unseen voices (``test_unseen``). The stage writes
+the test trials and their scores (``asv_test.trials``, ``asv_test.scores``, which ``harness eer``
+reads) and the minimum detection costs at p_target 0.01 and 0.05 beside the EER. The per-item
 results are the trials (label, score and enrolment speaker), so the leaderboard's interval and paired
 comparisons of the EER resample speakers with all their trials (trials that share a speaker are not
 independent).
@@ -34,6 +36,7 @@ from harness import hookimpl
 from harness.api import (
     Batch,
     CorpusError,
+    EvalResult,
     PreparedCorpus,
     ProbedDownstream,
     ProbeParams,
@@ -42,6 +45,7 @@ from harness.api import (
     Trial,
     all_pairs,
     equal_error_rate,
+    min_dcf,
     read_trials,
     task_splits,
 )
@@ -49,6 +53,8 @@ from harness.api import (
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from harness.api import StageContext, UpstreamModel
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=5e-5, batch_size=256, accumulate=2, eval_every=10_000,
@@ -150,6 +156,21 @@ class SpeakerVerification(ProbedDownstream[ASVParams]):
             if split in files:
                 trials[split] = read_trials(corpus.root / files[split])
         return VerificationTask(speakers, trials, params)
+
+    def evaluate(self, upstream: UpstreamModel, corpus: PreparedCorpus, params: ASVParams,
+                 ctx: StageContext) -> EvalResult:
+        """The probe's result, with the minimum detection costs (p_target 0.01 and VoxSRC's 0.05) and the
+        test trials and their scores written for other scorers (``harness eer`` reads them)."""
+        result = super().evaluate(upstream, corpus, params, ctx)
+        pairs = [item["id"].split(" ") for item in result.items]
+        labels = [item["stats"]["eer"]["target"] for item in result.items]
+        scores = [item["stats"]["eer"]["score"] for item in result.items]
+        result.extra["min_dcf"] = {str(p): min_dcf(labels, scores, p) for p in (0.01, 0.05)}
+        (ctx.out_dir / "asv_test.trials").write_text(
+            "".join(f"{label} {a} {b}\n" for label, (a, b) in zip(labels, pairs, strict=True)), encoding="utf-8")
+        (ctx.out_dir / "asv_test.scores").write_text(
+            "".join(f"{a} {b} {s!r}\n" for (a, b), s in zip(pairs, scores, strict=True)), encoding="utf-8")
+        return result
 
 
 @hookimpl

@@ -3,6 +3,7 @@ the x-vector head against per-utterance references, and the downstream end to en
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.cli import main
 from harness.core.errors import CorpusError
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
@@ -115,11 +117,12 @@ def asv_result(synthetic_corpus: Path, tmp_path_factory):
     plugin = manager.create("downstream", "asv")
     corpus = PreparedCorpus(synthetic_corpus)
     params = validate_params(plugin.Params, {"steps": 40, "eval_every": 20}, "asv")
-    return corpus, plugin.evaluate(upstream, corpus, params, make_ctx(tmp_path_factory.mktemp("asv")))
+    ctx = make_ctx(tmp_path_factory.mktemp("asv"))
+    return corpus, plugin.evaluate(upstream, corpus, params, ctx), ctx.out_dir
 
 
-def test_asv_tests_on_the_unseen_voices_of_the_embedded_corpus(asv_result):
-    corpus, result = asv_result
+def test_asv_tests_on_the_unseen_voices_of_the_embedded_corpus(asv_result, capsys):
+    corpus, result, asv_stage_dir = asv_result
     test_rows = corpus.utterances("test_unseen")
     assert corpus.split_for("asv", "test") == "test_unseen"
     n = len(test_rows)
@@ -134,6 +137,14 @@ def test_asv_tests_on_the_unseen_voices_of_the_embedded_corpus(asv_result):
     trials = from_items({0: result.items}, "eer")
     assert trials.n_items == result.n_items
     assert trials.value == pytest.approx(result.metrics["eer"], abs=1e-9)
+    # the stage's trial and score files give the same EER and detection costs through `harness eer`
+    out = asv_stage_dir
+    for p_target in ("0.01", "0.05"):
+        assert main(["eer", "--trials", str(out / "asv_test.trials"), "--scores", str(out / "asv_test.scores"),
+                     "--p-target", p_target, "--speaker-of", "none", "--resamples", "100", "--json"]) == 0
+        scored = json.loads(capsys.readouterr().out)
+        assert scored["eer"] == pytest.approx(result.metrics["eer"], abs=1e-9)
+        assert scored["min_dcf"] == pytest.approx(result.extra["min_dcf"][p_target], abs=1e-12)
     assert 0.0 <= result.metrics["eer"] <= 100.0
     assert result.extra["best_step"] in (20, 40) and set(result.extra["dev"]) == {"eer"}  # chosen on dev EER
 
