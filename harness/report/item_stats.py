@@ -6,7 +6,7 @@ those counts into its value on each seed. Three kinds cover every metric the har
 - :class:`ItemStats`: a ratio of sums, ``100 · Σ_i num_i / Σ_i den_i`` (accuracy, error rates, F1,
   ABX, DER), from per-item ``[num, den]``;
 - :class:`TrialStats`: the equal error rate over verification trials (ASV), from each trial's label
-  and score;
+  and score, drawn by enrolment speaker (clusters of items) when the trials name one;
 - :class:`GainStats`: a maximum over thresholds of a mean over items (QbE's MTWV), from each query's
   gain at every candidate threshold.
 

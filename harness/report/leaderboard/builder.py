@@ -5,10 +5,12 @@ Rows are models (upstream × fine-tuning × merge), columns every downstream met
 score. A value is the mean over seeds with a 95 % percentile bootstrap interval over the test items
 (and the seeds when there are several, see :mod:`harness.report.stats`). Each model is compared with the
 pre-trained model of its upstream (labels ``finetune == "none"``) on the same items and seeds: a
-paired permutation test over items, the paired-bootstrap interval of the difference, and a paired
-t-test over seeds from 3 seeds on. A difference is marked significant when the item test gives
-p < 0.05 and, with 3 seeds or more, the seed test does too. A merge with 0 < α < 1 (Speech-FT) is compared
-the same way with its fully fine-tuned model (Stable-FT, α = 1, see :func:`finetuned_pairs`).
+paired permutation test over items (the paired bootstrap's p for an EER, an MTWV and a SUPERB score
+that includes them), the paired-bootstrap interval of the difference, and a paired t-test over seeds
+from 3 seeds on. A difference is marked significant when the item test gives p < 0.05 and, with 3
+seeds or more, the seed test does too; ``Settings.adjust`` adjusts each table's p-values for testing
+them all first. A merge with 0 < α < 1 (Speech-FT) is compared the same way with its fully fine-tuned
+model (Stable-FT, α = 1, see :func:`finetuned_pairs`); :meth:`_Builder.compare_pair` compares any two.
 
 Cross-validated results (items carrying a ``fold``) are valued as the mean of their folds' own
 values, and resampled within each fold.
@@ -455,7 +457,7 @@ class _Builder:
         return None
 
     def score_group(self, runs: dict[int, StageRow], where: str) -> dict[str, stats.Resampled] | None:
-        """Every metric behind a model's scores as ItemStats over seeds (None, with a note, if unusable)."""
+        """Every metric behind a model's scores as per-item results over seeds (None, with a note, if unusable)."""
         by_name: dict[str, dict[int, str]] = {}  # metric -> seed -> evaluate stage key
         for seed, st in runs.items():
             fbank: dict[str, float] = {}
@@ -623,10 +625,10 @@ def build(output: Path, settings: Settings | None = None, plugins: PluginManager
 
     ``plugins`` (the installed ones by default) give the downstream plugins' column order.
     """
-    return open_store(output, settings, plugins).build()
+    return builder_for(output, settings, plugins).build()
 
 
-def open_store(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> _Builder:
+def builder_for(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> _Builder:
     """A builder over the finished evaluations and scores of an output folder (see :func:`build`)."""
     output = Path(output)
     if not (output / DB_NAME).is_file():

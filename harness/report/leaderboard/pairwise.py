@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.registry import PluginManager
-from harness.report.leaderboard.builder import open_store
+from harness.report.leaderboard.builder import builder_for
 from harness.report.leaderboard.model import Pairwise, Row, Settings
 from harness.report.leaderboard.text import fmt, fmt_p
 
@@ -81,7 +81,7 @@ def _find(rows: dict[tuple, Row], which: str, output: Path) -> tuple:
 def compare(output: Path, model: str, against: str, settings: Settings | None = None,
             plugins: PluginManager | None = None) -> PairComparison:
     """Model ``model`` against model ``against`` of the run in ``output``, by their leaderboard labels."""
-    builder = open_store(output, settings, plugins)
+    builder = builder_for(output, settings, plugins)
     rows = builder.rows()
     key, base_key = _find(rows, model, Path(output)), _find(rows, against, Path(output))
     if key == base_key:
