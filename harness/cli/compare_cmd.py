@@ -20,10 +20,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from harness.core.errors import HarnessError
-from harness.report.leaderboard import Settings
+from harness.cli.resampling import add_resampling_arguments, resampling_settings
 from harness.report.leaderboard.text import adjustment_text
-from harness.report.stats import ADJUSTMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,24 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="the model's leaderboard label (see `harness models DIR`)")
     parser.add_argument("--against", required=True, help="the label of the model to compare with")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    parser.add_argument("--resamples", type=int, default=Settings.n_resamples,
-                        help=f"bootstrap resamples (default {Settings.n_resamples})")
-    parser.add_argument("--permutations", type=int, default=Settings.n_permutations,
-                        help=f"permutation-test resamples (default {Settings.n_permutations})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
-    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
-                        help="adjust p-values for testing many comparisons: holm (family-wise error), bh "
-                             "(Benjamini–Hochberg false discovery rate) or none (default)")
+    add_resampling_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.report.leaderboard.pairwise import compare
 
-    if args.resamples < 100 or args.permutations < 100:
-        raise HarnessError("--resamples and --permutations must be at least 100; the defaults suit most uses.")
-    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed,
-                        adjust=args.adjust)
+    settings = resampling_settings(args)
     result = compare(args.output, args.model, args.against, settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))

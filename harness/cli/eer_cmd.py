@@ -6,8 +6,9 @@ Scored as the ``asv`` downstream scores (:mod:`harness.evaluation.verification`)
 interpolated ROC curve, and NIST's normalized minimum detection cost at ``--p-target``. The interval
 is a percentile bootstrap that draws enrolment speakers with all their trials (the subset bootstrap,
 :mod:`harness.report.item_stats`); ``--speaker-of path`` takes an enrolment's speaker from the first
-part of its id (VoxCeleb's ``id10270/5r0dWxy17C8/00001.wav``). With fewer than 10 speakers, or
-``--speaker-of none``, it draws trials one by one and says that this understates the spread.
+part of its id (VoxCeleb's ``id10270/5r0dWxy17C8/00001.wav``). With fewer than 10 speakers it draws
+trials one by one and warns that this understates the spread; ``--speaker-of none`` draws trials
+without the warning.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.cli.resampling import add_resampling_arguments, resampling_settings
 from harness.core.errors import HarnessError
-from harness.report.leaderboard import FORMATS, Settings, build, render
-from harness.report.stats import ADJUSTMENTS
+from harness.report.leaderboard import FORMATS, build, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,22 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="md (default), csv, html, json or latex (a booktabs table for a paper)")
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also save every plot as SVG and PNG in DIR")
-    parser.add_argument("--resamples", type=int, default=Settings.n_resamples,
-                        help=f"bootstrap resamples (default {Settings.n_resamples})")
-    parser.add_argument("--permutations", type=int, default=Settings.n_permutations,
-                        help=f"permutation-test resamples (default {Settings.n_permutations})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
-    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="none",
-                        help="adjust p-values for testing many comparisons: holm (family-wise error), bh "
-                             "(Benjamini–Hochberg false discovery rate) or none (default)")
+    add_resampling_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resamples < 100 or args.permutations < 100:
-        raise HarnessError("--resamples and --permutations must be at least 100; the defaults suit most uses.")
-    settings = Settings(n_resamples=args.resamples, n_permutations=args.permutations, seed=args.seed,
-                        adjust=args.adjust)
+    settings = resampling_settings(args)
     board = build(args.output, settings)
     text = render(board, args.format)
     if args.format == "json":  # with where each model's numbers came from
