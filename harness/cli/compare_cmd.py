@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     level = f"{round(settings.level * 100)} %"
     table = Table(title=f"{result.model}  vs  {result.baseline}", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+                  pad_edge=False, collapse_padding=True, show_edge=False)
     rows = result.table_rows()
     names = ["metric", "model", "against", "Δ", f"Δ {level} interval", "p items", "p seeds"]
     if all(row[-1] == "–" for row in rows):  # fewer than 3 shared seeds: no seed test anywhere

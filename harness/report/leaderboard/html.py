@@ -19,7 +19,7 @@ from harness.evaluation.scoring import coverage_text
 from harness.report import plots
 from harness.report.curves import curves_html
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text
+from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text, short_label
 
 
 @dataclass
@@ -31,21 +31,6 @@ class Plot:
 
 
 #: words shortened in headers and panel titles (the full name is on hover)
-_SHORT_WORDS = {"speaker": "spk", "context": "ctx"}
-
-
-def short_label(col: Column) -> str:
-    """A header that fits a narrow column: ``ABX within-spk any-ctx`` for ``ABX within speaker any context``."""
-    words = col.label.split()
-    out: list[str] = []
-    for word in words:
-        if word in _SHORT_WORDS and out:
-            out[-1] = f"{out[-1]}-{_SHORT_WORDS[word]}"
-        else:
-            out.append(word)
-    return " ".join(out)
-
-
 def _columns(lb: Leaderboard) -> list[Column]:
     """The columns in page order: the SUPERB score, the headline, first."""
     return sorted(lb.columns, key=lambda c: c.key != SUPERB)

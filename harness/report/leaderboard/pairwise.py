@@ -12,7 +12,7 @@ from harness.core.errors import HarnessError
 from harness.core.registry import PluginManager
 from harness.report.leaderboard.builder import builder_for
 from harness.report.leaderboard.model import Pairwise, Row, Settings
-from harness.report.leaderboard.text import fmt, fmt_p
+from harness.report.leaderboard.text import fmt, fmt_p, short_label
 
 
 @dataclass
@@ -49,7 +49,7 @@ class PairComparison:
             p_items = "–"
             if cmp.p_items is not None:
                 p_items = fmt_p(cmp.p_items) + (" †" if cmp.items_test == "bootstrap" else "")
-            out.append([f"{p.column.label} {p.column.arrow}", fmt(p.model.mean, p.model.digits),
+            out.append([f"{short_label(p.column)} {p.column.arrow}", fmt(p.model.mean, p.model.digits),
                         fmt(p.baseline.mean, p.baseline.digits),
                         fmt(cmp.delta, cmp.digits, sign=True) + (" *" if cmp.significant else ""), interval, p_items,
                         "–" if cmp.p_seeds is None else fmt_p(cmp.p_seeds)])

@@ -80,3 +80,18 @@ def best_value(lb: Leaderboard, col: Column) -> float | None:
         return None
     best = min(values) if col.direction == "lower" else max(values)
     return best if sum(math.isclose(v, best, abs_tol=1e-12) for v in values) == 1 else None
+
+
+_SHORT_WORDS = {"speaker": "spk", "context": "ctx"}
+
+
+def short_label(col: Column) -> str:
+    """A header that fits a narrow column: ``ABX within-spk any-ctx`` for ``ABX within speaker any context``."""
+    words = col.label.split()
+    out: list[str] = []
+    for word in words:
+        if word in _SHORT_WORDS and out:
+            out[-1] = f"{out[-1]}-{_SHORT_WORDS[word]}"
+        else:
+            out.append(word)
+    return " ".join(out)
