@@ -131,11 +131,12 @@ def read_scores(path: Path) -> dict[tuple[str, str], float]:
         if not parts:
             continue
         try:
-            if len(parts) != 3:
-                raise ValueError
-            scores[(parts[0], parts[1])] = float(parts[2])
+            value = float(parts[2]) if len(parts) == 3 else None
         except ValueError:
-            raise CorpusError(f"{path} line {n} is not '<enrolment id> <test id> <score>'.") from None
+            value = None
+        if value is None or not np.isfinite(value):
+            raise CorpusError(f"{path} line {n} is not '<enrolment id> <test id> <score>' with a finite score.")
+        scores[(parts[0], parts[1])] = value
     return scores
 
 

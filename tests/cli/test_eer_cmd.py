@@ -96,8 +96,10 @@ def test_missing_scores_bad_lines_and_bad_options_are_one_sentence(tmp_path, cap
         (["--trials", str(tmp_path / "none.txt"), "--scores", str(score_file)], "none.txt does not exist"),
     ]
     (tmp_path / "bad.txt").write_text("a b 0.5\nc d high\n")
-    cases.append((["--trials", str(trial_file), "--scores", str(tmp_path / "bad.txt")],
-                  "bad.txt line 2 is not '<enrolment id> <test id> <score>'"))
+    (tmp_path / "nan.txt").write_text("a b nan\n")
+    cases += [(["--trials", str(trial_file), "--scores", str(tmp_path / name)],
+               f"{name} line {line} is not '<enrolment id> <test id> <score>' with a finite score")
+              for name, line in (("bad.txt", 2), ("nan.txt", 1))]
     for args, expected in cases:
         assert main(["eer", *args]) == 2
         err = capsys.readouterr().err
