@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "paired tests against the pre-trained model of each upstream, and plots (HTML).")
     parser.add_argument("output", type=Path, help="the output folder of `harness run`")
     parser.add_argument("--format", choices=FORMATS, default="md",
-                        help="md (default), csv, html, json or latex (a booktabs table for a paper)")
+                        help="md (default), csv, html, json or latex (booktabs tables for a paper)")
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also save every plot as SVG and PNG in DIR")
     add_resampling_arguments(parser)

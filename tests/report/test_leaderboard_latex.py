@@ -50,7 +50,18 @@ def test_the_table_has_a_row_per_model_with_every_column_marks_and_bold_bests(bo
             assert text.startswith((r"\textbf{", f"{cell.mean:.{cell.digits}f}"[:1], "$-$"))
             assert (r"$^{*}$" in text) == bool(cell.vs_baseline and cell.vs_baseline.significant)
             assert (r"\textbf{" in text) == (best_value(board, col) == cell.mean)
-    assert latex.count(r"\midrule") == 2  # under the header, and between the two upstreams
+    assert latex.count(r"\begin{table}") == 2
+    first, second = latex.split(r"\end{table}")[:2]
+    assert first.count(r"\midrule") == 2  # under the header, and between the two upstreams
+    # the second table: each compared model's difference to its pre-trained model, interval and mark
+    rows = [line.removesuffix(r" \\").split(" & ") for line in second.splitlines() if line.count(" & ") == width - 1]
+    compared = [r for r in board.rows if any(c.vs_baseline for c in r.cells.values())]
+    assert [cells[1] for cells in rows[1:]] == [escape(r.model) for r in compared]
+    for row, cells in zip(compared, rows[1:], strict=True):
+        for col, text in zip(board.columns, cells[2:], strict=True):
+            cmp = row.cells[col.key].vs_baseline
+            assert text.startswith(f"{cmp.delta:+.{cmp.digits}f}".replace("-", "$-$"))
+            assert (r"$^{*}$" in text) == cmp.significant
 
 
 def test_the_cli_writes_latex(board, tmp_path):

@@ -1,11 +1,14 @@
-"""The leaderboard as a LaTeX table for a paper: booktabs rules, the mean over seeds with its interval
+"""The leaderboard as LaTeX tables for a paper: booktabs rules, the mean over seeds with its interval
 in small type, the column's best in bold, ``*`` where the difference to the pre-trained model is
-significant, and a caption saying how the intervals and tests were made."""
+significant, and a caption saying how the intervals and tests were made; then the differences to the
+pre-trained model with their paired intervals."""
 
 from __future__ import annotations
 
-from harness.report.leaderboard.model import SUPERB, Cell, Column, Leaderboard
-from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text
+from collections.abc import Callable
+
+from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
+from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text, short_label
 
 #: characters LaTeX reads as commands, and the symbols the labels use, in text mode
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -20,9 +23,9 @@ def escape(text: str) -> str:
     return "".join(_ESCAPES.get(ch, ch) for ch in text)
 
 
-def _num(value: float | None, digits: int) -> str:
+def _num(value: float | None, digits: int, sign: bool = False) -> str:
     """A number with a typeset minus sign."""
-    return fmt(value, digits).replace("-", "$-$").replace("–", "--")
+    return fmt(value, digits, sign).replace("-", "$-$").replace("–", "--")
 
 
 def _cell(cell: Cell | None, best: float | None) -> str:
@@ -39,24 +42,27 @@ def _cell(cell: Cell | None, best: float | None) -> str:
 
 
 def _header(col: Column) -> str:
-    return escape(f"{col.label} {col.arrow}")
+    return escape(f"{short_label(col)} {col.arrow}")
 
 
-def render_latex(lb: Leaderboard) -> str:
-    """A ``table`` environment (needs ``\\usepackage{booktabs}`` and ``graphicx``) of every model and column."""
-    text = method_text(lb)
-    superb = f" {text['superb']}" if any(c.key == SUPERB for c in lb.columns) else ""
-    caption = f"{text['values']}{superb} Source: {lb.source}; {len(lb.rows)} models, {seeds_text(lb)}."
-    best = {c.key: best_value(lb, c) for c in lb.columns}
+def _delta(cmp: Comparison | None) -> str:
+    if cmp is None:
+        return "--"
+    value = _num(cmp.delta, cmp.digits, sign=True) + (r"$^{*}$" if cmp.significant else "")
+    if cmp.low is not None and cmp.high is not None:
+        value += rf" {{\scriptsize[{_num(cmp.low, cmp.digits, sign=True)}, {_num(cmp.high, cmp.digits, sign=True)}]}}"
+    return value
+
+
+def _table(lb: Leaderboard, rows: list[Row], caption: str, label: str, cell: Callable[[Row, Column], str]) -> list[str]:
+    """One booktabs ``table`` of ``rows`` × the leaderboard's columns, upstreams apart by a rule."""
     several = len({r.upstream for r in lb.rows}) > 1
     lead = ["Upstream", "Model"] if several else ["Model"]
     lines = [
-        "% harness leaderboard; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
-        *(f"% note: {note}" for note in lb.notes),
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{escape(caption)}}}",
-        r"\label{tab:leaderboard}",
+        rf"\label{{{label}}}",
         r"\resizebox{\linewidth}{!}{%",
         r"\begin{tabular}{" + "l" * len(lead) + "r" * len(lb.columns) + "}",
         r"\toprule",
@@ -64,11 +70,29 @@ def render_latex(lb: Leaderboard) -> str:
         r"\midrule",
     ]
     previous = None
-    for row in lb.rows:
+    for row in rows:
         if several and previous is not None and row.upstream != previous:
             lines.append(r"\midrule")
         previous = row.upstream
         names = [escape(row.upstream), escape(row.model)] if several else [escape(row.model)]
-        lines.append(" & ".join(names + [_cell(row.cells.get(c.key), best[c.key]) for c in lb.columns]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+        lines.append(" & ".join(names + [cell(row, c) for c in lb.columns]) + r" \\")
+    return [*lines, r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+
+
+def render_latex(lb: Leaderboard) -> str:
+    """``table`` environments (they need ``\\usepackage{booktabs}`` and ``graphicx``): every model and
+    column, then each model's difference to its pre-trained model where there is one."""
+    text = method_text(lb)
+    superb = f" {text['superb']}" if any(c.key == SUPERB for c in lb.columns) else ""
+    caption = f"{text['values']}{superb} Source: {lb.source}; {len(lb.rows)} models, {seeds_text(lb)}."
+    best = {c.key: best_value(lb, c) for c in lb.columns}
+    lines = [
+        "% harness leaderboard; needs \\usepackage{booktabs} and \\usepackage{graphicx}",
+        *(f"% note: {note}" for note in lb.notes),
+        *_table(lb, lb.rows, caption, "tab:leaderboard", lambda r, c: _cell(r.cells.get(c.key), best[c.key])),
+    ]
+    compared = [r for r in lb.rows if any(c.vs_baseline for c in r.cells.values())]
+    if compared:
+        lines += ["", *_table(lb, compared, text["compare"], "tab:vs-pretrained",
+                              lambda r, c: _delta(r.cells[c.key].vs_baseline if c.key in r.cells else None))]
     return "\n".join(lines) + "\n"
