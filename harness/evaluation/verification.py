@@ -34,10 +34,8 @@ def _accepts(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tup
     order = np.argsort(-scores, kind="stable")
     ends = np.r_[np.flatnonzero(np.diff(scores[order])), len(scores) - 1]  # last index of each run of ties
     w = weights[:, order]
-    target = labels[order] == 1
-    tps = np.cumsum(np.where(target, w, 0.0), axis=1)[:, ends]
-    fps = np.cumsum(np.where(target, 0.0, w), axis=1)[:, ends]
-    return fps, tps
+    tps = np.cumsum(w * (labels[order] == 1), axis=1)[:, ends]
+    return np.cumsum(w, axis=1)[:, ends] - tps, tps
 
 
 def weighted_eer(labels: Sequence[int], scores: Sequence[float], weights: np.ndarray) -> np.ndarray:
@@ -48,18 +46,20 @@ def weighted_eer(labels: Sequence[int], scores: Sequence[float], weights: np.nda
     if w.shape[1] != y.size:
         raise ValueError(f"weights have {w.shape[1]} columns for {y.size} trials")
     fps, tps = _accepts(y, np.asarray(scores, dtype=np.float64), w)
+    rows = np.arange(w.shape[0])
     with np.errstate(divide="ignore", invalid="ignore"):
-        zero = np.zeros((w.shape[0], 1))
-        fpr = np.hstack([zero, fps / fps[:, -1:]])
-        tpr = np.hstack([zero, tps / tps[:, -1:]])
-        gap = (1.0 - fpr) - tpr  # decreasing along the curve: positive at (0, 0), negative at (1, 1)
-        rows = np.arange(w.shape[0])
-        k = np.argmax(gap <= 0, axis=1)  # the first point at or past the crossing
-        f0, f1, t0, t1 = fpr[rows, k - 1], fpr[rows, k], tpr[rows, k - 1], tpr[rows, k]
+        fpr, tpr = fps / fps[:, -1:], tps / tps[:, -1:]
+        # the curve starts at (0, 0), where 1 - x - TPR is 1, and falls to -1 at (1, 1): the first point at or
+        # past the crossing, and the one before it (the origin when that is the first)
+        k = np.argmax(fpr + tpr >= 1.0, axis=1)
+        before = np.maximum(k - 1, 0)
+        f1, t1 = fpr[rows, k], tpr[rows, k]
+        f0 = np.where(k > 0, fpr[rows, before], 0.0)
+        t0 = np.where(k > 0, tpr[rows, before], 0.0)
         slope = (t1 - t0) / (f1 - f0)
         crossing = (1.0 - t0 + slope * f0) / (1.0 + slope)
         # on the crossing point itself: its x; on a vertical step (TPR jumps across 1 - x): that x
-        eer = np.where(gap[rows, k] == 0, f1, np.where(f1 == f0, f0, crossing))
+        eer = np.where(f1 + t1 == 1.0, f1, np.where(f1 == f0, f0, crossing))
     valid = (fps[:, -1] > 0) & (tps[:, -1] > 0)
     return np.where(valid, 100.0 * eer, np.nan)
 
