@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
                     "and understates the spread between speakers (--speaker-of none says so quietly)")
         groups, speakers = None, 0
     elif groups is not None and speakers < MIN_CLUSTERS:
-        log.warning("the enrolment ids name only %d speakers, too few to draw whole (at least %d); the interval "
-                    "draws trials one by one and understates the spread between speakers", speakers, MIN_CLUSTERS)
+        log.warning("the enrolment ids name only %d speaker%s, too few to draw whole (at least %d); the interval "
+                    "draws trials one by one and understates the spread between speakers", speakers,
+                    "" if speakers == 1 else "s", MIN_CLUSTERS)
         groups, speakers = None, 0
     ids = tuple(f"{k}" for k in range(len(trials)))
     interval = stats.bootstrap_ci(TrialStats(ids, labels, values[None, :], (0,), groups), n_resamples=args.resamples,
