@@ -392,10 +392,10 @@ class _Builder:
             self.note(f"{where}: per-item results carry no stats for {metric!r}; intervals use seeds only.")
             return None
         codes = flat.cluster_codes()
-        if codes is not None and int(codes.max()) + 1 < MIN_CLUSTERS:
-            self.note(f"{where}: the items come from only {int(codes.max()) + 1} groups (ASV: enrolment speakers), "
-                      f"too few to draw whole (at least {MIN_CLUSTERS}); the interval draws items one by one and "
-                      "understates the spread between groups.")
+        if codes is not None and (groups := int(codes.max()) + 1) < MIN_CLUSTERS:
+            self.note(f"{where}: the items come from only {groups} group{'' if groups == 1 else 's'} (ASV: enrolment "
+                      f"speakers), too few to draw whole (at least {MIN_CLUSTERS}); the interval draws items one by "
+                      "one and understates the spread between groups.")
             flat = flat.ungrouped()
         # ABX items carry only the conditions that apply to them: count those with this metric
         scored = [sum(1 for it in v if metric in it.get("stats", {})) for v in per_seed.values()]
