@@ -69,7 +69,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
     **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
-    **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "min_dcf", "read_trials", "write_trials"],
+    **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "min_dcf", "read_trials", "write_scores",
+                     "write_trials"],
                     "harness.evaluation.verification"),
     **dict.fromkeys(["check_layer", "frame_cache", "utterance_states"], "harness.evaluation.frames"),
     **dict.fromkeys(["Documents", "query_scores", "standardise"], "harness.evaluation.term_detection"),
@@ -185,6 +186,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         equal_error_rate,
         min_dcf,
         read_trials,
+        write_scores,
         write_trials,
     )
     from harness.merging.task_vectors import (  # noqa: F401

@@ -142,3 +142,9 @@ def read_scores(path: Path) -> dict[tuple[str, str], float]:
 
 def write_trials(path: Path, trials: Sequence[Trial]) -> None:
     path.write_text("".join(f"{label} {a} {b}\n" for label, a, b in trials), encoding="utf-8")
+
+
+def write_scores(path: Path, trials: Sequence[Trial], scores: Sequence[float]) -> None:
+    """``<enrolment id> <test id> <score>`` lines (what :func:`read_scores` reads), scores in full precision."""
+    path.write_text("".join(f"{a} {b} {float(s)!r}\n" for (_, a, b), s in zip(trials, scores, strict=True)),
+                    encoding="utf-8")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -152,6 +152,7 @@ class TrialStats(Resampled):
     scores: np.ndarray
     seeds: tuple[int, ...] = (0,)
     groups: tuple[str, ...] | None = None
+    _codes: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         targets = np.asarray(self.targets, dtype=np.int64)
@@ -163,6 +164,10 @@ class TrialStats(Resampled):
         self._check(*scores.shape)
         object.__setattr__(self, "targets", targets)
         object.__setattr__(self, "scores", scores)
+        codes = None
+        if self.groups is not None:  # once: the draws, the signatures and the alignments all ask for them
+            codes = np.unique(np.asarray(self.groups, dtype=str), return_inverse=True)[1].astype(np.int64)
+        object.__setattr__(self, "_codes", codes)
 
     def resampled(self, counts: np.ndarray) -> np.ndarray:
         return np.stack([weighted_eer(self.targets, s, counts) for s in self.scores], axis=1)
@@ -173,10 +178,7 @@ class TrialStats(Resampled):
         return TrialStats(tuple(ids), self.targets[cols], self.scores[np.ix_(rows, cols)], tuple(seeds), groups)
 
     def cluster_codes(self) -> np.ndarray | None:
-        if self.groups is None:
-            return None
-        _, codes = np.unique(np.asarray(self.groups, dtype=object).astype(str), return_inverse=True)
-        return codes.astype(np.int64)
+        return self._codes
 
     def ungrouped(self) -> TrialStats:
         return replace(self, groups=None)

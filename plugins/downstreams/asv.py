@@ -48,6 +48,8 @@ from harness.api import (
     min_dcf,
     read_trials,
     task_splits,
+    write_scores,
+    write_trials,
 )
 
 if TYPE_CHECKING:
@@ -162,14 +164,15 @@ class SpeakerVerification(ProbedDownstream[ASVParams]):
         """The probe's result, with the minimum detection costs (p_target 0.01 and VoxSRC's 0.05) and the
         test trials and their scores written for other scorers (``harness eer`` reads them)."""
         result = super().evaluate(upstream, corpus, params, ctx)
-        pairs = [item["id"].split(" ") for item in result.items]
-        labels = [item["stats"]["eer"]["target"] for item in result.items]
+        trials: list[Trial] = []
+        for item in result.items:  # ids are "<enrolment id> <test id>" (see scored_items)
+            enrol, test = item["id"].split(" ")
+            trials.append((int(item["stats"]["eer"]["target"]), enrol, test))
         scores = [item["stats"]["eer"]["score"] for item in result.items]
+        labels = [label for label, _, _ in trials]
         result.extra["min_dcf"] = {str(p): min_dcf(labels, scores, p) for p in (0.01, 0.05)}
-        (ctx.out_dir / "asv_test.trials").write_text(
-            "".join(f"{label} {a} {b}\n" for label, (a, b) in zip(labels, pairs, strict=True)), encoding="utf-8")
-        (ctx.out_dir / "asv_test.scores").write_text(
-            "".join(f"{a} {b} {s!r}\n" for (a, b), s in zip(pairs, scores, strict=True)), encoding="utf-8")
+        write_trials(ctx.out_dir / "asv_test.trials", trials)
+        write_scores(ctx.out_dir / "asv_test.scores", trials, scores)
         return result
 
 
