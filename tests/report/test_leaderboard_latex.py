@@ -47,7 +47,9 @@ def test_the_table_has_a_row_per_model_with_every_column_marks_and_bold_bests(bo
         assert len(cells) == width and cells[1] == escape(row.model)
         for col, text in zip(board.columns, cells[2:], strict=True):
             cell = row.cells[col.key]
-            assert text.startswith((r"\textbf{", f"{cell.mean:.{cell.digits}f}"[:1], "$-$"))
+            value = f"{cell.mean:.{cell.digits}f}".replace("-", "$-$")
+            assert text.startswith((value + " ", value + "$", rf"\textbf{{{value}}}"))
+            assert rf"{{\scriptsize[{cell.low:.{cell.digits}f}".replace("-", "$-$") in text
             assert (r"$^{*}$" in text) == bool(cell.vs_baseline and cell.vs_baseline.significant)
             assert (r"\textbf{" in text) == (best_value(board, col) == cell.mean)
     assert latex.count(r"\begin{table}") == 2
