@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.evaluation.verification import weighted_eer
+from harness.evaluation.verification import RocLayout
 
 
 class Resampled(ABC):
@@ -153,6 +153,7 @@ class TrialStats(Resampled):
     seeds: tuple[int, ...] = (0,)
     groups: tuple[str, ...] | None = None
     _codes: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
+    _layouts: tuple[RocLayout, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         targets = np.asarray(self.targets, dtype=np.int64)
@@ -168,9 +169,10 @@ class TrialStats(Resampled):
         if self.groups is not None:  # once: the draws, the signatures and the alignments all ask for them
             codes = np.unique(np.asarray(self.groups, dtype=str), return_inverse=True)[1].astype(np.int64)
         object.__setattr__(self, "_codes", codes)
+        object.__setattr__(self, "_layouts", tuple(RocLayout(targets, row) for row in scores))  # sorted once
 
     def resampled(self, counts: np.ndarray) -> np.ndarray:
-        return np.stack([weighted_eer(self.targets, s, counts) for s in self.scores], axis=1)
+        return np.stack([layout.eer(counts) for layout in self._layouts], axis=1)
 
     def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> TrialStats:
         cols, rows = self._positions(ids, seeds)

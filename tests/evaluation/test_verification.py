@@ -16,7 +16,7 @@ from harness.core.errors import CorpusError
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.registry import PluginManager
-from harness.evaluation.verification import all_pairs, equal_error_rate, read_trials, write_trials
+from harness.evaluation.verification import RocLayout, all_pairs, equal_error_rate, read_trials, write_trials
 from harness.report.item_stats import from_items
 from plugins.downstreams._xvector import SHRINK, XVectorHead
 from tests.downstream_helpers import make_ctx
@@ -42,6 +42,25 @@ def test_eer_equals_the_roc_and_root_finding_reference(seed):
     if seed % 2:  # ties: scores on a coarse grid
         scores = np.round(scores, 1)
     assert equal_error_rate(labels, scores) == pytest.approx(_reference_eer(labels, scores), abs=1e-6)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 10_000])
+def test_the_blocked_eer_of_each_weighting_is_the_references_on_the_repeated_trials(block):
+    rng = np.random.default_rng(block)
+    labels = rng.integers(0, 2, size=200)
+    labels[:2] = [0, 1]
+    scores = np.round(rng.normal(size=200) + labels, 1)  # a coarse grid: runs of ties across block ends
+    layout = RocLayout(labels, scores, block=block)
+    weights = rng.integers(0, 3, size=(12, 200)).astype(float)
+    weights[:, :2] = 1  # both kinds in every row
+    weights[0] = 1  # and one row of the list itself
+    for row, eer in zip(weights, layout.eer(weights), strict=True):
+        keep = np.repeat(np.arange(200), row.astype(int))
+        assert eer == pytest.approx(_reference_eer(labels[keep], scores[keep]), abs=1e-6)
+    assert layout.eer(weights[:1])[0] == equal_error_rate(labels, scores)
+    one_kind = np.zeros((1, 200))
+    one_kind[0, labels == 1] = 1
+    assert np.isnan(layout.eer(one_kind)[0])
 
 
 def test_eer_by_hand():
