@@ -146,3 +146,15 @@ def test_models_whose_trials_are_grouped_differently_are_not_paired_over_trials(
     board = lbm.build(fake.output, SETTINGS)
     cell = _row(board, "pr (Stable-FT)").cells["asv.eer"]
     assert cell.interval == "items" and cell.vs_baseline.p_items is None  # a seed comparison only
+
+
+def test_compare_marks_the_bootstrap_p_of_an_eer_and_an_mtwv(run):
+    from harness.report.leaderboard.pairwise import compare
+
+    fake, _ = run
+    result = compare(fake.output, "pr (Stable-FT)", "tiny · pre-trained", SETTINGS)
+    tests = {p.column.key: p.comparison.items_test for p in result.columns}
+    assert tests == {"pr.per": "permutation", "qbe.mtwv": "bootstrap", "asv.eer": "bootstrap",
+                     "superb.score": "bootstrap"}
+    marked = {line[0]: line[5].endswith(" †") for line in result.table_rows()}
+    assert marked == {"PR PER ↓": False, "QBE MTWV ↑": True, "ASV EER ↓": True, "SUPERB ↑": True}
