@@ -312,14 +312,19 @@ def test_a_mixture_is_its_two_sources_added_where_its_turns_say(mixture_corpus):
         assert np.sqrt(np.mean(residual**2)) < 0.01 * np.sqrt(np.mean(mix**2)), row["id"]
 
 
-def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, tmp_path, capsys):
+def _fbank_and_sd():  # type: ignore[no-untyped-def]
+    """The FBank upstream and the ``sd`` plugin."""
     from harness.core.registry import PluginManager
-    from tests.downstream_helpers import make_ctx
 
     manager = PluginManager()
     upstream_plugin = manager.create("upstream", "fbank")
-    upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
-    plugin = manager.create("downstream", "sd")
+    return upstream_plugin.build(upstream_plugin.Params(), seed=0), manager.create("downstream", "sd")
+
+
+def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, tmp_path, capsys):
+    from tests.downstream_helpers import make_ctx
+
+    upstream, plugin = _fbank_and_sd()
     ctx = make_ctx(tmp_path)
     params = validate_params(plugin.Params, {"steps": 60, "eval_every": 20}, "sd")
     result = plugin.evaluate(upstream, PreparedCorpus(mixture_corpus), params, ctx)
@@ -343,13 +348,9 @@ def test_sd_evaluates_on_the_embedded_mixtures_and_writes_rttm(mixture_corpus, t
 
 def test_sd_gives_the_same_der_with_the_upstream_run_on_the_fly(mixture_corpus, tmp_path):
     """Recordings past the frame budget (Libri2Mix at Base size) run the upstream per batch instead."""
-    from harness.core.registry import PluginManager
     from tests.downstream_helpers import make_ctx
 
-    manager = PluginManager()
-    upstream_plugin = manager.create("upstream", "fbank")
-    upstream = upstream_plugin.build(upstream_plugin.Params(), seed=0)
-    plugin = manager.create("downstream", "sd")
+    upstream, plugin = _fbank_and_sd()
     results = {}
     for mode, extra in (("cached", {}), ("on_the_fly", {"max_frame_gb": 1e-9})):
         params = validate_params(plugin.Params, {"steps": 20, "eval_every": 10, **extra}, "sd")
