@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from itertools import permutations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -312,7 +313,7 @@ def test_a_mixture_is_its_two_sources_added_where_its_turns_say(mixture_corpus):
         assert np.sqrt(np.mean(residual**2)) < 0.01 * np.sqrt(np.mean(mix**2)), row["id"]
 
 
-def _fbank_and_sd():  # type: ignore[no-untyped-def]
+def _fbank_and_sd() -> tuple[Any, Any]:
     """The FBank upstream and the ``sd`` plugin."""
     from harness.core.registry import PluginManager
 
