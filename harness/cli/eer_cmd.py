@@ -67,19 +67,18 @@ def run(args: argparse.Namespace) -> int:
     eer, dcf = equal_error_rate(labels, values), min_dcf(labels, values, args.p_target)
 
     groups = tuple(a.split("/", 1)[0] for _, a, _ in trials) if args.speaker_of == "path" else None
-    speakers = len(set(groups)) if groups else 0
     if groups is not None and all("/" not in a for _, a, _ in trials):
         log.warning("the enrolment ids have no path part naming a speaker; the interval draws trials one by one "
                     "and understates the spread between speakers (--speaker-of none says so quietly)")
-        groups, speakers = None, 0
-    elif groups is not None and speakers < MIN_CLUSTERS:
+        groups = None
+    trial_stats = TrialStats(tuple(f"{k}" for k in range(len(trials))), labels, values[None, :], (0,), groups)
+    speakers = trial_stats.n_clusters or 0
+    if 0 < speakers < MIN_CLUSTERS:
         log.warning("the enrolment ids name only %d speaker%s, too few to draw whole (at least %d); the interval "
                     "draws trials one by one and understates the spread between speakers", speakers,
                     "" if speakers == 1 else "s", MIN_CLUSTERS)
-        groups, speakers = None, 0
-    ids = tuple(f"{k}" for k in range(len(trials)))
-    interval = stats.bootstrap_ci(TrialStats(ids, labels, values[None, :], (0,), groups), n_resamples=args.resamples,
-                                  seed=args.seed)
+        trial_stats, speakers = trial_stats.ungrouped(), 0
+    interval = stats.bootstrap_ci(trial_stats, n_resamples=args.resamples, seed=args.seed)
     result = {"eer": eer, "eer_low": interval.low, "eer_high": interval.high, "min_dcf": dcf,
               "p_target": args.p_target, "trials": len(trials), "targets": int(labels.sum()), "speakers": speakers}
     if args.json:

@@ -267,7 +267,7 @@ class Planner:
                 for model_rank, model in enumerate(self.models(up_name, seed)):
                     # where the model stands in the recipe (its evaluations add the downstream's place):
                     # the leaderboard's row and column order, whatever order the stages ran in (see
-                    # harness.report.leaderboard.builder.in_recipe_order)
+                    # harness.report.stage_order.in_recipe_order)
                     model.labels = {**model.labels, "rank": [up_rank, model_rank]}
                     if recipe.limit is not None:  # its own leaderboard row, marked
                         model.labels = {**model.labels, "limit": recipe.limit,

@@ -57,6 +57,12 @@ class Resampled(ABC):
         """The same results with items drawn one by one (for too few clusters to draw)."""
         return self
 
+    @property
+    def n_clusters(self) -> int | None:
+        """How many clusters the bootstrap draws, or None when it draws items."""
+        codes = self.cluster_codes()
+        return None if codes is None else int(codes.max()) + 1
+
     def per_seed(self) -> np.ndarray:
         """The metric of each seed over all items."""
         return self.resampled(np.ones((1, self.n_items)))[0]

@@ -1,7 +1,7 @@
 """The models of a run: each one's leaderboard label, seed, stage key and folder, and picking one of them.
 
 A model is the upstream, finetune or merge stage whose folder (``model.safetensors`` + ``upstream.json``)
-an evaluation read. Its label is the leaderboard's (:func:`harness.report.leaderboard.builder.model_rows`),
+an evaluation read. Its label is the leaderboard's (:func:`harness.report.leaderboard.rows.model_rows`),
 so ``harness export --model "pr · speech_ft alpha=0.25"`` names what the table shows. Model stages that no
 evaluation read (a sequential chain's links) are listed after them, labelled by their stage title.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store
-from harness.report.leaderboard.builder import model_rows, row_key
+from harness.report.leaderboard.rows import model_rows, row_key
 
 #: stage kinds whose folder holds a model
 MODEL_KINDS = (StageKind.UPSTREAM, StageKind.FINETUNE, StageKind.MERGE)

@@ -371,7 +371,7 @@ def _evaluated(upstream: str, finetune: str, alpha: float, rank: list[int] | Non
 
 
 def test_rows_follow_the_recipe_whatever_order_the_stages_started_in():
-    from harness.report.leaderboard.builder import model_rows
+    from harness.report.leaderboard.rows import model_rows
     from harness.report.stage_order import in_recipe_order
 
     planned = [("hubert", "none", 0.0), ("hubert", "pr", 0.25), ("hubert", "sid", 0.25), ("fbank", "none", 0.0)]

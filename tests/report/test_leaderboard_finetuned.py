@@ -14,8 +14,8 @@ from scipy import stats as sps
 from harness.report import leaderboard as lbm
 from harness.report import stats
 from harness.report.leaderboard import formats as fmts
-from harness.report.leaderboard.builder import finetuned_pairs
 from harness.report.leaderboard.html import render_html
+from harness.report.leaderboard.rows import finetuned_pairs
 from tests.leaderboard_helpers import FakeRun, labels
 
 SETTINGS = lbm.Settings(n_resamples=300, n_permutations=1000)

@@ -1,0 +1,85 @@
+"""The leaderboard's rows and column order: which models a store holds, in table order, and which
+fully fine-tuned model each Speech-FT merge is compared with."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from harness.core.errors import PluginError
+from harness.core.registry import PluginManager
+from harness.core.store import StageRow
+from harness.report.leaderboard.model import BASELINE_FINETUNE, Row
+from harness.report.stage_order import in_recipe_order
+
+
+def task_rank(plugins: PluginManager, task: str) -> tuple[bool, int, str]:
+    """Where a task's columns go: by its downstream plugin's ``order``, then name; tasks whose plugin
+    is not installed after every other, by name."""
+    try:
+        order = plugins.get("downstream", task).cls.order
+    except PluginError:
+        return True, 0, task
+    return False, order, task
+
+
+def row_key(labels: dict[str, Any]) -> tuple:
+    """The identity of a leaderboard row (a model over its seeds) from a stage's labels."""
+    return (str(labels.get("upstream", "")), str(labels.get("finetune", "")), str(labels.get("merge") or ""),
+            json.dumps(labels.get("merge_params"), sort_keys=True, default=str), str(labels.get("model", "")))
+
+
+def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
+    """The leaderboard's rows (no cells yet) of the models that ``stages`` (evaluate and score stages) measured,
+    in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
+    rows: dict[tuple, Row] = {}
+    ft_order: dict[str, int] = {}
+    up_order: dict[str, int] = {}
+    for stage in in_recipe_order(stages):  # upstreams and fine-tunings in recipe order
+        labels = stage.labels
+        key = row_key(labels)
+        up_order.setdefault(key[0], len(up_order))
+        ft_order.setdefault(key[1], len(ft_order))
+        if key not in rows:
+            alpha = labels.get("alpha")
+            rows[key] = Row(upstream=key[0], model=key[4] or key[1], finetune=key[1], merge=key[2],
+                            merge_params=labels.get("merge_params"),
+                            alpha=float(alpha) if alpha is not None else None, seeds=[],
+                            baseline=key[1] == BASELINE_FINETUNE)
+        seed = int(labels.get("seed", 0))
+        if seed not in rows[key].seeds:
+            rows[key].seeds.append(seed)
+    for row in rows.values():
+        row.seeds.sort()
+
+    def order(item: tuple[tuple, Row]) -> tuple:
+        key, row = item
+        alpha = row.alpha if row.alpha is not None else 2.0
+        return (up_order[key[0]], not row.baseline, ft_order[key[1]], alpha, row.model)
+
+    return dict(sorted(rows.items(), key=order))
+
+
+def _without_alpha(params: Any) -> Any:
+    return {k: v for k, v in params.items() if k != "alpha"} if isinstance(params, dict) else params
+
+
+def finetuned_pairs(rows: dict[tuple, Row]) -> dict[tuple, tuple]:
+    """Each merge with 0 < α < 1 (Speech-FT) -> the row of its fully fine-tuned model (Stable-FT, α = 1): the
+    same upstream, fine-tuning and merge entry with α = 1 (its other swept parameters equal), or else the
+    unmerged fine-tuned model of that upstream and fine-tuning. Rows without such a sibling are left out."""
+    stable = [(k, r) for k, r in rows.items()
+              if not r.baseline and r.alpha is not None and math.isclose(r.alpha, 1.0)]
+    out: dict[tuple, tuple] = {}
+    for key, row in rows.items():
+        if row.baseline or row.alpha is None or not 0.0 < row.alpha < 1.0:
+            continue
+        same = [k for k, r in stable if (r.upstream, r.finetune) == (row.upstream, row.finetune)]
+        merged = [k for k in same if rows[k].merge == row.merge
+                  and _without_alpha(rows[k].merge_params) == _without_alpha(row.merge_params)]
+        unmerged = [k for k in same if not rows[k].merge]
+        if merged or unmerged:
+            out[key] = (merged or unmerged)[0]
+    return out
+
