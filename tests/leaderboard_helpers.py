@@ -77,11 +77,13 @@ class FakeRun:
     def evaluate(self, labels: dict, downstream: str, task: str, seed: int, qualities: dict[str, float],
                  layer_weights: list[float] | None = None, with_items: bool = True,
                  items: dict[str, list[list[float]]] | None = None, ids: list[str] | None = None,
-                 folds: list[int] | None = None, metrics: dict[str, float] | None = None) -> str:
+                 folds: list[int] | None = None, metrics: dict[str, float] | None = None,
+                 params: dict[str, Any] | None = None) -> str:
         """One evaluate stage; ``qualities[metric]`` sets the level of the generated items. With
         ``folds`` (one per item) the stored metric is the mean of the folds' own values. ``metrics``
-        gives the stored values of ``items`` that are not ratios (trials, query gains)."""
-        key = _key("evaluate", labels, downstream, seed)
+        gives the stored values of ``items`` that are not ratios (trials, query gains); ``params`` the
+        downstream's parameters (another setting: another stage)."""
+        key = _key("evaluate", labels, downstream, seed, *([params] if params else []))
         rng = np.random.default_rng(int(key[:8], 16))
         stats = items or {m: make_items(task, m, q, self.n_items, rng) for m, q in qualities.items()}
         n = len(next(iter(stats.values())))
@@ -111,11 +113,11 @@ class FakeRun:
             "layer_weights": layer_weights, "extra": {}}))
         full = {**labels, "seed": seed, "downstream": downstream, "task": task,
                 "title": f"evaluate {downstream} on {labels['model']}"}
-        self._stage(key, "evaluate", task, full, params={}, inputs={"model": "m", "corpus": "c"})
+        self._stage(key, "evaluate", task, full, params=params or {}, inputs={"model": key, "corpus": "c"})
         self.store.record_metrics(key, [
             MetricRow(key, task, m, v, directions[m], n, f"{key}/items.jsonl" if with_items else None)
             for m, v in metrics.items()])
-        self.evals[(labels["upstream"], labels["model"], downstream, seed)] = key
+        self.evals[(labels["upstream"], labels["model"], downstream, seed)] = key  # the newest
         for m, v in metrics.items():
             self.values[(labels["upstream"], labels["model"], f"{downstream}.{m}", seed)] = v
         return key
@@ -138,7 +140,7 @@ class FakeRun:
             fbank.update(self.metrics_of(k)[0])
         value = superb_measured(metrics, fbank, directions) + offset
         result = {"score": value, "tasks": {}}
-        key = _key("score", labels, seed)
+        key = _key("score", labels, seed, sorted(eval_keys.items()))
         inputs = {f"eval.{n}": k for n, k in eval_keys.items()}
         inputs.update({f"reference.{n}": k for n, k in reference_keys.items()})
         tasks = {n: n for n in eval_keys}

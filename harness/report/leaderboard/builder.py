@@ -38,7 +38,7 @@ from harness.core.registry import PluginManager, default_manager
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, MetricRow, StageRow, Store
 from harness.report import stats
-from harness.report.leaderboard.cell_data import CellData, CellReader
+from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference, setting_of
 from harness.report.leaderboard.model import (
     SUPERB,
     AbxSpread,
@@ -206,9 +206,13 @@ class _Builder:
         s = self.settings
         pending: dict[tuple, list[tuple[tuple, Any, Any]]] = {}  # permutation batches
         results: dict[tuple, dict[str, Any]] = {}
+        unlike: list[tuple[CellData, CellData]] = []
         for key, base_key in pairs.items():
             data, base = self.data.get((key, col.key)), self.data.get((base_key, col.key))
             if data is None or base is None:
+                continue
+            if data.settings != base.settings:  # e.g. a recipe changed between runs: not like for like
+                unlike.append((data, base))
                 continue
             seeds = sorted(set(data.per_seed) & set(base.per_seed))
             if not seeds:
@@ -236,6 +240,8 @@ class _Builder:
                 continue
             batch = (id(data.combine), tuple((n, g.n_items) for n, g in model_g.items()))
             pending.setdefault(batch, []).append((key, model_g, base_g))
+        if unlike:
+            self.note_unlike(col, unlike)
         for batch in pending.values():
             tests = stats.permutation_tests([(m, b) for _, m, b in batch], self.data[(batch[0][0], col.key)].combine,
                                             s.n_permutations, s.seed)
@@ -248,6 +254,17 @@ class _Builder:
                                   _significant(r["p_items"], r["p_seeds"], s.threshold), better,
                                   items_test=r.get("items_test", "permutation"))
         return out
+
+    def note_unlike(self, col: Column, unlike: list[tuple[CellData, CellData]]) -> None:
+        data, base = unlike[0]
+        a, b = next(((x, y) for x in data.stages for y in base.stages
+                     if setting_of(x, self.reader.eval_by_key) != setting_of(y, self.reader.eval_by_key)),
+                    (data.stages[0], base.stages[0]))
+        difference = setting_difference(a, b, self.reader.eval_by_key)
+        n = len(unlike)
+        self.reader.note(f"{col.label}: {n} comparison{'s' if n > 1 else ''} left out, between models evaluated with "
+                         f"different settings ({difference}); rerun the recipe so that every model is evaluated "
+                         "alike, or give each setting its own output folder.")
 
     def aligned(self, data: CellData, base: CellData) -> tuple[dict, dict] | None:
         """Both models' stats on their shared items and seeds, or None when they cannot be paired."""

@@ -4,6 +4,11 @@ where the stages saved them and they reproduce the stored values, the per-item r
 
 Cross-validated results (items carrying a ``fold``) are valued as the mean of their folds' own values,
 and resampled within each fold. Whatever makes a cell fall back to seeds only is said in a note.
+
+A store keeps every stage it ever finished. When a recipe changes between runs into one output folder
+(a probe's steps, a corpus), a model's evaluation of one downstream and seed can be there twice: the
+newest is the one shown, and each cell knows the setting it was evaluated with (:func:`setting_of`), so
+that models evaluated differently are not compared.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class CellData:
     combine: stats.Combine | None = None  # several metrics -> one value (the SUPERB score)
     flat: stats.Resampled | None = None  # the metric's items without fold strata (ABX spreads)
     replicates: np.ndarray | None = None
+    stages: tuple[StageRow, ...] = ()  # the evaluate (or score) stage of each seed
+    settings: frozenset[str] = frozenset()  # what the value depends on besides the model (setting_of)
 
     def signature(self) -> tuple:
         """Cells with equal signatures share one bootstrap draw (same items, clusters, seeds and combination)."""
@@ -80,6 +87,44 @@ class CellData:
 def clusters_key(stats_: stats.Resampled) -> bytes | None:
     codes = stats_.cluster_codes()
     return None if codes is None else codes.tobytes()
+
+
+def _scored(role: str) -> bool:
+    """A score stage's input that is an evaluation (the model's, or the reference model's)."""
+    return role.startswith(("eval.", "reference."))
+
+
+def setting_of(stage: StageRow, evals: dict[str, StageRow]) -> str:
+    """What a stage's result depends on besides its model and seed: its plugin, parameters and other inputs
+    (for a score, the settings of the evaluations it scores and of the reference's, looked up in ``evals``)."""
+    inputs: dict[str, str] = {}
+    for role, key in stage.inputs.items():
+        if role == "model":
+            continue
+        inputs[role] = setting_of(evals[key], evals) if _scored(role) and key in evals else key
+    return json.dumps([stage.plugin, stage.params, inputs], sort_keys=True, default=str)
+
+
+def setting_difference(a: StageRow, b: StageRow, evals: dict[str, StageRow]) -> str:
+    """What differs between two stages' settings, e.g. ``steps 50 and default`` (for scores: ``sid: steps 50
+    and default``)."""
+
+    def shown(value: object) -> str:
+        return "default" if value is None else str(value)
+
+    parts = [f"plugin {a.plugin} and {b.plugin}"] if a.plugin != b.plugin else []
+    parts += [f"{k} {shown(a.params.get(k))} and {shown(b.params.get(k))}"
+              for k in sorted({*a.params, *b.params}) if a.params.get(k) != b.params.get(k)]
+    for role in sorted({*a.inputs, *b.inputs} - {"model"}):
+        ka, kb = a.inputs.get(role), b.inputs.get(role)
+        if _scored(role) and ka in evals and kb in evals:
+            if setting_of(evals[ka], evals) != setting_of(evals[kb], evals):
+                kind, task = role.split(".", 1)
+                name = task if kind == "eval" else f"{task} of the reference"
+                parts.append(f"{name}: {setting_difference(evals[ka], evals[kb], evals)}")
+        elif ka != kb:
+            parts.append(f"another {role}")
+    return "; ".join(parts) or "their inputs"
 
 
 def close(a: float, b: float) -> bool:
@@ -96,14 +141,26 @@ class CellReader:
         self.notes: list[str] = []
         self.evals = [s for s in stages if s.kind == StageKind.EVALUATE and s.labels.get("downstream")]
         self.scores = [s for s in stages if s.kind == StageKind.SCORE]
-        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage
+        self.eval_by_key = {s.key: s for s in self.evals}
+        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage. The stages come in
+        # the order they started, so a newer one of the same cell (after the recipe changed) replaces an older.
         self.eval_index: dict[tuple, dict[str, dict[int, StageRow]]] = {}
+        replaced = 0
         for st in self.evals:
-            by_ds = self.eval_index.setdefault(row_key(st.labels), {})
-            by_ds.setdefault(str(st.labels["downstream"]), {})[int(st.labels.get("seed", 0))] = st
+            by_seed = self.eval_index.setdefault(row_key(st.labels), {}).setdefault(str(st.labels["downstream"]), {})
+            seed = int(st.labels.get("seed", 0))
+            replaced += seed in by_seed
+            by_seed[seed] = st
         self.score_index: dict[tuple, dict[int, StageRow]] = {}
         for st in self.scores:
-            self.score_index.setdefault(row_key(st.labels), {})[int(st.labels.get("seed", 0))] = st
+            by_seed_score = self.score_index.setdefault(row_key(st.labels), {})
+            seed = int(st.labels.get("seed", 0))
+            replaced += seed in by_seed_score
+            by_seed_score[seed] = st
+        if replaced:
+            self.note(f"{replaced} finished stage{'s' if replaced > 1 else ''} of this store "
+                      f"{'were' if replaced > 1 else 'was'} replaced by newer ones of the same model, downstream and "
+                      "seed (the recipe changed between runs): the table shows the newest.")
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
@@ -216,11 +273,25 @@ class CellReader:
             return None
         per_seed = {s: self.metric_row(st.key, col.metric).value for s, st in runs.items()}
         n_items = self.metric_row(next(iter(runs.values())).key, col.metric).n_items
-        st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric,
-                             f"{row.upstream} / {row.model} / {col.label}")
+        where = f"{row.upstream} / {row.model} / {col.label}"
+        stages = tuple(runs.values())
+        self.check_seeds_agree(stages, where)
+        settings = frozenset(setting_of(s, self.eval_by_key) for s in stages)
+        st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric, where)
         if st is None:
-            return CellData(per_seed, n_items)
-        return CellData(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat)
+            return CellData(per_seed, n_items, stages=stages, settings=settings)
+        return CellData(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat, stages=stages,
+                        settings=settings)
+
+    def check_seeds_agree(self, stages: tuple[StageRow, ...], where: str) -> None:
+        """A note when a model's seeds were evaluated with different settings (their mean mixes them)."""
+        first = stages[0]
+        for other in stages[1:]:
+            if setting_of(other, self.eval_by_key) != setting_of(first, self.eval_by_key):
+                difference = setting_difference(first, other, self.eval_by_key)
+                self.note(f"{where}: its seeds were evaluated with different settings ({difference}), and their mean "
+                          "mixes them; rerun the recipe to evaluate every seed alike.")
+                return
 
     def score_data(self, key: tuple, row: Row) -> CellData | None:
         runs = dict(sorted(self.score_index.get(key, {}).items()))
@@ -235,7 +306,26 @@ class CellReader:
                 self.note(f"{row.upstream} / {row.model}: the SUPERB score recomputed from per-item results "
                           f"({recomputed:.4g}) differs from the stored one; its interval uses seeds only.")
                 group = None
-        return CellData(per_seed, None, group, self.superb_combine if group is not None else None)
+        stages = tuple(runs[s] for s in per_seed)
+        self.check_seeds_agree(stages, f"{row.upstream} / {row.model} / SUPERB")
+        self.check_score_is_current(key, row, dict(zip(per_seed, stages, strict=True)))
+        return CellData(per_seed, None, group, self.superb_combine if group is not None else None, stages=stages,
+                        settings=frozenset(setting_of(s, self.eval_by_key) for s in stages))
+
+    def check_score_is_current(self, key: tuple, row: Row, scores: dict[int, StageRow]) -> None:
+        """A note when a model's SUPERB score was computed from other evaluations than its columns show (a
+        rerun that re-evaluated a downstream but stopped before scoring)."""
+        shown = self.eval_index.get(key, {})
+        stale = set()
+        for seed, score in scores.items():
+            for role, eval_key in score.inputs.items():
+                downstream = role.removeprefix("eval.")
+                current = shown.get(downstream, {}).get(seed)
+                if role.startswith("eval.") and current is not None and current.key != eval_key:
+                    stale.add(downstream)
+        if stale:
+            self.note(f"{row.upstream} / {row.model}: its SUPERB score was computed from older evaluations of "
+                      f"{', '.join(sorted(stale))} than the table shows; rerun the recipe to score the newer ones.")
 
     def score_coverage(self, key: tuple) -> tuple[int, int] | None:
         """(tasks scored, tasks of the reference) when a model's SUPERB score is partial, else None."""
