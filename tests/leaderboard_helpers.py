@@ -113,7 +113,7 @@ class FakeRun:
             "layer_weights": layer_weights, "extra": {}}))
         full = {**labels, "seed": seed, "downstream": downstream, "task": task,
                 "title": f"evaluate {downstream} on {labels['model']}"}
-        self._stage(key, "evaluate", task, full, params=params or {}, inputs={"model": key, "corpus": "c"})
+        self._stage(key, "evaluate", task, full, params=params or {}, inputs={"model": "m", "corpus": "c"})
         self.store.record_metrics(key, [
             MetricRow(key, task, m, v, directions[m], n, f"{key}/items.jsonl" if with_items else None)
             for m, v in metrics.items()])

@@ -14,9 +14,12 @@ from harness.report.leaderboard import FORMATS, build, render
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "leaderboard", help="models × metrics with 95 %% intervals and tests against the pre-trained model",
-        description="Build the leaderboard of an output folder: mean over seeds with bootstrap intervals, "
-                    "paired tests against the pre-trained model of each upstream, and plots (HTML).")
-    parser.add_argument("output", type=Path, help="the output folder of `harness run`")
+        description="Build the leaderboard of an output folder (or of several, as one table): mean over seeds "
+                    "with bootstrap intervals, paired tests against the pre-trained model of each upstream, and "
+                    "plots (HTML).")
+    parser.add_argument("output", type=Path, nargs="+",
+                        help="the output folder of `harness run` (several: one table of all their models, e.g. "
+                             "one folder per upstream or per seed)")
     parser.add_argument("--format", choices=FORMATS, default="md",
                         help="md (default), csv, html, json or latex (booktabs tables for a paper)")
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
@@ -32,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":  # with where each model's numbers came from
         from harness.report.provenance import attach
 
-        text = json.dumps(attach(json.loads(text), args.output), indent=2, ensure_ascii=False) + "\n"
+        board_json = json.loads(text)
+        for output in args.output:
+            attach(board_json, output)
+        text = json.dumps(board_json, indent=2, ensure_ascii=False) + "\n"
     if args.plots:
         from harness.report import plots
         from harness.report.leaderboard.html import figures

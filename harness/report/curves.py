@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,9 @@ def curves_figure(curves: list[Curve]) -> plots.Figure:
     return fig
 
 
-def curves_html(output: Path | str) -> str | None:
-    """The HTML figure of the fine-tunings' curves of ``output`` (None when there are none)."""
-    curves = finetune_curves(Path(output))
+def curves_html(outputs: Sequence[Path | str]) -> str | None:
+    """The HTML figure of the fine-tunings' curves of the output folders (None when there are none)."""
+    curves = [curve for output in outputs for curve in finetune_curves(Path(output))]
     if not curves:
         return None
     data = base64.b64encode(plots.svg(curves_figure(curves)).encode()).decode("ascii")

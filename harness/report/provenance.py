@@ -130,10 +130,11 @@ def _recipe_run(runs: list[dict[str, Any]], key: str, stage: StageRow | None) ->
 
 def attach(board: dict[str, Any], output: Path) -> dict[str, Any]:
     """The leaderboard's JSON (``Leaderboard.to_dict()``) with each row's provenance records (one per seed)
-    and the recipes' texts."""
+    and the recipes' texts from the output folder ``output`` (added to those already there: call it once per
+    folder of a leaderboard of several)."""
     found = provenance(output)
     for row in board.get("rows", []):
-        row["provenance"] = [r for r in found["models"]
-                             if r["upstream"] == row["upstream"] and r["model"] == row["model"]]
-    board["recipes"] = found["recipes"]
+        row.setdefault("provenance", []).extend(
+            r for r in found["models"] if r["upstream"] == row["upstream"] and r["model"] == row["model"])
+    board.setdefault("recipes", {}).update(found["recipes"])
     return board

@@ -27,16 +27,14 @@ last, by name). :func:`build` reads the store; :func:`harness.report.leaderboard
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.core.errors import HarnessError
 from harness.core.registry import PluginManager, default_manager
-from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, MetricRow, StageRow, Store
 from harness.report import stats
 from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference, setting_of
 from harness.report.leaderboard.model import (
@@ -51,6 +49,7 @@ from harness.report.leaderboard.model import (
     Settings,
 )
 from harness.report.leaderboard.rows import finetuned_pairs, model_rows, task_rank
+from harness.report.leaderboard.stores import StoreContents, read_stores
 from harness.report.stage_order import in_recipe_order
 
 
@@ -63,12 +62,11 @@ def _significant(p_items: float | None, p_seeds: float | None, threshold: float)
 class _Builder:
     """The leaderboard of one store: its rows and columns, every cell's interval and every comparison."""
 
-    def __init__(self, output: Path, stages: list[StageRow], metrics: dict[str, list[MetricRow]],
-                 settings: Settings, plugins: PluginManager):
-        self.output = output
+    def __init__(self, outputs: list[Path], contents: StoreContents, settings: Settings, plugins: PluginManager):
+        self.outputs = outputs
         self.settings = settings
         self.plugins = plugins
-        self.reader = CellReader(output, stages, metrics)
+        self.reader = CellReader(contents.stages, contents.metrics, contents.folders)
         self.notes = self.reader.notes
         self.data: dict[tuple[tuple, str], CellData] = {}  # (row key, column key)
 
@@ -106,7 +104,9 @@ class _Builder:
         if not baselines:
             self.reader.note("no pre-trained model in the store (recipe baseline off): no significance tests.")
         reference = next((str(s.params.get("reference")) for s in self.reader.scores), None)
-        return Leaderboard(str(self.output), columns, list(ordered.values()), self.settings, reference, self.notes)
+        folders = [str(o) for o in self.outputs]
+        return Leaderboard(", ".join(folders), columns, list(ordered.values()), self.settings, reference, self.notes,
+                           folders)
 
     def read_cell(self, key: tuple, row: Row, col: Column) -> None:
         reader = self.reader
@@ -293,25 +293,18 @@ class _Builder:
         row.abx[col.key] = AbxSpread(own.n_items, stats.delta_value_std(own), paired)
 
 
-def build(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> Leaderboard:
-    """Read the results store of an output folder and compute every cell, interval and test.
+def build(output: Path | Sequence[Path], settings: Settings | None = None,
+          plugins: PluginManager | None = None) -> Leaderboard:
+    """Read the results store of an output folder (or of several, as one) and compute every cell, interval
+    and test.
 
     ``plugins`` (the installed ones by default) give the downstream plugins' column order.
     """
     return builder_for(output, settings, plugins).build()
 
 
-def builder_for(output: Path, settings: Settings | None = None, plugins: PluginManager | None = None) -> _Builder:
-    """A builder over the finished evaluations and scores of an output folder (see :func:`build`)."""
-    output = Path(output)
-    if not (output / DB_NAME).is_file():
-        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
-    with Store(output, readonly=True) as store:
-        stages = [s for s in store.stages(status="done") if s.kind in (StageKind.EVALUATE, StageKind.SCORE)]
-        metrics: dict[str, list[MetricRow]] = {}
-        for m in store.metrics():
-            metrics.setdefault(m.stage, []).append(m)
-    if not stages:
-        raise HarnessError(f"the store in {output} holds no finished evaluate or score stage yet; "
-                           "run a recipe to completion first.")
-    return _Builder(output, stages, metrics, settings or Settings(), plugins or default_manager())
+def builder_for(output: Path | Sequence[Path], settings: Settings | None = None,
+                plugins: PluginManager | None = None) -> _Builder:
+    """A builder over the finished evaluations and scores of an output folder or several (see :func:`build`)."""
+    outputs = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    return _Builder(outputs, read_stores(outputs), settings or Settings(), plugins or default_manager())

@@ -135,8 +135,8 @@ def close(a: float, b: float) -> bool:
 class CellReader:
     """The finished evaluate and score stages of a store, indexed by model, and each cell's inputs."""
 
-    def __init__(self, output: Path, stages: list[StageRow], metrics: dict[str, list[MetricRow]]):
-        self.output = output
+    def __init__(self, stages: list[StageRow], metrics: dict[str, list[MetricRow]], folders: dict[str, Path]):
+        self.folders = folders  # stage key -> the output folder holding its files
         self.metrics = metrics
         self.notes: list[str] = []
         self.evals = [s for s in stages if s.kind == StageKind.EVALUATE and s.labels.get("downstream")]
@@ -158,9 +158,12 @@ class CellReader:
             replaced += seed in by_seed_score
             by_seed_score[seed] = st
         if replaced:
-            self.note(f"{replaced} finished stage{'s' if replaced > 1 else ''} of this store "
+            several = len(set(folders.values())) > 1
+            where, why = (("these stores", "a recipe changed between runs, or two stores hold one model") if several
+                          else ("this store", "the recipe changed between runs"))
+            self.note(f"{replaced} finished stage{'s' if replaced > 1 else ''} of {where} "
                       f"{'were' if replaced > 1 else 'was'} replaced by newer ones of the same model, downstream and "
-                      "seed (the recipe changed between runs): the table shows the newest.")
+                      f"seed ({why}): the table shows the newest.")
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
@@ -182,7 +185,7 @@ class CellReader:
         if not path:
             return None
         if path not in self._items:
-            file = self.output / path
+            file = self.folders[metric.stage] / path
             try:
                 lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
                 self._items[path] = json.loads("[" + ",".join(lines) + "]")  # one parse: much faster per line
@@ -195,7 +198,7 @@ class CellReader:
         cache_key = f"{key}/{name}"
         if cache_key not in self._json:
             try:
-                self._json[cache_key] = json.loads((self.output / key / name).read_text())
+                self._json[cache_key] = json.loads((self.folders[key] / key / name).read_text())
             except (OSError, json.JSONDecodeError):
                 self._json[cache_key] = None
         return self._json[cache_key]

@@ -58,7 +58,8 @@ def render_markdown(lb: Leaderboard) -> str:
     text = method_text(lb)
     out = ["# Leaderboard", ""]
     ref = f" · SUPERB reference: {lb.reference}" if lb.reference else ""
-    out += [f"Results in `{lb.source}` · {len(lb.rows)} models · {seeds_text(lb)}{ref}.", "", text["values"]]
+    where = ", ".join(f"`{folder}`" for folder in lb.folders or [lb.source])
+    out += [f"Results in {where} · {len(lb.rows)} models · {seeds_text(lb)}{ref}.", "", text["values"]]
     if any(c.key == SUPERB for c in lb.columns):
         out += ["", text["superb"]]
     out.append("")

@@ -301,7 +301,7 @@ def render_html(lb: Leaderboard) -> str:
                     f"<figcaption><b>{_e(plot.title)}.</b> {_e(plot.caption)}</figcaption></figure>")
     if figs:
         sections.append(_section("Plots", "".join(figs), "plots-section"))
-    training = curves_html(lb.source)
+    training = curves_html(lb.folders or [lb.source])
     if training:
         sections.append(_section("Training curves", training, "curves-section"))
     if lb.notes:

@@ -126,6 +126,7 @@ class Leaderboard:
     settings: Settings
     reference: str | None
     notes: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)  # the output folders read (``source`` names them)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite({
