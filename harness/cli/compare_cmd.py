@@ -1,7 +1,7 @@
 """`harness compare DIR MODEL --against MODEL`: two models of a run, column by column, with intervals and
 paired tests.
 
-    harness compare out/ "pr · speech_ft alpha=0.25" --against "pr · ties" [--json]
+    harness compare out/ "pr · speech_ft alpha=0.25" --against "pr · ties" [--also other_out/] [--json]
 
 Models are named by their leaderboard labels (``upstream · label`` where several upstreams share one;
 `harness models DIR` lists them). Every metric both models have on common seeds gets both values with
@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("output", type=Path, help="the output folder of `harness run`")
     parser.add_argument("model", help="the model's leaderboard label (see `harness models DIR`)")
     parser.add_argument("--against", required=True, help="the label of the model to compare with")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                        help="another output folder read with the first (repeatable): models of a study run in "
+                             "pieces, as `harness leaderboard DIR DIR ...` shows them")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     add_resampling_arguments(parser)
     parser.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.report.leaderboard.pairwise import compare
 
     settings = resampling_settings(args)
-    result = compare(args.output, args.model, args.against, settings)
+    result = compare([args.output, *args.also], args.model, args.against, settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0

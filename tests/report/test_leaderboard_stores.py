@@ -100,3 +100,22 @@ def test_seeds_run_in_separate_folders_give_the_leaderboard_of_one_run_with_all_
     for key, value in _cells(split).items():
         assert value == pytest.approx(expected[key]), key
     assert all(r.cells[lbm.SUPERB].interval == "items+seeds" for r in split.rows)
+
+
+def test_compare_names_models_of_two_folders(stores):
+    from harness.report.leaderboard.pairwise import compare
+
+    first, other = stores
+    result = compare([first.output, other.output], "small · sid · interp alpha=0.25",
+                     "tiny · pr · interp alpha=0.25", SETTINGS)
+    by_column = {p.column.key: p for p in result.columns}
+    assert set(by_column) == {"pr.per", "sid.acc", lbm.SUPERB}
+    for col in ("pr.per", "sid.acc"):
+        pair = by_column[col]
+        assert pair.model.mean == pytest.approx(other.values[("small", "sid · interp alpha=0.25", col, 0)])
+        assert pair.comparison.delta == pytest.approx(pair.model.mean - pair.baseline.mean)
+    cmd = [sys.executable, "-m", "harness.cli", "compare", str(first.output), "small · pre-trained", "--against",
+           "tiny · pre-trained", "--also", str(other.output), "--resamples", "200", "--permutations", "500"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "small · pre-trained  vs  tiny · pre-trained" in done.stdout

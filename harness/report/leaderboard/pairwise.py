@@ -4,6 +4,7 @@ leaderboard compares a model with its pre-trained model (:mod:`harness.report.le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,25 +66,27 @@ def _full_label(row: Row) -> str:
     return f"{row.upstream} · {row.model}"
 
 
-def _find(rows: dict[tuple, Row], which: str, output: Path) -> tuple:
+def _find(rows: dict[tuple, Row], which: str, where: str) -> tuple:
     """The key of the row that ``which`` names: its label, or ``upstream · label`` when several upstreams have it."""
     text = which.strip()
     matches = [k for k, r in rows.items() if text in (r.model, _full_label(r))]
     if not matches:
         shown = "; ".join(f'"{_full_label(r)}"' for r in rows.values())
-        raise HarnessError(f"{output} has no evaluated model {which!r}; give one of {shown}.")
+        raise HarnessError(f"{where} has no evaluated model {which!r}; give one of {shown}.")
     if len(matches) > 1:
         shown = ", ".join(f'"{_full_label(rows[k])}"' for k in matches)
         raise HarnessError(f"{which!r} names a model of several upstreams; give one of {shown}.")
     return matches[0]
 
 
-def compare(output: Path, model: str, against: str, settings: Settings | None = None,
+def compare(output: Path | Sequence[Path], model: str, against: str, settings: Settings | None = None,
             plugins: PluginManager | None = None) -> PairComparison:
-    """Model ``model`` against model ``against`` of the run in ``output``, by their leaderboard labels."""
+    """Model ``model`` against model ``against`` of the run in ``output`` (or in several output folders read as
+    one), by their leaderboard labels."""
     builder = builder_for(output, settings, plugins)
     rows = builder.rows()
-    key, base_key = _find(rows, model, Path(output)), _find(rows, against, Path(output))
+    where = ", ".join(str(o) for o in builder.outputs)
+    key, base_key = _find(rows, model, where), _find(rows, against, where)
     if key == base_key:
         raise HarnessError(f"{model!r} and {against!r} name the same model; give two different ones.")
     columns = builder.compare_pair(rows, key, base_key)
