@@ -11,7 +11,7 @@ from rich.table import Table
 
 from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store
+from harness.core.store import DB_NAME, Store, replaced_keys
 from harness.evaluation.scoring import coverage, coverage_text
 from harness.report.stage_times import StageTimes, stage_times
 
@@ -35,7 +35,10 @@ def open_store(output: Path) -> Store:
 
 
 def metric_rows(store: Store) -> list[dict]:
+    """Every stored metric with its stage's labels; ``current`` is false for a stage a newer run of the same
+    cell replaced (see :func:`harness.report.stage_order.replaced_keys`)."""
     stages = {s.key: s for s in store.stages()}
+    replaced = replaced_keys(stages.values())
     rows = []
     for m in store.metrics():
         stage = stages.get(m.stage)
@@ -43,7 +46,7 @@ def metric_rows(store: Store) -> list[dict]:
         rows.append({"stage": m.stage, "kind": stage.kind if stage else None, "model": labels.get("model"),
                      "upstream": labels.get("upstream"), "seed": labels.get("seed"), "task": m.task,
                      "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
-                     "items_path": m.items_path})
+                     "items_path": m.items_path, "current": m.stage not in replaced})
     return rows
 
 
@@ -59,7 +62,7 @@ def score_coverage(stage_dir: Path) -> tuple[int, int] | None:
 def print_scores(output: Path, console: Console) -> None:
     """The SUPERB score of every model, as the last lines of `harness run`."""
     with open_store(output) as store:
-        rows = [r for r in metric_rows(store) if r["metric"] == "superb.score"]
+        rows = [r for r in metric_rows(store) if r["metric"] == "superb.score" and r["current"]]
     if not rows:
         return
     table = Table(title="SUPERB score")
@@ -90,11 +93,14 @@ def run(args: argparse.Namespace) -> int:
     for col in ("stage", "upstream", "model", "seed", "metric", "value"):
         table.add_column(col, justify="right" if col in ("seed", "value") else "left")
     for r in rows:
-        if r["kind"] == StageKind.FINETUNE:
+        if r["kind"] == StageKind.FINETUNE or not r["current"]:
             continue
         table.add_row(r["stage"][:8], str(r["upstream"]), str(r["model"]), str(r["seed"]), r["metric"],
                       f"{r['value']:.2f}")
     console.print(table)
+    if old := sum(not r["current"] for r in rows):
+        console.print(f"{old} metric{'s' if old > 1 else ''} of stages that newer runs of the same cells replaced (the "
+                      'recipe changed between runs) not shown; --json lists them with "current": false.')
     if args.times:
         print_times(stage_times(stages), console)
     if args.failed:

@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +217,18 @@ def _stage_row(row: sqlite3.Row) -> StageRow:
     for field in ("params", "inputs", "labels", "versions", "messages"):
         d[field] = json.loads(d[field]) if d[field] else ({} if field != "messages" else [])
     return StageRow(**d)
+
+
+def replaced_keys(stages: Iterable[StageRow]) -> set[str]:
+    """Keys of finished stages that a newer finished stage of the same kind and labels replaced: the same
+    model, downstream and seed run again after its recipe changed (a probe's steps, a corpus) into one
+    output folder. The store keeps both; tables show the newest."""
+    newest: dict[tuple[str, str], StageRow] = {}
+    replaced: set[str] = set()
+    for stage in sorted((s for s in stages if s.status == "done"), key=lambda s: s.started or 0.0):
+        labels = {k: v for k, v in stage.labels.items() if k != "rank"}  # a reordered recipe is the same cell
+        identity = (stage.kind, json.dumps(labels, sort_keys=True, default=str))
+        if identity in newest and newest[identity].key != stage.key:
+            replaced.add(newest[identity].key)
+        newest[identity] = stage
+    return replaced

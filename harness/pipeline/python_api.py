@@ -18,7 +18,7 @@ from harness.core.plan import build_plan
 from harness.core.recipe import load_recipe
 from harness.core.registry import default_manager
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store
+from harness.core.store import DB_NAME, Store, replaced_keys
 
 #: the stage labels copied into every result row (what the leaderboard groups by)
 LABELS = ("upstream", "model", "finetune", "merge", "alpha", "downstream", "seed")
@@ -67,13 +67,15 @@ def run(recipe: str | Path, output: str | Path | None = None,
 def results(output: str | Path) -> list[dict[str, Any]]:
     """One flat row per stored metric of the finished stages in ``output``: ``stage``, ``kind``, the labels
     (``upstream``, ``model``, ``finetune``, ``merge``, ``alpha``, ``downstream``, ``seed``), ``task``,
-    ``metric`` (``task.name``), ``value``, ``direction`` and ``n_items``: ``pandas.DataFrame(rows)``."""
+    ``metric`` (``task.name``), ``value``, ``direction``, ``n_items`` and ``current`` (false for a stage that a
+    newer run of the same cell replaced after the recipe changed): ``pandas.DataFrame(rows)``."""
     output = Path(output)
     if not (output / DB_NAME).is_file():
         raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
     with Store(output, readonly=True) as store:
         stages = {s.key: s for s in store.stages(status="done")}
         metrics = store.metrics()
+    replaced = replaced_keys(stages.values())
     rows = []
     for m in metrics:
         stage = stages.get(m.stage)
@@ -81,5 +83,6 @@ def results(output: str | Path) -> list[dict[str, Any]]:
             continue
         labels = {name: stage.labels.get(name) for name in LABELS}
         rows.append({"stage": m.stage, "kind": StageKind(stage.kind).value, **labels, "task": m.task,
-                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items})
+                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
+                     "current": m.stage not in replaced})
     return rows

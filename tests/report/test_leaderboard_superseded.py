@@ -91,3 +91,22 @@ def test_seeds_evaluated_with_different_settings_are_named(tmp_path):
     assert any(n.startswith("SID ACC: 2 comparisons left out") for n in board.notes)
     assert _row(board, SPEECH_FT).cells["sid.acc"].vs_baseline is None
     assert _row(board, SPEECH_FT).cells["sid.acc"].vs_finetuned is not None
+
+
+def test_results_mark_the_replaced_stages_and_the_run_summary_shows_each_score_once(run, capsys):
+    from rich.console import Console
+
+    from harness import results
+    from harness.cli.results_cmd import print_scores
+
+    old = {lab["upstream"] + lab["model"]: run.evals[(lab["upstream"], lab["model"], "sid", 0)] for lab, _ in MODELS}
+    _rerun_sid(run, [("tiny", SPEECH_FT)], [0])
+    run.close()
+    rows = results(run.output)
+    stale = {r["stage"] for r in rows if not r["current"]}
+    scores = [r for r in rows if r["metric"] == "superb.score"]
+    assert old["tiny" + SPEECH_FT] in stale and len(stale) == 2  # its SID evaluation and its score
+    assert len(scores) == len(MODELS) + 1 and sum(r["current"] for r in scores) == len(MODELS)
+    print_scores(run.output, Console(width=200))
+    printed = capsys.readouterr().out
+    assert printed.count(SPEECH_FT) == 1 and printed.count("pre-trained") == 2  # one row per model

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.stage_kinds import StageKind
-from harness.core.store import MetricRow, StageRow
+from harness.core.store import MetricRow, StageRow, replaced_keys
 from harness.evaluation import scoring
 from harness.report import stats
 from harness.report.item_stats import MIN_CLUSTERS
@@ -139,31 +139,27 @@ class CellReader:
         self.folders = folders  # stage key -> the output folder holding its files
         self.metrics = metrics
         self.notes: list[str] = []
-        self.evals = [s for s in stages if s.kind == StageKind.EVALUATE and s.labels.get("downstream")]
-        self.scores = [s for s in stages if s.kind == StageKind.SCORE]
-        self.eval_by_key = {s.key: s for s in self.evals}
-        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage. The stages come in
-        # the order they started, so a newer one of the same cell (after the recipe changed) replaces an older.
+        finished = [s for s in stages if (s.kind == StageKind.EVALUATE and s.labels.get("downstream"))
+                    or s.kind == StageKind.SCORE]
+        replaced = replaced_keys(finished)  # by a newer run of the same cell: the table shows the newest
+        self.evals = [s for s in finished if s.kind == StageKind.EVALUATE and s.key not in replaced]
+        self.scores = [s for s in finished if s.kind == StageKind.SCORE and s.key not in replaced]
+        self.eval_by_key = {s.key: s for s in finished if s.kind == StageKind.EVALUATE}
+        # (row key) -> downstream -> seed -> evaluate stage; row key -> seed -> score stage
         self.eval_index: dict[tuple, dict[str, dict[int, StageRow]]] = {}
-        replaced = 0
         for st in self.evals:
             by_seed = self.eval_index.setdefault(row_key(st.labels), {}).setdefault(str(st.labels["downstream"]), {})
-            seed = int(st.labels.get("seed", 0))
-            replaced += seed in by_seed
-            by_seed[seed] = st
+            by_seed[int(st.labels.get("seed", 0))] = st
         self.score_index: dict[tuple, dict[int, StageRow]] = {}
         for st in self.scores:
-            by_seed_score = self.score_index.setdefault(row_key(st.labels), {})
-            seed = int(st.labels.get("seed", 0))
-            replaced += seed in by_seed_score
-            by_seed_score[seed] = st
+            self.score_index.setdefault(row_key(st.labels), {})[int(st.labels.get("seed", 0))] = st
         if replaced:
+            n = len(replaced)
             several = len(set(folders.values())) > 1
             where, why = (("these stores", "a recipe changed between runs, or two stores hold one model") if several
                           else ("this store", "the recipe changed between runs"))
-            self.note(f"{replaced} finished stage{'s' if replaced > 1 else ''} of {where} "
-                      f"{'were' if replaced > 1 else 'was'} replaced by newer ones of the same model, downstream and "
-                      f"seed ({why}): the table shows the newest.")
+            self.note(f"{n} finished stage{'s' if n > 1 else ''} of {where} {'were' if n > 1 else 'was'} replaced by "
+                      f"newer ones of the same model, downstream and seed ({why}): the table shows the newest.")
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
