@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.cli.common import add_recipe_arguments, load_plan
 from harness.core.registry import default_manager
 from harness.core.stage_kinds import StageKind
+from harness.pipeline.replacements import replacements, replacements_text
 from harness.pipeline.run import describe
 from harness.pipeline.scale import FrameCacheProjection, human_bytes, project_frame_caches
 
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = plan.recipe
     counts = describe(plan, recipe.output)
     caches = project_frame_caches(plan, recipe.output, default_manager())
+    replacing = replacements(plan, recipe.output)
     if args.json:
         print(json.dumps({
             "recipe": str(recipe.path), "output": str(recipe.output), "counts": counts,
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
             "stages": [{"key": s.key, "kind": s.kind, "plugin": s.plugin, "title": s.title,
                         "inputs": s.inputs} for s in plan.ordered()],
             "frame_cache": [c.as_json() for c in caches],
+            "replaces": [{"key": r.stage.key, "replaces": r.replaces.key, "title": r.stage.title,
+                          "changes": r.changes()} for r in replacing],
         }, indent=2))
         return 0
     console = Console(highlight=False)
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             c = counts[kind]
             table.add_row(kind, str(c["stages"]), str(c["cached"]), str(c["to_run"]))
     console.print(table)
+    if replacing:
+        console.print(replacements_text(replacing, recipe.output))
     if recipe.inputs:
         paths = Table(title="input paths the recipe needs")
         for col in ("key", "path", "exists"):

@@ -36,9 +36,9 @@ def open_store(output: Path) -> Store:
 
 def metric_rows(store: Store) -> list[dict]:
     """Every stored metric with its stage's labels; ``current`` is false for a stage a newer run of the same
-    cell replaced (see :func:`harness.report.stage_order.replaced_keys`)."""
+    cell replaced (see :func:`harness.core.store.replaced_keys`)."""
     stages = {s.key: s for s in store.stages()}
-    replaced = replaced_keys(stages.values())
+    replaced = replaced_keys(stages.values(), store.planned())
     rows = []
     for m in store.metrics():
         stage = stages.get(m.stage)

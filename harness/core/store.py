@@ -8,6 +8,12 @@ Tables::
 
 ``status`` is ``done``, ``failed`` or ``running``. ``labels`` carries the planner's description of
 the cell (upstream, finetune, merge, downstream, seed, alpha...) so the leaderboard can build rows.
+
+    planned(cell PK, key, time)
+
+``planned`` holds, for each cell (:func:`cell_identity`), the stage the latest run planned for it: when a
+recipe changes between runs into one folder, the store keeps every finished stage, and this says which
+one of a cell is current (:func:`current_by_cell`), also after a run that found everything cached.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ CREATE TABLE IF NOT EXISTS metrics (
     n_items INTEGER,
     items_path TEXT,
     PRIMARY KEY (stage, task, metric)
+);
+CREATE TABLE IF NOT EXISTS planned (
+    cell TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    time REAL NOT NULL
 );
 """
 
@@ -185,7 +196,21 @@ class Store:
                 [(stage, r.task, r.metric, r.value, r.direction, r.n_items, r.items_path) for r in rows],
             )
 
+    def record_plan(self, stages: Iterable[tuple[str, str]], when: float) -> None:
+        """Each ``(cell, stage key)`` a run planned, at time ``when`` (the current stage of those cells)."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO planned VALUES (?,?,?)",
+                           [(cell, key, when) for cell, key in stages])
+
     # ------------------------------------------------------------------ reading
+
+    def planned(self) -> dict[str, tuple[str, float]]:
+        """Cell -> (the stage key the latest run planned for it, when); empty for a store older than the table."""
+        try:
+            rows = self._db.execute("SELECT cell, key, time FROM planned").fetchall()
+        except sqlite3.OperationalError:  # read-only, made before the table existed
+            return {}
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     def stage(self, key: str) -> StageRow | None:
         row = self._db.execute("SELECT * FROM stages WHERE key = ?", (key,)).fetchone()
@@ -219,16 +244,28 @@ def _stage_row(row: sqlite3.Row) -> StageRow:
     return StageRow(**d)
 
 
-def replaced_keys(stages: Iterable[StageRow]) -> set[str]:
-    """Keys of finished stages that a newer finished stage of the same kind and labels replaced: the same
-    model, downstream and seed run again after its recipe changed (a probe's steps, a corpus) into one
-    output folder. The store keeps both; tables show the newest."""
-    newest: dict[tuple[str, str], StageRow] = {}
-    replaced: set[str] = set()
-    for stage in sorted((s for s in stages if s.status == "done"), key=lambda s: s.started or 0.0):
-        labels = {k: v for k, v in stage.labels.items() if k != "rank"}  # a reordered recipe is the same cell
-        identity = (stage.kind, json.dumps(labels, sort_keys=True, default=str))
-        if identity in newest and newest[identity].key != stage.key:
-            replaced.add(newest[identity].key)
-        newest[identity] = stage
-    return replaced
+def cell_identity(kind: str, labels: dict[str, Any]) -> str:
+    """What makes two stages runs of the same cell (the same model, downstream and seed): their kind and
+    labels, without the ``rank`` a reordered recipe changes."""
+    return json.dumps([kind, {k: v for k, v in labels.items() if k != "rank"}], sort_keys=True, default=str)
+
+
+def current_by_cell(stages: Iterable[StageRow], planned: dict[str, tuple[str, float]] | None = None
+                    ) -> dict[str, StageRow]:
+    """The current finished stage of each cell: the one the latest run planned for it (``planned``, from
+    :meth:`Store.planned`) when that one finished, else the newest."""
+    done = sorted((s for s in stages if s.status == "done"), key=lambda s: s.started or 0.0)
+    current = {cell_identity(s.kind, s.labels): s for s in done}  # the newest of each cell
+    by_key = {s.key: s for s in done}
+    for cell, (key, _) in (planned or {}).items():
+        if cell in current and key in by_key:
+            current[cell] = by_key[key]
+    return current
+
+
+def replaced_keys(stages: Iterable[StageRow], planned: dict[str, tuple[str, float]] | None = None) -> set[str]:
+    """Keys of finished stages that are not current in their cell (:func:`current_by_cell`): the same model,
+    downstream and seed run again after its recipe changed (a probe's steps, a corpus) into one output
+    folder. The store keeps both; tables show the current one."""
+    finished = [s for s in stages if s.status == "done"]
+    return {s.key for s in finished} - {s.key for s in current_by_cell(finished, planned).values()}

@@ -68,14 +68,15 @@ def results(output: str | Path) -> list[dict[str, Any]]:
     """One flat row per stored metric of the finished stages in ``output``: ``stage``, ``kind``, the labels
     (``upstream``, ``model``, ``finetune``, ``merge``, ``alpha``, ``downstream``, ``seed``), ``task``,
     ``metric`` (``task.name``), ``value``, ``direction``, ``n_items`` and ``current`` (false for a stage that a
-    newer run of the same cell replaced after the recipe changed): ``pandas.DataFrame(rows)``."""
+    later run of the same cell replaced after the recipe changed): ``pandas.DataFrame(rows)``."""
     output = Path(output)
     if not (output / DB_NAME).is_file():
         raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
     with Store(output, readonly=True) as store:
         stages = {s.key: s for s in store.stages(status="done")}
         metrics = store.metrics()
-    replaced = replaced_keys(stages.values())
+        planned = store.planned()
+    replaced = replaced_keys(stages.values(), planned)
     rows = []
     for m in metrics:
         stage = stages.get(m.stage)

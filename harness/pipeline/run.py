@@ -19,7 +19,7 @@ from harness.core.errors import HarnessError
 from harness.core.outdir import OutputLock, disk_full_message, is_disk_full, make_output_dir
 from harness.core.plan import Plan, Stage
 from harness.core.provenance import record_run
-from harness.core.store import MetricRow, StageRow, Store
+from harness.core.store import MetricRow, StageRow, Store, cell_identity
 from harness.pipeline.execute import Outcome, artifact_dir, read_outcome
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.progress import HEARTBEAT_S, StageProgress
@@ -127,6 +127,8 @@ def _run_locked(plan: Plan, output: Path, executor: Executor, keep_going: bool, 
     versions = package_versions()
     commit = git_commit(plan.recipe.path)
     with Store(output) as store:
+        # which stage of each cell this run stands for, cached or not (the current one where the recipe changed)
+        store.record_plan(((cell_identity(s.kind, s.labels), s.key) for s in plan.stages.values()), time.time())
         done = finished_keys(plan, output, store)
         todo = [s for s in plan.ordered() if s.key not in done]
         summary.cached = sorted(done)

@@ -50,7 +50,7 @@ def test_a_finished_rerun_shows_the_newest_results_and_compares_them(run):
             run.values[(lab["upstream"], lab["model"], "superb.score", 0)])
         assert row.cells[lbm.SUPERB].interval == "items"  # recomputed from the newest SID items
     assert _row(board, SPEECH_FT).cells["sid.acc"].vs_baseline is not None
-    assert any("8 finished stages of this store were replaced by newer ones" in n for n in board.notes)
+    assert any("8 finished stages of this store were replaced by a later run" in n for n in board.notes)
     assert not any("left out" in n for n in board.notes)
 
 
@@ -72,7 +72,7 @@ def test_models_evaluated_with_different_settings_are_not_compared(run):
     assert "SUPERB: 1 comparison left out, between models evaluated with different settings (sid: steps 50 and " \
            "default)" in notes
     assert "2 finished stages of this store were replaced" in notes
-    assert "its SUPERB score was computed from older evaluations" not in notes  # scored again
+    assert "its SUPERB score was computed from other evaluations" not in notes  # scored again
 
 
 def test_seeds_evaluated_with_different_settings_are_named(tmp_path):
@@ -85,7 +85,7 @@ def test_seeds_evaluated_with_different_settings_are_named(tmp_path):
     assert any(n.startswith("tiny / pre-trained / SID ACC: its seeds were evaluated with different settings "
                             "(steps default and 50)") for n in board.notes)
     assert not any(n.startswith("fbank") for n in board.notes)  # re-evaluated on neither seed
-    assert "tiny / pre-trained: its SUPERB score was computed from older evaluations of sid than the table " \
+    assert "tiny / pre-trained: its SUPERB score was computed from other evaluations of sid than the table " \
            "shows; rerun the recipe to score the newer ones." in board.notes  # the rerun stopped before scoring
     # its seed 1 differs from every fine-tuned model's seed 1; Speech-FT and Stable-FT still compare
     assert any(n.startswith("SID ACC: 2 comparisons left out") for n in board.notes)

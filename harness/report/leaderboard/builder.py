@@ -66,7 +66,7 @@ class _Builder:
         self.outputs = outputs
         self.settings = settings
         self.plugins = plugins
-        self.reader = CellReader(contents.stages, contents.metrics, contents.folders)
+        self.reader = CellReader(contents.stages, contents.metrics, contents.folders, contents.planned)
         self.notes = self.reader.notes
         self.data: dict[tuple[tuple, str], CellData] = {}  # (row key, column key)
 

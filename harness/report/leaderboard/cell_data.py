@@ -6,9 +6,9 @@ Cross-validated results (items carrying a ``fold``) are valued as the mean of th
 and resampled within each fold. Whatever makes a cell fall back to seeds only is said in a note.
 
 A store keeps every stage it ever finished. When a recipe changes between runs into one output folder
-(a probe's steps, a corpus), a model's evaluation of one downstream and seed can be there twice: the
-newest is the one shown, and each cell knows the setting it was evaluated with (:func:`setting_of`), so
-that models evaluated differently are not compared.
+(a probe's steps, a corpus), a model's evaluation of one downstream and seed can be there twice: the one
+the latest run planned is shown (:func:`harness.core.store.current_by_cell`), and each cell knows the
+setting it was evaluated with (:func:`setting_of`), so that models evaluated differently are not compared.
 """
 
 from __future__ import annotations
@@ -135,13 +135,14 @@ def close(a: float, b: float) -> bool:
 class CellReader:
     """The finished evaluate and score stages of a store, indexed by model, and each cell's inputs."""
 
-    def __init__(self, stages: list[StageRow], metrics: dict[str, list[MetricRow]], folders: dict[str, Path]):
+    def __init__(self, stages: list[StageRow], metrics: dict[str, list[MetricRow]], folders: dict[str, Path],
+                 planned: dict[str, tuple[str, float]] | None = None):
         self.folders = folders  # stage key -> the output folder holding its files
         self.metrics = metrics
         self.notes: list[str] = []
         finished = [s for s in stages if (s.kind == StageKind.EVALUATE and s.labels.get("downstream"))
                     or s.kind == StageKind.SCORE]
-        replaced = replaced_keys(finished)  # by a newer run of the same cell: the table shows the newest
+        replaced = replaced_keys(finished, planned)  # by another run of the same cell: the table shows the current
         self.evals = [s for s in finished if s.kind == StageKind.EVALUATE and s.key not in replaced]
         self.scores = [s for s in finished if s.kind == StageKind.SCORE and s.key not in replaced]
         self.eval_by_key = {s.key: s for s in finished if s.kind == StageKind.EVALUATE}
@@ -158,8 +159,8 @@ class CellReader:
             several = len(set(folders.values())) > 1
             where, why = (("these stores", "a recipe changed between runs, or two stores hold one model") if several
                           else ("this store", "the recipe changed between runs"))
-            self.note(f"{n} finished stage{'s' if n > 1 else ''} of {where} {'were' if n > 1 else 'was'} replaced by "
-                      f"newer ones of the same model, downstream and seed ({why}): the table shows the newest.")
+            self.note(f"{n} finished stage{'s' if n > 1 else ''} of {where} {'were' if n > 1 else 'was'} replaced by a "
+                      f"later run of the same model, downstream and seed ({why}): the table shows the later run's.")
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
@@ -323,7 +324,7 @@ class CellReader:
                 if role.startswith("eval.") and current is not None and current.key != eval_key:
                     stale.add(downstream)
         if stale:
-            self.note(f"{row.upstream} / {row.model}: its SUPERB score was computed from older evaluations of "
+            self.note(f"{row.upstream} / {row.model}: its SUPERB score was computed from other evaluations of "
                       f"{', '.join(sorted(stale))} than the table shows; rerun the recipe to score the newer ones.")
 
     def score_coverage(self, key: tuple) -> tuple[int, int] | None:

@@ -22,6 +22,7 @@ class StoreContents:
     stages: list[StageRow]  # in the order they started (a newer stage of the same cell comes later)
     metrics: dict[str, list[MetricRow]]  # stage key -> its metrics
     folders: dict[str, Path]  # stage key -> the output folder holding its files
+    planned: dict[str, tuple[str, float]]  # cell -> the stage the latest run planned for it, when (Store.planned)
 
 
 def read_stores(outputs: Sequence[Path]) -> StoreContents:
@@ -29,6 +30,7 @@ def read_stores(outputs: Sequence[Path]) -> StoreContents:
     found: dict[str, StageRow] = {}
     metrics: dict[str, list[MetricRow]] = {}
     folders: dict[str, Path] = {}
+    planned: dict[str, tuple[str, float]] = {}
     for index, output in enumerate(outputs):
         output = Path(output)
         if not (output / DB_NAME).is_file():
@@ -37,6 +39,9 @@ def read_stores(outputs: Sequence[Path]) -> StoreContents:
         with Store(output, readonly=True) as store:
             stages = [s for s in store.stages(status="done") if s.kind in (StageKind.EVALUATE, StageKind.SCORE)]
             rows = store.metrics()
+            for cell, (key, when) in store.planned().items():  # a cell two stores planned: the later plan
+                if cell not in planned or when > planned[cell][1]:
+                    planned[cell] = (key, when)
         for stage in stages:
             if stage.key in found:
                 continue
@@ -52,4 +57,4 @@ def read_stores(outputs: Sequence[Path]) -> StoreContents:
             f"the stores in {', '.join(str(o) for o in outputs)} hold"
         raise HarnessError(f"{where} no finished evaluate or score stage yet; run a recipe to completion first.")
     ordered = sorted(found.values(), key=lambda s: s.started if s.started is not None else 0.0)
-    return StoreContents(ordered, metrics, folders)
+    return StoreContents(ordered, metrics, folders, planned)
