@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from harness.core.recipe import load_recipe
 from harness.core.registry import default_manager
 from harness.core.stage_kinds import StageKind
 from harness.core.store import DB_NAME, Store, replaced_keys
+
+log = logging.getLogger(__name__)
 
 #: the stage labels copied into every result row (what the leaderboard groups by)
 LABELS = ("upstream", "model", "finetune", "merge", "alpha", "downstream", "seed")
@@ -44,6 +47,7 @@ def run(recipe: str | Path, output: str | Path | None = None,
     with the CLI's sentence; failed stages raise one naming them (finished stages are kept).
     """
     from harness.pipeline.executors.local import LocalExecutor
+    from harness.pipeline.replacements import replacements, replacements_text
     from harness.pipeline.run import run_plan
 
     plugins = default_manager()
@@ -55,6 +59,9 @@ def run(recipe: str | Path, output: str | Path | None = None,
         raise HarnessError(f"{len(missing)} input path(s) of {loaded.path.name} do not exist ({listing}); "
                            "fix the paths or set the environment variables the recipe uses.")
     plan = build_plan(loaded, plugins)
+    replacing = replacements(plan, loaded.output)
+    if replacing:
+        log.warning("%s", replacements_text(replacing, loaded.output))
     summary = run_plan(plan, loaded.output, LocalExecutor(plugins, device=device), keep_going=keep_going)
     problems = {**summary.failed, **summary.stopped}
     if problems:
