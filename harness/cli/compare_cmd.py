@@ -65,4 +65,6 @@ def run(args: argparse.Namespace) -> int:
                   f"paired permutation test ({settings.n_permutations} resamples); † paired bootstrap (EER, MTWV, "
                   f"SUPERB with them). p seeds: paired t-test from 3 seeds. * p < {settings.threshold:g} in every "
                   "test that applies." + adjustment_text(settings.adjust) + " `--json` adds each model's interval.")
+    for note in result.notes:
+        console.print(f"Note: {note}")
     return 0

@@ -110,3 +110,15 @@ def test_results_mark_the_replaced_stages_and_the_run_summary_shows_each_score_o
     print_scores(run.output, Console(width=200))
     printed = capsys.readouterr().out
     assert printed.count(SPEECH_FT) == 1 and printed.count("pre-trained") == 2  # one row per model
+
+
+def test_compare_says_why_a_column_is_missing(run, capsys):
+    from harness.cli import main
+
+    _rerun_sid(run, [("tiny", SPEECH_FT)], [0])
+    run.close()
+    assert main(["compare", str(run.output), SPEECH_FT, "--against", "tiny · pre-trained", "--resamples", "200",
+                 "--permutations", "500"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "PR PER" in shown and "SID ACC " not in shown
+    assert "Note: SID ACC: 1 comparison left out, between models evaluated with different settings" in shown
