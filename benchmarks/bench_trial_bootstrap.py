@@ -1,8 +1,10 @@
 """The EER of many bootstrap draws: the blocked layout (:class:`RocLayout`, the leaderboard's way) against a
 running sum over every sorted trial per draw, on the same draws; prints both wall times, their ratio and
-the largest difference of the EERs (they must agree), for one VoxCeleb1-O-sized trial list.
+the largest difference of the EERs (they must agree), for one VoxCeleb1-O-sized trial list. Then the same
+for draws of whole enrolment speakers (40, as VoxCeleb1-O has): the expanded per-trial weights against the
+per-speaker counts (:meth:`RocLayout.eer_by_cluster`, the leaderboard's way).
 
-    .venv/bin/python benchmarks/bench_trial_bootstrap.py [--trials 37720 --draws 2000]
+    .venv/bin/python benchmarks/bench_trial_bootstrap.py [--trials 37720 --draws 2000 --speakers 40]
 
 Draws are chunked as the leaderboard chunks them (about two million trial counts at a time).
 """
@@ -43,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=37_720)
     parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--speakers", type=int, default=40, help="enrolment speakers of the clustered draws")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     labels = (np.arange(args.trials) % 2 == 0).astype(int)  # VoxCeleb1-O: half the trials are targets
@@ -60,6 +63,22 @@ def main() -> None:
     t_baseline = time.perf_counter() - start
     print(f"{args.trials} trials, {args.draws} draws: running sums {t_baseline:.2f} s, blocked {t_blocked:.2f} s "
           f"({t_baseline / t_blocked:.1f}x); largest EER difference {np.abs(blocked - baseline).max():.2e} points")
+
+    # the leaderboard's draws by enrolment speaker: each trial weighted by its speaker's count, from the
+    # expanded [draws × trials] weights, or from the per-speaker counts through per-block products
+    codes = np.arange(args.trials) % args.speakers
+    cluster_draws = [np.stack([np.bincount(rng.integers(0, args.speakers, args.speakers), minlength=args.speakers)
+                               for _ in range(w.shape[0])]).astype(float) for w in draws]
+    clustered = RocLayout(labels, scores, clusters=codes)
+    start = time.perf_counter()
+    expanded = np.concatenate([clustered.eer(c[:, codes]) for c in cluster_draws])
+    t_expanded = time.perf_counter() - start
+    start = time.perf_counter()
+    by_cluster = np.concatenate([clustered.eer_by_cluster(c) for c in cluster_draws])
+    t_by_cluster = time.perf_counter() - start
+    same = np.array_equal(expanded, by_cluster, equal_nan=True)
+    print(f"drawn by {args.speakers} speakers: expanded weights {t_expanded:.2f} s, per-speaker block products "
+          f"{t_by_cluster:.2f} s ({t_expanded / t_by_cluster:.1f}x); identical EERs: {same}")
 
 
 if __name__ == "__main__":

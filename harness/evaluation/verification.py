@@ -41,7 +41,8 @@ class RocLayout:
     trials takes (``benchmarks/bench_trial_bootstrap.py``).
     """
 
-    def __init__(self, labels: Sequence[int], scores: Sequence[float], block: int = 256):
+    def __init__(self, labels: Sequence[int], scores: Sequence[float], block: int = 256,
+                 clusters: np.ndarray | None = None):
         y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
         if y.shape != s.shape or y.ndim != 1 or y.size == 0:
             raise ValueError(f"{y.size} labels for {s.size} scores")
@@ -52,6 +53,18 @@ class RocLayout:
         self.bounds = np.unique(np.r_[self.ends[np.minimum(np.searchsorted(self.ends, wanted), self.ends.size - 1)],
                                       s.size - 1])  # each block's last position, at the end of a run
         self.starts = np.r_[0, self.bounds[:-1] + 1]
+        self.clusters: np.ndarray | None = None
+        if clusters is not None:  # each trial's cluster (0..k-1): per cluster and block, its trials and targets
+            codes = np.asarray(clusters, dtype=np.int64)
+            if codes.shape != y.shape:
+                raise ValueError(f"{codes.size} cluster codes for {y.size} trials")
+            self.clusters = codes[self.order]
+            block_of = np.searchsorted(self.bounds, np.arange(s.size))
+            k, n_blocks = int(codes.max()) + 1, self.bounds.size
+            self.cluster_trials = np.zeros((k, n_blocks))
+            np.add.at(self.cluster_trials, (self.clusters, block_of), 1.0)
+            self.cluster_targets = np.zeros((k, n_blocks))
+            np.add.at(self.cluster_targets, (self.clusters, block_of), self.target)
 
     @property
     def size(self) -> int:
@@ -66,10 +79,29 @@ class RocLayout:
             raise ValueError(f"weights have {w.shape[1]} columns for {self.size} trials")
         w = w[:, self.order]
         tp_blocks = np.cumsum(np.add.reduceat(w * self.target, self.starts, axis=1), axis=1)
-        fp_blocks = np.cumsum(np.add.reduceat(w, self.starts, axis=1), axis=1) - tp_blocks
+        all_blocks = np.cumsum(np.add.reduceat(w, self.starts, axis=1), axis=1)
+        return self._eer(tp_blocks, all_blocks - tp_blocks, lambda rows, lo, hi: w[rows, lo:hi])
+
+    def eer_by_cluster(self, counts: np.ndarray) -> np.ndarray:
+        """:meth:`eer` of weights that give every trial its cluster's count (``counts [rows × clusters]``, a
+        bootstrap that draws whole clusters), without forming the ``[rows × trials]`` weights: the block
+        sums are one product with the per-cluster block counts."""
+        if self.clusters is None:
+            raise ValueError("this layout was built without clusters")
+        c = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+        if c.shape[1] != self.cluster_trials.shape[0]:
+            raise ValueError(f"counts have {c.shape[1]} columns for {self.cluster_trials.shape[0]} clusters")
+        tp_blocks = np.cumsum(c @ self.cluster_targets, axis=1)
+        all_blocks = np.cumsum(c @ self.cluster_trials, axis=1)
+        codes = self.clusters
+        return self._eer(tp_blocks, all_blocks - tp_blocks, lambda rows, lo, hi: c[np.ix_(rows, codes[lo:hi])])
+
+    def _eer(self, tp_blocks: np.ndarray, fp_blocks: np.ndarray, local_weights) -> np.ndarray:
+        """The EER of each row from its accepts at the block ends; ``local_weights(rows, lo, hi)`` gives those
+        rows' weights of the sorted trials lo..hi-1, summed trial by trial in the crossing block only."""
         targets, others = tp_blocks[:, -1], fp_blocks[:, -1]
         valid = (targets > 0) & (others > 0)
-        out = np.full(w.shape[0], np.nan)
+        out = np.full(tp_blocks.shape[0], np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             # the curve starts at (0, 0), where FPR + TPR is 0 < 1, and ends at (1, 1): the first block end at or
             # past the crossing
@@ -79,7 +111,7 @@ class RocLayout:
             lo, hi = self.starts[j], self.bounds[j] + 1
             tp0 = tp_blocks[rows, j - 1] if j > 0 else np.zeros(rows.size)
             fp0 = fp_blocks[rows, j - 1] if j > 0 else np.zeros(rows.size)
-            local = w[rows, lo:hi]
+            local = local_weights(rows, lo, hi)
             tp = tp0[:, None] + np.cumsum(local * self.target[lo:hi], axis=1)
             fp = fp0[:, None] + np.cumsum(local, axis=1) - (tp - tp0[:, None])
             points = self.ends[(self.ends >= lo) & (self.ends < hi)] - lo

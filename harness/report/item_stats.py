@@ -44,6 +44,14 @@ class Resampled(ABC):
     def resampled(self, counts: np.ndarray) -> np.ndarray:
         """The metric on each seed for each replicate: draw counts ``[b × items]`` -> ``[b × seeds]``."""
 
+    def resampled_by_cluster(self, counts: np.ndarray) -> np.ndarray:
+        """:meth:`resampled` for draws of whole clusters: ``counts [b × clusters]`` (each item counted as often
+        as its cluster, :meth:`cluster_codes`) -> ``[b × seeds]``."""
+        codes = self.cluster_codes()
+        if codes is None:
+            raise ValueError("these results are not clustered")
+        return self.resampled(counts[:, codes])
+
     @abstractmethod
     def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> Resampled:
         """The same metric on some items and seeds (in the order given)."""
@@ -175,10 +183,16 @@ class TrialStats(Resampled):
         if self.groups is not None:  # once: the draws, the signatures and the alignments all ask for them
             codes = np.unique(np.asarray(self.groups, dtype=str), return_inverse=True)[1].astype(np.int64)
         object.__setattr__(self, "_codes", codes)
-        object.__setattr__(self, "_layouts", tuple(RocLayout(targets, row) for row in scores))  # sorted once
+        # sorted once, with each block's trials per cluster where the draws are by cluster
+        object.__setattr__(self, "_layouts", tuple(RocLayout(targets, row, clusters=codes) for row in scores))
 
     def resampled(self, counts: np.ndarray) -> np.ndarray:
         return np.stack([layout.eer(counts) for layout in self._layouts], axis=1)
+
+    def resampled_by_cluster(self, counts: np.ndarray) -> np.ndarray:
+        if self._codes is None:
+            raise ValueError("these trials are not grouped")
+        return np.stack([layout.eer_by_cluster(counts) for layout in self._layouts], axis=1)
 
     def subset(self, ids: Sequence[str], seeds: Sequence[int]) -> TrialStats:
         cols, rows = self._positions(ids, seeds)

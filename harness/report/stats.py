@@ -147,13 +147,11 @@ def _clusters(gs: list[dict[str, Resampled]], name: str) -> np.ndarray | None:
     return codes
 
 
-def _draw(rng: np.random.Generator, b: int, n: int, clusters: np.ndarray | None) -> np.ndarray:
-    """Draw counts ``[b × n]``: n items with replacement, or as many clusters as there are, each drawn
-    cluster bringing all its items."""
-    if clusters is None:
-        return _counts(rng.integers(0, n, size=(b, n)), n)
-    k = int(clusters.max()) + 1
-    return _counts(rng.integers(0, k, size=(b, k)), k)[:, clusters]
+def _cluster_counts(rng: np.random.Generator, b: int, codes: np.ndarray) -> np.ndarray:
+    """Draw counts ``[b × clusters]``: as many clusters as there are, with replacement (a drawn cluster
+    brings all its items: item i counts ``counts[:, codes[i]]`` times)."""
+    k = int(codes.max()) + 1
+    return _counts(rng.integers(0, k, size=(b, k)), k)
 
 
 def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine | None = None,
@@ -181,9 +179,17 @@ def bootstrap_replicates(groups: Sequence[Resampled | Group], combine: Combine |
             weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(float)
         else:
             weights = np.ones((b, 1))
-        counts = {name: _draw(rng, b, n, clusters[name]) for name, n in sizes.items()}
-        per_metric = {name: (_ratio_values(gs, counts[name], blocks[name]) if name in blocks
-                             else [g[name].resampled(counts[name]) for g in gs]) for name in names}
+        per_metric = {}
+        for name, n in sizes.items():  # one draw per metric, in order (the same stream whatever the metrics)
+            codes = clusters[name]
+            if codes is not None and name not in blocks:  # whole clusters, counted per cluster
+                drawn = _cluster_counts(rng, b, codes)
+                per_metric[name] = [g[name].resampled_by_cluster(drawn) for g in gs]
+                continue
+            counts = _counts(rng.integers(0, n, size=(b, n)), n) if codes is None \
+                else _cluster_counts(rng, b, codes)[:, codes]
+            per_metric[name] = (_ratio_values(gs, counts, blocks[name]) if name in blocks
+                                else [g[name].resampled(counts) for g in gs])
         for k, g in enumerate(gs):
             values = _combined(g, combine, {name: per_metric[name][k] for name in names})
             out[k, start:start + b] = (weights * values).sum(axis=1) / n_seeds

@@ -63,6 +63,25 @@ def test_the_blocked_eer_of_each_weighting_is_the_references_on_the_repeated_tri
     assert np.isnan(layout.eer(one_kind)[0])
 
 
+@pytest.mark.parametrize("block", [1, 5, 64, 10_000])
+def test_the_eer_of_cluster_draws_equals_the_eer_of_the_weights_they_give_each_trial(block):
+    rng = np.random.default_rng(100 + block)
+    labels = rng.integers(0, 2, size=300)
+    scores = np.round(rng.normal(size=300) + labels, 1)  # ties across block ends
+    codes = rng.integers(0, 9, size=300)
+    codes[:9] = np.arange(9)  # every cluster has a trial
+    layout = RocLayout(labels, scores, block=block, clusters=codes)
+    counts = rng.integers(0, 3, size=(40, 9)).astype(float)
+    counts[0] = 1  # the list itself
+    counts[1] = 0
+    counts[1, codes[labels == 1][0]] = 1  # one cluster only: maybe one kind of trial (NaN both ways)
+    by_cluster, expanded = layout.eer_by_cluster(counts), layout.eer(counts[:, codes])
+    assert np.array_equal(by_cluster, expanded, equal_nan=True)
+    assert by_cluster[0] == equal_error_rate(labels, scores)
+    with pytest.raises(ValueError, match="without clusters"):
+        RocLayout(labels, scores).eer_by_cluster(counts)
+
+
 def test_eer_by_hand():
     assert equal_error_rate([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == 0.0  # separated
     # ROC (0,0) (0,.5) (.5,.5) (.5,1) (1,1): the miss rate equals the false-alarm rate at 0.5
