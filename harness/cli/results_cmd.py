@@ -35,8 +35,8 @@ def open_store(output: Path) -> Store:
 
 
 def metric_rows(store: Store) -> list[dict]:
-    """Every stored metric with its stage's labels; ``current`` is false for a stage a newer run of the same
-    cell replaced (see :func:`harness.core.store.replaced_keys`)."""
+    """Every stored metric with its stage's labels; ``current`` is false for a stage that a later run of the
+    same cell replaced (see :func:`harness.core.store.replaced_keys`)."""
     stages = {s.key: s for s in store.stages()}
     replaced = replaced_keys(stages.values(), store.planned())
     rows = []
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['value']:.2f}")
     console.print(table)
     if old := sum(not r["current"] for r in rows):
-        console.print(f"{old} metric{'s' if old > 1 else ''} of stages that newer runs of the same cells replaced (the "
+        console.print(f"{old} metric{'s' if old > 1 else ''} of stages that later runs of the same cells replaced (the "
                       'recipe changed between runs) not shown; --json lists them with "current": false.')
     if args.times:
         print_times(stage_times(stages), console)

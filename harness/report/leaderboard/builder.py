@@ -60,7 +60,8 @@ def _significant(p_items: float | None, p_seeds: float | None, threshold: float)
 
 
 class _Builder:
-    """The leaderboard of one store: its rows and columns, every cell's interval and every comparison."""
+    """The leaderboard of one store (or several read as one): its rows and columns, every cell's interval and every
+    comparison."""
 
     def __init__(self, outputs: list[Path], contents: StoreContents, settings: Settings, plugins: PluginManager):
         self.outputs = outputs
