@@ -67,6 +67,7 @@ def test_several_stores_give_each_model_its_own_stores_numbers(stores):
     assert sum(c[4] is not None for c in combined.values()) == 3 * 3
     assert both.source == f"{first.output}, {other.output}" and not both.notes
     assert f"Results in `{first.output}`, `{other.output}` · 6 models" in lbm.render(both, "md")
+    assert lbm.build([first.output, first.output / "."], SETTINGS).folders == [str(first.output)]  # each once
 
 
 def test_the_cli_reads_several_folders_and_names_a_missing_store(stores, tmp_path):

@@ -307,5 +307,6 @@ def build(output: Path | Sequence[Path], settings: Settings | None = None,
 def builder_for(output: Path | Sequence[Path], settings: Settings | None = None,
                 plugins: PluginManager | None = None) -> _Builder:
     """A builder over the finished evaluations and scores of an output folder or several (see :func:`build`)."""
-    outputs = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    outputs = [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]  # each once
     return _Builder(outputs, read_stores(outputs), settings or Settings(), plugins or default_manager())
