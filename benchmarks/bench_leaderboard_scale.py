@@ -4,7 +4,8 @@ ER 5,531 utterances in 5 folds, IC 3,793, SF 676), six models × three seeds wit
 the measured FBank. Writes the store once, then times building the leaderboard (default resampling:
 2,000 bootstrap draws, 5,000 permutations) against the same build with ASV's draws by speaker expanded to
 every trial's weight (the way before :meth:`RocLayout.eer_by_cluster`), checks that both give the same
-tables, and with ``--top N`` profiles a third build.
+tables; then reads the per-item files with ``orjson`` and ``json`` (where ``orjson`` is installed); with
+``--top N`` it profiles one more build.
 
     .venv/bin/python benchmarks/bench_leaderboard_scale.py [--out /tmp/lbscale] [--seeds 3] [--scale 1.0] [--top 12]
 
@@ -29,8 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.core.store import MetricRow, StageRow, Store  # noqa: E402
 from harness.evaluation import scoring  # noqa: E402
 from harness.evaluation.twv import query_gains  # noqa: E402
+from harness.report import json_lines  # noqa: E402
 from harness.report import leaderboard as lbm  # noqa: E402
 from harness.report.item_stats import Resampled, TrialStats, from_items  # noqa: E402
+from harness.report.json_lines import read_json_lines  # noqa: E402
 
 #: task -> (test items, metrics with their directions)
 TASKS = {
@@ -164,6 +167,22 @@ def main() -> None:
     same = lbm.render(expanded, "md") == lbm.render(board, "md")
     print(f"with every trial's weight expanded from its speaker's count (the baseline): {baseline:.1f} s, "
           f"{baseline / seconds:.2f}x; identical tables: {same}")
+    files = sorted(args.out.glob("*/items.jsonl"))
+    fast = json_lines.orjson
+    if fast is not None:  # the per-item files read with orjson (installed) and with json
+        timed = {}
+        try:
+            for name, module in (("orjson", fast), ("json", None)):
+                json_lines.orjson = module
+                t0 = time.perf_counter()
+                for f in files:
+                    read_json_lines(f)
+                timed[name] = time.perf_counter() - t0
+        finally:
+            json_lines.orjson = fast
+        size = sum(f.stat().st_size for f in files) / 1e6
+        print(f"reading the {len(files)} per-item files ({size:.0f} MB): json {timed['json']:.2f} s, orjson "
+              f"{timed['orjson']:.2f} s ({timed['json'] / timed['orjson']:.1f}x)")
     if args.top:  # where the time went: the same build again, profiled
         profile = cProfile.Profile()
         profile.runcall(lbm.build, args.out)

@@ -26,6 +26,7 @@ from harness.core.store import MetricRow, StageRow, replaced_keys
 from harness.evaluation import scoring
 from harness.report import stats
 from harness.report.item_stats import MIN_CLUSTERS
+from harness.report.json_lines import read_json_lines
 from harness.report.leaderboard import superb
 from harness.report.leaderboard.model import Column, Row
 from harness.report.leaderboard.rows import row_key
@@ -184,8 +185,7 @@ class CellReader:
         if path not in self._items:
             file = self.folders[metric.stage] / path
             try:
-                lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-                self._items[path] = json.loads("[" + ",".join(lines) + "]")  # one parse: much faster per line
+                self._items[path] = read_json_lines(file)
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 self.note(f"per-item results {file} could not be read ({exc}); its intervals use seeds only.")
                 self._items[path] = None
