@@ -41,6 +41,16 @@ def describe_error(err: Any, model: type[BaseModel], where: str) -> str:
     return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}{got_text}"
 
 
+def changed_params(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Where two resolved parameter sets differ: ``(name, old, new)``, values as text (``default`` for an
+    unset one), names in order."""
+
+    def shown(value: Any) -> str:
+        return "default" if value is None else str(value)
+
+    return [(k, shown(old.get(k)), shown(new.get(k))) for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
+
+
 def validate_params(params_cls: type[PluginParams], values: dict[str, Any], where: str) -> PluginParams:
     """Validate ``values`` against a plugin's schema; raise one clear :class:`HarnessError`."""
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.params import changed_params
 from harness.core.plan import Plan, Stage
 from harness.core.store import DB_NAME, StageRow, Store, cell_identity, current_by_cell
 from harness.pipeline.execute import OUTCOME, artifact_dir
@@ -21,14 +22,8 @@ class Replacement:
 
     def changes(self) -> list[str]:
         """The parameters that differ, e.g. ``sid steps 50 → 100`` (none listed when only inputs differ)."""
-        old, new = self.replaces.params, self.stage.params
         name = str(self.stage.labels.get("downstream") or self.stage.labels.get("finetune") or self.stage.plugin)
-        return [f"{name} {k} {_shown(old.get(k))} → {_shown(new.get(k))}"
-                for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
-
-
-def _shown(value: object) -> str:
-    return "default" if value is None else str(value)
+        return [f"{name} {k} {old} → {new}" for k, old, new in changed_params(self.replaces.params, self.stage.params)]
 
 
 def replacements(plan: Plan, output: Path) -> list[Replacement]:

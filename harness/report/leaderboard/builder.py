@@ -36,7 +36,7 @@ import numpy as np
 
 from harness.core.registry import PluginManager, default_manager
 from harness.report import stats
-from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference, setting_of
+from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference
 from harness.report.leaderboard.model import (
     SUPERB,
     AbxSpread,
@@ -258,10 +258,10 @@ class _Builder:
 
     def note_unlike(self, col: Column, unlike: list[tuple[CellData, CellData]]) -> None:
         data, base = unlike[0]
-        a, b = next(((x, y) for x in data.stages for y in base.stages
-                     if setting_of(x, self.reader.eval_by_key) != setting_of(y, self.reader.eval_by_key)),
+        reader = self.reader
+        a, b = next(((x, y) for x in data.stages for y in base.stages if reader.setting(x) != reader.setting(y)),
                     (data.stages[0], base.stages[0]))
-        difference = setting_difference(a, b, self.reader.eval_by_key)
+        difference = setting_difference(a, b, reader.eval_by_key)
         n = len(unlike)
         self.reader.note(f"{col.label}: {n} comparison{'s' if n > 1 else ''} left out, between models evaluated with "
                          f"different settings ({difference}); rerun the recipe so that every model is evaluated "

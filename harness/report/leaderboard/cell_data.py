@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.params import changed_params
 from harness.core.stage_kinds import StageKind
 from harness.core.store import MetricRow, StageRow, replaced_keys
 from harness.evaluation import scoring
@@ -109,13 +110,8 @@ def setting_of(stage: StageRow, evals: dict[str, StageRow]) -> str:
 def setting_difference(a: StageRow, b: StageRow, evals: dict[str, StageRow]) -> str:
     """What differs between two stages' settings, e.g. ``steps 50 and default`` (for scores: ``sid: steps 50
     and default``)."""
-
-    def shown(value: object) -> str:
-        return "default" if value is None else str(value)
-
     parts = [f"plugin {a.plugin} and {b.plugin}"] if a.plugin != b.plugin else []
-    parts += [f"{k} {shown(a.params.get(k))} and {shown(b.params.get(k))}"
-              for k in sorted({*a.params, *b.params}) if a.params.get(k) != b.params.get(k)]
+    parts += [f"{k} {old} and {new}" for k, old, new in changed_params(a.params, b.params)]
     for role in sorted({*a.inputs, *b.inputs} - {"model"}):
         ka, kb = a.inputs.get(role), b.inputs.get(role)
         if _scored(role) and ka in evals and kb in evals:
@@ -165,6 +161,7 @@ class CellReader:
         self._items: dict[str, list[dict] | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
+        self._settings: dict[str, str] = {}
         # one SUPERB scorer per seed (its reference and FBank values), shared by every model of that seed
         self.scorers: dict[int, superb.Scorer] = {}
         self.scorer_keys: dict[int, tuple] = {}
@@ -199,6 +196,12 @@ class CellReader:
             except (OSError, json.JSONDecodeError):
                 self._json[cache_key] = None
         return self._json[cache_key]
+
+    def setting(self, stage: StageRow) -> str:
+        """:func:`setting_of` a stage, computed once per stage."""
+        if stage.key not in self._settings:
+            self._settings[stage.key] = setting_of(stage, self.eval_by_key)
+        return self._settings[stage.key]
 
     # -------------------------------------------------------------- stages and their metrics
 
@@ -276,7 +279,7 @@ class CellReader:
         where = f"{row.upstream} / {row.model} / {col.label}"
         stages = tuple(runs.values())
         self.check_seeds_agree(stages, where)
-        settings = frozenset(setting_of(s, self.eval_by_key) for s in stages)
+        settings = frozenset(self.setting(s) for s in stages)
         st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric, where)
         if st is None:
             return CellData(per_seed, n_items, stages=stages, settings=settings)
@@ -287,7 +290,7 @@ class CellReader:
         """A note when a model's seeds were evaluated with different settings (their mean mixes them)."""
         first = stages[0]
         for other in stages[1:]:
-            if setting_of(other, self.eval_by_key) != setting_of(first, self.eval_by_key):
+            if self.setting(other) != self.setting(first):
                 difference = setting_difference(first, other, self.eval_by_key)
                 self.note(f"{where}: its seeds were evaluated with different settings ({difference}), and their mean "
                           "mixes them; rerun the recipe to evaluate every seed alike.")
@@ -310,7 +313,7 @@ class CellReader:
         self.check_seeds_agree(stages, f"{row.upstream} / {row.model} / SUPERB")
         self.check_score_is_current(key, row, dict(zip(per_seed, stages, strict=True)))
         return CellData(per_seed, None, group, self.superb_combine if group is not None else None, stages=stages,
-                        settings=frozenset(setting_of(s, self.eval_by_key) for s in stages))
+                        settings=frozenset(self.setting(s) for s in stages))
 
     def check_score_is_current(self, key: tuple, row: Row, scores: dict[int, StageRow]) -> None:
         """A note when a model's SUPERB score was computed from other evaluations than its columns show (a
