@@ -77,6 +77,7 @@ def test_the_cli_reads_several_folders_and_names_a_missing_store(stores, tmp_pat
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     board = json.loads(done.stdout)
+    assert board["folders"] == [str(first.output), str(other.output)]
     assert {(r["upstream"], r["model"]) for r in board["rows"]} >= {("tiny", "pre-trained"), ("small", "pre-trained")}
     missing = tmp_path / "nowhere"
     done = subprocess.run([*cmd[:5], str(missing)], capture_output=True, text=True, timeout=120)

@@ -131,6 +131,7 @@ class Leaderboard:
     def to_dict(self) -> dict[str, Any]:
         return _finite({
             "source": self.source,
+            "folders": self.folders or [self.source],
             "reference": self.reference,
             "settings": asdict(self.settings),
             "columns": [{**asdict(c), "label": c.label} for c in self.columns],
