@@ -212,7 +212,7 @@ class _Builder:
             data, base = self.data.get((key, col.key)), self.data.get((base_key, col.key))
             if data is None or base is None:
                 continue
-            if data.settings != base.settings:  # e.g. a recipe changed between runs: not like for like
+            if self.reader.settings(data) != self.reader.settings(base):  # a recipe changed between runs
                 unlike.append((data, base))
                 continue
             seeds = sorted(set(data.per_seed) & set(base.per_seed))

@@ -78,7 +78,6 @@ class CellData:
     flat: stats.Resampled | None = None  # the metric's items without fold strata (ABX spreads)
     replicates: np.ndarray | None = None
     stages: tuple[StageRow, ...] = ()  # the evaluate (or score) stage of each seed
-    settings: frozenset[str] = frozenset()  # what the value depends on besides the model (setting_of)
 
     def signature(self) -> tuple:
         """Cells with equal signatures share one bootstrap draw (same items, clusters, seeds and combination)."""
@@ -203,6 +202,10 @@ class CellReader:
             self._settings[stage.key] = setting_of(stage, self.eval_by_key)
         return self._settings[stage.key]
 
+    def settings(self, data: CellData) -> frozenset[str]:
+        """What a cell's value depends on besides its model: the settings of its seeds' stages."""
+        return frozenset(self.setting(s) for s in data.stages)
+
     # -------------------------------------------------------------- stages and their metrics
 
     def runs(self, key: tuple, downstream: str) -> dict[int, StageRow]:
@@ -279,12 +282,10 @@ class CellReader:
         where = f"{row.upstream} / {row.model} / {col.label}"
         stages = tuple(runs.values())
         self.check_seeds_agree(stages, where)
-        settings = frozenset(self.setting(s) for s in stages)
         st = self.eval_stats({s: st.key for s, st in runs.items()}, col.metric, where)
         if st is None:
-            return CellData(per_seed, n_items, stages=stages, settings=settings)
-        return CellData(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat, stages=stages,
-                        settings=settings)
+            return CellData(per_seed, n_items, stages=stages)
+        return CellData(per_seed, st.flat.n_items, st.group(col.key), self.eval_combine, st.flat, stages=stages)
 
     def check_seeds_agree(self, stages: tuple[StageRow, ...], where: str) -> None:
         """A note when a model's seeds were evaluated with different settings (their mean mixes them)."""
@@ -312,8 +313,7 @@ class CellReader:
         stages = tuple(runs[s] for s in per_seed)
         self.check_seeds_agree(stages, f"{row.upstream} / {row.model} / SUPERB")
         self.check_score_is_current(key, row, dict(zip(per_seed, stages, strict=True)))
-        return CellData(per_seed, None, group, self.superb_combine if group is not None else None, stages=stages,
-                        settings=frozenset(self.setting(s) for s in stages))
+        return CellData(per_seed, None, group, self.superb_combine if group is not None else None, stages=stages)
 
     def check_score_is_current(self, key: tuple, row: Row, scores: dict[int, StageRow]) -> None:
         """A note when a model's SUPERB score was computed from other evaluations than its columns show (a
