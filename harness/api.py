@@ -22,7 +22,8 @@ _EXPORTS: dict[str, str] = {
          "TaskPlugin", "SpecAugSettings", "UpstreamPlugin"],
         "harness.core.interfaces"),
     **dict.fromkeys(["UpstreamModel", "UpstreamOutput"], "harness.core.model_types"),
-    **dict.fromkeys(["Direction", "InputPath", "PluginParams", "PluginRegistry"], "harness.core.plugin"),
+    **dict.fromkeys(["Direction", "EXECUTION_ONLY", "InputPath", "PluginParams", "PluginRegistry"],
+                    "harness.core.plugin"),
     **dict.fromkeys(["CheckpointError", "CorpusError", "HarnessError", "StageError"], "harness.core.errors"),
     "hookimpl": "harness.core.hookspecs",
     "StageContext": "harness.core.stage",
@@ -121,7 +122,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     )
     from harness.core.manifest import PreparedCorpus  # noqa: F401
     from harness.core.model_types import UpstreamModel, UpstreamOutput  # noqa: F401
-    from harness.core.plugin import Direction, InputPath, PluginParams, PluginRegistry  # noqa: F401
+    from harness.core.plugin import EXECUTION_ONLY, Direction, InputPath, PluginParams, PluginRegistry  # noqa: F401
     from harness.core.seeding import seeded  # noqa: F401
     from harness.core.stage import StageContext  # noqa: F401
     from harness.data import audio, sounds  # noqa: F401

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 
 from harness import hookimpl
 from harness.core.interfaces import (
+    EXECUTION_ONLY,
     CorpusPlugin,
     DownstreamPlugin,
     EvalResult,
@@ -162,6 +163,7 @@ class ToyEvalParams(PluginParams):
     timeline: str | None = None
     fill_seconds: float = 0.0
     train_seconds: float = 0.0
+    batch: Annotated[int, EXECUTION_ONLY] = 8  # how it runs, not what it gives (kept in the result's extra)
 
 
 class ToyEval(DownstreamPlugin):
@@ -182,7 +184,8 @@ class ToyEval(DownstreamPlugin):
         items = [{"id": r["id"], "stats": {"acc": [c, 1]}} for r, c in zip(rows, correct)]
         acc = 100.0 * sum(correct) / len(correct)
         predictions = [{"id": r["id"], "ref": "yes", "hyp": "yes" if c else "no"} for r, c in zip(rows, correct)]
-        return EvalResult({"acc": acc}, {"acc": "higher"}, len(rows), items, [0.5, 0.5], predictions=predictions)
+        return EvalResult({"acc": acc}, {"acc": "higher"}, len(rows), items, [0.5, 0.5], extra={"batch": params.batch},
+                          predictions=predictions)
 
 
 def _timed_fill(timeline: Path, params: ToyEvalParams, ctx: Any) -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 from harness.cli.common import add_recipe_arguments, load_plan
 from harness.core.registry import default_manager
 from harness.core.stage_kinds import StageKind
-from harness.pipeline.replacements import replacements, replacements_text
+from harness.pipeline.replacements import replacements, replacements_text, reuse_text, reused_differently
 from harness.pipeline.run import describe
 from harness.pipeline.scale import FrameCacheProjection, human_bytes, project_frame_caches
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     counts = describe(plan, recipe.output)
     caches = project_frame_caches(plan, recipe.output, default_manager())
     replacing = replacements(plan, recipe.output)
+    reused = reused_differently(plan, recipe.output)
     if args.json:
         print(json.dumps({
             "recipe": str(recipe.path), "output": str(recipe.output), "counts": counts,
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             "frame_cache": [c.as_json() for c in caches],
             "replaces": [{"key": r.stage.key, "replaces": r.replaces.key, "title": r.stage.title,
                           "changes": r.changes()} for r in replacing],
+            "reused": [{"key": r.stage.key, "title": r.stage.title, "changes": r.changes()} for r in reused],
         }, indent=2))
         return 0
     console = Console(highlight=False)
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if replacing:
         console.print(replacements_text(replacing, recipe.output))
+    if reused:
+        console.print(reuse_text(reused))
     if recipe.inputs:
         paths = Table(title="input paths the recipe needs")
         for col in ("key", "path", "exists"):

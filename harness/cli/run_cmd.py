@@ -12,7 +12,7 @@ from harness.core.hub import hub_hint
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.progress import HEARTBEAT_S
-from harness.pipeline.replacements import replacements, replacements_text
+from harness.pipeline.replacements import announcements
 from harness.pipeline.run import RunSummary, run_plan
 from harness.report.stage_times import StageTimes, busy_seconds
 
@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
         fix = hub if hub else "set the environment variables the recipe uses or fix the paths"
         raise HarnessError(f"{len(missing)} input path(s) of {recipe.path.name} do not exist ({listing}){where}; "
                            f"{fix}.")
-    replacing = replacements(plan, recipe.output)
-    if replacing:
-        console.print(replacements_text(replacing, recipe.output))
+    for line in announcements(plan, recipe.output):
+        console.print(line)
     summary = run_plan(plan, recipe.output, executor, keep_going=args.keep_going, console=console,
                        heartbeat_s=args.heartbeat)
     console.print(f"{len(summary.ran)} stage(s) ran{_timing(summary)}, {len(summary.cached)} cached, "

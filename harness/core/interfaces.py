@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from harness.core.manifest import PreparedCorpus
-from harness.core.plugin import Direction, InputPath, InputPathMarker, P, Plugin, PluginParams
+from harness.core.plugin import EXECUTION_ONLY, Direction, InputPath, InputPathMarker, P, Plugin, PluginParams
 from harness.core.stage import StageContext
 
 if TYPE_CHECKING:  # annotations only: registering plugins must not import torch
@@ -39,8 +39,8 @@ if TYPE_CHECKING:  # annotations only: registering plugins must not import torch
     from harness.core.model_types import UpstreamModel
 
 __all__ = [
-    "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin", "FinetuneResult",
-    "InputPath",
+    "EXECUTION_ONLY", "Batch", "CorpusPlugin", "Direction", "DownstreamPlugin", "EvalResult", "FinetunePlugin",
+    "FinetuneResult", "InputPath",
     "InputPathMarker", "MergePlugin", "Plugin", "PluginParams", "SpecAugSettings", "Task", "TaskPlugin",
     "TensorSource", "UpstreamPlugin",
 ]

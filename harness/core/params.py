@@ -1,4 +1,5 @@
-"""Plugin parameters: validation with one-sentence errors, ``k=v`` parsing, input-path discovery."""
+"""Plugin parameters: validation with one-sentence errors, ``k=v`` parsing, input-path discovery, the split
+between what a stage key holds and what only changes how a stage runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.core.errors import HarnessError
-from harness.core.plugin import InputPathMarker, PluginParams
+from harness.core.plugin import ExecutionOnlyMarker, InputPathMarker, PluginParams
 from harness.core.suggest import suggest
 
 
@@ -101,6 +102,26 @@ def input_paths(params: BaseModel) -> dict[str, Path]:
     return out
 
 
+def execution_only_fields(params_cls: type[BaseModel]) -> list[str]:
+    """Names of the fields marked :data:`harness.core.plugin.EXECUTION_ONLY`."""
+    return [name for name, info in params_cls.model_fields.items()
+            if any(isinstance(m, ExecutionOnlyMarker) for m in info.metadata)]
+
+
+def keyed_params(params: BaseModel | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` as a stage stores them: what its key holds (every execution-only field at its default,
+    so that changing one reuses a finished stage) and the execution-only values that differ from it."""
+    if params is None:
+        return {}, {}
+    dumped = params.model_dump(mode="json")
+    names = execution_only_fields(type(params))
+    if not names:
+        return dumped, {}
+    defaults = {name: type(params).model_fields[name].get_default(call_default_factory=True) for name in names}
+    keyed = params.model_copy(update=defaults).model_dump(mode="json")
+    return keyed, {name: dumped[name] for name in names if name in dumped and dumped[name] != keyed.get(name)}
+
+
 def with_absolute_inputs(params: BaseModel) -> BaseModel:
     """``params`` with every relative input path made absolute against the working directory.
 
@@ -140,8 +161,10 @@ def type_text(annotation: Any) -> str:
 
 
 def describe_params(params_cls: type[BaseModel]) -> list[dict[str, str]]:
-    """Each parameter's recipe key, type, default (``required`` when it has none) and description."""
+    """Each parameter's recipe key, type, default (``required`` when it has none) and description (which
+    says so for an execution-only one)."""
     out = []
+    execution_only = set(execution_only_fields(params_cls))
     for name, info in params_cls.model_fields.items():
         if info.is_required():
             default = "required"
@@ -149,8 +172,11 @@ def describe_params(params_cls: type[BaseModel]) -> list[dict[str, str]]:
             value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
             default = yaml.safe_dump(json.loads(json.dumps(value, default=str)), default_flow_style=True,
                                      width=10_000).strip().removesuffix("...").strip()
+        description = info.description or ""
+        if name in execution_only:
+            description = "; ".join(filter(None, [description, "execution-only: not part of the stage key"]))
         out.append({"name": info.alias or name, "type": type_text(info.annotation), "default": default,
-                    "description": info.description or ""})
+                    "description": description})
     return out
 
 

@@ -4,7 +4,8 @@ The recipe's cross-product upstreams × finetune × merges × downstreams × see
 six kinds: ``prepare`` (corpus), ``upstream`` (θ0), ``finetune`` (θft), ``merge`` (θ), ``evaluate``
 (a downstream on a model) and ``score`` (the SUPERB score of one model and seed). A stage's key
 hashes its kind, plugin name and version, resolved parameters, seed and its inputs' keys, so the
-same work in different cells of the product is one stage.
+same work in different cells of the product is one stage. Parameters that only change how a stage runs
+(:data:`harness.core.plugin.EXECUTION_ONLY`) are kept beside the key, in ``Stage.execution``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.params import input_paths
+from harness.core.params import input_paths, keyed_params
 from harness.core.recipe import NONE_PLUGIN, Entry, Recipe, Variant
 from harness.core.registry import PluginManager
 from harness.core.stage_kinds import PLUGIN_KINDS, StageKind
@@ -35,10 +36,16 @@ class Stage:
     seed: int
     labels: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=dict)  # execution-only values off their defaults
 
     @property
     def title(self) -> str:
         return self.labels.get("title", f"{self.kind} {self.plugin}")
+
+    @property
+    def run_params(self) -> dict[str, Any]:
+        """The parameters the stage runs with: its keyed ones and the execution-only values it was given."""
+        return {**self.params, **self.execution}
 
 
 @dataclass
@@ -91,10 +98,6 @@ def _kind_of_tuning(variant: Variant) -> str:
     return label() if callable(label) else "fine-tuned"
 
 
-def _dump(params: Any) -> dict[str, Any]:
-    return params.model_dump(mode="json") if params is not None else {}
-
-
 @dataclass
 class _Model:
     """A model in the product: the stage that produced it and how the leaderboard names it."""
@@ -109,15 +112,19 @@ class Planner:
         self.plugins = plugins
         self.stages: dict[str, Stage] = {}
         self.corpus_keys: dict[str, str] = {}
-        self.upstream_params: dict[str, dict[str, Any]] = {}  # checkpoints hashed once, not once per seed
+        # an upstream's keyed and execution-only params: checkpoints hashed once, not once per seed
+        self.upstream_params: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def add(self, kind: StageKind, plugin: str, params: dict, inputs: dict[str, str], seed: int,
-            labels: dict[str, Any]) -> str:
+            labels: dict[str, Any], execution: dict[str, Any] | None = None) -> str:
+        """The key of the stage doing this work, added unless an equal one is there (the first one's labels
+        and execution-only values stay)."""
         version = SCORE_VERSION if kind == StageKind.SCORE else self._version(kind, plugin)
         key = stage_key(kind, plugin, version, params, inputs, seed)
         if key not in self.stages:
             resources = dict(self.recipe.resources.get(kind, {}))
-            self.stages[key] = Stage(key, kind, plugin, version, params, inputs, seed, labels, resources)
+            self.stages[key] = Stage(key, kind, plugin, version, params, inputs, seed, labels, resources,
+                                     dict(execution or {}))
         return key
 
     def _version(self, kind: StageKind, plugin: str) -> str:
@@ -130,25 +137,25 @@ class Planner:
         if name not in self.corpus_keys:
             entry = self.recipe.entries["corpora"][name]
             variant = entry.variants[0]
-            params = _dump(variant.params)
+            params, execution = keyed_params(variant.params)
             if self.recipe.limit is not None:  # a cut corpus: another stage, and so are all that use it
                 params["utterance_limit"] = self.recipe.limit
             self.corpus_keys[name] = self.add(StageKind.PREPARE, entry.plugin, params, {}, 0,
-                                              {"title": f"prepare {name}", "corpus": name})
+                                              {"title": f"prepare {name}", "corpus": name}, execution)
         return self.corpus_keys[name]
 
     def finetune(self, entry: Entry, variant: Variant, model: str, seed: int, labels: dict) -> str:
         inputs = {"model": model}
         for ref in entry.corpus_refs:
             inputs[f"corpus:{ref}"] = self.corpus(ref)
-        params = _dump(variant.params)
+        params, execution = keyed_params(variant.params)
         if "corpus" in entry.structural:
             params = {**params, "corpus": entry.structural["corpus"]}
         # its place among the plan's fine-tunings: the curves figure's panel order, whatever order they ran in
         rank = sum(stage.kind == StageKind.FINETUNE for stage in self.stages.values())
         return self.add(StageKind.FINETUNE, entry.plugin, params, inputs, seed,
                         {**labels, "rank": [rank],
-                         "title": f"finetune {entry.name} ({labels.get('upstream')}, seed {seed})"})
+                         "title": f"finetune {entry.name} ({labels.get('upstream')}, seed {seed})"}, execution)
 
     def merge(self, entry: Entry, variant: Variant, base: str, models: list[str], labels: dict) -> str:
         plugin = self.plugins.create("merge", entry.plugin)
@@ -158,8 +165,9 @@ class Planner:
         if shortcut == "model" and len(models) == 1:
             return models[0]
         inputs = {"base": base, **{f"models.{i}": m for i, m in enumerate(models)}}
-        return self.add(StageKind.MERGE, entry.plugin, _dump(variant.params), inputs, 0,
-                        {**labels, "title": f"merge {entry.name} {variant.label}".strip()})
+        params, execution = keyed_params(variant.params)
+        return self.add(StageKind.MERGE, entry.plugin, params, inputs, 0,
+                        {**labels, "title": f"merge {entry.name} {variant.label}".strip()}, execution)
 
     # ------------------------------------------------------------------ the product
 
@@ -170,8 +178,9 @@ class Planner:
         base_labels = {"upstream": up_name, "seed": seed}
         if up_name not in self.upstream_params:
             self.upstream_params[up_name] = _upstream_params(up.variants[0].params)
-        key = self.add(StageKind.UPSTREAM, up.plugin, self.upstream_params[up_name], {}, 0,
-                       {"title": f"load {up_name}", "upstream": up_name})
+        params, execution = self.upstream_params[up_name]
+        key = self.add(StageKind.UPSTREAM, up.plugin, params, {}, 0,
+                       {"title": f"load {up_name}", "upstream": up_name}, execution)
         pre = up.structural.get("pretrain")
         if pre is not None:
             key = self.finetune(pre, pre.variants[0], key, 0, {"upstream": up_name, "finetune": "pretrain"})
@@ -211,9 +220,9 @@ class Planner:
                         entry = finetunes[name]
                         ft = self.finetune(entry, entry.variants[0], key, seed,
                                            {**base_labels, "finetune": f"{name} (after {key[:6]})"})
-                        key = self.add(StageKind.MERGE, merge.plugin, _dump(mv.params),
-                                       {"base": key, "models.0": ft}, 0,
-                                       {**base_labels, "title": f"merge {merge.name} link {name}"})
+                        params, execution = keyed_params(mv.params)
+                        key = self.add(StageKind.MERGE, merge.plugin, params, {"base": key, "models.0": ft}, 0,
+                                       {**base_labels, "title": f"merge {merge.name} link {name}"}, execution)
                 else:
                     key = self.merge(merge, mv, theta0, [tuned[n][0][1] for n in names], base_labels)
                 models.append(_Model(key, self._merge_labels(base_labels, "+".join(names), merge, mv)))
@@ -235,12 +244,12 @@ class Planner:
         for rank, (name, entry) in enumerate(self.recipe.entries["downstreams"].items()):
             variant = entry.variants[0]
             corpus = self.corpus(entry.corpus_refs[0])
-            out[name] = self.add(StageKind.EVALUATE, entry.plugin, _dump(variant.params),
-                                 {"model": model.key, "corpus": corpus}, seed,
+            params, execution = keyed_params(variant.params)
+            out[name] = self.add(StageKind.EVALUATE, entry.plugin, params, {"model": model.key, "corpus": corpus}, seed,
                                  {**model.labels, "downstream": name, "task": entry.plugin,
                                   "rank": [*model.labels.get("rank", []), rank],
                                   "title": f"evaluate {name} on {model.labels['model']} "
-                                           f"({model.labels['upstream']}, seed {seed})"})
+                                           f"({model.labels['upstream']}, seed {seed})"}, execution)
         return out
 
     def build(self) -> Plan:
@@ -314,14 +323,15 @@ def content_digest(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _upstream_params(params: Any) -> dict[str, Any]:
-    """An upstream's params for its key, with the content digest of each input path that exists."""
-    out = _dump(params)
+def _upstream_params(params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An upstream's params for its key, with the content digest of each input path that exists, and its
+    execution-only ones."""
+    out, execution = keyed_params(params)
     digests = {name: content_digest(p) for name, p in input_paths(params).items()}
     digests = {name: d for name, d in digests.items() if d is not None}
     if digests:
         out["input_sha256"] = digests
-    return out
+    return out, execution
 
 
 def build_plan(recipe: Recipe, plugins: PluginManager) -> Plan:

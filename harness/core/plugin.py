@@ -6,7 +6,8 @@ results change), ``summary`` (one line for ``harness plugins``) and ``Params``, 
 (``extra="forbid"``) of what a recipe may set. A plugin is generic over its ``Params``: declare
 ``class MyMerge(MergePlugin[MyParams])`` and its methods receive a ``MyParams``; ``Params`` is
 taken from that argument when the class does not set it. Parameters typed :data:`InputPath` are
-checked for existence at plan time, all at once.
+checked for existence at plan time, all at once. Parameters marked :data:`EXECUTION_ONLY` change how a
+stage runs, not its results: they stay out of its key, so changing one reuses finished stages.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ class InputPathMarker:
 
 #: A path the user brings (a checkpoint, a corpus root); checked at plan time.
 InputPath = Annotated[Path, InputPathMarker()]
+
+
+class ExecutionOnlyMarker:
+    """Marks a parameter that changes how a stage runs (memory, caching, checkpoints), never its results."""
+
+
+#: ``max_frame_gb: Annotated[float, EXECUTION_ONLY] = 4.0``: the stage key holds the parameter's default
+#: whatever its value, so a finished stage is reused when only such parameters changed (and keys made
+#: before the marker stay as they were); the value a stage ran with is in its ``outcome.json``.
+EXECUTION_ONLY = ExecutionOnlyMarker()
 
 
 def _list_only(annotation: Any) -> bool:

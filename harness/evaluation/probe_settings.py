@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.core.interfaces import PluginParams
+from harness.core.interfaces import EXECUTION_ONLY, PluginParams
 from harness.core.manifest import PreparedCorpus
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ class ProbeParams(PluginParams):
 
     ``protocol: superb`` is s3prl's setting for the task (steps, learning rate, batch, head sizes);
     ``embedded`` (default) is scaled down so that the embedded corpus evaluates in seconds on a CPU.
-    ``cache: off`` runs the upstream on every batch (s3prl's way; for comparisons).
+    ``cache: off`` runs the upstream on every batch (s3prl's way; for comparisons); it and ``max_frame_gb``
+    change how the probe runs, not its numbers, so they are execution-only (finished stages are reused).
     """
 
     protocol: Literal["embedded", "superb"] = "embedded"
@@ -79,8 +80,11 @@ class ProbeParams(PluginParams):
     lr: float | None = Field(None, gt=0, allow_inf_nan=False, description="learning rate (None: the protocol's)")
     batch_size: int | None = Field(None, ge=1, description="utterances per batch (None: the protocol's)")
     eval_every: int | None = Field(None, ge=1, description="dev evaluation period in steps (None: the protocol's)")
-    cache: CacheMode = "auto"
-    max_frame_gb: float = Field(4.0, gt=0, allow_inf_nan=False)
+    # where features come from (cached or the upstream on every batch): the same numbers either way
+    cache: Annotated[CacheMode, EXECUTION_ONLY] = Field(
+        "auto", description="off: run the upstream on every batch (s3prl's way) instead of caching features")
+    max_frame_gb: Annotated[float, EXECUTION_ONLY] = Field(
+        4.0, gt=0, allow_inf_nan=False, description="frame cache budget; past it the upstream runs on the fly")
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
     compile: bool = Field(False, exclude_if=lambda on: not on,
                           description="run the upstream through torch.compile while extracting features")

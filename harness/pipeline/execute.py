@@ -51,6 +51,7 @@ class Outcome:
     error: str | None = None
     user_error: bool = False
     device: str | None = None  # where the stage ran (``ctx.device``), kept for provenance
+    execution: dict[str, Any] = field(default_factory=dict)  # its execution-only values off their defaults
 
     @property
     def duration(self) -> float:
@@ -119,7 +120,7 @@ def execute_stage(stage: Stage, output: str | Path,
         if row.get("items_path"):
             row["items_path"] = f"{stage.key}/{row['items_path']}"
     outcome = Outcome(stage.key, "done", started, time.time(), host, metrics=metrics, messages=ctx.messages,
-                      device=str(ctx.device))
+                      device=str(ctx.device), execution=dict(stage.execution))
     (tmp / OUTCOME).write_text(json.dumps(asdict(outcome), indent=2, sort_keys=True) + "\n")
     _fsync_dir(tmp)
     os.replace(tmp, final)
@@ -146,7 +147,7 @@ def stage_device(kind: str, device: torch.device) -> torch.device:
 
 def _params(ctx: StageContext, kind: str, stage: Stage) -> Any:
     cls = ctx.plugins.get(kind, stage.plugin).cls
-    values = {k: v for k, v in stage.params.items() if k in cls.Params.model_fields}
+    values = {k: v for k, v in stage.run_params.items() if k in cls.Params.model_fields}
     return cls.Params.model_validate(values)
 
 

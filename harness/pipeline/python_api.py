@@ -47,7 +47,7 @@ def run(recipe: str | Path, output: str | Path | None = None,
     with the CLI's sentence; failed stages raise one naming them (finished stages are kept).
     """
     from harness.pipeline.executors.local import LocalExecutor
-    from harness.pipeline.replacements import replacements, replacements_text
+    from harness.pipeline.replacements import announcements
     from harness.pipeline.run import run_plan
 
     plugins = default_manager()
@@ -59,9 +59,8 @@ def run(recipe: str | Path, output: str | Path | None = None,
         raise HarnessError(f"{len(missing)} input path(s) of {loaded.path.name} do not exist ({listing}); "
                            "fix the paths or set the environment variables the recipe uses.")
     plan = build_plan(loaded, plugins)
-    replacing = replacements(plan, loaded.output)
-    if replacing:
-        log.warning("%s", replacements_text(replacing, loaded.output))
+    for line in announcements(plan, loaded.output):
+        log.warning("%s", line)
     summary = run_plan(plan, loaded.output, LocalExecutor(plugins, device=device), keep_going=keep_going)
     problems = {**summary.failed, **summary.stopped}
     if problems:

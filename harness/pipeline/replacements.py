@@ -1,12 +1,18 @@
-"""Which stages of a plan will replace finished stages of the same cells in the output folder: the recipe
-changed since they ran (a probe's steps, a corpus), so the plan's stages have other keys. `harness plan`
-says so before anything runs; the leaderboard then shows what the latest run planned
-(:func:`harness.core.store.current_by_cell`)."""
+"""What a plan does with the finished stages of its output folder when the recipe changed since they ran.
+
+Stages that will *replace* finished ones of the same cells: a parameter in the key changed (a probe's
+steps, a corpus), so the plan's stages have other keys; the leaderboard then shows what the latest run
+planned (:func:`harness.core.store.current_by_cell`). Finished stages *reused* although the recipe now
+runs them differently: only execution-only parameters changed (:data:`harness.core.plugin.EXECUTION_ONLY`:
+a cache budget, checkpoints), which do not change results. `harness plan` and `harness run` say both before
+anything runs (:func:`announcements`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.params import changed_params
@@ -22,8 +28,22 @@ class Replacement:
 
     def changes(self) -> list[str]:
         """The parameters that differ, e.g. ``sid steps 50 → 100`` (none listed when only inputs differ)."""
-        name = str(self.stage.labels.get("downstream") or self.stage.labels.get("finetune") or self.stage.plugin)
-        return [f"{name} {k} {old} → {new}" for k, old, new in changed_params(self.replaces.params, self.stage.params)]
+        return _changes(self.stage, self.replaces.params, self.stage.params)
+
+
+@dataclass
+class Reuse:
+    stage: Stage  # planned and finished
+    ran_with: dict[str, Any]  # the execution-only values it ran with (where not their defaults)
+
+    def changes(self) -> list[str]:
+        """The execution-only parameters that differ, e.g. ``sid max_frame_gb default → 8.0``."""
+        return _changes(self.stage, self.ran_with, self.stage.execution)
+
+
+def _changes(stage: Stage, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    name = str(stage.labels.get("downstream") or stage.labels.get("finetune") or stage.plugin)
+    return [f"{name} {k} {before} → {after}" for k, before, after in changed_params(old, new)]
 
 
 def replacements(plan: Plan, output: Path) -> list[Replacement]:
@@ -52,3 +72,32 @@ def replacements_text(replacing: list[Replacement], output: Path) -> str:
     return (f"{n} stage{'s' if n > 1 else ''} to run replace{'' if n > 1 else 's'} finished ones of the same cells in "
             f"{output}, whose recipe changed{f' ({shown})' if shown else ''}; the store keeps both and the leaderboard "
             "shows this run's. Give another --output to keep the two settings apart.")
+
+
+def reused_differently(plan: Plan, output: Path) -> list[Reuse]:
+    """The plan's finished stages whose execution-only parameters the recipe has since changed."""
+    out = []
+    for stage in plan.ordered():
+        try:
+            ran_with = json.loads((artifact_dir(output, stage.key) / OUTCOME).read_text()).get("execution", {})
+        except (OSError, ValueError):  # not finished (or unreadable: it runs again)
+            continue
+        if ran_with != stage.execution:
+            out.append(Reuse(stage, ran_with))
+    return out
+
+
+def reuse_text(reused: list[Reuse]) -> str:
+    """One sentence: how many finished stages are reused although the recipe now runs them differently."""
+    changes = list(dict.fromkeys(c for r in reused for c in r.changes()))
+    shown = "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    n = len(reused)
+    return (f"{n} finished stage{'s are' if n > 1 else ' is'} reused although the recipe now runs "
+            f"{'them' if n > 1 else 'it'} differently ({shown}): these parameters change how a stage runs, not its "
+            "results. Give another --output to run them again.")
+
+
+def announcements(plan: Plan, output: Path) -> list[str]:
+    """What to say before a run about the finished stages of ``output`` the recipe changed."""
+    replacing, reused = replacements(plan, output), reused_differently(plan, output)
+    return ([replacements_text(replacing, output)] if replacing else []) + ([reuse_text(reused)] if reused else [])

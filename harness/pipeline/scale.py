@@ -70,7 +70,7 @@ def _architecture(stage: Stage, output: Path, plugins: PluginManager) -> tuple[A
             return plugin.from_config(read_model_config(artifact_dir(output, stage.key))["config"]), None
         if stage.params.get("checkpoint"):
             return None, f"the checkpoint of {stage.title} is read when its stage runs"
-        return plugin.build(validate_params(plugin.Params, stage.params, stage.title), stage.seed), None
+        return plugin.build(validate_params(plugin.Params, stage.run_params, stage.title), stage.seed), None
 
 
 def _corpus_samples(output: Path, stage: Stage) -> torch.Tensor | None:
@@ -89,7 +89,7 @@ def project_frame_caches(plan: Plan, output: Path, plugins: PluginManager) -> li
             continue
         if not getattr(plugins.get("downstream", stage.plugin).cls, "frame_cache", False):
             continue
-        if stage.params.get("cache") == "off":
+        if stage.run_params.get("cache") == "off":
             continue
         root = _root_upstream(plan, stage.inputs["model"])
         group = groups.setdefault((root.key, stage.inputs["corpus"]), {"models": set(), "stages": []})
@@ -112,7 +112,7 @@ def project_frame_caches(plan: Plan, output: Path, plugins: PluginManager) -> li
             frames = int(model.frame_lengths(samples).sum()) if len(samples) else 0
             size = frames * model.num_hidden_states * model.hidden_size * 2
         over = [s.title for s in group["stages"]
-                if size is not None and size > float(s.params.get("max_frame_gb", DEFAULT_MAX_FRAME_GB)) * 1e9]
+                if size is not None and size > float(s.run_params.get("max_frame_gb", DEFAULT_MAX_FRAME_GB)) * 1e9]
         out.append(FrameCacheProjection(*names, len(group["models"]), size, why, over))
     return out
 

@@ -3,9 +3,10 @@
 For every evaluated model of a run (:func:`harness.report.models.run_models`), one record: the recipe
 that ran it (name, path, sha256; the text once per recipe under ``recipes``), every stage behind it (its
 lineage: corpora, θ0, fine-tuning, merges; then its evaluations and scores) with the stage's plugin
-version, resolved parameters, host, device and dates, the checkpoint digests (the input files the planner
-hashed, and the sha256 of the model's own ``model.safetensors``), the package versions, the git commit
-and the date its last stage ended.
+version, resolved parameters (and under ``execution`` the execution-only ones it ran with, where not
+their defaults), host, device and dates, the checkpoint digests (the input files the planner hashed,
+and the sha256 of the model's own ``model.safetensors``), the package versions, the git commit and the
+date its last stage ended.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _device(output: Path, key: str) -> str | None:
+def _outcome(output: Path, key: str) -> dict[str, Any]:
+    """A finished stage's outcome file (empty when it cannot be read)."""
     try:
-        return json.loads((output / key / OUTCOME).read_text()).get("device")
+        return json.loads((output / key / OUTCOME).read_text())
     except (OSError, json.JSONDecodeError):
-        return None
+        return {}
 
 
 def _lineage(key: str, stages: dict[str, StageRow]) -> list[StageRow]:
@@ -97,7 +99,8 @@ def provenance(output: Path, models: list[RunModel] | None = None) -> dict[str, 
                       "run_date": run.get("date")}
             if info.get("sha256"):
                 recipes.setdefault(info["sha256"], {k: info.get(k) for k in ("name", "path", "text")})
-        devices = {s.key: _device(output, s.key) for s in rows}
+        outcomes = {s.key: _outcome(output, s.key) for s in rows}
+        devices = {key: outcome.get("device") for key, outcome in outcomes.items()}
         checkpoints = {s.key: s.params["input_sha256"] for s in lineage
                        if s.kind == StageKind.UPSTREAM and s.params.get("input_sha256")}
         records.append({
@@ -109,8 +112,9 @@ def provenance(output: Path, models: list[RunModel] | None = None) -> dict[str, 
             "host": _one([s.host for s in rows]),
             "date": iso_time(max((s.ended for s in rows if s.ended is not None), default=None)),
             "stages": [{"key": s.key, "kind": s.kind, "plugin": s.plugin, "plugin_version": s.versions.get("plugin"),
-                        "name": s.name, "params": s.params, "started": iso_time(s.started),
-                        "ended": iso_time(s.ended), "host": s.host, "device": devices[s.key]} for s in rows],
+                        "name": s.name, "params": s.params, "execution": outcomes[s.key].get("execution", {}),
+                        "started": iso_time(s.started), "ended": iso_time(s.ended), "host": s.host,
+                        "device": devices[s.key]} for s in rows],
         })
     return {"models": records, "recipes": recipes}
 

@@ -4,12 +4,12 @@ without loading torch; :mod:`harness.training.stable_ft` trains."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
 from harness.core.errors import StageError
-from harness.core.interfaces import PluginParams, Task
+from harness.core.interfaces import EXECUTION_ONLY, PluginParams, Task
 from harness.core.manifest import PreparedCorpus
 from harness.core.params import validate_params
 from harness.core.stage import StageContext
@@ -39,9 +39,12 @@ class StableFTParams(PluginParams):
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int | None = Field(None, ge=1, description="dev evaluation period (None: at the end only)")
     dev_items: int | None = Field(400, ge=1, description="dev utterances used for model selection")
-    checkpoint_every: int | None = Field(None, ge=1)
+    # how the stage runs, not what it trains: resuming from a checkpoint gives the same weights
+    checkpoint_every: Annotated[int | None, EXECUTION_ONLY] = Field(
+        None, ge=1, description="checkpoint period in steps, to resume a stopped run")
     amp: bool = Field(True, description="mixed precision on CUDA")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: Annotated[bool, EXECUTION_ONLY] = Field(
+        False, description="recompute activations in the backward pass: less memory, same gradients")
     max_seconds: float | None = Field(None, gt=0, description="use only the first seconds of each utterance")
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
     compile: bool = Field(False, exclude_if=lambda on: not on,

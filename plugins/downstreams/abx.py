@@ -18,12 +18,14 @@ executor shares them out); the scores are the same on every path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from harness import hookimpl
 from harness.api import (
+    EXECUTION_ONLY,
     CorpusError,
     DownstreamPlugin,
     EvalResult,
@@ -52,7 +54,8 @@ class ABXParams(PluginParams):
     librilight_compat: bool = False
     protocol: Literal["embedded", "full"] = "embedded"
     max_files: int | None = None
-    max_frame_gb: float = 4.0
+    max_frame_gb: Annotated[float, EXECUTION_ONLY] = Field(
+        4.0, gt=0, allow_inf_nan=False, description="frame cache budget; past it the upstream runs on the fly")
     extract_precision: ExtractPrecision = "fp32"
 
     def files_cap(self) -> int | None:

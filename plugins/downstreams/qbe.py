@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from harness import hookimpl
 from harness.api import (
+    EXECUTION_ONLY,
     QUESST_BETA,
     CorpusError,
     DownstreamPlugin,
@@ -48,7 +49,8 @@ DECISION_SCORE = 2.0
 class QbEParams(PluginParams):
     layer: int | Literal["all"] = "all"
     beta: float = Field(QUESST_BETA, gt=0, description="weight of false alarms against misses in the TWV")
-    max_frame_gb: float = Field(4.0, gt=0, allow_inf_nan=False)
+    max_frame_gb: Annotated[float, EXECUTION_ONLY] = Field(
+        4.0, gt=0, allow_inf_nan=False, description="frame cache budget; past it the upstream runs on the fly")
     extract_precision: ExtractPrecision = "fp32"
 
 

@@ -72,7 +72,7 @@ def stage_input_paths(stages: list[Stage], plugins: PluginManager) -> dict[str, 
         try:
             cls = plugins.get(PLUGIN_KINDS[stage.kind], stage.plugin).cls
             fields = cls.Params.model_fields
-            params = cls.Params.model_validate({k: v for k, v in stage.params.items() if k in fields})
+            params = cls.Params.model_validate({k: v for k, v in stage.run_params.items() if k in fields})
         except Exception as exc:
             log.debug("no input paths for %s: %s", stage.key, exc)
             continue
