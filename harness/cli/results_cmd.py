@@ -9,10 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store, replaced_keys
 from harness.evaluation.scoring import coverage, coverage_text
+from harness.report.result_rows import metric_rows, open_store
 from harness.report.stage_times import StageTimes, stage_times
 
 
@@ -28,28 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def open_store(output: Path) -> Store:
-    if not (Path(output) / DB_NAME).is_file():
-        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
-    return Store(output, readonly=True)
-
-
-def metric_rows(store: Store) -> list[dict]:
-    """Every stored metric with its stage's labels; ``current`` is false for a stage that a later run of the
-    same cell replaced (see :func:`harness.core.store.replaced_keys`)."""
-    stages = {s.key: s for s in store.stages()}
-    replaced = replaced_keys(stages.values(), store.planned())
-    rows = []
-    for m in store.metrics():
-        stage = stages.get(m.stage)
-        labels = stage.labels if stage else {}
-        rows.append({"stage": m.stage, "kind": stage.kind if stage else None, "model": labels.get("model"),
-                     "upstream": labels.get("upstream"), "seed": labels.get("seed"), "task": m.task,
-                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
-                     "items_path": m.items_path, "current": m.stage not in replaced})
-    return rows
-
-
 def score_coverage(stage_dir: Path) -> tuple[int, int] | None:
     """(tasks scored, tasks of the reference) of a score stage whose score is partial, from its score.json."""
     try:
@@ -61,8 +38,7 @@ def score_coverage(stage_dir: Path) -> tuple[int, int] | None:
 
 def print_scores(output: Path, console: Console) -> None:
     """The SUPERB score of every model, as the last lines of `harness run`."""
-    with open_store(output) as store:
-        rows = [r for r in metric_rows(store) if r["metric"] == "superb.score" and r["current"]]
+    rows = [r for r in metric_rows(output) if r["metric"] == "superb.score" and r["current"]]
     if not rows:
         return
     table = Table(title="SUPERB score")
@@ -75,8 +51,8 @@ def print_scores(output: Path, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    rows = metric_rows(args.output)
     with open_store(args.output) as store:
-        rows = metric_rows(store)
         stages = store.stages()
     if args.json:
         from harness.report.provenance import provenance

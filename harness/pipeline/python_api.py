@@ -18,13 +18,8 @@ from harness.core.errors import HarnessError
 from harness.core.plan import build_plan
 from harness.core.recipe import load_recipe
 from harness.core.registry import default_manager
-from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store, replaced_keys
 
 log = logging.getLogger(__name__)
-
-#: the stage labels copied into every result row (what the leaderboard groups by)
-LABELS = ("upstream", "model", "finetune", "merge", "alpha", "downstream", "seed")
 
 
 def _set_pairs(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str] | None:
@@ -73,23 +68,9 @@ def run(recipe: str | Path, output: str | Path | None = None,
 def results(output: str | Path) -> list[dict[str, Any]]:
     """One flat row per stored metric of the finished stages in ``output``: ``stage``, ``kind``, the labels
     (``upstream``, ``model``, ``finetune``, ``merge``, ``alpha``, ``downstream``, ``seed``), ``task``,
-    ``metric`` (``task.name``), ``value``, ``direction``, ``n_items`` and ``current`` (false for a stage that a
-    later run of the same cell replaced after the recipe changed): ``pandas.DataFrame(rows)``."""
-    output = Path(output)
-    if not (output / DB_NAME).is_file():
-        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
-    with Store(output, readonly=True) as store:
-        stages = {s.key: s for s in store.stages(status="done")}
-        metrics = store.metrics()
-        planned = store.planned()
-    replaced = replaced_keys(stages.values(), planned)
-    rows = []
-    for m in metrics:
-        stage = stages.get(m.stage)
-        if stage is None:
-            continue
-        labels = {name: stage.labels.get(name) for name in LABELS}
-        rows.append({"stage": m.stage, "kind": StageKind(stage.kind).value, **labels, "task": m.task,
-                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
-                     "current": m.stage not in replaced})
-    return rows
+    ``metric`` (``task.name``), ``value``, ``direction``, ``n_items``, ``items_path`` (per-item results, under
+    ``output``) and ``current`` (false for a stage that a later run of the same cell replaced after the recipe
+    changed): ``pandas.DataFrame(rows)``."""
+    from harness.report.result_rows import metric_rows
+
+    return metric_rows(Path(output))
