@@ -82,8 +82,12 @@ def _commands() -> dict[str, Callable[[], ModuleType]]:
         from harness.cli import export_cmd
         return export_cmd
 
+    def drift():
+        from harness.cli import drift_cmd
+        return drift_cmd
+
     return {f.__name__: f for f in (run, plan, results, leaderboard, compare, plugins, prepare, extract, merge, abx,
-                                          score, der, eer, models, export)}
+                                          score, der, eer, models, export, drift)}
 
 
 COMMANDS = _commands()

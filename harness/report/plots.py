@@ -1,4 +1,5 @@
-"""Leaderboard figures (matplotlib, Agg): SUPERB score against α, learned layer weights, per-task bars.
+"""Leaderboard figures (matplotlib, Agg): SUPERB score against α, learned layer weights, per-task bars; and
+``harness drift``'s weight change and CKA by layer.
 
 The functions take plain data and return a :class:`matplotlib.figure.Figure`; :func:`svg` and
 :func:`png` encode one (deterministically) for embedding or saving.
@@ -116,6 +117,29 @@ def layer_weights(panels: dict[str, dict[str, list[float]]]) -> Figure:
                 by_label.setdefault(label, h)
         fig.legend(list(by_label.values()), list(by_label), loc="outside lower center", ncols=3, frameon=False,
                    fontsize=8)
+    return fig
+
+
+def drift_figure(models: Sequence[tuple[str, dict[str, float], list[float]]]) -> Figure:
+    """Two panels, one line per model ``(label, weight change per block, CKA per hidden state)``: the relative
+    weight change by block (in %) and the linear CKA with the pre-trained model by hidden state."""
+    blocks = [b for b in dict.fromkeys(b for _, w, _ in models for b in w) if b != "all"]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(8.0, 3.2 + 0.3 * math.ceil(len(models) / 2))
+        moved, similar = fig.subplots(1, 2)
+        for k, (label, weights, cka) in enumerate(models):
+            color = PALETTE[k % len(PALETTE)]
+            moved.plot(range(len(blocks)), [100 * weights.get(b, math.nan) for b in blocks], marker="o", lw=1.4,
+                       color=color, label=label)
+            similar.plot(range(len(cka)), cka, marker="o", lw=1.4, color=color)
+        moved.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right")
+        moved.set_ylabel("‖θ − θ0‖ / ‖θ0‖ (%)")
+        moved.set_title("weight change from θ0")
+        similar.xaxis.set_major_locator(MaxNLocator(integer=True))
+        similar.set_xlabel("hidden state")
+        similar.set_ylabel("linear CKA")
+        similar.set_title("representation similarity with θ0")
+        fig.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=8)
     return fig
 
 

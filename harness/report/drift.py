@@ -1,0 +1,223 @@
+"""How far each model of a run moved from its pre-trained model θ0, in weights and in representations.
+
+Per model: the relative change of its weights, ``‖θ − θ0‖ / ‖θ0‖`` over each block (the CNN, each
+transformer layer, the rest) and over all of them, and the linear CKA (Kornblith et al., 2019) between
+each of its hidden states and θ0's on the same frames of a corpus split. A Speech-FT model, θ0 + α·(θft −
+θ0), has exactly α times its fine-tuned model's weight change; CKA shows what that does to the
+representations, layer by layer (1: the same up to rotation and scale).
+
+θ0 is the model the fine-tuning started from: the upstream stage, or the continued pre-training a recipe
+ran first. Hidden states are the model's own (no layer norm), extracted for θ0 and its models batch by
+batch; the CKA statistics are accumulated over the batches (float64), so memory does not grow with the
+number of frames.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.core.errors import HarnessError
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import PluginManager
+from harness.core.stage_kinds import StageKind
+from harness.core.store import StageRow, Store
+from harness.data import audio
+from harness.models.inference import batched_forward, length_sorted_batches
+from harness.models.model_io import load_model
+from harness.report.models import RunModel, run_models
+
+#: a transformer layer's parameters: ``...layers.<i>.``
+LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+class CKAStatistics:
+    """What linear CKA needs of two feature sets, summed over frames added in chunks: ``XᵀX``, ``YᵀY``,
+    ``YᵀX``, the column sums and the frame count (float64)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.xx = self.yy = self.yx = self.sx = self.sy = None  # type: ignore[assignment]
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Frames ``x`` [n, d1] and ``y`` [n, d2], row i of both the same frame."""
+        if x.shape[0] != y.shape[0]:
+            raise HarnessError(f"two models gave {x.shape[0]} and {y.shape[0]} frames for the same audio; CKA "
+                               "compares models of one architecture.")
+        x, y = x.double(), y.double()
+        parts = (x.T @ x, y.T @ y, y.T @ x, x.sum(0), y.sum(0))
+        if self.xx is None:
+            self.xx, self.yy, self.yx, self.sx, self.sy = parts
+        else:
+            for name, part in zip(("xx", "yy", "yx", "sx", "sy"), parts, strict=True):
+                getattr(self, name).add_(part)
+        self.n += x.shape[0]
+
+    def cka(self) -> float:
+        """Linear CKA of the frames added: ``‖YcᵀXc‖²_F / (‖XcᵀXc‖_F ‖YcᵀYc‖_F)`` with centred columns."""
+        if self.n < 2:
+            raise HarnessError("linear CKA needs at least two frames.")
+        xx = self.xx - torch.outer(self.sx, self.sx) / self.n
+        yy = self.yy - torch.outer(self.sy, self.sy) / self.n
+        yx = self.yx - torch.outer(self.sy, self.sx) / self.n
+        denominator = torch.linalg.matrix_norm(xx) * torch.linalg.matrix_norm(yy)
+        return float(torch.linalg.matrix_norm(yx) ** 2 / denominator) if denominator > 0 else float("nan")
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA of two feature sets of the same ``n`` frames ([n, d1], [n, d2])."""
+    stats = CKAStatistics()
+    stats.add(x, y)
+    return stats.cka()
+
+
+def weight_blocks(model: torch.nn.Module, cnn: torch.nn.Module | None) -> dict[str, str]:
+    """Each parameter's block: ``cnn`` (the downsampling module), ``layer i`` (transformer layer i, from 1,
+    whose output is hidden state i), or ``other`` (projections, positional convolution, norms)."""
+    prefix = next((name for name, module in model.named_modules() if module is cnn and name), None)
+    out = {}
+    for name, _ in model.named_parameters():
+        layer = LAYER.search(name)
+        if prefix is not None and name.startswith(prefix + "."):
+            out[name] = "cnn"
+        elif layer is not None:
+            out[name] = f"layer {int(layer.group(1)) + 1}"
+        else:
+            out[name] = "other"
+    return out
+
+
+def weight_change(model: torch.nn.Module, base: torch.nn.Module, blocks: dict[str, str]) -> dict[str, float]:
+    """``‖θ − θ0‖ / ‖θ0‖`` per block and over every parameter (``all``), blocks in the model's order."""
+    base_params = dict(base.named_parameters())
+    moved: dict[str, float] = {}
+    size: dict[str, float] = {}
+    for name, param in model.named_parameters():
+        if name not in base_params:
+            raise HarnessError(f"the pre-trained model has no parameter {name}; the two models differ in "
+                               "architecture.")
+        reference = base_params[name].detach().double()
+        for block in (blocks[name], "all"):
+            moved[block] = moved.get(block, 0.0) + float((param.detach().double() - reference).pow(2).sum())
+            size[block] = size.get(block, 0.0) + float(reference.pow(2).sum())
+    order = [*dict.fromkeys(blocks.values()), "all"]
+    return {b: (moved[b] / size[b]) ** 0.5 if size[b] > 0 else float("nan") for b in order if b in moved}
+
+
+def pretrained_of(key: str, stages: dict[str, StageRow]) -> str:
+    """The stage key of θ0 for the model stage ``key``: up through fine-tunings (their ``model``) and merges
+    (their ``base``) to the upstream, or to the continued pre-training the recipe ran first."""
+    stage = stages.get(key)
+    while stage is not None and stage.kind in (StageKind.FINETUNE, StageKind.MERGE):
+        if stage.kind == StageKind.FINETUNE and stage.labels.get("finetune") == "pretrain":
+            break
+        key = stage.inputs["model" if stage.kind == StageKind.FINETUNE else "base"]
+        stage = stages.get(key)
+    return key
+
+
+@dataclass
+class ModelDrift:
+    model: RunModel
+    pretrained: str  # θ0's stage key
+    weights: dict[str, float]  # block -> relative change; "all" last
+    cka: list[float] = field(default_factory=list)  # per hidden state, 0 = the input to the first layer
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.model
+        return {"model": m.label, "upstream": m.upstream, "seed": m.seed, "stage": m.stage,
+                "pretrained": self.pretrained, "weight_change": self.weights, "cka": self.cka}
+
+
+@dataclass
+class DriftReport:
+    corpus: str
+    split: str
+    utterances: int
+    frames: int
+    models: list[ModelDrift]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances, "frames": self.frames,
+                "models": [m.to_dict() for m in self.models]}
+
+
+def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
+    """The prepared corpus called ``name``, or, without one, the corpus most evaluations read."""
+    corpora = {s.labels.get("corpus"): s for s in stages.values() if s.kind == StageKind.PREPARE}
+    if name is None:
+        used = [s.inputs.get("corpus") for s in stages.values() if s.kind == StageKind.EVALUATE]
+        by_use = sorted(corpora.values(), key=lambda s: -used.count(s.key))
+        if not by_use:
+            raise HarnessError("this run prepared no corpus, so there is no audio to compare representations on.")
+        return by_use[0]
+    if name not in corpora:
+        known = ", ".join(sorted(str(c) for c in corpora)) or "none"
+        raise HarnessError(f"this run prepared no corpus {name!r} (it has: {known}); give one of them with --corpus.")
+    return corpora[name]
+
+
+def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None, split: str = "test",
+                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0,
+                models: Sequence[RunModel] | None = None) -> DriftReport:
+    """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` (or of
+    ``models``) that is not θ0 itself, on the first ``utterances`` of ``split`` of ``corpus``."""
+    output = Path(output)
+    chosen = [m for m in (run_models(output) if models is None else models) if m.evaluated]
+    with Store(output, readonly=True) as store:
+        stages = {s.key: s for s in store.stages(status="done")}
+    prepared_stage = corpus_stage(stages, corpus)
+    prepared = PreparedCorpus(output / prepared_stage.key)
+    if split not in prepared.splits:
+        raise HarnessError(f"corpus {prepared_stage.labels.get('corpus')} has no split {split!r} (it has: "
+                           f"{', '.join(prepared.splits)}); give one of them with --split.")
+    rows = prepared.utterances(split)[:utterances]
+    by_pretrained: dict[str, list[RunModel]] = {}
+    for m in chosen:
+        reference = pretrained_of(m.stage, stages)
+        if reference != m.stage:
+            by_pretrained.setdefault(reference, []).append(m)
+    if not by_pretrained:
+        raise HarnessError(f"{output} holds no evaluated model other than pre-trained ones; fine-tune or merge one "
+                           "first.")
+    results: list[ModelDrift] = []
+    frames = 0
+    for reference, group in by_pretrained.items():
+        base = load_model(output / reference, plugins).to(device)
+        tuned = [load_model(m.folder, plugins).to(device) for m in group]
+        drifts = [ModelDrift(m, reference, weight_change(model, base, weight_blocks(base, base.downsampling_module())))
+                  for m, model in zip(group, tuned, strict=True)]
+        stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
+        frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
+        for drift, per_layer in zip(drifts, stats, strict=True):
+            drift.cka = [s.cka() for s in per_layer]
+        results += drifts
+    order = {m.stage: i for i, m in enumerate(chosen)}
+    results.sort(key=lambda d: order[d.model.stage])
+    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), frames, results)
+
+
+def _accumulate(base: Any, tuned: list[Any], rows: list[dict[str, Any]], stats: list[list[CKAStatistics]],
+                device: torch.device | str, max_seconds: float) -> int:
+    """Run θ0 and its models on the same batches of ``rows``, one batch at a time; add each hidden state's
+    frames to ``stats``. Returns the number of frames."""
+    wavs = [audio.load_utterance(r) for r in rows]
+    frames = 0
+    for batch in length_sorted_batches([len(w) for w in wavs], max_seconds):
+        reference = _frames(base, wavs, batch, device)
+        frames += reference[0].shape[0]
+        for model, per_layer in zip(tuned, stats, strict=True):
+            for s, x, y in zip(per_layer, reference, _frames(model, wavs, batch, device), strict=True):
+                s.add(x, y)
+    return frames
+
+
+def _frames(model: Any, wavs: list[Any], batch: list[int], device: torch.device | str) -> list[torch.Tensor]:
+    """Per hidden state, the valid frames of the utterances of ``batch`` one after another."""
+    states = dict(batched_forward(model, wavs, batches=[batch], device=device))
+    return [torch.cat([states[i][layer] for i in batch]) for layer in range(len(states[batch[0]]))]

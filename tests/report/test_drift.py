@@ -1,0 +1,174 @@
+"""`harness drift`: the relative weight change per block and the linear CKA with θ0 per hidden state,
+checked against an independent CKA (the HSIC form over n × n Gram matrices), the invariances CKA has, and
+the Speech-FT identity θ0 + α(θft − θ0) → exactly α times the fine-tuned model's weight change."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.core.errors import HarnessError
+from harness.core.manifest import PreparedCorpus
+from harness.core.registry import default_manager
+from harness.core.store import StageRow, Store
+from harness.data import audio
+from harness.models.inference import batched_forward
+from harness.models.model_io import load_model
+from harness.report.drift import CKAStatistics, linear_cka, pretrained_of, weight_blocks, weight_change
+
+
+def hsic_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """CKA as Kornblith et al. define it: HSIC of the centred Gram matrices, normalised."""
+    x, y = x.double(), y.double()
+    n = x.shape[0]
+    h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    k, l_ = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+    return float((k * l_).sum() / torch.sqrt((k * k).sum() * (l_ * l_).sum()))
+
+
+def test_linear_cka_equals_the_hsic_form_and_has_its_invariances():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 12, generator=g)
+    y = x[:, :8] @ torch.randn(8, 6, generator=g) + 0.5 * torch.randn(200, 6, generator=g)
+    assert linear_cka(x, y) == pytest.approx(hsic_cka(x, y), abs=1e-10)
+    assert 0.05 < linear_cka(x, y) < 0.95
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    assert linear_cka(x, (x.double() @ q) * 3.0 + 5.0) == pytest.approx(1.0, abs=1e-10)  # rotation, scale, shift
+    assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), abs=1e-12)
+    chunked = CKAStatistics()
+    for start in range(0, 200, 37):  # accumulated over uneven chunks: the same value
+        chunked.add(x[start:start + 37], y[start:start + 37])
+    assert chunked.cka() == pytest.approx(linear_cka(x, y), abs=1e-12)
+    with pytest.raises(HarnessError, match="gave 200 and 199 frames"):
+        linear_cka(x, y[:199])
+
+
+def _tiny_hubert():
+    plugin = default_manager().create("upstream", "hubert")
+    return plugin.build(plugin.Params(preset="tiny"), 0)
+
+
+def test_blocks_and_the_weight_change_of_an_interpolated_model():
+    base = _tiny_hubert()
+    blocks = weight_blocks(base, base.downsampling_module())
+    assert {n for n, b in blocks.items() if b == "cnn"} == {n for n, _ in base.named_parameters()
+                                                            if n.startswith("feature_extractor.")}
+    assert blocks["encoder.layers.0.attention.k_proj.weight"] == "layer 1"
+    assert blocks["feature_projection.projection.weight"] == "other"
+    g = torch.Generator().manual_seed(1)
+    deltas = {n: torch.randn(p.shape, generator=g) * 0.01 for n, p in base.named_parameters()}
+    tuned, merged = _tiny_hubert(), _tiny_hubert()
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            p.add_(deltas[name])
+        for name, p in merged.named_parameters():
+            p.add_(0.25 * deltas[name])
+    full, speech_ft = weight_change(tuned, base, blocks), weight_change(merged, base, blocks)
+    assert list(full) == [*dict.fromkeys(blocks.values()), "all"]
+    for block in full:
+        assert speech_ft[block] == pytest.approx(0.25 * full[block], rel=1e-5)
+    by_hand = {n: p for n, p in base.named_parameters() if blocks[n] == "layer 2"}
+    moved = sum(float(deltas[n].double().pow(2).sum()) for n in by_hand)
+    size = sum(float(p.detach().double().pow(2).sum()) for p in by_hand.values())
+    assert full["layer 2"] == pytest.approx((moved / size) ** 0.5, rel=1e-5)
+
+
+def _row(key: str, kind: str, inputs: dict, labels: dict | None = None) -> StageRow:
+    return StageRow(key, kind, "p", "", {}, inputs, labels or {}, "done", 0, 1, 1, None, None, {}, None, [])
+
+
+def test_the_pretrained_model_is_found_through_fine_tunings_merges_and_continued_pretraining():
+    stages = {s.key: s for s in [
+        _row("up", "upstream", {}), _row("ft", "finetune", {"model": "up"}), _row("m", "merge", {"base": "up",
+                                                                                             "models.0": "ft"}),
+        _row("link", "merge", {"base": "m", "models.0": "ft"}),
+        _row("pre", "finetune", {"model": "up"}, {"finetune": "pretrain"}), _row("ft2", "finetune", {"model": "pre"}),
+    ]}
+    assert [pretrained_of(k, stages) for k in ("up", "ft", "m", "link", "pre", "ft2")] == [
+        "up", "up", "up", "up", "pre", "pre"]
+
+
+RECIPE = """\
+name: drift
+output: {output}
+seeds: [0]
+corpora:
+  speech: {{plugin: synthetic, n_utterances: 24, n_speakers: 4, n_unseen_speakers: 1}}
+upstreams:
+  hub: {{plugin: hubert, preset: tiny}}
+finetune:
+  pr: {{plugin: supervised, task: pr, corpus: speech, steps: 4, batch_seconds: 4, beta: 0.25}}
+merges:
+  speech_ft: {{plugin: linear, alpha: [0.25, 1.0]}}
+downstreams:
+  sid: {{plugin: sid, corpus: speech, steps: 2, eval_every: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def drift_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("drift")
+    path = tmp / "drift.yaml"
+    path.write_text(textwrap.dedent(RECIPE).format(output=tmp / "out"))
+    assert main(["run", str(path), "--device", "cpu"]) == 0
+    return tmp / "out"
+
+
+def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tmp_path):
+    capsys.readouterr()
+    figure = tmp_path / "drift.png"
+    assert main(["drift", str(drift_run), "--split", "train", "--utterances", "6", "--json", "--plot", str(figure)
+                 ]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert (report["corpus"], report["split"], report["utterances"]) == ("speech", "train", 6)
+    by_label = {m["model"]: m for m in report["models"]}
+    assert set(by_label) == {"pr · speech_ft alpha=0.25", "pr · speech_ft alpha=1.0"}  # θ0 is the reference
+    speech_ft, stable_ft = by_label["pr · speech_ft alpha=0.25"], by_label["pr · speech_ft alpha=1.0"]
+    assert speech_ft["pretrained"] == stable_ft["pretrained"]
+    assert stable_ft["weight_change"]["cnn"] == 0.0  # stable fine-tuning keeps the CNN frozen
+    assert stable_ft["weight_change"]["all"] > 0
+    for block, value in stable_ft["weight_change"].items():
+        assert speech_ft["weight_change"][block] == pytest.approx(0.25 * value, rel=1e-4, abs=1e-12), block
+
+    # CKA from the full hidden states of the same utterances, by the HSIC form
+    plugins = default_manager()
+    with Store(drift_run, readonly=True) as store:
+        corpus_key = next(s.key for s in store.stages() if s.kind == "prepare")
+    rows = PreparedCorpus(drift_run / corpus_key).utterances("train")[:6]
+    wavs = [audio.load_utterance(r) for r in rows]
+
+    def states(folder):
+        model = load_model(folder, plugins)
+        out = dict(batched_forward(model, wavs, batches=[[i] for i in range(len(wavs))]))
+        return [torch.cat([out[i][layer] for i in range(len(wavs))]) for layer in range(model.num_hidden_states)]
+
+    base = states(drift_run / stable_ft["pretrained"])
+    for model in (speech_ft, stable_ft):
+        tuned = states(drift_run / model["stage"])
+        assert report["frames"] == base[0].shape[0]
+        assert model["cka"] == pytest.approx([hsic_cka(b, t) for b, t in zip(base, tuned, strict=True)], abs=1e-6)
+        assert all(0 < v <= 1 + 1e-9 for v in model["cka"])
+    assert min(speech_ft["cka"]) < 1 - 1e-6  # the representations did move
+
+
+def test_drift_table_and_its_refusals(drift_run, capsys):
+    capsys.readouterr()
+    assert main(["drift", str(drift_run), "--utterances", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "weight change from the pre-trained model" in out and "pr · speech_ft alpha=0.25" in out
+    assert "linear CKA with the pre-trained model by hidden state (3 utterances of speech test" in out
+    for args, message in [
+        (["--corpus", "nope"], "this run prepared no corpus 'nope' (it has: speech); give one of them with --corpus."),
+        (["--split", "nope"], "corpus speech has no split 'nope'"),
+        (["--utterances", "0"], "--utterances 0 compares no audio; give 1 or more."),
+        (["--plot", "x.pdf"], "--plot x.pdf names no figure format; end it in .png or .svg."),
+    ]:
+        assert main(["drift", str(drift_run), *args]) == 2
+        assert message in " ".join(capsys.readouterr().err.split())
+    assert main(["drift", str(drift_run / "absent")]) == 2
+    assert "holds no results store" in capsys.readouterr().err
