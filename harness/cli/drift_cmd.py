@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -17,6 +18,10 @@ from harness.core.registry import default_manager
 from harness.models.model_io import model_device
 from harness.report.drift import DriftReport, ModelDrift, model_drift
 from harness.report.result_rows import open_store
+
+#: how to read the CKA table
+NOTE = ("Hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same representation "
+        "up to rotation and scale.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--utterances", type=int, default=100, metavar="N",
                         help="the first N utterances of the split (default 100)")
     parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu (default), auto, cuda or cuda:N")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--format", choices=["table", "md", "json"], default="table",
+                        help="tables on the terminal (default), Markdown, or JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="also draw both measures by layer (.png or .svg)")
     parser.set_defaults(func=run)
@@ -47,15 +53,17 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 
-        figure = drift_figure([(d.model.full_label, d.weights, d.cka) for d in report.models])
+        figure = drift_figure([(model_label(report, d, with_seed=True), d.weights, d.cka) for d in report.models])
         if args.plot.suffix.lower() == ".svg":
             args.plot.write_text(svg(figure), encoding="utf-8")
         else:
             args.plot.write_bytes(png(figure))
-    if args.json:
+    if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-        return 0
-    print_report(report, Console(highlight=False))
+    elif args.format == "md":
+        print(markdown(report), end="")
+    else:
+        print_report(report, Console(highlight=False))
     return 0
 
 
@@ -65,35 +73,59 @@ def _cell(value: float, percent: bool) -> str:
     return f"{100 * value:.2f}" if percent else f"{value:.3f}"
 
 
-def print_report(report: DriftReport, console: Console) -> None:
-    """Two tables: the relative weight change per block, and the CKA with θ0 per hidden state."""
+@dataclass
+class _Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def model_label(report: DriftReport, drift: ModelDrift, with_seed: bool = False) -> str:
+    """The leaderboard's label of a model (``upstream · label`` when the report has several upstreams), and
+    its seed where asked and the report has several."""
+    models = report.models
+    label = drift.model.full_label if len({d.model.upstream for d in models}) > 1 else drift.model.label
+    if with_seed and len({d.model.seed for d in models}) > 1:
+        label += f", seed {drift.model.seed}"
+    return label
+
+
+def report_tables(report: DriftReport) -> list[_Table]:
+    """The relative weight change per block, and the CKA with θ0 per hidden state, as text cells."""
+    def named(d: ModelDrift) -> list[str]:
+        return [model_label(report, d), "" if d.model.seed is None else str(d.model.seed)]
+
     blocks = list(dict.fromkeys(b for d in report.models for b in d.weights))
-    several = len({d.model.upstream for d in report.models}) > 1  # the leaderboard's labels
-
-    def label(d: ModelDrift) -> str:
-        return d.model.full_label if several else d.model.label
-
-    weights = Table(title="weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)")
-    weights.add_column("model")
-    weights.add_column("seed", justify="right")
-    for block in blocks:
-        weights.add_column(block, justify="right")
-    for d in report.models:
-        weights.add_row(label(d), "" if d.model.seed is None else str(d.model.seed),
-                        *[_cell(d.weights[b], True) if b in d.weights else "" for b in blocks])
-    console.print(weights)
+    weights = _Table("Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)", ["model", "seed", *blocks],
+                     [[*named(d), *[_cell(d.weights[b], True) if b in d.weights else "" for b in blocks]]
+                      for d in report.models])
     states = max((len(d.cka) for d in report.models), default=0)
-    cka = Table(title=f"linear CKA with the pre-trained model by hidden state ({report.utterances} utterances of "
-                      f"{report.corpus} {report.split}, {report.frames} frames)")
-    cka.add_column("model")
-    cka.add_column("seed", justify="right")
-    for i in range(states):
-        cka.add_column(str(i), justify="right")
-    cka.add_column("mean", justify="right")
-    for d in report.models:
-        mean = sum(d.cka) / len(d.cka) if d.cka else float("nan")
-        cka.add_row(label(d), "" if d.model.seed is None else str(d.model.seed),
-                    *[_cell(v, False) for v in d.cka], *[""] * (states - len(d.cka)), _cell(mean, False))
-    console.print(cka)
-    console.print("hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same "
-                  "representation up to rotation and scale.")
+    cka = _Table(f"Linear CKA with the pre-trained model by hidden state ({report.utterances} utterances of "
+                 f"{report.corpus} {report.split}, {report.frames} frames)",
+                 ["model", "seed", *map(str, range(states)), "mean"],
+                 [[*named(d), *[_cell(v, False) for v in d.cka], *[""] * (states - len(d.cka)),
+                   _cell(sum(d.cka) / len(d.cka) if d.cka else math.nan, False)] for d in report.models])
+    return [weights, cka]
+
+
+def print_report(report: DriftReport, console: Console) -> None:
+    """The report's tables on a terminal."""
+    for table in report_tables(report):
+        shown = Table(title=table.title)
+        for i, name in enumerate(table.header):
+            shown.add_column(name, justify="left" if i == 0 else "right")
+        for row in table.rows:
+            shown.add_row(*row)
+        console.print(shown)
+    console.print(NOTE)
+
+
+def markdown(report: DriftReport) -> str:
+    """The report's tables as Markdown, each under its title, and the note on hidden states."""
+    parts = []
+    for table in report_tables(report):
+        align = ["---", *["---:"] * (len(table.header) - 1)]
+        lines = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |", "| " + " | ".join(align) + " |"]
+        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + f"\n\n{NOTE}\n"

@@ -121,8 +121,8 @@ def drift_run(tmp_path_factory):
 def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tmp_path):
     capsys.readouterr()
     figure = tmp_path / "drift.png"
-    assert main(["drift", str(drift_run), "--split", "train", "--utterances", "6", "--json", "--plot", str(figure)
-                 ]) == 0
+    assert main(["drift", str(drift_run), "--split", "train", "--utterances", "6", "--format", "json",
+                 "--plot", str(figure)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert (report["corpus"], report["split"], report["utterances"]) == ("speech", "train", 6)
@@ -160,8 +160,14 @@ def test_drift_table_and_its_refusals(drift_run, capsys):
     capsys.readouterr()
     assert main(["drift", str(drift_run), "--utterances", "3"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "weight change from the pre-trained model" in out and "pr · speech_ft alpha=0.25" in out
-    assert "linear CKA with the pre-trained model by hidden state (3 utterances of speech test" in out
+    assert "Weight change from the pre-trained model" in out and "pr · speech_ft alpha=0.25" in out
+    assert "Linear CKA with the pre-trained model by hidden state (3 utterances of speech test" in out
+    assert main(["drift", str(drift_run), "--utterances", "3", "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("**Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)**\n\n")
+    assert "| model | seed | cnn | other | layer 1 | layer 2 | layer 3 | all |" in md  # the tiny HuBERT's blocks
+    assert "| model | seed | 0 | 1 | 2 | 3 | mean |" in md
+    assert "\n| pr · speech_ft alpha=1.0 | 0 | 0.00 |" in md  # the CNN stayed frozen
     for args, message in [
         (["--corpus", "nope"], "this run prepared no corpus 'nope' (it has: speech); give one of them with --corpus."),
         (["--split", "nope"], "corpus speech has no split 'nope'"),
