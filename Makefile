@@ -32,6 +32,9 @@ demo: setup
 	# the main table, which README.md quotes between its demo-leaderboard markers (tests/test_readme_demo.py)
 	mkdir -p docs
 	awk '/^\| upstream \| model \| seeds/{p=1} p && !/^\|/{exit} p' runs/demo/leaderboard.md > docs/demo_leaderboard.md
+	# how far each model moved from the pre-trained one (README.md quotes it between its demo-drift markers)
+	$(VENV)/bin/harness drift runs/demo --format md --plot runs/demo/drift.png > docs/demo_drift.md
+	cat docs/demo_drift.md
 
 # the demo over three seeds, into runs/demo (seed 0's stages are the demo's): the tables and the
 # comparisons README.md quotes between its evidence-leaderboard markers

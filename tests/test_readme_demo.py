@@ -1,7 +1,8 @@
-"""The demo table README.md quotes is the one `make demo` last wrote (docs/demo_leaderboard.md), and
-the three-seed evidence it quotes is what `make evidence` last wrote (docs/demo_evidence.md), so the
-README's numbers cannot drift from what the code prints. Both take minutes, too long for the suite:
-the make targets regenerate the files, and these tests compare the README with them."""
+"""The demo tables README.md quotes are the ones `make demo` last wrote (docs/demo_leaderboard.md, and
+docs/demo_drift.md from `harness drift`), and the three-seed evidence it quotes is what `make evidence`
+last wrote (docs/demo_evidence.md), so the README's numbers cannot drift from what the code prints. Both
+take minutes, too long for the suite: the make targets regenerate the files, and these tests compare the
+README with them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ START, END = "<!-- demo-leaderboard:start -->", "<!-- demo-leaderboard:end -->"
 QUOTES = {  # marker name -> (file the make target writes, the target)
     "demo-leaderboard": ("demo_leaderboard.md", "make demo"),
     "evidence-leaderboard": ("demo_evidence.md", "make evidence"),
+    "demo-drift": ("demo_drift.md", "make demo"),
 }
 
 

@@ -15,9 +15,9 @@ from rich.table import Table
 
 from harness.core.errors import HarnessError
 from harness.core.registry import default_manager
+from harness.core.result_rows import open_store
 from harness.models.model_io import model_device
 from harness.report.drift import DriftReport, ModelDrift, model_drift
-from harness.report.result_rows import open_store
 
 #: how to read the CKA table
 NOTE = ("Hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same representation "

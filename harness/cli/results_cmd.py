@@ -9,9 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from harness.core.result_rows import metric_rows, open_store
 from harness.core.stage_kinds import StageKind
 from harness.evaluation.scoring import coverage, coverage_text
-from harness.report.result_rows import metric_rows, open_store
 from harness.report.stage_times import StageTimes, stage_times
 
 

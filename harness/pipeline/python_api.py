@@ -71,6 +71,6 @@ def results(output: str | Path) -> list[dict[str, Any]]:
     ``metric`` (``task.name``), ``value``, ``direction``, ``n_items``, ``items_path`` (per-item results, under
     ``output``) and ``current`` (false for a stage that a later run of the same cell replaced after the recipe
     changed): ``pandas.DataFrame(rows)``."""
-    from harness.report.result_rows import metric_rows
+    from harness.core.result_rows import metric_rows
 
     return metric_rows(Path(output))
