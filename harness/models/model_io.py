@@ -52,6 +52,9 @@ def load_model(model_dir: Path, plugins: PluginManager) -> UpstreamModel:
     meta = read_model_config(model_dir)
     plugin = plugins.create("upstream", meta["family"])
     model = plugin.from_config(meta["config"])
+    if not (model_dir / WEIGHTS).is_file():
+        raise CheckpointError(f"{model_dir} holds {CONFIG} but no {WEIGHTS}; give a complete model folder (a run "
+                              "writes a model folder you delete again when its recipe runs).")
     state = load_file(str(model_dir / WEIGHTS))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in model.optional_weights]

@@ -5,6 +5,7 @@ the Speech-FT identity θ0 + α(θft − θ0) → exactly α times the fine-tune
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -156,7 +157,7 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
     assert min(speech_ft["cka"]) < 1 - 1e-6  # the representations did move
 
 
-def test_drift_table_and_its_refusals(drift_run, capsys):
+def test_drift_table_and_its_refusals(drift_run, capsys, tmp_path):
     capsys.readouterr()
     assert main(["drift", str(drift_run), "--utterances", "3"]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -178,3 +179,11 @@ def test_drift_table_and_its_refusals(drift_run, capsys):
         assert message in " ".join(capsys.readouterr().err.split())
     assert main(["drift", str(drift_run / "absent")]) == 2
     assert "holds no results store" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(drift_run, damaged)
+    assert main(["drift", str(damaged), "--format", "json"]) == 0
+    stage = json.loads(capsys.readouterr().out)["models"][0]["stage"]
+    (damaged / stage / "model.safetensors").unlink()  # weights deleted to save space
+    assert main(["drift", str(damaged)]) == 2
+    assert f"{damaged / stage} holds upstream.json but no model.safetensors; give a complete model folder" in " ".join(
+        capsys.readouterr().err.split())
