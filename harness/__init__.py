@@ -1,7 +1,8 @@
 """The Speech-FT benchmark harness: fine-tune, merge and evaluate self-supervised speech models.
 
-``harness.run(recipe, output=..., overrides=...)`` and ``harness.results(dir)`` are the Python entry
-points (:mod:`harness.pipeline.python_api`), imported on first use so that ``import harness`` stays light.
+``harness.run(recipe, output=..., overrides=...)``, ``harness.results(dir)`` (:mod:`harness.pipeline.python_api`)
+and ``harness.drift(dir)`` (:mod:`harness.report.drift`) are the Python entry points, imported on first use so
+that ``import harness`` stays light.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 from harness.core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__", "run", "results"]
+__all__ = ["hookimpl", "__version__", "run", "results", "drift"]
 
-_LAZY = {"run": "harness.pipeline.python_api", "results": "harness.pipeline.python_api"}
+_LAZY = {"run": "harness.pipeline.python_api", "results": "harness.pipeline.python_api",
+         "drift": "harness.report.drift"}
 
 
 def __getattr__(name: str) -> Any:

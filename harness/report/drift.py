@@ -24,12 +24,12 @@ import torch
 
 from harness.core.errors import HarnessError
 from harness.core.manifest import PreparedCorpus
-from harness.core.registry import PluginManager
+from harness.core.registry import PluginManager, default_manager
 from harness.core.stage_kinds import StageKind
 from harness.core.store import StageRow, Store
 from harness.data import audio
 from harness.models.inference import batched_forward, length_sorted_batches
-from harness.models.model_io import load_model
+from harness.models.model_io import load_model, model_device
 from harness.report.models import RunModel, run_models
 
 #: a transformer layer's parameters: ``...layers.<i>.``
@@ -200,6 +200,16 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
     return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), frames, results)
+
+
+def drift(output: str | Path, *, corpus: str | None = None, split: str = "test", utterances: int = 100,
+          device: str = "cpu") -> dict[str, Any]:
+    """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
+    ``split``, ``utterances``, ``frames`` and per model ``weight_change`` by block and ``cka`` by hidden state)."""
+    if utterances < 1:
+        raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
+    return model_drift(Path(output), default_manager(), corpus=corpus, split=split, utterances=utterances,
+                       device=model_device(device)).to_dict()
 
 
 def _accumulate(base: Any, tuned: list[Any], rows: list[dict[str, Any]], stats: list[list[CKAStatistics]],

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 
+import harness
 from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.core.manifest import PreparedCorpus
@@ -126,6 +127,7 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
                  "--plot", str(figure)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert harness.drift(drift_run, split="train", utterances=6) == report  # the same from Python
     assert (report["corpus"], report["split"], report["utterances"]) == ("speech", "train", 6)
     by_label = {m["model"]: m for m in report["models"]}
     assert set(by_label) == {"pr · speech_ft alpha=0.25", "pr · speech_ft alpha=1.0"}  # θ0 is the reference
