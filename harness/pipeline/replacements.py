@@ -25,10 +25,12 @@ from harness.pipeline.execute import OUTCOME, artifact_dir
 class Replacement:
     stage: Stage  # planned and not run yet
     replaces: StageRow  # the current finished stage of its cell in the store
+    ran_with: dict[str, Any]  # the execution-only values that one ran with (where not their defaults)
 
     def changes(self) -> list[str]:
-        """The parameters that differ, e.g. ``sid steps 50 → 100`` (none listed when only inputs differ)."""
-        return _changes(self.stage, self.replaces.params, self.stage.params)
+        """The parameters that differ, e.g. ``sid steps 50 → 100`` (none listed when only inputs differ), the
+        values each stage runs with compared."""
+        return _changes(self.stage, {**self.replaces.params, **self.ran_with}, self.stage.run_params)
 
 
 @dataclass
@@ -46,6 +48,14 @@ def _changes(stage: Stage, old: dict[str, Any], new: dict[str, Any]) -> list[str
     return [f"{name} {k} {before} → {after}" for k, before, after in changed_params(old, new)]
 
 
+def _ran_with(output: Path, key: str) -> dict[str, Any] | None:
+    """The execution-only values a finished stage ran with (from its outcome file); None when not finished."""
+    try:
+        return json.loads((artifact_dir(output, key) / OUTCOME).read_text()).get("execution", {})
+    except (OSError, ValueError):  # not finished (or unreadable: it runs again)
+        return None
+
+
 def replacements(plan: Plan, output: Path) -> list[Replacement]:
     """The plan's stages still to run whose cell already has a finished stage (of another key) in ``output``."""
     if not (Path(output) / DB_NAME).is_file():
@@ -60,7 +70,7 @@ def replacements(plan: Plan, output: Path) -> list[Replacement]:
         found = current.get(cell_identity(stage.kind, stage.labels))
         cached = (artifact_dir(output, stage.key) / OUTCOME).is_file()
         if found is not None and found.key != stage.key and not cached:
-            out.append(Replacement(stage, found))
+            out.append(Replacement(stage, found, _ran_with(output, found.key) or {}))
     return out
 
 
@@ -78,11 +88,8 @@ def reused_differently(plan: Plan, output: Path) -> list[Reuse]:
     """The plan's finished stages whose execution-only parameters the recipe has since changed."""
     out = []
     for stage in plan.ordered():
-        try:
-            ran_with = json.loads((artifact_dir(output, stage.key) / OUTCOME).read_text()).get("execution", {})
-        except (OSError, ValueError):  # not finished (or unreadable: it runs again)
-            continue
-        if ran_with != stage.execution:
+        ran_with = _ran_with(output, stage.key)
+        if ran_with is not None and ran_with != stage.execution:
             out.append(Reuse(stage, ran_with))
     return out
 

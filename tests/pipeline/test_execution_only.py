@@ -98,3 +98,11 @@ def test_changing_an_execution_only_parameter_reuses_finished_stages_and_says_so
     assert {json.dumps(s["execution"]) for s in stages if s["kind"] == "evaluate"} == {'{"batch": 2}'}
     assert all(s["execution"] == {} for s in stages if s["kind"] != "evaluate")
     assert not _plan(path, capsys, "--output", str(fresh), *BATCH_2)["reused"]
+
+    # a change of a keyed parameter replaces the stages; what is said compares the values each runs with
+    planned = _plan(path, capsys, "--output", str(fresh), *BATCH_2, "--set", "downstreams.ev.scale=2.0")
+    replacing = [r for r in planned["replaces"] if r["key"] in _evaluations(planned)]
+    assert replacing and all(r["changes"] == ["ev scale 1.0 → 2.0"] for r in replacing)
+    planned = _plan(path, capsys, "--set", "downstreams.ev.scale=2.0", "--output", str(fresh))
+    replacing = [r for r in planned["replaces"] if r["key"] in _evaluations(planned)]
+    assert replacing and all(r["changes"] == ["ev batch 2 → 8", "ev scale 1.0 → 2.0"] for r in replacing)
