@@ -100,8 +100,9 @@ def report_tables(report: DriftReport) -> list[_Table]:
                      [[*named(d), *[_cell(d.weights[b], True) if b in d.weights else "" for b in blocks]]
                       for d in report.models])
     states = max((len(d.cka) for d in report.models), default=0)
+    frames = f", {report.frames} frames" if report.frames is not None else ""
     cka = _Table(f"Linear CKA with the pre-trained model by hidden state ({report.utterances} utterances of "
-                 f"{report.corpus} {report.split}, {report.frames} frames)",
+                 f"{report.corpus} {report.split}{frames})",
                  ["model", "seed", *map(str, range(states)), "mean"],
                  [[*named(d), *[_cell(v, False) for v in d.cka], *[""] * (states - len(d.cka)),
                    _cell(sum(d.cka) / len(d.cka) if d.cka else math.nan, False)] for d in report.models])

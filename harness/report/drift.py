@@ -15,7 +15,6 @@ number of frames.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,11 +126,12 @@ class ModelDrift:
     pretrained: str  # θ0's stage key
     weights: dict[str, float]  # block -> relative change; "all" last
     cka: list[float] = field(default_factory=list)  # per hidden state, 0 = the input to the first layer
+    frames: int = 0  # the frames CKA compared
 
     def to_dict(self) -> dict[str, Any]:
         m = self.model
         return {"model": m.label, "upstream": m.upstream, "seed": m.seed, "stage": m.stage,
-                "pretrained": self.pretrained, "weight_change": self.weights, "cka": self.cka}
+                "pretrained": self.pretrained, "weight_change": self.weights, "cka": self.cka, "frames": self.frames}
 
 
 @dataclass
@@ -139,11 +139,16 @@ class DriftReport:
     corpus: str
     split: str
     utterances: int
-    frames: int
     models: list[ModelDrift]
 
+    @property
+    def frames(self) -> int | None:
+        """The frames every model's CKA compared; None where upstreams of other frame rates differ."""
+        counts = {m.frames for m in self.models}
+        return counts.pop() if len(counts) == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances, "frames": self.frames,
+        return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances,
                 "models": [m.to_dict() for m in self.models]}
 
 
@@ -163,12 +168,12 @@ def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
 
 
 def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None, split: str = "test",
-                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0,
-                models: Sequence[RunModel] | None = None) -> DriftReport:
-    """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` (or of
-    ``models``) that is not θ0 itself, on the first ``utterances`` of ``split`` of ``corpus``."""
+                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0) -> DriftReport:
+    """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` that is not
+    θ0 itself, on the first ``utterances`` of ``split`` of ``corpus``. The models of one θ0 are held in memory
+    together, so that θ0 runs once per batch."""
     output = Path(output)
-    chosen = [m for m in (run_models(output) if models is None else models) if m.evaluated]
+    chosen = [m for m in run_models(output) if m.evaluated]
     with Store(output, readonly=True) as store:
         stages = {s.key: s for s in store.stages(status="done")}
     prepared_stage = corpus_stage(stages, corpus)
@@ -186,7 +191,6 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
         raise HarnessError(f"{output} holds no evaluated model other than pre-trained ones; fine-tune or merge one "
                            "first.")
     results: list[ModelDrift] = []
-    frames = 0
     for reference, group in by_pretrained.items():
         base = load_model(output / reference, plugins).to(device)
         tuned = [load_model(m.folder, plugins).to(device) for m in group]
@@ -195,17 +199,17 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
         stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
         frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
         for drift, per_layer in zip(drifts, stats, strict=True):
-            drift.cka = [s.cka() for s in per_layer]
+            drift.cka, drift.frames = [s.cka() for s in per_layer], frames
         results += drifts
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
-    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), frames, results)
+    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results)
 
 
 def drift(output: str | Path, *, corpus: str | None = None, split: str = "test", utterances: int = 100,
           device: str = "cpu") -> dict[str, Any]:
     """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
-    ``split``, ``utterances``, ``frames`` and per model ``weight_change`` by block and ``cka`` by hidden state)."""
+    ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``)."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
     return model_drift(Path(output), default_manager(), corpus=corpus, split=split, utterances=utterances,

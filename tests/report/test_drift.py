@@ -153,7 +153,7 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
     base = states(drift_run / stable_ft["pretrained"])
     for model in (speech_ft, stable_ft):
         tuned = states(drift_run / model["stage"])
-        assert report["frames"] == base[0].shape[0]
+        assert model["frames"] == base[0].shape[0]
         assert model["cka"] == pytest.approx([hsic_cka(b, t) for b, t in zip(base, tuned, strict=True)], abs=1e-6)
         assert all(0 < v <= 1 + 1e-9 for v in model["cka"])
     assert min(speech_ft["cka"]) < 1 - 1e-6  # the representations did move
