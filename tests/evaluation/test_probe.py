@@ -87,6 +87,18 @@ def test_abx_downstream_reports_each_condition_with_phone_pairs(evaluated):
         assert all("|" in i["id"] for i in abx.items)
 
 
+def test_abx_past_its_frame_budget_runs_the_upstream_and_scores_the_same(evaluated, tiny, tmp_path):
+    """``max_frame_gb`` is execution-only: frames computed on the fly are the cached ones."""
+    plugin, upstream = PluginManager().create("downstream", "abx"), FakeUpstream()
+    on_the_fly = plugin.evaluate(upstream, tiny, validate_params(plugin.Params, {"max_frame_gb": 1e-9}, "abx"),
+                                 make_ctx(tmp_path / "stage"))
+    cached = evaluated[0]["abx"]
+    assert upstream.calls > 0 and not list((tmp_path / "stage").rglob("*.npy"))  # nothing was cached
+    assert on_the_fly.metrics == cached.metrics and on_the_fly.items == cached.items
+    plugin.evaluate(FakeUpstream(), tiny, validate_params(plugin.Params, {}, "abx"), make_ctx(tmp_path / "cached"))
+    assert list((tmp_path / "cached").rglob("*.npy"))  # within the budget the frames are cached
+
+
 def test_one_upstream_pass_serves_every_downstream(evaluated):
     _, calls, _ = evaluated
     assert calls["pr"] > 0

@@ -213,3 +213,16 @@ def test_quesst14_names_a_ground_truth_document_it_does_not_have(quesst_tree, tm
     (quesst_tree / "Audio" / "quesst14_00002.wav").unlink()
     with pytest.raises(CorpusError, match="names document 'quesst14_00002', which is not in"):
         prepare_for_tests(Quesst14(), Quesst14.Params(root=quesst_tree), tmp_path / "c")
+
+
+def test_qbe_past_its_frame_budget_runs_the_upstream_and_scores_the_same(qbe_run, tmp_path):
+    """``max_frame_gb`` is execution-only: frames computed on the fly are the cached ones."""
+    corpus, cached_ctx, cached = qbe_run
+    assert list(cached_ctx.cache_root.rglob("*.npy"))  # within the budget the frames are cached
+    manager = PluginManager()
+    upstream_plugin, plugin = manager.create("upstream", "fbank"), manager.create("downstream", "qbe")
+    ctx = make_ctx(tmp_path / "stage")
+    on_the_fly = plugin.evaluate(upstream_plugin.build(upstream_plugin.Params(), seed=0), corpus,
+                                 validate_params(plugin.Params, {"max_frame_gb": 1e-9}, "qbe"), ctx)
+    assert not list((tmp_path / "stage").rglob("*.npy"))  # nothing was cached
+    assert on_the_fly.metrics == cached.metrics and on_the_fly.items == cached.items
