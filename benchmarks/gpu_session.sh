@@ -2,8 +2,8 @@
 # Every GPU measurement still missing, in one call of under ten minutes, each part written into $OUT as
 # it finishes: the fine-tuning stage loop against the raw rate and taken apart a piece a row
 # (stage-parts), the probes' steps per second (PR and SID, cached and on the fly), the three-seed demo
-# overlapped on the GPU, the upstream's default path against compiled layers, QbE's grouped DTW on the
-# CPU and the GPU, then the GPU-only tests.
+# overlapped on the GPU and `harness drift` of its models, the upstream's default path against compiled
+# layers, QbE's grouped DTW on the CPU and the GPU, then the GPU-only tests.
 # (`bench_upstream_speed.py --profile bf16+fft` and the full path table were measured on an H200 and are
 # in README.md; run them on their own where a new device needs them.)
 #
@@ -11,8 +11,8 @@
 #
 # WHEELS: a folder of wheels for what the GPU image lacks (shared/DESIGN.md lists them), installed with
 # --no-index; leave it unset where they are installed already. Each part has its own time limit, so a
-# slow part costs its limit and the rest still run. It writes eight files (the device tool brings back
-# nine) and prints the most telling ones last, where a truncated output keeps them.
+# slow part costs its limit and the rest still run. It writes nine files (the device tool brings back
+# ten) and prints the most telling ones last, where a truncated output keeps them.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -42,6 +42,10 @@ timeout 140 harness run recipes/demo_evidence.yaml --output "$DEMO_OUT" --device
 echo "demo_evidence, 3 seeds, --jobs 12 --gpu-jobs 10: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/demo.txt"
 pkill -f "harness run" 2>/dev/null; pkill -f "multiprocessing.spawn" 2>/dev/null  # workers a timeout left behind
 timeout 20 env COLUMNS=160 harness results "$DEMO_OUT" --times 2>&1 | grep -A40 "stage time by kind" > "$OUT/demo_times.txt"
+stamp "drift of the demo's models on the GPU"
+s=$(date +%s)
+timeout 25 harness drift "$DEMO_OUT" --device cuda --format md > "$OUT/drift.txt" 2>&1
+echo "harness drift --device cuda: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/drift.txt"
 stamp "upstream: the default path against compiled layers (rc $?)"
 # one call, so the useful work is counted once; compile (the slowest) last
 timeout 70 $B --steps 8 --paths bf16+fft bf16+fft+cnn_gemm bf16+auto+compile > "$OUT/upstream.txt" 2>&1
@@ -56,5 +60,6 @@ timeout 90 python -m pytest -p no:cacheprovider -rf tests/pipeline/test_device_c
 stamp "end (rc $?)"
 cat "$OUT/demo_times.txt"
 tail -2 "$OUT/demo.txt"
+tail -1 "$OUT/drift.txt"
 cat "$OUT/qbe.txt" "$OUT/upstream.txt" "$OUT/probes.txt" "$OUT/stage_loop.txt"
 tail -3 "$OUT/pytest.txt"

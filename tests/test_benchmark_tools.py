@@ -155,7 +155,8 @@ def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
     sources = {"bench_upstream_speed.py": [root / "benchmarks" / "bench_upstream_speed.py"],
                "bench_gpu.py": [root / "benchmarks" / "bench_gpu.py"],
                "bench_qbe.py": [root / "benchmarks" / "bench_qbe.py"],
-               "run": [cli / "run_cmd.py", cli / "common.py"], "results": [cli / "results_cmd.py"]}
+               "run": [cli / "run_cmd.py", cli / "common.py"], "results": [cli / "results_cmd.py"],
+               "drift": [cli / "drift_cmd.py"]}
     checked = 0
     for line in text.splitlines():
         line_words = shlex.split(line.split("#")[0].split(">")[0])
@@ -167,4 +168,4 @@ def test_the_gpu_session_script_names_paths_flags_and_files_that_exist():
         for flag in (w.split("=")[0] for w in line_words[at + 1:] if w.startswith("--")):
             assert f'"{flag}"' in defined, f"{flag} is not a flag of {line_words[at]}"
             checked += 1
-    assert checked >= 12
+    assert checked >= 23
