@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="its split whose audio is compared (default: test)")
     parser.add_argument("--utterances", type=int, default=100, metavar="N",
                         help="the first N utterances of the split (default 100)")
-    parser.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where the models run: auto (the GPU when there is one; default), cpu, cuda or cuda:N")
     parser.add_argument("--format", choices=["table", "md", "json"], default="table",
                         help="tables on the terminal (default), Markdown, or JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE",

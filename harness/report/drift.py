@@ -207,7 +207,7 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
 
 
 def drift(output: str | Path, *, corpus: str | None = None, split: str = "test", utterances: int = 100,
-          device: str = "cpu") -> dict[str, Any]:
+          device: str = "auto") -> dict[str, Any]:
     """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
     ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``)."""
     if utterances < 1:

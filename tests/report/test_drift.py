@@ -124,10 +124,10 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
     capsys.readouterr()
     figure = tmp_path / "drift.png"
     assert main(["drift", str(drift_run), "--split", "train", "--utterances", "6", "--format", "json",
-                 "--plot", str(figure)]) == 0
+                 "--plot", str(figure), "--device", "cpu"]) == 0  # the reference below runs on the CPU
     report = json.loads(capsys.readouterr().out)
     assert figure.read_bytes()[:4] == b"\x89PNG"
-    assert harness.drift(drift_run, split="train", utterances=6) == report  # the same from Python
+    assert harness.drift(drift_run, split="train", utterances=6, device="cpu") == report  # the same from Python
     assert (report["corpus"], report["split"], report["utterances"]) == ("speech", "train", 6)
     by_label = {m["model"]: m for m in report["models"]}
     assert set(by_label) == {"pr · speech_ft alpha=0.25", "pr · speech_ft alpha=1.0"}  # θ0 is the reference
