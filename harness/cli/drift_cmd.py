@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,11 +16,8 @@ from harness.core.errors import HarnessError
 from harness.core.registry import default_manager
 from harness.core.result_rows import open_store
 from harness.models.model_io import model_device
-from harness.report.drift import DriftReport, ModelDrift, model_drift
-
-#: how to read the CKA table
-NOTE = ("Hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same representation "
-        "up to rotation and scale.")
+from harness.report.drift import model_drift
+from harness.report.drift_tables import NOTE, drift_markdown, drift_series, drift_tables
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,68 +47,27 @@ def run(args: argparse.Namespace) -> int:
     open_store(args.output).close()  # one sentence when the folder holds no store
     report = model_drift(args.output, default_manager(), corpus=args.corpus, split=args.split,
                          utterances=args.utterances, device=model_device(args.device))
+    data = report.to_dict()
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 
-        figure = drift_figure([(model_label(report, d, with_seed=True), d.weights, d.cka) for d in report.models])
+        figure = drift_figure(drift_series(data))
         if args.plot.suffix.lower() == ".svg":
             args.plot.write_text(svg(figure), encoding="utf-8")
         else:
             args.plot.write_bytes(png(figure))
     if args.format == "json":
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     elif args.format == "md":
-        print(markdown(report), end="")
+        print(drift_markdown(data), end="")
     else:
-        print_report(report, Console(highlight=False))
+        print_report(data, Console(highlight=False))
     return 0
 
 
-def _cell(value: float, percent: bool) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"{100 * value:.2f}" if percent else f"{value:.3f}"
-
-
-@dataclass
-class _Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-
-
-def model_label(report: DriftReport, drift: ModelDrift, with_seed: bool = False) -> str:
-    """The leaderboard's label of a model (``upstream · label`` when the report has several upstreams), and
-    its seed where asked and the report has several."""
-    models = report.models
-    label = drift.model.full_label if len({d.model.upstream for d in models}) > 1 else drift.model.label
-    if with_seed and len({d.model.seed for d in models}) > 1:
-        label += f", seed {drift.model.seed}"
-    return label
-
-
-def report_tables(report: DriftReport) -> list[_Table]:
-    """The relative weight change per block, and the CKA with θ0 per hidden state, as text cells."""
-    def named(d: ModelDrift) -> list[str]:
-        return [model_label(report, d), "" if d.model.seed is None else str(d.model.seed)]
-
-    blocks = list(dict.fromkeys(b for d in report.models for b in d.weights))
-    weights = _Table("Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)", ["model", "seed", *blocks],
-                     [[*named(d), *[_cell(d.weights[b], True) if b in d.weights else "" for b in blocks]]
-                      for d in report.models])
-    states = max((len(d.cka) for d in report.models), default=0)
-    frames = f", {report.frames} frames" if report.frames is not None else ""
-    cka = _Table(f"Linear CKA with the pre-trained model by hidden state ({report.utterances} utterances of "
-                 f"{report.corpus} {report.split}{frames})",
-                 ["model", "seed", *map(str, range(states)), "mean"],
-                 [[*named(d), *[_cell(v, False) for v in d.cka], *[""] * (states - len(d.cka)),
-                   _cell(sum(d.cka) / len(d.cka) if d.cka else math.nan, False)] for d in report.models])
-    return [weights, cka]
-
-
-def print_report(report: DriftReport, console: Console) -> None:
+def print_report(report: dict[str, Any], console: Console) -> None:
     """The report's tables on a terminal."""
-    for table in report_tables(report):
+    for table in drift_tables(report):
         shown = Table(title=table.title)
         for i, name in enumerate(table.header):
             shown.add_column(name, justify="left" if i == 0 else "right")
@@ -120,14 +75,3 @@ def print_report(report: DriftReport, console: Console) -> None:
             shown.add_row(*row)
         console.print(shown)
     console.print(NOTE)
-
-
-def markdown(report: DriftReport) -> str:
-    """The report's tables as Markdown, each under its title, and the note on hidden states."""
-    parts = []
-    for table in report_tables(report):
-        align = ["---", *["---:"] * (len(table.header) - 1)]
-        lines = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |", "| " + " | ".join(align) + " |"]
-        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + f"\n\n{NOTE}\n"

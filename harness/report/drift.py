@@ -14,6 +14,7 @@ number of frames.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,9 +130,15 @@ class ModelDrift:
     frames: int = 0  # the frames CKA compared
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: a value that could not be computed (a constant hidden state's CKA) is None."""
         m = self.model
         return {"model": m.label, "upstream": m.upstream, "seed": m.seed, "stage": m.stage,
-                "pretrained": self.pretrained, "weight_change": self.weights, "cka": self.cka, "frames": self.frames}
+                "pretrained": self.pretrained, "weight_change": {b: _finite(v) for b, v in self.weights.items()},
+                "cka": [_finite(v) for v in self.cka], "frames": self.frames}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclass

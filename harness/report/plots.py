@@ -120,7 +120,7 @@ def layer_weights(panels: dict[str, dict[str, list[float]]]) -> Figure:
     return fig
 
 
-def drift_figure(models: Sequence[tuple[str, dict[str, float], list[float]]]) -> Figure:
+def drift_figure(models: Sequence[tuple[str, dict[str, float | None], list[float | None]]]) -> Figure:
     """Two panels, one line per model ``(label, weight change per block, CKA per hidden state)``: the relative
     weight change by block (in %) and the linear CKA with the pre-trained model by hidden state."""
     blocks = [b for b in dict.fromkeys(b for _, w, _ in models for b in w) if b != "all"]
@@ -129,9 +129,10 @@ def drift_figure(models: Sequence[tuple[str, dict[str, float], list[float]]]) ->
         moved, similar = fig.subplots(1, 2)
         for k, (label, weights, cka) in enumerate(models):
             color = PALETTE[k % len(PALETTE)]
-            moved.plot(range(len(blocks)), [100 * weights.get(b, math.nan) for b in blocks], marker="o", lw=1.4,
+            changes = [weights.get(b) for b in blocks]
+            moved.plot(range(len(blocks)), [math.nan if v is None else 100 * v for v in changes], marker="o", lw=1.4,
                        color=color, label=label)
-            similar.plot(range(len(cka)), cka, marker="o", lw=1.4, color=color)
+            similar.plot(range(len(cka)), [math.nan if v is None else v for v in cka], marker="o", lw=1.4, color=color)
         moved.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right")
         moved.set_ylabel("‖θ − θ0‖ / ‖θ0‖ (%)")
         moved.set_title("weight change from θ0")

@@ -434,6 +434,7 @@ td.best .v { font-weight: 700; }
 .tag { font-size: 10.5px; color: #7d6608; background: #f5ecc4; border-radius: 8px; padding: 0 6px;
        margin-left: 6px; vertical-align: 1px; font-weight: 500; }
 .legend { color: var(--muted); font-size: 12.5px; margin: 10px 2px 4px; max-width: 980px; }
+caption { text-align: left; font-weight: 600; font-size: 13px; padding: 10px 0 6px; }
 figure { margin: 8px 0 22px; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12.5px; margin-top: 6px; max-width: 980px; }

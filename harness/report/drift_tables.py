@@ -1,0 +1,99 @@
+"""`harness drift`'s report as text: its two tables (weight change per block, CKA per hidden state) in
+Markdown, HTML or on a terminal, and the series its figure draws. Works on the report's JSON form
+(:meth:`harness.report.drift.DriftReport.to_dict`), which the leaderboard carries too, so nothing here
+loads a model."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+#: how to read the CKA table
+NOTE = ("Hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same representation "
+        "up to rotation and scale.")
+
+
+@dataclass
+class TextTable:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def _cell(value: float | None, percent: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" if percent else f"{value:.3f}"
+
+
+def model_label(report: dict[str, Any], model: dict[str, Any], with_seed: bool = False) -> str:
+    """The leaderboard's label of a model (``upstream · label`` when the report has several upstreams), and
+    its seed where asked and the report has several."""
+    models = report["models"]
+    several = len({m["upstream"] for m in models}) > 1
+    label = f"{model['upstream']} · {model['model']}" if several else model["model"]
+    if with_seed and len({m["seed"] for m in models}) > 1:
+        label += f", seed {model['seed']}"
+    return label
+
+
+def drift_tables(report: dict[str, Any]) -> list[TextTable]:
+    """The relative weight change per block, and the CKA with θ0 per hidden state, as text cells."""
+    models = report["models"]
+
+    def named(m: dict[str, Any]) -> list[str]:
+        return [model_label(report, m), "" if m["seed"] is None else str(m["seed"])]
+
+    blocks = list(dict.fromkeys(b for m in models for b in m["weight_change"]))
+    weights = TextTable("Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)", ["model", "seed", *blocks],
+                        [[*named(m), *[_cell(m["weight_change"][b], True) if b in m["weight_change"] else ""
+                                       for b in blocks]] for m in models])
+    states = max((len(m["cka"]) for m in models), default=0)
+    frames = {m["frames"] for m in models}
+    shown = f", {frames.pop()} frames" if len(frames) == 1 else ""
+    cka = TextTable(f"Linear CKA with the pre-trained model by hidden state ({report['utterances']} utterances of "
+                    f"{report['corpus']} {report['split']}{shown})",
+                    ["model", "seed", *map(str, range(states)), "mean"],
+                    [[*named(m), *[_cell(v, False) for v in m["cka"]], *[""] * (states - len(m["cka"])),
+                      _cell(_mean(m["cka"]), False)] for m in models])
+    return [weights, cka]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known and len(known) == len(values) else None
+
+
+def drift_markdown(report: dict[str, Any]) -> str:
+    """The report's tables as Markdown, each under its title, and the note on hidden states."""
+    parts = []
+    for table in drift_tables(report):
+        align = ["---", *["---:"] * (len(table.header) - 1)]
+        lines = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |", "| " + " | ".join(align) + " |"]
+        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + f"\n\n{NOTE}\n"
+
+
+def _cells(tag: str, values: list[str]) -> str:
+    """One row's cells; the first (the model) is text, the rest numbers."""
+    return "".join(f"<{tag}{TEXT if i == 0 else ''}>{html.escape(v)}</{tag}>" for i, v in enumerate(values))
+
+
+TEXT = ' class="text"'
+
+
+def drift_html(report: dict[str, Any]) -> str:
+    """The report's tables as HTML (each with its title as caption) and the note."""
+    out = []
+    for table in drift_tables(report):
+        body = "".join(f"<tr>{_cells('td', row)}</tr>" for row in table.rows)
+        out.append(f'<div class="wrap"><table><caption>{html.escape(table.title)}</caption><thead><tr>'
+                   f"{_cells('th', table.header)}</tr></thead><tbody>{body}</tbody></table></div>")
+    return "".join(out) + f'<p class="legend">{html.escape(NOTE)}</p>'
+
+
+def drift_series(report: dict[str, Any]) -> list[tuple[str, dict[str, float | None], list[float | None]]]:
+    """Per model: its label (with the seed where there are several), weight change per block, CKA per state."""
+    return [(model_label(report, m, with_seed=True), m["weight_change"], m["cka"]) for m in report["models"]]
