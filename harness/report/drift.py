@@ -148,12 +148,6 @@ class DriftReport:
     utterances: int
     models: list[ModelDrift]
 
-    @property
-    def frames(self) -> int | None:
-        """The frames every model's CKA compared; None where upstreams of other frame rates differ."""
-        counts = {m.frames for m in self.models}
-        return counts.pop() if len(counts) == 1 else None
-
     def to_dict(self) -> dict[str, Any]:
         return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances,
                 "models": [m.to_dict() for m in self.models]}
