@@ -13,10 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.core.errors import HarnessError
-from harness.core.registry import default_manager
 from harness.core.result_rows import open_store
-from harness.models.model_io import model_device
-from harness.report.drift import model_drift
+from harness.report.drift import drift
 from harness.report.drift_tables import NOTE, drift_markdown, drift_series, drift_tables
 
 
@@ -45,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
         raise HarnessError(f"--plot {args.plot} names no figure format; end it in .png or .svg.")
     open_store(args.output).close()  # one sentence when the folder holds no store
-    report = model_drift(args.output, default_manager(), corpus=args.corpus, split=args.split,
-                         utterances=args.utterances, device=model_device(args.device))
-    data = report.to_dict()
+    data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device)
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 

@@ -24,13 +24,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="md (default), csv, html, json or latex (booktabs tables for a paper)")
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also save every plot as SVG and PNG in DIR")
+    parser.add_argument("--drift", action="store_true",
+                        help="md, html, json: add how far each model moved from its pre-trained model (`harness drift` "
+                             "with its defaults; loads and runs every model)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="with --drift: where the models run (auto: the GPU when there is one; default)")
     add_resampling_arguments(parser)
     parser.set_defaults(func=run)
 
 
+#: the formats that show `harness drift`'s report
+DRIFT_FORMATS = ("md", "html", "json")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = resampling_settings(args)
+    if args.drift and args.format not in DRIFT_FORMATS:
+        raise HarnessError(f"--drift adds a section to {', '.join(DRIFT_FORMATS)}; {args.format} holds the tables only "
+                           "(run `harness drift` on its own).")
     board = build(args.output, settings)
+    if args.drift:
+        from harness.report.drift import drift
+
+        board.drift = drift(args.output, device=args.device)
     text = render(board, args.format)
     if args.format == "json":  # with where each model's numbers came from
         from harness.report.provenance import attach

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,8 @@ def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
 def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None, split: str = "test",
                 utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0) -> DriftReport:
     """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` that is not
-    θ0 itself, on the first ``utterances`` of ``split`` of ``corpus``. The models of one θ0 are held in memory
-    together, so that θ0 runs once per batch."""
+    θ0 itself (none in a run without fine-tuning), on the first ``utterances`` of ``split`` of ``corpus``. The
+    models of one θ0 are held in memory together, so that θ0 runs once per batch."""
     output = Path(output)
     chosen = [m for m in run_models(output) if m.evaluated]
     with Store(output, readonly=True) as store:
@@ -188,9 +189,6 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
         reference = pretrained_of(m.stage, stages)
         if reference != m.stage:
             by_pretrained.setdefault(reference, []).append(m)
-    if not by_pretrained:
-        raise HarnessError(f"{output} holds no evaluated model other than pre-trained ones; fine-tune or merge one "
-                           "first.")
     results: list[ModelDrift] = []
     for reference, group in by_pretrained.items():
         base = load_model(output / reference, plugins).to(device)
@@ -207,14 +205,22 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
     return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results)
 
 
-def drift(output: str | Path, *, corpus: str | None = None, split: str = "test", utterances: int = 100,
-          device: str = "auto") -> dict[str, Any]:
+def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = None, split: str = "test",
+          utterances: int = 100, device: str = "auto") -> dict[str, Any]:
     """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
-    ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``)."""
+    ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``).
+    Several output folders (a study run in pieces) give one report of all their models."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
-    return model_drift(Path(output), default_manager(), corpus=corpus, split=split, utterances=utterances,
-                       device=model_device(device)).to_dict()
+    outputs = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    plugins, where = default_manager(), model_device(device)
+    reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where).to_dict()
+               for o in outputs]
+    models = [m for r in reports for m in r["models"]]
+    if not models:
+        raise HarnessError(f"{', '.join(map(str, outputs))} holds no evaluated model other than pre-trained ones; "
+                           "fine-tune or merge one first.")
+    return {**reports[0], "models": models}
 
 
 def _accumulate(base: Any, tuned: list[Any], rows: list[dict[str, Any]], stats: list[list[CKAStatistics]],

@@ -9,6 +9,8 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
+#: the leaderboard's section of the report (`harness leaderboard --drift`)
+TITLE = "How far each model moved from its pre-trained model"
 #: how to read the CKA table
 NOTE = ("Hidden state 0 is the input of the first layer; i is the output of layer i. CKA 1: the same representation "
         "up to rotation and scale.")

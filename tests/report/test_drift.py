@@ -189,3 +189,26 @@ def test_drift_table_and_its_refusals(drift_run, capsys, tmp_path):
     assert main(["drift", str(damaged)]) == 2
     assert f"{damaged / stage} holds upstream.json but no model.safetensors; give a complete model folder" in " ".join(
         capsys.readouterr().err.split())
+
+
+def test_the_leaderboard_carries_the_drift_report_where_asked(drift_run, capsys, tmp_path):
+    fast = ["--resamples", "100", "--permutations", "100", "--drift", "--device", "cpu"]
+    capsys.readouterr()
+    assert main(["drift", str(drift_run), "--format", "md", "--device", "cpu"]) == 0
+    tables = capsys.readouterr().out
+    assert main(["leaderboard", str(drift_run), "--format", "md", *fast]) == 0
+    board = capsys.readouterr().out
+    assert f"## How far each model moved from its pre-trained model\n\n{tables.rstrip()}\n" in board
+    assert main(["leaderboard", str(drift_run), "--format", "json", *fast]) == 0
+    assert json.loads(capsys.readouterr().out)["drift"] == harness.drift(drift_run, device="cpu")
+    page = tmp_path / "board.html"
+    assert main(["leaderboard", str(drift_run), "--format", "html", "--out", str(page), *fast]) == 0
+    html = page.read_text()
+    section = html[html.index('<section id="drift-section">'):]
+    section = section[:section.index("</section>")]
+    assert "<caption>Weight change from the pre-trained model" in section and "pr · speech_ft alpha=0.25" in section
+    assert section.count("data:image/svg+xml;base64,") == 1  # the figure
+    assert main(["leaderboard", str(drift_run), "--format", "md", "--resamples", "100", "--permutations", "100"]) == 0
+    assert "How far each model moved" not in capsys.readouterr().out  # only where asked
+    assert main(["leaderboard", str(drift_run), "--format", "csv", "--drift"]) == 2
+    assert "--drift adds a section to md, html, json; csv holds the tables only" in capsys.readouterr().err

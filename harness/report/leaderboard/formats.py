@@ -8,6 +8,8 @@ import json
 import math
 
 from harness.evaluation.scoring import coverage_text
+from harness.report.drift_tables import TITLE as DRIFT_TITLE
+from harness.report.drift_tables import drift_markdown
 from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import fmt, fmt_p, method_text, seeds_text
 
@@ -82,6 +84,8 @@ def render_markdown(lb: Leaderboard) -> str:
                          fmt(spread.delta_value_std), fmt(spread.paired_delta_value_std),
                          fmt_p(cmp.p_items) if cmp else "–"])
         out += _md_table(header, rows, 3)
+    if lb.drift is not None:
+        out += ["", f"## {DRIFT_TITLE}", "", drift_markdown(lb.drift).rstrip("\n")]
     if lb.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in lb.notes]
     return "\n".join(out) + "\n"

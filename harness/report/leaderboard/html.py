@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 from harness.evaluation.scoring import coverage_text
 from harness.report import plots
 from harness.report.curves import curves_html
+from harness.report.drift_tables import TITLE as DRIFT_TITLE
+from harness.report.drift_tables import drift_html, drift_series
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text, short_label
 
@@ -276,6 +278,14 @@ def _section(title: str, content: str, section_id: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(title)}</h2>{content}</section>'
 
 
+def drift_section(report: dict) -> str:
+    """`harness drift`'s tables and its figure."""
+    data = base64.b64encode(plots.svg(plots.drift_figure(drift_series(report))).encode()).decode("ascii")
+    return (drift_html(report) + f'<figure><img class="plot" alt="{_e(DRIFT_TITLE)}" '
+            f'src="data:image/svg+xml;base64,{data}"><figcaption>The weight change per block and the linear CKA with '
+            "the pre-trained model per hidden state, one line per model.</figcaption></figure>")
+
+
 def render_html(lb: Leaderboard) -> str:
     text = method_text(lb)
     sections = [_section("Results", results_table(lb) + f'<p class="legend">{_e(text["values"])} '
@@ -301,6 +311,8 @@ def render_html(lb: Leaderboard) -> str:
                     f"<figcaption><b>{_e(plot.title)}.</b> {_e(plot.caption)}</figcaption></figure>")
     if figs:
         sections.append(_section("Plots", "".join(figs), "plots-section"))
+    if lb.drift is not None:
+        sections.append(_section(DRIFT_TITLE, drift_section(lb.drift), "drift-section"))
     training = curves_html(lb.folders or [lb.source])
     if training:
         sections.append(_section("Training curves", training, "curves-section"))

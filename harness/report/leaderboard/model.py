@@ -127,6 +127,7 @@ class Leaderboard:
     reference: str | None
     notes: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)  # the output folders read (``source`` names them)
+    drift: dict[str, Any] | None = None  # `harness drift`'s report, where asked for (harness.report.drift.drift)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite({
@@ -137,6 +138,7 @@ class Leaderboard:
             "columns": [{**asdict(c), "label": c.label} for c in self.columns],
             "rows": [asdict(r) for r in self.rows],
             "notes": self.notes,
+            **({"drift": self.drift} if self.drift is not None else {}),
         })
 
     @property
