@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "drift", help="how far each model moved from its pre-trained model: weight change and CKA per layer",
         description="Per evaluated model: ‖θ − θ0‖ / ‖θ0‖ per block (CNN, each layer, the rest) and the linear CKA "
                     "between each of its hidden states and θ0's on the first utterances of a corpus split.")
-    parser.add_argument("output", type=Path, help="the output folder of `harness run`")
+    parser.add_argument("output", type=Path, nargs="+",
+                        help="the output folder of `harness run` (several: one report of all their models)")
     parser.add_argument("--corpus", help="a corpus the run prepared (default: the one most evaluations read)")
     parser.add_argument("--split", default="test", help="its split whose audio is compared (default: test)")
     parser.add_argument("--utterances", type=int, default=100, metavar="N",
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"--utterances {args.utterances} compares no audio; give 1 or more.")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
         raise HarnessError(f"--plot {args.plot} names no figure format; end it in .png or .svg.")
-    open_store(args.output).close()  # one sentence when the folder holds no store
+    for output in args.output:
+        open_store(output).close()  # one sentence when a folder holds no store
     data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device)
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg

@@ -212,11 +212,12 @@ def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = Non
     Several output folders (a study run in pieces) give one report of all their models."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
-    outputs = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
+    outputs = [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]  # each once
     plugins, where = default_manager(), model_device(device)
     reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where).to_dict()
                for o in outputs]
-    models = [m for r in reports for m in r["models"]]
+    models = list({m["stage"]: m for r in reports for m in r["models"]}.values())  # a model in two folders: once
     if not models:
         raise HarnessError(f"{', '.join(map(str, outputs))} holds no evaluated model other than pre-trained ones; "
                            "fine-tune or merge one first.")

@@ -212,3 +212,19 @@ def test_the_leaderboard_carries_the_drift_report_where_asked(drift_run, capsys,
     assert "How far each model moved" not in capsys.readouterr().out  # only where asked
     assert main(["leaderboard", str(drift_run), "--format", "csv", "--drift"]) == 2
     assert "--drift adds a section to md, html, json; csv holds the tables only" in capsys.readouterr().err
+
+
+def test_several_folders_make_one_report(drift_run, capsys, tmp_path):
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(drift_run, copy)
+    one = harness.drift(drift_run, utterances=3, device="cpu")
+    for folders in ([drift_run, drift_run], [drift_run, copy]):  # a folder twice, or the same models twice: once
+        assert harness.drift(folders, utterances=3, device="cpu") == one
+    # another piece of the study: the same recipe merged at α = 0.5
+    assert main(["run", str(drift_run.parent / "drift.yaml"), "--device", "cpu", "--output", str(other),
+                 "--set", "merges.speech_ft.alpha=[0.5]"]) == 0
+    capsys.readouterr()
+    assert main(["drift", str(drift_run), str(other), "--utterances", "3", "--format", "json", "--device", "cpu"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in both["models"]] == [*(m["model"] for m in one["models"]), "pr · speech_ft alpha=0.5"]
+    assert both["models"][:2] == one["models"]
