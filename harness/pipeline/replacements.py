@@ -74,10 +74,15 @@ def replacements(plan: Plan, output: Path) -> list[Replacement]:
     return out
 
 
+def _shown_changes(found: list[Replacement] | list[Reuse]) -> str:
+    """The distinct changes of ``found``, the first three named."""
+    changes = list(dict.fromkeys(c for r in found for c in r.changes()))
+    return "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
 def replacements_text(replacing: list[Replacement], output: Path) -> str:
     """One sentence: how many stages to run replace finished ones of the same cells, and what changed."""
-    changes = list(dict.fromkeys(c for r in replacing for c in r.changes()))
-    shown = "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    shown = _shown_changes(replacing)
     n = len(replacing)
     return (f"{n} stage{'s' if n > 1 else ''} to run replace{'' if n > 1 else 's'} finished ones of the same cells in "
             f"{output}, whose recipe changed{f' ({shown})' if shown else ''}; the store keeps both and the leaderboard "
@@ -96,8 +101,7 @@ def reused_differently(plan: Plan, output: Path) -> list[Reuse]:
 
 def reuse_text(reused: list[Reuse]) -> str:
     """One sentence: how many finished stages are reused although the recipe now runs them differently."""
-    changes = list(dict.fromkeys(c for r in reused for c in r.changes()))
-    shown = "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    shown = _shown_changes(reused)
     n = len(reused)
     return (f"{n} finished stage{'s are' if n > 1 else ' is'} reused although the recipe now runs "
             f"{'them' if n > 1 else 'it'} differently ({shown}): these parameters change how a stage runs, not its "
