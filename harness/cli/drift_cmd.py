@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"--utterances {args.utterances} compares no audio; give 1 or more.")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
         raise HarnessError(f"--plot {args.plot} names no figure format; end it in .png or .svg.")
+    if args.plot is not None:  # before the models run: a path that cannot be written fails at once
+        try:
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+            args.plot.touch()
+        except OSError as exc:
+            raise HarnessError(f"cannot write {args.plot} ({exc.strerror}); choose a writable --plot path.") from None
     for output in args.output:
         open_store(output).close()  # one sentence when a folder holds no store
     data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device)

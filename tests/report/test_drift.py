@@ -176,6 +176,7 @@ def test_drift_table_and_its_refusals(drift_run, capsys, tmp_path):
         (["--split", "nope"], "corpus speech has no split 'nope'"),
         (["--utterances", "0"], "--utterances 0 compares no audio; give 1 or more."),
         (["--plot", "x.pdf"], "--plot x.pdf names no figure format; end it in .png or .svg."),
+        (["--plot", "/proc/drift.png"], "cannot write /proc/drift.png"),
     ]:
         assert main(["drift", str(drift_run), *args]) == 2
         assert message in " ".join(capsys.readouterr().err.split())
