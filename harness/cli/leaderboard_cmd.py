@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(board_json, indent=2, ensure_ascii=False) + "\n"
     if args.plots:
         from harness.report import plots
-        from harness.report.leaderboard.html import figures
+        from harness.report.leaderboard.html import drift_plot, figures
 
         args.plots.mkdir(parents=True, exist_ok=True)
-        for plot in figures(board):
+        for plot in [*figures(board), *([drift_plot(board.drift)] if board.drift is not None else [])]:
             (args.plots / f"{plot.name}.svg").write_text(plots.svg(plot.figure), encoding="utf-8")
             (args.plots / f"{plot.name}.png").write_bytes(plots.png(plot.figure))
     if args.out:

@@ -203,7 +203,9 @@ def test_the_leaderboard_carries_the_drift_report_where_asked(drift_run, capsys,
     assert main(["leaderboard", str(drift_run), "--format", "json", *fast]) == 0
     assert json.loads(capsys.readouterr().out)["drift"] == harness.drift(drift_run, device="cpu")
     page = tmp_path / "board.html"
-    assert main(["leaderboard", str(drift_run), "--format", "html", "--out", str(page), *fast]) == 0
+    assert main(["leaderboard", str(drift_run), "--format", "html", "--out", str(page), "--plots", str(tmp_path / "p"),
+                 *fast]) == 0
+    assert (tmp_path / "p" / "drift.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "p" / "drift.svg").is_file()
     html = page.read_text()
     section = html[html.index('<section id="drift-section">'):]
     section = section[:section.index("</section>")]

@@ -278,12 +278,18 @@ def _section(title: str, content: str, section_id: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(title)}</h2>{content}</section>'
 
 
+def drift_plot(report: dict) -> Plot:
+    """`harness drift`'s figure."""
+    return Plot("drift", DRIFT_TITLE, "The weight change per block and the linear CKA with the pre-trained model per "
+                "hidden state, one line per model.", plots.drift_figure(drift_series(report)))
+
+
 def drift_section(report: dict) -> str:
     """`harness drift`'s tables and its figure."""
-    data = base64.b64encode(plots.svg(plots.drift_figure(drift_series(report))).encode()).decode("ascii")
-    return (drift_html(report) + f'<figure><img class="plot" alt="{_e(DRIFT_TITLE)}" '
-            f'src="data:image/svg+xml;base64,{data}"><figcaption>The weight change per block and the linear CKA with '
-            "the pre-trained model per hidden state, one line per model.</figcaption></figure>")
+    plot = drift_plot(report)
+    data = base64.b64encode(plots.svg(plot.figure).encode()).decode("ascii")
+    return (drift_html(report) + f'<figure><img class="plot" alt="{_e(plot.title)}" '
+            f'src="data:image/svg+xml;base64,{data}"><figcaption>{_e(plot.caption)}</figcaption></figure>')
 
 
 def render_html(lb: Leaderboard) -> str:
