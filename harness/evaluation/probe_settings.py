@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from harness.core.interfaces import EXECUTION_ONLY, PluginParams
 from harness.core.manifest import PreparedCorpus
@@ -96,6 +96,12 @@ class ProbeParams(PluginParams):
     balanced: bool | None = Field(
         None, exclude_if=lambda value: value is None,
         description="train on class-balanced batches drawn with replacement (None: the protocol's; on for KS)")
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``off`` as false (and ``on`` as true): ``cache: off`` means "off"."""
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
 
 def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -> ProbeSettings:

@@ -106,3 +106,28 @@ def test_changing_an_execution_only_parameter_reuses_finished_stages_and_says_so
     planned = _plan(path, capsys, "--set", "downstreams.ev.scale=2.0", "--output", str(fresh))
     replacing = [r for r in planned["replaces"] if r["key"] in _evaluations(planned)]
     assert replacing and all(r["changes"] == ["ev batch 2 → 8", "ev scale 1.0 → 2.0"] for r in replacing)
+
+
+def test_an_unquoted_cache_off_in_a_recipe_is_the_execution_only_value_off(tmp_path):
+    """YAML reads ``off`` as false; the probe takes it as the word the README writes."""
+    from harness.core.plan import build_plan
+    from harness.core.recipe import load_recipe
+    from harness.core.registry import default_manager
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""\
+name: r
+output: {tmp_path / "out"}
+corpora:
+  speech: {{plugin: synthetic, n_utterances: 24, n_speakers: 4, n_unseen_speakers: 1}}
+upstreams:
+  hub: {{plugin: hubert, preset: tiny}}
+downstreams:
+  sid: {{plugin: sid, corpus: speech, cache: off, max_frame_gb: 8}}
+""")
+    manager = default_manager()
+    plan = build_plan(load_recipe(recipe, manager), manager)
+    (stage,) = [s for s in plan.stages.values() if s.kind == "evaluate" and s.labels["upstream"] == "hub"]
+    assert stage.execution == {"cache": "off", "max_frame_gb": 8.0}
+    assert (stage.params["cache"], stage.params["max_frame_gb"]) == ("auto", 4.0)
+    assert stage.run_params["cache"] == "off"
