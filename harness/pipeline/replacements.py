@@ -39,8 +39,8 @@ class Reuse:
     ran_with: dict[str, Any]  # the execution-only values it ran with (where not their defaults)
 
     def changes(self) -> list[str]:
-        """The execution-only parameters that differ, e.g. ``sid max_frame_gb default → 8.0``."""
-        return _changes(self.stage, self.ran_with, self.stage.execution)
+        """The execution-only parameters that differ, e.g. ``sid max_frame_gb 4.0 → 8.0``."""
+        return _changes(self.stage, {**self.stage.params, **self.ran_with}, self.stage.run_params)
 
 
 def _changes(stage: Stage, old: dict[str, Any], new: dict[str, Any]) -> list[str]:

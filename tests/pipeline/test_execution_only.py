@@ -74,9 +74,9 @@ def test_changing_an_execution_only_parameter_reuses_finished_stages_and_says_so
     assert planned["stages"] == default_plan["stages"]  # the same keys
     assert all(c["to_run"] == 0 for c in planned["counts"].values()) and not planned["replaces"]
     assert {r["key"] for r in planned["reused"]} == _evaluations(planned)
-    assert all(r["changes"] == ["ev batch default → 2"] for r in planned["reused"])
+    assert all(r["changes"] == ["ev batch 8 → 2"] for r in planned["reused"])
     sentence = (rf"{len(planned['reused'])} finished stages are reused although the recipe now runs them differently "
-                r"\(ev batch default → 2\): these parameters change how a stage runs, not its results\.")
+                r"\(ev batch 8 → 2\): these parameters change how a stage runs, not its results\.")
     assert main(["plan", str(path), *BATCH_2]) == 0
     assert re.search(sentence, " ".join(capsys.readouterr().out.split()))
     assert main(["run", str(path), "--device", "cpu", *BATCH_2]) == 0
