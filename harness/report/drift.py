@@ -33,6 +33,9 @@ from harness.models.inference import batched_forward, length_sorted_batches
 from harness.models.model_io import load_model, model_device
 from harness.report.models import RunModel, run_models
 
+#: the weights of the models compared with one θ0 held in memory at once (about 20 HuBERT Base models); past
+#: it they are taken in chunks, θ0 running again for each
+MODEL_BYTES_AT_ONCE = 8e9
 #: a transformer layer's parameters: ``...layers.<i>.``
 LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -173,7 +176,8 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
                 utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0) -> DriftReport:
     """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` that is not
     θ0 itself (none in a run without fine-tuning), on the first ``utterances`` of ``split`` of ``corpus``. The
-    models of one θ0 are held in memory together, so that θ0 runs once per batch."""
+    models of one θ0 are held in memory together, up to :data:`MODEL_BYTES_AT_ONCE`, so that θ0 runs once per
+    batch for all of them."""
     output = Path(output)
     chosen = [m for m in run_models(output) if m.evaluated]
     with Store(output, readonly=True) as store:
@@ -192,14 +196,20 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
     results: list[ModelDrift] = []
     for reference, group in by_pretrained.items():
         base = load_model(output / reference, plugins).to(device)
-        tuned = [load_model(m.folder, plugins).to(device) for m in group]
-        drifts = [ModelDrift(m, reference, weight_change(model, base, weight_blocks(base, base.downsampling_module())))
-                  for m, model in zip(group, tuned, strict=True)]
-        stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
-        frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
-        for drift, per_layer in zip(drifts, stats, strict=True):
-            drift.cka, drift.frames = [s.cka() for s in per_layer], frames
-        results += drifts
+        blocks = weight_blocks(base, base.downsampling_module())
+        size = sum(p.numel() * p.element_size() for p in base.parameters())
+        at_once = max(1, int(MODEL_BYTES_AT_ONCE // max(size, 1)))
+        for start in range(0, len(group), at_once):  # θ0 runs once per chunk of models held together
+            chunk = group[start:start + at_once]
+            tuned = [load_model(m.folder, plugins).to(device) for m in chunk]
+            drifts = [ModelDrift(m, reference, weight_change(model, base, blocks))
+                      for m, model in zip(chunk, tuned, strict=True)]
+            stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
+            frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
+            for drift, per_layer in zip(drifts, stats, strict=True):
+                drift.cka, drift.frames = [s.cka() for s in per_layer], frames
+            results += drifts
+            del tuned
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
     return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results)

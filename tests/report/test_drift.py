@@ -231,3 +231,9 @@ def test_several_folders_make_one_report(drift_run, capsys, tmp_path):
     both = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in both["models"]] == [*(m["model"] for m in one["models"]), "pr · speech_ft alpha=0.5"]
     assert both["models"][:2] == one["models"]
+
+
+def test_models_past_the_memory_budget_are_compared_in_chunks_with_the_same_numbers(drift_run, monkeypatch):
+    together = harness.drift(drift_run, utterances=3, device="cpu")
+    monkeypatch.setattr("harness.report.drift.MODEL_BYTES_AT_ONCE", 1)  # one model at a time
+    assert harness.drift(drift_run, utterances=3, device="cpu") == together
