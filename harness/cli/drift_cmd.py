@@ -15,7 +15,7 @@ from rich.table import Table
 from harness.core.errors import HarnessError
 from harness.core.result_rows import open_store
 from harness.report.drift import drift
-from harness.report.drift_tables import NOTE, drift_markdown, drift_series, drift_tables
+from harness.report.drift_tables import NOTE, drift_markdown, drift_series, drift_tables, figure_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="where the models run: auto (the GPU when there is one; default), cpu, cuda or cuda:N")
     parser.add_argument("--format", choices=["table", "md", "json"], default="table",
                         help="tables on the terminal (default), Markdown, or JSON")
+    parser.add_argument("--reference", metavar="MODEL",
+                        help="compare with this model of the run (a label `harness models` lists; of each seed) "
+                             "instead of each model's pre-trained one")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="also draw both measures by layer (.png or .svg)")
     parser.set_defaults(func=run)
@@ -51,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
             raise HarnessError(f"cannot write {args.plot} ({exc.strerror}); choose a writable --plot path.") from None
     for output in args.output:
         open_store(output).close()  # one sentence when a folder holds no store
-    data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device)
+    data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device,
+                 reference=args.reference)
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 
-        figure = drift_figure(drift_series(data))
+        figure = drift_figure(drift_series(data), **figure_names(data))
         if args.plot.suffix.lower() == ".svg":
             args.plot.write_text(svg(figure), encoding="utf-8")
         else:

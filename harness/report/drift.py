@@ -31,7 +31,7 @@ from harness.core.store import StageRow, Store
 from harness.data import audio
 from harness.models.inference import batched_forward, length_sorted_batches
 from harness.models.model_io import load_model, model_device
-from harness.report.models import RunModel, run_models
+from harness.report.models import RunModel, find_model, run_models
 
 #: the weights of the models compared with one θ0 held in memory at once (about 20 HuBERT Base models); past
 #: it they are taken in chunks, θ0 running again for each
@@ -128,7 +128,7 @@ def pretrained_of(key: str, stages: dict[str, StageRow]) -> str:
 @dataclass
 class ModelDrift:
     model: RunModel
-    pretrained: str  # θ0's stage key
+    reference: str  # the stage key of the model it is compared with: θ0, or the one asked for
     weights: dict[str, float]  # block -> relative change; "all" last
     cka: list[float] = field(default_factory=list)  # per hidden state, 0 = the input to the first layer
     frames: int = 0  # the frames CKA compared
@@ -137,7 +137,7 @@ class ModelDrift:
         """JSON-safe: a value that could not be computed (a constant hidden state's CKA) is None."""
         m = self.model
         return {"model": m.label, "upstream": m.upstream, "seed": m.seed, "stage": m.stage,
-                "pretrained": self.pretrained, "weight_change": {b: _finite(v) for b, v in self.weights.items()},
+                "reference": self.reference, "weight_change": {b: _finite(v) for b, v in self.weights.items()},
                 "cka": [_finite(v) for v in self.cka], "frames": self.frames}
 
 
@@ -151,10 +151,11 @@ class DriftReport:
     split: str
     utterances: int
     models: list[ModelDrift]
+    reference: str | None = None  # the label of the model compared with (None: each model's θ0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances,
-                "models": [m.to_dict() for m in self.models]}
+                "reference": self.reference, "models": [m.to_dict() for m in self.models]}
 
 
 def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
@@ -173,11 +174,13 @@ def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
 
 
 def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None, split: str = "test",
-                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0) -> DriftReport:
+                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0,
+                reference: str | None = None) -> DriftReport:
     """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` that is not
-    θ0 itself (none in a run without fine-tuning), on the first ``utterances`` of ``split`` of ``corpus``. The
-    models of one θ0 are held in memory together, up to :data:`MODEL_BYTES_AT_ONCE`, so that θ0 runs once per
-    batch for all of them."""
+    θ0 itself (none in a run without fine-tuning), on the first ``utterances`` of ``split`` of ``corpus``; with
+    ``reference`` (a model's label), with that model of the same seed instead, for every other model of its θ0.
+    The models compared with one reference are held in memory together, up to :data:`MODEL_BYTES_AT_ONCE`, so
+    that the reference runs once per batch for all of them."""
     output = Path(output)
     chosen = [m for m in run_models(output) if m.evaluated]
     with Store(output, readonly=True) as store:
@@ -188,21 +191,26 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
         raise HarnessError(f"corpus {prepared_stage.labels.get('corpus')} has no split {split!r} (it has: "
                            f"{', '.join(prepared.splits)}); give one of them with --split.")
     rows = prepared.utterances(split)[:utterances]
-    by_pretrained: dict[str, list[RunModel]] = {}
+    by_reference: dict[str, list[RunModel]] = {}
+    named = _references(output, chosen, reference) if reference is not None else {}
     for m in chosen:
-        reference = pretrained_of(m.stage, stages)
-        if reference != m.stage:
-            by_pretrained.setdefault(reference, []).append(m)
+        against = named[m.seed].stage if reference is not None and m.seed in named else None
+        if reference is None:
+            against = pretrained_of(m.stage, stages)
+        elif against is not None and pretrained_of(against, stages) != pretrained_of(m.stage, stages):
+            against = None  # another θ0: another architecture, perhaps
+        if against is not None and against != m.stage:
+            by_reference.setdefault(against, []).append(m)
     results: list[ModelDrift] = []
-    for reference, group in by_pretrained.items():
-        base = load_model(output / reference, plugins).to(device)
+    for against, group in by_reference.items():
+        base = load_model(output / against, plugins).to(device)
         blocks = weight_blocks(base, base.downsampling_module())
         size = sum(p.numel() * p.element_size() for p in base.parameters())
         at_once = max(1, int(MODEL_BYTES_AT_ONCE // max(size, 1)))
         for start in range(0, len(group), at_once):  # θ0 runs once per chunk of models held together
             chunk = group[start:start + at_once]
             tuned = [load_model(m.folder, plugins).to(device) for m in chunk]
-            drifts = [ModelDrift(m, reference, weight_change(model, base, blocks))
+            drifts = [ModelDrift(m, against, weight_change(model, base, blocks))
                       for m, model in zip(chunk, tuned, strict=True)]
             stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
             frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
@@ -212,23 +220,41 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
             del tuned
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
-    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results)
+    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results, reference)
+
+
+def _references(output: Path, models: list[RunModel], which: str) -> dict[int | None, RunModel]:
+    """The model ``which`` names (a label, ``upstream · label`` or a stage key prefix), by seed."""
+    text = which.strip()
+    matches = [m for m in models if text in (m.label, m.full_label) or (len(text) >= 6 and m.stage.startswith(text))]
+    if not matches:
+        matches = [find_model(output, which)]  # its sentence names the labels there are
+    if len({m.upstream for m in matches}) > 1:
+        names = ", ".join(sorted({f'"{m.full_label}"' for m in matches}))
+        raise HarnessError(f"{which!r} names a model of several upstreams; give one of {names}.")
+    return {m.seed: m for m in matches}
 
 
 def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = None, split: str = "test",
-          utterances: int = 100, device: str = "auto") -> dict[str, Any]:
+          utterances: int = 100, device: str = "auto", reference: str | None = None) -> dict[str, Any]:
     """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
     ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``).
-    Several output folders (a study run in pieces) give one report of all their models."""
+    Several output folders (a study run in pieces) give one report of all their models; ``reference`` names the
+    model to compare with instead of θ0 (one folder)."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
     given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
     outputs = [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]  # each once
+    if reference is not None and len(outputs) > 1:
+        raise HarnessError("a reference model is looked up in one output folder; give one folder with it.")
     plugins, where = default_manager(), model_device(device)
-    reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where).to_dict()
-               for o in outputs]
+    reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where,
+                           reference=reference).to_dict() for o in outputs]
     models = list({m["stage"]: m for r in reports for m in r["models"]}.values())  # a model in two folders: once
     if not models:
+        if reference is not None:
+            raise HarnessError(f"{outputs[0]} holds no other evaluated model of the pre-trained model behind "
+                               f"{reference!r} to compare with it.")
         raise HarnessError(f"{', '.join(map(str, outputs))} holds no evaluated model other than pre-trained ones; "
                            "fine-tune or merge one first.")
     return {**reports[0], "models": models}

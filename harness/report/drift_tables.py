@@ -40,21 +40,30 @@ def model_label(report: dict[str, Any], model: dict[str, Any], with_seed: bool =
     return label
 
 
+def reference_names(report: dict[str, Any]) -> tuple[str, str]:
+    """How the tables name the model compared with, in words and as a symbol: the pre-trained model θ0, or the
+    model the report was asked to compare with."""
+    reference = report.get("reference")
+    return ("the pre-trained model", "θ0") if reference is None else (reference, "θr")
+
+
 def drift_tables(report: dict[str, Any]) -> list[TextTable]:
-    """The relative weight change per block, and the CKA with θ0 per hidden state, as text cells."""
+    """The relative weight change per block, and the CKA with θ0 (or the reference) per hidden state, as text
+    cells."""
     models = report["models"]
+    name, symbol = reference_names(report)
 
     def named(m: dict[str, Any]) -> list[str]:
         return [model_label(report, m), "" if m["seed"] is None else str(m["seed"])]
 
     blocks = list(dict.fromkeys(b for m in models for b in m["weight_change"]))
-    weights = TextTable("Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)", ["model", "seed", *blocks],
+    weights = TextTable(f"Weight change from {name}, ‖θ − {symbol}‖ / ‖{symbol}‖ (%)", ["model", "seed", *blocks],
                         [[*named(m), *[_cell(m["weight_change"][b], True) if b in m["weight_change"] else ""
                                        for b in blocks]] for m in models])
     states = max((len(m["cka"]) for m in models), default=0)
     frames = {m["frames"] for m in models}
     shown = f", {frames.pop()} frames" if len(frames) == 1 else ""
-    cka = TextTable(f"Linear CKA with the pre-trained model by hidden state ({report['utterances']} utterances of "
+    cka = TextTable(f"Linear CKA with {name} by hidden state ({report['utterances']} utterances of "
                     f"{report['corpus']} {report['split']}{shown})",
                     ["model", "seed", *map(str, range(states)), "mean"],
                     [[*named(m), *[_cell(v, False) for v in m["cka"]], *[""] * (states - len(m["cka"])),
@@ -99,3 +108,9 @@ def drift_html(report: dict[str, Any]) -> str:
 def drift_series(report: dict[str, Any]) -> list[tuple[str, dict[str, float | None], list[float | None]]]:
     """Per model: its label (with the seed where there are several), weight change per block, CKA per state."""
     return [(model_label(report, m, with_seed=True), m["weight_change"], m["cka"]) for m in report["models"]]
+
+
+def figure_names(report: dict[str, Any]) -> dict[str, str]:
+    """The figure's ``reference`` and ``symbol`` (:func:`harness.report.plots.drift_figure`)."""
+    name, symbol = reference_names(report)
+    return {"reference": symbol if report.get("reference") is None else name, "symbol": symbol}

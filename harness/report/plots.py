@@ -120,9 +120,11 @@ def layer_weights(panels: dict[str, dict[str, list[float]]]) -> Figure:
     return fig
 
 
-def drift_figure(models: Sequence[tuple[str, dict[str, float | None], list[float | None]]]) -> Figure:
+def drift_figure(models: Sequence[tuple[str, dict[str, float | None], list[float | None]]],
+                 reference: str = "θ0", symbol: str = "θ0") -> Figure:
     """Two panels, one line per model ``(label, weight change per block, CKA per hidden state)``: the relative
-    weight change by block (in %) and the linear CKA with the pre-trained model by hidden state."""
+    weight change by block (in %) and the linear CKA with ``reference`` (the pre-trained model θ0, or the model
+    ``symbol`` stands for) by hidden state."""
     blocks = [b for b in dict.fromkeys(b for _, w, _ in models for b in w) if b != "all"]
     with matplotlib.rc_context(STYLE):
         fig = _figure(8.0, 3.2 + 0.3 * math.ceil(len(models) / 2))
@@ -134,12 +136,13 @@ def drift_figure(models: Sequence[tuple[str, dict[str, float | None], list[float
                        color=color, label=label)
             similar.plot(range(len(cka)), [math.nan if v is None else v for v in cka], marker="o", lw=1.4, color=color)
         moved.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right")
-        moved.set_ylabel("‖θ − θ0‖ / ‖θ0‖ (%)")
-        moved.set_title("weight change from θ0")
+        moved.set_ylabel(f"‖θ − {symbol}‖ / ‖{symbol}‖ (%)")
+        moved.set_title("weight change")
         similar.xaxis.set_major_locator(MaxNLocator(integer=True))
         similar.set_xlabel("hidden state")
         similar.set_ylabel("linear CKA")
-        similar.set_title("representation similarity with θ0")
+        similar.set_title("representation similarity")
+        fig.suptitle(f"against {reference}", fontsize=10)
         fig.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=8)
     return fig
 

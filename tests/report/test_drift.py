@@ -132,7 +132,7 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
     by_label = {m["model"]: m for m in report["models"]}
     assert set(by_label) == {"pr · speech_ft alpha=0.25", "pr · speech_ft alpha=1.0"}  # θ0 is the reference
     speech_ft, stable_ft = by_label["pr · speech_ft alpha=0.25"], by_label["pr · speech_ft alpha=1.0"]
-    assert speech_ft["pretrained"] == stable_ft["pretrained"]
+    assert speech_ft["reference"] == stable_ft["reference"]
     assert stable_ft["weight_change"]["cnn"] == 0.0  # stable fine-tuning keeps the CNN frozen
     assert stable_ft["weight_change"]["all"] > 0
     for block, value in stable_ft["weight_change"].items():
@@ -150,7 +150,7 @@ def test_drift_of_a_run_against_an_independent_computation(drift_run, capsys, tm
         out = dict(batched_forward(model, wavs, batches=[[i] for i in range(len(wavs))]))
         return [torch.cat([out[i][layer] for i in range(len(wavs))]) for layer in range(model.num_hidden_states)]
 
-    base = states(drift_run / stable_ft["pretrained"])
+    base = states(drift_run / stable_ft["reference"])
     for model in (speech_ft, stable_ft):
         tuned = states(drift_run / model["stage"])
         assert model["frames"] == base[0].shape[0]
@@ -237,3 +237,27 @@ def test_models_past_the_memory_budget_are_compared_in_chunks_with_the_same_numb
     together = harness.drift(drift_run, utterances=3, device="cpu")
     monkeypatch.setattr("harness.report.drift.MODEL_BYTES_AT_ONCE", 1)  # one model at a time
     assert harness.drift(drift_run, utterances=3, device="cpu") == together
+
+
+def test_any_model_of_the_run_can_be_the_reference(drift_run, capsys, tmp_path):
+    stable = "pr · speech_ft alpha=1.0"
+    default = {m["model"]: m for m in harness.drift(drift_run, utterances=3, device="cpu")["models"]}
+    report = harness.drift(drift_run, utterances=3, device="cpu", reference=stable)
+    by_label = {m["model"]: m for m in report["models"]}
+    assert report["reference"] == stable and set(by_label) == {"pre-trained", "pr · speech_ft alpha=0.25"}
+    assert by_label["pre-trained"]["cka"] == pytest.approx(default[stable]["cka"], abs=1e-9)  # CKA is symmetric
+    # θ0 + 0.25 δ is 0.75 δ from θft, θ0 is δ from it: in every block
+    for block, value in by_label["pre-trained"]["weight_change"].items():
+        assert by_label["pr · speech_ft alpha=0.25"]["weight_change"][block] == pytest.approx(0.75 * value, rel=1e-4,
+                                                                                             abs=1e-12), block
+    capsys.readouterr()
+    assert main(["drift", str(drift_run), "--utterances", "3", "--reference", stable, "--format", "md",
+                 "--device", "cpu"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith(f"**Weight change from {stable}, ‖θ − θr‖ / ‖θr‖ (%)**")
+    assert f"**Linear CKA with {stable} by hidden state (3 utterances of speech test" in md
+    assert main(["drift", str(drift_run), "--reference", "nope"]) == 2
+    assert "has no model 'nope'" in " ".join(capsys.readouterr().err.split())
+    shutil.copytree(drift_run, tmp_path / "copy")
+    assert main(["drift", str(drift_run), str(tmp_path / "copy"), "--reference", stable]) == 2
+    assert "a reference model is looked up in one output folder" in capsys.readouterr().err

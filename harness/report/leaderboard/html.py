@@ -19,7 +19,7 @@ from harness.evaluation.scoring import coverage_text
 from harness.report import plots
 from harness.report.curves import curves_html
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
-from harness.report.drift_tables import drift_html, drift_series
+from harness.report.drift_tables import drift_html, drift_series, figure_names
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text, short_label
 
@@ -281,7 +281,7 @@ def _section(title: str, content: str, section_id: str) -> str:
 def drift_plot(report: dict) -> Plot:
     """`harness drift`'s figure."""
     return Plot("drift", DRIFT_TITLE, "The weight change per block and the linear CKA with the pre-trained model per "
-                "hidden state, one line per model.", plots.drift_figure(drift_series(report)))
+                "hidden state, one line per model.", plots.drift_figure(drift_series(report), **figure_names(report)))
 
 
 def drift_section(report: dict) -> str:
