@@ -194,11 +194,12 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
     by_reference: dict[str, list[RunModel]] = {}
     named = _references(output, chosen, reference) if reference is not None else {}
     for m in chosen:
-        against = named[m.seed].stage if reference is not None and m.seed in named else None
         if reference is None:
-            against = pretrained_of(m.stage, stages)
-        elif against is not None and pretrained_of(against, stages) != pretrained_of(m.stage, stages):
-            against = None  # another θ0: another architecture, perhaps
+            against: str | None = pretrained_of(m.stage, stages)
+        else:  # the named model of the same seed, where it shares the model's θ0 (and so its architecture)
+            ref = named.get(m.seed)
+            same_base = ref is not None and pretrained_of(ref.stage, stages) == pretrained_of(m.stage, stages)
+            against = ref.stage if ref is not None and same_base else None
         if against is not None and against != m.stage:
             by_reference.setdefault(against, []).append(m)
     results: list[ModelDrift] = []
@@ -250,7 +251,8 @@ def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = Non
     plugins, where = default_manager(), model_device(device)
     reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where,
                            reference=reference).to_dict() for o in outputs]
-    models = list({m["stage"]: m for r in reports for m in r["models"]}.values())  # a model in two folders: once
+    # a model found in two folders: once (the pre-trained model is a row per seed where a reference is named)
+    models = list({(m["stage"], m["seed"], m["reference"]): m for r in reports for m in r["models"]}.values())
     if not models:
         if reference is not None:
             raise HarnessError(f"{outputs[0]} holds no other evaluated model of the pre-trained model behind "

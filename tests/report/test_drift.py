@@ -261,3 +261,18 @@ def test_any_model_of_the_run_can_be_the_reference(drift_run, capsys, tmp_path):
     shutil.copytree(drift_run, tmp_path / "copy")
     assert main(["drift", str(drift_run), str(tmp_path / "copy"), "--reference", stable]) == 2
     assert "a reference model is looked up in one output folder" in capsys.readouterr().err
+
+
+def test_a_reference_is_the_named_model_of_each_seed(drift_run, tmp_path):
+    two_seeds = tmp_path / "seeds"
+    assert main(["run", str(drift_run.parent / "drift.yaml"), "--device", "cpu", "--output", str(two_seeds),
+                 "--set", "seeds=[0, 1]"]) == 0
+    stable = "pr · speech_ft alpha=1.0"
+    report = harness.drift(two_seeds, utterances=3, device="cpu", reference=stable)
+    rows = {(m["model"], m["seed"]): m for m in report["models"]}
+    assert set(rows) == {(label, seed) for label in ("pre-trained", "pr · speech_ft alpha=0.25") for seed in (0, 1)}
+    default = {(m["model"], m["seed"]): m for m in harness.drift(two_seeds, utterances=3, device="cpu")["models"]}
+    for seed in (0, 1):  # each seed's rows compared with that seed's Stable-FT model
+        assert rows[("pre-trained", seed)]["reference"] == default[(stable, seed)]["stage"]
+        assert rows[("pre-trained", seed)]["cka"] == pytest.approx(default[(stable, seed)]["cka"], abs=1e-9)
+    assert rows[("pre-trained", 0)]["cka"] != pytest.approx(rows[("pre-trained", 1)]["cka"], abs=1e-6)
