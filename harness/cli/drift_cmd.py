@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", metavar="MODEL",
                         help="compare with this model of the run (a label `harness models` lists; of each seed) "
                              "instead of each model's pre-trained one")
+    parser.add_argument("--layer-norm", action="store_true",
+                        help="CKA of the layer-normed hidden states, as the probes' weighted sum reads them")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="also draw both measures by layer (.png or .svg)")
     parser.set_defaults(func=run)
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     for output in args.output:
         open_store(output).close()  # one sentence when a folder holds no store
     data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device,
-                 reference=args.reference)
+                 reference=args.reference, layer_norm=args.layer_norm)
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 

@@ -29,6 +29,7 @@ from harness.core.registry import PluginManager, default_manager
 from harness.core.stage_kinds import StageKind
 from harness.core.store import StageRow, Store
 from harness.data import audio
+from harness.models import featurizer
 from harness.models.inference import batched_forward, length_sorted_batches
 from harness.models.model_io import load_model, model_device
 from harness.report.models import RunModel, find_model, run_models
@@ -152,10 +153,12 @@ class DriftReport:
     utterances: int
     models: list[ModelDrift]
     reference: str | None = None  # the label of the model compared with (None: each model's θ0)
+    layer_norm: bool = False  # CKA of the layer-normed hidden states
 
     def to_dict(self) -> dict[str, Any]:
         return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances,
-                "reference": self.reference, "models": [m.to_dict() for m in self.models]}
+                "reference": self.reference, "layer_norm": self.layer_norm,
+                "models": [m.to_dict() for m in self.models]}
 
 
 def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
@@ -173,15 +176,27 @@ def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
     return corpora[name]
 
 
-def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None, split: str = "test",
-                utterances: int = 100, device: torch.device | str = "cpu", max_seconds: float = 60.0,
-                reference: str | None = None) -> DriftReport:
+@dataclass(frozen=True)
+class DriftSettings:
+    """What a drift report compares: the first ``utterances`` of ``split`` of ``corpus`` (None: the corpus most
+    evaluations read), with each model's θ0 or with the model ``reference`` names, on the hidden states as the
+    model gives them or layer-normed as the probes' weighted sum reads them."""
+
+    corpus: str | None = None
+    split: str = "test"
+    utterances: int = 100
+    reference: str | None = None
+    layer_norm: bool = False
+
+
+def model_drift(output: Path, plugins: PluginManager, settings: DriftSettings = DriftSettings(),
+                device: torch.device | str = "cpu", max_seconds: float = 60.0) -> DriftReport:
     """The weight change and per-layer CKA with θ0 of every evaluated model of the run in ``output`` that is not
-    θ0 itself (none in a run without fine-tuning), on the first ``utterances`` of ``split`` of ``corpus``; with
-    ``reference`` (a model's label), with that model of the same seed instead, for every other model of its θ0.
-    The models compared with one reference are held in memory together, up to :data:`MODEL_BYTES_AT_ONCE`, so
-    that the reference runs once per batch for all of them."""
+    θ0 itself (none in a run without fine-tuning); with a ``reference`` (a model's label), with that model of the
+    same seed instead, for every other model of its θ0. The models compared with one reference are held in memory
+    together, up to :data:`MODEL_BYTES_AT_ONCE`, so that the reference runs once per batch for all of them."""
     output = Path(output)
+    corpus, split, reference = settings.corpus, settings.split, settings.reference
     chosen = [m for m in run_models(output) if m.evaluated]
     with Store(output, readonly=True) as store:
         stages = {s.key: s for s in store.stages(status="done")}
@@ -190,7 +205,7 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
     if split not in prepared.splits:
         raise HarnessError(f"corpus {prepared_stage.labels.get('corpus')} has no split {split!r} (it has: "
                            f"{', '.join(prepared.splits)}); give one of them with --split.")
-    rows = prepared.utterances(split)[:utterances]
+    rows = prepared.utterances(split)[:settings.utterances]
     by_reference: dict[str, list[RunModel]] = {}
     named = _references(output, chosen, reference) if reference is not None else {}
     for m in chosen:
@@ -214,14 +229,15 @@ def model_drift(output: Path, plugins: PluginManager, corpus: str | None = None,
             drifts = [ModelDrift(m, against, weight_change(model, base, blocks))
                       for m, model in zip(chunk, tuned, strict=True)]
             stats = [[CKAStatistics() for _ in range(base.num_hidden_states)] for _ in tuned]
-            frames = _accumulate(base, tuned, rows, stats, device, max_seconds)
+            frames = _accumulate(base, tuned, rows, stats, device, max_seconds, settings.layer_norm)
             for drift, per_layer in zip(drifts, stats, strict=True):
                 drift.cka, drift.frames = [s.cka() for s in per_layer], frames
             results += drifts
             del tuned
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
-    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results, reference)
+    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results, reference,
+                       settings.layer_norm)
 
 
 def _references(output: Path, models: list[RunModel], which: str) -> dict[int | None, RunModel]:
@@ -237,11 +253,12 @@ def _references(output: Path, models: list[RunModel], which: str) -> dict[int | 
 
 
 def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = None, split: str = "test",
-          utterances: int = 100, device: str = "auto", reference: str | None = None) -> dict[str, Any]:
+          utterances: int = 100, device: str = "auto", reference: str | None = None,
+          layer_norm: bool = False) -> dict[str, Any]:
     """``harness drift DIR --format json`` from Python: the report of :func:`model_drift` as a dict (``corpus``,
-    ``split``, ``utterances`` and per model ``weight_change`` by block, ``cka`` by hidden state and ``frames``).
-    Several output folders (a study run in pieces) give one report of all their models; ``reference`` names the
-    model to compare with instead of θ0 (one folder)."""
+    ``split``, ``utterances``, ``reference``, ``layer_norm`` and per model ``weight_change`` by block, ``cka`` by
+    hidden state and ``frames``). Several output folders (a study run in pieces) give one report of all their
+    models; ``reference`` names the model to compare with instead of θ0 (one folder); see :class:`DriftSettings`."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
     given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
@@ -249,8 +266,8 @@ def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = Non
     if reference is not None and len(outputs) > 1:
         raise HarnessError("a reference model is looked up in one output folder; give one folder with it.")
     plugins, where = default_manager(), model_device(device)
-    reports = [model_drift(o, plugins, corpus=corpus, split=split, utterances=utterances, device=where,
-                           reference=reference).to_dict() for o in outputs]
+    settings = DriftSettings(corpus, split, utterances, reference, layer_norm)
+    reports = [model_drift(o, plugins, settings, device=where).to_dict() for o in outputs]
     # a model found in two folders: once (the pre-trained model is a row per seed where a reference is named)
     models = list({(m["stage"], m["seed"], m["reference"]): m for r in reports for m in r["models"]}.values())
     if not models:
@@ -263,21 +280,24 @@ def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = Non
 
 
 def _accumulate(base: Any, tuned: list[Any], rows: list[dict[str, Any]], stats: list[list[CKAStatistics]],
-                device: torch.device | str, max_seconds: float) -> int:
+                device: torch.device | str, max_seconds: float, normed: bool) -> int:
     """Run θ0 and its models on the same batches of ``rows``, one batch at a time; add each hidden state's
-    frames to ``stats``. Returns the number of frames."""
+    frames (layer-normed where ``normed``) to ``stats``. Returns the number of frames."""
     wavs = [audio.load_utterance(r) for r in rows]
     frames = 0
     for batch in length_sorted_batches([len(w) for w in wavs], max_seconds):
-        reference = _frames(base, wavs, batch, device)
+        reference = _frames(base, wavs, batch, device, normed)
         frames += reference[0].shape[0]
         for model, per_layer in zip(tuned, stats, strict=True):
-            for s, x, y in zip(per_layer, reference, _frames(model, wavs, batch, device), strict=True):
+            for s, x, y in zip(per_layer, reference, _frames(model, wavs, batch, device, normed), strict=True):
                 s.add(x, y)
     return frames
 
 
-def _frames(model: Any, wavs: list[Any], batch: list[int], device: torch.device | str) -> list[torch.Tensor]:
-    """Per hidden state, the valid frames of the utterances of ``batch`` one after another."""
+def _frames(model: Any, wavs: list[Any], batch: list[int], device: torch.device | str,
+            normed: bool) -> list[torch.Tensor]:
+    """Per hidden state, the valid frames of the utterances of ``batch`` one after another (layer-normed per
+    frame where ``normed``)."""
     states = dict(batched_forward(model, wavs, batches=[batch], device=device))
-    return [torch.cat([states[i][layer] for i in batch]) for layer in range(len(states[batch[0]]))]
+    layers = [torch.cat([states[i][layer] for i in batch]) for layer in range(len(states[batch[0]]))]
+    return [featurizer.layer_norm(h) for h in layers] if normed else layers

@@ -63,7 +63,8 @@ def drift_tables(report: dict[str, Any]) -> list[TextTable]:
     states = max((len(m["cka"]) for m in models), default=0)
     frames = {m["frames"] for m in models}
     shown = f", {frames.pop()} frames" if len(frames) == 1 else ""
-    cka = TextTable(f"Linear CKA with {name} by hidden state ({report['utterances']} utterances of "
+    normed = " (layer-normed)" if report.get("layer_norm") else ""
+    cka = TextTable(f"Linear CKA with {name} by hidden state{normed} ({report['utterances']} utterances of "
                     f"{report['corpus']} {report['split']}{shown})",
                     ["model", "seed", *map(str, range(states)), "mean"],
                     [[*named(m), *[_cell(v, False) for v in m["cka"]], *[""] * (states - len(m["cka"])),

@@ -276,3 +276,36 @@ def test_a_reference_is_the_named_model_of_each_seed(drift_run, tmp_path):
         assert rows[("pre-trained", seed)]["reference"] == default[(stable, seed)]["stage"]
         assert rows[("pre-trained", seed)]["cka"] == pytest.approx(default[(stable, seed)]["cka"], abs=1e-9)
     assert rows[("pre-trained", 0)]["cka"] != pytest.approx(rows[("pre-trained", 1)]["cka"], abs=1e-6)
+
+
+def test_cka_of_the_layer_normed_states_the_probes_read(drift_run, capsys):
+    from harness.models.featurizer import layer_norm
+
+    report = harness.drift(drift_run, split="train", utterances=4, device="cpu", layer_norm=True)
+    plain = harness.drift(drift_run, split="train", utterances=4, device="cpu")
+    assert report["layer_norm"] and not plain["layer_norm"]
+    assert [m["weight_change"] for m in report["models"]] == [m["weight_change"] for m in plain["models"]]
+    plugins = default_manager()
+    with Store(drift_run, readonly=True) as store:
+        corpus_key = next(s.key for s in store.stages() if s.kind == "prepare")
+    wavs = [audio.load_utterance(r) for r in PreparedCorpus(drift_run / corpus_key).utterances("train")[:4]]
+
+    def normed(folder):
+        out = dict(batched_forward(load_model(folder, plugins), wavs, batches=[[i] for i in range(len(wavs))]))
+        return [layer_norm(torch.cat([out[i][layer] for i in range(len(wavs))])) for layer in range(len(out[0]))]
+
+    model = report["models"][0]
+    base, tuned = normed(drift_run / model["reference"]), normed(drift_run / model["stage"])
+    assert model["cka"] == pytest.approx([hsic_cka(b, t) for b, t in zip(base, tuned, strict=True)], abs=1e-6)
+    # the frames compared are the layer-normed ones (HuBERT's post-norm layers already normalise theirs, up to
+    # their affine weights, and the tiny models barely moved: both CKAs are near 1)
+    from harness.report.drift import _frames
+
+    upstream = load_model(drift_run / model["stage"], plugins)
+    raw, normalized = (_frames(upstream, wavs, [0, 1], "cpu", normed) for normed in (False, True))
+    assert all(torch.equal(layer_norm(r), n) for r, n in zip(raw, normalized, strict=True))
+    assert not any(torch.equal(r, n) for r, n in zip(raw, normalized, strict=True))
+    capsys.readouterr()
+    assert main(["drift", str(drift_run), "--utterances", "3", "--layer-norm", "--format", "md",
+                 "--device", "cpu"]) == 0
+    assert "by hidden state (layer-normed) (3 utterances of speech test" in capsys.readouterr().out
