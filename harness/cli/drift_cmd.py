@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.core.errors import HarnessError
-from harness.core.result_rows import open_store
 from harness.report.drift import drift
 from harness.report.drift_tables import NOTE, drift_markdown, drift_series, drift_tables, figure_names
 
@@ -54,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
             args.plot.touch()
         except OSError as exc:
             raise HarnessError(f"cannot write {args.plot} ({exc.strerror}); choose a writable --plot path.") from None
-    for output in args.output:
-        open_store(output).close()  # one sentence when a folder holds no store
     data = drift(args.output, corpus=args.corpus, split=args.split, utterances=args.utterances, device=args.device,
                  reference=args.reference, layer_norm=args.layer_norm)
     if args.plot is not None:

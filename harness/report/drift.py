@@ -32,7 +32,7 @@ from harness.data import audio
 from harness.models import featurizer
 from harness.models.inference import batched_forward, length_sorted_batches
 from harness.models.model_io import load_model, model_device
-from harness.report.models import RunModel, find_model, run_models
+from harness.report.models import RunModel, models_named, run_models
 
 #: the weights of the models compared with one θ0 held in memory at once (about 20 HuBERT Base models); past
 #: it they are taken in chunks, θ0 running again for each
@@ -207,7 +207,7 @@ def model_drift(output: Path, plugins: PluginManager, settings: DriftSettings = 
                            f"{', '.join(prepared.splits)}); give one of them with --split.")
     rows = prepared.utterances(split)[:settings.utterances]
     by_reference: dict[str, list[RunModel]] = {}
-    named = _references(output, chosen, reference) if reference is not None else {}
+    named = {m.seed: m for m in models_named(output, reference)} if reference is not None else {}
     for m in chosen:
         if reference is None:
             against: str | None = pretrained_of(m.stage, stages)
@@ -238,18 +238,6 @@ def model_drift(output: Path, plugins: PluginManager, settings: DriftSettings = 
     results.sort(key=lambda d: order[d.model.stage])
     return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results, reference,
                        settings.layer_norm)
-
-
-def _references(output: Path, models: list[RunModel], which: str) -> dict[int | None, RunModel]:
-    """The model ``which`` names (a label, ``upstream · label`` or a stage key prefix), by seed."""
-    text = which.strip()
-    matches = [m for m in models if text in (m.label, m.full_label) or (len(text) >= 6 and m.stage.startswith(text))]
-    if not matches:
-        matches = [find_model(output, which)]  # its sentence names the labels there are
-    if len({m.upstream for m in matches}) > 1:
-        names = ", ".join(sorted({f'"{m.full_label}"' for m in matches}))
-        raise HarnessError(f"{which!r} names a model of several upstreams; give one of {names}.")
-    return {m.seed: m for m in matches}
 
 
 def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = None, split: str = "test",

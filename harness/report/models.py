@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.result_rows import open_store
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store
 from harness.report.leaderboard.rows import model_rows, row_key
 
 #: stage kinds whose folder holds a model
@@ -43,9 +43,7 @@ class RunModel:
 def run_models(output: Path) -> list[RunModel]:
     """Every model of the run in ``output``: evaluated ones in leaderboard order (by seed), then the rest."""
     output = Path(output)
-    if not (output / DB_NAME).is_file():
-        raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of `harness run`.")
-    with Store(output, readonly=True) as store:
+    with open_store(output) as store:
         done = store.stages(status="done")
     by_key = {s.key: s for s in done}
     evals = [s for s in done if s.kind == StageKind.EVALUATE and s.labels.get("downstream")]
@@ -69,9 +67,10 @@ def run_models(output: Path) -> list[RunModel]:
     return out
 
 
-def find_model(output: Path, which: str, seed: int | None = None) -> RunModel:
-    """The model of the run in ``output`` that ``which`` names: its label (``upstream · label`` too), its stage
-    key (or a unique prefix of 6 characters or more) or its folder; ``seed`` picks one of several seeds."""
+def models_named(output: Path, which: str, seed: int | None = None) -> list[RunModel]:
+    """The models of the run in ``output`` that ``which`` names, one per seed (of ``seed`` only, where given): by
+    label (``upstream · label`` too), stage key (or a prefix of 6 characters or more) or folder; one sentence
+    when none is, or when models of several upstreams are."""
     models = run_models(output)
     text = which.strip()
     path = Path(text)
@@ -89,8 +88,15 @@ def find_model(output: Path, which: str, seed: int | None = None) -> RunModel:
         raise HarnessError(f"{output} has no model {which!r}{extra}; `harness models {output}` lists them "
                            f"(labels: {shown}).")
     if len({m.upstream for m in matches}) > 1:
-        names = ", ".join(sorted(f'"{m.full_label}"' for m in matches))
+        names = ", ".join(sorted({f'"{m.full_label}"' for m in matches}))
         raise HarnessError(f"{which!r} names a model of several upstreams; give one of {names}.")
+    return matches
+
+
+def find_model(output: Path, which: str, seed: int | None = None) -> RunModel:
+    """The model of the run in ``output`` that ``which`` names (see :func:`models_named`); ``seed`` picks one of
+    several seeds."""
+    matches = models_named(output, which, seed)
     if len(matches) > 1:
         seeds = ", ".join(str(m.seed) for m in matches)
         raise HarnessError(f"{which!r} has one model per seed ({seeds}); pick one with --seed.")

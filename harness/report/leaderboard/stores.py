@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.result_rows import open_store
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, MetricRow, StageRow, Store
+from harness.core.store import MetricRow, StageRow
 
 
 @dataclass
@@ -33,10 +34,7 @@ def read_stores(outputs: Sequence[Path]) -> StoreContents:
     planned: dict[str, tuple[str, float]] = {}
     for index, output in enumerate(outputs):
         output = Path(output)
-        if not (output / DB_NAME).is_file():
-            raise HarnessError(f"{output} holds no results store ({DB_NAME}); give the output folder of "
-                               "`harness run`.")
-        with Store(output, readonly=True) as store:
+        with open_store(output) as store:
             stages = [s for s in store.stages(status="done") if s.kind in (StageKind.EVALUATE, StageKind.SCORE)]
             rows = store.metrics()
             for cell, (key, when) in store.planned().items():  # a cell two stores planned: the later plan
