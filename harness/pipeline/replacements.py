@@ -9,7 +9,6 @@ anything runs (:func:`announcements`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from harness.core.errors import HarnessError
 from harness.core.params import changed_params
 from harness.core.plan import Plan, Stage
 from harness.core.store import DB_NAME, StageRow, Store, cell_identity, current_by_cell
-from harness.pipeline.execute import OUTCOME, artifact_dir
+from harness.pipeline.execute import OUTCOME, artifact_dir, read_outcome
 
 
 @dataclass
@@ -51,9 +50,10 @@ def _changes(stage: Stage, old: dict[str, Any], new: dict[str, Any]) -> list[str
 def _ran_with(output: Path, key: str) -> dict[str, Any] | None:
     """The execution-only values a finished stage ran with (from its outcome file); None when not finished."""
     try:
-        return json.loads((artifact_dir(output, key) / OUTCOME).read_text()).get("execution", {})
-    except (OSError, ValueError):  # not finished (or unreadable: it runs again)
+        outcome = read_outcome(output, key)
+    except (OSError, ValueError, TypeError):  # unreadable: it runs again
         return None
+    return outcome.execution if outcome is not None else None
 
 
 def replacements(plan: Plan, output: Path) -> list[Replacement]:
