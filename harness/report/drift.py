@@ -146,18 +146,30 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class DriftSettings:
+    """What a drift report compares: the first ``utterances`` of ``split`` of ``corpus`` (None: the corpus most
+    evaluations read), with each model's θ0 or with the model ``reference`` names, on the hidden states as the
+    model gives them or layer-normed as the probes' weighted sum reads them."""
+
+    corpus: str | None = None
+    split: str = "test"
+    utterances: int = 100
+    reference: str | None = None
+    layer_norm: bool = False
+
+
 @dataclass
 class DriftReport:
-    corpus: str
-    split: str
-    utterances: int
+    settings: DriftSettings
+    corpus: str  # the corpus compared on (the settings' or the one most evaluations read)
+    utterances: int  # the utterances compared (at most the settings')
     models: list[ModelDrift]
-    reference: str | None = None  # the label of the model compared with (None: each model's θ0)
-    layer_norm: bool = False  # CKA of the layer-normed hidden states
 
     def to_dict(self) -> dict[str, Any]:
-        return {"corpus": self.corpus, "split": self.split, "utterances": self.utterances,
-                "reference": self.reference, "layer_norm": self.layer_norm,
+        settings = self.settings
+        return {"corpus": self.corpus, "split": settings.split, "utterances": self.utterances,
+                "reference": settings.reference, "layer_norm": settings.layer_norm,
                 "models": [m.to_dict() for m in self.models]}
 
 
@@ -174,19 +186,6 @@ def corpus_stage(stages: dict[str, StageRow], name: str | None) -> StageRow:
         known = ", ".join(sorted(str(c) for c in corpora)) or "none"
         raise HarnessError(f"this run prepared no corpus {name!r} (it has: {known}); give one of them with --corpus.")
     return corpora[name]
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """What a drift report compares: the first ``utterances`` of ``split`` of ``corpus`` (None: the corpus most
-    evaluations read), with each model's θ0 or with the model ``reference`` names, on the hidden states as the
-    model gives them or layer-normed as the probes' weighted sum reads them."""
-
-    corpus: str | None = None
-    split: str = "test"
-    utterances: int = 100
-    reference: str | None = None
-    layer_norm: bool = False
 
 
 def model_drift(output: Path, plugins: PluginManager, settings: DriftSettings = DriftSettings(),
@@ -236,8 +235,7 @@ def model_drift(output: Path, plugins: PluginManager, settings: DriftSettings = 
             del tuned
     order = {m.stage: i for i, m in enumerate(chosen)}
     results.sort(key=lambda d: order[d.model.stage])
-    return DriftReport(str(prepared_stage.labels.get("corpus")), split, len(rows), results, reference,
-                       settings.layer_norm)
+    return DriftReport(settings, str(prepared_stage.labels.get("corpus")), len(rows), results)
 
 
 def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = None, split: str = "test",
