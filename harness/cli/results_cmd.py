@@ -1,23 +1,31 @@
-"""`harness results DIR`: what the store holds (stages, metrics, errors)."""
+"""`harness results DIR [DIR ...]`: what the stores hold (stages, metrics, errors)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.core.result_rows import metric_rows, open_store
+from harness.core.errors import HarnessError
+from harness.core.registry import default_manager
+from harness.core.result_rows import distinct_outputs, metric_rows, stored_stages
 from harness.core.stage_kinds import StageKind
 from harness.evaluation.scoring import coverage, coverage_text
+from harness.report.leaderboard.rows import model_rows, row_key, task_rank
+from harness.report.leaderboard.stores import read_stores
 from harness.report.stage_times import StageTimes, stage_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("results", help="print what the results store of an output folder holds")
-    parser.add_argument("output", type=Path, help="the output folder of a run")
+    parser.add_argument("output", type=Path, nargs="+",
+                        help="the output folder of a run (several: their stores read as one, a stage found in two "
+                             "once)")
     parser.add_argument("--json", action="store_true",
                         help='{"results": metric rows, "models": provenance per model, "recipes": their texts, '
                              '"times": stage times}')
@@ -51,13 +59,11 @@ def print_scores(output: Path, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = metric_rows(args.output)
-    with open_store(args.output) as store:
-        stages = store.stages()
+    outputs = distinct_outputs(args.output)
+    rows = metric_rows(outputs)
+    stages = stored_stages(outputs)
     if args.json:
-        from harness.report.provenance import provenance
-
-        print(json.dumps({"results": rows, **provenance(args.output), "times": stage_times(stages).as_dict()},
+        print(json.dumps({"results": rows, **_provenance(outputs), "times": stage_times(stages).as_dict()},
                          indent=2, ensure_ascii=False))
         return 0
     console = Console(highlight=False)
@@ -65,12 +71,11 @@ def run(args: argparse.Namespace) -> int:
     for s in stages:
         by_status[s.status] = by_status.get(s.status, 0) + 1
     console.print(f"{len(stages)} stages: " + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())))
-    table = Table(title=f"metrics in {args.output}")
+    table = Table(title=f"metrics in {', '.join(map(str, outputs))}")
     for col in ("stage", "upstream", "model", "seed", "metric", "value"):
-        table.add_column(col, justify="right" if col in ("seed", "value") else "left")
-    for r in rows:
-        if r["kind"] == StageKind.FINETUNE or not r["current"]:
-            continue
+        table.add_column(col, justify="right" if col in ("seed", "value") else "left", overflow="fold")
+    shown = [r for r in rows if r["kind"] != StageKind.FINETUNE and r["current"]]
+    for r in sorted(shown, key=_table_order(outputs, stages)):
         table.add_row(r["stage"][:8], str(r["upstream"]), str(r["model"]), str(r["seed"]), r["metric"],
                       f"{r['value']:.2f}")
     console.print(table)
@@ -84,6 +89,39 @@ def run(args: argparse.Namespace) -> int:
             if s.status == "failed":
                 console.print(f"[red]{s.key[:8]} {s.name}[/]\n{s.error}")
     return 0
+
+
+def _table_order(outputs: Sequence[Path], stages: list) -> Any:
+    """A sort key for metric rows: the leaderboard's model order (upstream, the pre-trained model first, then
+    fine-tuning and α), seed, then its columns' task order; rows of stages outside the leaderboard last."""
+    try:
+        order = {key: i for i, key in enumerate(model_rows(read_stores(outputs).stages))}
+    except HarnessError:  # no finished evaluation yet
+        order = {}
+    labels = {s.key: s.labels for s in stages}
+    plugins = default_manager()
+    ranks: dict[str, tuple] = {}
+
+    def key(row: dict[str, Any]) -> tuple:
+        rank = ranks.setdefault(row["task"], task_rank(plugins, row["task"]))
+        return (order.get(row_key(labels[row["stage"]]), len(order)), row["seed"] or 0, rank, row["metric"])
+
+    return key
+
+
+def _provenance(outputs: Sequence[Path]) -> dict[str, Any]:
+    """The provenance records of every folder's models (a model stage found in two folders once) and the texts
+    of every recipe behind them."""
+    from harness.report.provenance import provenance
+
+    models: dict[str, dict[str, Any]] = {}
+    recipes: dict[str, Any] = {}
+    for output in outputs:
+        found = provenance(output)
+        for record in found["models"]:
+            models.setdefault(record["stage"], record)
+        recipes.update(found["recipes"])
+    return {"models": list(models.values()), "recipes": recipes}
 
 
 def print_times(times: StageTimes, console: Console) -> None:

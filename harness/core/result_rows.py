@@ -1,17 +1,28 @@
-"""The flat rows of a results store: one per stored metric with its stage's labels, read by
+"""The flat rows of one or several results stores: one per stored metric with its stage's labels, read by
 `harness results` and ``harness.results()`` (a ``pandas.DataFrame`` away)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, Store, replaced_keys
+from harness.core.store import DB_NAME, StageRow, Store, replaced_keys
 
 #: the stage labels copied into every row (what the leaderboard groups by)
 LABELS = ("upstream", "model", "finetune", "merge", "alpha", "downstream", "seed")
+
+#: one output folder, or several read as one
+Outputs = str | Path | Sequence[str | Path]
+
+
+def distinct_outputs(outputs: Outputs) -> list[Path]:
+    """The output folders in ``outputs`` in the order given, each once (the same folder named twice, or by two
+    paths, is read once)."""
+    given = [Path(outputs)] if isinstance(outputs, (str, Path)) else [Path(o) for o in outputs]
+    return [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]
 
 
 def open_store(output: Path) -> Store:
@@ -21,23 +32,38 @@ def open_store(output: Path) -> Store:
     return Store(output, readonly=True)
 
 
-def metric_rows(output: Path) -> list[dict[str, Any]]:
-    """Every metric of the finished stages in ``output``: ``stage``, ``kind``, the :data:`LABELS`, ``task``,
-    ``metric`` (``task.name``), ``value``, ``direction``, ``n_items``, ``items_path`` and ``current`` (false for a
-    stage that a later run of the same cell replaced after the recipe changed, see
-    :func:`harness.core.store.replaced_keys`)."""
-    with open_store(output) as store:
-        stages = {s.key: s for s in store.stages(status="done")}
-        metrics = store.metrics()
-        planned = store.planned()
-    replaced = replaced_keys(stages.values(), planned)
-    rows = []
-    for m in metrics:
-        stage = stages.get(m.stage)
-        if stage is None:
-            continue
-        labels = {name: stage.labels.get(name) for name in LABELS}
-        rows.append({"stage": m.stage, "kind": StageKind(stage.kind).value, **labels, "task": m.task,
-                     "metric": m.full_name, "value": m.value, "direction": m.direction, "n_items": m.n_items,
-                     "items_path": m.items_path, "current": m.stage not in replaced})
+def stored_stages(outputs: Outputs) -> list[StageRow]:
+    """Every stage of the stores in ``outputs``, whatever its status; a stage key found in several stores (a
+    copied folder, the FBank baseline two runs evaluated) is listed once, from the first."""
+    found: dict[str, StageRow] = {}
+    for output in distinct_outputs(outputs):
+        with open_store(output) as store:
+            for stage in store.stages():
+                found.setdefault(stage.key, stage)
+    return list(found.values())
+
+
+def metric_rows(outputs: Outputs) -> list[dict[str, Any]]:
+    """Every metric of the finished stages in ``outputs`` (an output folder or several): ``output`` (the folder
+    holding the stage), ``stage``, ``kind``, the :data:`LABELS`, ``task``, ``metric`` (``task.name``), ``value``,
+    ``direction``, ``n_items``, ``items_path`` (under ``output``) and ``current`` (false for a stage that a later
+    run of the same cell replaced after the recipe changed, see :func:`harness.core.store.replaced_keys`). A stage
+    found in several stores is read from the first."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for output in distinct_outputs(outputs):
+        with open_store(output) as store:
+            stages = {s.key: s for s in store.stages(status="done")}
+            metrics = store.metrics()
+            planned = store.planned()
+        replaced = replaced_keys(stages.values(), planned)
+        for m in metrics:
+            stage = stages.get(m.stage)
+            if stage is None or m.stage in seen:
+                continue
+            labels = {name: stage.labels.get(name) for name in LABELS}
+            rows.append({"output": str(output), "stage": m.stage, "kind": StageKind(stage.kind).value, **labels,
+                         "task": m.task, "metric": m.full_name, "value": m.value, "direction": m.direction,
+                         "n_items": m.n_items, "items_path": m.items_path, "current": m.stage not in replaced})
+        seen |= set(stages)
     return rows

@@ -65,12 +65,12 @@ def run(recipe: str | Path, output: str | Path | None = None,
     return results(loaded.output)
 
 
-def results(output: str | Path) -> list[dict[str, Any]]:
-    """One flat row per stored metric of the finished stages in ``output``: ``stage``, ``kind``, the labels
-    (``upstream``, ``model``, ``finetune``, ``merge``, ``alpha``, ``downstream``, ``seed``), ``task``,
-    ``metric`` (``task.name``), ``value``, ``direction``, ``n_items``, ``items_path`` (per-item results, under
-    ``output``) and ``current`` (false for a stage that a later run of the same cell replaced after the recipe
-    changed): ``pandas.DataFrame(rows)``."""
+def results(output: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One flat row per stored metric of the finished stages in ``output`` (an output folder, or several read as
+    one): ``output`` (the folder holding the stage), ``stage``, ``kind``, the labels (``upstream``, ``model``,
+    ``finetune``, ``merge``, ``alpha``, ``downstream``, ``seed``), ``task``, ``metric`` (``task.name``), ``value``,
+    ``direction``, ``n_items``, ``items_path`` (per-item results, under ``output``) and ``current`` (false for a
+    stage that a later run of the same cell replaced after the recipe changed): ``pandas.DataFrame(rows)``."""
     from harness.core.result_rows import metric_rows
 
-    return metric_rows(Path(output))
+    return metric_rows(output)

@@ -26,6 +26,7 @@ import torch
 from harness.core.errors import HarnessError
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import PluginManager, default_manager
+from harness.core.result_rows import distinct_outputs
 from harness.core.stage_kinds import StageKind
 from harness.core.store import StageRow, Store
 from harness.data import audio
@@ -247,8 +248,7 @@ def drift(output: str | Path | Sequence[str | Path], *, corpus: str | None = Non
     models; ``reference`` names the model to compare with instead of θ0 (one folder); see :class:`DriftSettings`."""
     if utterances < 1:
         raise HarnessError(f"utterances={utterances} compares no audio; give 1 or more.")
-    given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
-    outputs = [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]  # each once
+    outputs = distinct_outputs(output)
     if reference is not None and len(outputs) > 1:
         raise HarnessError("a reference model is looked up in one output folder; give one folder with it.")
     plugins, where = default_manager(), model_device(device)

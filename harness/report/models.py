@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.core.result_rows import open_store
+from harness.core.result_rows import Outputs, distinct_outputs, open_store
 from harness.core.stage_kinds import StageKind
 from harness.report.leaderboard.rows import model_rows, row_key
 
@@ -65,6 +65,16 @@ def run_models(output: Path) -> list[RunModel]:
             out.append(RunModel(st.name, str(st.labels.get("upstream", "")), int(seed) if seed is not None else None,
                                 st.key, st.kind, output / st.key, False))
     return out
+
+
+def models_of(outputs: Outputs) -> list[RunModel]:
+    """The models of each output folder in ``outputs`` in turn (:func:`run_models`); a model stage found in
+    several folders (a copy) is listed once, from the first."""
+    found: dict[str, RunModel] = {}
+    for output in distinct_outputs(outputs):
+        for model in run_models(output):
+            found.setdefault(model.stage, model)
+    return list(found.values())
 
 
 def models_named(output: Path, which: str, seed: int | None = None) -> list[RunModel]:

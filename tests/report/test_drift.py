@@ -231,6 +231,14 @@ def test_several_folders_make_one_report(drift_run, capsys, tmp_path):
     both = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in both["models"]] == [*(m["model"] for m in one["models"]), "pr · speech_ft alpha=0.5"]
     assert both["models"][:2] == one["models"]
+    # `harness models` lists the models of each folder in turn, a folder's copy adding none
+    assert main(["models", str(drift_run), str(copy), str(other), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert main(["models", str(drift_run), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert listed[:len(alone)] == alone
+    assert [m["label"] for m in listed[len(alone):] if m["evaluated"]] == ["pr · speech_ft alpha=0.5"]
+    assert {m["folder"].rsplit("/", 1)[0] for m in listed[len(alone):]} == {str(other)}
 
 
 def test_models_past_the_memory_budget_are_compared_in_chunks_with_the_same_numbers(drift_run, monkeypatch):

@@ -3,6 +3,7 @@ own store gives it, a stage both stores hold read once, and each store's files r
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -121,3 +122,30 @@ def test_compare_names_models_of_two_folders(stores):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "small · pre-trained  vs  tiny · pre-trained" in done.stdout
+
+
+def test_results_read_several_folders_as_one_store_in_the_leaderboards_order(stores, capsys, monkeypatch):
+    import harness
+    from harness.cli import main
+
+    first, other = stores
+    alone = harness.results(first.output)
+    assert {r["output"] for r in alone} == {str(first.output)}
+    # the second folder's rows after the first's; FBank's stages, which both hold, once, from the first
+    added = [r for r in harness.results(other.output) if r["stage"] not in {a["stage"] for a in alone}]
+    assert 0 < len(added) < len(harness.results(other.output))
+    assert harness.results([first.output, other.output, first.output / "."]) == alone + added
+
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    assert main(["results", str(first.output), str(other.output)]) == 0
+    out = capsys.readouterr().out
+    model_of = {r["stage"][:8]: (r["upstream"], r["model"]) for r in alone + added}
+    shown = [model_of[line.split("│")[1].strip()] for line in out.splitlines()
+             if line.startswith("│") and line.split("│")[1].strip() in model_of]
+    assert len(shown) == len([r for r in alone + added if r["kind"] != "finetune"])
+    in_order = list(dict.fromkeys(shown))  # each model's rows together, the models as the leaderboard lists them
+    assert in_order == [(r.upstream, r.model) for r in lbm.build([first.output, other.output], SETTINGS).rows]
+    assert len(in_order) == len([key for key, _ in itertools.groupby(shown)])
+
+    assert main(["results", str(first.output), str(other.output), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"] == alone + added

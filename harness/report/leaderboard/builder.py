@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from harness.core.registry import PluginManager, default_manager
+from harness.core.result_rows import distinct_outputs
 from harness.report import stats
 from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference
 from harness.report.leaderboard.model import (
@@ -307,6 +308,5 @@ def build(output: Path | Sequence[Path], settings: Settings | None = None,
 def builder_for(output: Path | Sequence[Path], settings: Settings | None = None,
                 plugins: PluginManager | None = None) -> _Builder:
     """A builder over the finished evaluations and scores of an output folder or several (see :func:`build`)."""
-    given = [Path(output)] if isinstance(output, (str, Path)) else [Path(o) for o in output]
-    outputs = [o for k, o in enumerate(given) if o.resolve() not in {g.resolve() for g in given[:k]}]  # each once
+    outputs = distinct_outputs(output)
     return _Builder(outputs, read_stores(outputs), settings or Settings(), plugins or default_manager())
