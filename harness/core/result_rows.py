@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.stage_kinds import StageKind
-from harness.core.store import DB_NAME, StageRow, Store, replaced_keys
+from harness.core.store import DB_NAME, MetricRow, StageRow, Store, replaced_keys
 
 #: the stage labels copied into every row (what the leaderboard groups by)
 LABELS = ("upstream", "model", "finetune", "merge", "alpha", "downstream", "seed")
@@ -43,27 +43,36 @@ def stored_stages(outputs: Outputs) -> list[StageRow]:
     return list(found.values())
 
 
+def add_planned(planned: dict[str, tuple[str, float]], more: dict[str, tuple[str, float]]) -> None:
+    """Fold one store's plan (:meth:`Store.planned`: cell -> stage key, when) into ``planned``, the plan of several
+    stores read as one: a cell two stores planned keeps the later plan."""
+    for cell, (key, when) in more.items():
+        if cell not in planned or when > planned[cell][1]:
+            planned[cell] = (key, when)
+
+
 def metric_rows(outputs: Outputs) -> list[dict[str, Any]]:
-    """Every metric of the finished stages in ``outputs`` (an output folder or several): ``output`` (the folder
-    holding the stage), ``stage``, ``kind``, the :data:`LABELS`, ``task``, ``metric`` (``task.name``), ``value``,
-    ``direction``, ``n_items``, ``items_path`` (under ``output``) and ``current`` (false for a stage that a later
-    run of the same cell replaced after the recipe changed, see :func:`harness.core.store.replaced_keys`). A stage
-    found in several stores is read from the first."""
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    """Every metric of the finished stages in ``outputs`` (an output folder or several, read as one store as
+    the leaderboard reads them): ``output`` (the folder holding the stage), ``stage``, ``kind``, the
+    :data:`LABELS`, ``task``, ``metric`` (``task.name``), ``value``, ``direction``, ``n_items``, ``items_path``
+    (under ``output``) and ``current`` (false for a stage that a later run of the same cell replaced after the
+    recipe changed, see :func:`harness.core.store.replaced_keys`). A stage found in several stores is read from
+    the first."""
+    stages: dict[str, StageRow] = {}
+    metrics: list[tuple[Path, MetricRow]] = []
+    planned: dict[str, tuple[str, float]] = {}
     for output in distinct_outputs(outputs):
         with open_store(output) as store:
-            stages = {s.key: s for s in store.stages(status="done")}
-            metrics = store.metrics()
-            planned = store.planned()
-        replaced = replaced_keys(stages.values(), planned)
-        for m in metrics:
-            stage = stages.get(m.stage)
-            if stage is None or m.stage in seen:
-                continue
-            labels = {name: stage.labels.get(name) for name in LABELS}
-            rows.append({"output": str(output), "stage": m.stage, "kind": StageKind(stage.kind).value, **labels,
-                         "task": m.task, "metric": m.full_name, "value": m.value, "direction": m.direction,
-                         "n_items": m.n_items, "items_path": m.items_path, "current": m.stage not in replaced})
-        seen |= set(stages)
+            here = [s for s in store.stages(status="done") if s.key not in stages]
+            metrics += [(output, m) for m in store.metrics() if m.stage in {s.key for s in here}]
+            add_planned(planned, store.planned())
+        stages.update((s.key, s) for s in here)
+    replaced = replaced_keys(stages.values(), planned)
+    rows = []
+    for output, m in metrics:
+        stage = stages[m.stage]
+        labels = {name: stage.labels.get(name) for name in LABELS}
+        rows.append({"output": str(output), "stage": m.stage, "kind": StageKind(stage.kind).value, **labels,
+                     "task": m.task, "metric": m.full_name, "value": m.value, "direction": m.direction,
+                     "n_items": m.n_items, "items_path": m.items_path, "current": m.stage not in replaced})
     return rows

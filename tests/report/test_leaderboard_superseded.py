@@ -122,3 +122,25 @@ def test_compare_says_why_a_column_is_missing(run, capsys):
     shown = " ".join(capsys.readouterr().out.split())
     assert "PR PER" in shown and "SID ACC " not in shown
     assert "Note: SID ACC: 1 comparison left out, between models evaluated with different settings" in shown
+
+
+def test_several_folders_mark_a_stage_replaced_in_another_folder_as_the_leaderboard_does(run, tmp_path):
+    """A folder copied before a rerun, read with the folder that ran it: the rerun's stages are current."""
+    import shutil
+
+    from harness import results
+    from harness.core.store import Store
+
+    run.close()
+    before = tmp_path / "before"
+    shutil.copytree(run.output, before)
+    run.store = Store(run.output)
+    _rerun_sid(run, [("tiny", SPEECH_FT)], [0])
+    run.close()
+    rows = results([before, run.output])
+    stale = {r["stage"] for r in rows if not r["current"]}
+    assert stale == {r["stage"] for r in results(run.output) if not r["current"]} and len(stale) == 2
+    assert {r["output"] for r in rows if r["stage"] in stale} == {str(before)}  # read from the first folder
+    current = {(r["model"], r["metric"]): r["value"] for r in rows if r["current"] and r["upstream"] == "tiny"}
+    board = lbm.build([before, run.output], SETTINGS)
+    assert current[SPEECH_FT, "sid.acc"] == pytest.approx(_row(board, SPEECH_FT).cells["sid.acc"].mean)

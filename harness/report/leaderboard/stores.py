@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.core.result_rows import open_store
+from harness.core.result_rows import add_planned, open_store
 from harness.core.stage_kinds import StageKind
 from harness.core.store import MetricRow, StageRow
 
@@ -37,9 +37,7 @@ def read_stores(outputs: Sequence[Path]) -> StoreContents:
         with open_store(output) as store:
             stages = [s for s in store.stages(status="done") if s.kind in (StageKind.EVALUATE, StageKind.SCORE)]
             rows = store.metrics()
-            for cell, (key, when) in store.planned().items():  # a cell two stores planned: the later plan
-                if cell not in planned or when > planned[cell][1]:
-                    planned[cell] = (key, when)
+            add_planned(planned, store.planned())
         for stage in stages:
             if stage.key in found:
                 continue
