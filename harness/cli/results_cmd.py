@@ -52,7 +52,7 @@ def print_scores(output: Path, console: Console) -> None:
     table = Table(title="SUPERB score")
     for col in ("upstream", "model", "seed", "score"):
         table.add_column(col, justify="right" if col in ("seed", "score") else "left")
-    for r in sorted(rows, key=lambda r: (str(r["upstream"]), str(r["model"]), r["seed"] or 0)):
+    for r in sorted(rows, key=_table_order([output], stored_stages(output))):
         table.add_row(str(r["upstream"]), str(r["model"]), str(r["seed"]),
                       f"{r['value']:.2f}{coverage_text(score_coverage(output / r['stage']))}")
     console.print(table)
