@@ -44,6 +44,9 @@ evidence: setup
 	mkdir -p docs
 	awk '/^\| upstream \| model \| seeds/{p=1} /^## ABX/{exit} p' runs/demo/leaderboard.md > docs/demo_evidence.md
 	cat docs/demo_evidence.md
+	# how far each model moved, the mean over the three seeds (README.md quotes it between its evidence-drift markers)
+	$(VENV)/bin/harness drift runs/demo --format md > docs/demo_evidence_drift.md
+	cat docs/demo_evidence_drift.md
 
 test: setup-test
 	# pytest exits 5 when it collected no tests: that is a failure too

@@ -16,6 +16,7 @@ QUOTES = {  # marker name -> (file the make target writes, the target)
     "demo-leaderboard": ("demo_leaderboard.md", "make demo"),
     "evidence-leaderboard": ("demo_evidence.md", "make evidence"),
     "demo-drift": ("demo_drift.md", "make demo"),
+    "evidence-drift": ("demo_evidence_drift.md", "make evidence"),
 }
 
 

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "instead of each model's pre-trained one")
     parser.add_argument("--layer-norm", action="store_true",
                         help="CKA of the layer-normed hidden states, as the probes' weighted sum reads them")
+    parser.add_argument("--by-seed", action="store_true",
+                        help="a row (and a line in the plot) per model and seed instead of one per model with the "
+                             "mean over its seeds (JSON always lists each seed)")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="also draw both measures by layer (.png or .svg)")
     parser.set_defaults(func=run)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from harness.report.plots import drift_figure, png, svg
 
-        figure = drift_figure(drift_series(data), **figure_names(data))
+        figure = drift_figure(drift_series(data, args.by_seed), **figure_names(data))
         if args.plot.suffix.lower() == ".svg":
             args.plot.write_text(svg(figure), encoding="utf-8")
         else:
@@ -66,15 +69,15 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif args.format == "md":
-        print(drift_markdown(data), end="")
+        print(drift_markdown(data, args.by_seed), end="")
     else:
-        print_report(data, Console(highlight=False))
+        print_report(data, Console(highlight=False), args.by_seed)
     return 0
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
+def print_report(report: dict[str, Any], console: Console, by_seed: bool = False) -> None:
     """The report's tables on a terminal."""
-    for table in drift_tables(report):
+    for table in drift_tables(report, by_seed):
         shown = Table(title=table.title)
         for i, name in enumerate(table.header):
             shown.add_column(name, justify="left" if i == 0 else "right")

@@ -21,6 +21,7 @@ from harness.data import audio
 from harness.models.inference import batched_forward
 from harness.models.model_io import load_model
 from harness.report.drift import CKAStatistics, linear_cka, pretrained_of, weight_blocks, weight_change
+from harness.report.drift_tables import drift_markdown, over_seeds
 
 
 def hsic_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -168,9 +169,9 @@ def test_drift_table_and_its_refusals(drift_run, capsys, tmp_path):
     assert main(["drift", str(drift_run), "--utterances", "3", "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert md.startswith("**Weight change from the pre-trained model, ‖θ − θ0‖ / ‖θ0‖ (%)**\n\n")
-    assert "| model | seed | cnn | other | layer 1 | layer 2 | layer 3 | all |" in md  # the tiny HuBERT's blocks
-    assert "| model | seed | 0 | 1 | 2 | 3 | mean |" in md
-    assert "\n| pr · speech_ft alpha=1.0 | 0 | 0.00 |" in md  # the CNN stayed frozen
+    assert "| model | seeds | cnn | other | layer 1 | layer 2 | layer 3 | all |" in md  # the tiny HuBERT's blocks
+    assert "| model | seeds | 0 | 1 | 2 | 3 | mean |" in md
+    assert "\n| pr · speech_ft alpha=1.0 | 1 | 0.00 |" in md  # the CNN stayed frozen
     for args, message in [
         (["--corpus", "nope"], "this run prepared no corpus 'nope' (it has: speech); give one of them with --corpus."),
         (["--split", "nope"], "corpus speech has no split 'nope'"),
@@ -279,11 +280,26 @@ def test_a_reference_is_the_named_model_of_each_seed(drift_run, tmp_path):
     report = harness.drift(two_seeds, utterances=3, device="cpu", reference=stable)
     rows = {(m["model"], m["seed"]): m for m in report["models"]}
     assert set(rows) == {(label, seed) for label in ("pre-trained", "pr · speech_ft alpha=0.25") for seed in (0, 1)}
-    default = {(m["model"], m["seed"]): m for m in harness.drift(two_seeds, utterances=3, device="cpu")["models"]}
+    plain = harness.drift(two_seeds, utterances=3, device="cpu")
+    default = {(m["model"], m["seed"]): m for m in plain["models"]}
     for seed in (0, 1):  # each seed's rows compared with that seed's Stable-FT model
         assert rows[("pre-trained", seed)]["reference"] == default[(stable, seed)]["stage"]
         assert rows[("pre-trained", seed)]["cka"] == pytest.approx(default[(stable, seed)]["cka"], abs=1e-9)
     assert rows[("pre-trained", 0)]["cka"] != pytest.approx(rows[("pre-trained", 1)]["cka"], abs=1e-6)
+
+    # the tables: a row per model with the mean over its seeds, or (--by-seed) a row per seed
+    speech_ft = "pr · speech_ft alpha=0.25"
+    first, second = default[(speech_ft, 0)], default[(speech_ft, 1)]
+    mean = {m["model"]: m for m in over_seeds(plain)["models"]}[speech_ft]
+    assert mean["seeds"] == [0, 1]
+    assert mean["cka"] == pytest.approx([(a + b) / 2 for a, b in zip(first["cka"], second["cka"], strict=True)])
+    assert mean["weight_change"]["all"] == pytest.approx((first["weight_change"]["all"]
+                                                         + second["weight_change"]["all"]) / 2)
+    md = drift_markdown(plain)
+    row = f"\n| {speech_ft} | 2 | " + " | ".join(f"{v:.3f}" for v in mean["cka"])
+    assert "(mean over seeds)**" in md and row in md and "seed 1" not in md
+    by_seed = drift_markdown(plain, by_seed=True)
+    assert f"\n| {speech_ft}, seed 1 | 1 | " in by_seed and "mean over seeds" not in by_seed
 
 
 def test_cka_of_the_layer_normed_states_the_probes_read(drift_run, capsys):
