@@ -78,11 +78,11 @@ class FakeRun:
                  layer_weights: list[float] | None = None, with_items: bool = True,
                  items: dict[str, list[list[float]]] | None = None, ids: list[str] | None = None,
                  folds: list[int] | None = None, metrics: dict[str, float] | None = None,
-                 params: dict[str, Any] | None = None) -> str:
+                 params: dict[str, Any] | None = None, dev: dict[str, float] | None = None) -> str:
         """One evaluate stage; ``qualities[metric]`` sets the level of the generated items. With
         ``folds`` (one per item) the stored metric is the mean of the folds' own values. ``metrics``
         gives the stored values of ``items`` that are not ratios (trials, query gains); ``params`` the
-        downstream's parameters (another setting: another stage)."""
+        downstream's parameters (another setting: another stage); ``dev`` the dev values it kept."""
         key = _key("evaluate", labels, downstream, seed, *([params] if params else []))
         rng = np.random.default_rng(int(key[:8], 16))
         stats = items or {m: make_items(task, m, q, self.n_items, rng) for m, q in qualities.items()}
@@ -110,7 +110,7 @@ class FakeRun:
         directions = {m: TASK_METRICS[task][m] for m in metrics}
         (folder / "metrics.json").write_text(json.dumps({
             "task": task, "metrics": metrics, "directions": directions, "n_items": n,
-            "layer_weights": layer_weights, "extra": {}}))
+            "layer_weights": layer_weights, "extra": {"dev": dev} if dev is not None else {}}))
         full = {**labels, "seed": seed, "downstream": downstream, "task": task,
                 "title": f"evaluate {downstream} on {labels['model']}"}
         self._stage(key, "evaluate", task, full, params=params or {}, inputs={"model": "m", "corpus": "c"})

@@ -38,6 +38,7 @@ from harness.core.registry import PluginManager, default_manager
 from harness.core.result_rows import distinct_outputs
 from harness.report import stats
 from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference
+from harness.report.leaderboard.dev_choice import alpha_choices, dev_score
 from harness.report.leaderboard.model import (
     SUPERB,
     AbxSpread,
@@ -87,6 +88,7 @@ class _Builder:
                     row.cells[col.key] = replace(self.cell(self.data[(key, col.key)]), digits=col.digits)
                     if col.key == SUPERB:
                         row.cells[col.key].covers = self.reader.score_coverage(key)
+                        row.dev_superb = dev_score(self.reader, key)
         baselines = {r.upstream: k for k, r in ordered.items() if r.baseline}
         pairs = {k: baselines[r.upstream] for k, r in ordered.items() if not r.baseline and r.upstream in baselines}
         stable = finetuned_pairs(ordered)
@@ -107,8 +109,9 @@ class _Builder:
             self.reader.note("no pre-trained model in the store (recipe baseline off): no significance tests.")
         reference = next((str(s.params.get("reference")) for s in self.reader.scores), None)
         folders = [str(o) for o in self.outputs]
-        return Leaderboard(", ".join(folders), columns, list(ordered.values()), self.settings, reference, self.notes,
-                           folders)
+        rows = list(ordered.values())
+        return Leaderboard(", ".join(folders), columns, rows, self.settings, reference, self.notes, folders,
+                           alpha_choices=alpha_choices(rows))
 
     def read_cell(self, key: tuple, row: Row, col: Column) -> None:
         reader = self.reader

@@ -21,7 +21,17 @@ from harness.report.curves import curves_html
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_html, drift_series, figure_names
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import best_value, fmt, fmt_p, method_text, seeds_text, short_label
+from harness.report.leaderboard.rows import alpha_sweeps
+from harness.report.leaderboard.text import (
+    ALPHA_TITLE,
+    alpha_table,
+    best_value,
+    fmt,
+    fmt_p,
+    method_text,
+    seeds_text,
+    short_label,
+)
 
 
 @dataclass
@@ -45,32 +55,12 @@ def alpha_series(lb: Leaderboard) -> list[plots.Series]:
     """SUPERB score against α per upstream and fine-tuning (and merge method): the pre-trained model at
     α = 0, merges at their α, the unmerged fine-tuned model at α = 1."""
     out = []
-    for upstream in dict.fromkeys(r.upstream for r in lb.rows):
-        rows = [r for r in lb.rows if r.upstream == upstream and SUPERB in r.cells]
-        base = next((r for r in rows if r.baseline), None)
-        merges: dict[str, list[str]] = {}
-        for r in rows:
-            if not r.baseline and r.alpha is not None and r.merge:
-                merges.setdefault(r.finetune, [])
-                if r.merge not in merges[r.finetune]:
-                    merges[r.finetune].append(r.merge)
-        groups: dict[tuple[str, str], list[Row]] = {}
-        for r in rows:
-            if r.baseline or r.alpha is None:
-                continue
-            for merge in [r.merge] if r.merge else merges.get(r.finetune, [""]):
-                groups.setdefault((r.finetune, merge), []).append(r)
-        for (finetune, merge), members in groups.items():
-            points: dict[float, Row] = {0.0: base} if base is not None else {}
-            for r in sorted(members, key=lambda r: r.alpha):
-                points.setdefault(float(r.alpha), r)
-            if not any(0.0 < a < 1.0 for a in points) or len(points) < 2:
-                continue
-            xs = sorted(points)
-            cells = [points[a].cells[SUPERB] for a in xs]
-            label = (f"{upstream} · " if lb.multi_upstream else "") + finetune + (f" ({merge})" if merge else "")
-            out.append(plots.Series(label, xs, [c.mean for c in cells], [c.low for c in cells],
-                                    [c.high for c in cells]))
+    for sweep in alpha_sweeps(lb.rows, SUPERB):
+        xs = list(sweep.points)
+        cells = [sweep.points[a].cells[SUPERB] for a in xs]
+        label = (f"{sweep.upstream} · " if lb.multi_upstream else "") + sweep.finetune + \
+            (f" ({sweep.merge})" if sweep.merge else "")
+        out.append(plots.Series(label, xs, [c.mean for c in cells], [c.low for c in cells], [c.high for c in cells]))
     return out
 
 
@@ -247,6 +237,16 @@ def compare_table(lb: Leaderboard, field: str = "vs_baseline") -> str | None:
     return _table(table_id, head, body)
 
 
+def alpha_choice_table(lb: Leaderboard) -> str:
+    """The sweeps over α with their dev and test SUPERB scores (:func:`alpha_table`)."""
+    header, rows = alpha_table(lb)
+    text = 4  # upstream, sweep, α, model
+    head = "".join(_th(f"alpha{k}", name, k < text) for k, name in enumerate(header))
+    body = ["<tr>" + "".join(f'<td class="text">{_e(v)}</td>' if k < text else f'<td data-v="{_e(v)}">{_e(v)}</td>'
+                             for k, v in enumerate(row)) + "</tr>" for row in rows]
+    return _table("alpha", head, body)
+
+
 def abx_table(lb: Leaderboard) -> str | None:
     pairs = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
     if not pairs:
@@ -306,6 +306,9 @@ def render_html(lb: Leaderboard) -> str:
         sections.append(_section("Against the fully fine-tuned model (α = 1)",
                                  finetuned + f'<p class="legend">{_e(text["finetuned"])}</p>',
                                  "compare-finetuned-section"))
+    if lb.alpha_choices:
+        sections.append(_section(ALPHA_TITLE, alpha_choice_table(lb) + f'<p class="legend">{_e(text["alpha"])}</p>',
+                                 "alpha-section"))
     abx = abx_table(lb)
     if abx:
         sections.append(_section("ABX: delta-value standard deviation",
@@ -325,7 +328,8 @@ def render_html(lb: Leaderboard) -> str:
     if lb.notes:
         items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))
-    explained = ["values", "superb", "compare", *(["finetuned"] if finetuned else []), "abx"]
+    explained = ["values", "superb", "compare", *(["finetuned"] if finetuned else []),
+                 *(["alpha"] if lb.alpha_choices else []), "abx"]
     method = "".join(f"<p>{_e(text[k])}</p>" for k in explained)
     sections.append(f'<details class="method"><summary>How these numbers are computed</summary>{method}</details>')
     ref = f" · SUPERB reference <b>{_e(lb.reference)}</b>" if lb.reference else ""

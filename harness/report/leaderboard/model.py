@@ -106,6 +106,24 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     layer_weights: dict[str, list[float]] = field(default_factory=dict)
     abx: dict[str, AbxSpread] = field(default_factory=dict)
+    #: the SUPERB score of its dev results, mean over seeds (None: some evaluation kept no dev value)
+    dev_superb: float | None = None
+
+
+@dataclass
+class AlphaChoice:
+    """One sweep over α (:class:`harness.report.leaderboard.rows.Sweep`) with each model's SUPERB score on the dev
+    sets and on the test sets, and the α whose dev score is highest: the one a study that does not look at its
+    test results would choose (None when a model has no dev score)."""
+
+    upstream: str
+    finetune: str
+    merge: str
+    alphas: list[float]
+    models: list[str]
+    dev: list[float | None]
+    test: list[float]
+    chosen: float | None
 
 
 @dataclass
@@ -128,6 +146,7 @@ class Leaderboard:
     notes: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)  # the output folders read (``source`` names them)
     drift: dict[str, Any] | None = None  # `harness drift`'s report, where asked for (harness.report.drift.drift)
+    alpha_choices: list[AlphaChoice] = field(default_factory=list)  # each sweep over α, judged on the dev sets
 
     def to_dict(self) -> dict[str, Any]:
         return _finite({
@@ -138,6 +157,7 @@ class Leaderboard:
             "columns": [{**asdict(c), "label": c.label} for c in self.columns],
             "rows": [asdict(r) for r in self.rows],
             "notes": self.notes,
+            **({"alpha_choices": [asdict(c) for c in self.alpha_choices]} if self.alpha_choices else {}),
             **({"drift": self.drift} if self.drift is not None else {}),
         })
 

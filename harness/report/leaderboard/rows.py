@@ -1,10 +1,12 @@
-"""The leaderboard's rows and column order: which models a store holds, in table order, and which
-fully fine-tuned model each Speech-FT merge is compared with."""
+"""The leaderboard's rows and column order: which models a store holds, in table order, which fully
+fine-tuned model each Speech-FT merge is compared with, and which models make a sweep over α."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import PluginError
@@ -83,3 +85,40 @@ def finetuned_pairs(rows: dict[tuple, Row]) -> dict[tuple, tuple]:
             out[key] = (merged or unmerged)[0]
     return out
 
+
+
+@dataclass
+class Sweep:
+    """The models of one upstream, fine-tuning and merge method at each α: the pre-trained model at α = 0,
+    merges at their α, the unmerged fine-tuned model at α = 1 (where no merge of that α exists)."""
+
+    upstream: str
+    finetune: str
+    merge: str
+    points: dict[float, Row]  # α -> its model, α ascending
+
+
+def alpha_sweeps(rows: Sequence[Row], column: str) -> list[Sweep]:
+    """Every sweep over α with at least two values, one of them strictly between 0 and 1, among the rows that
+    have ``column`` (a model without it is left out)."""
+    out = []
+    for upstream in dict.fromkeys(r.upstream for r in rows):
+        present = [r for r in rows if r.upstream == upstream and column in r.cells]
+        base = next((r for r in present if r.baseline), None)
+        merges: dict[str, list[str]] = {}
+        for r in present:
+            if not r.baseline and r.alpha is not None and r.merge and r.merge not in merges.setdefault(r.finetune, []):
+                merges[r.finetune].append(r.merge)
+        groups: dict[tuple[str, str], list[Row]] = {}
+        for r in present:
+            if r.baseline or r.alpha is None:
+                continue
+            for merge in [r.merge] if r.merge else merges.get(r.finetune, [""]):
+                groups.setdefault((r.finetune, merge), []).append(r)
+        for (finetune, merge), members in groups.items():
+            points: dict[float, Row] = {0.0: base} if base is not None else {}
+            for r in sorted(members, key=lambda r: r.alpha):
+                points.setdefault(float(r.alpha), r)
+            if any(0.0 < a < 1.0 for a in points) and len(points) >= 2:
+                out.append(Sweep(upstream, finetune, merge, dict(sorted(points.items()))))
+    return out

@@ -1,0 +1,110 @@
+"""Choosing α on the dev sets: each model's SUPERB score of its dev results against the reference of its test
+score (FBank's own dev results for ``measured``), mean over seeds, against a computation by hand; per sweep the
+α of the highest dev score; the section in markdown, HTML and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.report import leaderboard as lbm
+from harness.report.leaderboard.dev_choice import dev_values
+from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRun
+
+SETTINGS = lbm.Settings(n_resamples=100, n_permutations=100)
+TASKS = ("pr", "sid", "sf")
+SEEDS = (0, 1)
+#: dev value of each task's metrics, before a model's shift: the test results favour α = 0.25 (MODELS' offsets),
+#: the dev results α = 1
+DEV = {"pr": {"per": 40.0}, "sid": {"acc": 50.0}, "sf": {"f1": 60.0, "cer": 45.0}}
+DEV_SHIFT = {"pre-trained": 0.0, "pr · interp alpha=0.25": 2.0, "pr (Stable-FT)": 5.0}
+FBANK_DEV_SHIFT = -12.0
+
+
+def _dev(model: str, upstream: str, task: str, seed: int) -> dict[str, float]:
+    shift = FBANK_DEV_SHIFT if upstream == "fbank" else DEV_SHIFT[model]
+    return {m: v - (shift + seed) if TASK_METRICS[task][m] == "lower" else v + shift + seed
+            for m, v in DEV[task].items()}
+
+
+def _run(output: Path, without_dev: tuple[str, str, int] | None = None) -> FakeRun:
+    """Pre-trained, Speech-FT (α = 0.25), Stable-FT and FBank on PR, SID and SF over two seeds, with dev values
+    (none for the evaluation ``without_dev`` names: model, task, seed)."""
+    run = FakeRun(output, n_items=40)
+    for seed in SEEDS:
+        keys = {}
+        for lab, offset in MODELS:
+            keys[lab["model"], lab["upstream"]] = {
+                task: run.evaluate(lab, task, task, seed,
+                                   {m: q - offset if TASK_METRICS[task][m] == "lower" else q + offset
+                                    for m, q in BASE_QUALITY[task].items()},
+                                   dev=None if (lab["model"], task, seed) == without_dev
+                                   else _dev(lab["model"], lab["upstream"], task, seed))
+                for task in TASKS}
+        for lab, _ in MODELS:
+            run.score(lab, seed, keys[lab["model"], lab["upstream"]], keys["pre-trained", "fbank"])
+    run.close()
+    return run
+
+
+def _by_hand(model: str) -> float:
+    """The dev SUPERB score against FBank's dev values: per metric 1000 · (dev − FBank) / (ideal − FBank), the
+    ideal 0 (error rates) or 100; metrics averaged per task, tasks averaged, seeds averaged."""
+    per_seed = []
+    for seed in SEEDS:
+        tasks = []
+        for task in TASKS:
+            mine, fbank = _dev(model, "tiny", task, seed), _dev("", "fbank", task, seed)
+            ideal = {m: 0.0 if TASK_METRICS[task][m] == "lower" else 100.0 for m in mine}
+            tasks.append(sum(1000 * (mine[m] - fbank[m]) / (ideal[m] - fbank[m]) for m in mine) / len(mine))
+        per_seed.append(sum(tasks) / len(tasks))
+    return sum(per_seed) / len(per_seed)
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory) -> lbm.Leaderboard:
+    return lbm.build(_run(tmp_path_factory.mktemp("alpha") / "out").output, SETTINGS)
+
+
+def test_each_models_dev_score_and_the_alpha_it_chooses(board):
+    rows = {(r.upstream, r.model): r for r in board.rows}
+    for model in DEV_SHIFT:
+        assert rows["tiny", model].dev_superb == pytest.approx(_by_hand(model), rel=1e-9)
+    assert rows["fbank", "pre-trained"].dev_superb == pytest.approx(0.0, abs=1e-9)
+    (choice,) = board.alpha_choices
+    assert (choice.upstream, choice.finetune, choice.merge) == ("tiny", "pr", "interp")
+    assert choice.alphas == [0.0, 0.25, 1.0]
+    assert choice.models == ["pre-trained", "pr · interp alpha=0.25", "pr (Stable-FT)"]
+    assert choice.test == [rows["tiny", m].cells[lbm.SUPERB].mean for m in choice.models]
+    assert max(choice.test) == choice.test[1]  # the test results favour Speech-FT ...
+    assert choice.chosen == 1.0  # ... the dev results Stable-FT, and the choice follows the dev results
+
+
+def test_the_section_in_markdown_html_and_json(board):
+    md = lbm.render(board, "md")
+    assert "\n## α chosen on the dev sets\n" in md
+    stable = f"{_by_hand('pr (Stable-FT)'):.2f}"
+    assert "| tiny | pr (interp) | 1 | pr (Stable-FT) | " + stable in md and md.count(" ✓ |") == 1
+    page = lbm.render(board, "html")
+    assert 'id="alpha-section"' in page and "✓" in page
+    (choice,) = json.loads(lbm.render(board, "json"))["alpha_choices"]
+    assert choice["chosen"] == 1.0 and choice["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
+
+
+def test_an_evaluation_without_a_dev_value_leaves_its_model_unscored_and_nothing_chosen(tmp_path):
+    board = lbm.build(_run(tmp_path / "out", without_dev=("pr · interp alpha=0.25", "sid", 1)).output, SETTINGS)
+    (choice,) = board.alpha_choices
+    assert choice.dev[1] is None and choice.dev[0] == pytest.approx(_by_hand("pre-trained"))
+    assert choice.chosen is None
+    assert "| tiny | pr (interp) | 0.25 | pr · interp alpha=0.25 | – |" in lbm.render(board, "md")
+
+
+def test_dev_values_come_from_extra_dev_or_the_layer_chosen_on_dev():
+    assert dev_values({"task": "pr", "extra": {"dev": {"per": 12.5}}}) == {"pr.per": 12.5}
+    chosen = {"best_layer": 1, "layers": {"layer0": {"mtwv": 0.1}, "layer1": {"mtwv": 0.25}}}
+    assert dev_values({"task": "qbe", "extra": chosen}) == {"qbe.mtwv": 0.25}  # QbE: its layer chosen on dev
+    per_condition = {"best_layer": {"within": 0}, "layers": {"layer0": {"within": 3.0}}}
+    assert dev_values({"task": "abx", "extra": per_condition}) == {}  # one layer per condition: not one dev value
+    assert dev_values({"task": "sid", "extra": {}}) == {}
