@@ -38,7 +38,7 @@ from harness.core.registry import PluginManager, default_manager
 from harness.core.result_rows import distinct_outputs
 from harness.report import stats
 from harness.report.leaderboard.cell_data import CellData, CellReader, setting_difference
-from harness.report.leaderboard.dev_choice import alpha_choices, dev_score
+from harness.report.leaderboard.dev_choice import dev_score, sweep_choices
 from harness.report.leaderboard.model import (
     SUPERB,
     AbxSpread,
@@ -111,7 +111,7 @@ class _Builder:
         folders = [str(o) for o in self.outputs]
         rows = list(ordered.values())
         return Leaderboard(", ".join(folders), columns, rows, self.settings, reference, self.notes, folders,
-                           alpha_choices=alpha_choices(rows))
+                           sweep_choices=sweep_choices(rows))
 
     def read_cell(self, key: tuple, row: Row, col: Column) -> None:
         reader = self.reader

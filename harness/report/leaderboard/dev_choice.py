@@ -1,15 +1,19 @@
-"""Which α a study would choose without looking at its test results.
+"""Which α, or which value of a swept fine-tuning parameter, a study would choose without looking at its test
+results.
 
 Each model's SUPERB score on the dev sets: every evaluation's dev value (a probe's at the step it kept; QbE's
 at the layer it chose on dev), scored against the reference its test score used (FBank's own dev values for
-``measured``), mean over seeds. Per sweep over α (:func:`harness.report.leaderboard.rows.alpha_sweeps`), the α
-with the highest dev score is the choice. The paper fixes α = 0.25 from test-set numbers (its Table 9); on a new
-task or model, choosing α on the dev sets keeps the test sets for the final number.
+``measured``), mean over seeds. Per sweep (over α: :func:`harness.report.leaderboard.rows.alpha_sweeps`; over a
+fine-tuning entry's swept parameters: :func:`finetune_sweeps`), the value with the highest dev score is the
+choice. The paper fixes α = 0.25 from test-set numbers (its Table 9) and reports its L2 baseline at the best of
+the penalty weights it tried (Table 7); choosing on the dev sets keeps the test sets for the final number.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +23,7 @@ from harness.core.errors import HarnessError
 from harness.core.store import StageRow
 from harness.evaluation import scoring
 from harness.report.leaderboard.cell_data import CellReader
-from harness.report.leaderboard.model import SUPERB, AlphaChoice, Row
+from harness.report.leaderboard.model import SUPERB, Row, SweepChoice
 from harness.report.leaderboard.rows import alpha_sweeps
 
 
@@ -68,18 +72,47 @@ def dev_score(reader: CellReader, key: tuple) -> float | None:
     return float(np.mean(values))
 
 
-def alpha_choices(rows: Sequence[Row]) -> list[AlphaChoice]:
-    """Every sweep over α with each model's dev and test SUPERB score and the α of the highest dev score (a sweep
-    none of whose models has a dev score is left out)."""
-    out = []
-    for sweep in alpha_sweeps(rows, SUPERB):
-        alphas = list(sweep.points)
-        dev = [sweep.points[a].dev_superb for a in alphas]
-        if all(v is None for v in dev):
+#: a fine-tuning label with swept parameters: ``sid_l2[l2_lambda=0.001]`` (:attr:`harness.core.recipe.Variant.label`)
+SWEPT = re.compile(r"^(?P<entry>[^\[]+)\[(?P<setting>[^\]]+)\]$")
+
+
+def finetune_sweeps(rows: Sequence[Row]) -> list[tuple[str, str, str, dict[str, Row]]]:
+    """(upstream, sweep, parameter, setting -> model) for every fine-tuning entry whose swept parameters give two
+    models or more with a SUPERB score (with the same merge), settings as the recipe wrote them."""
+    groups: dict[tuple, dict[str, Row]] = {}
+    for r in rows:
+        found = SWEPT.match(r.finetune)
+        if r.baseline or found is None or SUPERB not in r.cells:
             continue
-        known = all(v is not None and math.isfinite(v) for v in dev)
-        chosen = max(alphas, key=lambda a: sweep.points[a].dev_superb) if known else None
-        out.append(AlphaChoice(sweep.upstream, sweep.finetune, sweep.merge, alphas,
-                               [sweep.points[a].model for a in alphas], dev,
-                               [sweep.points[a].cells[SUPERB].mean for a in alphas], chosen))
+        merge = json.dumps(r.merge_params, sort_keys=True, default=str)
+        groups.setdefault((r.upstream, found["entry"], r.merge, merge, r.alpha), {})[found["setting"]] = r
+    out = []
+    for (upstream, entry, merge, _, alpha), points in groups.items():
+        if len(points) < 2:
+            continue
+        names = ",".join(part.split("=", 1)[0] for part in next(iter(points)).split(","))
+        sweep = entry + (f" · {merge} α={alpha:g}" if merge and alpha is not None else "")
+        values = {",".join(part.split("=", 1)[-1] for part in setting.split(",")): r for setting, r in points.items()}
+        out.append((upstream, sweep, names, values))
     return out
+
+
+def _choice(upstream: str, sweep: str, parameter: str, points: dict[Any, Row]) -> SweepChoice | None:
+    """The sweep's dev and test scores and its choice; None when no model of it has a dev score."""
+    values = list(points)
+    dev = [points[v].dev_superb for v in values]
+    if all(v is None for v in dev):
+        return None
+    known = all(v is not None and math.isfinite(v) for v in dev)
+    chosen = max(values, key=lambda v: points[v].dev_superb) if known else None
+    return SweepChoice(upstream, sweep, parameter, values, [points[v].model for v in values], dev,
+                       [points[v].cells[SUPERB].mean for v in values], chosen)
+
+
+def sweep_choices(rows: Sequence[Row]) -> list[SweepChoice]:
+    """Every sweep over α, then every swept fine-tuning entry, with each model's dev and test SUPERB score and the
+    value of the highest dev score (a sweep none of whose models has a dev score is left out)."""
+    found = [(s.upstream, s.finetune + (f" ({s.merge})" if s.merge else ""), "α", s.points)
+             for s in alpha_sweeps(rows, SUPERB)]
+    found += finetune_sweeps(rows)
+    return [c for args in found if (c := _choice(*args)) is not None]

@@ -11,7 +11,7 @@ from harness.evaluation.scoring import coverage_text
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_markdown
 from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import ALPHA_TITLE, alpha_table, fmt, fmt_p, method_text, seeds_text
+from harness.report.leaderboard.text import SWEEP_TITLE, fmt, fmt_p, method_text, seeds_text, sweep_table
 
 
 def fmt_cell(cell: Cell | None) -> str:
@@ -72,8 +72,8 @@ def render_markdown(lb: Leaderboard) -> str:
     for title, field, sentence in (("Against the pre-trained model", "vs_baseline", text["compare"]),
                                    ("Against the fully fine-tuned model (α = 1)", "vs_finetuned", text["finetuned"])):
         out += _md_compare(lb, title, field, sentence)
-    if lb.alpha_choices:
-        out += ["", f"## {ALPHA_TITLE}", "", text["alpha"], "", *_md_table(*alpha_table(lb), 4)]
+    if lb.sweep_choices:
+        out += ["", f"## {SWEEP_TITLE}", "", text["sweeps"], "", *_md_table(*sweep_table(lb), 4)]
     abx = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
     if abx:
         out += ["", "## ABX: delta-value standard deviation", "", text["abx"], ""]

@@ -23,14 +23,14 @@ from harness.report.drift_tables import drift_html, drift_series, figure_names
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.rows import alpha_sweeps
 from harness.report.leaderboard.text import (
-    ALPHA_TITLE,
-    alpha_table,
+    SWEEP_TITLE,
     best_value,
     fmt,
     fmt_p,
     method_text,
     seeds_text,
     short_label,
+    sweep_table,
 )
 
 
@@ -237,14 +237,14 @@ def compare_table(lb: Leaderboard, field: str = "vs_baseline") -> str | None:
     return _table(table_id, head, body)
 
 
-def alpha_choice_table(lb: Leaderboard) -> str:
-    """The sweeps over α with their dev and test SUPERB scores (:func:`alpha_table`)."""
-    header, rows = alpha_table(lb)
-    text = 4  # upstream, sweep, α, model
-    head = "".join(_th(f"alpha{k}", name, k < text) for k, name in enumerate(header))
+def sweep_choice_table(lb: Leaderboard) -> str:
+    """The sweeps with their dev and test SUPERB scores (:func:`sweep_table`)."""
+    header, rows = sweep_table(lb)
+    text = 4  # upstream, sweep, setting, model
+    head = "".join(_th(f"sweep{k}", name, k < text) for k, name in enumerate(header))
     body = ["<tr>" + "".join(f'<td class="text">{_e(v)}</td>' if k < text else f'<td data-v="{_e(v)}">{_e(v)}</td>'
                              for k, v in enumerate(row)) + "</tr>" for row in rows]
-    return _table("alpha", head, body)
+    return _table("sweeps", head, body)
 
 
 def abx_table(lb: Leaderboard) -> str | None:
@@ -306,9 +306,9 @@ def render_html(lb: Leaderboard) -> str:
         sections.append(_section("Against the fully fine-tuned model (α = 1)",
                                  finetuned + f'<p class="legend">{_e(text["finetuned"])}</p>',
                                  "compare-finetuned-section"))
-    if lb.alpha_choices:
-        sections.append(_section(ALPHA_TITLE, alpha_choice_table(lb) + f'<p class="legend">{_e(text["alpha"])}</p>',
-                                 "alpha-section"))
+    if lb.sweep_choices:
+        sections.append(_section(SWEEP_TITLE, sweep_choice_table(lb) + f'<p class="legend">{_e(text["sweeps"])}</p>',
+                                 "sweep-section"))
     abx = abx_table(lb)
     if abx:
         sections.append(_section("ABX: delta-value standard deviation",
@@ -329,7 +329,7 @@ def render_html(lb: Leaderboard) -> str:
         items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))
     explained = ["values", "superb", "compare", *(["finetuned"] if finetuned else []),
-                 *(["alpha"] if lb.alpha_choices else []), "abx"]
+                 *(["sweeps"] if lb.sweep_choices else []), "abx"]
     method = "".join(f"<p>{_e(text[k])}</p>" for k in explained)
     sections.append(f'<details class="method"><summary>How these numbers are computed</summary>{method}</details>')
     ref = f" · SUPERB reference <b>{_e(lb.reference)}</b>" if lb.reference else ""

@@ -111,19 +111,19 @@ class Row:
 
 
 @dataclass
-class AlphaChoice:
-    """One sweep over α (:class:`harness.report.leaderboard.rows.Sweep`) with each model's SUPERB score on the dev
-    sets and on the test sets, and the α whose dev score is highest: the one a study that does not look at its
-    test results would choose (None when a model has no dev score)."""
+class SweepChoice:
+    """One sweep of a setting (α of a merge, or a swept fine-tuning parameter such as ``l2_lambda``) with each
+    model's SUPERB score on the dev sets and on the test sets, and the value whose dev score is highest: the one a
+    study that does not look at its test results would choose (None when a model has no dev score)."""
 
     upstream: str
-    finetune: str
-    merge: str
-    alphas: list[float]
+    sweep: str  # what is swept: "pr (speech_ft)" for α, the fine-tuning entry (and its merge) otherwise
+    parameter: str  # "α", or the swept parameters' names ("l2_lambda")
+    values: list[float | str]  # α, or each point's swept values as the recipe wrote them
     models: list[str]
     dev: list[float | None]
     test: list[float]
-    chosen: float | None
+    chosen: float | str | None
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Leaderboard:
     notes: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)  # the output folders read (``source`` names them)
     drift: dict[str, Any] | None = None  # `harness drift`'s report, where asked for (harness.report.drift.drift)
-    alpha_choices: list[AlphaChoice] = field(default_factory=list)  # each sweep over α, judged on the dev sets
+    sweep_choices: list[SweepChoice] = field(default_factory=list)  # each sweep (α, swept fine-tuning), on dev
 
     def to_dict(self) -> dict[str, Any]:
         return _finite({
@@ -157,7 +157,7 @@ class Leaderboard:
             "columns": [{**asdict(c), "label": c.label} for c in self.columns],
             "rows": [asdict(r) for r in self.rows],
             "notes": self.notes,
-            **({"alpha_choices": [asdict(c) for c in self.alpha_choices]} if self.alpha_choices else {}),
+            **({"sweep_choices": [asdict(c) for c in self.sweep_choices]} if self.sweep_choices else {}),
             **({"drift": self.drift} if self.drift is not None else {}),
         })
 

@@ -58,10 +58,12 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
         "finetuned": ("Speech-FT against Stable-FT: each merge with 0 < α < 1 against the fully fine-tuned model "
                       "(α = 1) of the same upstream, fine-tuning and merge entry (or the unmerged fine-tuned model), "
                       "on the same items and seeds; Δ = model − fully fine-tuned, interval and p as above."),
-        "alpha": ("dev SUPERB: the SUPERB score of each model's dev results (a probe's dev value at the step it kept, "
-                  "QbE's at the layer it chose on dev) against the reference of its test score (for measured, FBank's "
-                  "dev results), mean over seeds. ✓: the α with the highest dev score, the choice of a study that does "
-                  "not look at its test results; – where an evaluation kept no dev value."),
+        "sweeps": ("dev SUPERB: the SUPERB score of each model's dev results (a probe's dev value at the step it "
+                   "kept, QbE's at the layer it chose on dev) against the reference of its test score (for measured, "
+                   "FBank's dev results), mean over seeds. A sweep is a merge's α (the pre-trained model at 0, the "
+                   "fine-tuned one at 1) or a fine-tuning entry's swept parameters. ✓: the setting with the highest "
+                   "dev score (on a tie, the first listed), the choice of a study that does not look at its test "
+                   "results; – where an evaluation kept no dev value."),
         "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
                 "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
                 "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
@@ -102,17 +104,17 @@ def short_label(col: Column) -> str:
 
 
 #: the title of the sweeps' section
-ALPHA_TITLE = "α chosen on the dev sets"
+SWEEP_TITLE = "Settings chosen on the dev sets"
 
 
-def alpha_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of the sweeps over α (:attr:`Leaderboard.alpha_choices`): a row per α with its model,
-    dev and test SUPERB score, ✓ at the α chosen on the dev sets."""
-    header = ["upstream", "sweep", "α", "model", "dev SUPERB ↑", "test SUPERB ↑", "chosen"]
+def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the sweeps (:attr:`Leaderboard.sweep_choices`): a row per swept value with its model,
+    dev and test SUPERB score, ✓ at the value chosen on the dev sets."""
+    header = ["upstream", "sweep", "setting", "model", "dev SUPERB ↑", "test SUPERB ↑", "chosen"]
     rows = []
-    for choice in lb.alpha_choices:
-        sweep = choice.finetune + (f" ({choice.merge})" if choice.merge else "")
-        for alpha, model, dev, test in zip(choice.alphas, choice.models, choice.dev, choice.test, strict=True):
-            rows.append([choice.upstream, sweep, f"{alpha:g}", model, fmt(dev), fmt(test),
-                         "✓" if choice.chosen is not None and math.isclose(alpha, choice.chosen) else ""])
+    for choice in lb.sweep_choices:
+        for value, model, dev, test in zip(choice.values, choice.models, choice.dev, choice.test, strict=True):
+            shown = f"{value:g}" if isinstance(value, float) else value
+            rows.append([choice.upstream, choice.sweep, f"{choice.parameter} = {shown}", model, fmt(dev), fmt(test),
+                         "✓" if choice.chosen is not None and value == choice.chosen else ""])
     return header, rows

@@ -1,6 +1,7 @@
-"""Choosing α on the dev sets: each model's SUPERB score of its dev results against the reference of its test
-score (FBank's own dev results for ``measured``), mean over seeds, against a computation by hand; per sweep the
-α of the highest dev score; the section in markdown, HTML and JSON."""
+"""Choosing a setting on the dev sets: each model's SUPERB score of its dev results against the reference of its
+test score (FBank's own dev results for ``measured``), mean over seeds, against a computation by hand; per sweep
+(a merge's α, a fine-tuning entry's swept parameter) the value of the highest dev score; the section in markdown,
+HTML and JSON."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import pytest
 
 from harness.report import leaderboard as lbm
 from harness.report.leaderboard.dev_choice import dev_values
-from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRun
+from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRun, labels
 
 SETTINGS = lbm.Settings(n_resamples=100, n_permutations=100)
 TASKS = ("pr", "sid", "sf")
 SEEDS = (0, 1)
-#: dev value of each task's metrics, before a model's shift: the test results favour α = 0.25 (MODELS' offsets),
-#: the dev results α = 1
+#: the standard models and two of a swept L2 penalty (unmerged)
+L2 = [(labels("tiny", f"pr[l2_lambda={w}] (Stable-FT + L2)", f"pr[l2_lambda={w}]", "", 1.0), offset)
+      for w, offset in (("0.001", 4.0), ("0.01", 1.0))]
+#: dev value of each task's metrics, before a model's shift: the test results favour α = 0.25 (MODELS' offsets) and
+#: the penalty 0.001, the dev results α = 1 and the penalty 0.01
 DEV = {"pr": {"per": 40.0}, "sid": {"acc": 50.0}, "sf": {"f1": 60.0, "cer": 45.0}}
-DEV_SHIFT = {"pre-trained": 0.0, "pr · interp alpha=0.25": 2.0, "pr (Stable-FT)": 5.0}
+DEV_SHIFT = {"pre-trained": 0.0, "pr · interp alpha=0.25": 2.0, "pr (Stable-FT)": 5.0,
+             "pr[l2_lambda=0.001] (Stable-FT + L2)": 1.0, "pr[l2_lambda=0.01] (Stable-FT + L2)": 3.0}
 FBANK_DEV_SHIFT = -12.0
 
 
@@ -35,7 +40,7 @@ def _run(output: Path, without_dev: tuple[str, str, int] | None = None) -> FakeR
     run = FakeRun(output, n_items=40)
     for seed in SEEDS:
         keys = {}
-        for lab, offset in MODELS:
+        for lab, offset in MODELS + L2:
             keys[lab["model"], lab["upstream"]] = {
                 task: run.evaluate(lab, task, task, seed,
                                    {m: q - offset if TASK_METRICS[task][m] == "lower" else q + offset
@@ -43,7 +48,7 @@ def _run(output: Path, without_dev: tuple[str, str, int] | None = None) -> FakeR
                                    dev=None if (lab["model"], task, seed) == without_dev
                                    else _dev(lab["model"], lab["upstream"], task, seed))
                 for task in TASKS}
-        for lab, _ in MODELS:
+        for lab, _ in MODELS + L2:
             run.score(lab, seed, keys[lab["model"], lab["upstream"]], keys["pre-trained", "fbank"])
     run.close()
     return run
@@ -68,37 +73,41 @@ def board(tmp_path_factory) -> lbm.Leaderboard:
     return lbm.build(_run(tmp_path_factory.mktemp("alpha") / "out").output, SETTINGS)
 
 
-def test_each_models_dev_score_and_the_alpha_it_chooses(board):
+def test_each_models_dev_score_and_the_setting_each_sweep_chooses(board):
     rows = {(r.upstream, r.model): r for r in board.rows}
     for model in DEV_SHIFT:
         assert rows["tiny", model].dev_superb == pytest.approx(_by_hand(model), rel=1e-9)
     assert rows["fbank", "pre-trained"].dev_superb == pytest.approx(0.0, abs=1e-9)
-    (choice,) = board.alpha_choices
-    assert (choice.upstream, choice.finetune, choice.merge) == ("tiny", "pr", "interp")
-    assert choice.alphas == [0.0, 0.25, 1.0]
-    assert choice.models == ["pre-trained", "pr · interp alpha=0.25", "pr (Stable-FT)"]
-    assert choice.test == [rows["tiny", m].cells[lbm.SUPERB].mean for m in choice.models]
-    assert max(choice.test) == choice.test[1]  # the test results favour Speech-FT ...
-    assert choice.chosen == 1.0  # ... the dev results Stable-FT, and the choice follows the dev results
+    alpha, penalty = board.sweep_choices
+    assert (alpha.upstream, alpha.sweep, alpha.parameter) == ("tiny", "pr (interp)", "α")
+    assert alpha.values == [0.0, 0.25, 1.0]
+    assert alpha.models == ["pre-trained", "pr · interp alpha=0.25", "pr (Stable-FT)"]
+    assert alpha.test == [rows["tiny", m].cells[lbm.SUPERB].mean for m in alpha.models]
+    assert max(alpha.test) == alpha.test[1]  # the test results favour Speech-FT ...
+    assert alpha.chosen == 1.0  # ... the dev results Stable-FT, and the choice follows the dev results
+    assert (penalty.sweep, penalty.parameter, penalty.values) == ("pr", "l2_lambda", ["0.001", "0.01"])
+    assert penalty.test[0] > penalty.test[1] and penalty.chosen == "0.01"
 
 
 def test_the_section_in_markdown_html_and_json(board):
     md = lbm.render(board, "md")
-    assert "\n## α chosen on the dev sets\n" in md
+    assert "\n## Settings chosen on the dev sets\n" in md
     stable = f"{_by_hand('pr (Stable-FT)'):.2f}"
-    assert "| tiny | pr (interp) | 1 | pr (Stable-FT) | " + stable in md and md.count(" ✓ |") == 1
+    assert "| tiny | pr (interp) | α = 1 | pr (Stable-FT) | " + stable in md and md.count(" ✓ |") == 2
+    assert "| tiny | pr | l2_lambda = 0.01 | pr[l2_lambda=0.01] (Stable-FT + L2) | " in md
     page = lbm.render(board, "html")
-    assert 'id="alpha-section"' in page and "✓" in page
-    (choice,) = json.loads(lbm.render(board, "json"))["alpha_choices"]
-    assert choice["chosen"] == 1.0 and choice["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
+    assert 'id="sweep-section"' in page and page.count("✓") >= 2
+    alpha, penalty = json.loads(lbm.render(board, "json"))["sweep_choices"]
+    assert alpha["chosen"] == 1.0 and alpha["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
+    assert penalty["chosen"] == "0.01"
 
 
 def test_an_evaluation_without_a_dev_value_leaves_its_model_unscored_and_nothing_chosen(tmp_path):
     board = lbm.build(_run(tmp_path / "out", without_dev=("pr · interp alpha=0.25", "sid", 1)).output, SETTINGS)
-    (choice,) = board.alpha_choices
-    assert choice.dev[1] is None and choice.dev[0] == pytest.approx(_by_hand("pre-trained"))
-    assert choice.chosen is None
-    assert "| tiny | pr (interp) | 0.25 | pr · interp alpha=0.25 | – |" in lbm.render(board, "md")
+    alpha, penalty = board.sweep_choices
+    assert alpha.dev[1] is None and alpha.dev[0] == pytest.approx(_by_hand("pre-trained"))
+    assert alpha.chosen is None and penalty.chosen == "0.01"
+    assert "| tiny | pr (interp) | α = 0.25 | pr · interp alpha=0.25 | – |" in lbm.render(board, "md")
 
 
 def test_dev_values_come_from_extra_dev_or_the_layer_chosen_on_dev():
