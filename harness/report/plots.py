@@ -44,6 +44,7 @@ class Series:
     y: list[float]
     low: list[float | None] = field(default_factory=list)
     high: list[float | None] = field(default_factory=list)
+    chosen: float | None = None  # the x chosen on the dev sets, ringed
 
 
 @dataclass
@@ -74,7 +75,8 @@ def _yerr(values: Sequence[float], low: Sequence[float | None], high: Sequence[f
 
 
 def alpha_curve(series: Sequence[Series], ylabel: str = "SUPERB score") -> Figure:
-    """Score against the merge coefficient α (0 = pre-trained, 1 = fine-tuned), one line per series."""
+    """Score against the merge coefficient α (0 = pre-trained, 1 = fine-tuned), one line per series; a ring marks
+    each series' ``chosen`` α."""
     with matplotlib.rc_context(STYLE):
         fig = _figure(6.0, 3.6)
         ax = fig.add_subplot()
@@ -83,6 +85,9 @@ def alpha_curve(series: Sequence[Series], ylabel: str = "SUPERB score") -> Figur
             high = s.high or [None] * len(s.x)
             ax.errorbar(s.x, s.y, yerr=_yerr(s.y, low, high), marker="o", capsize=3, lw=1.6,
                         color=PALETTE[k % len(PALETTE)], label=s.label)
+            if s.chosen is not None and s.chosen in s.x:
+                ax.plot([s.chosen], [s.y[s.x.index(s.chosen)]], marker="o", ms=13, mfc="none", mew=1.6, ls="none",
+                        color=PALETTE[k % len(PALETTE)])
         ax.set_xlabel("α (0 = pre-trained, 1 = fine-tuned)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel} against the merge coefficient α")

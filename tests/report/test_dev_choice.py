@@ -12,6 +12,7 @@ import pytest
 
 from harness.report import leaderboard as lbm
 from harness.report.leaderboard.dev_choice import dev_values
+from harness.report.leaderboard.html import alpha_series
 from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRun, labels
 
 SETTINGS = lbm.Settings(n_resamples=100, n_permutations=100)
@@ -97,6 +98,8 @@ def test_the_section_in_markdown_html_and_json(board):
     assert "| tiny | pr | l2_lambda = 0.01 | pr[l2_lambda=0.01] (Stable-FT + L2) | " in md
     page = lbm.render(board, "html")
     assert 'id="sweep-section"' in page and page.count("✓") >= 2
+    (series,) = alpha_series(board)  # the α plot rings the α chosen on the dev sets
+    assert series.chosen == 1.0 and "A ring marks the α chosen on the dev sets." in page
     alpha, penalty = json.loads(lbm.render(board, "json"))["sweep_choices"]
     assert alpha["chosen"] == 1.0 and alpha["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
     assert penalty["chosen"] == "0.01"

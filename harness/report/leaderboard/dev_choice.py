@@ -112,7 +112,6 @@ def _choice(upstream: str, sweep: str, parameter: str, points: dict[Any, Row]) -
 def sweep_choices(rows: Sequence[Row]) -> list[SweepChoice]:
     """Every sweep over α, then every swept fine-tuning entry, with each model's dev and test SUPERB score and the
     value of the highest dev score (a sweep none of whose models has a dev score is left out)."""
-    found = [(s.upstream, s.finetune + (f" ({s.merge})" if s.merge else ""), "α", s.points)
-             for s in alpha_sweeps(rows, SUPERB)]
+    found = [(s.upstream, s.name, "α", s.points) for s in alpha_sweeps(rows, SUPERB)]
     found += finetune_sweeps(rows)
     return [c for args in found if (c := _choice(*args)) is not None]

@@ -53,14 +53,15 @@ def _columns(lb: Leaderboard) -> list[Column]:
 
 def alpha_series(lb: Leaderboard) -> list[plots.Series]:
     """SUPERB score against α per upstream and fine-tuning (and merge method): the pre-trained model at
-    α = 0, merges at their α, the unmerged fine-tuned model at α = 1."""
+    α = 0, merges at their α, the unmerged fine-tuned model at α = 1; the α chosen on the dev sets ringed."""
+    chosen = {(c.upstream, c.sweep): c.chosen for c in lb.sweep_choices if c.parameter == "α"}
     out = []
     for sweep in alpha_sweeps(lb.rows, SUPERB):
         xs = list(sweep.points)
         cells = [sweep.points[a].cells[SUPERB] for a in xs]
-        label = (f"{sweep.upstream} · " if lb.multi_upstream else "") + sweep.finetune + \
-            (f" ({sweep.merge})" if sweep.merge else "")
-        out.append(plots.Series(label, xs, [c.mean for c in cells], [c.low for c in cells], [c.high for c in cells]))
+        out.append(plots.Series((f"{sweep.upstream} · " if lb.multi_upstream else "") + sweep.name, xs,
+                                [c.mean for c in cells], [c.low for c in cells], [c.high for c in cells],
+                                chosen.get((sweep.upstream, sweep.name))))
     return out
 
 
@@ -99,7 +100,8 @@ def figures(lb: Leaderboard) -> list[Plot]:
     if series:
         out.append(Plot("superb_vs_alpha", "SUPERB score against α", (
             f"Each point is the mean over seeds with its {level} interval; α = 0 is the pre-trained model, "
-            "α = 1 the fine-tuned one (Stable-FT), values between are weight-space interpolations."),
+            "α = 1 the fine-tuned one (Stable-FT), values between are weight-space interpolations."
+            + (" A ring marks the α chosen on the dev sets." if any(x.chosen is not None for x in series) else "")),
             plots.alpha_curve(series)))
     panels = bar_panels(lb)
     if panels:

@@ -97,6 +97,11 @@ class Sweep:
     merge: str
     points: dict[float, Row]  # α -> its model, α ascending
 
+    @property
+    def name(self) -> str:
+        """``pr (speech_ft)``: the fine-tuning and the merge method."""
+        return self.finetune + (f" ({self.merge})" if self.merge else "")
+
 
 def alpha_sweeps(rows: Sequence[Row], column: str) -> list[Sweep]:
     """Every sweep over α with at least two values, one of them strictly between 0 and 1, among the rows that
