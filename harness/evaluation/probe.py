@@ -499,10 +499,12 @@ def probe_corpus(
         items.extend({**item, "fold": k} for item in task.scored_items(res.records))
         predictions.extend({**_prediction(r), "fold": k} for r in res.records)
         weights.append(res.layer_weights)
-        extras.append({"fold": k, **res.metrics, "best_step": res.fit.best_step})
+        extras.append({"fold": k, **res.metrics, "best_step": res.fit.best_step, "dev": res.dev_metrics})
     metrics = {m: float(np.mean([f[m] for f in per_fold])) for m in per_fold[0]}
     extra = _extra(res, cache)
     extra["folds"] = extras
+    # the dev value of a cross-validated result, like its test value: the mean of the folds'
+    extra["dev"] = {m: float(np.mean([f["dev"][m] for f in extras])) for m in extras[0]["dev"]}
     return EvalResult(
         metrics=metrics,
         directions=directions,

@@ -70,6 +70,7 @@ def test_every_downstream_returns_metrics_items_and_layer_weights(evaluated, tin
     er = results["er"]
     assert [f["fold"] for f in er.extra["folds"]] == [0, 1]
     assert er.metrics["acc"] == pytest.approx(sum(f["acc"] for f in er.extra["folds"]) / 2)
+    assert er.extra["dev"]["acc"] == pytest.approx(sum(f["dev"]["acc"] for f in er.extra["folds"]) / 2)
     all_rows = sum(len(tiny.utterances(s)) for s in ("train", "dev", "test"))
     assert er.n_items == all_rows == len({i["id"] for i in er.items})
 

@@ -120,3 +120,7 @@ def test_dev_values_come_from_extra_dev_or_the_layer_chosen_on_dev():
     per_condition = {"best_layer": {"within": 0}, "layers": {"layer0": {"within": 3.0}}}
     assert dev_values({"task": "abx", "extra": per_condition}) == {}  # one layer per condition: not one dev value
     assert dev_values({"task": "sid", "extra": {}}) == {}
+    folds = [{"fold": 0, "acc": 60.0, "dev": {"acc": 50.0}}, {"fold": 1, "acc": 64.0, "dev": {"acc": 54.0}}]
+    assert dev_values({"task": "er", "extra": {"dev": {"acc": 52.0}, "folds": folds}}) == {"er.acc": 52.0}
+    last_only = [{"fold": 0, "acc": 60.0}, {"fold": 1, "acc": 64.0}]  # stored before each fold kept its dev value
+    assert dev_values({"task": "er", "extra": {"dev": {"acc": 54.0}, "folds": last_only}}) == {}

@@ -28,9 +28,14 @@ from harness.report.leaderboard.rows import alpha_sweeps
 
 
 def dev_values(metrics_json: dict[str, Any]) -> dict[str, float]:
-    """``task.metric`` -> the dev value an evaluation kept: its ``extra.dev``, or, for a downstream that chose
-    one layer on dev (QbE), that layer's dev values in ``extra.layers``; empty where it kept none."""
+    """``task.metric`` -> the dev value an evaluation kept: its ``extra.dev`` (the mean of its folds' for a
+    cross-validated result), or, for a downstream that chose one layer on dev (QbE), that layer's dev values in
+    ``extra.layers``; empty where it kept none, or where its folds do not each say theirs (results stored before
+    they did kept the last fold's alone)."""
     task, extra = metrics_json.get("task"), metrics_json.get("extra") or {}
+    folds = extra.get("folds")
+    if isinstance(folds, list) and not all(isinstance(f, dict) and isinstance(f.get("dev"), dict) for f in folds):
+        return {}
     values = extra.get("dev")
     if not isinstance(values, dict) and isinstance(extra.get("best_layer"), int):
         values = (extra.get("layers") or {}).get(f"layer{extra['best_layer']}")
