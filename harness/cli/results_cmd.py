@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from harness.core.errors import HarnessError
 from harness.core.registry import default_manager
 from harness.core.result_rows import distinct_outputs, metric_rows, stored_stages
 from harness.core.stage_kinds import StageKind
+from harness.core.store import StageRow
 from harness.evaluation.scoring import coverage, coverage_text
 from harness.report.leaderboard.rows import model_rows, row_key, task_rank
 from harness.report.leaderboard.stores import read_stores
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table_order(outputs: Sequence[Path], stages: list) -> Any:
+def _table_order(outputs: Sequence[Path], stages: list[StageRow]) -> Callable[[dict[str, Any]], tuple]:
     """A sort key for metric rows: the leaderboard's model order (upstream, the pre-trained model first, then
     fine-tuning and α), seed, then its columns' task order; rows of stages outside the leaderboard last."""
     try:

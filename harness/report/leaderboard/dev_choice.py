@@ -47,26 +47,26 @@ def dev_values(metrics_json: dict[str, Any]) -> dict[str, float]:
 def seed_dev_score(reader: CellReader, score: StageRow) -> float | None:
     """One seed's SUPERB score on the dev sets, from the evaluations its score stage read; None where a task of
     its test score kept no dev value or the reference cannot be built."""
-    found: dict[str, dict[str, dict[str, float]]] = {"eval": {}, "reference": {}}  # role -> "test"|"dev" -> values
+    test: dict[str, dict[str, float]] = {"eval": {}, "reference": {}}  # the model's, FBank's (measured)
+    dev: dict[str, dict[str, float]] = {"eval": {}, "reference": {}}
     directions: dict[str, str] = {}
     for role, key in score.inputs.items():
         data = reader.stage_json(key, "metrics.json") or {}
         task = data.get("task")
         directions.update({f"{task}.{m}": d for m, d in (data.get("directions") or {}).items()})
         kind = role.split(".", 1)[0]
-        if kind in found:
-            test = {f"{task}.{m}": float(v) for m, v in (data.get("metrics") or {}).items()}
-            found[kind].setdefault("test", {}).update(test)
-            found[kind].setdefault("dev", {}).update(dev_values(data))
+        if kind in test:
+            test[kind].update({f"{task}.{m}": float(v) for m, v in (data.get("metrics") or {}).items()})
+            dev[kind].update(dev_values(data))
     reference = str(score.params.get("reference"))
     try:
-        scored = scoring.superb_score(found["eval"].get("test", {}), scoring.reference_table(
-            reference, found["reference"].get("test"), directions), strict=False)
-        dev = scoring.superb_score(found["eval"].get("dev", {}), scoring.reference_table(
-            reference, found["reference"].get("dev"), directions), strict=False)
+        on_test = scoring.superb_score(test["eval"], scoring.reference_table(reference, test["reference"], directions),
+                                       strict=False)
+        on_dev = scoring.superb_score(dev["eval"], scoring.reference_table(reference, dev["reference"], directions),
+                                      strict=False)
     except HarnessError:  # no value in the table, a non-finite one, or a reference file gone
         return None
-    return dev.score if set(scored.tasks) <= set(dev.tasks) else None
+    return on_dev.score if set(on_test.tasks) <= set(on_dev.tasks) else None
 
 
 def dev_score(reader: CellReader, key: tuple) -> float | None:

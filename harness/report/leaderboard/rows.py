@@ -86,7 +86,6 @@ def finetuned_pairs(rows: dict[tuple, Row]) -> dict[tuple, tuple]:
     return out
 
 
-
 @dataclass
 class Sweep:
     """The models of one upstream, fine-tuning and merge method at each α: the pre-trained model at α = 0,
