@@ -19,7 +19,7 @@ def test_import_harness_stays_light():
     code = "import sys, harness; print(sorted(m for m in ('torch', 'harness.core.recipe') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
-    assert {"run", "results"} <= set(dir(harness)) and harness.run is python_api.run
+    assert {"run", "results", "leaderboard", "drift"} <= set(dir(harness)) and harness.run is python_api.run
     with pytest.raises(AttributeError):
         harness.nothing  # noqa: B018
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.cli.resampling import add_resampling_arguments, resampling_settings
 from harness.core.errors import HarnessError
+from harness.core.result_rows import distinct_outputs
 from harness.report.leaderboard import FORMATS, build, render
 
 
@@ -49,12 +50,9 @@ def run(args: argparse.Namespace) -> int:
         board.drift = drift(args.output, device=args.device)
     text = render(board, args.format)
     if args.format == "json":  # with where each model's numbers came from
-        from harness.report.provenance import attach
+        from harness.report.leaderboard.board_json import with_provenance
 
-        board_json = json.loads(text)
-        for output in args.output:
-            attach(board_json, output)
-        text = json.dumps(board_json, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(with_provenance(board, distinct_outputs(args.output)), indent=2, ensure_ascii=False) + "\n"
     if args.plots:
         from harness.report import plots
         from harness.report.leaderboard.html import drift_plot, figures

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import harness
+from harness.core.errors import HarnessError
 from harness.report import leaderboard as lbm
 from tests.leaderboard_helpers import BASE_QUALITY, FakeRun, labels, standard_run
 
@@ -79,6 +81,10 @@ def test_the_cli_reads_several_folders_and_names_a_missing_store(stores, tmp_pat
     assert done.returncode == 0, done.stderr
     board = json.loads(done.stdout)
     assert board["folders"] == [str(first.output), str(other.output)]
+    assert harness.leaderboard([first.output, other.output], resamples=200, permutations=500) == board  # Python
+    for wrong, sentence in [({"resamples": 10}, "each must be at least 100"), ({"adjust": "x"}, "no p-value adj")]:
+        with pytest.raises(HarnessError, match=sentence):
+            harness.leaderboard(first.output, **wrong)
     assert {(r["upstream"], r["model"]) for r in board["rows"]} >= {("tiny", "pre-trained"), ("small", "pre-trained")}
     missing = tmp_path / "nowhere"
     done = subprocess.run([*cmd[:5], str(missing)], capture_output=True, text=True, timeout=120)
@@ -125,7 +131,6 @@ def test_compare_names_models_of_two_folders(stores):
 
 
 def test_results_read_several_folders_as_one_store_in_the_leaderboards_order(stores, capsys, monkeypatch):
-    import harness
     from harness.cli import main
 
     first, other = stores
