@@ -18,14 +18,17 @@ from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRu
 SETTINGS = lbm.Settings(n_resamples=100, n_permutations=100)
 TASKS = ("pr", "sid", "sf")
 SEEDS = (0, 1)
-#: the standard models and two of a swept L2 penalty (unmerged)
-L2 = [(labels("tiny", f"pr[l2_lambda={w}] (Stable-FT + L2)", f"pr[l2_lambda={w}]", "", 1.0), offset)
-      for w, offset in (("0.001", 4.0), ("0.01", 1.0))]
-#: dev value of each task's metrics, before a model's shift: the test results favour α = 0.25 (MODELS' offsets) and
-#: the penalty 0.001, the dev results α = 1 and the penalty 0.01
+#: besides the standard models: two of a swept L2 penalty (unmerged) and two TIES merges of a swept lambda
+SWEPT = [(labels("tiny", f"pr[l2_lambda={w}] (Stable-FT + L2)", f"pr[l2_lambda={w}]", "", 1.0), offset)
+         for w, offset in (("0.001", 4.0), ("0.01", 1.0))]
+SWEPT += [(labels("tiny", f"pr+sid · ties lambda={w}", "pr+sid", "ties", None, {"lambda": w}), offset)
+          for w, offset in ((0.25, 2.0), (1.0, 5.0))]
+#: dev value of each task's metrics, before a model's shift: the test results favour α = 0.25 (MODELS' offsets),
+#: the penalty 0.001 and TIES's lambda 1; the dev results α = 1, the penalty 0.01 and lambda 0.25
 DEV = {"pr": {"per": 40.0}, "sid": {"acc": 50.0}, "sf": {"f1": 60.0, "cer": 45.0}}
 DEV_SHIFT = {"pre-trained": 0.0, "pr · interp alpha=0.25": 2.0, "pr (Stable-FT)": 5.0,
-             "pr[l2_lambda=0.001] (Stable-FT + L2)": 1.0, "pr[l2_lambda=0.01] (Stable-FT + L2)": 3.0}
+             "pr[l2_lambda=0.001] (Stable-FT + L2)": 1.0, "pr[l2_lambda=0.01] (Stable-FT + L2)": 3.0,
+             "pr+sid · ties lambda=0.25": 4.0, "pr+sid · ties lambda=1.0": 2.0}
 FBANK_DEV_SHIFT = -12.0
 
 
@@ -41,7 +44,7 @@ def _run(output: Path, without_dev: tuple[str, str, int] | None = None) -> FakeR
     run = FakeRun(output, n_items=40)
     for seed in SEEDS:
         keys = {}
-        for lab, offset in MODELS + L2:
+        for lab, offset in MODELS + SWEPT:
             keys[lab["model"], lab["upstream"]] = {
                 task: run.evaluate(lab, task, task, seed,
                                    {m: q - offset if TASK_METRICS[task][m] == "lower" else q + offset
@@ -49,7 +52,7 @@ def _run(output: Path, without_dev: tuple[str, str, int] | None = None) -> FakeR
                                    dev=None if (lab["model"], task, seed) == without_dev
                                    else _dev(lab["model"], lab["upstream"], task, seed))
                 for task in TASKS}
-        for lab, _ in MODELS + L2:
+        for lab, _ in MODELS + SWEPT:
             run.score(lab, seed, keys[lab["model"], lab["upstream"]], keys["pre-trained", "fbank"])
     run.close()
     return run
@@ -79,7 +82,7 @@ def test_each_models_dev_score_and_the_setting_each_sweep_chooses(board):
     for model in DEV_SHIFT:
         assert rows["tiny", model].dev_superb == pytest.approx(_by_hand(model), rel=1e-9)
     assert rows["fbank", "pre-trained"].dev_superb == pytest.approx(0.0, abs=1e-9)
-    alpha, penalty = board.sweep_choices
+    alpha, ties, penalty = board.sweep_choices
     assert (alpha.upstream, alpha.sweep, alpha.parameter) == ("tiny", "pr (interp)", "α")
     assert alpha.values == [0.0, 0.25, 1.0]
     assert alpha.models == ["pre-trained", "pr · interp alpha=0.25", "pr (Stable-FT)"]
@@ -88,26 +91,28 @@ def test_each_models_dev_score_and_the_setting_each_sweep_chooses(board):
     assert alpha.chosen == 1.0  # ... the dev results Stable-FT, and the choice follows the dev results
     assert (penalty.sweep, penalty.parameter, penalty.values) == ("pr", "l2_lambda", ["0.001", "0.01"])
     assert penalty.test[0] > penalty.test[1] and penalty.chosen == "0.01"
+    assert (ties.sweep, ties.parameter, ties.values) == ("pr+sid (ties)", "lambda", ["0.25", "1.0"])
+    assert ties.test[1] > ties.test[0] and ties.chosen == "0.25"
 
 
 def test_the_section_in_markdown_html_and_json(board):
     md = lbm.render(board, "md")
     assert "\n## Settings chosen on the dev sets\n" in md
     stable = f"{_by_hand('pr (Stable-FT)'):.2f}"
-    assert "| tiny | pr (interp) | α = 1 | pr (Stable-FT) | " + stable in md and md.count(" ✓ |") == 2
+    assert "| tiny | pr (interp) | α = 1 | pr (Stable-FT) | " + stable in md and md.count(" ✓ |") == 3
     assert "| tiny | pr | l2_lambda = 0.01 | pr[l2_lambda=0.01] (Stable-FT + L2) | " in md
     page = lbm.render(board, "html")
     assert 'id="sweep-section"' in page and page.count("✓") >= 2
     (series,) = alpha_series(board)  # the α plot rings the α chosen on the dev sets
     assert series.chosen == 1.0 and "A ring marks the α chosen on the dev sets." in page
-    alpha, penalty = json.loads(lbm.render(board, "json"))["sweep_choices"]
+    alpha, _, penalty = json.loads(lbm.render(board, "json"))["sweep_choices"]
     assert alpha["chosen"] == 1.0 and alpha["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
     assert penalty["chosen"] == "0.01"
 
 
 def test_an_evaluation_without_a_dev_value_leaves_its_model_unscored_and_nothing_chosen(tmp_path):
     board = lbm.build(_run(tmp_path / "out", without_dev=("pr · interp alpha=0.25", "sid", 1)).output, SETTINGS)
-    alpha, penalty = board.sweep_choices
+    alpha, _, penalty = board.sweep_choices
     assert alpha.dev[1] is None and alpha.dev[0] == pytest.approx(_by_hand("pre-trained"))
     assert alpha.chosen is None and penalty.chosen == "0.01"
     assert "| tiny | pr (interp) | α = 0.25 | pr · interp alpha=0.25 | – |" in lbm.render(board, "md")

@@ -1,12 +1,13 @@
-"""Which α, or which value of a swept fine-tuning parameter, a study would choose without looking at its test
-results.
+"""Which α, or which value of another swept merge or fine-tuning parameter, a study would choose without looking at
+its test results.
 
 Each model's SUPERB score on the dev sets: every evaluation's dev value (a probe's at the step it kept; QbE's
 at the layer it chose on dev), scored against the reference its test score used (FBank's own dev values for
-``measured``), mean over seeds. Per sweep (over α: :func:`harness.report.leaderboard.rows.alpha_sweeps`; over a
-fine-tuning entry's swept parameters: :func:`finetune_sweeps`), the value with the highest dev score is the
-choice. The paper fixes α = 0.25 from test-set numbers (its Table 9) and reports its L2 baseline at the best of
-the penalty weights it tried (Table 7); choosing on the dev sets keeps the test sets for the final number.
+``measured``), mean over seeds. Per sweep (over α: :func:`harness.report.leaderboard.rows.alpha_sweeps`; over
+the swept parameters of a merge without α, TIES's ``lambda``: :func:`merge_sweeps`; over a fine-tuning entry's:
+:func:`finetune_sweeps`), the value with the highest dev score is the choice. The paper fixes α = 0.25 from
+test-set numbers (its Table 9) and reports its L2 baseline at the best of the penalty weights it tried (Table 7);
+choosing on the dev sets keeps the test sets for the final number.
 """
 
 from __future__ import annotations
@@ -93,13 +94,25 @@ def finetune_sweeps(rows: Sequence[Row]) -> list[tuple[str, str, str, dict[str, 
         groups.setdefault((r.upstream, found["entry"], r.merge, merge, r.alpha), {})[found["setting"]] = r
     out = []
     for (upstream, entry, merge, _, alpha), points in groups.items():
-        if len(points) < 2:
-            continue
         names = ",".join(part.split("=", 1)[0] for part in next(iter(points)).split(","))
         sweep = entry + (f" · {merge} α={alpha:g}" if merge and alpha is not None else "")
         values = {",".join(part.split("=", 1)[-1] for part in setting.split(",")): r for setting, r in points.items()}
         out.append((upstream, sweep, names, values))
-    return out
+    return [sweep for sweep in out if len(sweep[3]) >= 2]
+
+
+def merge_sweeps(rows: Sequence[Row]) -> list[tuple[str, str, str, dict[str, Row]]]:
+    """(upstream, sweep, parameter, value -> model) for every merge without an α (TIES's ``lambda``, say) whose
+    swept parameters give two models or more of one fine-tuning with a SUPERB score."""
+    groups: dict[tuple[str, str, str], dict[str, Row]] = {}
+    for r in rows:
+        if r.baseline or not r.merge or r.alpha is not None or not isinstance(r.merge_params, dict) \
+                or not r.merge_params or SUPERB not in r.cells:
+            continue
+        value = ",".join(str(v) for v in r.merge_params.values())
+        groups.setdefault((r.upstream, r.finetune, r.merge), {})[value] = r
+    return [(upstream, f"{finetune} ({merge})", ",".join(next(iter(points.values())).merge_params), points)
+            for (upstream, finetune, merge), points in groups.items() if len(points) >= 2]
 
 
 def _choice(upstream: str, sweep: str, parameter: str, points: dict[Any, Row]) -> SweepChoice | None:
@@ -115,8 +128,9 @@ def _choice(upstream: str, sweep: str, parameter: str, points: dict[Any, Row]) -
 
 
 def sweep_choices(rows: Sequence[Row]) -> list[SweepChoice]:
-    """Every sweep over α, then every swept fine-tuning entry, with each model's dev and test SUPERB score and the
-    value of the highest dev score (a sweep none of whose models has a dev score is left out)."""
+    """Every sweep over α, then over other merges' swept parameters, then over fine-tuning entries' ones, with each
+    model's dev and test SUPERB score and the value of the highest dev score (a sweep none of whose models has a dev
+    score is left out)."""
     found = [(s.upstream, s.name, "α", s.points) for s in alpha_sweeps(rows, SUPERB)]
-    found += finetune_sweeps(rows)
+    found += merge_sweeps(rows) + finetune_sweeps(rows)
     return [c for args in found if (c := _choice(*args)) is not None]

@@ -61,10 +61,10 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
         "sweeps": ("dev SUPERB: the SUPERB score of each model's dev results (a probe's dev value at the step it "
                    "kept, averaged over the folds of a cross-validated task; QbE's at the layer it chose on dev) "
                    "against the reference of its test score (for measured, FBank's dev results), mean over seeds. A "
-                   "sweep is a merge's α (the pre-trained model at 0, the fine-tuned one at 1) or a fine-tuning "
-                   "entry's swept parameters. ✓: the setting with the highest dev score (on a tie, the first listed), "
-                   "the choice of a study that does not look at its test results; – where an evaluation kept no dev "
-                   "value."),
+                   "sweep is a merge's α (the pre-trained model at 0, the fine-tuned one at 1), another merge's "
+                   "swept parameters (TIES's lambda) or a fine-tuning entry's. ✓: the setting with the highest dev "
+                   "score (on a tie, the first listed), the choice of a study that does not look at its test "
+                   "results; – where an evaluation kept no dev value."),
         "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
                 "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
                 "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
