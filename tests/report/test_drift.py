@@ -202,7 +202,17 @@ def test_the_leaderboard_carries_the_drift_report_where_asked(drift_run, capsys,
     board = capsys.readouterr().out
     assert f"## How far each model moved from its pre-trained model\n\n{tables.rstrip()}\n" in board
     assert main(["leaderboard", str(drift_run), "--format", "json", *fast]) == 0
-    assert json.loads(capsys.readouterr().out)["drift"] == harness.drift(drift_run, device="cpu")
+    board_json = json.loads(capsys.readouterr().out)
+    assert board_json["drift"] == harness.drift(drift_run, device="cpu")
+    assert harness.leaderboard(drift_run, resamples=100, permutations=100, drift=True, device="cpu") == board_json
+    # the α sweep judged on the dev sets: SID's dev accuracy, scaled as superb-2024 scales SID (FBank 0.09, top 95.25)
+    (sweep,) = board_json["sweep_choices"]
+    evals = {r["model"]: r["stage"] for r in harness.results(drift_run) if r["metric"] == "sid.acc"}
+    dev = [json.loads((drift_run / evals[m] / "metrics.json").read_text())["extra"]["dev"]["acc"]
+           for m in sweep["models"]]
+    assert sweep["values"] == [0.0, 0.25, 1.0]
+    assert sweep["dev"] == pytest.approx([1000 * (d - 0.09) / (95.25 - 0.09) for d in dev], rel=1e-9)
+    assert sweep["chosen"] == sweep["values"][max(range(3), key=lambda i: (dev[i], -i))]
     page = tmp_path / "board.html"
     assert main(["leaderboard", str(drift_run), "--format", "html", "--out", str(page), "--plots", str(tmp_path / "p"),
                  *fast]) == 0
