@@ -105,6 +105,11 @@ def test_the_section_in_markdown_html_and_json(board):
     assert 'id="sweep-section"' in page and page.count("✓") >= 2
     (series,) = alpha_series(board)  # the α plot rings the α chosen on the dev sets
     assert series.chosen == 1.0 and "A ring marks the α chosen on the dev sets." in page
+    latex = lbm.render(board, "latex")
+    table = latex[latex.index(r"\label{tab:dev-choice}"):]
+    assert "✓" not in latex and "Bold: the setting with the highest dev score" in latex
+    chosen = [line for line in table.splitlines() if line.startswith(r"\textbf{tiny}")]
+    assert len(chosen) == 3 and r"\textbf{$\alpha$ = 1}" in chosen[0]
     alpha, _, penalty = json.loads(lbm.render(board, "json"))["sweep_choices"]
     assert alpha["chosen"] == 1.0 and alpha["dev"][2] == pytest.approx(_by_hand("pr (Stable-FT)"))
     assert penalty["chosen"] == "0.01"

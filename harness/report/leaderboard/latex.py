@@ -1,14 +1,14 @@
 """The leaderboard as LaTeX tables for a paper: booktabs rules, the mean over seeds with its interval
 in small type, the column's best in bold, ``*`` where the difference to the pre-trained model is
 significant, and a caption saying how the intervals and tests were made; then the differences to the
-pre-trained model with their paired intervals."""
+pre-trained model with their paired intervals, and the settings chosen on the dev sets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text, short_label
+from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text, short_label, sweep_table
 
 #: characters LaTeX reads as commands, and the symbols the labels use, in text mode
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -95,4 +95,20 @@ def render_latex(lb: Leaderboard) -> str:
     if compared:
         lines += ["", *_table(lb, compared, text["compare"], "tab:vs-pretrained",
                               lambda r, c: _delta(r.cells[c.key].vs_baseline if c.key in r.cells else None))]
+    if lb.sweep_choices:
+        lines += ["", *_sweeps(lb, text["sweeps"].replace("✓:", "Bold:"))]
     return "\n".join(lines) + "\n"
+
+
+def _sweeps(lb: Leaderboard, caption: str) -> list[str]:
+    """The settings chosen on the dev sets (:func:`sweep_table`), the chosen one of each sweep in bold."""
+    header, rows = sweep_table(lb)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\label{tab:dev-choice}",
+             r"\begin{tabular}{llllrr}", r"\toprule", " & ".join(escape(h) for h in header[:-1]) + r" \\",
+             r"\midrule"]
+    for *cells, chosen in rows:
+        typeset = [escape(c) for c in cells[:4]] + [_num(float(c), 2) if c != "–" else "--" for c in cells[4:]]
+        if chosen:
+            typeset = [rf"\textbf{{{c}}}" for c in typeset]
+        lines.append(" & ".join(typeset) + r" \\")
+    return [*lines, r"\bottomrule", r"\end{tabular}", r"\end{table}"]
