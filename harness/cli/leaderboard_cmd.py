@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(with_provenance(board, distinct_outputs(args.output)), indent=2, ensure_ascii=False) + "\n"
     if args.plots:
         from harness.report import plots
-        from harness.report.leaderboard.html import drift_plot, figures
+        from harness.report.leaderboard.figures import drift_plot, figures
 
         args.plots.mkdir(parents=True, exist_ok=True)
         for plot in [*figures(board), *([drift_plot(board.drift)] if board.drift is not None else [])]:

@@ -12,7 +12,7 @@ import pytest
 
 from harness.report import leaderboard as lbm
 from harness.report.leaderboard.dev_choice import dev_values
-from harness.report.leaderboard.html import alpha_series
+from harness.report.leaderboard.figures import alpha_series
 from tests.leaderboard_helpers import BASE_QUALITY, MODELS, TASK_METRICS, FakeRun, labels
 
 SETTINGS = lbm.Settings(n_resamples=100, n_permutations=100)

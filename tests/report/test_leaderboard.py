@@ -157,7 +157,7 @@ def test_layer_weights_are_averaged_over_seeds(board):
 
 
 def test_plot_data_follow_the_table(board):
-    from harness.report.leaderboard.html import alpha_series, bar_panels, weight_panels
+    from harness.report.leaderboard.figures import alpha_series, bar_panels, weight_panels
 
     (series,) = alpha_series(board)
     assert series.label == "tiny · pr (interp)" and series.x == [0.0, 0.25, 1.0]

@@ -15,9 +15,9 @@ import pytest
 from harness.report import leaderboard as lbm
 from harness.report import plots
 from harness.report.leaderboard import render
-from harness.report.leaderboard.html import bar_panels, figures, short_label, weight_panels
+from harness.report.leaderboard.figures import bar_panels, figures, weight_panels
 from harness.report.leaderboard.model import SUPERB, Column
-from harness.report.leaderboard.text import best_value
+from harness.report.leaderboard.text import best_value, short_label
 from tests.leaderboard_helpers import standard_run
 from tests.report.test_leaderboard_browser import _chromium, _console, chromium  # noqa: F401  (fixture)
 
