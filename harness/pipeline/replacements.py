@@ -28,8 +28,20 @@ class Replacement:
 
     def changes(self) -> list[str]:
         """The parameters that differ, e.g. ``sid steps 50 → 100`` (none listed when only inputs differ), the
-        values each stage runs with compared."""
+        values each stage runs with compared; then those the finished stage's key held though they are
+        execution-only (:meth:`left_the_key`)."""
+        moved = [f"{_entry(self.stage)} {k} {v} left the stage key" for k, v in self.left_the_key().items()]
+        return self.param_changes() + moved
+
+    def param_changes(self) -> list[str]:
+        """The parameters whose values differ between the finished stage and this one."""
         return _changes(self.stage, {**self.replaces.params, **self.ran_with}, self.stage.run_params)
+
+    def left_the_key(self) -> dict[str, Any]:
+        """The execution-only values the finished stage's key held: it was stored before they left stage keys, so
+        only its key differs (the stage runs once more, with the same results)."""
+        return {k: v for k, v in self.stage.execution.items()
+                if self.replaces.params.get(k) == v and self.stage.params.get(k) != v}
 
 
 @dataclass
@@ -42,9 +54,13 @@ class Reuse:
         return _changes(self.stage, {**self.stage.params, **self.ran_with}, self.stage.run_params)
 
 
+def _entry(stage: Stage) -> str:
+    """The recipe entry a stage runs: its downstream, fine-tuning or plugin."""
+    return str(stage.labels.get("downstream") or stage.labels.get("finetune") or stage.plugin)
+
+
 def _changes(stage: Stage, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    name = str(stage.labels.get("downstream") or stage.labels.get("finetune") or stage.plugin)
-    return [f"{name} {k} {before} → {after}" for k, before, after in changed_params(old, new)]
+    return [f"{_entry(stage)} {k} {before} → {after}" for k, before, after in changed_params(old, new)]
 
 
 def _ran_with(output: Path, key: str) -> dict[str, Any] | None:
@@ -81,9 +97,14 @@ def _shown_changes(found: list[Replacement] | list[Reuse]) -> str:
 
 
 def replacements_text(replacing: list[Replacement], output: Path) -> str:
-    """One sentence: how many stages to run replace finished ones of the same cells, and what changed."""
+    """One sentence: how many stages to run replace finished ones of the same cells, and what changed (or that
+    they were stored while an execution-only parameter was still part of stage keys)."""
     shown = _shown_changes(replacing)
     n = len(replacing)
+    if any(r.left_the_key() for r in replacing) and not any(r.param_changes() for r in replacing):
+        return (f"{n} stage{'s' if n > 1 else ''} in {output} run{'' if n > 1 else 's'} once more ({shown}): "
+                f"{'they were' if n > 1 else 'it was'} stored while execution-only parameters were part of stage keys; "
+                "the results will be the same.")
     return (f"{n} stage{'s' if n > 1 else ''} to run replace{'' if n > 1 else 's'} finished ones of the same cells in "
             f"{output}, whose recipe changed{f' ({shown})' if shown else ''}; the store keeps both and the leaderboard "
             "shows this run's. Give another --output to keep the two settings apart.")

@@ -131,3 +131,22 @@ downstreams:
     assert stage.execution == {"cache": "off", "max_frame_gb": 8.0}
     assert (stage.params["cache"], stage.params["max_frame_gb"]) == ("auto", 4.0)
     assert stage.run_params["cache"] == "off"
+
+
+def test_a_store_made_while_execution_only_values_were_in_stage_keys_runs_those_stages_once_more(
+        tmp_path, toy_cli, capsys, monkeypatch):
+    monkeypatch.setattr("harness.cli.plan_cmd.default_manager", lambda: toy_cli)
+    path = write_recipe(tmp_path)
+    with monkeypatch.context() as before:  # the stage key as it was: every parameter in it
+        before.setattr("harness.core.plan.keyed_params",
+                       lambda params: (params.model_dump(mode="json") if params is not None else {}, {}))
+        assert main(["run", str(path), "--device", "cpu", *BATCH_2]) == 0
+    planned = _plan(path, capsys, *BATCH_2)
+    replacing = [r for r in planned["replaces"] if r["key"] in _evaluations(planned)]
+    assert replacing and all(r["changes"] == ["ev batch 2 left the stage key"] for r in replacing)
+    assert all(not r["changes"] for r in planned["replaces"] if r["key"] not in _evaluations(planned))
+    assert main(["plan", str(path), *BATCH_2]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    n = len(planned["replaces"])
+    assert re.search(rf"{n} stages in \S+ run once more \(ev batch 2 left the stage key\): they were stored while "
+                     "execution-only parameters were part of stage keys; the results will be the same.", said), said
