@@ -63,10 +63,10 @@ def metric_rows(outputs: Outputs) -> list[dict[str, Any]]:
     planned: dict[str, tuple[str, float]] = {}
     for output in distinct_outputs(outputs):
         with open_store(output) as store:
-            here = [s for s in store.stages(status="done") if s.key not in stages]
-            metrics += [(output, m) for m in store.metrics() if m.stage in {s.key for s in here}]
+            here = {s.key: s for s in store.stages(status="done") if s.key not in stages}
+            metrics += [(output, m) for m in store.metrics() if m.stage in here]
             add_planned(planned, store.planned())
-        stages.update((s.key, s) for s in here)
+        stages.update(here)
     replaced = replaced_keys(stages.values(), planned)
     rows = []
     for output, m in metrics:
