@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import best_value, fmt, method_text, seeds_text, short_label, sweep_table
+from harness.report.leaderboard.text import (
+    best_value,
+    fmt,
+    method_text,
+    seeds_text,
+    short_label,
+    sweep_rows,
+    sweep_table,
+)
 
 #: characters LaTeX reads as commands, and the symbols the labels use, in text mode
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -101,13 +109,12 @@ def render_latex(lb: Leaderboard) -> str:
 
 
 def _sweeps(lb: Leaderboard, caption: str) -> list[str]:
-    """The settings chosen on the dev sets (:func:`sweep_table`), the chosen one of each sweep in bold."""
-    header, rows = sweep_table(lb)
+    """The settings chosen on the dev sets (:func:`sweep_rows`), the chosen one of each sweep in bold."""
+    header = sweep_table(lb)[0][:-1]
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\label{tab:dev-choice}",
-             r"\begin{tabular}{llllrr}", r"\toprule", " & ".join(escape(h) for h in header[:-1]) + r" \\",
-             r"\midrule"]
-    for *cells, chosen in rows:
-        typeset = [escape(c) for c in cells[:4]] + [_num(float(c), 2) if c != "–" else "--" for c in cells[4:]]
+             r"\begin{tabular}{llllrr}", r"\toprule", " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
+    for *names, dev, test, chosen in sweep_rows(lb):
+        typeset = [escape(n) for n in names] + [_num(dev, 2), _num(test, 2)]
         if chosen:
             typeset = [rf"\textbf{{{c}}}" for c in typeset]
         lines.append(" & ".join(typeset) + r" \\")

@@ -108,14 +108,20 @@ def short_label(col: Column) -> str:
 SWEEP_TITLE = "Settings chosen on the dev sets"
 
 
-def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of the sweeps (:attr:`Leaderboard.sweep_choices`): a row per swept value with its model,
-    dev and test SUPERB score, ✓ at the value chosen on the dev sets."""
-    header = ["upstream", "sweep", "setting", "model", "dev SUPERB ↑", "test SUPERB ↑", "chosen"]
+def sweep_rows(lb: Leaderboard) -> list[tuple[str, str, str, str, float | None, float, bool]]:
+    """The sweeps (:attr:`Leaderboard.sweep_choices`), a row per swept value: upstream, sweep, setting, model, dev
+    and test SUPERB score, and whether the dev sets chose it."""
     rows = []
     for choice in lb.sweep_choices:
         for value, model, dev, test in zip(choice.values, choice.models, choice.dev, choice.test, strict=True):
             shown = f"{value:g}" if isinstance(value, float) else value
-            rows.append([choice.upstream, choice.sweep, f"{choice.parameter} = {shown}", model, fmt(dev), fmt(test),
-                         "✓" if choice.chosen is not None and value == choice.chosen else ""])
+            rows.append((choice.upstream, choice.sweep, f"{choice.parameter} = {shown}", model, dev, test,
+                         choice.chosen is not None and value == choice.chosen))
+    return rows
+
+
+def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """The header and text cells of :func:`sweep_rows`, ✓ at the value chosen on the dev sets."""
+    header = ["upstream", "sweep", "setting", "model", "dev SUPERB ↑", "test SUPERB ↑", "chosen"]
+    rows = [[*names, fmt(dev), fmt(test), "✓" if chosen else ""] for *names, dev, test, chosen in sweep_rows(lb)]
     return header, rows
