@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
         from harness.report.drift import drift
 
         board.drift = drift(args.output, device=args.device)
-    text = render(board, args.format)
     if args.format == "json":  # with where each model's numbers came from
         from harness.report.leaderboard.board_json import with_provenance
 
         text = json.dumps(with_provenance(board, distinct_outputs(args.output)), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render(board, args.format)
     if args.plots:
         from harness.report import plots
         from harness.report.leaderboard.figures import drift_plot, figures

@@ -74,4 +74,3 @@ def results(output: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
     from harness.core.result_rows import metric_rows
 
     return metric_rows(output)
-
