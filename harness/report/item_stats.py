@@ -20,11 +20,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from harness.evaluation.verification import RocLayout
+from harness.report.item_columns import ItemColumns, aligned, columns_of
 
 
 class Resampled(ABC):
@@ -130,10 +131,10 @@ class ItemStats(Resampled):
     @classmethod
     def from_items(cls, runs: Mapping[int, Sequence[Mapping]], metric: str) -> ItemStats:
         """From per-seed lists of item dicts ``{"id", "stats": {metric: [num, den]}}`` (see :func:`from_items`)."""
-        ids, seeds, values = _aligned(runs, metric)
-        num = np.array([[float(v[0]) for v in row] for row in values]).reshape(len(seeds), len(ids))
-        den = np.array([[float(v[1]) for v in row] for row in values]).reshape(len(seeds), len(ids))
-        return cls(ids, num, den, seeds)
+        out = from_items(runs, metric)
+        if not isinstance(out, ItemStats):
+            raise TypeError(f"{metric}: the items are not [num, den] pairs")
+        return out
 
     def resampled(self, counts: np.ndarray) -> np.ndarray:
         return ratio(counts @ self.num.T, counts @ self.den.T)
@@ -231,39 +232,34 @@ class GainStats(Resampled):
         return GainStats(tuple(ids), tuple(self.gains[r][cols] for r in rows), tuple(seeds))
 
 
-def from_items(runs: Mapping[int, Sequence[Mapping]], metric: str) -> Resampled:
-    """A metric's per-item results from per-seed lists of item dicts ``{"id", "stats": {metric: ...}}``.
+def from_items(runs: Mapping[int, Sequence[Mapping] | ItemColumns], metric: str) -> Resampled:
+    """A metric's per-item results from per-seed lists of item dicts ``{"id", "stats": {metric: ...}}`` (or
+    their :class:`~harness.report.item_columns.ItemColumns`).
 
     Only items present for every seed are kept (in the first seed's order). The stored form gives the
     kind: ``[num, den]`` (:class:`ItemStats`), ``{"target": 0|1, "score": s}`` with an optional
     ``"group"`` (:class:`TrialStats`) or ``{"gains": [...]}`` (:class:`GainStats`).
     """
-    ids, seeds, values = _aligned(runs, metric)
-    first = values[0][0] if ids else [0, 0]
-    if isinstance(first, Mapping) and "score" in first:
-        targets = [int(v["target"]) for v in values[0]]
-        groups = tuple(str(v["group"]) for v in values[0]) if "group" in first else None
-        for row in values[1:]:
-            if [int(v["target"]) for v in row] != targets or (groups and tuple(str(v["group"]) for v in row) != groups):
-                raise ValueError(f"{metric}: the seeds label or group the same trials differently")
-        scores = np.array([[float(v["score"]) for v in row] for row in values]).reshape(len(seeds), len(ids))
-        return TrialStats(ids, np.asarray(targets), scores, seeds, groups)
-    if isinstance(first, Mapping) and "gains" in first:
-        return GainStats(ids, tuple(np.array([v["gains"] for v in row], dtype=float) for row in values), seeds)
-    return ItemStats.from_items(runs, metric)
-
-
-def _aligned(runs: Mapping[int, Sequence[Mapping]], metric: str) -> tuple[tuple[str, ...], tuple[int, ...], list]:
-    """(shared item ids in the first seed's order, seeds, per seed the items' stored stats of ``metric``)."""
     if not runs:
         raise ValueError("no runs given")
     seeds = tuple(runs)
-    tables = [{str(it["id"]): it["stats"][metric] for it in runs[s] if metric in it.get("stats", {})}
-              for s in seeds]
-    common = set(tables[0]).intersection(*tables[1:])
-    ids = tuple(i for i in tables[0] if i in common)
-    values: list[Any] = [[t[i] for i in ids] for t in tables]
-    return ids, seeds, values
+    per_seed = {s: v if isinstance(v, ItemColumns) else columns_of(v) for s, v in runs.items()}
+    ids, columns = aligned(per_seed, metric)
+    if not ids:
+        return ItemStats((), np.zeros((len(seeds), 0)), np.zeros((len(seeds), 0)), seeds)
+    kinds = sorted({c.kind for c in columns})
+    if len(kinds) > 1:
+        raise ValueError(f"{metric}: the seeds store their items in different forms ({', '.join(kinds)})")
+    first = columns[0]
+    if first.kind == "trial":
+        for other in columns[1:]:
+            if not np.array_equal(other.targets, first.targets) or other.groups != first.groups:
+                raise ValueError(f"{metric}: the seeds label or group the same trials differently")
+        return TrialStats(ids, first.targets, np.stack([c.values for c in columns]), seeds, first.groups)
+    if first.kind == "gains":
+        return GainStats(ids, tuple(c.values for c in columns), seeds)
+    num, den = (np.stack([c.values[:, k] for c in columns]) for k in (0, 1))
+    return ItemStats(ids, num, den, seeds)
 
 
 def align(a: Resampled, b: Resampled) -> tuple[Resampled, Resampled]:

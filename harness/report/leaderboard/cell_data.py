@@ -26,8 +26,8 @@ from harness.core.stage_kinds import StageKind
 from harness.core.store import MetricRow, StageRow, replaced_keys
 from harness.evaluation import scoring
 from harness.report import stats
+from harness.report.item_columns import ItemColumns, read_columns
 from harness.report.item_stats import MIN_CLUSTERS
-from harness.report.json_lines import read_json_lines
 from harness.report.leaderboard import superb
 from harness.report.leaderboard.model import Column, Row
 from harness.report.leaderboard.rows import row_key
@@ -157,7 +157,7 @@ class CellReader:
                           else ("this store", "the recipe changed between runs"))
             self.note(f"{n} finished stage{'s' if n > 1 else ''} of {where} {'were' if n > 1 else 'was'} replaced by a "
                       f"later run of the same model, downstream and seed ({why}): the table shows the later run's.")
-        self._items: dict[str, list[dict] | None] = {}
+        self._items: dict[str, ItemColumns | None] = {}
         self._json: dict[str, dict | None] = {}
         self._stats: dict[tuple, MetricItems | None] = {}
         self._settings: dict[str, str] = {}
@@ -174,16 +174,21 @@ class CellReader:
             self.notes.append(text)
             log.info(text)
 
-    def items(self, metric: MetricRow) -> list[dict] | None:
+    def items(self, metric: MetricRow, where: str) -> ItemColumns | None:
+        """The per-item results behind a stored metric as columns (:mod:`harness.report.item_columns`), or None
+        (with a note) where there are none or they cannot be read."""
         path = metric.items_path
         if not path:
             return None
         if path not in self._items:
             file = self.folders[metric.stage] / path
             try:
-                self._items[path] = read_json_lines(file)
+                self._items[path] = read_columns(file)
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 self.note(f"per-item results {file} could not be read ({exc}); its intervals use seeds only.")
+                self._items[path] = None
+            except (KeyError, TypeError, IndexError, ValueError) as exc:
+                self.note(f"{where}: per-item results are malformed ({exc}); intervals use seeds only.")
                 self._items[path] = None
         return self._items[path]
 
@@ -231,13 +236,14 @@ class CellReader:
         per_seed = {}
         for seed, stage_key in runs.items():
             row = self.metric_row(stage_key, metric)
-            items = self.items(row) if row else None
+            items = self.items(row, where) if row else None
             if items is None:
                 return None
             per_seed[seed] = items
+        first = next(iter(per_seed.values()))
+        folds = {i: fold for i, fold in zip(first.ids, first.folds, strict=True) if fold is not None}
         try:
             flat = stats.from_items(per_seed, metric)
-            folds = {str(it["id"]): it["fold"] for it in next(iter(per_seed.values())) if "fold" in it}
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             self.note(f"{where}: per-item results are malformed ({exc}); intervals use seeds only.")
             return None
@@ -250,7 +256,7 @@ class CellReader:
                       "one and understates the spread between groups.")
             flat = flat.ungrouped()
         # ABX items carry only the conditions that apply to them: count those with this metric
-        scored = [sum(1 for it in v if metric in it.get("stats", {})) for v in per_seed.values()]
+        scored = [len(v.metric_ids(metric)) for v in per_seed.values()]
         if max(scored) != flat.n_items:
             self.note(f"{where}: seeds were evaluated on different items; only the {flat.n_items} shared ones "
                       "enter the intervals.")
@@ -352,7 +358,7 @@ class CellReader:
                     if role.startswith("reference."):
                         fbank[name] = m.value
                     elif role.startswith("eval."):
-                        if self.items(m) is None:
+                        if self.items(m, f"{where} ({name})") is None:
                             self.note(f"{where}: {name} has no per-item results; the SUPERB interval is over "
                                       "seeds only.")
                             return None
