@@ -4,7 +4,8 @@ Paths: fp32; bf16 autocast; the FFT positional convolution (``pos_conv=fft``); t
 frames only (``attention=packed``); cuDNN autotuning, alone and with the batches padded to the stages'
 half-second buckets, and fp32 on TF32 tensor cores (CUDA); the CNN as time-major matrix products
 (``+cnn_gemm``, :mod:`harness.models.feature_conv`); torch.compile of the ``auto`` settings' layers
-(CUDA by default; the whole model when ``--paths`` names it). FLOPs are counted once per batch on the
+(CUDA by default; the whole model when ``--paths`` names it; ``+graphs``: replayed as CUDA graphs over
+half-second buckets, CUDA only, timed on the third pass). FLOPs are counted once per batch on the
 packed layers with the plain convolution (:mod:`flop_count`: torch's counter, grouped convolutions'
 weight gradient corrected, on a shape-only copy of the model): the useful work, padding excluded, so
 that every path is rated against the same work and the padded paths' wasted products count against
@@ -53,6 +54,8 @@ CNN_GEMM = "+cnn_gemm"
 BUCKETED = "bf16+cudnn_benchmark+buckets"
 #: the whole model compiled (not what ``compile: true`` does), timed only when ``--paths`` names it
 WHOLE_COMPILE = "bf16+auto+compile-whole"
+#: ``compile: graphs``: the compiled layers replayed as CUDA graphs over the stages' half-second buckets
+GRAPHS = "bf16+auto+compile+graphs"
 
 
 def peak_tflops(device: torch.device, precision: str) -> float | None:
@@ -88,14 +91,14 @@ def _sync(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def _compiled(model: torch.nn.Module, whole: bool) -> Iterator[None]:
-    """The model as ``compile: true`` runs it (:func:`compile_module`), or compiled whole (the
+def _compiled(model: torch.nn.Module, whole: bool, graphs: bool = False) -> Iterator[None]:
+    """The model as ``compile: true`` (or ``graphs``) runs it (:func:`compile_module`), or compiled whole (the
     comparison), back to eager afterwards."""
     regions = [model] if whole else compile_regions(model)
     if whole:
         model.compile(dynamic=True)
     else:
-        compile_module(model)
+        compile_module(model, graphs=graphs)
     try:
         yield
     finally:
@@ -118,16 +121,20 @@ def _loss(model, wavs, lengths) -> torch.Tensor:
     return model(wavs, lengths).hidden_states[-1].float().square().mean()
 
 
-def _one_pass(model, batches, device, train: bool, bf16: bool, multiple: int = 1) -> Callable[[], None]:
+def _one_pass(model, batches, device, train: bool, bf16: bool, multiple: int = 1,
+              graphs: bool = False) -> Callable[[], None]:
     """A pass over ``batches`` (forward+backward or extraction), waveforms already on ``device`` and
     padded to a ``multiple`` of samples. Each backward writes fresh gradients, as in a training step
-    (accumulating them into the last batch's costs a kernel per parameter that no stage runs)."""
+    (accumulating them into the last batch's costs a kernel per parameter that no stage runs); with
+    ``graphs`` each batch starts a new CUDA-graph step, as the stage's steps do."""
     cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     # the lengths stay on the host, as in the stages
     padded = [(wavs.to(device), lengths) for wavs, lengths in (pad_waves(b, multiple) for b in batches)]
 
     def run() -> None:
         for wavs, lengths in padded:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with cast:
                 if train:
                     _loss(model, wavs, lengths).backward()
@@ -139,17 +146,18 @@ def _one_pass(model, batches, device, train: bool, bf16: bool, multiple: int = 1
     return run
 
 
-def _run(model, batches, device, train: bool, bf16: bool, multiple: int = 1) -> tuple[float, float]:
+def _run(model, batches, device, train: bool, bf16: bool, multiple: int = 1,
+         graphs: bool = False) -> tuple[float, float]:
     """Seconds of a first pass over ``batches`` (every shape seen once: compilation, autotuning) and of
-    the pass after it."""
-    run = _one_pass(model, batches, device, train, bf16, multiple)
+    the pass after it (with ``graphs``: of the third, the second recording each shape's CUDA graph)."""
+    run = _one_pass(model, batches, device, train, bf16, multiple, graphs)
     times = []
-    for _ in range(2):
+    for _ in range(3 if graphs else 2):
         start = time.perf_counter()
         run()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return times[0], times[1]
+    return times[0], times[-1]
 
 
 def _flops(model, batches, train: bool, attention: str) -> float:
@@ -292,6 +300,8 @@ def _paths(device: torch.device, compile: bool, only: Collection[str] | None) ->
                   ("tf32+fft", False, "fft", "padded", False)]
     if compile:
         paths += [("bf16+auto+compile", True, "auto", "auto", False)]
+        if device.type == "cuda":
+            paths += [(GRAPHS, True, "auto", "auto", False)]
     if only is not None and WHOLE_COMPILE in only:  # minutes to compile at Base size: only when named
         paths += [(WHOLE_COMPILE, True, "auto", "auto", False)]
     if only is None:
@@ -311,7 +321,8 @@ def _path_settings(model: torch.nn.Module, path: Path_) -> Iterator[None]:
     model.set_positional_conv(pos)
     model.set_attention(attention)
     model.set_feature_conv("gemm" if name.endswith(CNN_GEMM) else "conv")
-    compiled = _compiled(model, whole=name == WHOLE_COMPILE) if "compile" in name else contextlib.nullcontext()
+    compiled = (_compiled(model, whole=name == WHOLE_COMPILE, graphs=name == GRAPHS) if "compile" in name
+                else contextlib.nullcontext())
     cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=autotune,
                                        deterministic=torch.backends.cudnn.deterministic,
                                        allow_tf32=torch.backends.cudnn.allow_tf32)
@@ -324,7 +335,7 @@ def _path_settings(model: torch.nn.Module, path: Path_) -> Iterator[None]:
 
 def _multiple(path: Path_) -> int:
     """Samples the path pads each batch's length to a multiple of (the stages' autotuning buckets)."""
-    return int(AUTOTUNE_BUCKET_SECONDS * 16000) if path[0] == BUCKETED else 1
+    return int(AUTOTUNE_BUCKET_SECONDS * 16000) if path[0] in (BUCKETED, GRAPHS) else 1
 
 
 def _precision(path: Path_) -> str:
@@ -360,7 +371,7 @@ def measure(device: str | torch.device, preset: str, seconds_per_batch: float, s
             name, bf16 = path[:2]
             try:
                 with _path_settings(model, path):
-                    first, seconds = _run(model, batches, device, train, bf16, _multiple(path))
+                    first, seconds = _run(model, batches, device, train, bf16, _multiple(path), name == GRAPHS)
             except Exception as exc:  # a path this torch cannot run is reported, not fatal to the rest
                 yield {"work": work, "path": name, "failed": f"{type(exc).__name__}: {str(exc)[:160]}"}
                 continue
@@ -398,8 +409,9 @@ def profile(device: str | torch.device, preset: str, seconds_per_batch: float, s
     batches = _batches(seconds_per_batch, steps)
     (path,) = _paths(device, "compile" in path_name, [path_name])
     with _path_settings(model, path):
-        run = _one_pass(model, batches, device, train, path[1], _multiple(path))
-        run()
+        run = _one_pass(model, batches, device, train, path[1], _multiple(path), path[0] == GRAPHS)
+        for _ in range(2 if path[0] == GRAPHS else 1):  # compiled, autotuned, recorded
+            run()
         breakdown = profile_pass(run, device, trace)
     # the FLOPs this path does, by kind: the same pass again, eager, on the same device, so that each
     # operator lands in the category of the kernel that ran it (a shape-only copy would decompose attention)

@@ -3,7 +3,7 @@
 # it finishes: the fine-tuning stage loop against the raw rate and taken apart a piece a row
 # (stage-parts), the probes' steps per second (PR and SID, cached and on the fly), the three-seed demo
 # overlapped on the GPU and `harness drift` of its models, the upstream's default path against compiled
-# layers, QbE's grouped DTW on the CPU and the GPU, then the GPU-only tests.
+# layers and CUDA graphs, QbE's grouped DTW on the CPU and the GPU, then the GPU-only tests.
 # (`bench_upstream_speed.py --profile bf16+fft` and the full path table were measured on an H200 and are
 # in README.md; run them on their own where a new device needs them.)
 #
@@ -46,9 +46,10 @@ stamp "drift of the demo's models on the GPU"
 s=$(date +%s)
 timeout 25 harness drift "$DEMO_OUT" --device cuda --format md > "$OUT/drift.txt" 2>&1
 echo "harness drift --device cuda: rc $? in $(( $(date +%s) - s )) s of wall time" | tee -a "$OUT/drift.txt"
-stamp "upstream: the default path against compiled layers (rc $?)"
-# one call, so the useful work is counted once; compile (the slowest) last
-timeout 70 $B --steps 8 --paths bf16+fft bf16+fft+cnn_gemm bf16+auto+compile > "$OUT/upstream.txt" 2>&1
+stamp "upstream: the default path against compiled layers and CUDA graphs (rc $?)"
+# one call, so the useful work is counted once; the compiled paths (the slowest) last
+timeout 95 $B --steps 8 --paths bf16+fft bf16+fft+cnn_gemm bf16+auto+compile bf16+auto+compile+graphs \
+  > "$OUT/upstream.txt" 2>&1
 stamp "QbE matching, grouped against one document at a time (rc $?)"
 timeout 45 python benchmarks/bench_qbe.py --queries 20 --documents 400 --dim 768 > "$OUT/qbe.txt" 2>&1
 stamp "tests (rc $?)"

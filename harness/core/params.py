@@ -39,7 +39,8 @@ def describe_error(err: Any, model: type[BaseModel], where: str) -> str:
         return f"{path}: this key is required"
     got = err.get("input")
     got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-    return f"{path}: {err['msg'][0].lower()}{err['msg'][1:]}{got_text}"
+    msg = err["msg"].removeprefix("Value error, ")  # a validator's own sentence, without pydantic's prefix
+    return f"{path}: {msg[0].lower()}{msg[1:]}{got_text}"
 
 
 def changed_params(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -35,10 +35,10 @@ from harness.training.stable_ft_params import StableFTParams, split_rows, train_
 
 
 def training_waveforms(rows: list[dict[str, Any]], params: StableFTParams, device: torch.device) -> WaveformSet:
-    """A fine-tuning split's waveforms: the first ``max_seconds`` of each, and with cuDNN autotuning on
-    CUDA, batches padded up to whole :data:`AUTOTUNE_BUCKET_SECONDS` so that their shapes repeat."""
-    autotuned = params.cudnn_autotune and device.type == "cuda"
-    bucket = int(AUTOTUNE_BUCKET_SECONDS * SAMPLE_RATE) if autotuned else 1
+    """A fine-tuning split's waveforms: the first ``max_seconds`` of each, and with cuDNN autotuning or CUDA graphs
+    on CUDA, batches padded up to whole :data:`AUTOTUNE_BUCKET_SECONDS` so that their shapes repeat."""
+    bucketed = (params.cudnn_autotune or params.compile == "graphs") and device.type == "cuda"
+    bucket = int(AUTOTUNE_BUCKET_SECONDS * SAMPLE_RATE) if bucketed else 1
     return WaveformSet(rows, params.max_seconds, pad_multiple=bucket)
 
 
@@ -54,8 +54,9 @@ class StableFineTuning:
         self.params = params
         upstream.set_layerdrop(0.0)
         upstream.set_gradient_checkpointing(params.gradient_checkpointing)
+        self.graphs = params.compile == "graphs"
         if params.compile:
-            compile_module(upstream)
+            compile_module(upstream, graphs=self.graphs)
         cnn = upstream.downsampling_module() if params.freeze_cnn else None
         frozen = {id(p) for p in cnn.parameters()} if cnn is not None else set()
         for p in upstream.parameters():
@@ -68,6 +69,8 @@ class StableFineTuning:
         self.model = nn.ModuleDict({"upstream": upstream, "heads": heads})
 
     def before_step(self, step: int) -> None:
+        if self.graphs:  # a new step: the last step's graph outputs are no longer read
+            torch.compiler.cudagraph_mark_step_begin()
         train_upstream = step >= self.head_only_steps
         if train_upstream != self.upstream_training or step == 0:
             for p in self.trainable:

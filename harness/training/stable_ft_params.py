@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from harness.core.errors import StageError
 from harness.core.interfaces import EXECUTION_ONLY, PluginParams, Task
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from harness.training.loop import TrainConfig
 
 __all__ = ["StableFTParams", "pick_corpus", "resolve_task", "split_rows", "train_config"]
+
+
+def _compile_setting(value: Any) -> Any:
+    """``compile``'s three settings, refused in one sentence otherwise (not one per member of the union)."""
+    if isinstance(value, bool) or value == "graphs":
+        return value
+    raise ValueError("use true, false or graphs")
 
 
 class StableFTParams(PluginParams):
@@ -47,8 +54,11 @@ class StableFTParams(PluginParams):
         False, description="recompute activations in the backward pass: less memory, same gradients")
     max_seconds: float | None = Field(None, gt=0, description="use only the first seconds of each utterance")
     # left out of the dumped parameters (and so of the stage key) while off: existing keys stay as they were
-    compile: bool = Field(False, exclude_if=lambda on: not on,
-                          description="run the upstream through torch.compile (faster steps after a warm-up)")
+    compile: Annotated[bool | Literal["graphs"], BeforeValidator(_compile_setting)] = Field(
+        False, exclude_if=lambda on: not on,
+        description="run the upstream's transformer layers through torch.compile (faster steps after a warm-up); "
+                    "graphs: also as CUDA graphs (torch's reduce-overhead mode), batches padded up to whole "
+                    "half-seconds so that shapes repeat")
     cudnn_autotune: bool = Field(False, exclude_if=lambda on: not on,
                                  description="CUDA: cuDNN autotuning, batches padded up to whole half-seconds")
 

@@ -151,6 +151,36 @@ def test_compile_reaches_the_upstream():
     assert upstream._compiled_call_impl is not None
 
 
+def test_compile_graphs_records_cuda_graphs_of_bucketed_shapes_and_marks_each_step(monkeypatch):
+    from harness.core.errors import HarnessError
+    from harness.core.params import validate_params
+    from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, SAMPLE_RATE
+    from harness.training.stable_ft import training_waveforms
+
+    graphs = SupervisedParams(task="pr", steps=10, compile="graphs")
+    assert graphs.model_dump(mode="json")["compile"] == "graphs"
+    key = lambda p: stage_key("finetune", "supervised", "1", p.model_dump(mode="json"), {}, 0)  # noqa: E731
+    assert len({key(graphs), key(SupervisedParams(task="pr", steps=10, compile=True)),
+                key(SupervisedParams(task="pr", steps=10))}) == 3
+    with pytest.raises(HarnessError) as refused:  # one sentence, not one per member of the union
+        validate_params(SupervisedParams, {"task": "pr", "compile": "fast"}, "finetune.pr")
+    assert str(refused.value) == "finetune.pr.compile: use true, false or graphs (got 'fast')."
+    rows = [{"id": "a", "duration": 1.0}]
+    assert training_waveforms(rows, graphs, torch.device("cuda")).pad_multiple == AUTOTUNE_BUCKET_SECONDS * SAMPLE_RATE
+    assert training_waveforms(rows, graphs, torch.device("cpu")).pad_multiple == 1
+
+    modes, steps = [], []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: modes.append(kw))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    plain = StableFineTuning(TinyUpstream(), nn.Linear(16, 2), SupervisedParams(task="pr", steps=10, compile=True))
+    plain.before_step(0)
+    tuned = StableFineTuning(TinyUpstream(), nn.Linear(16, 2), graphs)
+    for step in range(3):
+        tuned.before_step(step)
+    assert modes == [{"dynamic": True, "mode": None}, {"dynamic": True, "mode": "reduce-overhead"}]
+    assert steps == [1, 1, 1]
+
+
 def test_compile_takes_the_transformer_layers_of_a_wav2vec2_family_model():
     model = HubertPlugin().build(HubertParams(preset="tiny"), seed=0)
     compile_module(model)
