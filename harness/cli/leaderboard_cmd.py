@@ -28,13 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--drift", action="store_true",
                         help="md, html, json: add how far each model moved from its pre-trained model (`harness drift` "
                              "with its defaults; loads and runs every model)")
+    parser.add_argument("--paper", action="store_true",
+                        help="md, html, json: set the Speech-FT paper's reported numbers beside each model that "
+                             "reproduces a row of its tables (matched by the shipped recipes' names)")
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="with --drift: where the models run (auto: the GPU when there is one; default)")
     add_resampling_arguments(parser)
     parser.set_defaults(func=run)
 
 
-#: the formats that show `harness drift`'s report
+#: the formats that show `harness drift`'s report and the paper's numbers
 DRIFT_FORMATS = ("md", "html", "json")
 
 
@@ -43,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
     if args.drift and args.format not in DRIFT_FORMATS:
         raise HarnessError(f"--drift adds a section to {', '.join(DRIFT_FORMATS)}; {args.format} holds the tables only "
                            "(run `harness drift` on its own).")
+    if args.paper and args.format not in DRIFT_FORMATS:
+        raise HarnessError(f"--paper adds a section to {', '.join(DRIFT_FORMATS)}; {args.format} holds the tables "
+                           "only.")
     board = build(args.output, settings)
+    if args.paper:
+        from harness.report.leaderboard.paper import paper_matches
+
+        board.paper = paper_matches(board)
     if args.drift:
         from harness.report.drift import drift
 

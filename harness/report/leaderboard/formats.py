@@ -11,7 +11,20 @@ from harness.evaluation.scoring import coverage_text
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_markdown
 from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard, Row
-from harness.report.leaderboard.text import SWEEP_TITLE, fmt, fmt_p, method_text, seeds_text, sweep_table
+from harness.report.leaderboard.text import (
+    PAPER_TITLE,
+    SWEEP_TITLE,
+    fmt,
+    fmt_p,
+    method_text,
+    paper_table,
+    seeds_text,
+    sweep_table,
+)
+
+#: what the paper's section says when no model of the run reproduces a row of the paper
+NO_PAPER_MATCH = ("No model here reproduces a row of the paper: models are matched by the entry names of the shipped "
+                  "recipes (recipes/speech_ft_supervised.yaml and the others README.md lists for the paper's tables).")
 
 
 def fmt_cell(cell: Cell | None) -> str:
@@ -74,6 +87,9 @@ def render_markdown(lb: Leaderboard) -> str:
         out += _md_compare(lb, title, field, sentence)
     if lb.sweep_choices:
         out += ["", f"## {SWEEP_TITLE}", "", text["sweeps"], "", *_md_table(*sweep_table(lb), 4)]
+    if lb.paper is not None:
+        out += ["", f"## {PAPER_TITLE}", "", text["paper"], ""]
+        out += _md_table(*paper_table(lb), 3) if lb.paper else [NO_PAPER_MATCH]
     abx = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
     if abx:
         out += ["", "## ABX: delta-value standard deviation", "", text["abx"], ""]

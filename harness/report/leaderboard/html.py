@@ -18,13 +18,16 @@ from harness.report.curves import curves_html
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_html
 from harness.report.leaderboard.figures import drift_plot, figures
+from harness.report.leaderboard.formats import NO_PAPER_MATCH
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import (
+    PAPER_TITLE,
     SWEEP_TITLE,
     best_value,
     fmt,
     fmt_p,
     method_text,
+    paper_table,
     seeds_text,
     short_label,
     sweep_table,
@@ -169,6 +172,16 @@ def sweep_choice_table(lb: Leaderboard) -> str:
     return _table("sweeps", head, body)
 
 
+def paper_comparison_table(lb: Leaderboard) -> str:
+    """Each model beside the paper's row it reproduces (:func:`paper_table`)."""
+    header, rows = paper_table(lb)
+    text = 3  # upstream, model, paper
+    head = "".join(_th(f"paper{k}", name, k < text) for k, name in enumerate(header))
+    body = ["<tr>" + "".join(f'<td class="text">{_e(v)}</td>' if k < text else f'<td data-v="{_e(v.split(" ")[0])}">'
+                             f"{_e(v)}</td>" for k, v in enumerate(row)) + "</tr>" for row in rows]
+    return _table("paper", head, body)
+
+
 def abx_table(lb: Leaderboard) -> str | None:
     pairs = [(r, c) for r in lb.rows for c in lb.columns if c.key in r.abx]
     if not pairs:
@@ -225,6 +238,9 @@ def render_html(lb: Leaderboard) -> str:
     if lb.sweep_choices:
         sections.append(_section(SWEEP_TITLE, sweep_choice_table(lb) + f'<p class="legend">{_e(text["sweeps"])}</p>',
                                  "sweep-section"))
+    if lb.paper is not None:
+        table = paper_comparison_table(lb) if lb.paper else f"<p>{_e(NO_PAPER_MATCH)}</p>"
+        sections.append(_section(PAPER_TITLE, table + f'<p class="legend">{_e(text["paper"])}</p>', "paper-section"))
     abx = abx_table(lb)
     if abx:
         sections.append(_section("ABX: delta-value standard deviation",
@@ -245,7 +261,7 @@ def render_html(lb: Leaderboard) -> str:
         items = "".join(f"<li>{_e(n)}</li>" for n in lb.notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>", "notes-section"))
     explained = ["values", "superb", "compare", *(["finetuned"] if finetuned else []),
-                 *(["sweeps"] if lb.sweep_choices else []), "abx"]
+                 *(["sweeps"] if lb.sweep_choices else []), *(["paper"] if lb.paper is not None else []), "abx"]
     method = "".join(f"<p>{_e(text[k])}</p>" for k in explained)
     sections.append(f'<details class="method"><summary>How these numbers are computed</summary>{method}</details>')
     ref = f" · SUPERB reference <b>{_e(lb.reference)}</b>" if lb.reference else ""

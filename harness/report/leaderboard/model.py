@@ -137,6 +137,36 @@ class Pairwise:
 
 
 @dataclass
+class PaperValue:
+    """One metric of a model beside the value the paper reports for the row it reproduces."""
+
+    column: str  # the column's key
+    ours: float
+    low: float | None
+    high: float | None
+    paper: float
+
+    @property
+    def delta(self) -> float:
+        return self.ours - self.paper
+
+    @property
+    def inside(self) -> bool:
+        """Whether the paper's value lies inside this run's interval."""
+        return self.low is not None and self.high is not None and self.low <= self.paper <= self.high
+
+
+@dataclass
+class PaperMatch:
+    """A model of the run that reproduces a row of the paper (:mod:`harness.report.paper_tables`)."""
+
+    upstream: str
+    model: str
+    row: str  # "Table 2: PC on TIMIT, Speech-FT"
+    values: list[PaperValue]
+
+
+@dataclass
 class Leaderboard:
     source: str
     columns: list[Column]
@@ -147,6 +177,7 @@ class Leaderboard:
     folders: list[str] = field(default_factory=list)  # the output folders read (``source`` names them)
     drift: dict[str, Any] | None = None  # `harness drift`'s report, where asked for (harness.report.drift.drift)
     sweep_choices: list[SweepChoice] = field(default_factory=list)  # each sweep (α, swept fine-tuning), on dev
+    paper: list[PaperMatch] | None = None  # the paper's numbers beside the run's, where asked for (leaderboard.paper)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite({
@@ -159,6 +190,9 @@ class Leaderboard:
             "notes": self.notes,
             **({"sweep_choices": [asdict(c) for c in self.sweep_choices]} if self.sweep_choices else {}),
             **({"drift": self.drift} if self.drift is not None else {}),
+            **({"paper": [{**asdict(m), "values": [{**asdict(v), "delta": v.delta, "inside": v.inside}
+                                                   for v in m.values]} for m in self.paper]}
+               if self.paper is not None else {}),
         })
 
     @property

@@ -65,6 +65,12 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
                    "swept parameters (TIES's lambda) or a fine-tuning entry's. ✓: the setting with the highest dev "
                    "score (on a tie, the first listed), the choice of a study that does not look at its test "
                    "results; – where an evaluation kept no dev value."),
+        "paper": ("Each model that reproduces a row of the Speech-FT paper's tables (matched by the shipped recipes' "
+                  "upstream, fine-tuning and merge entry names, and α or TIES's lambda): this run's mean over seeds, "
+                  "then the paper's value and this run's minus the paper's; ✓ where the paper's value lies inside this "
+                  "run's interval. The SUPERB score is compared only where this run scores the same tasks against "
+                  f"superb-2024 (this run: {lb.reference or 'no SUPERB score'}). Table 7 reports its best L2 weight, "
+                  "which every weight of a sweep is set beside."),
         "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
                 "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
                 "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
@@ -124,4 +130,27 @@ def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """The header and text cells of :func:`sweep_rows`, ✓ at the value chosen on the dev sets."""
     header = ["upstream", "sweep", "setting", "model", "dev SUPERB ↑", "test SUPERB ↑", "chosen"]
     rows = [[*names, fmt(dev), fmt(test), "✓" if chosen else ""] for *names, dev, test, chosen in sweep_rows(lb)]
+    return header, rows
+
+
+#: the title of the section that sets the paper's numbers beside the run's
+PAPER_TITLE = "Against the paper's numbers"
+
+
+def paper_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """The header and text cells of :attr:`Leaderboard.paper`: a row per model, a column per metric that some model
+    shares with its paper row, each ``ours (paper, Δ)`` with ✓ where the paper's value is inside the interval."""
+    matches = lb.paper or []
+    shown = {v.column for m in matches for v in m.values}
+    columns = [c for c in lb.columns if c.key in shown]
+    header = ["upstream", "model", "paper", *[f"{c.label} {c.arrow}" for c in columns]]
+    rows = []
+    for match in matches:
+        values = {v.column: v for v in match.values}
+        cells = []
+        for c in columns:
+            v = values.get(c.key)
+            cells.append("–" if v is None else f"{fmt(v.ours, c.digits)} ({fmt(v.paper, c.digits)}, "
+                         f"{fmt(v.delta, c.digits, sign=True)}){' ✓' if v.inside else ''}")
+        rows.append([match.upstream, match.model, match.row, *cells])
     return header, rows
