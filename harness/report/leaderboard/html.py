@@ -27,7 +27,7 @@ from harness.report.leaderboard.text import (
     fmt,
     fmt_p,
     method_text,
-    paper_table,
+    paper_columns,
     seeds_text,
     short_label,
     sweep_table,
@@ -173,12 +173,26 @@ def sweep_choice_table(lb: Leaderboard) -> str:
 
 
 def paper_comparison_table(lb: Leaderboard) -> str:
-    """Each model beside the paper's row it reproduces (:func:`paper_table`)."""
-    header, rows = paper_table(lb)
-    text = 3  # upstream, model, paper
-    head = "".join(_th(f"paper{k}", name, k < text) for k, name in enumerate(header))
-    body = ["<tr>" + "".join(f'<td class="text">{_e(v)}</td>' if k < text else f'<td data-v="{_e(v.split(" ")[0])}">'
-                             f"{_e(v)}</td>" for k, v in enumerate(row)) + "</tr>" for row in rows]
+    """Each model beside the paper's row it reproduces: this run's value, under it the paper's and the difference
+    (✓: the paper's value inside this run's interval)."""
+    columns = paper_columns(lb)
+    head = (_th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("paper", "Paper's row", True)
+            + "".join(_th(c.key, f"{short_label(c)} {c.arrow}", tip=c.label) for c in columns))
+    body = []
+    for match in lb.paper or []:
+        values = {v.column: v for v in match.values}
+        tds = []
+        for c in columns:
+            v = values.get(c.key)
+            if v is None:
+                tds.append('<td data-v="">–</td>')
+                continue
+            mark = " ✓" if v.inside else ""
+            tds.append(f'<td data-v="{_num_attr(v.ours)}" title="{_e(match.row)}"><span class="v">'
+                       f'{fmt(v.ours, c.digits)}</span><span class="ci">paper {fmt(v.paper, c.digits)} · '
+                       f'Δ {fmt(v.delta, c.digits, sign=True)}{mark}</span></td>')
+        body.append(f'<tr><td class="text">{_e(match.upstream)}</td><td class="text model">{_e(match.model)}</td>'
+                    f'<td class="text">{_e(match.row)}</td>{"".join(tds)}</tr>')
     return _table("paper", head, body)
 
 

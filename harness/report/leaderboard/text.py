@@ -137,12 +137,17 @@ def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
 PAPER_TITLE = "Against the paper's numbers"
 
 
+def paper_columns(lb: Leaderboard) -> list[Column]:
+    """The columns of :attr:`Leaderboard.paper`: those some model shares with its paper row, in table order."""
+    shown = {v.column for m in lb.paper or [] for v in m.values}
+    return [c for c in lb.columns if c.key in shown]
+
+
 def paper_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """The header and text cells of :attr:`Leaderboard.paper`: a row per model, a column per metric that some model
     shares with its paper row, each ``ours (paper, Δ)`` with ✓ where the paper's value is inside the interval."""
     matches = lb.paper or []
-    shown = {v.column for m in matches for v in m.values}
-    columns = [c for c in lb.columns if c.key in shown]
+    columns = paper_columns(lb)
     header = ["upstream", "model", "paper", *[f"{c.label} {c.arrow}" for c in columns]]
     rows = []
     for match in matches:
