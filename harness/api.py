@@ -68,7 +68,7 @@ _EXPORTS: dict[str, str] = {
                     "harness.merging.task_vectors"),
     # -- downstreams: tasks, metrics, probes, ABX
     **dict.fromkeys(["CTCTask", "UtteranceTask", "char_vocab"], "harness.evaluation.tasks"),
-    **dict.fromkeys(["sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
+    **dict.fromkeys(["cer_stats", "sequence_edits", "slot_type_f1_item", "slot_value_cer_stats", "wer_stats"],
                     "harness.evaluation.metrics"),
     **dict.fromkeys(["Trial", "all_pairs", "equal_error_rate", "min_dcf", "read_trials", "write_scores",
                      "write_trials"],
@@ -170,6 +170,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     )
     from harness.evaluation.frames import check_layer, frame_cache, utterance_states  # noqa: F401
     from harness.evaluation.metrics import (  # noqa: F401
+        cer_stats,
         sequence_edits,
         slot_type_f1_item,
         slot_value_cer_stats,

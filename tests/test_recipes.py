@@ -42,7 +42,7 @@ def test_the_paper_recipes_are_all_there():
 
 DATA_VARS = ("LIBRISPEECH", "VOXCELEB1", "IEMOCAP", "SNIPS", "TIMIT", "TEDLIUM3", "CREMA_D", "AISHELL3", "AUDIOSET",
              "SPEECH_COMMANDS", "SPEECH_COMMANDS_TEST", "FLUENT_COMMANDS", "QUESST14", "LIBRIMIX_SD", "LIBRI2MIX",
-             "CHECKPOINTS")
+             "COMMON_VOICE_ZH", "CHECKPOINTS")
 
 
 def _tuning_of_models(name: str, monkeypatch) -> dict[str, tuple[dict, float]]:

@@ -264,7 +264,8 @@ class Planner:
             recipe.entries["upstreams"][baseline_name] = Entry("upstreams", baseline_name, baseline_name,
                                                                [Variant(params, {})])
             upstream_names.append(baseline_name)
-        tasks = {n: e.plugin for n, e in recipe.entries["downstreams"].items()}
+        tasks = {n: e.plugin for n, e in recipe.entries["downstreams"].items()
+                 if recipe.score_tasks is None or n in recipe.score_tasks}
         score_params: dict[str, Any] = {"reference": recipe.reference, "tasks": tasks}
         table_digest = _file_digest(recipe.reference)
         if table_digest is not None:
@@ -288,9 +289,9 @@ class Planner:
             if not tasks:
                 continue
             for model, evals in cells:
-                inputs = {f"eval.{n}": k for n, k in evals.items()}
+                inputs = {f"eval.{n}": k for n, k in evals.items() if n in tasks}
                 if recipe.reference == "measured":
-                    inputs.update({f"reference.{n}": k for n, k in reference_evals.items()})
+                    inputs.update({f"reference.{n}": k for n, k in reference_evals.items() if n in tasks})
                 self.add(StageKind.SCORE, "superb", score_params, inputs, seed,
                          {**model.labels, "title": f"score {model.labels['model']} "
                                                    f"({model.labels['upstream']}, seed {seed})"})

@@ -112,6 +112,7 @@ class Recipe:
     inputs: dict[str, Path]  # "section.entry.param" -> path the user brings
     lines: dict[tuple[str, ...], int]
     limit: int | None = None  # utterances per split of every corpus (--limit: a quick check)
+    score_tasks: list[str] | None = None  # the downstream entries the SUPERB score averages (None: every one)
 
     def missing_inputs(self) -> dict[str, Path]:
         return {k: p for k, p in self.inputs.items() if not p.exists()}
@@ -220,8 +221,14 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
         problems.append(loc.error(("score",), "expected a mapping such as {reference: superb-2024}"))
         score = {}
     for key in score:
-        if key != "reference":
-            problems.append(loc.error(("score", str(key)), f"unknown key{suggest(str(key), ['reference'])}"))
+        if key not in ("reference", "tasks"):
+            problems.append(loc.error(("score", str(key)), f"unknown key{suggest(str(key), ['reference', 'tasks'])}"))
+    score_tasks = score.get("tasks")
+    if score_tasks is not None and (not isinstance(score_tasks, list) or not score_tasks
+                                    or not all(isinstance(t, str) for t in score_tasks)):
+        problems.append(loc.error(("score", "tasks"), "expected a list of downstream entry names such as "
+                                                      "[pr, sid, er, sf]"))
+        score_tasks = None
     reference = str(score.get("reference", "superb-2024"))
     inputs: dict[str, Path] = {}
     if reference not in REFERENCES:
@@ -267,6 +274,10 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
         _check_references(entries, loc, problems)
     if not problems:
         _check_labels(entries, plugins, loc, problems)
+    for task in score_tasks or []:
+        if task not in entries["downstreams"]:
+            problems.append(loc.error(("score", "tasks"), f"{task!r} is no downstream entry of this recipe"
+                                                          f"{suggest(task, list(entries['downstreams']))}"))
 
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
@@ -287,7 +298,7 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
     return Recipe(
         path=path, name=str(raw.get("name", path.stem)), output=out, seeds=list(seeds), reference=reference,
         baseline=baseline, resources=resources, entries=entries, inputs=inputs,
-        lines=lines,
+        lines=lines, score_tasks=score_tasks,
     )
 
 

@@ -166,3 +166,18 @@ def test_models_and_their_evaluations_carry_their_place_in_the_recipe(tmp_path, 
     for m in models:
         assert ranks[("evaluate", m, "ev")] == [*ranks[("score", m, None)], 0]
         assert ranks[("evaluate", m, "ev2")] == [*ranks[("score", m, None)], 1]
+
+
+def test_a_score_averages_the_downstreams_its_recipe_names(tmp_path, manager):
+    two = TOY_RECIPE.replace("  ev: {{plugin: toy_eval, corpus: nums}}\n",
+                             "  ev: {{plugin: toy_eval, corpus: nums}}\n  other: {{plugin: toy_eval, corpus: nums}}\n")
+    every = plan_for(tmp_path, manager, two, name="every")
+    named = plan_for(tmp_path, manager, two.replace("score: {{reference: {table}}}",
+                                                    "score: {{reference: {table}, tasks: [ev]}}"), name="named")
+    for plan, tasks in ((every, {"ev": "toy_eval", "other": "toy_eval"}), (named, {"ev": "toy_eval"})):
+        scores = [s for s in plan.stages.values() if s.kind == "score"]
+        assert scores and all(s.params["tasks"] == tasks for s in scores)
+        assert all({r.split(".", 1)[1] for r in s.inputs if r.startswith("eval.")} == set(tasks) for s in scores)
+    # evaluations are the same stages either way; only the scores differ
+    assert {k for k, s in every.stages.items() if s.kind == "evaluate"} == \
+        {k for k, s in named.stages.items() if s.kind == "evaluate"}

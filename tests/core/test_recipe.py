@@ -46,6 +46,11 @@ MALFORMED = {
     "reference": (R.replace("{{reference: {table}}}", "{{reference: superb-2042}}"),
                   "recipe.yaml line 4: score.reference: unknown reference 'superb-2042'; did you mean "
                   "'superb-2024'? (or give the path of a YAML table)"),
+    "score_tasks": (R.replace("{{reference: {table}}}", "{{reference: {table}, tasks: [evv]}}"),
+                    "recipe.yaml line 4: score.tasks: 'evv' is no downstream entry of this recipe; did you mean "
+                    "'ev'?"),
+    "score_key": (R.replace("{{reference: {table}}}", "{{reference: {table}, task: [ev]}}"),
+                  "recipe.yaml line 4: score.task: unknown key; did you mean 'tasks'?"),
     "not_mapping": (R.replace("{{plugin: toy_eval, corpus: nums}}", "toy_eval"),
                     "recipe.yaml line 15: downstreams.ev: expected a mapping with a 'plugin' key "
                     "(a downstream plugin name)"),

@@ -102,3 +102,19 @@ def test_slot_metrics_agree_with_s3prl():
     ours = slot_filling(refs, hyps)
     assert ours["f1"] == pytest.approx(100 * metric.slot_type_f1(hyps, refs))
     assert ours["cer"] == pytest.approx(100 * metric.slot_value_cer(hyps, refs))
+
+
+def test_asr_reports_cer_for_a_language_without_spaces_and_keeps_wer_keys_by_default():
+    from harness.core.plan import stage_key
+    from plugins.downstreams.asr import ASRParams, SpeechRecognitionTask
+
+    chars = list("广州女你好 ")
+    zh = SpeechRecognitionTask(chars, 8, (8,), metric="cer")
+    assert (zh.metrics, zh.primary_metric) == ({"cer": "lower"}, "cer")
+    # one wrong character of three: a word error rate would call the whole unspaced sentence wrong
+    assert zh.item_stats("广州女", "广州你") == {"cer": [1.0, 3.0]}
+    assert SpeechRecognitionTask(chars, 8, (8,)).item_stats("广州女", "广州你") == {"wer": [1.0, 1.0]}
+    assert zh.item_stats("你好  广州", " 你好 广州") == {"cer": [0.0, 5.0]}  # spaces normalised to one
+    key = lambda p: stage_key("evaluate", "asr", "2", p.model_dump(mode="json"), {}, 0)  # noqa: E731
+    assert "metric" not in ASRParams().model_dump(mode="json")
+    assert key(ASRParams()) == key(ASRParams(metric="wer")) != key(ASRParams(metric="cer"))

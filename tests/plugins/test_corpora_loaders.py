@@ -444,6 +444,57 @@ def test_aishell3(aishell_tree, tmp_path):
     assert len(corpus.utterances("train")) + len(corpus.utterances("dev")) == 20
 
 
+# ----------------------------------------------------------------------------- Common Voice
+
+
+def _mp3(path: Path, seconds: float, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 48000)) / 48000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * (220 + 40 * seed) * t)).astype(np.float32), 48000, format="MP3")
+
+
+@pytest.fixture
+def common_voice_tree(tmp_path) -> Path:
+    root = tmp_path / "cv-corpus-17.0" / "zh-CN"
+    header = "client_id\tpath\tsentence_id\tsentence\tup_votes\tdown_votes\n"
+    for k, split in enumerate(("train", "dev", "test")):
+        lines = []
+        for i in range(2):
+            clip = f"common_voice_zh-CN_{k}{i}.mp3"
+            _mp3(root / "clips" / clip, 0.6, k + i)
+            lines.append(f"spk{i}\t{clip}\ts{k}{i}\t“你好，” 世界 {k}{i}！\t2\t0\n")
+        (root / f"{split}.tsv").write_text(header + "".join(lines), encoding="utf-8")
+    return root
+
+
+def test_common_voice_reads_mp3_clips_at_16_khz_with_punctuation_removed(common_voice_tree, tmp_path):
+    from plugins.corpora.common_voice import CommonVoice
+
+    corpus = prepare(CommonVoice, common_voice_tree, tmp_path)
+    rows = rows_by_id(corpus)
+    assert sorted(rows) == [f"common_voice_zh-CN_{k}{i}" for k in range(3) for i in range(2)]
+    first = rows["common_voice_zh-CN_21"]
+    assert (first["split"], first["speaker"], first["text"]) == ("test", "spk1", "你好 世界 21")
+    wave = audio.load(first["path"])
+    assert abs(len(wave) / audio.SAMPLE_RATE - 0.6) < 0.1  # decoded from MP3, resampled from 48 kHz
+    kept = prepare(CommonVoice, common_voice_tree, tmp_path / "kept", keep_punctuation=True)
+    assert rows_by_id(kept)["common_voice_zh-CN_21"]["text"] == "“你好，” 世界 21！"
+
+
+def test_common_voice_names_a_missing_column_or_clip(common_voice_tree, tmp_path):
+    from plugins.corpora.common_voice import CommonVoice
+
+    (common_voice_tree / "clips" / "common_voice_zh-CN_10.mp3").unlink()
+    with pytest.raises(CorpusError, match=r"common_voice: expected .*common_voice_zh-CN_10.mp3 \(the audio of line 2 "
+                                          r"of dev.tsv\) but it is missing"):
+        prepare(CommonVoice, common_voice_tree, tmp_path)
+    _mp3(common_voice_tree / "clips" / "common_voice_zh-CN_10.mp3", 0.6, 1)
+    (common_voice_tree / "test.tsv").write_text("client_id\tfile\tsentence\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="test.tsv lacks the column path; point root at a Common Voice language "
+                                          "folder"):
+        prepare(CommonVoice, common_voice_tree, tmp_path / "again")
+
+
 # ----------------------------------------------------------------------------- Libri2Mix diarization
 
 
