@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli.common import add_device_argument, add_recipe_arguments, load_plan
 from harness.cli.console import err_console
 from harness.core.errors import HarnessError
 from harness.core.hub import hub_hint
+from harness.core.stage_kinds import StageKind
 from harness.pipeline.executors.base import Executor
 from harness.pipeline.executors.local import LocalExecutor
 from harness.pipeline.progress import HEARTBEAT_S
 from harness.pipeline.replacements import announcements
 from harness.pipeline.run import RunSummary, run_plan
 from harness.report.stage_times import StageTimes, busy_seconds
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.core.plan import Plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,9 +94,21 @@ def run(args: argparse.Namespace) -> int:
         from harness.cli.results_cmd import print_scores
 
         print_scores(recipe.output, console)
+        _paper_hint(plan, console)
     if summary.ok:
         return 0
     return 2 if summary.only_user_errors else 1  # 2: every failure is the input's to fix, as for the CLI's own
+
+
+def _paper_hint(plan: Plan, console: Console) -> None:
+    """A line pointing to `harness leaderboard --paper` when models of the run reproduce rows of the paper."""
+    from harness.report.leaderboard.paper import reproducing_models
+
+    n = reproducing_models(s.labels for s in plan.stages.values() if s.kind == StageKind.SCORE)
+    if n:
+        console.print(f"{n} model{'s' if n > 1 else ''} of this run reproduce{'' if n > 1 else 's'} rows of the "
+                      f"Speech-FT paper's tables: `harness leaderboard {plan.recipe.output} --paper` sets its "
+                      "numbers beside them.")
 
 
 def _timing(summary: RunSummary) -> str:

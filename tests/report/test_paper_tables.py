@@ -16,7 +16,7 @@ from harness.core.registry import default_manager
 from harness.evaluation import scoring
 from harness.report import leaderboard as lbm
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Leaderboard, Row, Settings
-from harness.report.leaderboard.paper import model_key, paper_matches, paper_row
+from harness.report.leaderboard.paper import model_key, paper_matches, paper_row, reproducing_models
 from harness.report.paper_tables import ROWS, TEN_TASKS
 from tests.leaderboard_helpers import standard_run
 from tests.test_recipes import DATA_VARS, RECIPES
@@ -161,3 +161,18 @@ def test_a_matched_model_is_a_row_of_the_section_in_every_format():
     assert data["row"] == "Table 2: SID on VoxCeleb1, Stable-FT"
     assert math.isclose(data["values"][0]["delta"], -0.08) and data["values"][0]["inside"] is True
     assert "Table 2: SID on VoxCeleb1, Stable-FT" in lbm.render(board, "html")
+
+
+def test_a_run_of_a_shipped_recipe_counts_the_models_that_reproduce_the_paper(monkeypatch):
+    for var in DATA_VARS:
+        monkeypatch.delenv(var, raising=False)
+    manager = default_manager()
+
+    def labels(name: str) -> list[dict]:
+        plan = build_plan(load_recipe(RECIPES / name, manager, allow_unset=True), manager)
+        return [s.labels for s in plan.stages.values() if s.kind == "score"]
+
+    # the pre-trained model and Speech-FT and Stable-FT of each of the eight tasks; the demo's models none
+    assert reproducing_models(labels("speech_ft_supervised.yaml")) == 17
+    assert reproducing_models(labels("alpha_sweep.yaml")) == 6
+    assert reproducing_models(labels("demo.yaml")) == 0

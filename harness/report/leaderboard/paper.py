@@ -6,10 +6,19 @@ interval, metric by metric."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from harness.report.leaderboard.dev_choice import SWEPT
-from harness.report.leaderboard.model import SUPERB, Column, Leaderboard, PaperMatch, PaperValue, Row
+from harness.report.leaderboard.model import (
+    BASELINE_FINETUNE,
+    SUPERB,
+    Column,
+    Leaderboard,
+    PaperMatch,
+    PaperValue,
+    Row,
+)
 from harness.report.paper_tables import PRETRAINED, ROWS, ModelKey, PaperRow
 
 #: the reference the paper's SUPERB scores use; the run's are compared with them only where it uses it too
@@ -66,3 +75,16 @@ def paper_matches(board: Leaderboard, rows: Sequence[PaperRow] = ROWS) -> list[P
 def _value(col: Column, row: Row, found: PaperRow) -> PaperValue:
     cell = row.cells[col.key]
     return PaperValue(col.key, cell.mean, cell.low, cell.high, found.values[col.key])
+
+
+def row_of(labels: dict[str, Any]) -> Row:
+    """The leaderboard row (without cells) of a stage's labels."""
+    alpha = labels.get("alpha")
+    return Row(str(labels.get("upstream", "")), str(labels.get("model", "")), str(labels.get("finetune", "")),
+               str(labels.get("merge") or ""), labels.get("merge_params"), float(alpha) if alpha is not None else None,
+               [], labels.get("finetune") == BASELINE_FINETUNE)
+
+
+def reproducing_models(labels: Iterable[dict[str, Any]]) -> int:
+    """How many distinct models among stages' labels reproduce a row of the paper."""
+    return len({model_key(row_of(lab)) for lab in labels if paper_row(row_of(lab)) is not None})
