@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 from harness.report.json_lines import read_json_lines
 
 #: the binary copy's layout; a copy of another version is parsed anew
-VERSION = 1
+VERSION = 2
 SUFFIX = ".npz"
 
 
@@ -47,11 +47,13 @@ class MetricColumn:
 
 @dataclass(frozen=True)
 class ItemColumns:
-    """The items of one evaluation: their ids and folds (None: no fold) in file order, and each metric."""
+    """The items of one evaluation: their ids and folds (None: no fold) in file order, and each metric (or why a
+    metric's stats could not be read: the others stay usable)."""
 
     ids: tuple[str, ...]
     folds: tuple[str | None, ...]
     metrics: dict[str, MetricColumn]
+    errors: dict[str, str] = field(default_factory=dict)
 
     def metric_ids(self, metric: str) -> list[str]:
         """The ids of the items that carry ``metric``, in file order (repeats kept)."""
@@ -61,7 +63,7 @@ class ItemColumns:
 
 def columns_of(items: Sequence[Mapping[str, Any]]) -> ItemColumns:
     """Items as stored (``{"id", "stats": {metric: ...}[, "fold"]}``) as columns; KeyError, TypeError or
-    ValueError for items that are malformed."""
+    ValueError for items that are malformed (a metric's malformed stats are kept as its error instead)."""
     ids = tuple(str(it["id"]) for it in items)
     folds = tuple(str(it["fold"]) if "fold" in it else None for it in items)
     found: dict[str, tuple[list[int], list[Any]]] = {}
@@ -70,7 +72,13 @@ def columns_of(items: Sequence[Mapping[str, Any]]) -> ItemColumns:
             rows, values = found.setdefault(metric, ([], []))
             rows.append(row)
             values.append(value)
-    return ItemColumns(ids, folds, {m: _column(np.asarray(r, dtype=np.int64), v) for m, (r, v) in found.items()})
+    metrics, errors = {}, {}
+    for metric, (rows, values) in found.items():
+        try:
+            metrics[metric] = _column(np.asarray(rows, dtype=np.int64), values)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            errors[metric] = f"{type(exc).__name__}: {exc}"
+    return ItemColumns(ids, folds, metrics, errors)
 
 
 def _column(rows: np.ndarray, values: list[Any]) -> MetricColumn:
@@ -114,7 +122,8 @@ def _save(copy: Path, stamp: np.ndarray, columns: ItemColumns) -> None:
     arrays: dict[str, np.ndarray] = {"stamp": stamp, "ids": np.array(columns.ids, dtype=str),
                                      "folds": np.array([f or "" for f in columns.folds], dtype=str),
                                      "has_fold": np.array([f is not None for f in columns.folds], dtype=bool),
-                                     "metrics": np.array(list(columns.metrics), dtype=str)}
+                                     "metrics": np.array(list(columns.metrics), dtype=str),
+                                     "errors": np.array([[m, e] for m, e in columns.errors.items()], dtype=str)}
     for i, column in enumerate(columns.metrics.values()):
         arrays.update({f"{i}.rows": column.rows, f"{i}.kind": np.array(column.kind), f"{i}.values": column.values})
         if column.targets is not None:
@@ -142,13 +151,17 @@ def _load(copy: Path, stamp: np.ndarray) -> ItemColumns:
             targets = stored[f"{i}.targets"] if f"{i}.targets" in stored.files else None
             metrics[name] = MetricColumn(stored[f"{i}.rows"], str(stored[f"{i}.kind"]), stored[f"{i}.values"],
                                          targets, groups)
-        return ItemColumns(tuple(stored["ids"].tolist()), folds, metrics)
+        errors = {m: e for m, e in stored["errors"].reshape(-1, 2).tolist()}
+        return ItemColumns(tuple(stored["ids"].tolist()), folds, metrics, errors)
 
 
 def aligned(per_seed: Mapping[int, ItemColumns], metric: str) -> tuple[tuple[str, ...], list[MetricColumn | None]]:
     """The ids of the items that carry ``metric`` in every seed (in the first seed's order; an id repeated in a
     file counts once, at its last line's stats) and each seed's column at those ids (None: the metric is missing
-    from a seed, and no item is shared)."""
+    from a seed, and no item is shared); ValueError where a seed's stats of ``metric`` are malformed."""
+    errors = [c.errors[metric] for c in per_seed.values() if metric in c.errors]
+    if errors:
+        raise ValueError(errors[0])
     columns = [c.metrics.get(metric) for c in per_seed.values()]
     if any(c is None for c in columns):
         return (), [None] * len(columns)

@@ -60,11 +60,14 @@ def test_each_kind_equals_a_reading_by_hand_with_seeds_aligned_on_their_shared_i
     assert from_items({0: seed0, 1: [{"id": "a", "stats": {}}]}, "per").n_items == 0
 
 
-def test_malformed_items_are_refused_in_the_errors_the_leaderboard_reports():
-    for items in ([{"stats": {"per": [1, 2]}}], [{"id": "a", "stats": {"per": [1]}}],
-                  [{"id": "a", "stats": {"per": "x"}}], [{"id": "a", "stats": {"eer": {"score": 1.0}}}]):
-        with pytest.raises((KeyError, TypeError, ValueError)):
-            columns_of(items)
+def test_malformed_items_are_refused_in_the_errors_the_leaderboard_reports_metric_by_metric():
+    with pytest.raises(KeyError):
+        columns_of([{"stats": {"per": [1, 2]}}])  # no id: nothing of the file is usable
+    for bad in ([1], "x", {"score": 1.0}):
+        columns = columns_of([{"id": "a", "stats": {"bad": bad, "acc": [1, 1]}}])
+        with pytest.raises(ValueError):
+            from_items({0: columns}, "bad")
+        assert from_items({0: columns}, "acc").value == 100.0  # the file's other metrics stay usable
 
 
 def test_the_first_read_writes_a_copy_that_later_reads_use_while_the_file_is_unchanged(tmp_path, monkeypatch):
@@ -145,3 +148,15 @@ def test_unreadable_and_malformed_items_leave_their_cells_to_the_seeds_with_a_no
     assert row.cells["pr.per"].interval == "seeds" and row.cells["sid.acc"].interval == "seeds"
     assert any(f"per-item results {pr} could not be read" in n for n in board.notes)
     assert any("tiny / pre-trained / SID ACC: per-item results are malformed" in n for n in board.notes)
+
+
+def test_a_malformed_metric_leaves_the_files_other_metrics_their_item_intervals(tmp_path):
+    run = standard_run(tmp_path / "out", seeds=[0, 1], n_items=30)
+    run.close()
+    sf = run.output / run.evals[("tiny", "pre-trained", "sf", 0)] / "items.jsonl"
+    items = [json.loads(line) for line in sf.read_text().splitlines()]
+    _write(sf, [{**it, "stats": {**it["stats"], "cer": "unreadable"}} for it in items])
+    board = lbm.build(run.output, SETTINGS)
+    row = next(r for r in board.rows if (r.upstream, r.model) == ("tiny", "pre-trained"))
+    assert row.cells["sf.cer"].interval == "seeds" and row.cells["sf.f1"].interval == "items+seeds"
+    assert any("tiny / pre-trained / SF CER: per-item results are malformed" in n for n in board.notes)
