@@ -1,5 +1,5 @@
 """A JSON-lines file (per-item results) read in one parse: with ``orjson`` where it is installed
-(``pip install 'speech-ft-harness[fast]'``), which reads these files about 2× faster than ``json``
+(``pip install 'speech-ft-harness[fast]'``), which reads these files 1.5–2× faster than ``json``
 (``benchmarks/bench_leaderboard_scale.py``), else with ``json``. A file ``orjson`` refuses (``NaN``,
 which ``json.dumps`` writes) is read by ``json``."""
 
