@@ -101,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _paper_hint(plan: Plan, console: Console) -> None:
-    """A line pointing to `harness leaderboard --paper` when models of the run reproduce rows of the paper."""
+    """A line pointing to `harness leaderboard --paper` when models of the run correspond to rows of the paper."""
     from harness.report.leaderboard.paper import reproducing_models
 
     n = reproducing_models(s.labels for s in plan.stages.values() if s.kind == StageKind.SCORE)
     if n:
-        console.print(f"{n} model{'s' if n > 1 else ''} of this run reproduce{'' if n > 1 else 's'} rows of the "
-                      f"Speech-FT paper's tables: `harness leaderboard {plan.recipe.output} --paper` sets its "
+        console.print(f"{n} model{'s' if n > 1 else ''} of this run correspond{'' if n > 1 else 's'} to rows of "
+                      f"the Speech-FT paper's tables: `harness leaderboard {plan.recipe.output} --paper` sets its "
                       "numbers beside them.")
 
 

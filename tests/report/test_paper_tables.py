@@ -133,7 +133,7 @@ def test_the_cli_adds_the_section_says_when_nothing_matches_and_refuses_other_fo
     fast = ["--resamples", "100", "--permutations", "100"]
     assert main(["leaderboard", str(toy_store), "--paper", *fast]) == 0
     text = capsys.readouterr().out
-    assert "## Against the paper's numbers" in text and "No model here reproduces a row of the paper" in text
+    assert "## Against the paper's numbers" in text and "No model here corresponds to a row of the paper" in text
     assert main(["leaderboard", str(toy_store), "--paper", "--format", "json", *fast]) == 0
     assert json.loads(capsys.readouterr().out)["paper"] == []
     assert main(["leaderboard", str(toy_store), "--paper", "--format", "html", "--out", str(tmp_path / "b.html"),

@@ -22,9 +22,10 @@ from harness.report.leaderboard.text import (
     sweep_table,
 )
 
-#: what the paper's section says when no model of the run reproduces a row of the paper
-NO_PAPER_MATCH = ("No model here reproduces a row of the paper: models are matched by the entry names of the shipped "
-                  "recipes (recipes/speech_ft_supervised.yaml and the others README.md lists for the paper's tables).")
+#: what the paper's section says when no model of the run corresponds to a row of the paper
+NO_PAPER_MATCH = ("No model here corresponds to a row of the paper: models are matched by the entry names of the "
+                  "shipped recipes (recipes/speech_ft_supervised.yaml and the others README.md lists for the paper's "
+                  "tables).")
 
 
 def fmt_cell(cell: Cell | None) -> str:

@@ -65,8 +65,9 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
                    "swept parameters (TIES's lambda) or a fine-tuning entry's. ✓: the setting with the highest dev "
                    "score (on a tie, the first listed), the choice of a study that does not look at its test "
                    "results; – where an evaluation kept no dev value."),
-        "paper": ("Each model that reproduces a row of the Speech-FT paper's tables (matched by the shipped recipes' "
-                  "upstream, fine-tuning and merge entry names, and α or TIES's lambda): this run's mean over seeds, "
+        "paper": ("Each model that corresponds to a row of the Speech-FT paper's tables (matched by the shipped "
+                  "recipes' upstream, fine-tuning and merge entry names, and α or TIES's lambda): this run's mean over "
+                  "seeds, "
                   "then the paper's value and this run's minus the paper's; ✓ where the paper's value lies inside this "
                   "run's interval. The SUPERB score is compared only where this run scores the same tasks against "
                   f"superb-2024 (this run: {lb.reference or 'no SUPERB score'}). Table 7 reports its best L2 weight, "
