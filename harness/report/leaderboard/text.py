@@ -67,11 +67,10 @@ def method_text(lb: Leaderboard) -> dict[str, str]:
                    "results; – where an evaluation kept no dev value."),
         "paper": ("Each model that corresponds to a row of the Speech-FT paper's tables (matched by the shipped "
                   "recipes' upstream, fine-tuning and merge entry names, and α or TIES's lambda): this run's mean over "
-                  "seeds, "
-                  "then the paper's value and this run's minus the paper's; ✓ where the paper's value lies inside this "
-                  "run's interval. The SUPERB score is compared only where this run scores the same tasks against "
-                  f"superb-2024 (this run: {lb.reference or 'no SUPERB score'}). Table 7 reports its best L2 weight, "
-                  "which every weight of a sweep is set beside."),
+                  "seeds, then the paper's value and this run's minus the paper's; ✓ where the paper's value lies "
+                  "inside this run's interval. The SUPERB score is compared only where this run scores the same tasks "
+                  f"against superb-2024 (this run: {lb.reference or 'no SUPERB score'}). Table 7 reports its best L2 "
+                  "weight, which every weight of a sweep is set beside."),
         "abx": ("δ(p) is a model's ABX score on phone pair p (percent, pooled over seeds). δ sd is the standard "
                 "deviation of δ over pairs: the model's discriminative range. Δ sd is the standard deviation "
                 "over pairs of δ_model(p) − δ_pre-trained(p): the spread of per-pair differences between the two "
