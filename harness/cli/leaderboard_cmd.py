@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="md, html, json: add how far each model moved from its pre-trained model (`harness drift` "
                              "with its defaults; loads and runs every model)")
     parser.add_argument("--paper", action="store_true",
-                        help="md, html, json: set the Speech-FT paper's reported numbers beside each model that "
+                        help="md, html, json, latex: set the Speech-FT paper's reported numbers beside each model that "
                              "reproduces a row of its tables (matched by the shipped recipes' names)")
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="with --drift: where the models run (auto: the GPU when there is one; default)")
@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-#: the formats that show `harness drift`'s report and the paper's numbers
+#: the formats that show `harness drift`'s report, and those that show the paper's numbers
 DRIFT_FORMATS = ("md", "html", "json")
+PAPER_FORMATS = (*DRIFT_FORMATS, "latex")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.drift and args.format not in DRIFT_FORMATS:
         raise HarnessError(f"--drift adds a section to {', '.join(DRIFT_FORMATS)}; {args.format} holds the tables only "
                            "(run `harness drift` on its own).")
-    if args.paper and args.format not in DRIFT_FORMATS:
-        raise HarnessError(f"--paper adds a section to {', '.join(DRIFT_FORMATS)}; {args.format} holds the tables "
+    if args.paper and args.format not in PAPER_FORMATS:
+        raise HarnessError(f"--paper adds a section to {', '.join(PAPER_FORMATS)}; {args.format} holds the tables "
                            "only.")
     board = build(args.output, settings)
     if args.paper:

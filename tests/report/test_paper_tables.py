@@ -140,8 +140,8 @@ def test_the_cli_adds_the_section_says_when_nothing_matches_and_refuses_other_fo
                  *fast]) == 0
     assert 'id="paper-section"' in (tmp_path / "b.html").read_text()
     assert main(["leaderboard", str(toy_store), "--paper", "--format", "csv"]) == 2
-    assert capsys.readouterr().err.strip().endswith("--paper adds a section to md, html, json; csv holds the tables "
-                                                    "only.")
+    assert capsys.readouterr().err.strip().endswith("--paper adds a section to md, html, json, latex; csv holds the "
+                                                    "tables only.")
     plain = lbm.build(toy_store, Settings(n_resamples=100, n_permutations=100))
     assert "paper" not in json.loads(lbm.render(plain, "json"))
     assert harness.leaderboard(toy_store, resamples=100, permutations=100, paper=True)["paper"] == []
@@ -161,6 +161,11 @@ def test_a_matched_model_is_a_row_of_the_section_in_every_format():
     assert data["row"] == "Table 2: SID on VoxCeleb1, Stable-FT"
     assert math.isclose(data["values"][0]["delta"], -0.08) and data["values"][0]["inside"] is True
     assert "Table 2: SID on VoxCeleb1, Stable-FT" in lbm.render(board, "html")
+    latex = lbm.render(board, "latex")
+    assert r"\label{tab:paper}" in latex
+    assert (r"hubert\_base & sid\_vox speech\_ft 1.0 & Table 2: SID on VoxCeleb1, Stable-FT & 29.00\dag{} "
+            r"{\scriptsize(29.08, $-$0.08)}" in latex)
+    assert "650.00 {\\scriptsize(651.42, $-$1.42)}" in latex
 
 
 def test_a_run_of_a_shipped_recipe_counts_the_models_that_reproduce_the_paper(monkeypatch):

@@ -1,7 +1,8 @@
 """The leaderboard as LaTeX tables for a paper: booktabs rules, the mean over seeds with its interval
 in small type, the column's best in bold, ``*`` where the difference to the pre-trained model is
 significant, and a caption saying how the intervals and tests were made; then the differences to the
-pre-trained model with their paired intervals, and the settings chosen on the dev sets."""
+pre-trained model with their paired intervals, the settings chosen on the dev sets and, where asked for, the
+paper's numbers beside the run's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from harness.report.leaderboard.text import (
     best_value,
     fmt,
     method_text,
+    paper_columns,
     seeds_text,
     short_label,
     sweep_rows,
@@ -105,7 +107,28 @@ def render_latex(lb: Leaderboard) -> str:
                               lambda r, c: _delta(r.cells[c.key].vs_baseline if c.key in r.cells else None))]
     if lb.sweep_choices:
         lines += ["", *_sweeps(lb, text["sweeps"].replace("✓:", "Bold:"))]
+    if lb.paper:
+        lines += ["", *_paper(lb, text["paper"].replace("✓", "†"))]
     return "\n".join(lines) + "\n"
+
+
+def _paper(lb: Leaderboard, caption: str) -> list[str]:
+    """Each model beside the paper's row it corresponds to: this run's value, the paper's and the difference in
+    small type, † where the paper's value lies inside this run's interval."""
+    columns = paper_columns(lb)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\label{tab:paper}",
+             r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{lll" + "r" * len(columns) + "}", r"\toprule",
+             " & ".join(["Upstream", "Model", "Paper"] + [_header(c) for c in columns]) + r" \\", r"\midrule"]
+    for match in lb.paper or []:
+        values = {v.column: v for v in match.values}
+        cells = []
+        for c in columns:
+            v = values.get(c.key)
+            cells.append("--" if v is None else
+                         _num(v.ours, c.digits) + (r"\dag{}" if v.inside else "")
+                         + rf" {{\scriptsize({_num(v.paper, c.digits)}, {_num(v.delta, c.digits, sign=True)})}}")
+        lines.append(" & ".join([escape(match.upstream), escape(match.model), escape(match.row), *cells]) + r" \\")
+    return [*lines, r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
 
 
 def _sweeps(lb: Leaderboard, caption: str) -> list[str]:
