@@ -17,6 +17,7 @@ from harness.evaluation import scoring
 from harness.report import leaderboard as lbm
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Leaderboard, Row, Settings
 from harness.report.leaderboard.paper import model_key, paper_matches, paper_row, reproducing_models
+from harness.report.leaderboard.rows import row_of
 from harness.report.paper_tables import ROWS, TEN_TASKS
 from tests.leaderboard_helpers import standard_run
 from tests.test_recipes import DATA_VARS, RECIPES
@@ -47,16 +48,7 @@ def test_table_9s_sweep_is_pc_on_timit_as_the_alpha_sweep_recipe_runs_it():
 def _planned_rows(name: str) -> list[Row]:
     manager = default_manager()
     plan = build_plan(load_recipe(RECIPES / name, manager, allow_unset=True), manager)
-    rows = {}
-    for stage in plan.stages.values():
-        if stage.kind == "evaluate":
-            labels = stage.labels
-            alpha = labels.get("alpha")
-            rows[labels["model"], labels["upstream"]] = Row(
-                labels["upstream"], labels["model"], labels["finetune"], labels.get("merge") or "",
-                labels.get("merge_params"), float(alpha) if alpha is not None else None, [0],
-                labels["finetune"] == "none")
-    return list(rows.values())
+    return [row_of(s.labels) for s in plan.stages.values() if s.kind == "evaluate"]
 
 
 def test_every_model_a_row_names_is_one_the_shipped_recipes_make(monkeypatch):

@@ -11,7 +11,6 @@ from typing import Any
 
 from harness.report.leaderboard.dev_choice import SWEPT
 from harness.report.leaderboard.model import (
-    BASELINE_FINETUNE,
     SUPERB,
     Column,
     Leaderboard,
@@ -19,6 +18,7 @@ from harness.report.leaderboard.model import (
     PaperValue,
     Row,
 )
+from harness.report.leaderboard.rows import row_of
 from harness.report.paper_tables import PRETRAINED, ROWS, ModelKey, PaperRow
 
 #: the reference the paper's SUPERB scores use; the run's are compared with them only where it uses it too
@@ -77,14 +77,7 @@ def _value(col: Column, row: Row, found: PaperRow) -> PaperValue:
     return PaperValue(col.key, cell.mean, cell.low, cell.high, found.values[col.key])
 
 
-def row_of(labels: dict[str, Any]) -> Row:
-    """The leaderboard row (without cells) of a stage's labels."""
-    alpha = labels.get("alpha")
-    return Row(str(labels.get("upstream", "")), str(labels.get("model", "")), str(labels.get("finetune", "")),
-               str(labels.get("merge") or ""), labels.get("merge_params"), float(alpha) if alpha is not None else None,
-               [], labels.get("finetune") == BASELINE_FINETUNE)
-
-
 def reproducing_models(labels: Iterable[dict[str, Any]]) -> int:
     """How many distinct models among stages' labels reproduce a row of the paper."""
-    return len({model_key(row_of(lab)) for lab in labels if paper_row(row_of(lab)) is not None})
+    rows = [row_of(lab) for lab in labels]
+    return len({model_key(row) for row in rows if paper_row(row) is not None})

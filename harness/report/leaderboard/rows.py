@@ -32,6 +32,15 @@ def row_key(labels: dict[str, Any]) -> tuple:
             json.dumps(labels.get("merge_params"), sort_keys=True, default=str), str(labels.get("model", "")))
 
 
+def row_of(labels: dict[str, Any]) -> Row:
+    """The leaderboard row (no cells or seeds yet) of the model a stage's labels name."""
+    upstream, finetune, merge, _, model = row_key(labels)
+    alpha = labels.get("alpha")
+    return Row(upstream=upstream, model=model or finetune, finetune=finetune, merge=merge,
+               merge_params=labels.get("merge_params"), alpha=float(alpha) if alpha is not None else None, seeds=[],
+               baseline=finetune == BASELINE_FINETUNE)
+
+
 def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
     """The leaderboard's rows (no cells yet) of the models that ``stages`` (evaluate and score stages) measured,
     in table order: by upstream, the pre-trained model first, then by fine-tuning and α."""
@@ -44,11 +53,7 @@ def model_rows(stages: list[StageRow]) -> dict[tuple, Row]:
         up_order.setdefault(key[0], len(up_order))
         ft_order.setdefault(key[1], len(ft_order))
         if key not in rows:
-            alpha = labels.get("alpha")
-            rows[key] = Row(upstream=key[0], model=key[4] or key[1], finetune=key[1], merge=key[2],
-                            merge_params=labels.get("merge_params"),
-                            alpha=float(alpha) if alpha is not None else None, seeds=[],
-                            baseline=key[1] == BASELINE_FINETUNE)
+            rows[key] = row_of(labels)
         seed = int(labels.get("seed", 0))
         if seed not in rows[key].seeds:
             rows[key].seeds.append(seed)
