@@ -27,7 +27,7 @@ from harness.report.leaderboard.text import (
     fmt,
     fmt_p,
     method_text,
-    paper_columns,
+    paper_grid,
     seeds_text,
     short_label,
     sweep_table,
@@ -175,15 +175,13 @@ def sweep_choice_table(lb: Leaderboard) -> str:
 def paper_comparison_table(lb: Leaderboard) -> str:
     """Each model beside the paper's row it reproduces: this run's value, under it the paper's and the difference
     (✓: the paper's value inside this run's interval)."""
-    columns = paper_columns(lb)
+    columns, grid = paper_grid(lb)
     head = (_th("upstream", "Upstream", True) + _th("model", "Model", True) + _th("paper", "Paper's row", True)
             + "".join(_th(c.key, f"{short_label(c)} {c.arrow}", tip=c.label) for c in columns))
     body = []
-    for match in lb.paper or []:
-        values = {v.column: v for v in match.values}
+    for match, values in grid:
         tds = []
-        for c in columns:
-            v = values.get(c.key)
+        for c, v in zip(columns, values, strict=True):
             if v is None:
                 tds.append('<td data-v="">–</td>')
                 continue

@@ -13,7 +13,7 @@ from harness.report.leaderboard.text import (
     best_value,
     fmt,
     method_text,
-    paper_columns,
+    paper_grid,
     seeds_text,
     short_label,
     sweep_rows,
@@ -115,18 +115,14 @@ def render_latex(lb: Leaderboard) -> str:
 def _paper(lb: Leaderboard, caption: str) -> list[str]:
     """Each model beside the paper's row it corresponds to: this run's value, the paper's and the difference in
     small type, † where the paper's value lies inside this run's interval."""
-    columns = paper_columns(lb)
+    columns, grid = paper_grid(lb)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\label{tab:paper}",
              r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{lll" + "r" * len(columns) + "}", r"\toprule",
              " & ".join(["Upstream", "Model", "Paper"] + [_header(c) for c in columns]) + r" \\", r"\midrule"]
-    for match in lb.paper or []:
-        values = {v.column: v for v in match.values}
-        cells = []
-        for c in columns:
-            v = values.get(c.key)
-            cells.append("--" if v is None else
-                         _num(v.ours, c.digits) + (r"\dag{}" if v.inside else "")
-                         + rf" {{\scriptsize({_num(v.paper, c.digits)}, {_num(v.delta, c.digits, sign=True)})}}")
+    for match, values in grid:
+        cells = ["--" if v is None else _num(v.ours, c.digits) + (r"\dag{}" if v.inside else "")
+                 + rf" {{\scriptsize({_num(v.paper, c.digits)}, {_num(v.delta, c.digits, sign=True)})}}"
+                 for c, v in zip(columns, values, strict=True)]
         lines.append(" & ".join([escape(match.upstream), escape(match.model), escape(match.row), *cells]) + r" \\")
     return [*lines, r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.report.leaderboard.model import Column, Leaderboard
+from harness.report.leaderboard.model import Column, Leaderboard, PaperMatch, PaperValue
 
 
 def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
@@ -143,19 +143,25 @@ def paper_columns(lb: Leaderboard) -> list[Column]:
     return [c for c in lb.columns if c.key in shown]
 
 
+def paper_grid(lb: Leaderboard) -> tuple[list[Column], list[tuple[PaperMatch, list[PaperValue | None]]]]:
+    """:func:`paper_columns` and each model's values in those columns (None where its paper row lacks one)."""
+    columns = paper_columns(lb)
+    grid = []
+    for match in lb.paper or []:
+        values = {v.column: v for v in match.values}
+        grid.append((match, [values.get(c.key) for c in columns]))
+    return columns, grid
+
+
 def paper_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """The header and text cells of :attr:`Leaderboard.paper`: a row per model, a column per metric that some model
     shares with its paper row, each ``ours (paper, Δ)`` with ✓ where the paper's value is inside the interval."""
-    matches = lb.paper or []
-    columns = paper_columns(lb)
+    columns, grid = paper_grid(lb)
     header = ["upstream", "model", "paper", *[f"{c.label} {c.arrow}" for c in columns]]
     rows = []
-    for match in matches:
-        values = {v.column: v for v in match.values}
-        cells = []
-        for c in columns:
-            v = values.get(c.key)
-            cells.append("–" if v is None else f"{fmt(v.ours, c.digits)} ({fmt(v.paper, c.digits)}, "
-                         f"{fmt(v.delta, c.digits, sign=True)}){' ✓' if v.inside else ''}")
+    for match, values in grid:
+        cells = ["–" if v is None else f"{fmt(v.ours, c.digits)} ({fmt(v.paper, c.digits)}, "
+                 f"{fmt(v.delta, c.digits, sign=True)}){' ✓' if v.inside else ''}"
+                 for c, v in zip(columns, values, strict=True)]
         rows.append([match.upstream, match.model, match.row, *cells])
     return header, rows
