@@ -12,6 +12,7 @@ from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_markdown
 from harness.report.leaderboard.model import SUPERB, Cell, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import (
+    NO_PAPER_MATCH,
     PAPER_TITLE,
     SWEEP_TITLE,
     fmt,
@@ -21,11 +22,6 @@ from harness.report.leaderboard.text import (
     seeds_text,
     sweep_table,
 )
-
-#: what the paper's section says when no model of the run corresponds to a row of the paper
-NO_PAPER_MATCH = ("No model here corresponds to a row of the paper: models are matched by the entry names of the "
-                  "shipped recipes (recipes/speech_ft_supervised.yaml and the others README.md lists for the paper's "
-                  "tables).")
 
 
 def fmt_cell(cell: Cell | None) -> str:

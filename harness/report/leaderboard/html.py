@@ -18,9 +18,9 @@ from harness.report.curves import curves_html
 from harness.report.drift_tables import TITLE as DRIFT_TITLE
 from harness.report.drift_tables import drift_html
 from harness.report.leaderboard.figures import drift_plot, figures
-from harness.report.leaderboard.formats import NO_PAPER_MATCH
 from harness.report.leaderboard.model import SUPERB, Cell, Column, Comparison, Leaderboard, Row
 from harness.report.leaderboard.text import (
+    NO_PAPER_MATCH,
     PAPER_TITLE,
     SWEEP_TITLE,
     best_value,

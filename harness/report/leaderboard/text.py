@@ -135,6 +135,10 @@ def sweep_table(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
 
 #: the title of the section that sets the paper's numbers beside the run's
 PAPER_TITLE = "Against the paper's numbers"
+#: what the section says when no model of the run corresponds to a row of the paper
+NO_PAPER_MATCH = ("No model here corresponds to a row of the paper: models are matched by the entry names of the "
+                  "shipped recipes (recipes/speech_ft_supervised.yaml and the others README.md lists for the paper's "
+                  "tables).")
 
 
 def paper_columns(lb: Leaderboard) -> list[Column]:
