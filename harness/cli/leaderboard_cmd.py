@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "with its defaults; loads and runs every model)")
     parser.add_argument("--paper", action="store_true",
                         help="md, html, json, latex: set the Speech-FT paper's reported numbers beside each model that "
-                             "reproduces a row of its tables (matched by the shipped recipes' names)")
+                             "corresponds to a row of its tables (matched by the shipped recipes' names)")
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="with --drift: where the models run (auto: the GPU when there is one; default)")
     add_resampling_arguments(parser)
