@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["StableFTParams", "pick_corpus", "resolve_task", "split_rows", "train_config"],
                     "harness.training.stable_ft_params"),
     **dict.fromkeys(["StableFineTuning", "finetune_on_task", "task_batch", "task_metrics_on_waveforms",
-                     "training_waveforms"], "harness.training.stable_ft"),
+                     "training_loss", "training_waveforms"], "harness.training.stable_ft"),
     # -- tasks: frame labels from time alignments
     **dict.fromkeys(["IGNORE_LABEL", "frame_labels"], "harness.data.alignment"),
     # -- keyword spotting: the Speech Commands classes
@@ -82,7 +82,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["feature_cache_for", "probe_corpus"], "harness.evaluation.probe"),
     **dict.fromkeys(["MEDIANS", "THRESHOLDS", "ErrorCounts", "activity", "decide", "error_counts", "frame_count",
                      "rttm_lines", "segments", "turn_speakers"], "harness.evaluation.diarization"),
-    **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS"], "harness.evaluation.ctc_probe"),
+    **dict.fromkeys(["CTCProbeParams", "CTC_PROTOCOLS", "SF_SPECAUG"], "harness.evaluation.ctc_probe"),
     **dict.fromkeys(["ABXScore", "Item", "abx", "read_item_file"], "harness.evaluation.abx"),
 }
 
@@ -155,7 +155,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
     from harness.data.phones import ARPABET, SIL, TIMIT_39, TIMIT_61_TO_39, strip_stress  # noqa: F401
     from harness.data.waveforms import WaveBatch, WaveformSet, pad_waves  # noqa: F401
     from harness.evaluation.abx import ABXScore, Item, abx, read_item_file  # noqa: F401
-    from harness.evaluation.ctc_probe import CTC_PROTOCOLS, CTCProbeParams  # noqa: F401
+    from harness.evaluation.ctc_probe import CTC_PROTOCOLS, SF_SPECAUG, CTCProbeParams  # noqa: F401
     from harness.evaluation.diarization import (  # noqa: F401
         MEDIANS,
         THRESHOLDS,
@@ -221,6 +221,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         finetune_on_task,
         task_batch,
         task_metrics_on_waveforms,
+        training_loss,
         training_waveforms,
     )
     from harness.training.stable_ft_params import (  # noqa: F401

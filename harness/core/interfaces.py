@@ -106,13 +106,18 @@ class CorpusPlugin(Plugin[P]):
 
 @dataclass(frozen=True)
 class SpecAugSettings:
-    """What SpecAugment draws; the defaults are SUPERB's ASR and SF setting."""
+    """What SpecAugment draws; the defaults are SUPERB's ASR setting. s3prl's adaptive time masks
+    (``adaptive_number_ratio`` / ``adaptive_size_ratio`` > 0, SUPERB's SF setting): over T padded frames,
+    min(int(ratio · T), ``max_time_masks``) masks of width below min(the width's bound, int(ratio · T))."""
 
     time_warp_window: int = 5
     freq_mask_width: tuple[int, int] = (0, 50)
     num_freq_masks: int = 4
     time_mask_width: tuple[int, int] = (0, 40)
     num_time_masks: int = 2
+    adaptive_number_ratio: float = 0.0
+    adaptive_size_ratio: float = 0.0
+    max_time_masks: int = 20
 
 
 @dataclass

@@ -3,7 +3,8 @@
 SUPERB (s3prl ``downstream/asr/config.yaml`` and ``downstream/ctc/snips.yaml``): projector to
 1024, a 2-layer bidirectional LSTM of 1024 units with dropout 0.2, a linear layer to the tokens and
 the CTC blank; Adam at 1e-4, batch 32, 200,000 steps, dev every 2,000, gradient clipping 1;
-SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`); SF's
+SpecAugment on the weighted-sum features while training (:mod:`harness.training.specaug`; SF's
+time masks adaptive, :data:`SF_SPECAUG`); SF's
 batches are windows of neighbours in label-length order (``bucketing: True`` in ``snips.yaml``;
 :class:`harness.data.batching.SortedSliceSampler`), ASR's those of s3prl's ASR recipe (``asr``).
 
@@ -18,6 +19,8 @@ the task matters.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -34,6 +37,9 @@ HEADS: dict[str, tuple[int, tuple[int, ...], int]] = {
     "embedded": (64, (64, 64), 2),
 }
 
+#: s3prl ``downstream/ctc/snips.yaml``: ASR's setting with adaptive time masks
+SF_SPECAUG = SpecAugSettings(adaptive_number_ratio=0.04, adaptive_size_ratio=0.04, max_time_masks=20)
+
 
 class CTCProbeParams(ProbeParams):
     """Probe parameters plus the head's shape and SpecAugment (unset: the protocol's)."""
@@ -42,11 +48,13 @@ class CTCProbeParams(ProbeParams):
     lstm_dims: tuple[int, ...] | None = None
     downsample: int | None = None
     specaug: bool | None = Field(None, description="SpecAugment in training (unset: on for superb, off for embedded)")
+    #: the SpecAugment this downstream's SUPERB recipe draws
+    SPECAUG: ClassVar[SpecAugSettings] = SpecAugSettings()
 
     def specaug_settings(self) -> SpecAugSettings | None:
         """SUPERB's SpecAugment where it applies: the superb protocol, unless ``specaug: false``."""
         on = self.specaug if self.specaug is not None else self.protocol == "superb"
-        return SpecAugSettings() if on else None
+        return self.SPECAUG if on else None
 
     def head_shape(self) -> tuple[int, tuple[int, ...], int]:
         """(projector width, BiLSTM widths, frames concatenated) with this entry's overrides."""

@@ -2,8 +2,10 @@
 
 s3prl applies it to the featurizer's weighted sum (``specaug:`` in ``downstream/asr/config.yaml``
 and ``downstream/ctc/snips.yaml``): a time warp of each utterance's valid frames (window 5,
-bicubic), then 4 masks along the feature axis of width U[0, 50) and 2 along time of width U[0, 40),
-both filled with zeros; no augmentation at evaluation. The random draws follow s3prl's order, so the
+bicubic), then 4 masks along the feature axis of width U[0, 50) and along time 2 of width U[0, 40)
+(ASR) or, adaptive as ``snips.yaml`` sets it (SF), min(int(0.04 · T), 20) of width
+U[0, min(40, int(0.04 · T))) over T padded frames; masks are filled with zeros; no augmentation at
+evaluation. The random draws follow s3prl's order, so the
 same generator state gives the same augmentation. Written here because torchaudio (whose masking
 differs in any case) does not load against this torch, and s3prl is not a runtime dependency.
 """
@@ -26,11 +28,23 @@ def spec_augment(features: torch.Tensor, lengths: torch.Tensor, settings: SpecAu
     if settings.num_freq_masks > 0:
         x = x.masked_fill(_axis_mask(x.shape[0], x.shape[2], settings.freq_mask_width, settings.num_freq_masks,
                                      x.device)[:, None, :], 0.0)  # fmt: skip
-    if settings.num_time_masks > 0:
+    count, width = time_masks(settings, x.shape[1])
+    if count > 0 and width[1] > width[0]:
         # over the padded length, as s3prl draws them
-        x = x.masked_fill(_axis_mask(x.shape[0], x.shape[1], settings.time_mask_width, settings.num_time_masks,
-                                     x.device)[:, :, None], 0.0)  # fmt: skip
+        x = x.masked_fill(_axis_mask(x.shape[0], x.shape[1], width, count, x.device)[:, :, None], 0.0)
     return x
+
+
+def time_masks(settings: SpecAugSettings, frames: int) -> tuple[int, tuple[int, int]]:
+    """(number of time masks, width range) over ``frames`` padded frames: fixed, or s3prl's adaptive
+    rule. Where the adaptive width's bound falls to its floor (under 25 frames at 0.04) no mask is drawn;
+    s3prl fails there."""
+    count, (low, high) = settings.num_time_masks, settings.time_mask_width
+    if settings.adaptive_number_ratio > 0:
+        count = min(int(settings.adaptive_number_ratio * frames), settings.max_time_masks)
+    if settings.adaptive_size_ratio > 0:
+        high = min(high, int(settings.adaptive_size_ratio * frames))
+    return count, (low, high)
 
 
 def _time_warp(x: torch.Tensor, lengths: torch.Tensor, window: int) -> torch.Tensor:

@@ -7,6 +7,8 @@
   throughout (``freeze_cnn``); layer drop is off.
 - Optionally an L2 penalty ``l2_lambda · ||θ − θ0||²`` over the trainable upstream parameters (the
   "regularization" baseline of Table 7; stable fine-tuning still applies).
+- A task with SpecAugment (``task_params: {specaug: true}`` for ``asr`` and ``sf``) has it applied to
+  the last hidden state while training, never in dev evaluation.
 - The "regular" fine-tuning ablation is ``beta: 0`` with ``freeze_cnn: false``.
 
 :class:`StableFTParams` holds the knobs every scenario shares; scenarios subclass it.
@@ -31,6 +33,7 @@ from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, SAMPLE_RATE, WaveBatch, WaveformSet
 from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
+from harness.training.specaug import spec_augment
 from harness.training.stable_ft_params import StableFTParams, split_rows, train_config
 
 
@@ -121,6 +124,15 @@ def task_batch(out: UpstreamOutput, rows: list[dict[str, Any]]) -> Batch:
     return Batch(features=out.hidden_states[-1], lengths=out.lengths, utterances=rows)
 
 
+def training_loss(task: Task, head: nn.Module, out: UpstreamOutput, rows: list[dict[str, Any]]) -> torch.Tensor:
+    """The task's loss on :func:`task_batch`, after the task's SpecAugment when it has one (as s3prl's
+    experts augment the upstream's features while fine-tuning, e.g. Speech-FT's TED-LIUM ASR)."""
+    batch = task_batch(out, rows)
+    if task.specaug is not None and batch.features is not None and batch.lengths is not None:
+        batch = replace(batch, features=spec_augment(batch.features, batch.lengths, task.specaug))
+    return task.loss(head, batch)
+
+
 def task_metrics_on_waveforms(
     forward: Callable[[torch.Tensor, torch.Tensor], UpstreamOutput],
     head: nn.Module,
@@ -160,7 +172,7 @@ def finetune_on_task(
     def loss_fn(batch: WaveBatch) -> torch.Tensor:
         batch = batch.to(device)
         out = stable.forward(batch.wavs, batch.wav_lengths)
-        return task.loss(head, task_batch(out, batch.rows)) + stable.penalty()
+        return training_loss(task, head, out, batch.rows) + stable.penalty()
 
     def evaluate() -> dict[str, float]:
         return task_metrics_on_waveforms(stable.forward, head, task, dev, params.batch_seconds, device)

@@ -11,7 +11,8 @@ are substrings of the text, in order); the character vocabulary is the set of ch
 training text (``<unk>`` for others).
 
 With ``protocol: superb``, SpecAugment on the weighted-sum features while training, as s3prl does
-(:mod:`harness.training.specaug`).
+(:mod:`harness.training.specaug`), its time masks adaptive to the batch's length as ``snips.yaml``
+sets them.
 
 Both protocols (``superb`` and the scaled-down ``embedded``, too short on the embedded corpus for
 character CTC to emerge) are in :mod:`harness.evaluation.ctc_probe`, shared with ``asr``.
@@ -19,11 +20,12 @@ character CTC to emerge) are in :mod:`harness.evaluation.ctc_probe`, shared with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from harness import hookimpl
 from harness.api import (
     CTC_PROTOCOLS,
+    SF_SPECAUG,
     CorpusError,
     CTCProbeParams,
     CTCTask,
@@ -41,7 +43,9 @@ UNK = "<unk>"
 
 
 class SFParams(CTCProbeParams):
-    """The CTC probe's parameters (:mod:`harness.evaluation.ctc_probe`)."""
+    """The CTC probe's parameters (:mod:`harness.evaluation.ctc_probe`), with SF's adaptive time masks."""
+
+    SPECAUG: ClassVar[SpecAugSettings] = SF_SPECAUG
 
 
 def slot_tokens(row: dict[str, Any]) -> list[str]:
@@ -107,7 +111,7 @@ class SlotFillingTask(CTCTask):
 
 class SlotFilling(ProbedDownstream[SFParams]):
     name = "sf"
-    version = "2"
+    version = "3"
     summary = "Slot filling: CTC over characters and slot markers, BiLSTM head; slot-type F1, slot-value CER"
     order = 50
     label_fields = ("text", "slots")

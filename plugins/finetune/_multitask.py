@@ -26,9 +26,9 @@ from harness.api import (
     pick_corpus,
     resolve_task,
     split_rows,
-    task_batch,
     task_metrics_on_waveforms,
     train_config,
+    training_loss,
     training_waveforms,
 )
 
@@ -92,7 +92,7 @@ def run(
             longest = min(int(frames[a:b].max()), out.hidden_states[-1].shape[1])
             states = [h[a:b, :longest] for h in out.hidden_states[-1:]]
             sub = type(out)(hidden_states=states, lengths=out.lengths[a:b])
-            total = total + params.tasks[k].weight * tasks[k].loss(heads[f"t{k}"], task_batch(sub, waves.rows[a:b]))
+            total = total + params.tasks[k].weight * training_loss(tasks[k], heads[f"t{k}"], sub, waves.rows[a:b])
         return total
 
     def evaluate() -> dict[str, float]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.evaluation.ctc_probe import CTCProbeParams
-from harness.training.specaug import SpecAugSettings, spec_augment
+from harness.evaluation.ctc_probe import SF_SPECAUG, CTCProbeParams
+from harness.training.specaug import SpecAugSettings, spec_augment, time_masks
+from plugins.downstreams.sf import SFParams
 
 s3prl = pytest.importorskip("s3prl", reason="s3prl (pip install --no-deps s3prl==0.4.18) provides the reference")
 
@@ -62,6 +63,36 @@ def test_matches_s3prl_specaug_with_superbs_asr_and_sf_setting(s3prl_specaug, se
     assert (ours[0, :120] == 0).all(dim=0).any() and (ours[0, :120] == 0).all(dim=1).any()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_s3prl_specaug_with_superbs_adaptive_sf_setting(s3prl_specaug, seed):
+    x, lengths = _batch(seed, [300, 211, 40, 160])
+    reference = s3prl_specaug.SpecAug(
+        apply_time_warp=True, time_warp_window=5, apply_freq_mask=True, freq_mask_width_range=(0, 50),
+        num_freq_mask=4, apply_time_mask=True, time_mask_width_range=(0, 40), num_time_mask=2,
+        adaptive=True, adaptive_number_ratio=0.04, adaptive_size_ratio=0.04, max_n_time_masks=20,
+    )  # fmt: skip
+    torch.manual_seed(200 + seed)
+    expected, _ = reference([x[i, :n].clone() for i, n in enumerate(lengths.tolist())], lengths)
+    torch.manual_seed(200 + seed)
+    ours = spec_augment(x.clone(), lengths, SF_SPECAUG)
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(ours[i, :n], expected[i], rtol=1e-5, atol=1e-5)
+
+
+def test_adaptive_time_masks_by_hand():
+    # 300 padded frames: int(0.04 * 300) = 12 masks narrower than 12 frames; 1000: 20 masks (the cap) below 40
+    assert time_masks(SF_SPECAUG, 300) == (12, (0, 12))
+    assert time_masks(SF_SPECAUG, 1000) == (20, (0, 40))
+    assert time_masks(SpecAugSettings(), 300) == (2, (0, 40))
+    # under 25 frames the adaptive width has no room: nothing is masked along time (s3prl fails there)
+    assert time_masks(SF_SPECAUG, 24) == (0, (0, 0))
+    x, lengths = _batch(5, [24, 20])
+    torch.manual_seed(0)
+    out = spec_augment(x, lengths, SpecAugSettings(time_warp_window=0, num_freq_masks=0, adaptive_number_ratio=0.04,
+                                                   adaptive_size_ratio=0.04))  # fmt: skip
+    assert torch.equal(out, x)
+
+
 def test_is_out_of_place_keeps_padding_and_does_nothing_when_switched_off():
     x, lengths = _batch(3, [50, 30])
     x.requires_grad_(True)
@@ -91,6 +122,7 @@ def test_on_for_the_superb_protocol_off_for_embedded_unless_asked():
     assert CTCProbeParams(protocol="embedded").specaug_settings() is None
     assert CTCProbeParams(protocol="embedded", specaug=True).specaug_settings() == SpecAugSettings()
     assert CTCProbeParams(protocol="superb", specaug=False).specaug_settings() is None
+    assert SFParams(protocol="superb").specaug_settings() == SF_SPECAUG
 
 
 def test_a_probe_augments_only_while_it_trains():

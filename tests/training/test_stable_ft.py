@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,11 +16,13 @@ from harness import hookimpl
 from harness.core.errors import StageError
 from harness.core.interfaces import Batch, DownstreamPlugin, PluginParams, Task
 from harness.core.manifest import PreparedCorpus
+from harness.core.model_types import UpstreamOutput
 from harness.core.registry import PluginManager
 from harness.data.batching import FixedBatchSampler
 from harness.data.waveforms import WaveformSet
 from harness.training.loop import fit
-from harness.training.stable_ft import StableFineTuning, task_batch
+from harness.training.specaug import SpecAugSettings, spec_augment
+from harness.training.stable_ft import StableFineTuning, task_batch, training_loss
 from harness.training.stable_ft_params import StableFTParams, resolve_task, train_config
 from plugins.finetune.supervised import Supervised, SupervisedParams
 from plugins.tasks import pc as pc_task
@@ -205,3 +208,22 @@ def test_a_task_name_resolves_to_a_task_plugin_before_a_downstream(corpus, tmp_p
     assert isinstance(task, pc_task.FramePhoneTask) and task.frame_shift == TinyUpstream.frame_shift
     with pytest.raises(Exception, match="task_params of pc"):
         resolve_task(TinyUpstream(), corpus, "pc", {"phones": 3}, make_ctx(tmp_path, manager))
+
+
+def test_the_training_loss_applies_the_tasks_specaugment_and_only_then(corpus):
+    task = SpeakerTask(corpus.vocab["speakers"])
+    head = task.build_head(16)
+    torch.manual_seed(1)
+    out = UpstreamOutput(hidden_states=[torch.randn(3, 40, 16)], lengths=torch.tensor([40, 31, 22]))
+    rows = corpus.utterances("train")[:3]
+    plain = task.loss(head, task_batch(out, rows))
+    assert torch.equal(training_loss(task, head, out, rows), plain)  # no SpecAugment: the plain loss
+
+    task.specaug = SpecAugSettings(time_warp_window=0, num_freq_masks=2, num_time_masks=2)
+    torch.manual_seed(7)
+    augmented = training_loss(task, head, out, rows)
+    torch.manual_seed(7)
+    batch = task_batch(out, rows)
+    expected = task.loss(head, replace(batch, features=spec_augment(batch.features, batch.lengths, task.specaug)))
+    assert torch.equal(augmented, expected)
+    assert not torch.equal(augmented, plain)
