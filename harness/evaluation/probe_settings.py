@@ -51,6 +51,7 @@ class ProbeSettings:
     sorted_batches: bool = False  # s3prl's bucketing instead of random batches
     bucketing: Literal["windows", "buckets"] = "windows"  # its CTC tasks' windows, or its ASR's buckets
     balanced: bool = False  # class-balanced batches drawn with replacement (s3prl's keyword spotting)
+    amp: bool = False  # CUDA: the head under bf16 autocast; off for protocol superb (s3prl trains heads in fp32)
 
     def train_config(self) -> TrainConfig:
         from harness.training.loop import TrainConfig  # torch: loaded when a probe trains
@@ -63,6 +64,7 @@ class ProbeSettings:
             max_grad_norm=self.max_grad_norm,
             weight_decay=self.weight_decay,
             checkpoint_minutes=None,
+            amp=self.amp,
         )
 
 
@@ -108,7 +110,7 @@ def resolve_settings(params: ProbeParams, protocols: dict[str, ProbeSettings]) -
     """The protocol's settings with the overrides ``params`` sets."""
     base = protocols[params.protocol]
     changes: dict[str, Any] = {"cache": params.cache, "max_frame_gb": params.max_frame_gb, "compile": params.compile,
-                               "extract_precision": params.extract_precision}
+                               "extract_precision": params.extract_precision, "amp": params.protocol != "superb"}
     for name in ("steps", "lr", "batch_size", "eval_every", "sorted_batches", "balanced"):
         value = getattr(params, name)
         if value is not None:

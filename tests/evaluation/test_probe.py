@@ -270,3 +270,11 @@ def test_a_probe_trains_on_sorted_windows_end_to_end(tiny, tmp_path):
     params = validate_params(plugin.Params, {"protocol": "superb", "steps": 4, "eval_every": 2}, "pr")
     result = plugin.evaluate(FakeUpstream(), tiny, params, make_ctx(tmp_path))
     assert result.extra["steps"] == 4 and result.metrics["per"] >= 0.0
+
+
+@pytest.mark.parametrize("name", ["pr", "sid", "er", "sf", "asr", "asv"])
+def test_superb_heads_train_in_fp32_as_s3prls_and_embedded_ones_under_autocast(name):
+    downstream = PluginManager().create("downstream", name)
+    for protocol, amp in (("superb", False), ("embedded", True)):
+        settings = downstream.settings(validate_params(downstream.Params, {"protocol": protocol}, name))
+        assert settings.amp is amp and settings.train_config().amp is amp
