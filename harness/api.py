@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "sounds": "harness.data",
     **dict.fromkeys(["ARPABET", "SIL", "TIMIT_39", "TIMIT_61_TO_39", "strip_stress"], "harness.data.phones"),
     **dict.fromkeys(["CorpusRows", "LocalCorpus", "LocalCorpusParams", "checked", "normalise_text", "require",
-                     "split_by_speaker", "stable_fraction", "write_corpus"], "harness.data.corpus"),
+                     "sample_hours", "split_by_speaker", "stable_fraction", "write_corpus"], "harness.data.corpus"),
     **dict.fromkeys(["AudioClass", "Segment", "audioset_rows", "carve_dev", "read_class_index", "read_ontology",
                      "read_segments", "subtree", "write_class_index", "write_segments"], "harness.data.audioset_csv"),
     # -- training on waveforms: batches, the loop, stable fine-tuning, pseudo-labels
@@ -147,6 +147,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time names load 
         checked,
         normalise_text,
         require,
+        sample_hours,
         split_by_speaker,
         stable_fraction,
         write_corpus,

@@ -223,13 +223,18 @@ class LocalCorpus(CorpusPlugin[LP]):
         """The rows of one split whose audio passes the checks."""
         return checked(rows, out_dir, self.name, params.audio_check, params.skip_bad)
 
+    def derive_splits(self, found: CorpusRows, params: LP) -> CorpusRows:
+        """Splits made from the checked rows, whose durations are known by then (subsets of so many
+        hours, held-out parts); none by default."""
+        return found
+
     def prepare(self, params: LP, out_dir: Path, ctx: StageContext) -> None:
         params = with_absolute_inputs(params)  # a relative root is read from the working directory
         found = self.read_splits(params, out_dir)
         roots = [path for path in input_paths(params).values() if path.is_dir()]
         check_inside_root(found.splits, roots, out_dir, self.name)
         found.splits = {split: self.check_split(rows, out_dir, params) for split, rows in found.splits.items()}
-        write_corpus(out_dir, self.name, found)
+        write_corpus(out_dir, self.name, self.derive_splits(found, params))
 
 
 def check_inside_root(
@@ -260,6 +265,33 @@ def split_by_speaker(speakers: Iterable[str], dev: float, test: float, seed: int
     n_test = max(1, round(n * test)) if n >= 3 else 0
     n_dev = max(1, round(n * dev)) if n >= 3 else 0
     return {s: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, s in enumerate(ranked)}
+
+
+def sample_hours(
+    rows: Sequence[dict[str, Any]], hours: float, seed: int = 0, keep_speakers: bool = False
+) -> list[dict[str, Any]]:
+    """A random subset of ``rows`` (each with ``duration``) of at most ``hours`` hours, in the rows' order.
+
+    Rows are drawn in an order fixed by ``seed`` and a hash of their ids (so the same rows give the same
+    subset in any order) until the next would pass the budget. ``keep_speakers`` first takes one row of
+    every speaker, so the subset keeps them all (as the Speech-FT paper's 10-hour SID set does).
+    """
+    order = sorted(range(len(rows)), key=lambda i: (stable_fraction(str(rows[i]["id"]), seed), i))
+    budget, total, chosen = hours * 3600.0, 0.0, set()
+    if keep_speakers:
+        first = {}
+        for i in order:
+            first.setdefault(rows[i].get("speaker"), i)
+        chosen = set(first.values())
+        total = sum(float(rows[i]["duration"]) for i in chosen)
+    for i in order:
+        if i in chosen:
+            continue
+        if total + float(rows[i]["duration"]) > budget:
+            break
+        chosen.add(i)
+        total += float(rows[i]["duration"])
+    return [row for i, row in enumerate(rows) if i in chosen]
 
 
 def normalise_text(text: str) -> str:

@@ -9,7 +9,10 @@ Layout (``root`` is ``IEMOCAP_full_release``)::
 Four classes as SUPERB uses them: neutral, happy (excited merged into happy), sad, angry; other
 labels are left out. Speakers are the ten actors (``Ses01F``: session 1, the woman); ``fold`` is
 the session (0-4): the SUPERB protocol tests on one session and trains on the other four.
-Splits: ``test`` is session ``test_session``; ``dev`` is a stable ``dev_fraction`` of the rest.
+Splits: ``test`` is session ``test_session``; ``dev`` is a stable ``dev_fraction`` of the rest, or
+with ``dev_session`` that whole session (the Speech-FT paper fine-tunes on Sessions 2-5 and validates
+on Session 1: ``dev_session: 1`` with the default ``test_session``, so dev and test hold the same
+rows; the fold-wise ER evaluation reads every row once).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ _LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\t(\S+)\t(\S+)\t")
 class IemocapParams(LocalCorpusParams):
     test_session: int = Field(1, ge=1, le=5, description="the session held out as the test split")
     dev_fraction: float = Field(0.1, gt=0, lt=0.5)
+    dev_session: int | None = Field(None, ge=1, le=5, exclude_if=lambda v: v is None,
+                                    description="the session the dev split holds (None: dev_fraction of the rest)")
 
 
 class Iemocap(LocalCorpus[IemocapParams]):
@@ -64,12 +69,19 @@ class Iemocap(LocalCorpus[IemocapParams]):
                         "emotion": LABELS[m.group(2)],
                         "fold": session - 1,
                     }
-                    if session == params.test_session:
-                        split = "test"
-                    else:
-                        split = "dev" if stable_fraction(utt) < params.dev_fraction else "train"
-                    splits[split].append(row)
+                    for split in self._splits_of(session, utt, params):
+                        splits[split].append(row)
         return CorpusRows(splits, extra_meta={"folds": 5, "test_fold": params.test_session - 1})
+
+    @staticmethod
+    def _splits_of(session: int, utt: str, params: IemocapParams) -> list[str]:
+        """The splits an utterance of ``session`` belongs to (two when the dev session is the test one)."""
+        if params.dev_session is not None:
+            roles = {"test": session == params.test_session, "dev": session == params.dev_session}
+            return [role for role, member in roles.items() if member] or ["train"]
+        if session == params.test_session:
+            return ["test"]
+        return ["dev" if stable_fraction(utt) < params.dev_fraction else "train"]
 
 
 @hookimpl

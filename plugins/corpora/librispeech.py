@@ -9,6 +9,14 @@ Phones come from a pronunciation lexicon (``librispeech-lexicon.txt``: ``WORD PH
 first pronunciation of each word, stress digits removed, as s3prl's libriphone setup does); they
 carry no times (``null``), and ``meta.json`` says ``"phone_times": false``. Utterances with a word
 missing from the lexicon are left out with a logged count. Without a lexicon the corpus has text only.
+
+Speaker identification on LibriSpeech needs test utterances of the training speakers, which the
+official subsets do not have (their speakers are disjoint). ``sid_train_hours`` adds SID's own
+splits, used for ``sid`` through ``task_splits``: a stable ``sid_held_out`` share of each train-split
+speaker's utterances is held out, half as ``sid_dev`` and half as ``sid_test``; ``sid_train`` is a
+seeded random subset of the rest of at most ``sid_train_hours`` hours that keeps every speaker (the
+Speech-FT paper's 10-hour SID set, drawn from the utterance-level split of train-clean-100 that CPC
+made; that split's file lists are not read here).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from harness.api import (
     LocalCorpus,
     LocalCorpusParams,
     require,
+    sample_hours,
+    stable_fraction,
     strip_stress,
 )
 
@@ -41,6 +51,12 @@ class LibriSpeechParams(LocalCorpusParams):
     lexicon: InputPath | None = Field(
         None, description="lexicon file (default: <root>/librispeech-lexicon.txt if present)"
     )
+    sid_train_hours: float | None = Field(
+        None, gt=0, exclude_if=lambda v: v is None,
+        description="add SID splits of the train speakers: sid_train of at most these hours (the paper: 10)")
+    sid_held_out: float = Field(0.2, gt=0, lt=1, exclude_if=lambda v: v == 0.2,
+                                description="the share of each speaker's utterances held out for sid_dev and sid_test")
+    subset_seed: int = Field(0, exclude_if=lambda v: v == 0, description="the seed of the sid_train subset")
 
 
 def read_lexicon(path: Path) -> dict[str, list[str]]:
@@ -110,6 +126,19 @@ class LibriSpeech(LocalCorpus[LibriSpeechParams]):
             splits[split] = rows
         vocab = {"phones": sorted(ARPABET)} if lexicon is not None else {}
         return CorpusRows(splits, vocab=vocab, extra_meta={"phone_times": False})
+
+    def derive_splits(self, found: CorpusRows, params: LibriSpeechParams) -> CorpusRows:
+        if params.sid_train_hours is None:
+            return found
+        held, kept = [], []
+        for row in found.splits["train"]:
+            (held if stable_fraction(row["id"], 1) < params.sid_held_out else kept).append(row)
+        found.splits["sid_train"] = sample_hours(kept, params.sid_train_hours, params.subset_seed, keep_speakers=True)
+        found.splits["sid_dev"] = [r for r in held if stable_fraction(r["id"], 2) < 0.5]
+        found.splits["sid_test"] = [r for r in held if stable_fraction(r["id"], 2) >= 0.5]
+        found.task_splits = {**(found.task_splits or {}), "sid": {"train": "sid_train", "dev": "sid_dev",
+                                                                 "test": "sid_test"}}
+        return found
 
     @staticmethod
     def _add_phones(rows: list[dict], lexicon: dict[str, list[str]], split: str) -> list[dict]:

@@ -77,6 +77,26 @@ def test_librispeech(librispeech_tree, tmp_path, caplog):
     assert corpus.meta["phone_times"] is False and "phones" in corpus.meta["label_fields"]
 
 
+def test_librispeech_sid_splits_hold_out_utterances_of_the_training_speakers(librispeech_tree, tmp_path):
+    from plugins.corpora.librispeech import LibriSpeech
+
+    for spk in ("201", "202", "203"):  # three more training speakers of twelve half-second utterances
+        folder = librispeech_tree / "train-clean-100" / spk / "5"
+        for i in range(12):
+            wav(folder / f"{spk}-5-{i:04d}.flac", fmt="FLAC", seed=i % 4)
+        (folder / f"{spk}-5.trans.txt").write_text("".join(f"{spk}-5-{i:04d} THE WORLD\n" for i in range(12)))
+    corpus = prepare(LibriSpeech, librispeech_tree, tmp_path, sid_train_hours=6 / 3600)
+    split = {role: corpus.utterances(corpus.split_for("sid", role)) for role in ("train", "dev", "test")}
+    assert [corpus.split_for("sid", role) for role in ("train", "dev", "test")] == ["sid_train", "sid_dev", "sid_test"]
+    speakers = {r["speaker"] for r in corpus.utterances("train")}
+    assert {r["speaker"] for r in split["train"]} == speakers  # every speaker kept
+    assert sum(r["duration"] for r in split["train"]) <= 6.0 < sum(r["duration"] for r in corpus.utterances("train"))
+    assert split["dev"] and split["test"] and {r["speaker"] for r in split["dev"] + split["test"]} <= speakers
+    ids = [[r["id"] for r in rows] for rows in split.values()]
+    assert len(set().union(*ids)) == sum(map(len, ids))  # disjoint
+    assert corpus.split_for("pr", "test") == "test"  # other tasks keep the official subsets
+
+
 # ----------------------------------------------------------------------------- TIMIT
 
 
@@ -192,6 +212,18 @@ def test_iemocap(iemocap_tree, tmp_path):
     assert {r["split"] for r in rows.values() if r["fold"] == 1} == {"test"}
     assert {r["split"] for r in rows.values() if r["fold"] != 1} == {"train", "dev"}
     assert corpus.vocab["emotions"] == ["angry", "happy", "neutral", "sad"] and corpus.meta["folds"] == 5
+
+
+def test_iemocap_dev_session_as_the_paper_fine_tunes_on_sessions_2_to_5(iemocap_tree, tmp_path):
+    from plugins.corpora.iemocap import Iemocap
+
+    corpus = prepare(Iemocap, iemocap_tree, tmp_path, dev_session=1)
+    folds = {s: {r["fold"] for r in corpus.utterances(s)} for s in ("train", "dev", "test")}
+    assert folds == {"train": {1, 2, 3, 4}, "dev": {0}, "test": {0}}
+    assert corpus.utterances("dev") == corpus.utterances("test")
+    other = prepare(Iemocap, iemocap_tree, tmp_path / "other", dev_session=2)
+    assert {s: {r["fold"] for r in other.utterances(s)} for s in ("train", "dev", "test")} == {
+        "train": {2, 3, 4}, "dev": {1}, "test": {0}}
 
 
 # ----------------------------------------------------------------------------- Audio SNIPS
@@ -416,6 +448,13 @@ def test_tedlium_segments(tedlium_tree, tmp_path):
     assert rows[0]["id"] == "SpeakerDev_2010-0000000" and rows[0]["speaker"] == "SpeakerDev_2010"
     assert len(audio.load_utterance(rows[1])) == 20000
     assert corpus.meta["segments"] is True
+    # training segments with <unk> are left out (the paper's filter), unless asked to strip the token
+    assert [r["text"] for r in corpus.utterances("train")] == ["thank you"]
+    stripped = prepare(Tedlium, tedlium_tree, tmp_path / "strip", train_unk="strip")
+    assert [r["text"] for r in stripped.utterances("train")] == ["it's a talk", "thank you"]
+    # train_hours: a random subset within the budget (1.3 s: one of the two segments of 1 s and 1.25 s)
+    capped = prepare(Tedlium, tedlium_tree, tmp_path / "capped", train_unk="strip", train_hours=1.3 / 3600)
+    assert len(capped.utterances("train")) == 1 and len(capped.utterances("dev")) == 2
 
 
 # ----------------------------------------------------------------------------- AISHELL-3
