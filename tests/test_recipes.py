@@ -95,6 +95,38 @@ def test_the_multitask_recipe_has_table_5_s_single_task_speech_ft(monkeypatch):
     assert not any(label.endswith("(Stable-FT)") for label in models)  # each single task only as Speech-FT
 
 
+#: the longest utterance a fine-tuning batch must hold max_items of (seconds; LibriSpeech's reach 35 s)
+LONGEST = {"librispeech": 35, "tedlium": 35, "voxceleb1": 35, "iemocap": 35, "crema_d": 5, "timit": 8}
+
+
+def _plan(name: str, monkeypatch):
+    for var in DATA_VARS:
+        monkeypatch.delenv(var, raising=False)
+    manager = default_manager()
+    return build_plan(load_recipe(RECIPES / name, manager, allow_unset=True), manager)
+
+
+def test_paper_fine_tuning_follows_appendix_d_and_keeps_the_best_validation_checkpoint(monkeypatch):
+    checked = 0
+    for name in PAPER:
+        for stage in _plan(name, monkeypatch).stages.values():
+            if stage.kind != "finetune" or stage.plugin != "supervised" or stage.params["corpus"] not in LONGEST:
+                continue
+            p, where = stage.params, f"{name}: {stage.title}"
+            assert p["max_items"] * p["accumulate"] == (16 if p["task"] == "pc" else 32), where
+            assert p["batch_seconds"] >= p["max_items"] * LONGEST[p["corpus"]], where  # max_items is what binds
+            assert p["eval_every"] and p["dev_items"] is None, where  # Section 3.1, on the whole dev set
+            if p["task"] == "asr":  # TED-LIUM: three LSTM layers; LibriSpeech: one; TIMIT (the guide): linear
+                layers = {"tedlium": 3, "librispeech": 1, "timit": 0}[p["corpus"]]
+                assert len(p["task_params"]["lstm_dims"]) == layers and p["task_params"]["downsample"] == 1, where
+            checked += 1
+    assert checked >= 20
+    corpora = {s.labels["corpus"]: s.params for s in _plan("speech_ft_supervised.yaml", monkeypatch).stages.values()
+               if s.kind == "prepare"}
+    assert corpora["tedlium"]["train_hours"] == 100 and corpora["tedlium"]["train_unk"] == "drop"
+    assert corpora["librispeech"]["sid_train_hours"] == 10 and corpora["iemocap"]["dev_session"] == 1
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_plan_without_data_lists_the_paths_it_needs(name, monkeypatch):
     for var in DATA_VARS:
