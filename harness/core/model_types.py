@@ -39,6 +39,9 @@ class UpstreamModel(torch.nn.Module, ABC):
     frame_shift: float = 0.02
     #: state-dict entries a checkpoint may lack (they keep the model's initial values when it does)
     optional_weights: ClassVar[tuple[str, ...]] = ()
+    #: whether :meth:`forward` takes ``masked_frames`` (B×T booleans: those frames' features are replaced
+    #: by the model's mask embedding, as HuBERT and wav2vec 2.0 mask in pre-training)
+    masks_frames: ClassVar[bool] = False
 
     @abstractmethod
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:

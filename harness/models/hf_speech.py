@@ -105,6 +105,7 @@ class SpeechTransformer(UpstreamModel):
     hf_model_cls: ClassVar[type]
     extra_fields: ClassVar[tuple[str, ...]] = ()
     optional_weights = ("masked_spec_embed",)
+    masks_frames = True
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -130,9 +131,10 @@ class SpeechTransformer(UpstreamModel):
         self.pos_conv_mode = "auto"  # see harness.models.upstream_speed.resolve_pos_conv
         self.attention_mode = "auto"  # see harness.models.packed_encoder.resolve_attention
         self.feature_conv_mode = "conv"  # see harness.models.feature_conv
-        # transformers' learned mask embedding (fairseq's ``mask_emb``): unused by this forward, kept so
-        # that a saved or merged model holds every weight of its transformers counterpart. A buffer, so
-        # that training leaves it alone; drawn from its own generator, so presets' weights do not move.
+        # transformers' learned mask embedding (fairseq's ``mask_emb``): what ``masked_frames`` puts in place
+        # of the masked features (continued pre-training), and kept so that a saved or merged model holds
+        # every weight of its transformers counterpart. A buffer, so that training leaves it alone; drawn
+        # from its own generator, so presets' weights do not move.
         init = torch.rand(self.hidden_size, generator=torch.Generator().manual_seed(0))
         self.register_buffer("masked_spec_embed", init)
 
@@ -203,9 +205,13 @@ class SpeechTransformer(UpstreamModel):
             return cnn_time_major(self.feature_extractor.conv_layers, self._strides, wavs, host_lengths.tolist())
         return self._cnn(wavs, host_lengths).transpose(1, 2)
 
-    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
+    def forward(
+        self, wavs: torch.Tensor, wav_lengths: torch.Tensor, masked_frames: torch.Tensor | None = None
+    ) -> UpstreamOutput:
         """Lengths given on the host (as :meth:`WaveBatch.to` leaves them) make the forward read nothing
-        back from the device; lengths on the device are read once."""
+        back from the device; lengths on the device are read once. ``masked_frames`` (B×T booleans) replace
+        those frames' projected features by ``masked_spec_embed`` before the encoder, as transformers'
+        ``mask_time_indices`` does."""
         host_lengths = wav_lengths.long().cpu()
         lengths = host_lengths.to(wavs.device, non_blocking=True)
         if wavs.shape[1] < self.receptive_field:  # too short for one frame: those get 0 frames
@@ -223,6 +229,10 @@ class SpeechTransformer(UpstreamModel):
         if norm is not None and getattr(self.hf_config, "feat_proj_layer_norm", True):
             x = norm(x)
         x = proj.dropout(proj.projection(x))
+        if masked_frames is not None:
+            masked = masked_frames[:, : x.shape[1]].to(x.device)
+            masked = F.pad(masked, (0, x.shape[1] - masked.shape[1]))
+            x = torch.where(masked[..., None], self.masked_spec_embed.to(x.dtype), x)
         host_frames = self.frame_lengths(host_lengths).clamp(max=x.shape[1])
         n_frames = host_frames.to(x.device, non_blocking=True)
         hidden = run_encoder(

@@ -81,11 +81,13 @@ class StableFineTuning:
             self.upstream_training = train_upstream
         self.upstream.train(train_upstream)
 
-    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
+    def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor, **options: Any) -> UpstreamOutput:
+        """The upstream's forward (``options`` as it takes them, e.g. ``masked_frames``), without a graph
+        while only the head trains."""
         if self.upstream_training and torch.is_grad_enabled():
-            return self.upstream(wavs, wav_lengths)
+            return self.upstream(wavs, wav_lengths, **options)
         with torch.no_grad():
-            return self.upstream(wavs, wav_lengths)
+            return self.upstream(wavs, wav_lengths, **options)
 
     def penalty(self) -> torch.Tensor | float:
         """``l2_lambda · ||θ − θ0||²`` over the trainable upstream parameters (0 while they are frozen)."""

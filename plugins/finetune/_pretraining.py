@@ -54,6 +54,16 @@ def span_mask(n_frames: int, mask_prob: float, mask_length: int, rng: torch.Gene
     return mask
 
 
+def mask_fill(upstream: UpstreamModel, setting: str) -> str:
+    """``mask_fill`` resolved: ``auto`` is ``embedding`` where the upstream masks frames, else ``noise``."""
+    if setting == "auto":
+        return "embedding" if upstream.masks_frames else "noise"
+    if setting == "embedding" and not upstream.masks_frames:
+        raise StageError(f"mask_fill: embedding needs an upstream with a mask embedding, which "
+                         f"{upstream.family or type(upstream).__name__} lacks; use noise or zeros.")
+    return setting
+
+
 class Targets:
     """Unit sequences of the pre-training utterances, by utterance id."""
 
@@ -156,6 +166,8 @@ def run(
     stable = StableFineTuning(upstream, head, params)
     stable.model.to(device)
     hop = int(round(upstream.frame_shift * upstream.sample_rate))
+    fill = mask_fill(upstream, params.mask_fill)
+    ctx.log(f"masked frames get {'the mask embedding' if fill == 'embedding' else fill + ' in the audio'}")
 
     def masked_batch(data: WaveformSet, indices: list[int], rng: torch.Generator | None = None):
         batch = data.collate(indices)
@@ -163,9 +175,11 @@ def run(
         masks = torch.zeros(len(indices), int(frames.max()) if len(indices) else 0, dtype=torch.bool)
         for j, n in enumerate(frames.tolist()):
             masks[j, :n] = span_mask(n, params.mask_prob, params.mask_length, rng)
+            if fill == "embedding":
+                continue
             samples = masks[j, :n].repeat_interleave(hop)[: batch.wavs.shape[1]]
             target = batch.wavs[j, : len(samples)]
-            if params.mask_fill == "noise":  # white noise at the utterance's level
+            if fill == "noise":  # white noise at the utterance's level
                 valid = batch.wavs[j, : int(batch.wav_lengths[j])]
                 rms = float(valid.pow(2).mean().sqrt()) if valid.numel() else 0.0
                 target[samples] = torch.randn(int(samples.sum()), generator=rng) * rms
@@ -176,7 +190,8 @@ def run(
     def scores(batch: WaveBatch, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits, masked-frame labels and unmasked-frame labels (IGNORE elsewhere)."""
         batch = batch.to(device)
-        out = stable.forward(batch.wavs, batch.wav_lengths)
+        options = {"masked_frames": masks.to(device)} if fill == "embedding" else {}
+        out = stable.forward(batch.wavs, batch.wav_lengths, **options)
         last = out.hidden_states[-1]
         labels = targets.batch(batch.rows, last.shape[1]).to(device)
         m = masks[:, : last.shape[1]].to(device)

@@ -12,10 +12,16 @@ cross-entropy (the paper's simplified HuBERT loss: no learnable codebook). Targe
 
 Targets come from θ0 once, before training (cached in the stage's work folder, so a resumed run
 reuses them). Masking follows HuBERT's span scheme (``mask_prob`` of the frames start a span of
-``mask_length`` frames) and is applied to the *waveform* (``mask_fill``: the masked samples become white noise at the
-utterance's RMS level, or zeros), which works for any upstream without touching its internals
-(noise rather than silence keeps per-utterance normalisation, as in fbank front ends, sane); the
-loss counts masked frames, plus unmasked ones with weight ``unmasked_weight`` (HuBERT: 0).
+``mask_length`` frames). ``mask_fill``:
+
+- ``embedding``: the masked frames' projected CNN features become the model's mask embedding, as
+  HuBERT pre-trains (the paper follows "the masking configuration of the original HuBERT"); the
+  embedding itself stays as loaded;
+- ``noise`` / ``zeros``: the masked *waveform* samples become white noise at the utterance's RMS level
+  (which keeps per-utterance normalisation, as in fbank front ends, sane) or zeros: for any upstream;
+- ``auto`` (default): ``embedding`` where the upstream masks frames (HuBERT, wav2vec 2.0), else ``noise``.
+
+The loss counts masked frames, plus unmasked ones with weight ``unmasked_weight`` (HuBERT: 0).
 Stable fine-tuning applies as in every scenario (pre-training from scratch sets ``beta: 0``).
 """
 
@@ -41,7 +47,8 @@ class ContinuedPretrainingParams(StableFTParams):
     kmeans_iterations: int = Field(30, ge=1)
     mask_prob: float = Field(0.8, gt=0, le=1, description="HuBERT's mask_prob: share of frames starting a span")
     mask_length: int = Field(10, ge=1, description="span length in frames")
-    mask_fill: Literal["noise", "zeros"] = Field("noise", description="what replaces masked audio")
+    mask_fill: Literal["auto", "embedding", "noise", "zeros"] = Field(
+        "auto", description="what replaces masked frames: the mask embedding, or noise or zeros in the audio")
     unmasked_weight: float = Field(0.0, ge=0, description="weight of the loss on unmasked frames (HuBERT: 0)")
     splits: list[str] = Field(default_factory=lambda: ["train"], description="splits pre-trained on")
 

@@ -10,7 +10,7 @@ from harness.core.errors import StageError
 from harness.core.manifest import PreparedCorpus
 from harness.core.registry import PluginManager
 from harness.training.pseudo_labels import KMeans, mfcc_frames
-from plugins.finetune._pretraining import span_mask
+from plugins.finetune._pretraining import mask_fill, span_mask
 from plugins.finetune.continued_pretraining import ContinuedPretraining, ContinuedPretrainingParams
 from tests.finetune_helpers import TinyUpstream, make_corpus, make_ctx
 
@@ -86,6 +86,30 @@ def test_codebook_targets_are_the_hubert_models_own_pseudo_labels(corpus, tmp_pa
     ctx = make_ctx(tmp_path / "codebook", PluginManager(entry_points=False))
     ContinuedPretraining().finetune(upstream, {"toy": corpus}, params, ctx)
     assert any(m.startswith("codebook targets: 10 units") for m in ctx.messages)
+    assert "masked frames get the mask embedding" in ctx.messages  # HuBERT's own masking (auto)
     targets = torch.load(ctx.work_dir / TARGETS_FILE, weights_only=True)
     for j, row in enumerate(batch.rows):
         assert targets["units"][row["id"]].tolist() == expected[j, : int(lengths[j])].tolist()
+
+
+def test_hubert_masks_frames_with_its_mask_embedding_as_in_pre_training(corpus):
+    from harness.data.waveforms import WaveformSet
+    from plugins.upstreams._hubert_model import PRESETS, HubertUpstream
+
+    torch.manual_seed(0)
+    upstream = HubertUpstream(PRESETS["tiny"]).eval()
+    batch = WaveformSet(corpus.utterances("train")).collate([0, 1])
+    with torch.no_grad():
+        plain = upstream(batch.wavs, batch.wav_lengths).hidden_states
+        n = plain[0].shape[1]
+        unmasked = upstream(batch.wavs, batch.wav_lengths, masked_frames=torch.zeros(2, n, dtype=torch.bool))
+        assert all(torch.equal(a, b) for a, b in zip(unmasked.hidden_states, plain))
+        # every frame masked: the encoder sees the mask embedding alone, whatever the audio
+        every = torch.ones(2, n, dtype=torch.bool)
+        speech = upstream(batch.wavs, batch.wav_lengths, masked_frames=every).hidden_states
+        noise = upstream(0.1 * torch.randn_like(batch.wavs), batch.wav_lengths, masked_frames=every).hidden_states
+        torch.testing.assert_close(speech[-1], noise[-1])
+        assert not torch.allclose(speech[-1], plain[-1])
+    assert mask_fill(upstream, "auto") == "embedding" and mask_fill(TinyUpstream(), "auto") == "noise"
+    with pytest.raises(StageError, match="lacks; use noise or zeros"):
+        mask_fill(TinyUpstream(), "embedding")
