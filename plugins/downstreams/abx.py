@@ -67,7 +67,7 @@ class ABXParams(PluginParams):
 
 class ABXDownstream(DownstreamPlugin[ABXParams]):
     name = "abx"
-    version = "1"
+    version = "2"
     summary = "ABX phone discriminability of a layer's frames (within/across speaker, within/any context)"
     order = 90
     label_fields = ("phones",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -77,6 +78,19 @@ def test_frame_slicing_and_librilight_compat():
     assert frame_range(0.0, 0.02, 100, 0.02) == (0, 1)
     assert frame_range(0.0, 0.02, 100, 0.02, librilight_compat=True) == (0, 0)  # dropped by libri-light
     assert frame_range(0.5, 9.0, 30, 0.02) == (25, 30)  # clipped to the features
+
+
+def test_centres_on_a_boundary_are_inside_by_exact_arithmetic_as_fastabxs():
+    # a 10 ms grid puts every other boundary on a 20 ms frame's centre; decide each in exact fractions
+    misses = 0
+    for ms in range(0, 10_000, 10):
+        t = ms / 1000
+        exact_start = math.ceil(Fraction(ms, 1000) * 50 - Fraction(1, 2))
+        exact_last = math.floor(Fraction(ms, 1000) * 50 - Fraction(1, 2))
+        start, end = frame_range(t, t, 10**6, 0.02)
+        assert start == max(0, exact_start) and end == exact_last + 1, ms
+        misses += frame_range(t, t, 10**6, 0.02, librilight_compat=True)[0] != max(0, exact_start)
+    assert misses > 0  # libri-light's float arithmetic, kept in compat mode, misses some of them
 
 
 def test_item_file_round_trip_and_errors(tmp_path):

@@ -4,8 +4,9 @@ The maths (libri-light's ABX, as revised in ``zerospeech-libriabx2`` and describ
 
 - An *item file* lists phone tokens: ``#file onset offset #phone prev-phone next-phone speaker``
   (first line a header). A token's frames are those whose centre ``(i + 1/2) * shift`` lies in
-  ``[onset, offset]``. libri-light slices ``[ceil(onset/shift - 1/2), floor(offset/shift - 1/2))``,
-  which drops the last of those frames; ``librilight_compat=True`` reproduces that (and its feature
+  ``[onset, offset]`` (a centre on a boundary inside, decided exactly as fastabx does). libri-light
+  slices ``[ceil(onset/shift - 1/2), floor(offset/shift - 1/2))`` in float arithmetic, which drops
+  the last of those frames; ``librilight_compat=True`` reproduces that (and its feature
   normalisation, below) so scores can be compared with published ones.
 - The distance between two tokens is the DTW cost between their frame sequences (frame distance
   ``angular``: ``arccos(cos) / pi``, or ``euclidean``) divided by the length of the alignment path

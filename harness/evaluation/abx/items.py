@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +70,21 @@ def frame_range(
 ) -> tuple[int, int]:
     """``[start, end)`` of the frames whose centre ``(i + 1/2) * shift`` lies in ``[onset, offset]``.
 
-    ``librilight_compat``: libri-light's end, one frame earlier (its slice drops the last frame).
-    The arithmetic is libri-light's (``step = 1 / shift``), so frame boundaries match exactly.
+    A centre exactly on a boundary is inside, as fastabx decides it in decimal arithmetic: item files
+    on a 10 ms grid put every other boundary on a 20 ms frame's centre, where the float value of
+    ``t / shift − 1/2`` falls either side of the integer. ``librilight_compat``: libri-light's float
+    arithmetic (``step = 1 / shift``) and its end one frame earlier (its slice drops the last frame),
+    so frame boundaries match libri-light's exactly.
     """
     step = 1 / frame_shift
-    start = max(0, int(math.ceil(step * onset - 0.5)))
-    last = int(math.floor(step * offset - 0.5))
-    end = min(n_frames, last if librilight_compat else last + 1)
-    return start, end
+    if librilight_compat:
+        start, last = int(math.ceil(step * onset - 0.5)), int(math.floor(step * offset - 0.5))
+    else:
+        start, last = _whole(step * onset - 0.5, math.ceil), _whole(step * offset - 0.5, math.floor)
+    return max(0, start), min(n_frames, last if librilight_compat else last + 1)
+
+
+def _whole(value: float, rounding: Callable[[float], int]) -> int:
+    """``rounding(value)``, a value within 1e-6 of an integer (20 ns at 20 ms frames) being that integer."""
+    nearest = round(value)
+    return int(nearest) if abs(value - nearest) < 1e-6 else int(rounding(value))
