@@ -111,10 +111,11 @@ class TaskVectorMerge:
 
         from harness.merging.task_vector_ops import elect_and_merge, trim
 
+        if self.is_interpolation and len(finetuned) == 1:  # lerp: exactly θ0 at α = 0 and θft at α = 1
+            return torch.lerp(base, finetuned[0], self.scale)
+        deltas = torch.stack([t - base for t in finetuned])  # a tensor no model changed stays exactly θ0
         if self.is_interpolation:
-            mean = finetuned[0] if len(finetuned) == 1 else torch.stack(finetuned).mean(0)
-            return torch.lerp(base, mean, self.scale)
-        deltas = torch.stack([t - base for t in finetuned])
+            return base + self.scale * deltas.mean(0)
         if self.density is not None:
             deltas = trim(deltas, self.density, self.trim_scope, state.per_model if state is not None else None)
         combined = elect_and_merge(deltas) if self.elect_sign else deltas.mean(0)

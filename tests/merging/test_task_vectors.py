@@ -137,8 +137,9 @@ class DictSource:
 
 # today's formulas of each method, written out on their own: the family must reproduce them bit for bit
 def reference_linear(base, finetuned, alpha):
-    mean = finetuned[0] if len(finetuned) == 1 else torch.stack(finetuned).mean(0)
-    return torch.lerp(base, mean, alpha)
+    if len(finetuned) == 1:
+        return torch.lerp(base, finetuned[0], alpha)
+    return base + alpha * torch.stack([t - base for t in finetuned]).mean(0)  # θ0 + α · mean task vector
 
 
 def reference_sequential(base, ft, alpha):
@@ -210,6 +211,15 @@ def test_the_family_reproduces_each_methods_own_formula_bit_for_bit(seed):
                     got = plugin.merge_tensor(k, base[k], [t[k] for t in tuned], params, state)
                     want = reference_ties(base[k], [t[k] for t in tuned], thresholds, density, lambda_)
                     assert torch.equal(got, want), (density, scope, lambda_, k)
+
+
+def test_a_tensor_no_model_changed_stays_exactly_theta0_in_a_linear_merge_of_several():
+    base = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    plugin = LinearMerge()
+    for alpha in (0.25, 1.0):
+        params = LinearParams(alpha=alpha)
+        got = plugin.merge_tensor("cnn", base, [base.clone() for _ in range(3)], params, None)
+        assert torch.equal(got, base), alpha  # the frozen CNN of three fine-tuned models
 
 
 def test_trimming_without_sign_election_is_the_mean_of_trimmed_task_vectors():
