@@ -4,7 +4,9 @@ For task vectors τi = θi − θ0:
 
 1. *Trim*: keep each τi's ``density`` share of largest magnitudes, zero the rest — over the whole
    model (``scope: model``, the paper's way; a pre-pass finds each model's threshold) or per
-   tensor (``scope: tensor``, as mergekit does).
+   tensor (``scope: tensor``, as mergekit does). The share is rounded to the nearest entry
+   (mergekit floors it; the paper's code keeps one more), and counts every parameter, frozen ones
+   (the CNN, whose τ is zero) included.
 2. *Elect*: each parameter's sign is the sign of the summed trimmed values (mass, not a vote;
    a zero sum counts as positive, as in mergekit).
 3. *Disjoint merge*: average only the non-zero trimmed values whose sign agrees with the elected one.
