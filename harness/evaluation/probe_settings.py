@@ -41,6 +41,7 @@ class ProbeSettings:
     eval_batch_size: int = 32
     max_grad_norm: float | None = 1.0
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam)
+    decay_every_parameter: bool = False  # biases and norm scales decayed too (s3prl's ASV: torch's AdamW)
     cache: CacheMode = "auto"
     max_frame_gb: float = 4.0
     upstream_batch_seconds: float = 60.0
@@ -63,6 +64,7 @@ class ProbeSettings:
             eval_every=self.eval_every,
             max_grad_norm=self.max_grad_norm,
             weight_decay=self.weight_decay,
+            decay_every_parameter=self.decay_every_parameter,
             checkpoint_minutes=None,
             amp=self.amp,
         )

@@ -62,6 +62,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" | "linear" | "speech_ft" | "cosine" (see lr_factor)
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
+    decay_every_parameter: bool = False  # decay biases and norm scales too (torch's AdamW default)
     max_grad_norm: float | None = 1.0
     accumulate: int = 1
     eval_every: int | None = None  # dev evaluation period in steps (None: only at the end)
@@ -152,9 +153,9 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over every parameter (a parameter frozen at a step has no gradient and is left alone);
-    no weight decay on biases and norm scales (1-d tensors)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    no weight decay on biases and norm scales (1-d tensors) unless ``decay_every_parameter``."""
+    decay = [p for p in model.parameters() if p.ndim >= 2 or cfg.decay_every_parameter]
+    no_decay = [p for p in model.parameters() if p.ndim < 2 and not cfg.decay_every_parameter]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     if not groups:

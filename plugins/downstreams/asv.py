@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 PROTOCOLS = {
     "superb": ProbeSettings(steps=200_000, lr=5e-5, batch_size=256, accumulate=2, eval_every=10_000,
-                            weight_decay=0.01),
+                            weight_decay=0.01, decay_every_parameter=True),  # amsoftmax.yaml: torch's AdamW
     "embedded": ProbeSettings(steps=300, lr=2e-3, batch_size=16, eval_every=100),
 }
 #: head sizes by protocol: (connector, statistics dimension)

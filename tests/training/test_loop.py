@@ -114,6 +114,19 @@ def test_frozen_parameters_get_no_update_even_with_weight_decay():
         assert not torch.equal(first.state_dict()[k], start[k]), f"{k} never trained after unfreezing"
 
 
+def test_biases_are_decayed_only_when_every_parameter_is():
+    from harness.training.loop import _make_optimizer
+
+    model = torch.nn.Linear(4, 3)
+    for every, expected in ((False, {0.01: 1, 0.0: 1}), (True, {0.01: 2})):
+        groups = _make_optimizer(model, TrainConfig(steps=1, lr=1e-3, weight_decay=0.01,
+                                                    decay_every_parameter=every)).param_groups  # fmt: skip
+        assert {g["weight_decay"]: len(g["params"]) for g in groups} == expected
+    from plugins.downstreams.asv import PROTOCOLS
+
+    assert PROTOCOLS["superb"].train_config().decay_every_parameter  # s3prl's ASV: torch's AdamW on everything
+
+
 def test_best_on_dev_weights_are_restored(tmp_path):
     p = Problem()
     snapshots, scripted = [], iter([3.0, 1.0, 2.0, 4.0])
