@@ -118,6 +118,9 @@ class ABXDownstream(DownstreamPlugin[ABXParams]):
 
         extra: dict[str, Any] = {"frame_shift": upstream.frame_shift}
         if params.layer == "all":
+            if select_on == "test":
+                ctx.log("ABX: the corpus has no dev item file, so each condition's layer is chosen on the test "
+                        "items (an optimistic score); give the corpus a dev item file or the entry a layer.")
             dev = score(select_on, list(range(n_layers)))
             extra["selected_on"] = select_on
             extra["layers"] = {
