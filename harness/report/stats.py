@@ -396,7 +396,8 @@ def delta_value_std(stats: ItemStats) -> float:
     value of pair p is its ABX score in percent, δ(p) = 100 · num_p / den_p (stats pooled over seeds
     when there are several), and this function returns the sample standard deviation (ddof = 1) of
     δ over pairs, in percentage points. It is the same whether δ is the error or the accuracy
-    (100 − error). NaN for fewer than 2 pairs.
+    (100 − error). NaN for fewer than 2 pairs. The study does not define the quantity: this reading
+    is the harness's (a spread of per-triplet distance margins would be another).
     """
     values = stats.per_item()
     values = values[np.isfinite(values)]
