@@ -12,8 +12,9 @@ missing from the lexicon are left out with a logged count. Without a lexicon the
 
 Speaker identification on LibriSpeech needs test utterances of the training speakers, which the
 official subsets do not have (their speakers are disjoint). ``sid_train_hours`` adds SID's own
-splits, used for ``sid`` through ``task_splits``: a stable ``sid_held_out`` share of each train-split
-speaker's utterances is held out, half as ``sid_dev`` and half as ``sid_test``; ``sid_train`` is a
+splits, used for ``sid`` through ``task_splits``: a ``sid_held_out`` share of the train split's
+utterances, chosen by a hash of their ids (so about that share of each speaker's), is held out, half
+as ``sid_dev`` and half as ``sid_test``; ``sid_train`` is a
 seeded random subset of the rest of at most ``sid_train_hours`` hours that keeps every speaker (the
 Speech-FT paper's 10-hour SID set, drawn from the utterance-level split of train-clean-100 that CPC
 made; that split's file lists are not read here).
