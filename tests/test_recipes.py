@@ -127,6 +127,16 @@ def test_paper_fine_tuning_follows_appendix_d_and_keeps_the_best_validation_chec
     assert corpora["librispeech"]["sid_train_hours"] == 10 and corpora["iemocap"]["dev_session"] == 1
 
 
+def test_the_card_preset_stops_where_the_nonspeech_study_did(monkeypatch):
+    for var in DATA_VARS:
+        monkeypatch.delenv(var, raising=False)
+    manager = default_manager()
+    recipe = load_recipe(RECIPES / "nonspeech_audioset.yaml", manager, preset="card", allow_unset=True)
+    (stage,) = [s for s in build_plan(recipe, manager).stages.values() if s.kind == "finetune"]
+    seconds = stage.params["steps"] * stage.params["accumulate"] * stage.params["batch_seconds"]
+    assert seconds / (12.5 * 3600) == pytest.approx(0.48, abs=0.005)  # 0.48 epochs of 12.5 hours
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_plan_without_data_lists_the_paths_it_needs(name, monkeypatch):
     for var in DATA_VARS:
