@@ -56,7 +56,8 @@ class LibriSpeechParams(LocalCorpusParams):
         None, gt=0, exclude_if=lambda v: v is None,
         description="add SID splits of the train speakers: sid_train of at most these hours (the paper: 10)")
     sid_held_out: float = Field(0.2, gt=0, lt=1, exclude_if=lambda v: v == 0.2,
-                                description="the share of each speaker's utterances held out for sid_dev and sid_test")
+                                description="the share of the train utterances (by id hash) held out for the SID test "
+                                            "and dev splits")
     subset_seed: int = Field(0, exclude_if=lambda v: v == 0, description="the seed of the sid_train subset")
 
 
