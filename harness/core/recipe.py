@@ -27,6 +27,7 @@ import copy
 import itertools
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,7 @@ def load_recipe(path: Path, plugins: PluginManager, preset: str | None = None,
         _check_references(entries, loc, problems)
     if not problems:
         _check_labels(entries, plugins, loc, problems)
+        _check_tasks(entries, plugins, loc, problems)
     for task in score_tasks or []:
         if task not in entries["downstreams"]:
             problems.append(loc.error(("score", "tasks"), f"{task!r} is no downstream entry of this recipe"
@@ -426,6 +428,44 @@ def _check_labels(entries: dict[str, dict[str, Entry]], plugins: PluginManager, 
                         f"downstream {entry.plugin!r} needs the label(s) {', '.join(missing)} but corpus {ref!r} "
                         f"({corpus.plugin}) has only {', '.join(have or ()) or 'none'}; {fix}"))
                     break
+
+
+def _task_specs(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str, dict[str, Any]]]:
+    """(path, task name, task parameters) of every mapping in ``value`` that names a ``task``."""
+    if isinstance(value, dict):
+        if isinstance(value.get("task"), str):
+            yield path, value["task"], value.get("task_params") or {}
+        for key, inner in value.items():
+            if key != "task_params":
+                yield from _task_specs(inner, path + (str(key),))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            yield from _task_specs(inner, path + (str(i),))
+
+
+def _check_tasks(entries: dict[str, dict[str, Entry]], plugins: PluginManager, loc: _Locator,
+                 problems: list[RecipeError]) -> None:
+    """A fine-tuning entry's ``task`` names a task or downstream plugin and its ``task_params`` are that
+    plugin's parameters: refused here rather than when the fine-tuning stage starts, perhaps hours in."""
+    tasks, downstreams = plugins.names("task"), plugins.names("downstream")
+    for entry in entries["finetune"].values():
+        if entry.plugin == NONE_PLUGIN:
+            continue
+        for variant in entry.variants:
+            for where, name, task_params in _task_specs(variant.params.model_dump(), (entry.section, entry.name)):
+                if name not in tasks and name not in downstreams:
+                    choices = sorted(set(tasks) | set(downstreams))
+                    problems.append(loc.error(where + ("task",), f"there is no task named {name!r} (a task or "
+                                                                 f"downstream plugin){suggest(name, choices)}"))
+                    return
+                params_cls = plugins.get("task" if name in tasks else "downstream", name).cls.Params
+                try:
+                    validate_params(params_cls, task_params, ".".join(where + ("task_params",)))
+                except HarnessError as exc:
+                    message = str(exc)
+                    problems.append(loc.error(_error_key(message, where + ("task_params",)),
+                                              message.split(": ", 1)[-1].rstrip(".")))
+                    return
 
 
 def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator, problems: list[RecipeError]) -> None:

@@ -54,6 +54,22 @@ def test_a_downstream_with_no_steps_is_refused_at_plan_time(tmp_path, capsys, va
     assert f"downstreams.sid.steps: input should be greater than or equal to 1 (got {value})" in err
 
 
+@pytest.mark.parametrize(("finetune", "message"), [
+    ("{plugin: supervised, task: asr, corpus: speech, task_params: {lstm_dim: [256]}}",
+     "recipe.yaml line 8: finetune.ft.task_params.lstm_dim: unknown key 'lstm_dim'; did you mean 'lstm_dims'?"),
+    ("{plugin: supervised, task: asrr, corpus: speech}",
+     "finetune.ft.task: there is no task named 'asrr' (a task or downstream plugin); did you mean 'asr'?"),
+    ("{plugin: multitask, tasks: [{task: pr, corpus: speech, task_params: {protocol: big}}]}",
+     "finetune.ft.tasks.0.task_params.protocol: input should be 'embedded' or 'superb' (got 'big')"),
+])
+def test_a_fine_tuning_tasks_name_and_parameters_are_checked_at_plan_time(tmp_path, capsys, finetune, message):
+    path = _recipe(tmp_path, "  speech: {plugin: synthetic}\n", "  sid: {plugin: sid, corpus: speech}\n",
+                   extra=f"finetune:\n  ft: {finetune}\n")
+    assert main(["plan", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_alpha_outside_0_1_is_planned_and_logged_as_extrapolation(tmp_path, capsys, caplog):
     path = _recipe(tmp_path, "  speech: {plugin: synthetic}\n", "  sid: {plugin: sid, corpus: speech}\n",
                    extra="finetune:\n  ft: {plugin: supervised, task: sid, corpus: speech}\n"
