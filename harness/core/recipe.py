@@ -431,10 +431,12 @@ def _check_labels(entries: dict[str, dict[str, Entry]], plugins: PluginManager, 
 
 
 def _task_specs(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str, dict[str, Any]]]:
-    """(path, task name, task parameters) of every mapping in ``value`` that names a ``task``."""
+    """(path, task name, task parameters) of every mapping in ``value`` that names a ``task`` with its
+    ``task_params`` (the shape :func:`harness.api.resolve_task` takes; other plugins' fields named
+    ``task`` are left alone)."""
     if isinstance(value, dict):
-        if isinstance(value.get("task"), str):
-            yield path, value["task"], value.get("task_params") or {}
+        if isinstance(value.get("task"), str) and isinstance(value.get("task_params"), dict):
+            yield path, value["task"], value["task_params"]
         for key, inner in value.items():
             if key != "task_params":
                 yield from _task_specs(inner, path + (str(key),))
