@@ -448,26 +448,30 @@ def _task_specs(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, 
 def _check_tasks(entries: dict[str, dict[str, Entry]], plugins: PluginManager, loc: _Locator,
                  problems: list[RecipeError]) -> None:
     """A fine-tuning entry's ``task`` names a task or downstream plugin and its ``task_params`` are that
-    plugin's parameters: refused here rather than when the fine-tuning stage starts, perhaps hours in."""
-    tasks, downstreams = plugins.names("task"), plugins.names("downstream")
+    plugin's parameters: refused here rather than when the fine-tuning stage starts, perhaps hours in
+    (the first problem of each entry)."""
     for entry in entries["finetune"].values():
-        if entry.plugin == NONE_PLUGIN:
-            continue
-        for variant in entry.variants:
-            for where, name, task_params in _task_specs(variant.params.model_dump(), (entry.section, entry.name)):
-                if name not in tasks and name not in downstreams:
-                    choices = sorted(set(tasks) | set(downstreams))
-                    problems.append(loc.error(where + ("task",), f"there is no task named {name!r} (a task or "
-                                                                 f"downstream plugin){suggest(name, choices)}"))
-                    return
-                params_cls = plugins.get("task" if name in tasks else "downstream", name).cls.Params
-                try:
-                    validate_params(params_cls, task_params, ".".join(where + ("task_params",)))
-                except HarnessError as exc:
-                    message = str(exc)
-                    problems.append(loc.error(_error_key(message, where + ("task_params",)),
-                                              message.split(": ", 1)[-1].rstrip(".")))
-                    return
+        if entry.plugin != NONE_PLUGIN:
+            problem = _task_problem(entry, plugins, loc)
+            if problem is not None:
+                problems.append(problem)
+
+
+def _task_problem(entry: Entry, plugins: PluginManager, loc: _Locator) -> RecipeError | None:
+    tasks, downstreams = plugins.names("task"), plugins.names("downstream")
+    for variant in entry.variants:
+        for where, name, task_params in _task_specs(variant.params.model_dump(), (entry.section, entry.name)):
+            if name not in tasks and name not in downstreams:
+                choices = sorted(set(tasks) | set(downstreams))
+                return loc.error(where + ("task",), f"there is no task named {name!r} (a task or downstream "
+                                                    f"plugin){suggest(name, choices)}")
+            params_cls = plugins.get("task" if name in tasks else "downstream", name).cls.Params
+            try:
+                validate_params(params_cls, task_params, ".".join(where + ("task_params",)))
+            except HarnessError as exc:
+                message = str(exc)
+                return loc.error(_error_key(message, where + ("task_params",)), message.split(": ", 1)[-1].rstrip("."))
+    return None
 
 
 def _check_references(entries: dict[str, dict[str, Entry]], loc: _Locator, problems: list[RecipeError]) -> None:

@@ -70,6 +70,16 @@ def test_a_fine_tuning_tasks_name_and_parameters_are_checked_at_plan_time(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_every_fine_tuning_entry_with_a_bad_task_is_named_at_once(tmp_path, capsys):
+    path = _recipe(tmp_path, "  speech: {plugin: synthetic}\n", "  sid: {plugin: sid, corpus: speech}\n",
+                   extra="finetune:\n  a: {plugin: supervised, task: asrr, corpus: speech}\n"
+                         "  b: {plugin: supervised, task: pr, corpus: speech, task_params: {steps: 0}}\n")
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 problems in the recipe" in err and "finetune.a.task: there is no task named 'asrr'" in err
+    assert "finetune.b.task_params.steps: input should be greater than or equal to 1 (got 0)" in err
+
+
 def test_alpha_outside_0_1_is_planned_and_logged_as_extrapolation(tmp_path, capsys, caplog):
     path = _recipe(tmp_path, "  speech: {plugin: synthetic}\n", "  sid: {plugin: sid, corpus: speech}\n",
                    extra="finetune:\n  ft: {plugin: supervised, task: sid, corpus: speech}\n"
