@@ -61,7 +61,7 @@ from harness.models.featurizer import WeightedSum, layer_norm
 from harness.models.inference import effective_precision, extraction_precision
 from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
-from harness.training.specaug import spec_augment
+from harness.training.specaug import augmented
 
 log = logging.getLogger("harness.evaluation.probe")
 
@@ -94,10 +94,7 @@ class ProbeModel(nn.Module):
 
     def loss(self, raw: _Raw) -> torch.Tensor:
         batch = self.batch(raw)
-        if self.task.specaug is not None and self.training and batch.features is not None:
-            assert batch.lengths is not None
-            batch = replace(batch, features=spec_augment(batch.features, batch.lengths, self.task.specaug))
-        return self.task.loss(self.head, batch)
+        return self.task.loss(self.head, augmented(self.task, batch) if self.training else batch)
 
     def predict(self, raw: _Raw) -> list[dict[str, Any]]:
         return self.task.predict(self.head, self.batch(raw))

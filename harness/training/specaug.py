@@ -12,12 +12,23 @@ differs in any case) does not load against this torch, and s3prl is not a runtim
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
-from harness.core.interfaces import SpecAugSettings
+from harness.core.interfaces import Batch, SpecAugSettings, Task
 
-__all__ = ["SpecAugSettings", "spec_augment"]
+__all__ = ["SpecAugSettings", "augmented", "spec_augment"]
+
+
+def augmented(task: Task, batch: Batch) -> Batch:
+    """``batch`` with ``task``'s SpecAugment applied to its frame features (unchanged when the task has
+    none or the batch is pooled); callers use it while training only."""
+    if task.specaug is None or batch.features is None:
+        return batch
+    assert batch.lengths is not None, "frame features come with their lengths"
+    return replace(batch, features=spec_augment(batch.features, batch.lengths, task.specaug))
 
 
 def spec_augment(features: torch.Tensor, lengths: torch.Tensor, settings: SpecAugSettings) -> torch.Tensor:

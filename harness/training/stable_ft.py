@@ -33,7 +33,7 @@ from harness.data.batching import DynamicBatchSampler
 from harness.data.waveforms import AUTOTUNE_BUCKET_SECONDS, SAMPLE_RATE, WaveBatch, WaveformSet
 from harness.models.upstream_speed import compile_module
 from harness.training.loop import FitResult, fit
-from harness.training.specaug import spec_augment
+from harness.training.specaug import augmented
 from harness.training.stable_ft_params import StableFTParams, split_rows, train_config
 
 
@@ -129,10 +129,7 @@ def task_batch(out: UpstreamOutput, rows: list[dict[str, Any]]) -> Batch:
 def training_loss(task: Task, head: nn.Module, out: UpstreamOutput, rows: list[dict[str, Any]]) -> torch.Tensor:
     """The task's loss on :func:`task_batch`, after the task's SpecAugment when it has one (as s3prl's
     experts augment the upstream's features while fine-tuning, e.g. Speech-FT's TED-LIUM ASR)."""
-    batch = task_batch(out, rows)
-    if task.specaug is not None and batch.features is not None and batch.lengths is not None:
-        batch = replace(batch, features=spec_augment(batch.features, batch.lengths, task.specaug))
-    return task.loss(head, batch)
+    return task.loss(head, augmented(task, task_batch(out, rows)))
 
 
 def task_metrics_on_waveforms(
