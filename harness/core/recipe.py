@@ -458,14 +458,13 @@ def _check_tasks(entries: dict[str, dict[str, Entry]], plugins: PluginManager, l
 
 
 def _task_problem(entry: Entry, plugins: PluginManager, loc: _Locator) -> RecipeError | None:
-    tasks, downstreams = plugins.names("task"), plugins.names("downstream")
     for variant in entry.variants:
         for where, name, task_params in _task_specs(variant.params.model_dump(), (entry.section, entry.name)):
-            if name not in tasks and name not in downstreams:
-                choices = sorted(set(tasks) | set(downstreams))
+            kind = plugins.task_kind(name)
+            if kind is None:
                 return loc.error(where + ("task",), f"there is no task named {name!r} (a task or downstream "
-                                                    f"plugin){suggest(name, choices)}")
-            params_cls = plugins.get("task" if name in tasks else "downstream", name).cls.Params
+                                                    f"plugin){suggest(name, plugins.task_names())}")
+            params_cls = plugins.get(kind, name).cls.Params
             try:
                 validate_params(params_cls, task_params, ".".join(where + ("task_params",)))
             except HarnessError as exc:

@@ -161,6 +161,15 @@ class PluginManager:
     def create(self, kind: str, name: str) -> Plugin:
         return self.get(kind, name).cls()
 
+    def task_kind(self, name: str) -> str | None:
+        """The kind of plugin a fine-tuning ``task:`` name resolves to: a task plugin (looked up first),
+        else a downstream, whose task it trains; None when neither has the name."""
+        return next((kind for kind in ("task", "downstream") if name in self._plugins[kind]), None)
+
+    def task_names(self) -> list[str]:
+        """Every name a fine-tuning ``task:`` may take (task and downstream plugins)."""
+        return sorted(set(self._plugins["task"]) | set(self._plugins["downstream"]))
+
 
 def _rebuild_manager(modules: list[tuple[str, str, str]], entry_points: bool) -> PluginManager:
     return PluginManager([(importlib.import_module(name), o, v) for name, o, v in modules], entry_points)

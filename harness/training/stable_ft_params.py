@@ -120,16 +120,17 @@ def resolve_task(
     """The trainable task ``name`` on ``corpus``: a task plugin's (looked up first), else a downstream
     plugin's; ``task_params`` are that plugin's parameters."""
     plugins = ctx.plugins
-    if name in plugins.names("task"):
+    kind = plugins.task_kind(name)
+    if kind == "task":
         task_plugin = plugins.create("task", name)
         params = validate_params(task_plugin.Params, task_params, f"task_params of {name}")
         task = task_plugin.make_task(corpus, params, upstream.frame_shift)  # type: ignore[attr-defined]
-    elif name in plugins.names("downstream"):
+    elif kind == "downstream":
         downstream = plugins.create("downstream", name)
         params = validate_params(downstream.Params, task_params, f"task_params of {name}")
         task = downstream.make_task(corpus, params)  # type: ignore[attr-defined]
     else:
-        choices = sorted(set(plugins.names("task")) | set(plugins.names("downstream")))
+        choices = plugins.task_names()
         hint = suggest(name, choices)
         raise StageError(
             f"there is no task named {name!r}: name a task or downstream plugin "
